@@ -1,0 +1,46 @@
+# `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RAG_HOME ?= $(CURDIR)/.rag-home
+export RAG_HOME
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test test-fast lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+# torch first: the pinned version takes the local CPU build; an unpinned one pulls a multi-GB CUDA build
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/rag index sample_corpus --index demo
+	$(BIN)/rag search "How does reciprocal rank fusion combine dense and BM25 results?" --index demo -k 5
+
+test: install
+	$(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+test-fast: install
+	$(BIN)/python -m pytest tests/unit -q
+
+lint: install
+	$(BIN)/ruff check rag_cli tests bench scripts
+	$(BIN)/ruff format --check rag_cli tests bench scripts
+
+format: install
+	$(BIN)/ruff format rag_cli tests bench scripts
+	$(BIN)/ruff check --fix rag_cli tests bench scripts
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .rag-home .pytest_cache

@@ -1,0 +1,88 @@
+"""The Typer app and the one error boundary.
+
+Every command module registers itself on ``app``. :func:`main` runs the app and
+maps errors to exit codes and one clean line on stderr (see ``rag_cli.errors``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, RagError
+from .output import get_env
+
+app = typer.Typer(
+    name="rag",
+    help="Local-first retrieval-augmented question answering for the command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        get_env().out(f"rag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Local-first RAG: `rag index DIR`, then `rag search QUERY` or `rag ask QUESTION`."""
+
+
+def _register() -> None:
+    from . import index, indexes, search  # noqa: F401
+
+    for name in ("serve", "ask", "chat", "eval_cmd"):
+        try:
+            __import__(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (``rag`` calls ``sys.exit`` with it)."""
+    import click
+
+    _register()
+    env = get_env()
+    try:
+        app(args=argv, prog_name="rag", standalone_mode=False)
+        return 0
+    except RagError as exc:
+        env.err(f"rag: error: {exc}")
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        env.err("rag: interrupted")
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show(file=env.stderr)
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except KeyboardInterrupt:
+        env.err("rag: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of our stdout went away (`rag search x | head -1`): not an error
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""`rag search QUERY`: retrieval only (hybrid by default), for people and for scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import runtime
+from ..retrieve.fanout import SearchResult
+from .app import app
+from .common import ConfigOpt, IndexOpt, JsonOpt, KOpt, ModeOpt, TimeoutOpt, WorkersOpt, settings_from
+from .output import Env, get_env, rel
+
+
+def snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def render_timings(env: Env, result: SearchResult, extra: dict[str, float] | None = None) -> None:
+    parts = [f"{k}={v:.1f}ms" for k, v in result.timings.items()]
+    pool = runtime.pool()
+    parts.append(f"loop_lag_max={runtime.loop_lag.max_ms:.1f}ms")
+    parts.append(f"pool_max_queued={pool.max_queued}")
+    for k, v in (extra or {}).items():
+        parts.append(f"{k}={v:.1f}ms")
+    env.err("timings: " + " ".join(parts))
+
+
+def render_degraded(env: Env, result: SearchResult) -> None:
+    for d in result.degraded:
+        env.warn(f"source {d.source} degraded: {d.reason}")
+
+
+def render_hits(env: Env, result: SearchResult) -> None:
+    if env.stdout_tty:
+        from rich.table import Table
+
+        table = Table(show_header=True, header_style="bold", expand=True)
+        table.add_column("#", justify="right", width=3)
+        table.add_column("score", justify="right", width=7)
+        table.add_column("where", overflow="fold", ratio=2)
+        table.add_column("passage", overflow="fold", ratio=5)
+        for i, h in enumerate(result.hits, start=1):
+            where = h.url or rel(h.location)
+            head = " > ".join(h.heading)
+            table.add_row(str(i), f"{h.score:.3f}", where + (f"\n{head}" if head else ""), snippet(h.text, 240))
+        env.console("stdout").print(table)
+        return
+    for i, h in enumerate(result.hits, start=1):
+        where = h.url or rel(h.location)
+        head = f" [{' > '.join(h.heading)}]" if h.heading else ""
+        env.out(f"{i}. {where}{head} ({h.score:.3f}, {h.source})")
+        env.out(f"   {snippet(h.text)}")
+
+
+@app.command("search")
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="What to look for ('-' reads it from stdin).", show_default=False)],
+    index: IndexOpt = None,
+    k: KOpt = None,
+    mode: ModeOpt = None,
+    json_out: JsonOpt = False,
+    files: Annotated[bool, typer.Option("--files", help="Print unique file paths only, one a line.")] = False,
+    timings: Annotated[bool, typer.Option("--timings", help="Print per-source timings on stderr.")] = False,
+    timeout: TimeoutOpt = None,
+    workers: WorkersOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Search the index (and configured remote sources) without generating an answer."""
+    from ..errors import UsageError
+    from ..retrieve.service import Retrieval
+
+    env = get_env()
+    if query == "-":
+        query = env.stdin.read().strip()
+    if not query.strip():
+        raise UsageError("the query is empty")
+    settings = settings_from(config, index=index, retrieve_k=k, retrieve_mode=mode, retrieve_timeout=timeout, workers=workers)
+
+    async def go() -> SearchResult:
+        async with Retrieval(settings) as r:
+            await r.prepare()
+            runtime.loop_lag.reset()  # report the lag of the query, not of start-up
+            return await r.search(query)
+
+    result = runtime.run(go(), workers=settings.effective_workers())
+    render_degraded(env, result)
+    if json_out:
+        out = result.to_dict()
+        out["timings"] = result.timings
+        env.json(out)
+    elif files:
+        seen: list[str] = []
+        for h in result.hits:
+            p = h.path or h.url
+            if p and p not in seen:
+                seen.append(p)
+                env.out(p)
+    else:
+        if not result.hits:
+            env.err("no results")
+        render_hits(env, result)
+    if timings:
+        render_timings(env, result)

@@ -1,0 +1,237 @@
+"""Settings, built once at the edge and passed inward.
+
+Precedence, highest first: command-line flag > ``RAG_*`` environment variable >
+``./rag.toml`` > the user config file (``<user config dir>/rag/rag.toml``) > default.
+``--config FILE`` replaces both file look-ups.
+
+A ``rag.toml`` uses sections whose keys map to flat settings (``[chunk] max_tokens``
+is ``chunk_max_tokens``, env ``RAG_CHUNK_MAX_TOKENS``)::
+
+    index = "default"
+    workers = 2
+
+    [embed]
+    model = "/path/to/sentence-transformers/model"   # default: the packaged all-MiniLM-L6-v2
+    batch_size = 64
+
+    [chunk]
+    max_tokens = 200
+    overlap = 32
+
+    [retrieve]
+    mode = "hybrid"
+    k = 10
+    timeout = 2.0
+    weights = { dense = 1.0, bm25 = 1.0 }
+
+    [[sources]]          # remote sources, see README
+    name = "wiki"
+    type = "http"
+    url = "https://kb.example/search?q={query}&n={k}"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import ConfigError
+
+
+def _user_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("rag", appauthor=False))
+
+
+def user_config_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("rag", appauthor=False))
+
+
+def user_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("rag", appauthor=False))
+
+
+@dataclass
+class Settings:
+    """Every tunable of rag with its default. See the module docstring for precedence."""
+
+    home: Path = field(default_factory=_user_data_dir)
+    index: str = "default"
+    workers: int = 0  # 0: one per core
+    embed_backend: str = "sentence-transformers"
+    embed_model: str = ""  # "": the packaged all-MiniLM-L6-v2
+    embed_batch_size: int = 32
+    embed_device: str = "cpu"
+    chunk_max_tokens: int = 200
+    chunk_overlap: int = 32
+    index_max_file_mb: float = 20.0
+    index_queue_files: int = 64
+    index_checkpoint_seconds: float = 30.0
+    index_lock_wait: float = 10.0
+    retrieve_mode: str = "hybrid"
+    retrieve_k: int = 10
+    retrieve_timeout: float = 2.0
+    retrieve_rrf_k: int = 60
+    retrieve_weights: dict[str, float] = field(default_factory=dict)
+    retrieve_breaker_failures: int = 3
+    retrieve_breaker_cooldown: float = 30.0
+    retrieve_max_body_mb: float = 8.0
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    llm_backend: str = "local"
+    llm_fallback: list[str] = field(default_factory=lambda: ["none"])
+    llm_model: str = ""
+    llm_base_url: str = "http://127.0.0.1:8080/v1"
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    llm_max_tokens: int = 256
+    llm_temperature: float = 0.1
+    llm_context_tokens: int = 4096
+    llm_connect_timeout: float = 5.0
+    llm_first_token_timeout: float = 60.0
+    llm_total_timeout: float = 300.0
+    answer_min_score: float = 0.0
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8008
+    serve_token: str = ""
+    serve_max_body_kb: int = 64
+    serve_max_query_chars: int = 2000
+    serve_max_k: int = 100
+    serve_max_inflight: int = 256
+    config_files: list[str] = field(default_factory=list)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "indexes" / self.index
+
+    def effective_workers(self) -> int:
+        from .runtime import default_workers
+
+        return self.workers if self.workers > 0 else default_workers()
+
+
+_HINTS: dict[str, Any] | None = None
+
+
+def _hints() -> dict[str, Any]:
+    global _HINTS
+    if _HINTS is None:
+        _HINTS = get_type_hints(Settings)
+    return _HINTS
+
+
+def _coerce(name: str, value: Any) -> Any:
+    hint = _hints()[name]
+    origin = getattr(hint, "__origin__", hint)
+    try:
+        if hint is Path:
+            return Path(os.path.expanduser(str(value)))
+        if hint is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(value)
+        if hint in (int, float, str):
+            return hint(value)
+        if origin is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise TypeError("expected a list")
+            return value
+        if origin is dict:
+            if isinstance(value, str):
+                out = {}
+                for part in value.split(","):
+                    if part.strip():
+                        k, _, v = part.partition("=")
+                        out[k.strip()] = float(v)
+                return out
+            if not isinstance(value, dict):
+                raise TypeError("expected a table")
+            return {k: float(v) for k, v in value.items()}
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot use {value!r} ({exc})") from None
+    return value
+
+
+def _flatten(data: dict[str, Any], source: str) -> dict[str, Any]:
+    names = {f.name for f in fields(Settings)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "sources":
+            if not isinstance(value, list):
+                raise ConfigError(f"{source}: [[sources]] must be an array of tables")
+            out["sources"] = value
+        elif isinstance(value, dict) and key not in names:
+            for sub, subval in value.items():
+                flat = f"{key}_{sub}"
+                if flat not in names:
+                    raise ConfigError(f"{source}: unknown setting [{key}] {sub}")
+                out[flat] = subval
+        elif key in names:
+            out[key] = value
+        else:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def config_files(config: str | Path | None = None) -> list[Path]:
+    """The config files that apply, lowest precedence first."""
+    if config:
+        return [Path(config)]
+    env = os.environ.get("RAG_CONFIG")
+    if env:
+        return [Path(env)]
+    found = []
+    user = user_config_dir() / "rag.toml"
+    if user.is_file():
+        found.append(user)
+    local = Path.cwd() / "rag.toml"
+    if local.is_file():
+        found.append(local)
+    return found
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, files, environment and ``overrides`` (None is ignored)."""
+    values: dict[str, Any] = {}
+    files = config_files(config)
+    for path in files:
+        values.update(_flatten(read_toml(path), str(path)))
+    names = {f.name for f in fields(Settings)}
+    for name in names:
+        env = os.environ.get(f"RAG_{name.upper()}")
+        if env is not None and name not in ("sources", "config_files"):
+            values[name] = env
+    for name, value in overrides.items():
+        if value is not None:
+            if name not in names:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = value
+    coerced = {k: _coerce(k, v) for k, v in values.items() if k != "sources"}
+    settings = Settings(**coerced)
+    if "sources" in values:
+        settings.sources = values["sources"]
+    settings.config_files = [str(p) for p in files]
+    return settings
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})

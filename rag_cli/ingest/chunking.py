@@ -1,0 +1,210 @@
+"""Structure-aware chunking that fits the embedding model's token budget.
+
+Blocks (paragraphs, code blocks, pages) are packed greedily into chunks; a chunk
+never crosses a heading or page boundary. Each chunk's embedding text is
+``title > heading trail`` plus its body, and that whole text must fit
+``max_tokens`` as counted by the model's own tokenizer (without special tokens).
+
+A block bigger than the budget is split at sentence ends, then at word
+boundaries. When a section continues into a new chunk, the new chunk starts with
+up to ``overlap`` tokens of whole sentences taken from the end of the previous one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..types import Block, Chunk, Document
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+"""Counts tokens of each text, without special tokens."""
+
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
+
+
+def word_counter(texts: Sequence[str]) -> list[int]:
+    """A tokenizer-free counter (whitespace words); the test double for a real tokenizer."""
+    return [len(t.split()) for t in texts]
+
+
+@dataclass(frozen=True)
+class ChunkerConfig:
+    max_tokens: int = 200
+    overlap: int = 32
+
+    def fingerprint(self) -> dict[str, int]:
+        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "version": 2}
+
+
+@dataclass
+class _Piece:
+    text: str
+    tokens: int
+    start_line: int | None
+    end_line: int | None
+
+
+def _line_span(block: Block, text: str, offset: int) -> tuple[int | None, int | None]:
+    if block.start_line is None:
+        return None, None
+    start = block.start_line + block.text.count("\n", 0, offset)
+    end = start + text.count("\n")
+    if block.end_line is not None:
+        end = min(end, block.end_line)
+        start = min(start, end)
+    return start, end
+
+
+def _split_words(text: str, budget: int, count: TokenCounter) -> list[str]:
+    """Split ``text`` at word boundaries into parts of at most ``budget`` tokens."""
+    words = text.split(" ")
+    parts: list[str] = []
+    lo = 0
+    while lo < len(words):
+        # grow by doubling, then binary search the largest fitting span
+        n = 1
+        while lo + n < len(words) and count([" ".join(words[lo : lo + 2 * n])])[0] <= budget:
+            n *= 2
+        hi = min(len(words), lo + 2 * n)
+        best = n
+        a, b = n, hi - lo
+        while a <= b:
+            mid = (a + b) // 2
+            if count([" ".join(words[lo : lo + mid])])[0] <= budget:
+                best, a = mid, mid + 1
+            else:
+                b = mid - 1
+        if best == 1 and count([words[lo]])[0] > budget:
+            # a single enormous "word" (a minified line): cut by characters
+            w = words[lo]
+            step = max(1, budget * 2)
+            parts.extend(w[i : i + step] for i in range(0, len(w), step))
+            lo += 1
+            continue
+        parts.append(" ".join(words[lo : lo + best]))
+        lo += best
+    return [p for p in parts if p.strip()]
+
+
+def _split_block(block: Block, budget: int, count: TokenCounter, tokens: int) -> list[_Piece]:
+    if tokens <= budget:
+        s, e = block.start_line, block.end_line
+        return [_Piece(block.text, tokens, s, e)]
+    sentences: list[tuple[str, int]] = []
+    pos = 0
+    for m in _SENTENCE.finditer(block.text):
+        if m.start() > pos:
+            sentences.append((block.text[pos : m.start()], pos))
+        pos = m.end()
+    if pos < len(block.text):
+        sentences.append((block.text[pos:], pos))
+    counts = count([s for s, _ in sentences]) if sentences else []
+    pieces: list[_Piece] = []
+    cur: list[tuple[str, int]] = []
+    cur_tokens = 0
+
+    def close() -> None:
+        nonlocal cur, cur_tokens
+        if cur:
+            text = " ".join(s for s, _ in cur)
+            s, e = _line_span(block, block.text[cur[0][1] : cur[-1][1] + len(cur[-1][0])], cur[0][1])
+            pieces.append(_Piece(text, cur_tokens, s, e))
+        cur, cur_tokens = [], 0
+
+    for (sent, off), n in zip(sentences, counts, strict=True):
+        if n > budget:
+            close()
+            for part in _split_words(sent.replace("\n", " "), budget, count):
+                s, e = _line_span(block, sent, off)
+                pieces.append(_Piece(part, count([part])[0], s, e))
+            continue
+        if cur and cur_tokens + n > budget:
+            close()
+        cur.append((sent, off))
+        cur_tokens += n
+    close()
+    return pieces
+
+
+def _tail(text: str, overlap: int, count: TokenCounter) -> str:
+    """The last whole sentences of ``text`` that fit in ``overlap`` tokens."""
+    if overlap <= 0:
+        return ""
+    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
+    out: list[str] = []
+    total = 0
+    for sent in reversed(sentences[-8:]):
+        n = count([sent])[0]
+        if total + n > overlap:
+            break
+        out.insert(0, sent)
+        total += n
+    if len(out) == len(sentences):  # the whole previous chunk: no point repeating it
+        return ""
+    return " ".join(out)
+
+
+def chunk_document(doc: Document, count: TokenCounter, config: ChunkerConfig | None = None) -> list[Chunk]:
+    """Chunk ``doc`` so that every chunk's ``embedding_text()`` fits ``config.max_tokens``."""
+    cfg = config or ChunkerConfig()
+    groups: list[tuple[tuple[str, ...], int | None, list[Block]]] = []
+    for block in doc.blocks:
+        if groups and groups[-1][0] == block.heading and groups[-1][1] == block.page:
+            groups[-1][2].append(block)
+        else:
+            groups.append((block.heading, block.page, [block]))
+    prefixes = [Chunk(doc.path, "", doc.title, heading).embedding_text() for heading, _, _ in groups]
+    prefix_tokens = count(prefixes)
+    block_tokens = count([b.text for b in doc.blocks])
+    chunks: list[Chunk] = []
+    bi = 0
+    for (heading, page, blocks), ptoks in zip(groups, prefix_tokens, strict=True):
+        # +1 for the newline between prefix and body; keep at least a useful body budget
+        budget = max(16, cfg.max_tokens - ptoks - 1) if ptoks else cfg.max_tokens
+        overlap = min(cfg.overlap, budget // 4)
+        pieces: list[_Piece] = []
+        for block in blocks:
+            pieces.extend(_split_block(block, budget, count, block_tokens[bi]))
+            bi += 1
+        cur: list[_Piece] = []
+        cur_tokens = 0
+        carry = ""
+        carry_tokens = 0
+
+        def close() -> None:
+            nonlocal cur, cur_tokens, carry, carry_tokens
+            if not cur:
+                return
+            body = "\n\n".join(p.text for p in cur)
+            text = f"{carry}\n\n{body}" if carry else body
+            starts = [p.start_line for p in cur if p.start_line is not None]
+            ends = [p.end_line for p in cur if p.end_line is not None]
+            chunks.append(
+                Chunk(
+                    path=doc.path,
+                    text=text,
+                    title=doc.title,
+                    heading=heading,
+                    start_line=min(starts) if starts else None,
+                    end_line=max(ends) if ends else None,
+                    page=page,
+                    doc_id=doc.doc_id,
+                    ordinal=len(chunks),
+                )
+            )
+            carry = _tail(body, overlap, count)
+            carry_tokens = count([carry])[0] if carry else 0
+            cur, cur_tokens = [], 0
+
+        for piece in pieces:
+            # "\n\n" joins add no tokens for whitespace-splitting tokenizers
+            if cur and cur_tokens + piece.tokens + carry_tokens > budget:
+                close()
+            if not cur and carry_tokens + piece.tokens > budget:
+                carry, carry_tokens = "", 0
+            cur.append(piece)
+            cur_tokens += piece.tokens
+        close()
+    return chunks

@@ -1,0 +1,483 @@
+"""Loaders: bytes of a file in, :class:`Document` objects out.
+
+One function per format, registered by file extension in ``LOADERS``. A loader
+raises :class:`SkipFile` with a short reason for input it cannot use (binary,
+undecodable, empty, malformed); the pipeline reports it and moves on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+
+from ..types import Block, Document
+
+
+class SkipFile(Exception):
+    """The file cannot be indexed; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Loader = Callable[[str, bytes], list[Document]]
+
+CODE_EXTENSIONS = {
+    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
+    ".ts": "typescript", ".tsx": "typescript", ".jsx": "javascript", ".go": "go", ".rs": "rust",
+    ".java": "java", ".kt": "kotlin", ".scala": "scala", ".c": "c", ".h": "c", ".cc": "cpp",
+    ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp", ".rb": "ruby", ".php": "php", ".swift": "swift",
+    ".sh": "shell", ".bash": "shell", ".zsh": "shell", ".sql": "sql", ".r": "r", ".lua": "lua",
+    ".pl": "perl", ".hs": "haskell", ".ex": "elixir", ".exs": "elixir", ".erl": "erlang",
+    ".clj": "clojure", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".ini": "ini", ".cfg": "ini",
+}  # fmt: skip
+
+
+def decode_text(data: bytes) -> str:
+    """Decode ``data`` as text: UTF-8 (BOM optional) or BOM-marked UTF-16/32.
+
+    Raises SkipFile for binary data (NUL bytes) and undecodable bytes.
+    """
+    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        codec = "utf-32"
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        codec = "utf-16"
+    else:
+        codec = "utf-8-sig"
+        if b"\x00" in data[:8192]:
+            raise SkipFile("binary file (NUL bytes)")
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise SkipFile(f"undecodable: not valid {codec.replace('-sig', '')} at byte {exc.start}") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    control = sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\n\t\f\v")
+    if control > 0.1 * min(len(text), 4096):
+        raise SkipFile("binary file (control characters)")
+    return text
+
+
+def _require_text(blocks: list[Block]) -> list[Block]:
+    kept = [b for b in blocks if b.text.strip()]
+    if not kept:
+        raise SkipFile("empty: no text")
+    return kept
+
+
+def _paragraphs(lines: list[str], first_line: int, heading: tuple[str, ...], page: int | None = None) -> list[Block]:
+    """Split ``lines`` at blank lines into blocks; ``first_line`` is the 1-based number of lines[0]."""
+    out: list[Block] = []
+    start: int | None = None
+    buf: list[str] = []
+    for i, line in enumerate(lines):
+        if line.strip():
+            if start is None:
+                start = i
+            buf.append(line.rstrip())
+        elif buf:
+            out.append(Block("\n".join(buf), heading, first_line + start, first_line + i - 1, page))  # type: ignore[operator]
+            buf, start = [], None
+    if buf and start is not None:
+        out.append(Block("\n".join(buf), heading, first_line + start, first_line + len(lines) - 1, page))
+    return out
+
+
+def _stem_title(path: str) -> str:
+    return Path(path).stem.replace("_", " ").replace("-", " ").strip()
+
+
+_ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def load_markdown(path: str, data: bytes) -> list[Document]:
+    text = decode_text(data)
+    lines = text.split("\n")
+    i = 0
+    if lines and lines[0].strip() == "---":  # front matter
+        for j in range(1, min(len(lines), 200)):
+            if lines[j].strip() in ("---", "..."):
+                i = j + 1
+                break
+    trail: list[tuple[int, str]] = []
+    blocks: list[Block] = []
+    para: list[str] = []
+    para_start = 0
+    title = ""
+
+    def heading() -> tuple[str, ...]:
+        return tuple(t for _, t in trail)
+
+    def flush(end: int) -> None:
+        nonlocal para
+        if para:
+            blocks.append(Block("\n".join(para), heading(), para_start + 1, end))
+            para = []
+
+    def set_heading(level: int, name: str) -> None:
+        nonlocal title
+        while trail and trail[-1][0] >= level:
+            trail.pop()
+        trail.append((level, name))
+        if level == 1 and not title:
+            title = name
+
+    while i < len(lines):
+        line = lines[i]
+        fence = _FENCE.match(line)
+        if fence:
+            flush(i)
+            marker = fence.group(1)
+            start = i
+            i += 1
+            while i < len(lines) and not lines[i].strip().startswith(marker):
+                i += 1
+            body = "\n".join(lines[start : i + 1])
+            blocks.append(Block(body, heading(), start + 1, min(i + 1, len(lines))))
+            i += 1
+            continue
+        m = _ATX.match(line)
+        if m:
+            flush(i)
+            set_heading(len(m.group(1)), m.group(2).strip())
+            i += 1
+            continue
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if line.strip() and not para and re.fullmatch(r"\s*(=+|-+)\s*", nxt) and len(nxt.strip()) >= 2:
+            set_heading(1 if nxt.strip()[0] == "=" else 2, line.strip())
+            i += 2
+            continue
+        if line.strip():
+            if not para:
+                para_start = i
+            para.append(line.rstrip())
+        else:
+            flush(i)
+        i += 1
+    flush(len(lines))
+    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="markdown")]
+
+
+_RST_ADORN = re.compile(r"""^([=\-~^"'`#*+:.!$%&,/;<>?@\\_|])\1{2,}\s*$""")
+
+
+def load_rst(path: str, data: bytes) -> list[Document]:
+    text = decode_text(data)
+    lines = text.split("\n")
+    styles: list[tuple[str, bool]] = []
+    trail: list[tuple[int, str]] = []
+    blocks: list[Block] = []
+    para: list[str] = []
+    para_start = 0
+    title = ""
+
+    def flush(end: int) -> None:
+        nonlocal para
+        if para:
+            blocks.append(Block("\n".join(para), tuple(t for _, t in trail), para_start + 1, end))
+            para = []
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        over = _RST_ADORN.match(line)
+        # overline + title + underline
+        if over and i + 2 < len(lines) and lines[i + 1].strip() and _RST_ADORN.match(lines[i + 2]):
+            name, style = lines[i + 1].strip(), (line.strip()[0], True)
+            step = 3
+        elif (
+            line.strip()
+            and not para
+            and i + 1 < len(lines)
+            and _RST_ADORN.match(lines[i + 1])
+            and len(lines[i + 1].rstrip()) >= len(line.rstrip())
+        ):
+            name, style, step = line.strip(), (lines[i + 1].strip()[0], False), 2
+        else:
+            name = ""
+            step = 0
+        if name:
+            flush(i)
+            if style not in styles:
+                styles.append(style)
+            level = styles.index(style) + 1
+            while trail and trail[-1][0] >= level:
+                trail.pop()
+            trail.append((level, name))
+            if not title:
+                title = name
+            i += step
+            continue
+        if line.strip().startswith("..") and not line.strip().startswith(".. code") and "::" not in line:
+            # comments and targets carry no prose
+            flush(i)
+            i += 1
+            continue
+        if line.strip():
+            if not para:
+                para_start = i
+            para.append(line.rstrip())
+        else:
+            flush(i)
+        i += 1
+    flush(len(lines))
+    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="rst")]
+
+
+def load_text(path: str, data: bytes) -> list[Document]:
+    text = decode_text(data)
+    lines = text.split("\n")
+    blocks = _paragraphs(lines, 1, ())
+    title = next((ln.strip() for ln in lines if ln.strip()), "")[:120]
+    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="text")]
+
+
+_DEF = re.compile(
+    r"^(?:@|(?:async\s+)?def\s|class\s|function\s|func\s|fn\s|pub\s|impl\s|struct\s|enum\s|trait\s|"
+    r"interface\s|type\s|export\s|public\s|private\s|protected\s|static\s|module\s|package\s|const\s|let\s|var\s)"
+)
+_NAME = re.compile(r"(?:def|class|function|func|fn|struct|enum|trait|interface|type|impl|module)\s+([A-Za-z_][\w.]*)")
+
+
+def load_code(path: str, data: bytes) -> list[Document]:
+    """Source code: split at top-level definitions; each block's heading names the definition."""
+    text = decode_text(data)
+    lines = text.split("\n")
+    blocks: list[Block] = []
+    start = 0
+    in_decorator = False
+
+    def emit(s: int, e: int) -> None:
+        body = "\n".join(lines[s:e]).strip("\n")
+        if not body.strip():
+            return
+        m = _NAME.search(body)
+        head = (m.group(0),) if m else ()
+        # keep paragraphs inside long top-level blocks apart so the chunker can split them
+        for b in _paragraphs(lines[s:e], s + 1, head):
+            blocks.append(b)
+
+    for i, line in enumerate(lines):
+        if i > start and line and not line[0].isspace() and _DEF.match(line) and not in_decorator:
+            emit(start, i)
+            start = i
+        in_decorator = line.startswith("@")
+    emit(start, len(lines))
+    lang = CODE_EXTENSIONS.get(Path(path).suffix.lower(), "code")
+    return [Document(path, Path(path).name, _require_text(blocks), kind=f"code:{lang}")]
+
+
+class _HTMLText(HTMLParser):
+    SKIP = {"script", "style", "noscript", "template", "svg", "head", "iframe", "object", "nav"}
+    BLOCK = {
+        "p", "div", "li", "ul", "ol", "pre", "section", "article", "main", "header", "footer", "nav", "aside",
+        "blockquote", "table", "tr", "td", "th", "dd", "dt", "dl", "br", "hr", "figure", "figcaption", "form",
+        "h1", "h2", "h3", "h4", "h5", "h6", "details", "summary", "body", "html",
+    }  # fmt: skip
+    VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.skip_depth = 0
+        self.skip_stack: list[str] = []
+        self.in_title = False
+        self.title = ""
+        self.buf: list[str] = []
+        self.buf_line = 0
+        self.blocks: list[Block] = []
+        self.trail: list[tuple[int, str]] = []
+        self.heading_level = 0
+        self.heading_buf: list[str] = []
+        self.pre = 0
+
+    def flush(self) -> None:
+        text = "".join(self.buf)
+        if not self.pre:
+            text = re.sub(r"[ \t\r\f\v]+", " ", text)
+            text = "\n".join(ln.strip() for ln in text.split("\n"))
+            text = re.sub(r"\n{2,}", "\n", text).strip()
+        if text.strip():
+            line = self.getpos()[0]
+            self.blocks.append(Block(text, tuple(t for _, t in self.trail), self.buf_line or line, line))
+        self.buf = []
+        self.buf_line = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skip_stack.append(tag)
+            return
+        if tag == "title":
+            self.in_title = True
+            return
+        if self.skip_stack:
+            return
+        if tag in self.BLOCK:
+            self.flush()
+        if tag == "pre":
+            self.pre += 1
+        if len(tag) == 2 and tag[0] == "h" and tag[1] in "123456":
+            self.heading_level = int(tag[1])
+            self.heading_buf = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self.in_title = False
+            return
+        if self.skip_stack:
+            if tag in self.SKIP and tag in self.skip_stack:
+                while self.skip_stack and self.skip_stack.pop() != tag:
+                    pass
+            return
+        if tag == "pre" and self.pre:
+            self.flush()
+            self.pre -= 1
+            return
+        if self.heading_level and tag == f"h{self.heading_level}":
+            name = re.sub(r"\s+", " ", "".join(self.heading_buf)).strip()
+            level = self.heading_level
+            self.heading_level = 0
+            self.buf = []
+            if name:
+                while self.trail and self.trail[-1][0] >= level:
+                    self.trail.pop()
+                self.trail.append((level, name))
+            return
+        if tag in self.BLOCK:
+            self.flush()
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "hr") and not self.skip_stack:
+            self.buf.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title += data
+            return
+        if self.skip_stack:
+            return
+        if self.heading_level:
+            self.heading_buf.append(data)
+            return
+        if not self.buf and data.strip():
+            self.buf_line = self.getpos()[0]
+        self.buf.append(data)
+
+
+def load_html(path: str, data: bytes) -> list[Document]:
+    text = decode_text(data)
+    parser = _HTMLText()
+    try:
+        parser.feed(text)
+        parser.close()
+    except Exception as exc:  # html.parser is lenient; anything it raises means malformed beyond repair
+        raise SkipFile(f"malformed HTML: {exc}") from None
+    parser.flush()
+    title = re.sub(r"\s+", " ", parser.title).strip()
+    blocks = parser.blocks
+    if not title and parser.trail:
+        title = parser.trail[0][1]
+    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="html")]
+
+
+def load_pdf(path: str, data: bytes) -> list[Document]:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PyPdfError
+    except ImportError:  # pragma: no cover - pypdf is a dependency
+        raise SkipFile("pdf support needs pypdf") from None
+    import logging
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    if not data.lstrip()[:5].startswith(b"%PDF"):
+        raise SkipFile("malformed PDF: no %PDF header")
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            raise SkipFile("encrypted PDF")
+        meta_title = ""
+        try:
+            if reader.metadata and reader.metadata.title:
+                meta_title = str(reader.metadata.title).strip()
+        except Exception:
+            meta_title = ""
+        blocks: list[Block] = []
+        for pageno, page in enumerate(reader.pages, start=1):
+            text = page.extract_text() or ""
+            text = text.replace("\x00", "")
+            lines = text.replace("\r", "\n").split("\n")
+            blocks.extend(_paragraphs(lines, 1, (), page=pageno))
+    except SkipFile:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OSError) as exc:
+        raise SkipFile(f"malformed PDF: {type(exc).__name__}: {str(exc)[:80]}") from None
+    if not blocks:
+        raise SkipFile("empty: PDF has no extractable text")
+    title = meta_title or next((b.text.split("\n")[0] for b in blocks), "")[:120]
+    return [Document(path, title or _stem_title(path), blocks, kind="pdf")]
+
+
+def load_jsonl(path: str, data: bytes) -> list[Document]:
+    """BEIR-style documents: one JSON object a line with ``_id``, ``title`` and ``text``."""
+    text = decode_text(data)
+    docs: list[Document] = []
+    bad = 0
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if not isinstance(obj, dict) or "text" not in obj:
+            bad += 1
+            continue
+        body = str(obj.get("text") or "").strip()
+        title = str(obj.get("title") or "").strip()
+        doc_id = str(obj.get("_id", obj.get("id", lineno)))
+        if not body and not title:
+            continue
+        paras = [p for p in re.split(r"\n\s*\n", body) if p.strip()] or [title]
+        blocks = [Block(p.strip(), (), lineno, lineno) for p in paras]
+        docs.append(Document(path, title or doc_id, blocks, kind="jsonl", doc_id=doc_id))
+    if not docs:
+        raise SkipFile("malformed JSONL: no document with a 'text' field" if bad else "empty: no documents")
+    return docs
+
+
+LOADERS: dict[str, Loader] = {
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".mdx": load_markdown,
+    ".txt": load_text,
+    ".text": load_text,
+    ".rst": load_rst,
+    ".html": load_html,
+    ".htm": load_html,
+    ".xhtml": load_html,
+    ".pdf": load_pdf,
+    ".jsonl": load_jsonl,
+    **{ext: load_code for ext in CODE_EXTENSIONS},
+}
+
+
+def register_loader(extension: str, loader: Loader) -> None:
+    """Register ``loader`` for files ending in ``extension`` (with the dot)."""
+    LOADERS[extension.lower()] = loader
+
+
+def loader_for(path: str | Path) -> Loader | None:
+    return LOADERS.get(Path(path).suffix.lower())
+
+
+def load_bytes(path: str, data: bytes) -> list[Document]:
+    """Load ``data`` read from ``path`` with the loader for its extension (text if none)."""
+    loader = loader_for(path) or load_text
+    return loader(path, data)

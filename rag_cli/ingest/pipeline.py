@@ -1,0 +1,280 @@
+"""The index pipeline: walk, load and chunk (producer) -> embed -> write (consumer).
+
+Producer and consumer are tasks on the event loop joined by a bounded
+``asyncio.Queue``, so memory stays flat however large the corpus: at most
+``index_queue_files`` loaded files wait for the embedder. Every blocking step
+(stat, read, parse, tokenize, embed, SQLite, FAISS) runs on the runtime pool.
+Files are embedded in groups of a few hundred chunks so the model sees full,
+length-sorted batches. A checkpoint commits a new generation every
+``index_checkpoint_seconds``, so a killed run loses at most that much work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import runtime
+from ..config import Settings
+from ..embed.base import Embedder
+from ..store.writer import FileState, IndexWriter
+from ..types import Chunk
+from .chunking import ChunkerConfig, chunk_document
+from .loaders import SkipFile, load_bytes
+from .walk import Found, walk
+
+EMBED_GROUP = 256  # chunks handed to one embed call (sorted by length inside it)
+
+
+@dataclass
+class IndexReport:
+    index: str
+    files_seen: int = 0
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_added / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "files": {
+                "seen": self.files_seen,
+                "indexed": self.files_indexed,
+                "unchanged": self.files_unchanged,
+                "removed": self.files_removed,
+                "skipped": len(self.skipped),
+            },
+            "skipped": self.skipped,
+            "chunks": {"added": self.chunks_added, "removed": self.chunks_removed},
+            "seconds": round(self.seconds, 3),
+            "chunks_per_s": round(self.chunks_per_s, 1),
+        }
+
+
+class Progress:
+    """Receives progress events; the CLI renders them. All methods are optional no-ops."""
+
+    def start(self, files: int) -> None: ...
+    def file_done(self, path: str) -> None: ...
+    def chunks_queued(self, n: int) -> None: ...
+    def chunks_done(self, n: int) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+@dataclass
+class _Prepared:
+    found: Found
+    size: int
+    mtime_ns: int
+    digest: str
+    kind: str
+    chunks: list[Chunk]
+
+
+@dataclass
+class _Skip:
+    found: Found
+    reason: str
+
+
+@dataclass
+class _Same:
+    found: Found
+    size: int
+    mtime_ns: int
+
+
+
+def fingerprint(embedder: Embedder, chunker: ChunkerConfig) -> dict[str, Any]:
+    return {"embedder": embedder.fingerprint(), "chunker": chunker.fingerprint()}
+
+
+def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
+    max_tokens = min(settings.chunk_max_tokens, embedder.max_tokens)
+    return ChunkerConfig(max_tokens=max_tokens, overlap=min(settings.chunk_overlap, max_tokens // 2))
+
+
+def _prepare(found: Found, state: FileState | None, max_bytes: int, rebuild: bool,
+             count: Callable[[list[str]], list[int]], cfg: ChunkerConfig) -> _Prepared | _Skip | _Same:  # fmt: skip
+    path = found.path
+    try:
+        st = path.stat()
+        if st.st_size > max_bytes:
+            return _Skip(found, f"too large: {st.st_size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit")
+        if st.st_size == 0:
+            return _Skip(found, "empty file")
+        if state and not rebuild and state.size == st.st_size and state.mtime_ns == st.st_mtime_ns:
+            return _Same(found, st.st_size, st.st_mtime_ns)
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except PermissionError:
+        return _Skip(found, "unreadable: permission denied")
+    except OSError as exc:
+        return _Skip(found, f"unreadable: {exc.strerror or exc}")
+    if len(data) > max_bytes:
+        return _Skip(found, "too large")
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if state and not rebuild and state.hash == digest:
+        return _Same(found, st.st_size, st.st_mtime_ns)
+    try:
+        docs = load_bytes(str(path), data)
+    except SkipFile as exc:
+        return _Skip(found, exc.reason)
+    except RecursionError:
+        return _Skip(found, "malformed: nesting too deep")
+    chunks: list[Chunk] = []
+    for doc in docs:
+        for ch in chunk_document(doc, count, cfg):
+            ch.ordinal = len(chunks)
+            chunks.append(ch)
+    if not chunks:
+        return _Skip(found, "empty: no text")
+    return _Prepared(found, st.st_size, st.st_mtime_ns, digest, docs[0].kind, chunks)
+
+
+async def index_paths(
+    paths: list[str | Path],
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+) -> IndexReport:
+    """Bring the index named in ``settings`` up to date with ``paths``."""
+    prog = progress or Progress()
+    t0 = time.perf_counter()
+    report = IndexReport(index=settings.index)
+    found: list[Found] = await runtime.run_blocking(lambda: list(walk(paths)), stage="walk")
+    dir_roots = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
+    cfg = chunker_config(settings, embedder)
+    writer = IndexWriter(
+        settings.index_dir,
+        fingerprint(embedder, cfg),
+        dim=embedder.dim,
+        rebuild=rebuild,
+        lock_wait=settings.index_lock_wait,
+        on_wait=prog.warn,
+    )
+    await runtime.run_blocking(writer.__enter__)
+    ok = False
+    try:
+        await _run(writer, found, dir_roots, settings, embedder, cfg, rebuild, prog, report)
+        ok = True
+    finally:
+        if ok:
+            await runtime.run_blocking(writer.__exit__, None, None, None)
+        else:
+            await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], settings: Settings,
+               embedder: Embedder, cfg: ChunkerConfig, rebuild: bool, prog: Progress,
+               report: IndexReport) -> None:  # fmt: skip
+    states = await runtime.run_blocking(writer.file_states)
+    seen = {str(f.path) for f in found}
+    report.files_seen = len(found)
+    prog.start(len(found))
+
+    # files under the walked folders that are gone (or newly ignored) leave the index
+    def gone(path: str) -> bool:
+        p = Path(path)
+        return path not in seen and (rebuild or any(r == p or r in p.parents for r in dir_roots) or not p.exists())
+
+    for path in [p for p in states if gone(p)]:
+        if rebuild:
+            continue
+        report.chunks_removed += await runtime.run_blocking(writer.remove_file, path)
+        report.files_removed += 1
+
+    max_bytes = int(settings.index_max_file_mb * 1e6)
+    queue: asyncio.Queue[_Prepared | None] = asyncio.Queue(maxsize=max(1, settings.index_queue_files))
+    count = embedder.count_tokens
+
+    async def produce() -> None:
+        try:
+            for f in found:
+                item = await runtime.run_blocking(
+                    _prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, stage="load"
+                )
+                if isinstance(item, _Prepared):
+                    prog.chunks_queued(len(item.chunks))
+                    await queue.put(item)
+                    continue
+                state = states.get(str(f.path))
+                if isinstance(item, _Same):
+                    report.files_unchanged += 1
+                    if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
+                        await runtime.run_blocking(writer.touch_file, state, item.size, item.mtime_ns)
+                else:
+                    report.skipped.append({"path": str(f.path), "reason": item.reason})
+                    prog.warn(f"skipped {f.path}: {item.reason}")
+                    if state is not None and not rebuild:
+                        report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
+                prog.file_done(str(f.path))
+        finally:
+            await queue.put(None)
+
+    async def consume() -> None:
+        last_checkpoint = time.monotonic()
+        done = False
+        while not done:
+            group: list[_Prepared] = []
+            n = 0
+            item = await queue.get()
+            if item is None:
+                break
+            group.append(item)
+            n += len(item.chunks)
+            while n < EMBED_GROUP:
+                try:
+                    nxt = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                if nxt is None:
+                    done = True
+                    break
+                group.append(nxt)
+                n += len(nxt.chunks)
+            texts = [c.embedding_text() for p in group for c in p.chunks]
+            t = time.perf_counter()
+            vecs = await runtime.run_blocking(embedder.embed, texts, stage="embed")
+            report.embed_seconds += time.perf_counter() - t
+            offset = 0
+            for p in group:
+                k = len(p.chunks)
+                removed = await runtime.run_blocking(
+                    writer.add_file, str(p.found.path), p.size, p.mtime_ns, p.digest, p.kind, p.chunks,
+                    vecs[offset : offset + k],
+                )  # fmt: skip
+                offset += k
+                report.files_indexed += 1
+                report.chunks_added += k
+                report.chunks_removed += removed
+                prog.file_done(str(p.found.path))
+            prog.chunks_done(n)
+            if time.monotonic() - last_checkpoint >= settings.index_checkpoint_seconds:
+                await runtime.run_blocking(writer.checkpoint, stage="checkpoint")
+                last_checkpoint = time.monotonic()
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(produce())
+        tg.create_task(consume())
+
+

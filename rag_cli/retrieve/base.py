@@ -1,0 +1,71 @@
+"""The Source protocol and its registry.
+
+A source answers ``search(query, k, deadline)`` with hits, best first. It may
+use a shared :class:`QueryContext` (the query embedding is computed once per
+query and shared by every dense source). It raises
+:class:`~rag_cli.errors.SourceError` (or anything else) to fail; the fan-out
+turns failures and timeouts into visible degradations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import ConfigError
+from ..types import Hit
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+
+@dataclass
+class QueryContext:
+    """Per-query shared state: the text, and lazily computed, shared work (the embedding)."""
+
+    query: str
+    k: int
+    _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+
+    def shared(self, key: str, factory: Callable[[], Any]) -> asyncio.Task[Any]:
+        """One task per ``key`` for this query, created by the first caller."""
+        task = self._tasks.get(key)
+        if task is None:
+            task = asyncio.ensure_future(factory())
+            self._tasks[key] = task
+        return task
+
+    def cancel(self) -> None:
+        for t in self._tasks.values():
+            t.cancel()
+
+
+@runtime_checkable
+class Source(Protocol):
+    name: str
+    kind: str
+    weight: float
+    timeout: float | None
+
+    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]: ...
+
+
+SourceFactory = Callable[[dict[str, Any], "Settings", Any], Source]
+_REGISTRY: dict[str, SourceFactory] = {}
+
+
+def register(kind: str, factory: SourceFactory) -> None:
+    """Register a source type usable as ``type = KIND`` in ``[[sources]]``."""
+    _REGISTRY[kind] = factory
+
+
+def create(spec: dict[str, Any], settings: Settings, services: Any) -> Source:
+    from . import remote  # noqa: F401  (registers http and rag)
+
+    kind = spec.get("type", "http")
+    factory = _REGISTRY.get(kind)
+    if factory is None:
+        raise ConfigError(f"source {spec.get('name', '?')!r}: unknown type {kind!r} (known: {', '.join(sorted(_REGISTRY))})")
+    return factory(spec, settings, services)

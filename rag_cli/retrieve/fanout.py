@@ -1,0 +1,138 @@
+"""The fan-out: every source of a query starts at once; each has its own deadline.
+
+Total retrieval time is the slowest source (capped by its deadline), not the
+sum. A source that fails, is late, or whose circuit breaker is open becomes a
+:class:`~rag_cli.types.Degradation`; the others still answer. When every source
+fails, :class:`~rag_cli.errors.AllSourcesFailed` is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import runtime
+from ..errors import AllSourcesFailed, SourceError, UsageError
+from ..types import Degradation, Hit
+from .base import QueryContext, Source
+from .breaker import CircuitBreaker
+from .fusion import dedupe, rrf
+
+MODES = ("dense", "bm25", "hybrid")
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    hits: list[Hit]
+    degraded: list[Degradation] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        hits = []
+        for rank, h in enumerate(self.hits, start=1):
+            d = h.to_dict()
+            d["rank"] = rank
+            hits.append(d)
+        return {
+            "query": self.query,
+            "mode": self.mode,
+            "hits": hits,
+            "degraded": [d.to_dict() for d in self.degraded],
+        }
+
+
+@dataclass
+class _Outcome:
+    source: Source
+    hits: list[Hit] | None
+    reason: str | None
+    ms: float
+
+
+class FanOut:
+    def __init__(self, sources: Sequence[Source], *, default_timeout: float = 2.0, rrf_k: int = 60,
+                 breaker_failures: int = 3, breaker_cooldown: float = 30.0) -> None:  # fmt: skip
+        self.sources = list(sources)
+        self.default_timeout = default_timeout
+        self.rrf_k = rrf_k
+        self.breakers = {s.name: CircuitBreaker(breaker_failures, breaker_cooldown) for s in self.sources}
+        self.stats: dict[str, dict[str, int]] = {s.name: {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0} for s in self.sources}
+
+    def select(self, mode: str) -> list[Source]:
+        if mode not in MODES:
+            raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if mode == "hybrid":
+            return self.sources
+        return [s for s in self.sources if s.kind == mode]
+
+    async def _one(self, src: Source, ctx: QueryContext, timeout: float | None) -> _Outcome:
+        t0 = time.perf_counter()
+        breaker = self.breakers[src.name]
+        if not breaker.allow():
+            self.stats[src.name]["skipped"] += 1
+            return _Outcome(src, None, f"circuit open after repeated failures (retry in {breaker.retry_in():.0f}s)", 0.0)
+        limit = src.timeout if src.timeout is not None else self.default_timeout
+        if timeout is not None:
+            limit = timeout if src.timeout is None else min(limit, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit if limit and limit > 0 else None
+        reason: str | None = None
+        hits: list[Hit] | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                hits = await src.search(ctx, deadline)
+        except TimeoutError:
+            reason = f"timed out after {limit:g}s"
+            self.stats[src.name]["timeout"] += 1
+        except SourceError as exc:
+            reason = exc.reason
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a source bug must not take the query down
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+        ms = (time.perf_counter() - t0) * 1000
+        runtime.timings.record(f"source.{src.name}", ms)
+        if reason is None:
+            breaker.success()
+            self.stats[src.name]["ok"] += 1
+        else:
+            breaker.failure()
+            self.stats[src.name]["failed"] += 1
+        return _Outcome(src, hits, reason, ms)
+
+    async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
+                     candidates: int | None = None) -> SearchResult:  # fmt: skip
+        """Search every source of ``mode`` concurrently and fuse the results."""
+        t0 = time.perf_counter()
+        chosen = self.select(mode)
+        if not chosen:
+            raise AllSourcesFailed(f"no source available for mode {mode!r}")
+        fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
+        ctx = QueryContext(query=query, k=fetch)
+        try:
+            outcomes = await asyncio.gather(*(self._one(s, ctx, timeout) for s in chosen))
+        finally:
+            ctx.cancel()
+        degraded = [Degradation(o.source.name, o.reason) for o in outcomes if o.reason is not None]
+        ok = [o for o in outcomes if o.reason is None]
+        timings = {f"source.{o.source.name}": round(o.ms, 2) for o in outcomes}
+        if not ok:
+            detail = "; ".join(f"{d.source}: {d.reason}" for d in degraded)
+            err = AllSourcesFailed(f"every retrieval source failed ({detail})", hint="check `rag search --timings` and rag.toml")
+            err.degraded = degraded  # type: ignore[attr-defined]
+            raise err
+        t1 = time.perf_counter()
+        if len(ok) == 1:
+            hits = dedupe(ok[0].hits or [])[:k]
+        else:
+            weights = {o.source.name: o.source.weight for o in ok}
+            hits = rrf({o.source.name: o.hits or [] for o in ok}, k=self.rrf_k, weights=weights, limit=k)
+        timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
+        timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
+        runtime.timings.record("retrieve", timings["total"])
+        return SearchResult(query=query, mode=mode, hits=hits, degraded=degraded, timings=timings)

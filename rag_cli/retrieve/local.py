@@ -1,0 +1,43 @@
+"""Local sources over the index: dense (embedding + FAISS) and BM25 (SQLite FTS5).
+
+Both do their blocking work on the runtime pool. The query embedding is
+computed once per query and shared through the :class:`QueryContext`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import runtime
+from ..embed.base import Embedder
+from ..store.reader import IndexReader
+from ..types import Hit
+from .base import QueryContext
+
+
+class DenseSource:
+    kind = "dense"
+
+    def __init__(self, reader: IndexReader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
+                 timeout: float | None = None) -> None:  # fmt: skip
+        self.reader, self.embedder = reader, embedder
+        self.name, self.weight, self.timeout = name, weight, timeout
+
+    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        vec: Any = await ctx.shared("embedding", lambda: runtime.run_blocking(self.embedder.embed_query, ctx.query, stage="embed"))
+        scored = await runtime.run_blocking(self.reader.dense, vec, ctx.k, stage="faiss")
+        return await runtime.run_blocking(self.reader.hits, scored, self.name)
+
+
+class BM25Source:
+    kind = "bm25"
+
+    def __init__(self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None) -> None:
+        self.reader = reader
+        self.name, self.weight, self.timeout = name, weight, timeout
+
+    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        def run() -> list[Hit]:
+            return self.reader.hits(self.reader.bm25(ctx.query, ctx.k), self.name)
+
+        return await runtime.run_blocking(run, stage="bm25")

@@ -1,0 +1,127 @@
+"""Retrieval as a service object: the index reader, embedder, sources and fan-out of a process.
+
+Built once per process (``rag search``, ``ask``, ``chat``, ``serve``) from settings;
+models and the index load once, on the pool. One ``aiohttp.ClientSession`` (with
+a connection pool and explicit timeouts) is shared by every remote source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from .. import runtime
+from ..config import Settings
+from ..embed import base as embed_base
+from ..errors import ConfigError
+from ..store import layout
+from ..store.reader import IndexReader
+from .base import Source, create
+from .fanout import FanOut, SearchResult
+from .local import BM25Source, DenseSource
+
+
+class Retrieval:
+    def __init__(self, settings: Settings, *, use_index: bool = True) -> None:
+        self.settings = settings
+        self.use_index = use_index
+        self.embedder: Any = None
+        self.reader: IndexReader | None = None
+        self.fanout: FanOut | None = None
+        self._session: Any = None
+        self._session_lock = asyncio.Lock()
+        self._model_loaded = False
+
+    # -- shared HTTP session ---------------------------------------------------------
+    async def http(self) -> Any:
+        """The process's one aiohttp session (created on first use)."""
+        async with self._session_lock:
+            if self._session is None or self._session.closed:
+                import aiohttp
+
+                connector = aiohttp.TCPConnector(limit=100, limit_per_host=20, ttl_dns_cache=300)
+                self._session = aiohttp.ClientSession(
+                    connector=connector,
+                    timeout=aiohttp.ClientTimeout(total=None, connect=5.0, sock_connect=5.0, sock_read=30.0),
+                    raise_for_status=False,
+                )
+            return self._session
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def open(self) -> Retrieval:
+        s = self.settings
+        sources: list[Source] = []
+        weights = s.retrieve_weights
+        if self.use_index:
+            self.embedder = embed_base.create(s)
+            wanted = {"embedder": self.embedder.fingerprint()}
+            self.reader = await runtime.run_blocking(_open_reader, s.index_dir, wanted, stage="open_index")
+            sources.append(DenseSource(self.reader, self.embedder, weight=weights.get("dense", 1.0)))
+            sources.append(BM25Source(self.reader, weight=weights.get("bm25", 1.0)))
+        names = {src.name for src in sources}
+        for spec in s.sources:
+            if not isinstance(spec, dict) or not spec.get("name"):
+                raise ConfigError("every [[sources]] entry needs a name")
+            if spec["name"] in names:
+                raise ConfigError(f"two sources are named {spec['name']!r}")
+            src = create(spec, s, self)
+            names.add(src.name)
+            sources.append(src)
+        self.fanout = FanOut(
+            sources,
+            default_timeout=s.retrieve_timeout,
+            rrf_k=s.retrieve_rrf_k,
+            breaker_failures=s.retrieve_breaker_failures,
+            breaker_cooldown=s.retrieve_breaker_cooldown,
+        )
+        return self
+
+    async def warm(self) -> None:
+        """Load the embedding model now (``rag serve`` does this at start)."""
+        if self.embedder is not None:
+            await runtime.run_blocking(self.embedder.embed_query, "warm up", stage="warm")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self.reader is not None:
+            self.reader.close()
+
+    async def __aenter__(self) -> Retrieval:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- queries ----------------------------------------------------------------------
+    async def search(self, query: str, k: int | None = None, mode: str | None = None,
+                     timeout: float | None = None) -> SearchResult:  # fmt: skip
+        assert self.fanout is not None, "call open() first"
+        mode = mode or self.settings.retrieve_mode
+        await self.prepare(mode)
+        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout)
+
+    async def prepare(self, mode: str | None = None) -> None:
+        """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""
+        if self.reader is not None:
+            await runtime.run_blocking(self.reader.refresh, stage="refresh")
+            if (mode or self.settings.retrieve_mode) != "bm25":
+                # loading the model is start-up, not retrieval: it must not eat the dense deadline
+                await self.load_model()
+
+    async def load_model(self) -> None:
+        if self.embedder is not None and not self._model_loaded:
+            load = getattr(self.embedder, "model", None)
+            if callable(load):
+                await runtime.run_blocking(load, stage="load_model")
+            self._model_loaded = True
+
+
+def _open_reader(index_dir: Path, wanted: dict[str, Any]) -> IndexReader:
+    reader = IndexReader(index_dir)
+    stored = reader.manifest
+    layout.check_fingerprint(index_dir.name, stored, {**stored["fingerprint"], **wanted})
+    reader.refresh()
+    return reader

@@ -1,0 +1,233 @@
+"""The one place that owns concurrency: the event loop, the bounded thread pool, deadlines, metrics.
+
+The event loop only orchestrates. Anything that blocks (model inference, FAISS
+search, SQLite, file reads and writes, big JSON parsing) goes through
+:func:`run_blocking`, which runs it on a single bounded ``ThreadPoolExecutor``
+whose size comes from settings (``RAG_WORKERS``; default: the number of cores).
+
+Usage::
+
+    from rag_cli import runtime
+
+    async def main():
+        vec = await runtime.run_blocking(model.encode, texts, stage="embed")
+
+    runtime.run(main(), workers=4)
+
+Metrics kept here (and exported by ``rag serve`` on ``/metrics``):
+
+* per-stage timings (``timings.record`` / ``timings.stage``),
+* event-loop lag measured by :class:`LoopLagMonitor`,
+* pool active and queued counts (:class:`BoundedPool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+class BoundedPool:
+    """A ThreadPoolExecutor that counts its active and queued jobs."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="rag-pool")
+        self._lock = threading.Lock()
+        self.active = 0
+        self.queued = 0
+        self.max_queued = 0
+        self.completed = 0
+
+    def _wrap(self, fn: Callable[..., T], args: tuple[Any, ...]) -> Callable[[], T]:
+        def job() -> T:
+            with self._lock:
+                self.queued -= 1
+                self.active += 1
+            try:
+                return fn(*args)
+            finally:
+                with self._lock:
+                    self.active -= 1
+                    self.completed += 1
+
+        return job
+
+    def submit(self, fn: Callable[..., T], *args: Any):  # -> concurrent.futures.Future[T]
+        with self._lock:
+            self.queued += 1
+            self.max_queued = max(self.max_queued, self.queued)
+        return self._executor.submit(self._wrap(fn, args))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+class Timings:
+    """Per-stage durations in milliseconds; several samples per stage are kept."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def record(self, stage: str, ms: float) -> None:
+        with self._lock:
+            self.samples[stage].append(ms)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.record(name, (time.perf_counter() - t0) * 1000)
+
+    def last(self) -> dict[str, float]:
+        with self._lock:
+            return {k: round(v[-1], 2) for k, v in self.samples.items() if v}
+
+    def clear(self) -> None:
+        with self._lock:
+            self.samples.clear()
+
+
+class LoopLagMonitor:
+    """Measures how late the event loop wakes up a task that sleeps ``interval`` seconds.
+
+    A loop that something blocks shows up as lag; ``max_ms`` and ``p99_ms`` summarise it.
+    """
+
+    def __init__(self, interval: float = 0.02, keep: int = 5000) -> None:
+        self.interval = interval
+        self.samples: deque[float] = deque(maxlen=keep)
+        self.max_ms = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(self.interval)
+            lag = max(0.0, (loop.time() - t0 - self.interval) * 1000)
+            self.samples.append(lag)
+            self.max_ms = max(self.max_ms, lag)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def percentile(self, q: float) -> float:
+        if not self.samples:
+            return 0.0
+        data = sorted(self.samples)
+        idx = min(len(data) - 1, int(round(q / 100 * (len(data) - 1))))
+        return data[idx]
+
+    def reset(self) -> None:
+        self.samples.clear()
+        self.max_ms = 0.0
+
+
+_pool: BoundedPool | None = None
+_pool_lock = threading.Lock()
+timings = Timings()
+loop_lag = LoopLagMonitor()
+
+
+def default_workers() -> int:
+    env = os.environ.get("RAG_WORKERS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    return max(2, cpu_count())
+
+
+def configure(workers: int | None = None) -> BoundedPool:
+    """(Re)create the shared pool with ``workers`` threads (default: settings/cores)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool = BoundedPool(workers or default_workers())
+        return _pool
+
+
+def pool() -> BoundedPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = BoundedPool(default_workers())
+        return _pool
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any, stage: str | None = None) -> T:
+    """Run ``fn(*args)`` on the bounded pool and await it without blocking the loop."""
+    fut = pool().submit(fn, *args)
+    t0 = time.perf_counter()
+    try:
+        return await asyncio.wrap_future(fut)
+    finally:
+        if stage:
+            timings.record(stage, (time.perf_counter() - t0) * 1000)
+
+
+def remaining(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (an event-loop time), never negative."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+def deadline_in(seconds: float | None) -> float | None:
+    """The event-loop time ``seconds`` from now (None means no deadline)."""
+    if seconds is None:
+        return None
+    return asyncio.get_running_loop().time() + seconds
+
+
+async def with_deadline(aw: Awaitable[T], deadline: float | None) -> T:
+    """Await ``aw``, cancelling it with TimeoutError at ``deadline``."""
+    async with asyncio.timeout_at(deadline):
+        return await aw
+
+
+def run(coro: Coroutine[Any, Any, T], *, workers: int | None = None, monitor: bool = True) -> T:
+    """Run ``coro`` on a new event loop with the shared pool, lag monitor and clean shutdown."""
+    if workers:
+        configure(workers)
+
+    async def main() -> T:
+        if monitor:
+            loop_lag.start()
+        try:
+            return await coro
+        finally:
+            if monitor:
+                await loop_lag.stop()
+
+    return asyncio.run(main())

@@ -1,0 +1,201 @@
+"""Read side of an index: dense search (FAISS), BM25 (FTS5), chunk look-up.
+
+Thread-safe: each thread gets its own SQLite connection; FAISS search is
+re-entrant. ``refresh()`` picks up a newer generation (or a rebuilt data
+folder) written since the reader opened, so a long-lived ``rag serve`` follows
+re-indexing without a restart. A reader sees one whole generation at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import IndexCorrupt
+from ..types import Hit
+from . import layout, schema, vectors
+
+_STOP = frozenset(
+    "a an and are as at be but by can do does for from had has have how i if in into is it its of on or "
+    "s such t that the their then there these they this to was what when where which who whom why will with "
+    "would you your about after also been before being between both could each few more most other our "
+    "out over same should so some than too under until up very we were while".split()
+)
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 MATCH expression: the query's words, quoted, joined by OR (stop words dropped)."""
+    words = [w.lower() for w in _TOKEN.findall(text)]
+    kept = [w for w in words if w not in _STOP] or words
+    seen: list[str] = []
+    for w in kept:
+        if w not in seen:
+            seen.append(w)
+    return " OR ".join(f'"{w}"' for w in seen[:64])
+
+
+class IndexReader:
+    def __init__(self, index_dir: Path, fingerprint: dict[str, Any] | None = None) -> None:
+        self.index_dir = index_dir
+        self.name = index_dir.name
+        self.wanted = fingerprint
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self.data_dir: Path = layout.require_data_dir(index_dir)
+        self.manifest = layout.read_manifest(self.data_dir)
+        if fingerprint is not None:
+            layout.check_fingerprint(self.name, self.manifest, fingerprint)
+        self.generation = -1
+        self.index: Any = None
+        self.count = 0
+        self._check_db()
+
+    def _check_db(self) -> None:
+        try:
+            conn = self._conn()
+            conn.execute("SELECT count(*) FROM meta").fetchone()
+            conn.execute("SELECT count(*) FROM files").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`") from None
+
+    # -- connections -------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "dir", None) != self.data_dir:
+            try:
+                conn = schema.connect(self.data_dir / layout.DB)
+            except sqlite3.DatabaseError as exc:
+                raise IndexCorrupt(f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`") from None
+            self._local.conn = conn
+            self._local.dir = self.data_dir
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    # -- generations ---------------------------------------------------------------
+    def _meta(self) -> tuple[int, int]:
+        conn = self._conn()
+        try:
+            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'chunk_count')").fetchall())
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`") from None
+        return int(rows.get("generation", 0)), int(rows.get("chunk_count", 0))
+
+    def refresh(self) -> bool:
+        """Load the newest committed generation if it changed; True when something was reloaded."""
+        with self._lock:
+            live = layout.require_data_dir(self.index_dir)
+            if live != self.data_dir:
+                self.manifest = layout.read_manifest(live)
+                if self.wanted is not None:
+                    layout.check_fingerprint(self.name, self.manifest, self.wanted)
+                self.data_dir = live
+                self.generation = -1
+        gen, count = self._meta()
+        if gen == self.generation and self.index is not None:
+            return False
+        for _ in range(3):
+            try:
+                index = vectors.read_index(layout.vectors_file(self.data_dir, gen))
+                break
+            except FileNotFoundError:
+                # a writer committed a newer generation and cleaned this one: read again
+                gen, count = self._meta()
+        else:
+            raise IndexCorrupt(f"vector file of generation {gen} is missing", hint="run `rag index PATH --rebuild`")
+        if index.ntotal != count:
+            raise IndexCorrupt(
+                f"index is inconsistent: {index.ntotal} vectors for {count} chunks",
+                hint="run `rag index PATH --rebuild`",
+            )
+        with self._lock:
+            self.index, self.generation, self.count = index, gen, count
+        return True
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["fingerprint"].get("embedder", {}).get("dim", 0))
+
+    # -- search -------------------------------------------------------------------
+    def dense(self, query_vec: Any, k: int) -> list[tuple[int, float]]:
+        import numpy as np
+
+        if self.index is None:
+            self.refresh()
+        index = self.index
+        if index.ntotal == 0 or k <= 0:
+            return []
+        q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(1, -1)
+        scores, ids = index.search(q, min(k, index.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
+        """FTS5 BM25 (k1=1.2, b=0.75); title and heading weigh 2x the body. Higher is better."""
+        expr = fts_query(query)
+        if not expr or k <= 0:
+            return []
+        rows = self._conn().execute(
+            "SELECT rowid, bm25(chunks_fts, 2.0, 2.0, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+            (expr, k),
+        )
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._conn().execute(
+            "SELECT c.id, f.path, c.title, c.heading, c.text, c.start_line, c.end_line, c.page, c.doc_id "
+            f"FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.id IN ({marks})",
+            ids,
+        )
+        out = {}
+        for r in rows:
+            out[r[0]] = {
+                "chunk_id": r[0], "path": r[1], "title": r[2],
+                "heading": tuple(h for h in r[3].split(schema.HEADING_SEP) if h) if r[3] else (),
+                "text": r[4], "start_line": r[5], "end_line": r[6], "page": r[7], "doc_id": r[8],
+            }  # fmt: skip
+        return out
+
+    def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]:
+        rows = self.chunks([i for i, _ in scored])
+        out = []
+        for cid, score in scored:
+            row = rows.get(cid)
+            if row is None:  # deleted by a newer generation since the search
+                continue
+            out.append(Hit(score=score, source=source, **row))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        conn = self._conn()
+        files = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+        gen, chunks = self._meta()
+        updated = schema.get_meta(conn, "updated_at", "")
+        size = sum(p.stat().st_size for p in self.data_dir.iterdir() if p.is_file())
+        return {
+            "name": self.name,
+            "files": files,
+            "chunks": chunks,
+            "generation": gen,
+            "updated_at": float(updated) if updated else None,
+            "bytes": size,
+            "fingerprint": self.manifest["fingerprint"],
+            "path": str(self.index_dir),
+        }

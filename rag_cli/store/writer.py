@@ -1,0 +1,221 @@
+"""The single writer of an index: incremental changes, checkpoints, atomic publication."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import IndexCorrupt
+from ..types import Chunk
+from . import layout, schema, vectors
+from .lock import IndexLock
+
+
+class FileState:
+    __slots__ = ("id", "path", "size", "mtime_ns", "hash")
+
+    def __init__(self, id: int, path: str, size: int, mtime_ns: int, hash: str) -> None:
+        self.id, self.path, self.size, self.mtime_ns, self.hash = id, path, size, mtime_ns, hash
+
+
+class IndexWriter:
+    """Apply changes to an index; every ``checkpoint()`` is one atomic generation.
+
+    Use as a context manager: it takes the lock on enter and, on a clean exit,
+    commits and publishes; on an exception nothing after the last checkpoint is kept.
+    """
+
+    def __init__(
+        self,
+        index_dir: Path,
+        fingerprint: dict[str, Any],
+        *,
+        dim: int,
+        rebuild: bool = False,
+        lock_wait: float = 10.0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.index_dir = index_dir
+        self.fingerprint = fingerprint
+        self.dim = dim
+        self.rebuild = rebuild
+        self.lock = IndexLock(index_dir / "lock", wait=lock_wait, on_wait=on_wait)
+        self.conn: sqlite3.Connection | None = None
+        self.data_dir: Path | None = None
+        self.published = False
+        self.generation = 0
+        self.index: Any = None
+        self._pending_remove: list[int] = []
+        self.dirty = False
+
+    # -- lifecycle ----------------------------------------------------------
+    def __enter__(self) -> IndexWriter:
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        self.lock.acquire()
+        try:
+            self._open()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def _open(self) -> None:
+        live = layout.current_data_dir(self.index_dir)
+        if live is not None and not live.is_dir():
+            live = None  # CURRENT points nowhere: treat as a fresh build
+        if live is not None and not self.rebuild:
+            manifest = layout.read_manifest(live)
+            layout.check_fingerprint(self.index_dir.name, manifest, self.fingerprint)
+            self.data_dir = live
+            self.published = True
+            self.conn = schema.connect(live / layout.DB)
+            self.generation = int(schema.get_meta(self.conn, "generation", "0"))
+            layout.clean_orphans(self.index_dir, live)
+            layout.clean_generations(live, self.generation)
+            self.index = self._load_vectors()
+        else:
+            layout.clean_orphans(self.index_dir, live)
+            self.data_dir = layout.new_data_dir(self.index_dir)
+            layout.write_manifest(self.data_dir, self.fingerprint)
+            self.conn = schema.connect(self.data_dir / layout.DB, create=True)
+            self.index = vectors.empty_index(self.dim)
+            vectors.write_index(self.index, layout.vectors_file(self.data_dir, 0))
+            if live is None:  # first build: an empty index is a valid index, publish it now
+                layout.publish(self.index_dir, self.data_dir)
+                self.published = True
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _load_vectors(self) -> Any:
+        assert self.conn is not None and self.data_dir is not None
+        path = layout.vectors_file(self.data_dir, self.generation)
+        count = int(schema.get_meta(self.conn, "chunk_count", "0"))
+        try:
+            index = vectors.read_index(path)
+        except FileNotFoundError:
+            index = None
+        if index is None or index.ntotal != count:
+            # the vector file is a derived cache: rebuild it from the vectors table
+            index = vectors.empty_index(self.dim)
+            self._reload_from_table(index)
+            if index.ntotal != count:
+                raise IndexCorrupt("index vectors and chunks disagree", hint="run `rag index PATH --rebuild`")
+        return index
+
+    def _reload_from_table(self, index: Any) -> None:
+        import numpy as np
+
+        assert self.conn is not None
+        cur = self.conn.execute("SELECT id, v FROM vectors ORDER BY id")
+        while rows := cur.fetchmany(10000):
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            index.add_with_ids(mat, ids)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.commit()
+            elif self.conn is not None and self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+            self.lock.release()
+
+    # -- reads ----------------------------------------------------------------
+    def file_states(self) -> dict[str, FileState]:
+        assert self.conn is not None
+        rows = self.conn.execute("SELECT id, path, size, mtime_ns, hash FROM files")
+        return {r[1]: FileState(*r) for r in rows}
+
+    # -- changes --------------------------------------------------------------
+    def touch_file(self, state: FileState, size: int, mtime_ns: int) -> None:
+        assert self.conn is not None
+        self.conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, state.id))
+        self.dirty = True
+
+    def remove_file(self, path: str) -> int:
+        """Drop a file and its chunks; returns the number of chunks removed."""
+        assert self.conn is not None
+        row = self.conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            return 0
+        ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE file_id = ?", (row[0],))]
+        self.conn.execute("DELETE FROM chunks WHERE file_id = ?", (row[0],))
+        self.conn.execute("DELETE FROM files WHERE id = ?", (row[0],))
+        self._pending_remove.extend(ids)
+        self.dirty = True
+        return len(ids)
+
+    def add_file(
+        self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk], vecs: Any
+    ) -> int:
+        """Replace ``path`` with ``chunks`` and their vectors; returns chunks removed."""
+        import numpy as np
+
+        assert self.conn is not None
+        removed = self.remove_file(path)
+        cur = self.conn.execute(
+            "INSERT INTO files(path, size, mtime_ns, hash, kind, indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (path, size, mtime_ns, digest, kind, time.time()),
+        )
+        file_id = cur.lastrowid
+        ids = []
+        for ch in chunks:
+            c = self.conn.execute(
+                "INSERT INTO chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (file_id, ch.ordinal, ch.doc_id, ch.title, schema.HEADING_SEP.join(ch.heading), ch.text,
+                 ch.start_line, ch.end_line, ch.page),
+            )  # fmt: skip
+            ids.append(c.lastrowid)
+        if ids:
+            mat = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), self.dim)
+            self.conn.executemany("INSERT INTO vectors(id, v) VALUES (?, ?)", ((i, mat[j].tobytes()) for j, i in enumerate(ids)))
+            self._apply_removals()
+            self.index.add_with_ids(mat, np.asarray(ids, dtype=np.int64))
+        self.dirty = True
+        return removed
+
+    def _apply_removals(self) -> None:
+        if self._pending_remove:
+            vectors.remove_ids(self.index, self._pending_remove)
+            self._pending_remove = []
+
+    # -- commits ---------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Make everything so far durable and visible as one new generation."""
+        assert self.conn is not None and self.data_dir is not None
+        if not self.dirty:
+            return
+        self._apply_removals()
+        count = self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        if count != self.index.ntotal:
+            self.conn.execute("ROLLBACK")
+            raise IndexCorrupt(f"internal: {count} chunks but {self.index.ntotal} vectors; nothing was committed")
+        gen = self.generation + 1
+        vectors.write_index(self.index, layout.vectors_file(self.data_dir, gen))
+        schema.set_meta(self.conn, "generation", str(gen))
+        schema.set_meta(self.conn, "chunk_count", str(count))
+        schema.set_meta(self.conn, "updated_at", str(time.time()))
+        self.conn.execute("COMMIT")
+        self.generation = gen
+        self.dirty = False
+        layout.clean_generations(self.data_dir, gen)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        assert self.conn is not None and self.data_dir is not None
+        self.dirty = self.dirty or not self.published
+        self.checkpoint()
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not self.published:
+            layout.publish(self.index_dir, self.data_dir)
+            self.published = True
+        layout.clean_orphans(self.index_dir, self.data_dir)

@@ -1,0 +1,122 @@
+"""Plain data that flows between the modules: documents, chunks, hits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A structural piece of a document: a paragraph, a list, a code block, a page part.
+
+    ``heading`` is the trail of headings above the block (outermost first).
+    Lines are 1-based and inclusive; ``page`` is 1-based for paged formats.
+    """
+
+    text: str
+    heading: tuple[str, ...] = ()
+    start_line: int | None = None
+    end_line: int | None = None
+    page: int | None = None
+
+
+@dataclass(slots=True)
+class Document:
+    """A loaded document: its path, title and blocks.
+
+    ``doc_id`` distinguishes several documents that live in one file (BEIR ``.jsonl``).
+    """
+
+    path: str
+    title: str
+    blocks: list[Block]
+    kind: str = "text"
+    doc_id: str | None = None
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A unit of retrieval: text that fits the embedding model, with where it came from."""
+
+    path: str
+    text: str
+    title: str = ""
+    heading: tuple[str, ...] = ()
+    start_line: int | None = None
+    end_line: int | None = None
+    page: int | None = None
+    doc_id: str | None = None
+    ordinal: int = 0
+
+    def embedding_text(self) -> str:
+        """What the embedder sees: the title and heading trail, then the text."""
+        trail = " > ".join(x for x in (self.title, *self.heading) if x)
+        return f"{trail}\n{self.text}" if trail else self.text
+
+    @property
+    def location(self) -> str:
+        if self.page is not None:
+            return f"{self.path}#page={self.page}"
+        if self.start_line is not None:
+            return f"{self.path}:{self.start_line}"
+        return self.path
+
+
+@dataclass(slots=True)
+class Hit:
+    """One retrieved passage, from any source. ``chunk_id`` is None for remote hits."""
+
+    text: str
+    score: float
+    source: str
+    path: str | None = None
+    title: str = ""
+    url: str | None = None
+    chunk_id: int | None = None
+    heading: tuple[str, ...] = ()
+    start_line: int | None = None
+    end_line: int | None = None
+    page: int | None = None
+    doc_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identity used to merge duplicates across sources."""
+        if self.chunk_id is not None and self.path is not None:
+            return f"chunk:{self.path}:{self.chunk_id}"
+        if self.url:
+            return f"url:{self.url}"
+        if self.path:
+            return f"path:{self.path}:{self.start_line}:{self.page}:{hash(self.text)}"
+        return f"text:{hash(self.text)}"
+
+    @property
+    def location(self) -> str:
+        if self.url:
+            return self.url
+        loc = self.path or ""
+        if self.page is not None:
+            return f"{loc}#page={self.page}"
+        if self.start_line is not None:
+            return f"{loc}:{self.start_line}"
+        return loc
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["heading"] = list(self.heading)
+        extra = d.pop("extra")
+        d.update(extra)
+        return d
+
+
+@dataclass(slots=True)
+class Degradation:
+    """A source that did not contribute, and why."""
+
+    source: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"source": self.source, "reason": self.reason}
