@@ -63,7 +63,7 @@ class ConfigError(RagError):
     exit_code = EXIT_USAGE
 
 
-class IndexError_(RagError):  # noqa: N801 - avoid shadowing the builtin IndexError
+class IndexError_(RagError):
     exit_code = EXIT_INDEX
 
 

@@ -143,7 +143,7 @@ class LoopLagMonitor:
         if not self.samples:
             return 0.0
         data = sorted(self.samples)
-        idx = min(len(data) - 1, int(round(q / 100 * (len(data) - 1))))
+        idx = min(len(data) - 1, round(q / 100 * (len(data) - 1)))
         return data[idx]
 
     def reset(self) -> None:

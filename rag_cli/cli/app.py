@@ -54,8 +54,6 @@ def _register() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (``rag`` calls ``sys.exit`` with it)."""
-    import click
-
     _register()
     env = get_env()
     try:
@@ -64,14 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         env.err(f"rag: error: {exc}")
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except typer.Abort:
         env.err("rag: interrupted")
         return EXIT_INTERRUPTED
-    except click.ClickException as exc:
-        exc.show(file=env.stderr)
-        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=env.stderr)
+        else:
+            env.err(f"rag: error: {exc}")
+        return int(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
     except KeyboardInterrupt:
         env.err("rag: interrupted")
         return EXIT_INTERRUPTED

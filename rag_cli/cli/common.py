@@ -10,13 +10,20 @@ import typer
 from ..config import Settings, load_settings
 
 IndexOpt = Annotated[str | None, typer.Option("--index", "-i", help="Index name (env RAG_INDEX; default 'default').")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (default: ./rag.toml, then the user config).")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Config file (default: ./rag.toml, then the user config).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Thread-pool size (env RAG_WORKERS; default: cores).")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="Thread-pool size (env RAG_WORKERS; default: cores).")
+]
 KOpt = Annotated[int | None, typer.Option("-k", "--k", min=1, max=1000, help="How many passages (default 10).")]
 ModeOpt = Annotated[str | None, typer.Option("--mode", "-m", help="dense | bm25 | hybrid (default hybrid).")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Deadline per source in seconds (default 2).")]
 
 
 def settings_from(config: Path | None = None, **overrides: Any) -> Settings:
+    from ..plugins import load_plugins
+
+    load_plugins()
     return load_settings(config, **overrides)

@@ -93,11 +93,21 @@ def index_cmd(
     index: IndexOpt = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild from scratch (new settings or model).")] = False,
     json_out: JsonOpt = False,
-    model: Annotated[str | None, typer.Option("--embed-model", help="sentence-transformers model path or name.")] = None,
-    chunk_tokens: Annotated[int | None, typer.Option("--chunk-tokens", min=16, help="Max tokens per chunk (default 200).")] = None,
-    overlap: Annotated[int | None, typer.Option("--chunk-overlap", min=0, help="Overlap tokens between chunks (default 32).")] = None,
-    max_file_mb: Annotated[float | None, typer.Option("--max-file-mb", help="Skip files larger than this (default 20).")] = None,
-    wait: Annotated[float | None, typer.Option("--wait", help="Seconds to wait for another writer's lock (default 10).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--embed-model", help="sentence-transformers model path or name.")
+    ] = None,
+    chunk_tokens: Annotated[
+        int | None, typer.Option("--chunk-tokens", min=16, help="Max tokens per chunk (default 200).")
+    ] = None,
+    overlap: Annotated[
+        int | None, typer.Option("--chunk-overlap", min=0, help="Overlap tokens between chunks (default 32).")
+    ] = None,
+    max_file_mb: Annotated[
+        float | None, typer.Option("--max-file-mb", help="Skip files larger than this (default 20).")
+    ] = None,
+    wait: Annotated[
+        float | None, typer.Option("--wait", help="Seconds to wait for another writer's lock (default 10).")
+    ] = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:

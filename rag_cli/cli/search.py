@@ -77,7 +77,9 @@ def search_cmd(
         query = env.stdin.read().strip()
     if not query.strip():
         raise UsageError("the query is empty")
-    settings = settings_from(config, index=index, retrieve_k=k, retrieve_mode=mode, retrieve_timeout=timeout, workers=workers)
+    settings = settings_from(
+        config, index=index, retrieve_k=k, retrieve_mode=mode, retrieve_timeout=timeout, workers=workers
+    )
 
     async def go() -> SearchResult:
         async with Retrieval(settings) as r:

@@ -8,6 +8,7 @@ words; counting is by words.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ class HashEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             words = [w.lower() for w in _WORD.findall(text)]
-            for tok in words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]:
+            for tok in words + [a + " " + b for a, b in itertools.pairwise(words)]:
                 j, sign = self._bucket(tok)
                 out[i, j] += sign
         norms = np.linalg.norm(out, axis=1, keepdims=True)

@@ -79,7 +79,9 @@ def _split_words(text: str, budget: int, count: TokenCounter) -> list[str]:
         if best == 1 and count([words[lo]])[0] > budget:
             # a single enormous "word" (a minified line): cut by characters
             w = words[lo]
-            step = max(1, budget * 2)
+            step = max(1, budget * 4)
+            while step > 1 and count([w[:step]])[0] > budget:
+                step //= 2
             parts.extend(w[i : i + step] for i in range(0, len(w), step))
             lo += 1
             continue
@@ -146,6 +148,50 @@ def _tail(text: str, overlap: int, count: TokenCounter) -> str:
     return " ".join(out)
 
 
+def _pack(doc: Document, pieces: list[_Piece], title: str, heading: tuple[str, ...], page: int | None,
+          budget: int, overlap: int, count: TokenCounter, chunks: list[Chunk]) -> None:  # fmt: skip
+    """Greedily pack one section's pieces into chunks of at most ``budget`` tokens, appending to ``chunks``."""
+    cur: list[_Piece] = []
+    cur_tokens = 0
+    carry = ""
+    carry_tokens = 0
+
+    def close() -> None:
+        nonlocal cur, cur_tokens, carry, carry_tokens
+        if not cur:
+            return
+        body = "\n\n".join(p.text for p in cur)
+        text = f"{carry}\n\n{body}" if carry else body
+        starts = [p.start_line for p in cur if p.start_line is not None]
+        ends = [p.end_line for p in cur if p.end_line is not None]
+        chunks.append(
+            Chunk(
+                path=doc.path,
+                text=text,
+                title=title,
+                heading=heading,
+                start_line=min(starts) if starts else None,
+                end_line=max(ends) if ends else None,
+                page=page,
+                doc_id=doc.doc_id,
+                ordinal=len(chunks),
+            )
+        )
+        carry = _tail(body, overlap, count)
+        carry_tokens = count([carry])[0] if carry else 0
+        cur, cur_tokens = [], 0
+
+    for piece in pieces:
+        # "\n\n" joins add no tokens for whitespace-splitting tokenizers
+        if cur and cur_tokens + piece.tokens + carry_tokens > budget:
+            close()
+        if not cur and carry_tokens + piece.tokens > budget:
+            carry, carry_tokens = "", 0
+        cur.append(piece)
+        cur_tokens += piece.tokens
+    close()
+
+
 def chunk_document(doc: Document, count: TokenCounter, config: ChunkerConfig | None = None) -> list[Chunk]:
     """Chunk ``doc`` so that every chunk's ``embedding_text()`` fits ``config.max_tokens``."""
     cfg = config or ChunkerConfig()
@@ -155,56 +201,28 @@ def chunk_document(doc: Document, count: TokenCounter, config: ChunkerConfig | N
             groups[-1][2].append(block)
         else:
             groups.append((block.heading, block.page, [block]))
-    prefixes = [Chunk(doc.path, "", doc.title, heading).embedding_text() for heading, _, _ in groups]
-    prefix_tokens = count(prefixes)
-    block_tokens = count([b.text for b in doc.blocks])
     chunks: list[Chunk] = []
+    block_tokens = count([b.text for b in doc.blocks])
     bi = 0
-    for (heading, page, blocks), ptoks in zip(groups, prefix_tokens, strict=True):
-        # +1 for the newline between prefix and body; keep at least a useful body budget
-        budget = max(16, cfg.max_tokens - ptoks - 1) if ptoks else cfg.max_tokens
+    for heading, page, blocks in groups:
+        # the prefix (title > headings) counts against the budget; shorten it if it would eat over half
+        title = doc.title
+        budget = 0
+        for h, t in ((heading, title), (heading[-1:], title), ((), title), ((), "")):
+            prefix = Chunk(doc.path, "", t, h).embedding_text()
+            ptoks = count([prefix])[0] if prefix else 0
+            budget = cfg.max_tokens - ptoks - (1 if ptoks else 0)
+            if budget >= cfg.max_tokens // 2:
+                heading, title = h, t
+                break
+        else:
+            heading, title = (), ""
         overlap = min(cfg.overlap, budget // 4)
         pieces: list[_Piece] = []
         for block in blocks:
-            pieces.extend(_split_block(block, budget, count, block_tokens[bi]))
+            # pieces of a split block leave room for the overlap carried into their chunk
+            piece_budget = budget if block_tokens[bi] <= budget else max(1, budget - overlap)
+            pieces.extend(_split_block(block, piece_budget, count, block_tokens[bi]))
             bi += 1
-        cur: list[_Piece] = []
-        cur_tokens = 0
-        carry = ""
-        carry_tokens = 0
-
-        def close() -> None:
-            nonlocal cur, cur_tokens, carry, carry_tokens
-            if not cur:
-                return
-            body = "\n\n".join(p.text for p in cur)
-            text = f"{carry}\n\n{body}" if carry else body
-            starts = [p.start_line for p in cur if p.start_line is not None]
-            ends = [p.end_line for p in cur if p.end_line is not None]
-            chunks.append(
-                Chunk(
-                    path=doc.path,
-                    text=text,
-                    title=doc.title,
-                    heading=heading,
-                    start_line=min(starts) if starts else None,
-                    end_line=max(ends) if ends else None,
-                    page=page,
-                    doc_id=doc.doc_id,
-                    ordinal=len(chunks),
-                )
-            )
-            carry = _tail(body, overlap, count)
-            carry_tokens = count([carry])[0] if carry else 0
-            cur, cur_tokens = [], 0
-
-        for piece in pieces:
-            # "\n\n" joins add no tokens for whitespace-splitting tokenizers
-            if cur and cur_tokens + piece.tokens + carry_tokens > budget:
-                close()
-            if not cur and carry_tokens + piece.tokens > budget:
-                carry, carry_tokens = "", 0
-            cur.append(piece)
-            cur_tokens += piece.tokens
-        close()
+        _pack(doc, pieces, title, heading, page, budget, overlap, count, chunks)
     return chunks

@@ -275,13 +275,12 @@ def load_code(path: str, data: bytes) -> list[Document]:
 
 
 class _HTMLText(HTMLParser):
-    SKIP = {"script", "style", "noscript", "template", "svg", "head", "iframe", "object", "nav"}
-    BLOCK = {
+    SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "iframe", "object", "nav"})
+    BLOCK = frozenset({
         "p", "div", "li", "ul", "ol", "pre", "section", "article", "main", "header", "footer", "nav", "aside",
         "blockquote", "table", "tr", "td", "th", "dd", "dt", "dl", "br", "hr", "figure", "figcaption", "form",
         "h1", "h2", "h3", "h4", "h5", "h6", "details", "summary", "body", "html",
-    }  # fmt: skip
-    VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "embed", "source", "track", "wbr"}
+    })  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,7 +96,6 @@ class _Same:
     found: Found
     size: int
     mtime_ns: int
-
 
 
 def fingerprint(embedder: Embedder, chunker: ChunkerConfig) -> dict[str, Any]:
@@ -276,5 +274,3 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
     async with asyncio.TaskGroup() as tg:
         tg.create_task(produce())
         tg.create_task(consume())
-
-

@@ -67,5 +67,7 @@ def create(spec: dict[str, Any], settings: Settings, services: Any) -> Source:
     kind = spec.get("type", "http")
     factory = _REGISTRY.get(kind)
     if factory is None:
-        raise ConfigError(f"source {spec.get('name', '?')!r}: unknown type {kind!r} (known: {', '.join(sorted(_REGISTRY))})")
+        raise ConfigError(
+            f"source {spec.get('name', '?')!r}: unknown type {kind!r} (known: {', '.join(sorted(_REGISTRY))})"
+        )
     return factory(spec, settings, services)

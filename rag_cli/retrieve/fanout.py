@@ -61,7 +61,9 @@ class FanOut:
         self.default_timeout = default_timeout
         self.rrf_k = rrf_k
         self.breakers = {s.name: CircuitBreaker(breaker_failures, breaker_cooldown) for s in self.sources}
-        self.stats: dict[str, dict[str, int]] = {s.name: {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0} for s in self.sources}
+        self.stats: dict[str, dict[str, int]] = {
+            s.name: {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0} for s in self.sources
+        }
 
     def select(self, mode: str) -> list[Source]:
         if mode not in MODES:
@@ -75,7 +77,9 @@ class FanOut:
         breaker = self.breakers[src.name]
         if not breaker.allow():
             self.stats[src.name]["skipped"] += 1
-            return _Outcome(src, None, f"circuit open after repeated failures (retry in {breaker.retry_in():.0f}s)", 0.0)
+            return _Outcome(
+                src, None, f"circuit open after repeated failures (retry in {breaker.retry_in():.0f}s)", 0.0
+            )
         limit = src.timeout if src.timeout is not None else self.default_timeout
         if timeout is not None:
             limit = timeout if src.timeout is None else min(limit, timeout)
@@ -123,7 +127,9 @@ class FanOut:
         timings = {f"source.{o.source.name}": round(o.ms, 2) for o in outcomes}
         if not ok:
             detail = "; ".join(f"{d.source}: {d.reason}" for d in degraded)
-            err = AllSourcesFailed(f"every retrieval source failed ({detail})", hint="check `rag search --timings` and rag.toml")
+            err = AllSourcesFailed(
+                f"every retrieval source failed ({detail})", hint="check `rag search --timings` and rag.toml"
+            )
             err.degraded = degraded  # type: ignore[attr-defined]
             raise err
         t1 = time.perf_counter()

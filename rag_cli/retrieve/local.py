@@ -24,7 +24,9 @@ class DenseSource:
         self.name, self.weight, self.timeout = name, weight, timeout
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
-        vec: Any = await ctx.shared("embedding", lambda: runtime.run_blocking(self.embedder.embed_query, ctx.query, stage="embed"))
+        vec: Any = await ctx.shared(
+            "embedding", lambda: runtime.run_blocking(self.embedder.embed_query, ctx.query, stage="embed")
+        )
         scored = await runtime.run_blocking(self.reader.dense, vec, ctx.k, stage="faiss")
         return await runtime.run_blocking(self.reader.hits, scored, self.name)
 
@@ -32,7 +34,9 @@ class DenseSource:
 class BM25Source:
     kind = "bm25"
 
-    def __init__(self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None) -> None:
+    def __init__(
+        self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None
+    ) -> None:
         self.reader = reader
         self.name, self.weight, self.timeout = name, weight, timeout
 

@@ -19,10 +19,91 @@ from ..types import Hit
 from . import layout, schema, vectors
 
 _STOP = frozenset(
-    "a an and are as at be but by can do does for from had has have how i if in into is it its of on or "
-    "s such t that the their then there these they this to was what when where which who whom why will with "
-    "would you your about after also been before being between both could each few more most other our "
-    "out over same should so some than too under until up very we were while".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "s",
+        "such",
+        "t",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "about",
+        "after",
+        "also",
+        "been",
+        "before",
+        "being",
+        "between",
+        "both",
+        "could",
+        "each",
+        "few",
+        "more",
+        "most",
+        "other",
+        "our",
+        "out",
+        "over",
+        "same",
+        "should",
+        "so",
+        "some",
+        "than",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "we",
+        "were",
+        "while",
+    ]
 )
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -70,7 +151,9 @@ class IndexReader:
             try:
                 conn = schema.connect(self.data_dir / layout.DB)
             except sqlite3.DatabaseError as exc:
-                raise IndexCorrupt(f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`") from None
+                raise IndexCorrupt(
+                    f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`"
+                ) from None
             self._local.conn = conn
             self._local.dir = self.data_dir
             with self._lock:
@@ -91,7 +174,9 @@ class IndexReader:
     def _meta(self) -> tuple[int, int]:
         conn = self._conn()
         try:
-            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'chunk_count')").fetchall())
+            rows = dict(
+                conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'chunk_count')").fetchall()
+            )
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`") from None
         return int(rows.get("generation", 0)), int(rows.get("chunk_count", 0))

@@ -34,8 +34,10 @@ def read_index(path: Path) -> Any:
     except (RuntimeError, OSError) as exc:
         if not path.exists():
             raise FileNotFoundError(str(path)) from None
-        raise IndexCorrupt(f"vector file {path.name} is damaged ({str(exc).splitlines()[0][:120]})",
-                           hint="run `rag index PATH --rebuild`") from None
+        raise IndexCorrupt(
+            f"vector file {path.name} is damaged ({str(exc).splitlines()[0][:120]})",
+            hint="run `rag index PATH --rebuild`",
+        ) from None
 
 
 def write_index(index: Any, path: Path) -> None:

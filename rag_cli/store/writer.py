@@ -15,7 +15,7 @@ from .lock import IndexLock
 
 
 class FileState:
-    __slots__ = ("id", "path", "size", "mtime_ns", "hash")
+    __slots__ = ("hash", "id", "mtime_ns", "path", "size")
 
     def __init__(self, id: int, path: str, size: int, mtime_ns: int, hash: str) -> None:
         self.id, self.path, self.size, self.mtime_ns, self.hash = id, path, size, mtime_ns, hash
@@ -175,7 +175,9 @@ class IndexWriter:
             ids.append(c.lastrowid)
         if ids:
             mat = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), self.dim)
-            self.conn.executemany("INSERT INTO vectors(id, v) VALUES (?, ?)", ((i, mat[j].tobytes()) for j, i in enumerate(ids)))
+            self.conn.executemany(
+                "INSERT INTO vectors(id, v) VALUES (?, ?)", ((i, mat[j].tobytes()) for j, i in enumerate(ids))
+            )
             self._apply_removals()
             self.index.add_with_ids(mat, np.asarray(ids, dtype=np.int64))
         self.dirty = True

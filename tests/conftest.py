@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_corpus"
+RAG = [sys.executable, "-m", "rag_cli"]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.pop("NO_COLOR", None)
+
+
+@pytest.fixture
+def rag_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("RAG_HOME", str(home))
+    for var in ("RAG_INDEX", "RAG_EMBED_BACKEND", "RAG_CONFIG", "RAG_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def hash_settings(rag_home: Path):
+    from rag_cli.config import load_settings
+
+    return load_settings(embed_backend="hash", index="t", index_checkpoint_seconds=1000.0)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [*RAG, *args], capture_output=True, text=True, env=full_env, input=input, timeout=timeout, cwd=cwd or ROOT,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path

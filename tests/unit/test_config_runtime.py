@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rag_cli import runtime
+from rag_cli.config import load_settings
+from rag_cli.errors import ConfigError
+from tests.conftest import ROOT, write
+
+
+def test_precedence_flag_env_file_default(rag_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write(tmp_path / "rag.toml", 'index = "fromfile"\n[retrieve]\nk = 7\ntimeout = 3.5\n[chunk]\nmax_tokens = 120\n')
+    s = load_settings()
+    assert (s.index, s.retrieve_k, s.retrieve_timeout, s.chunk_max_tokens) == ("fromfile", 7, 3.5, 120)
+    monkeypatch.setenv("RAG_INDEX", "fromenv")
+    monkeypatch.setenv("RAG_RETRIEVE_K", "9")
+    s = load_settings()
+    assert (s.index, s.retrieve_k) == ("fromenv", 9)
+    s = load_settings(index="fromflag", retrieve_k=None)
+    assert (s.index, s.retrieve_k) == ("fromflag", 9)
+    assert load_settings().retrieve_mode == "hybrid"
+
+
+def test_config_errors(rag_home: Path, tmp_path: Path) -> None:
+    write(tmp_path / "bad.toml", "index = \n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_settings(tmp_path / "bad.toml")
+    write(tmp_path / "unk.toml", "[retrieve]\nbogus = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(tmp_path / "unk.toml")
+    write(tmp_path / "type.toml", '[retrieve]\nk = "many"\n')
+    with pytest.raises(ConfigError, match="retrieve_k"):
+        load_settings(tmp_path / "type.toml")
+
+
+def test_pool_counts_active_and_queued() -> None:
+    pool = runtime.BoundedPool(1)
+    gate = threading.Event()
+    f1 = pool.submit(gate.wait, 5)
+    f2 = pool.submit(lambda: 1)
+    time.sleep(0.05)
+    assert (pool.active, pool.queued) == (1, 1)
+    gate.set()
+    assert f2.result(5) == 1 and f1.result(5)
+    time.sleep(0.01)
+    assert (pool.active, pool.queued, pool.completed) == (0, 0, 2)
+    pool.shutdown()
+
+
+def test_run_blocking_keeps_loop_free() -> None:
+    async def main() -> float:
+        runtime.loop_lag.reset()
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        await runtime.run_blocking(time.sleep, 0.3)
+        t.cancel()
+        return ticks
+
+    ticks = runtime.run(main(), workers=2)
+    assert ticks >= 10  # the loop kept ticking while the pool slept
+
+
+def test_cli_import_is_light() -> None:
+    """Importing the CLI and building its commands must not import heavy libraries."""
+    code = (
+        "import sys; from rag_cli.cli.app import _register; _register(); "
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'faiss', 'llama_cpp', 'onnxruntime', 'transformers', "
+        "'numpy', 'aiohttp', 'prometheus_client') if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

@@ -1,0 +1,203 @@
+"""The index pipeline and store with the fast hash embedder: incremental updates, generations, lock."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from rag_cli import runtime
+from rag_cli.config import Settings, replace
+from rag_cli.embed.base import create
+from rag_cli.errors import IndexIncompatible, IndexLocked, IndexNotFound
+from rag_cli.ingest.pipeline import IndexReport, index_paths
+from rag_cli.store import layout
+from rag_cli.store.lock import IndexLock
+from rag_cli.store.reader import IndexReader, fts_query
+from tests.conftest import write
+
+
+def build(settings: Settings, *paths: Path, rebuild: bool = False) -> IndexReport:
+    return runtime.run(index_paths(list(paths), settings, create(settings), rebuild=rebuild))
+
+
+def corpus(root: Path) -> Path:
+    write(root / "a.md", "# Alpha\n\nApples are red fruit.\n\n## More\n\nBananas are yellow.\n")
+    write(root / "b.txt", "Cherries grow on trees.\n\nDates come from palms.\n")
+    write(root / "sub/c.rst", "Cee\n===\n\nElderberries are dark purple.\n")
+    return root
+
+
+def chunk_rows(settings: Settings) -> list[tuple[str, int, str]]:
+    reader = IndexReader(settings.index_dir)
+    try:
+        reader.refresh()
+        conn = reader._conn()
+        return sorted(conn.execute("SELECT f.path, c.ordinal, c.text FROM chunks c JOIN files f ON f.id = c.file_id"))
+    finally:
+        reader.close()
+
+
+def search(settings: Settings, q: str, mode: str = "bm25") -> list[str]:
+    reader = IndexReader(settings.index_dir)
+    try:
+        reader.refresh()
+        if mode == "bm25":
+            hits = reader.hits(reader.bm25(q, 5), "bm25")
+        else:
+            hits = reader.hits(reader.dense(create(settings).embed_query(q), 5), "dense")
+        return [Path(h.path).name for h in hits if h.path]
+    finally:
+        reader.close()
+
+
+def test_first_build_and_search(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    rep = build(hash_settings, root)
+    assert (rep.files_seen, rep.files_indexed, rep.files_unchanged) == (3, 3, 0)
+    assert rep.chunks_added == len(chunk_rows(hash_settings)) > 0
+    assert search(hash_settings, "elderberries purple")[0] == "c.rst"
+    assert search(hash_settings, "bananas yellow", mode="dense")[0] == "a.md"
+
+
+def test_no_change_rerun_touches_nothing(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    before = chunk_rows(hash_settings)
+    rep = build(hash_settings, root)
+    assert (rep.files_indexed, rep.files_unchanged, rep.chunks_added, rep.chunks_removed) == (0, 3, 0, 0)
+    assert chunk_rows(hash_settings) == before
+
+
+def test_modify_add_delete_touch(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    write(root / "b.txt", "Figs are sweet.\n")  # modify
+    write(root / "d.md", "# Dee\n\nGrapes make wine.\n")  # add
+    (root / "sub/c.rst").unlink()  # delete
+    a = root / "a.md"
+    os.utime(a, (time.time() + 100, time.time() + 100))  # touch: same content, new mtime
+    rep = build(hash_settings, root)
+    assert rep.files_indexed == 2
+    assert rep.files_removed == 1
+    assert rep.files_unchanged == 1
+    paths = {Path(p).name for p, _, _ in chunk_rows(hash_settings)}
+    assert paths == {"a.md", "b.txt", "d.md"}
+    assert search(hash_settings, "cherries") == []
+    assert search(hash_settings, "figs sweet")[0] == "b.txt"
+    # the touched file's new mtime was recorded, so the next run does not even hash it
+    rep2 = build(hash_settings, root)
+    assert rep2.files_unchanged == 3 and rep2.files_indexed == 0
+
+
+def test_result_equals_clean_build(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    write(root / "a.md", "# Alpha\n\nApples are green now.\n")
+    write(root / "e.txt", "Eggplants are vegetables.\n")
+    build(hash_settings, root)
+    incremental = [(Path(p).name, o, t) for p, o, t in chunk_rows(hash_settings)]
+    clean = replace(hash_settings, index="clean")
+    build(clean, root)
+    assert incremental == [(Path(p).name, o, t) for p, o, t in chunk_rows(clean)]
+
+
+def test_skips_are_reported_and_drop_old_chunks(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    write(root / "bin.txt", b"\x00\x01\x02\x03")
+    write(root / "empty.md", "")
+    write(root / "huge.txt", "word " * 300_000)
+    write(root / "bad.pdf", b"%PDF-1.4 broken")
+    write(root / "latin.txt", b"caf\xe9 \xff\xfe")
+    settings = replace(hash_settings, index_max_file_mb=1.0)
+    rep = build(settings, root)
+    reasons = {Path(s["path"]).name: s["reason"] for s in rep.skipped}
+    assert set(reasons) == {"bin.txt", "empty.md", "huge.txt", "bad.pdf", "latin.txt"}
+    assert "binary" in reasons["bin.txt"] and "empty" in reasons["empty.md"]
+    assert "too large" in reasons["huge.txt"] and "malformed PDF" in reasons["bad.pdf"]
+    assert "undecodable" in reasons["latin.txt"]
+    assert rep.files_indexed == 3
+    # a file that was fine and turns binary leaves the index
+    write(root / "b.txt", b"\x00\x00\x00")
+    build(settings, root)
+    assert "b.txt" not in {Path(p).name for p, _, _ in chunk_rows(settings)}
+
+
+def test_unreadable_file_skipped(hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag_cli.ingest import pipeline
+
+    root = corpus(tmp_path / "docs")
+    real_open = open
+
+    def guarded_open(path, *a, **kw):  # type: ignore[no-untyped-def]
+        if str(path).endswith("b.txt"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(pipeline, "open", guarded_open, raising=False)
+    rep = build(hash_settings, root)
+    assert [(Path(s["path"]).name, s["reason"]) for s in rep.skipped] == [("b.txt", "unreadable: permission denied")]
+    assert rep.files_indexed == 2
+
+
+def test_ignore_rules(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    write(root / ".hidden/x.md", "# hidden\n\ntext\n")
+    write(root / "node_modules/y.md", "# nm\n\ntext\n")
+    write(root / ".venv/pyvenv.cfg", "home = /usr\n")
+    write(root / "myenv/pyvenv.cfg", "home = /usr\n")
+    write(root / "myenv/lib.py", "x = 1\n")
+    write(root / ".gitignore", "ignored/\n*.log.md\n")
+    write(root / "ignored/z.md", "# ig\n\ntext\n")
+    write(root / "notes.log.md", "# log\n\ntext\n")
+    write(root / "image.png", b"\x89PNG")
+    rep = build(hash_settings, root)
+    assert rep.files_seen == 3
+
+
+def test_fingerprint_mismatch_needs_rebuild(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    other = replace(hash_settings, chunk_max_tokens=50)
+    with pytest.raises(IndexIncompatible, match="--rebuild"):
+        build(other, root)
+    rep = build(other, root, rebuild=True)
+    assert rep.files_indexed == 3
+    assert len([d for d in hash_settings.index_dir.glob("data-*")]) == 1
+
+
+def test_missing_index(hash_settings: Settings) -> None:
+    with pytest.raises(IndexNotFound, match="rag index"):
+        IndexReader(hash_settings.index_dir)
+
+
+def test_lock_excludes_second_writer(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    settings = replace(hash_settings, index_lock_wait=0.2)
+    with IndexLock(settings.index_dir / "lock"), pytest.raises(IndexLocked, match="another rag process"):
+        build(settings, root)
+
+
+def test_reader_follows_new_generation(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    reader = IndexReader(hash_settings.index_dir)
+    reader.refresh()
+    gen = reader.generation
+    write(root / "new.md", "# N\n\nKiwis are fuzzy.\n")
+    build(hash_settings, root)
+    assert reader.refresh() is True and reader.generation > gen
+    assert next(h.path for h in reader.hits(reader.bm25("kiwis", 3), "bm25")).endswith("new.md")
+    # old generations are cleaned, keeping at most the previous one
+    data = layout.require_data_dir(hash_settings.index_dir)
+    assert len(list(data.glob("vectors-*.faiss"))) <= 2
+    reader.close()
+
+
+def test_fts_query_quotes_terms() -> None:
+    assert fts_query('what is "BM25" AND k1?') == '"bm25" OR "k1"'
+    assert fts_query("the") == '"the"'
+    assert fts_query("!!!") == ""

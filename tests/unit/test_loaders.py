@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+
+from rag_cli.ingest.loaders import SkipFile, decode_text, load_bytes
+from tests.conftest import SAMPLE
+
+
+def test_markdown_headings_paragraphs_and_lines() -> None:
+    src = b"---\ntitle: x\n---\n# Guide\n\nIntro para.\n\n## Install\n\nStep one.\nStep two.\n\n```sh\n# not a heading\nmake\n```\n"
+    (doc,) = load_bytes("a.md", src)
+    assert doc.title == "Guide"
+    texts = [(b.text, b.heading, b.start_line, b.end_line) for b in doc.blocks]
+    assert texts[0] == ("Intro para.", ("Guide",), 6, 6)
+    assert texts[1] == ("Step one.\nStep two.", ("Guide", "Install"), 10, 11)
+    assert texts[2][0].startswith("```sh\n# not a heading")
+    assert texts[2][1] == ("Guide", "Install")
+
+
+def test_markdown_setext_heading() -> None:
+    (doc,) = load_bytes("a.md", b"Title\n=====\n\nBody text.\n\nSub\n---\n\nMore.\n")
+    assert [b.heading for b in doc.blocks] == [("Title",), ("Title", "Sub")]
+
+
+def test_rst_heading_levels() -> None:
+    src = b"Top\n===\n\nIntro.\n\nPart\n----\n\nText of part.\n\n.. a comment\n\nOther\n=====\n\nLast.\n"
+    (doc,) = load_bytes("a.rst", src)
+    assert doc.title == "Top"
+    assert [(b.text, b.heading) for b in doc.blocks] == [
+        ("Intro.", ("Top",)),
+        ("Text of part.", ("Top", "Part")),
+        ("Last.", ("Other",)),
+    ]
+
+
+def test_html_visible_text_only() -> None:
+    src = b"""<html><head><title>My Page</title><style>p{}</style><script>var x = 'secret';</script></head>
+    <body><nav>menu</nav><h1>Main</h1><p>Hello <b>world</b>.</p><h2>Sub</h2><p>Deep &amp; text</p></body></html>"""
+    (doc,) = load_bytes("a.html", src)
+    assert doc.title == "My Page"
+    joined = " ".join(b.text for b in doc.blocks)
+    assert "secret" not in joined and "menu" not in joined and "p{}" not in joined
+    assert [(b.text, b.heading) for b in doc.blocks] == [("Hello world.", ("Main",)), ("Deep & text", ("Main", "Sub"))]
+
+
+def test_pdf_pages_kept() -> None:
+    docs = load_bytes(str(SAMPLE / "guides/local-llms.pdf"), (SAMPLE / "guides/local-llms.pdf").read_bytes())
+    (doc,) = docs
+    assert doc.title == "Running Language Models Locally"
+    assert {b.page for b in doc.blocks} == {1, 2}
+    assert any("Q4_K_M" in b.text and b.page == 1 for b in doc.blocks)
+
+
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"%PDF-1.4\ngarbage", "malformed PDF"),
+        (b"not a pdf at all", "malformed PDF"),
+    ],
+)
+def test_bad_pdf_skipped(data: bytes, reason: str) -> None:
+    with pytest.raises(SkipFile, match=reason):
+        load_bytes("x.pdf", data)
+
+
+def test_code_split_at_definitions() -> None:
+    src = b"import os\n\n\ndef alpha():\n    return 1\n\n\nclass Beta:\n    def m(self):\n        pass\n"
+    (doc,) = load_bytes("m.py", src)
+    assert doc.kind == "code:python"
+    heads = [b.heading for b in doc.blocks]
+    assert ("def alpha",) in heads and ("class Beta",) in heads
+
+
+def test_jsonl_beir_documents() -> None:
+    src = b'{"_id": "d1", "title": "T1", "text": "first"}\nnot json\n{"_id": "d2", "title": "", "text": "second"}\n'
+    docs = load_bytes("c.jsonl", src)
+    assert [(d.doc_id, d.title, d.blocks[0].text) for d in docs] == [("d1", "T1", "first"), ("d2", "d2", "second")]
+
+
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"\x00\x01\x02binary\x00", "binary"),
+        (b"caf\xe9 au lait \xff", "undecodable"),
+        (b"   \n\n  ", "empty"),
+    ],
+)
+def test_bad_text_skipped(data: bytes, reason: str) -> None:
+    with pytest.raises(SkipFile, match=reason):
+        load_bytes("x.txt", data)
+
+
+def test_decode_bom_and_crlf() -> None:
+    assert decode_text(b"\xef\xbb\xbfa\r\nb") == "a\nb"
+    assert decode_text("hé".encode("utf-16")) == "hé"
+
+
+def test_text_paragraph_lines() -> None:
+    (doc,) = load_bytes("t.txt", b"Title line\n\npara one\ncontinues\n\n\npara two\n")
+    assert [(b.start_line, b.end_line) for b in doc.blocks] == [(1, 1), (3, 4), (7, 7)]
