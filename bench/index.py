@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CRANFIELD, rag_env, run_rag, write_section  # noqa: E402
+from bench.common import CRANFIELD, rag_env, run_rag, write_section
 
 
 def main() -> None:

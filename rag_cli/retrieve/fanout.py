@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,8 +56,10 @@ class _Outcome:
 
 class FanOut:
     def __init__(self, sources: Sequence[Source], *, default_timeout: float = 2.0, rrf_k: int = 60,
-                 breaker_failures: int = 3, breaker_cooldown: float = 30.0) -> None:  # fmt: skip
+                 breaker_failures: int = 3, breaker_cooldown: float = 30.0,
+                 observer: Callable[[str, float, str | None], None] | None = None) -> None:  # fmt: skip
         self.sources = list(sources)
+        self.observer = observer  # called with (source, ms, failure reason or None) after every source call
         self.default_timeout = default_timeout
         self.rrf_k = rrf_k
         self.breakers = {s.name: CircuitBreaker(breaker_failures, breaker_cooldown) for s in self.sources}
@@ -77,6 +79,8 @@ class FanOut:
         breaker = self.breakers[src.name]
         if not breaker.allow():
             self.stats[src.name]["skipped"] += 1
+            if self.observer is not None:
+                self.observer(src.name, 0.0, "circuit open")
             return _Outcome(
                 src, None, f"circuit open after repeated failures (retry in {breaker.retry_in():.0f}s)", 0.0
             )
@@ -101,6 +105,8 @@ class FanOut:
             reason = f"{type(exc).__name__}: {exc}"[:300]
         ms = (time.perf_counter() - t0) * 1000
         runtime.timings.record(f"source.{src.name}", ms)
+        if self.observer is not None:
+            self.observer(src.name, ms, reason)
         if reason is None:
             breaker.success()
             self.stats[src.name]["ok"] += 1

@@ -1,0 +1,271 @@
+"""Remote sources over HTTP: any JSON search API (``type = "http"``) and another ``rag serve`` (``type = "rag"``).
+
+Each call runs inside the source's deadline. Transient failures (connection
+errors, 5xx, 429) are retried with full-jitter exponential backoff while time
+remains; a 429's ``Retry-After`` is honoured when it fits the deadline.
+Responses are read with a size cap and parsed defensively: anything malformed
+becomes a :class:`~rag_cli.errors.SourceError` with a clear reason, which the
+fan-out reports as a degradation. Header values (``${ENV}`` references are
+expanded at call time) are never put in a reason or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import urllib.parse
+from typing import Any
+
+from .. import runtime
+from ..config import Settings
+from ..errors import ConfigError, SourceError
+from ..types import Hit
+from .base import QueryContext, register
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+BIG_JSON = 256 * 1024  # parse bodies larger than this on the pool, not on the loop
+
+
+def expand_env(value: str) -> str:
+    """Replace ``${VAR}`` with the environment's value; a missing variable is a SourceError."""
+
+    def sub(m: re.Match[str]) -> str:
+        var = m.group(1)
+        if var not in os.environ:
+            raise SourceError(f"environment variable {var} is not set")
+        return os.environ[var]
+
+    return _ENV_REF.sub(sub, value)
+
+
+def dotted(obj: Any, path: str) -> Any:
+    """``dotted({"a": {"b": [1]}}, "a.b") == [1]``; integers index lists; "" is the object itself."""
+    if not path:
+        return obj
+    for part in path.split("."):
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, list) and part.lstrip("-").isdigit() and -len(obj) <= int(part) < len(obj):
+            obj = obj[int(part)]
+        else:
+            raise KeyError(path)
+    return obj
+
+
+def fill_template(tpl: Any, query: str, k: int) -> Any:
+    """Fill ``{query}`` and ``{k}`` inside a JSON body template (a whole-string "{k}" becomes a number)."""
+    if isinstance(tpl, str):
+        if tpl == "{k}":
+            return k
+        return tpl.replace("{query}", query).replace("{k}", str(k))
+    if isinstance(tpl, dict):
+        return {key: fill_template(v, query, k) for key, v in tpl.items()}
+    if isinstance(tpl, list):
+        return [fill_template(v, query, k) for v in tpl]
+    return tpl
+
+
+def backoff(attempt: int, base: float = 0.1, cap: float = 2.0) -> float:
+    """Full jitter: a random wait in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            import time
+
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class HttpSource:
+    """A JSON search API described in ``[[sources]]`` (see README: url, method, body, results, fields)."""
+
+    kind = "http"
+
+    def __init__(self, spec: dict[str, Any], settings: Settings, services: Any) -> None:
+        self.name = str(spec["name"])
+        self.spec = spec
+        self.services = services
+        self.url = str(spec.get("url") or "")
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"source {self.name!r}: url must start with http:// or https://")
+        self.method = str(spec.get("method", "GET")).upper()
+        if self.method not in ("GET", "POST"):
+            raise ConfigError(f"source {self.name!r}: method must be GET or POST")
+        self.body = spec.get("body")
+        self.results_path = str(spec.get("results", ""))
+        fields = spec.get("fields") or {}
+        if not isinstance(fields, dict):
+            raise ConfigError(f"source {self.name!r}: fields must be a table")
+        self.fields = {"text": "text", "title": "title", "url": "url", "score": "score", **fields}
+        self.headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
+        self.timeout = float(spec["timeout"]) if "timeout" in spec else None
+        self.weight = float(spec.get("weight", 1.0))
+        self.retries = int(spec.get("retries", 2))
+        self.max_bytes = int(float(spec.get("max_body_mb", settings.retrieve_max_body_mb)) * 1024 * 1024)
+
+    # -- request -------------------------------------------------------------------------
+    def request(self, query: str, k: int) -> tuple[str, str, dict[str, str], Any]:
+        q = urllib.parse.quote(query, safe="")
+        url = expand_env(self.url).replace("{query}", q).replace("{k}", str(k))
+        headers = {key: expand_env(v) for key, v in self.headers.items()}
+        body = fill_template(self.body, query, k) if self.body is not None else None
+        if self.method == "POST" and body is None:
+            body = {"query": query, "k": k}
+        return self.method, url, headers, body
+
+    async def _fetch(self, query: str, k: int, deadline: float | None) -> Any:
+        import aiohttp
+
+        method, url, headers, body = self.request(query, k)
+        session = await self.services.http()
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise TimeoutError
+            timeout = aiohttp.ClientTimeout(total=left, connect=min(left, 5.0) if left else 5.0)
+            try:
+                async with session.request(method, url, json=body, headers=headers, timeout=timeout) as resp:
+                    if resp.status == 429 or resp.status >= 500:
+                        raise SourceError(
+                            f"HTTP {resp.status}",
+                            transient=True,
+                            retry_after=_retry_after(resp.headers.get("Retry-After")),
+                        )
+                    if resp.status >= 400:
+                        raise SourceError(f"HTTP {resp.status}")
+                    raw = await self._read_capped(resp)
+                return await self._parse(raw)
+            except SourceError as exc:
+                err = exc
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                err = SourceError(f"connection failed: {type(exc).__name__}", transient=True)
+            except aiohttp.ClientResponseError as exc:
+                err = SourceError(f"bad response: HTTP {exc.status}")
+            if not err.transient or attempt >= self.retries:
+                if attempt:
+                    raise SourceError(f"{err.reason} (after {attempt + 1} attempts)")
+                raise err
+            wait = backoff(attempt)
+            if err.retry_after is not None:
+                wait = max(wait, err.retry_after)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and wait >= left:
+                raise SourceError(f"{err.reason}; retry in {wait:.1f}s would pass the deadline")
+            attempt += 1
+            await asyncio.sleep(wait)
+
+    async def _read_capped(self, resp: Any) -> bytes:
+        length = resp.content_length
+        if length is not None and length > self.max_bytes:
+            raise SourceError(f"response body of {length} bytes is over the {self.max_bytes} byte cap")
+        buf = bytearray()
+        async for chunk in resp.content.iter_chunked(65536):
+            buf += chunk
+            if len(buf) > self.max_bytes:
+                raise SourceError(f"response body over the {self.max_bytes} byte cap")
+        return bytes(buf)
+
+    async def _parse(self, raw: bytes) -> Any:
+        try:
+            if len(raw) > BIG_JSON:
+                return await runtime.run_blocking(json.loads, raw, stage="json")
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise SourceError("response is not valid JSON") from None
+
+    # -- mapping -------------------------------------------------------------------------
+    def to_hits(self, data: Any) -> list[Hit]:
+        try:
+            items = dotted(data, self.results_path)
+        except (KeyError, TypeError):
+            raise SourceError(f"response has no {self.results_path!r}") from None
+        if not isinstance(items, list):
+            raise SourceError(f"{self.results_path or 'response'!r} is not a list")
+        hits: list[Hit] = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            hit = self._hit(item)
+            if hit is not None:
+                hits.append(hit)
+        if items and not hits:
+            raise SourceError(f"no result has the text field {self.fields['text']!r}")
+        return hits
+
+    def _field(self, item: dict[str, Any], name: str) -> Any:
+        try:
+            return dotted(item, self.fields[name])
+        except (KeyError, TypeError):
+            return None
+
+    def _hit(self, item: dict[str, Any]) -> Hit | None:
+        text = self._field(item, "text")
+        if not isinstance(text, str) or not text.strip():
+            return None
+        score = self._field(item, "score")
+        try:
+            score = float(score) if score is not None else 0.0
+        except (TypeError, ValueError):
+            score = 0.0
+        url = self._field(item, "url")
+        title = self._field(item, "title")
+        return Hit(text=text, score=score, source=self.name, title=str(title or ""), url=str(url) if url else None)
+
+    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        data = await self._fetch(ctx.query, ctx.k, deadline)
+        return self.to_hits(data)
+
+
+class RagSource(HttpSource):
+    """Another ``rag serve``: POST /search with a bearer token; hits keep their paths and lines."""
+
+    kind = "rag"
+
+    def __init__(self, spec: dict[str, Any], settings: Settings, services: Any) -> None:
+        base = str(spec.get("url", "")).rstrip("/")
+        full = {**spec, "url": f"{base}/search", "method": "POST", "results": "hits"}
+        token = spec.get("token")
+        if token:
+            full["headers"] = {**(spec.get("headers") or {}), "Authorization": f"Bearer {token}"}
+        full["body"] = {"query": "{query}", "k": "{k}", **({"mode": spec["mode"]} if "mode" in spec else {})}
+        super().__init__(full, settings, services)
+
+    def _hit(self, item: dict[str, Any]) -> Hit | None:
+        text = item.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return None
+        try:
+            score = float(item.get("score") or 0.0)
+        except (TypeError, ValueError):
+            score = 0.0
+        heading = item.get("heading") or ()
+
+        def opt_int(v: Any) -> int | None:
+            return v if isinstance(v, int) else None
+
+        return Hit(
+            text=text, score=score, source=self.name, path=item.get("path") if isinstance(item.get("path"), str) else None,
+            title=str(item.get("title") or ""), url=item.get("url") if isinstance(item.get("url"), str) else None,
+            chunk_id=opt_int(item.get("chunk_id")), heading=tuple(str(h) for h in heading) if isinstance(heading, list) else (),
+            start_line=opt_int(item.get("start_line")), end_line=opt_int(item.get("end_line")),
+            page=opt_int(item.get("page")), doc_id=item.get("doc_id") if isinstance(item.get("doc_id"), str) else None,
+        )  # fmt: skip
+
+
+register("http", HttpSource)
+register("rag", RagSource)

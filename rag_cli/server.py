@@ -1,0 +1,238 @@
+"""``rag serve``: the retrieval pipeline over HTTP (aiohttp).
+
+Routes::
+
+    GET  /search?q=...&k=10&mode=hybrid     same JSON as `rag search --json`
+    POST /search  {"query": ..., "k": ..., "mode": ..., "timeout": ...}
+    GET  /healthz                           liveness and index summary (no auth)
+    GET  /metrics                           Prometheus text format
+
+With a token (``--token`` or ``RAG_SERVE_TOKEN``) every route but ``/healthz``
+needs ``Authorization: Bearer TOKEN`` (compared in constant time), else 401.
+Bodies over ``serve_max_body_kb`` get 413; over-long queries and out-of-range
+k get 400; more than ``serve_max_inflight`` concurrent searches get 503 at
+once instead of queueing without bound. Models and the index load once at
+start; SIGTERM and SIGINT shut down gracefully. No CORS headers are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import runtime
+from .config import Settings
+from .errors import AllSourcesFailed, RagError, UsageError
+from .retrieve.fanout import MODES
+from .retrieve.service import Retrieval
+
+
+class Metrics:
+    """Prometheus metrics of one server (own registry, so tests can run several)."""
+
+    def __init__(self, retrieval: Retrieval) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.retrieval = retrieval
+        buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+        self.requests = Counter(
+            "rag_http_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "rag_http_request_seconds", "HTTP latency", ["route"], buckets=buckets, registry=self.registry
+        )
+        self.source_latency = Histogram("rag_source_seconds", "Retrieval source latency", ["source"], buckets=buckets,
+                                        registry=self.registry)  # fmt: skip
+        self.source_failures = Counter("rag_source_failures", "Failed source calls", ["source"], registry=self.registry)
+        self.breaker = Gauge(
+            "rag_source_breaker_state", "0 closed, 1 half-open, 2 open", ["source"], registry=self.registry
+        )
+        self.loop_lag = Gauge("rag_event_loop_lag_seconds", "Event-loop lag", ["stat"], registry=self.registry)
+        self.pool = Gauge("rag_pool_jobs", "Thread-pool jobs", ["state"], registry=self.registry)
+        self.pool_workers = Gauge("rag_pool_workers", "Thread-pool size", registry=self.registry)
+        self.inflight = Gauge("rag_inflight_searches", "Searches in progress", registry=self.registry)
+
+    def observe_source(self, name: str, ms: float, reason: str | None) -> None:
+        if ms:
+            self.source_latency.labels(name).observe(ms / 1000)
+        if reason is not None:
+            self.source_failures.labels(name).inc()
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        lag = runtime.loop_lag
+        self.loop_lag.labels("max").set(lag.max_ms / 1000)
+        self.loop_lag.labels("p99").set(lag.percentile(99) / 1000)
+        self.loop_lag.labels("p50").set(lag.percentile(50) / 1000)
+        pool = runtime.pool()
+        self.pool.labels("active").set(pool.active)
+        self.pool.labels("queued").set(pool.queued)
+        self.pool_workers.set(pool.workers)
+        if self.retrieval.fanout is not None:
+            codes = {"closed": 0, "half-open": 1, "open": 2}
+            for name, b in self.retrieval.fanout.breakers.items():
+                self.breaker.labels(name).set(codes[b.state])
+        return generate_latest(self.registry)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False, default=str), status=status, content_type="application/json"
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
+    metrics = Metrics(retrieval)
+    if retrieval.fanout is not None:
+        retrieval.fanout.observer = metrics.observe_source
+    token = settings.serve_token.encode()
+    limit = asyncio.Semaphore(settings.serve_max_inflight)
+    state = {"inflight": 0}
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            if token and request.path != "/healthz":
+                auth = request.headers.get("Authorization", "")
+                given = auth[7:].encode() if auth.startswith("Bearer ") else b""
+                if not hmac.compare_digest(given, token):
+                    resp = _error(401, "missing or wrong bearer token")
+                    resp.headers["WWW-Authenticate"] = "Bearer"
+                    status = 401
+                    return resp
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.requests.labels(route, request.method, str(status)).inc()
+            metrics.latency.labels(route).observe(time.perf_counter() - t0)
+
+    async def search(request: web.Request) -> web.Response:
+        try:
+            if request.method == "POST":
+                try:
+                    body = await request.json()
+                except web.HTTPRequestEntityTooLarge:
+                    return _error(413, f"body over {settings.serve_max_body_kb} KiB")
+                except (ValueError, UnicodeDecodeError):
+                    return _error(400, "body is not valid JSON")
+                if not isinstance(body, dict):
+                    return _error(400, "body must be a JSON object")
+                query, k, mode, timeout = body.get("query"), body.get("k"), body.get("mode"), body.get("timeout")
+            else:
+                q = request.query
+                query, k, mode, timeout = q.get("q") or q.get("query"), q.get("k"), q.get("mode"), q.get("timeout")
+            query, k, mode, timeout = _validate(settings, query, k, mode, timeout)
+        except UsageError as exc:
+            return _error(400, exc.message)
+        if limit.locked():
+            return _error(503, "server busy, try again")
+        async with limit:
+            state["inflight"] += 1
+            metrics.inflight.set(state["inflight"])
+            try:
+                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout)
+            except AllSourcesFailed as exc:
+                return _json({"query": query, "mode": mode, "hits": [], "error": exc.message,
+                              "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]}, 503)  # fmt: skip
+            except RagError as exc:
+                return _error(500, str(exc))
+            finally:
+                state["inflight"] -= 1
+                metrics.inflight.set(state["inflight"])
+        out = result.to_dict()
+        out["timings"] = result.timings
+        return _json(out)
+
+    async def healthz(request: web.Request) -> web.Response:
+        info: dict[str, Any] = {"status": "ok", "index": settings.index}
+        if retrieval.reader is not None:
+            info["generation"] = retrieval.reader.generation
+            info["chunks"] = retrieval.reader.count
+        info["sources"] = [s.name for s in retrieval.fanout.sources] if retrieval.fanout else []
+        return _json(info)
+
+    async def metrics_route(request: web.Request) -> web.Response:
+        body = metrics.render()
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    app = web.Application(middlewares=[observe], client_max_size=settings.serve_max_body_kb * 1024)
+    app.router.add_get("/search", search)
+    app.router.add_post("/search", search)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_route)
+    app["metrics"] = metrics
+    return app
+
+
+def _validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -> tuple[str, int, str, float | None]:
+    if not isinstance(query, str) or not query.strip():
+        raise UsageError("query is required")
+    if len(query) > settings.serve_max_query_chars:
+        raise UsageError(f"query longer than {settings.serve_max_query_chars} characters")
+    try:
+        k_val = int(k) if k is not None else settings.retrieve_k
+    except (TypeError, ValueError):
+        raise UsageError("k must be an integer") from None
+    if not 1 <= k_val <= settings.serve_max_k:
+        raise UsageError(f"k must be between 1 and {settings.serve_max_k}")
+    mode_val = mode or settings.retrieve_mode
+    if mode_val not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}")
+    try:
+        t = float(timeout) if timeout is not None else None
+    except (TypeError, ValueError):
+        raise UsageError("timeout must be a number") from None
+    if t is not None and not 0 < t <= 60:
+        raise UsageError("timeout must be between 0 and 60 seconds")
+    return query, k_val, mode_val, t
+
+
+async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> None:
+    """Load everything, serve until SIGTERM/SIGINT, then shut down gracefully."""
+    async with Retrieval(settings) as retrieval:
+        await retrieval.prepare()
+        await retrieval.warm()
+        app = create_app(settings, retrieval)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.serve_host, settings.serve_port, backlog=1024)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
+                pass
+        port = (
+            site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else settings.serve_port
+        )  # type: ignore[union-attr]
+        if log:
+            log(f"rag serve: listening on http://{settings.serve_host}:{port} (index {settings.index!r})")
+        if ready is not None:
+            ready(port)
+        try:
+            await stop.wait()
+        finally:
+            if log:
+                log("rag serve: shutting down")
+            await runner.cleanup()

@@ -1,0 +1,182 @@
+"""A real aiohttp server on 127.0.0.1, run in a background thread, with misbehaving routes for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+
+class FakeSearchServer:
+    """Routes (all answer the `results` shape `{"data": {"results": [{"snippet", "title", "link", "score"}]}}`):
+
+    /ok?q=..            immediate results mentioning q
+    /slow?delay=0.3     results after a delay
+    /hang               never answers (until the server stops)
+    /fail               HTTP 500 every time
+    /flaky?fails=N      500 for the first N calls, then results
+    /badjson            200 with invalid JSON
+    /wrongshape         200 with JSON of the wrong shape
+    /huge?mb=N          200 with an N MB body
+    /drip               one byte a second
+    /ratelimit?after=S  429 with Retry-After: S on the first call, then results
+    /auth               results only with Authorization: Bearer s3cret-token, else 401
+    /reset              closes the connection without a response
+    """
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.headers: list[dict[str, str]] = []
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @staticmethod
+    def results(q: str, n: int = 3, tag: str = "fake") -> dict[str, Any]:
+        return {
+            "data": {
+                "results": [
+                    {
+                        "snippet": f"{tag} result {i} about {q}",
+                        "title": f"{tag} {i}",
+                        "link": f"http://{tag}/{i}",
+                        "score": 1.0 / (i + 1),
+                    }
+                    for i in range(n)
+                ]
+            }
+        }
+
+    def _app(self) -> web.Application:
+        async def ok(request: web.Request) -> web.Response:
+            self.calls["ok"] += 1
+            self.headers.append(dict(request.headers))
+            return web.json_response(self.results(request.query.get("q", ""), tag=request.query.get("tag", "fake")))
+
+        async def slow(request: web.Request) -> web.Response:
+            self.calls["slow"] += 1
+            await asyncio.sleep(float(request.query.get("delay", "0.3")))
+            return web.json_response(self.results(request.query.get("q", ""), tag=request.query.get("tag", "slow")))
+
+        async def hang(request: web.Request) -> web.Response:
+            self.calls["hang"] += 1
+            await asyncio.sleep(3600)
+            return web.json_response({})
+
+        async def fail(request: web.Request) -> web.Response:
+            self.calls["fail"] += 1
+            return web.Response(status=500, text="boom")
+
+        async def flaky(request: web.Request) -> web.Response:
+            self.calls["flaky"] += 1
+            if self.calls["flaky"] <= int(request.query.get("fails", "1")):
+                return web.Response(status=503, text="busy")
+            return web.json_response(self.results(request.query.get("q", ""), tag="flaky"))
+
+        async def badjson(request: web.Request) -> web.Response:
+            self.calls["badjson"] += 1
+            return web.Response(text="{not json", content_type="application/json")
+
+        async def wrongshape(request: web.Request) -> web.Response:
+            self.calls["wrongshape"] += 1
+            return web.json_response({"data": {"results": {"not": "a list"}}})
+
+        async def huge(request: web.Request) -> web.StreamResponse:
+            self.calls["huge"] += 1
+            mb = int(request.query.get("mb", "100"))
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            block = b" " * (1024 * 1024)
+            try:
+                for _ in range(mb):
+                    await resp.write(block)
+            except (ConnectionResetError, RuntimeError):
+                pass
+            return resp
+
+        async def drip(request: web.Request) -> web.StreamResponse:
+            self.calls["drip"] += 1
+            resp = web.StreamResponse()
+            await resp.prepare(request)
+            try:
+                for ch in json.dumps(self.results("drip")).encode():
+                    await resp.write(bytes([ch]))
+                    await asyncio.sleep(1.0)
+            except (ConnectionResetError, RuntimeError):
+                pass
+            return resp
+
+        async def ratelimit(request: web.Request) -> web.Response:
+            self.calls["ratelimit"] += 1
+            if self.calls["ratelimit"] == 1:
+                return web.Response(status=429, headers={"Retry-After": request.query.get("after", "0.3")})
+            return web.json_response(self.results(request.query.get("q", ""), tag="ratelimit"))
+
+        async def auth(request: web.Request) -> web.Response:
+            self.calls["auth"] += 1
+            if request.headers.get("Authorization") != "Bearer s3cret-token":
+                return web.Response(status=401)
+            return web.json_response(self.results(request.query.get("q", ""), tag="auth"))
+
+        async def reset(request: web.Request) -> web.Response:
+            self.calls["reset"] += 1
+            assert request.transport is not None
+            request.transport.abort()
+            await asyncio.sleep(0.1)
+            return web.Response()
+
+        async def post_search(request: web.Request) -> web.Response:
+            self.calls["post"] += 1
+            body = await request.json()
+            return web.json_response(
+                {
+                    "hits": {
+                        "hits": [{"_source": {"body": f"es hit for {body['query']['match']['body']}"}, "_score": 2.0}]
+                    }
+                }
+            )
+
+        app = web.Application()
+        for path, fn in [("/ok", ok), ("/slow", slow), ("/hang", hang), ("/fail", fail), ("/flaky", flaky),
+                         ("/badjson", badjson), ("/wrongshape", wrongshape), ("/huge", huge), ("/drip", drip),
+                         ("/ratelimit", ratelimit), ("/auth", auth), ("/reset", reset)]:  # fmt: skip
+            app.router.add_get(path, fn)
+        app.router.add_post("/es/_search", post_search)
+        return app
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            runner = web.AppRunner(self._app(), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.shutdown()
+            await runner.cleanup()
+
+        self.loop.run_until_complete(main())
+        self.loop.close()
+
+    def __enter__(self) -> FakeSearchServer:
+        self.thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)

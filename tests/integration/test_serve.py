@@ -1,0 +1,166 @@
+"""`rag serve` in a subprocess on 127.0.0.1: API, auth, limits, metrics, use as a remote source, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLE, run_cli, write
+
+pytestmark = pytest.mark.slow
+TOKEN = "t0ken-for-tests"
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def request(self, path: str, body: Any = None, token: str | None = TOKEN, raw: bytes | None = None,
+                method: str | None = None) -> tuple[int, Any]:  # fmt: skip
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(
+            self.url(path), data=data, method=method or ("POST" if data is not None else "GET")
+        )
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                text = resp.read().decode()
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode()
+            status = exc.code
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+
+def start_serve(home: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Served:
+    log = tmp / f"serve-{time.monotonic_ns()}.log"
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(home), **(env or {})}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "serve", "--port", "0", *args], env=full, text=True,
+                                stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text())
+        if m:
+            return Served(proc, int(m.group(1)), log)
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {log.read_text()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("serve did not start")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("serve")
+    home = tmp / "home"
+    assert run_cli("index", str(SAMPLE), env={"RAG_HOME": str(home)}).returncode == 0
+    s = start_serve(home, tmp, "--token", TOKEN, env={"RAG_SERVE_MAX_BODY_KB": "4"})
+    yield s
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(30) == 0
+    assert "shutting down" in s.log.read_text()
+
+
+def test_search_get_and_post_match_cli_contract(served: Served) -> None:
+    status, data = served.request("/search?q=reciprocal+rank+fusion&k=3")
+    assert status == 200 and len(data["hits"]) == 3 and data["degraded"] == []
+    assert data["hits"][0]["path"].endswith("hybrid-search.md")
+    assert {"rank", "score", "path", "title", "text", "chunk_id", "source"} <= set(data["hits"][0])
+    status, post = served.request("/search", {"query": "reciprocal rank fusion", "k": 3, "mode": "bm25"})
+    assert status == 200 and post["mode"] == "bm25" and len(post["hits"]) == 3
+
+
+def test_auth(served: Served) -> None:
+    assert served.request("/search?q=x", token=None)[0] == 401
+    assert served.request("/search?q=x", token="wrong")[0] == 401
+    assert served.request("/metrics", token=None)[0] == 401
+    status, health = served.request("/healthz", token=None)
+    assert status == 200 and health["status"] == "ok" and health["chunks"] > 0
+
+
+@pytest.mark.parametrize(
+    "path,body,raw,status",
+    [
+        ("/search", {"query": "x", "k": 0}, None, 400),
+        ("/search", {"query": "x", "k": 1000}, None, 400),
+        ("/search", {"query": "x" * 2500}, None, 400),
+        ("/search", {"query": ""}, None, 400),
+        ("/search", {"query": "x", "mode": "weird"}, None, 400),
+        ("/search", None, b"{nope", 400),
+        ("/search", None, b'{"query": "' + b"x" * 10_000 + b'"}', 413),
+        ("/nowhere", None, None, 404),
+    ],
+)
+def test_limits(served: Served, path: str, body: Any, raw: bytes | None, status: int) -> None:
+    assert served.request(path, body, raw=raw)[0] == status
+
+
+def test_metrics_parse(served: Served) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    served.request("/search?q=faiss")
+    status, text = served.request("/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("rag_http_requests", "rag_http_request_seconds", "rag_source_seconds", "rag_source_failures",
+                 "rag_source_breaker_state", "rag_event_loop_lag_seconds", "rag_pool_jobs"):  # fmt: skip
+        assert name in families, name
+    routes = {s.labels.get("route") for s in families["rag_http_requests"].samples}
+    assert "/search" in routes
+    sources = {s.labels.get("source") for s in families["rag_source_seconds"].samples}
+    assert {"dense", "bm25"} <= sources
+    states = {s.labels["state"] for s in families["rag_pool_jobs"].samples}
+    assert states == {"active", "queued"}
+
+
+def test_serve_as_remote_rag_source(served: Served, tmp_path: Path) -> None:
+    """Another process uses the server as a `type = "rag"` source next to its own (empty-ish) index."""
+    home = tmp_path / "home2"
+    docs = write(tmp_path / "d/notes.md", "# Notes\n\nUnrelated local notes about gardening.\n").parent
+    env = {"RAG_HOME": str(home), "RAG_EMBED_BACKEND": "hash", "TEAM_TOKEN": TOKEN}
+    assert run_cli("index", str(docs), env=env).returncode == 0
+    cfg = write(
+        tmp_path / "rag.toml",
+        f'[[sources]]\nname = "team"\ntype = "rag"\nurl = "{served.url("")}"\ntoken = "${{TEAM_TOKEN}}"\ntimeout = 10\n',
+    )
+    out = run_cli("search", "which FAISS index cannot remove vectors", "--json", "--config", str(cfg), env=env)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["degraded"] == []
+    team = [h for h in data["hits"] if "team" in h["sources"]]
+    assert team and any(h["path"].endswith("faiss.rst") for h in team)
+    assert all(h["chunk_id"] is not None for h in team)
+
+
+def test_sigterm_graceful(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    docs = write(tmp_path / "d/a.md", "# A\n\napples\n").parent
+    env = {"RAG_EMBED_BACKEND": "hash"}
+    assert run_cli("index", str(docs), env={"RAG_HOME": str(home), **env}).returncode == 0
+    s = start_serve(home, tmp_path, env=env)
+    assert s.request("/search?q=apples", token=None)[0] == 200
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(20) == 0
+    assert "Traceback" not in s.log.read_text()
