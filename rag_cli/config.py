@@ -71,6 +71,7 @@ class Settings:
     embed_model: str = ""  # "": the packaged all-MiniLM-L6-v2
     embed_batch_size: int = 32
     embed_device: str = "cpu"
+    embed_query_backend: str = "auto"  # auto: ONNX Runtime when its export is cached, else torch; onnx; torch
     chunk_max_tokens: int = 200
     chunk_overlap: int = 32
     index_max_file_mb: float = 20.0

@@ -51,7 +51,7 @@ def torch_threads(concurrent_calls: int = 1) -> int:
 class SentenceTransformerEmbedder:
     name = "sentence-transformers"
 
-    def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu") -> None:
+    def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu", query_backend: str = "auto") -> None:
         self.model_ref = model or str(default_model_path())
         path = Path(self.model_ref).expanduser()
         self.path = path if path.exists() else None
@@ -61,6 +61,8 @@ class SentenceTransformerEmbedder:
         self.device = device
         self._model: Any = None
         self._tokenizer: Any = None
+        self._onnx: Any = None
+        self.query_backend = query_backend
         self._lock = threading.Lock()
         self.dim, self.max_tokens = self._read_config()
 
@@ -159,12 +161,73 @@ class SentenceTransformerEmbedder:
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
+    # -- queries ----------------------------------------------------------------
+    def onnx_file(self) -> Path | None:
+        if self.path is None or not (self.path / "tokenizer.json").is_file():
+            return None
+        from .onnx import cache_path
+
+        return cache_path(self.path)
+
+    def prepare_query_encoder(self) -> bool:
+        """Export the ONNX query encoder now if it is missing (``rag index`` calls this; torch is loaded then)."""
+        target = self.onnx_file()
+        if target is None or self.query_backend == "torch":
+            return False
+        if not target.exists():
+            from .onnx import export
+
+            assert self.path is not None
+            export(self.path, target)
+        return True
+
+    def query_encoder(self) -> Any:
+        """The ONNX Runtime encoder for queries (exported and cached on first use), or None for torch.
+
+        ``query_backend``: "auto" uses ONNX and falls back to torch if the export fails; "onnx"
+        insists; "torch" never uses ONNX.
+        """
+        if self._onnx is None and self.query_backend != "torch":
+            with self._lock:
+                if self._onnx is None:
+                    self._onnx = self._make_query_encoder() or False
+        return self._onnx or None
+
+    def _make_query_encoder(self) -> Any:
+        target = self.onnx_file()
+        if target is None:
+            return None
+        try:
+            if not target.exists():
+                from .onnx import export
+
+                assert self.path is not None
+                export(self.path, target)
+            from .onnx import OnnxEncoder
+
+            assert self.path is not None
+            return OnnxEncoder(target, self.path / "tokenizer.json", self.max_tokens + 2, torch_threads())
+        except (EmbedderError, ImportError, OSError, RuntimeError) as exc:
+            if self.query_backend == "onnx":
+                raise EmbedderError(f"ONNX query encoder unavailable: {exc}") from None
+            return None
+
+    def load_for_queries(self) -> None:
+        """Make ``embed_query`` ready: the ONNX encoder if cached, else the PyTorch model."""
+        if self.query_encoder() is None:
+            self.model()
+
     def embed_query(self, text: str) -> np.ndarray:
+        enc = self.query_encoder()
+        if enc is not None:
+            return enc.encode([text])[0]
         return self.embed([text])[0]
 
 
 def _factory(settings: Settings) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(settings.embed_model, settings.embed_batch_size, settings.embed_device)
+    return SentenceTransformerEmbedder(
+        settings.embed_model, settings.embed_batch_size, settings.embed_device, settings.embed_query_backend
+    )
 
 
 register("sentence-transformers", _factory)

@@ -179,6 +179,13 @@ async def index_paths(
         else:
             await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
     report.seconds = time.perf_counter() - t0
+    prepare = getattr(embedder, "prepare_query_encoder", None)
+    if callable(prepare) and report.chunks_added:
+        # the model is loaded now: export the fast query encoder once for later searches
+        try:
+            await runtime.run_blocking(prepare, stage="prepare_queries")
+        except Exception as exc:  # an optional speed-up; searching falls back to torch
+            prog.warn(f"fast query encoder unavailable ({exc}); searches will use PyTorch")
     return report
 
 

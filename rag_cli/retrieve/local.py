@@ -27,8 +27,11 @@ class DenseSource:
         vec: Any = await ctx.shared(
             "embedding", lambda: runtime.run_blocking(self.embedder.embed_query, ctx.query, stage="embed")
         )
-        scored = await runtime.run_blocking(self.reader.dense, vec, ctx.k, stage="faiss")
-        return await runtime.run_blocking(self.reader.hits, scored, self.name)
+
+        def run() -> list[Hit]:
+            return self.reader.hits(self.reader.dense(vec, ctx.k), self.name)
+
+        return await runtime.run_blocking(run, stage="faiss")
 
 
 class BM25Source:

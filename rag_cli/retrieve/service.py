@@ -8,6 +8,7 @@ a connection pool and explicit timeouts) is shared by every remote source.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +107,15 @@ class Retrieval:
     async def prepare(self, mode: str | None = None) -> None:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""
         if self.reader is not None:
-            await runtime.run_blocking(self.reader.refresh, stage="refresh")
+            if self.reader.index is None or time.monotonic() - self.reader._checked >= 0.5:
+                await runtime.run_blocking(self.reader.maybe_refresh, stage="refresh")
             if (mode or self.settings.retrieve_mode) != "bm25":
                 # loading the model is start-up, not retrieval: it must not eat the dense deadline
                 await self.load_model()
 
     async def load_model(self) -> None:
         if self.embedder is not None and not self._model_loaded:
-            load = getattr(self.embedder, "model", None)
+            load = getattr(self.embedder, "load_for_queries", None) or getattr(self.embedder, "model", None)
             if callable(load):
                 await runtime.run_blocking(load, stage="load_model")
             self._model_loaded = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,7 @@ class IndexReader:
         self.generation = -1
         self.index: Any = None
         self.count = 0
+        self._checked = 0.0
         self._check_db()
 
     def _check_db(self) -> None:
@@ -180,6 +182,14 @@ class IndexReader:
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`") from None
         return int(rows.get("generation", 0)), int(rows.get("chunk_count", 0))
+
+    def maybe_refresh(self, interval: float = 0.5) -> bool:
+        """``refresh()`` at most every ``interval`` seconds (cheap enough for every query)."""
+        now = time.monotonic()
+        if self.index is not None and now - self._checked < interval:
+            return False
+        self._checked = now
+        return self.refresh()
 
     def refresh(self) -> bool:
         """Load the newest committed generation if it changed; True when something was reloaded."""

@@ -1,0 +1,83 @@
+"""Query latency on Cranfield: warm in-process p50/p99 for dense, bm25 and hybrid, and whole-process `rag search`.
+
+Target (issue 4): warm hybrid p50 <= 15 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import CACHE, CRANFIELD, median, pct, rag_env, run_rag, write_section
+
+
+def ensure_cranfield_index(home: Path) -> None:
+    """Index Cranfield into ``home`` (index 'cranfield') unless it is already there and current."""
+    env = rag_env(home)
+    _, rc, _, err, _ = run_rag(["index", str(CRANFIELD / "corpus.jsonl"), "--index", "cranfield", "--json"], env)
+    assert rc == 0, err
+
+
+def main() -> None:
+    home = CACHE / "home"
+    ensure_cranfield_index(home)
+    os.environ["RAG_HOME"] = str(home)
+    from rag_cli import runtime
+    from rag_cli.config import load_settings
+    from rag_cli.retrieve.service import Retrieval
+
+    queries = [json.loads(line)["text"] for line in (CRANFIELD / "queries.jsonl").read_text().splitlines()][:100]
+    settings = load_settings(index="cranfield", retrieve_timeout=10.0)
+
+    async def go() -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        async with Retrieval(settings) as r:
+            await r.prepare()
+            for q in queries[:10]:
+                await r.search(q, k=10)
+            for mode in ("bm25", "dense", "hybrid"):
+                times = []
+                for q in queries:
+                    t0 = time.perf_counter()
+                    await r.search(q, k=10, mode=mode)
+                    times.append((time.perf_counter() - t0) * 1000)
+                out[mode] = times
+        return out
+
+    lat = runtime.run(go())
+    whole = {}
+    for mode in ("bm25", "hybrid"):
+        runs = []
+        for q in queries[:5]:
+            secs, rc, _, err, _ = run_rag(
+                ["search", q, "--index", "cranfield", "--mode", mode, "--json"], rag_env(home)
+            )
+            assert rc == 0, err
+            runs.append(secs)
+        whole[mode] = median(runs)
+    lines = [
+        f"Cranfield index ({settings.embed_model or 'all-MiniLM-L6-v2'}), {len(queries)} queries, k = 10, warm in-process.",
+        "",
+        "| mode | p50 ms | p99 ms |",
+        "| --- | ---: | ---: |",
+    ]
+    for mode, times in lat.items():
+        note = " (target p50 <= 15)" if mode == "hybrid" else ""
+        lines.append(f"| {mode} | {median(times):.1f}{note} | {pct(times, 99):.1f} |")
+    lines += [
+        "",
+        "Whole-process `rag search --json` (median of 5; imports, index open, model load included):",
+        "",
+        f"- bm25: {whole['bm25']:.2f} s",
+        f"- hybrid: {whole['hybrid']:.2f} s",
+    ]
+    write_section("Search latency (bench/search.py)", lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""ONNX Runtime encoder for sentence-transformers BERT-style models (mean pooling + L2 norm).
+
+The ONNX file is exported once from the model folder with torch (``export``) and
+cached under the user cache dir, keyed by the model files; after that, encoding
+needs only ``onnxruntime``, ``tokenizers`` and numpy, which import in ~0.1 s
+instead of ~6 s for sentence-transformers. Vectors match the PyTorch backend
+(cosine 1.0 to 1e-6 on the packaged model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import EmbedderError
+
+
+def cache_path(model_dir: Path, variant: str = "fp32") -> Path:
+    """Where the ONNX export of ``model_dir`` lives (changes when the model files change)."""
+    from ..config import user_cache_dir
+
+    h = hashlib.sha256(str(model_dir.resolve()).encode())
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json"):
+        f = model_dir / name
+        if f.exists():
+            st = f.stat()
+            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    root = Path(os.environ.get("RAG_ONNX_CACHE", user_cache_dir() / "onnx"))
+    return root / h.hexdigest()[:16] / f"model-{variant}.onnx"
+
+
+def export(model_dir: Path, out: Path) -> Path:
+    """Export the transformer of ``model_dir`` to ONNX at ``out`` (atomic; needs torch, transformers, onnx)."""
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:
+        raise EmbedderError(f"exporting to ONNX needs torch and transformers: {exc}") from None
+    base = AutoModel.from_pretrained(str(model_dir))
+    base.eval()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, m: Any) -> None:
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.m(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    dummy = tuple(torch.ones(2, 16, dtype=torch.long) for _ in names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Wrapper(base), dummy, str(tmp), input_names=names, output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
+                opset_version=17, dynamo=False,
+            )  # fmt: skip
+        os.replace(tmp, out)
+    except Exception as exc:  # torch.onnx raises many kinds
+        raise EmbedderError(f"ONNX export of {model_dir} failed: {exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+class OnnxEncoder:
+    """Tokenize with ``tokenizers``, run the ONNX graph, mean-pool over the mask, L2-normalise."""
+
+    def __init__(self, onnx_file: Path, tokenizer_file: Path, max_length: int, threads: int) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> Any:
+        import numpy as np
+
+        encs = self.tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
+        out = np.zeros((len(encs), 0), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            width = max(len(encs[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for row, i in enumerate(idx):
+                n = len(encs[i].ids)
+                ids[row, :n] = encs[i].ids
+                mask[row, :n] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
+            summed = (hidden * mask[:, :, None]).sum(axis=1)
+            vecs = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            if out.shape[1] == 0:
+                out = np.zeros((len(encs), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        return out
