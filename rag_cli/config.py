@@ -98,7 +98,8 @@ class Settings:
     llm_connect_timeout: float = 5.0
     llm_first_token_timeout: float = 60.0
     llm_total_timeout: float = 300.0
-    answer_min_score: float = 0.0
+    answer_k: int = 5  # passages given to the LLM (small local models do best with few)
+    answer_min_score: float = 0.3  # dense cosine similarity under which a passage counts as unrelated
     serve_host: str = "127.0.0.1"
     serve_port: int = 8008
     serve_token: str = ""

@@ -23,6 +23,7 @@ def rrf(ranked: dict[str, list[Hit]], *, k: int = 60, weights: dict[str, float] 
     scores: dict[str, float] = {}
     best: dict[str, tuple[int, Hit]] = {}
     sources: dict[str, list[str]] = {}
+    raw: dict[str, dict[str, float]] = {}
     for name, hits in ranked.items():
         w = weights.get(name, 1.0)
         seen: set[str] = set()
@@ -33,6 +34,7 @@ def rrf(ranked: dict[str, list[Hit]], *, k: int = 60, weights: dict[str, float] 
             seen.add(key)
             scores[key] = scores.get(key, 0.0) + w / (k + rank)
             sources.setdefault(key, []).append(name)
+            raw.setdefault(key, {})[name] = hit.score
             if key not in best or rank < best[key][0]:
                 best[key] = (rank, hit)
     order = sorted(scores, key=lambda key: (-scores[key], best[key][0]))
@@ -41,6 +43,7 @@ def rrf(ranked: dict[str, list[Hit]], *, k: int = 60, weights: dict[str, float] 
         hit = best[key][1]
         extra = dict(hit.extra)
         extra["sources"] = sources[key]
+        extra["source_scores"] = raw[key]
         out.append(replace(hit, score=round(scores[key], 6), source="+".join(sources[key]), extra=extra))
     return out
 

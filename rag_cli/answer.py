@@ -1,0 +1,189 @@
+"""The answer pipeline shared by ``rag ask``, ``rag chat`` and ``rag eval``.
+
+question -> retrieval fan-out -> relevance check -> prompt with numbered sources
+-> LLM token stream (with a fallback chain) -> citation check -> result.
+
+It is an async generator of :class:`Event` objects so every front end (live
+Markdown on a TTY, plain text in a pipe, JSON Lines, the chat REPL) renders the
+same stream: ``sources``, then ``token``s, ``warning``s, and one ``done``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import runtime
+from .config import Settings
+from .errors import LLMError, NoRelevantPassages
+from .llm import base as llm_base
+from .prompting import CitationFilter, build_prompt
+from .retrieve.service import Retrieval
+from .types import Degradation, Hit
+
+
+@dataclass
+class Event:
+    kind: str  # "sources" | "token" | "warning" | "done"
+    data: Any
+
+
+@dataclass
+class AnswerResult:
+    question: str
+    answer: str = ""
+    citations: list[int] = field(default_factory=list)
+    invalid_citations: list[int] = field(default_factory=list)
+    sources: list[Hit] = field(default_factory=list)
+    degraded: list[Degradation] = field(default_factory=list)
+    backend: str = ""
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    complete: bool = True
+    query: str = ""
+
+    def source_dicts(self) -> list[dict[str, Any]]:
+        return [source_dict(n, h) for n, h in enumerate(self.sources, start=1)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "citations": self.citations,
+            "invalid_citations": self.invalid_citations,
+            "sources": self.source_dicts(),
+            "degraded": [d.to_dict() for d in self.degraded],
+            "backend": self.backend,
+            "fallbacks": self.fallbacks,
+            "complete": self.complete,
+            "timings": self.timings,
+        }
+
+
+def source_dict(n: int, h: Hit) -> dict[str, Any]:
+    return {"n": n, "path": h.path, "title": h.title, "url": h.url, "score": h.score, "location": h.location,
+            "start_line": h.start_line, "end_line": h.end_line, "page": h.page, "doc_id": h.doc_id}  # fmt: skip
+
+
+def relevant(hits: list[Hit], min_similarity: float) -> list[Hit]:
+    """Drop hits that are clearly unrelated: a dense cosine similarity below ``min_similarity``.
+
+    Hits with no dense score (BM25-only, remote) are kept: they matched the query's words.
+    """
+    out = []
+    for h in hits:
+        scores = h.extra.get("source_scores") or ({h.source: h.score} if h.source == "dense" else {})
+        dense = scores.get("dense")
+        if dense is not None and dense < min_similarity and len(scores) == 1:
+            continue
+        out.append(h)
+    return out
+
+
+def chain(settings: Settings, first: str | None = None) -> list[str]:
+    names = [first or settings.llm_backend, *settings.llm_fallback]
+    out: list[str] = []
+    for n in names:
+        if n and n not in out:
+            out.append(n)
+    return out
+
+
+async def answer(
+    question: str,
+    retrieval: Retrieval,
+    settings: Settings,
+    *,
+    k: int | None = None,
+    mode: str | None = None,
+    backends: list[str] | None = None,
+    extra_context: str = "",
+    query: str | None = None,
+) -> AsyncIterator[Event]:
+    """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up)."""
+    t0 = time.perf_counter()
+    result = AnswerResult(question=question, query=query or question)
+    res = await retrieval.search(query or question, k=k or settings.answer_k, mode=mode)
+    result.degraded = res.degraded
+    for name, ms in res.timings.items():
+        result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms
+    embed = runtime.timings.samples.get("embed")
+    if embed and (mode or settings.retrieve_mode) != "bm25":
+        result.timings["embed_ms"] = round(embed[-1], 2)
+    hits = relevant(res.hits, settings.answer_min_score)
+    if not hits and not extra_context.strip():
+        raise NoRelevantPassages(
+            f"no relevant passage for {question!r} in index {settings.index!r}; not answering rather than guessing",
+            hint="rephrase, raise -k, or index more documents",
+        )
+    services = {"http": retrieval.http}
+    for name in backends or chain(settings):
+        backend = llm_base.create(name, settings, services)
+        load = getattr(backend, "load", None)
+        try:
+            if callable(load):
+                t_load = time.perf_counter()
+                await runtime.run_blocking(load, stage="llm_load")
+                result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
+            t_prompt = time.perf_counter()
+            prompt, kept = await runtime.run_blocking(
+                lambda b=backend: build_prompt(question, hits, b.count_tokens, context_tokens=b.context_tokens(),
+                                               max_tokens=settings.llm_max_tokens, extra_context=extra_context),
+            )  # fmt: skip
+        except LLMError as exc:
+            result.fallbacks.append({"backend": name, "reason": exc.message})
+            yield Event("warning", f"LLM backend {name} unavailable: {exc.message}; trying the next")
+            continue
+        result.timings["prompt_ms"] = round((time.perf_counter() - t_prompt) * 1000, 2)
+        result.sources = kept
+        yield Event("sources", result.source_dicts())
+        filt = CitationFilter(len(kept))
+        pieces: list[str] = []
+        t_gen = t_first = time.perf_counter()
+        n_tokens = 0
+        started = False
+        try:
+            gen = backend.stream(prompt)
+            prefix_sent = False
+            async for piece in gen:
+                if not prefix_sent and getattr(backend, "completion", False) and prompt.prefix:
+                    piece = prompt.prefix + piece
+                    prefix_sent = True
+                if not started:
+                    result.timings["first_token_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+                    t_first = time.perf_counter()
+                    started = True
+                n_tokens += 1
+                text = filt.feed(piece)
+                if text:
+                    pieces.append(text)
+                    yield Event("token", text)
+        except llm_base.BackendFailed as exc:
+            if not exc.started and not started:
+                result.fallbacks.append({"backend": name, "reason": exc.reason})
+                yield Event("warning", f"LLM backend {name} failed before answering: {exc.reason}; trying the next")
+                continue
+            result.complete = False
+            yield Event("warning", f"answer cut short: {exc.reason}")
+        tail = filt.flush()
+        if tail:
+            pieces.append(tail)
+            yield Event("token", tail)
+        gen_s = time.perf_counter() - (t_first if started else t_gen)
+        result.backend = name
+        result.answer = "".join(pieces).strip()
+        result.citations = filt.valid
+        result.invalid_citations = filt.invalid
+        if filt.invalid:
+            yield Event("warning", f"removed citations to passages that do not exist: {filt.invalid}")
+        result.timings["tokens"] = n_tokens
+        result.timings["tokens_per_s"] = round((n_tokens - 1) / gen_s, 1) if gen_s > 0 and n_tokens > 1 else 0.0
+        result.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        yield Event("done", result)
+        return
+    raise LLMError(
+        "every LLM backend failed: " + "; ".join(f"{f['backend']}: {f['reason']}" for f in result.fallbacks),
+        hint="check --llm, --base-url and --model, or use --llm none",
+    )

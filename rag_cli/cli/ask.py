@@ -1,0 +1,220 @@
+"""`rag ask QUESTION`: a streamed, cited answer from the index (and remote sources)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import runtime
+from ..config import Settings
+from .app import app
+from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, TimeoutOpt, WorkersOpt, settings_from
+from .output import Env, get_env, rel
+
+LlmOpt = Annotated[str | None, typer.Option("--llm", help="LLM backend: local | openai | none (default local).")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="GGUF path (local) or model name (openai).")]
+BaseUrlOpt = Annotated[
+    str | None, typer.Option("--base-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")
+]
+FallbackOpt = Annotated[
+    str | None, typer.Option("--fallback", help="Comma-separated backends to try next (default: none).")
+]
+
+
+def llm_settings(config: Path | None, **kw: Any) -> Settings:
+    fallback = kw.pop("fallback", None)
+    s = settings_from(config, **kw)
+    if fallback is not None:
+        s.llm_fallback = [f.strip() for f in fallback.split(",") if f.strip()]
+    return s
+
+
+def read_question(env: Env, question: str | None) -> str:
+    from ..errors import UsageError
+
+    if question == "-" or (question is None and not env.stdin_tty):
+        question = env.stdin.read()
+    if question is None or not question.strip():
+        raise UsageError("no question given (pass it as an argument or on stdin)")
+    return question.strip()
+
+
+def read_context(env: Env, context: str | None, used_stdin: bool) -> str:
+    from ..errors import PathNotFound, UsageError
+
+    if not context:
+        return ""
+    if context == "-":
+        if used_stdin:
+            raise UsageError("stdin cannot carry both the question and --context -")
+        return env.stdin.read()
+    path = Path(context)
+    if not path.is_file():
+        raise PathNotFound(f"--context file not found: {context}")
+    return path.read_text(errors="replace")
+
+
+class Renderer:
+    """Renders answer events for a terminal (live Markdown) or a pipe (plain text, flushed)."""
+
+    def __init__(self, env: Env, show_timings: bool) -> None:
+        self.env = env
+        self.tty = env.stdout_tty
+        self.show_timings = show_timings
+        self.text = ""
+        self.live: Any = None
+        self.sources: list[dict[str, Any]] = []
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        elif self.text and not self.text.endswith("\n"):
+            self.env.out("")
+
+    def event(self, ev: Any) -> None:
+        if ev.kind == "sources":
+            self.sources = ev.data
+        elif ev.kind == "token":
+            self.text += ev.data
+            if self.tty:
+                if self.live is None:
+                    from rich.live import Live
+
+                    self.live = Live(console=self.env.console("stdout"), refresh_per_second=12, transient=False)
+                    self.live.start()
+                from rich.markdown import Markdown
+
+                self.live.update(Markdown(self.text))
+            else:
+                self.env.stdout.write(ev.data)
+                self.env.stdout.flush()
+        elif ev.kind == "warning":
+            self.env.warn(ev.data)
+        elif ev.kind == "done":
+            self.done(ev.data)
+
+    def done(self, result: Any) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        elif self.text and not self.text.endswith("\n"):
+            self.env.out("")
+        self.text = ""
+        cited = [s for s in result.source_dicts() if s["n"] in result.citations]
+        heading = "Sources:" if cited else "Passages used (none cited):"
+        shown = cited or result.source_dicts()
+        lines = [heading] + [
+            f"  [{s['n']}] {s['url'] or rel(s['location'])}" + (f" — {s['title']}" if s["title"] else "") for s in shown
+        ]
+        if self.tty:
+            con = self.env.console("stdout")
+            con.print()
+            con.print(lines[0], style="bold")
+            for ln in lines[1:]:
+                con.print(ln, markup=False, highlight=False)
+        else:
+            self.env.out("")
+            for ln in lines:
+                self.env.out(ln)
+        if self.show_timings:
+            t = result.timings
+            self.env.err("timings: " + " ".join(f"{k}={v}" for k, v in t.items()) + f" backend={result.backend}")
+
+
+@app.command("ask")
+def ask_cmd(
+    question: Annotated[
+        str | None, typer.Argument(help="The question ('-' or none: read from stdin).", show_default=False)
+    ] = None,
+    index: IndexOpt = None,
+    k: KOpt = None,
+    mode: ModeOpt = None,
+    llm: LlmOpt = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    fallback: FallbackOpt = None,
+    context: Annotated[str | None, typer.Option("--context", help="Extra context: a file, or '-' for stdin.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object when done.")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="Stream events as JSON Lines.")] = False,
+    timings: Annotated[bool, typer.Option("--timings", help="Print the stage breakdown on stderr.")] = False,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Cap on answer tokens (default 256).")
+    ] = None,
+    timeout: TimeoutOpt = None,
+    workers: WorkersOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Answer a question from the index, citing numbered sources."""
+    from ..answer import answer
+    from ..errors import NoRelevantPassages
+    from ..retrieve.service import Retrieval
+
+    env = get_env()
+    used_stdin = question == "-" or (question is None and not env.stdin_tty)
+    if context == "-" and question is None:
+        used_stdin = False
+        if question is None:
+            from ..errors import UsageError
+
+            raise UsageError("with --context -, give the question as an argument")
+    q = read_question(env, question)
+    extra = read_context(env, context, used_stdin)
+    settings = llm_settings(
+        config, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
+        fallback=fallback, llm_max_tokens=max_tokens, retrieve_timeout=timeout, workers=workers,
+    )  # fmt: skip
+
+    async def go() -> Any:
+        async with Retrieval(settings) as r:
+            await r.prepare()
+            result = None
+            if jsonl:
+                async for ev in answer(q, r, settings, extra_context=extra):
+                    env.json(_jsonl(ev))
+                    if ev.kind == "done":
+                        result = ev.data
+                return result
+            if json_out:
+                async for ev in answer(q, r, settings, extra_context=extra):
+                    if ev.kind == "warning":
+                        env.warn(ev.data)
+                    elif ev.kind == "done":
+                        result = ev.data
+                return result
+            with Renderer(env, timings) as view:
+                async for ev in answer(q, r, settings, extra_context=extra):
+                    view.event(ev)
+                    if ev.kind == "done":
+                        result = ev.data
+            return result
+
+    try:
+        result = runtime.run(go(), workers=settings.effective_workers())
+    except NoRelevantPassages as exc:
+        if json_out or jsonl:
+            payload = {"question": q, "answer": None, "error": exc.message, "citations": [], "sources": []}
+            env.json({"event": "done", **payload} if jsonl else payload)
+        raise
+    if json_out and result is not None:
+        env.json(result.to_dict())
+    for d in result.degraded if result is not None else []:
+        env.warn(f"source {d.source} degraded: {d.reason}")
+    if result is not None and not result.complete:
+        sys.exit(1)
+
+
+def _jsonl(ev: Any) -> dict[str, Any]:
+    if ev.kind == "sources":
+        return {"event": "sources", "sources": ev.data}
+    if ev.kind == "token":
+        return {"event": "token", "text": ev.data}
+    if ev.kind == "warning":
+        return {"event": "warning", "message": ev.data}
+    return {"event": "done", **ev.data.to_dict()}

@@ -1,0 +1,83 @@
+"""The LLM Backend protocol (an async token stream) and its registry.
+
+A backend turns a :class:`Prompt` into text pieces as they are generated. It
+raises :class:`BackendFailed` when it cannot answer; ``started`` says whether
+any token had been yielded (the answer pipeline only falls back to the next
+backend before the first token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..types import Hit
+
+
+@dataclass
+class Prompt:
+    """What a backend needs: the question, the numbered passages, and both prompt shapes."""
+
+    question: str
+    passages: list[Hit]
+    completion: str = ""  # for base models (completion-style, few-shot)
+    system: str = ""  # for chat models
+    user: str = ""
+    prefix: str = ""  # text the completion prompt already put in the answer's mouth
+    extra_context: str = ""
+    max_tokens: int = 256
+    stop: list[str] = field(default_factory=list)
+
+
+class BackendFailed(Exception):
+    def __init__(self, reason: str, *, started: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.started = started
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def context_tokens(self) -> int:
+        """The context window, in tokens."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model (an estimate is fine for remote models)."""
+        ...
+
+    def stream(self, prompt: Prompt) -> AsyncIterator[str]:
+        """Yield the answer's text as it is generated."""
+        ...
+
+
+BackendFactory = Callable[["Settings", dict[str, Any]], Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register(name: str, factory: BackendFactory) -> None:
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def _load_builtins() -> None:
+    from . import extractive, local, openai  # noqa: F401  (registering is their import side effect)
+
+
+def create(name: str, settings: Settings, services: dict[str, Any] | None = None) -> Backend:
+    _load_builtins()
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown LLM backend {name!r}; choose one of {', '.join(names())}")
+    return factory(settings, services or {})

@@ -1,0 +1,88 @@
+"""The ``none`` backend: no generation; the answer quotes the best passages with their numbers.
+
+Fully offline, instant, and the last resort of a fallback chain. It quotes the
+sentences of the top passages that share the most words with the question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..config import Settings
+from .base import Prompt, register
+
+_WORD = re.compile(r"\w+")
+_SENT = re.compile(r"(?<=[.!?])\s+")
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "how",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "with",
+        "does",
+        "do",
+    ]
+)
+
+
+def _terms(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP}
+
+
+class ExtractiveBackend:
+    name = "none"
+
+    def __init__(self, max_passages: int = 3) -> None:
+        self.max_passages = max_passages
+
+    def context_tokens(self) -> int:
+        return 1_000_000
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def answer(self, prompt: Prompt) -> str:
+        q = _terms(prompt.question)
+        parts = []
+        for n, hit in enumerate(prompt.passages[: self.max_passages], start=1):
+            sentences = [s.strip() for s in _SENT.split(" ".join(hit.text.split())) if s.strip()]
+            if not sentences:
+                continue
+            best = max(sentences, key=lambda s: (len(q & _terms(s)), -abs(len(s) - 160)))
+            parts.append(f'"{best}" [{n}]')
+        return "\n".join(parts)
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
+        yield self.answer(prompt)
+
+
+def _factory(settings: Settings, services: dict[str, Any]) -> ExtractiveBackend:
+    return ExtractiveBackend()
+
+
+register("none", _factory)

