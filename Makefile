@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/rag index sample_corpus --index demo
-	$(BIN)/rag search "How does reciprocal rank fusion combine dense and BM25 results?" --index demo -k 5
+	$(BIN)/rag ask "How many bits per weight does the Q4_K_M quantisation use?" --index demo
 
 test: install
 	$(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc

@@ -68,18 +68,18 @@ def source_dict(n: int, h: Hit) -> dict[str, Any]:
 
 
 def relevant(hits: list[Hit], min_similarity: float) -> list[Hit]:
-    """Drop hits that are clearly unrelated: a dense cosine similarity below ``min_similarity``.
+    """The hits worth answering from; [] when the question looks unrelated to the index.
 
-    Hits with no dense score (BM25-only, remote) are kept: they matched the query's words.
+    When a dense source scored the hits, the best dense cosine similarity must reach
+    ``min_similarity`` (else nothing is relevant), and hits that dense scored below it are
+    dropped. Hits only keyword search found are kept; without a dense source (``--mode bm25``,
+    remote only) every hit is kept, since they matched the query's words.
     """
-    out = []
-    for h in hits:
-        scores = h.extra.get("source_scores") or ({h.source: h.score} if h.source == "dense" else {})
-        dense = scores.get("dense")
-        if dense is not None and dense < min_similarity and len(scores) == 1:
-            continue
-        out.append(h)
-    return out
+    dense = [h.extra.get("source_scores", {}).get("dense", h.score if h.source == "dense" else None) for h in hits]
+    scored = [d for d in dense if d is not None]
+    if scored and max(scored) < min_similarity:
+        return []
+    return [h for h, d in zip(hits, dense, strict=True) if d is None or d >= min_similarity]
 
 
 def chain(settings: Settings, first: str | None = None) -> list[str]:

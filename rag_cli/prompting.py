@@ -37,6 +37,12 @@ Sources:
 Question: At what temperature is green tea brewed?
 Answer: According to [1], green tea is brewed at about 80 degrees Celsius.
 
+Sources:
+[1] Bridges (civil/bridges.md): Suspension bridges hang the deck from cables.
+[2] Golden Gate (civil/golden-gate.md): The Golden Gate Bridge opened in 1937. Its main span is 1,280 metres long.
+Question: How long is the main span of the Golden Gate Bridge?
+Answer: According to [2], the main span of the Golden Gate Bridge is 1,280 metres long.
+
 """
 ANSWER_PREFIX = "According to ["
 COMPLETION_STOP = ["\n", "\nQuestion:", "\nSources:"]

@@ -49,3 +49,15 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text)
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RAG_HOME with sample_corpus indexed by the real packaged model (built once per test session)."""
+    import json
+
+    home = tmp_path_factory.mktemp("samplehome")
+    out = run_cli("index", str(SAMPLE), "--json", env={"RAG_HOME": str(home)})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["skipped"] == []
+    return home

@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientConnectionError, web
 
 
 class FakeSearchServer:
@@ -180,3 +180,76 @@ class FakeSearchServer:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(10)
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible /v1/chat/completions server on 127.0.0.1 whose behaviour depends on the model name.
+
+    model "ok": streams "Paris is the capital [1]." then [DONE]; "fail": HTTP 500; "hang": headers, then
+    nothing; "cut": two tokens, then the connection drops; "drip": one token every 0.3 s for a long time;
+    "badcite": cites [1] and [9].
+    """
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.closed_early = 0
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @staticmethod
+    def chunk(text: str) -> bytes:
+        event = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+        return f"data: {json.dumps(event)}\n\n".encode()
+
+    def _app(self) -> web.Application:
+        async def completions(request: web.Request) -> web.StreamResponse:
+            body = await request.json()
+            model = body.get("model", "ok")
+            self.calls[model] += 1
+            self.bodies.append(body)
+            if model == "fail":
+                return web.Response(status=500, text="internal error")
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            try:
+                if model == "hang":
+                    await asyncio.sleep(3600)
+                elif model == "cut":
+                    await resp.write(self.chunk("Partial "))
+                    await resp.write(self.chunk("answer "))
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return resp
+                elif model == "drip":
+                    for i in range(200):
+                        await resp.write(self.chunk(f"word{i} "))
+                        await asyncio.sleep(0.3)
+                else:
+                    words = (
+                        ["Paris ", "is ", "the ", "capital ", "[1]", "."]
+                        if model != "badcite"
+                        else ["Yes ", "[1]", " and ", "[9]", "."]
+                    )
+                    for w in words:
+                        await resp.write(self.chunk(w))
+                    await resp.write(b"data: [DONE]\n\n")
+            except (ConnectionResetError, asyncio.CancelledError, ClientConnectionError):
+                self.closed_early += 1
+                return resp
+            return resp
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", completions)
+        return app
+
+    _run = FakeSearchServer._run
+    __enter__ = FakeSearchServer.__enter__
+    __exit__ = FakeSearchServer.__exit__

@@ -44,7 +44,7 @@ def _root(
 def _register() -> None:
     from . import index, indexes, search  # noqa: F401
 
-    for name in ("serve", "ask", "chat", "eval_cmd"):
+    for name in ("ask", "chat", "serve", "eval_cmd"):
         try:
             __import__(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:
@@ -57,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     env = get_env()
     try:
-        app(args=argv, prog_name="rag", standalone_mode=False)
-        return 0
+        # non-standalone typer returns the exit code of typer.Exit (and 130 for Ctrl-C) instead of raising
+        rc = app(args=argv, prog_name="rag", standalone_mode=False)
+        if rc == EXIT_INTERRUPTED:
+            env.err("rag: interrupted")
+        return rc if isinstance(rc, int) else 0
     except RagError as exc:
         env.err(f"rag: error: {exc}")
         return exc.exit_code

@@ -2,7 +2,8 @@
 
 Skipped: hidden files and folders, ``.git``, ``node_modules``, ``__pycache__``,
 virtualenvs (any folder holding ``pyvenv.cfg``), and whatever ``.gitignore``
-files on the way (in the walked folder and its subfolders) exclude. Files are
+and ``.ragignore`` files on the way (in the walked folder and its subfolders)
+exclude (same syntax; ``.ragignore`` is for files git keeps but rag should not index). Files are
 kept when a loader is registered for their extension; a file named explicitly on
 the command line is always kept.
 """
@@ -27,16 +28,22 @@ class Found:
     explicit: bool = False
 
 
+IGNORE_FILES = (".gitignore", ".ragignore")
+
+
 def _gitignore(dirpath: Path):  # -> pathspec.PathSpec | None
-    gi = dirpath / ".gitignore"
-    if not gi.is_file():
+    lines: list[str] = []
+    for name in IGNORE_FILES:
+        gi = dirpath / name
+        if gi.is_file():
+            try:
+                lines += gi.read_text(encoding="utf-8", errors="replace").splitlines()
+            except OSError:
+                pass
+    if not lines:
         return None
     import pathspec
 
-    try:
-        lines = gi.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 

@@ -72,10 +72,9 @@ def start_serve(home: Path, tmp: Path, *args: str, env: dict[str, str] | None = 
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, sample_home: Path) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("serve")
-    home = tmp / "home"
-    assert run_cli("index", str(SAMPLE), env={"RAG_HOME": str(home)}).returncode == 0
+    home = sample_home
     s = start_serve(home, tmp, "--token", TOKEN, env={"RAG_SERVE_MAX_BODY_KB": "4"})
     yield s
     s.proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,84 @@
+"""Chat state: history, follow-up condensation, and slash commands (the REPL itself is in cli/chat.py)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .retrieve.fanout import MODES
+
+_FOLLOW = re.compile(
+    r"^(and|also|but|so|then|what about|how about|why|how come|same for|more on|tell me more|explain)\b|"
+    r"\b(it|its|it's|they|them|their|this|that|these|those|he|she|him|her|there|former|latter|one)\b",
+    re.IGNORECASE,
+)
+
+HELP = """Commands:
+  /sources     show the sources of the last answer
+  /k N         passages per answer (now {k})
+  /mode M      dense | bm25 | hybrid (now {mode})
+  /llm NAME    local | openai | none (now {llm})
+  /reset       forget the conversation
+  /help        this help
+  /exit        leave (Ctrl-D works too)"""
+
+
+def is_follow_up(question: str) -> bool:
+    return bool(_FOLLOW.search(question)) or len(question.split()) <= 3
+
+
+@dataclass
+class ChatState:
+    k: int
+    mode: str
+    llm: str
+    turns: list[tuple[str, str, str]] = field(default_factory=list)  # (question, retrieval query, answer)
+    last: Any = None
+
+    def standalone(self, question: str) -> str:
+        """The retrieval query for ``question``: a follow-up is joined with the previous standalone query.
+
+        A follow-up ("what about its default?", "and BM25?") leans on the last turn; joining the
+        two keeps the topic for retrieval while the LLM still sees the question as asked.
+        """
+        if not self.turns or not is_follow_up(question):
+            return question
+        previous = self.turns[-1][1]
+        return f"{previous} {question}"
+
+    def command(self, line: str) -> tuple[str, bool]:
+        """Run a slash command; returns (message, keep_going)."""
+        parts = line.strip().split()
+        cmd, args = parts[0].lower(), parts[1:]
+        if cmd in ("/exit", "/quit"):
+            return "", False
+        if cmd == "/help":
+            return HELP.format(k=self.k, mode=self.mode, llm=self.llm), True
+        if cmd == "/reset":
+            self.turns.clear()
+            self.last = None
+            return "conversation reset", True
+        if cmd == "/k":
+            if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= 50:
+                return "usage: /k N (1-50)", True
+            self.k = int(args[0])
+            return f"k = {self.k}", True
+        if cmd == "/mode":
+            if len(args) != 1 or args[0] not in MODES:
+                return f"usage: /mode {' | '.join(MODES)}", True
+            self.mode = args[0]
+            return f"mode = {self.mode}", True
+        if cmd == "/llm":
+            from .llm.base import names
+
+            if len(args) != 1 or args[0] not in names():
+                return f"usage: /llm {' | '.join(names())}", True
+            self.llm = args[0]
+            return f"llm = {self.llm}", True
+        if cmd == "/sources":
+            if self.last is None:
+                return "no answer yet", True
+            lines = [f"[{s['n']}] {s['url'] or s['location']}  {s['title']}" for s in self.last.source_dicts()]
+            return "\n".join(lines) or "no sources", True
+        return f"unknown command {cmd} (try /help)", True

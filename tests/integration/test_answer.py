@@ -1,0 +1,232 @@
+"""`rag ask` and `rag chat` end to end: the real GGUF, a real llama.cpp server, and misbehaving servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.fakeserver import FakeOpenAI
+
+pytestmark = pytest.mark.slow
+Q = "How many bits per weight does the Q4_K_M quantisation use on average?"
+
+
+def env(home: Path, **extra: str) -> dict[str, str]:
+    return {"RAG_HOME": str(home), "RAG_LLM_TEMPERATURE": "0", **extra}
+
+
+def test_local_gguf_in_process(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag_cli import runtime
+    from rag_cli.answer import answer
+    from rag_cli.config import load_settings
+    from rag_cli.retrieve.service import Retrieval
+
+    monkeypatch.setenv("RAG_HOME", str(sample_home))
+    settings = load_settings(llm_backend="local", llm_temperature=0.0, llm_fallback=[])
+
+    async def go() -> list:
+        async with Retrieval(settings) as r:
+            return [ev async for ev in answer(Q, r, settings)]
+
+    events = runtime.run(go())
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done" and kinds.count("token") >= 3
+    result = events[-1].data
+    assert result.backend == "local" and result.answer.startswith("According to [")
+    assert set(result.citations) <= set(range(1, len(result.sources) + 1)) and result.citations
+    assert any(s.path.endswith("local-llms.pdf") for s in result.sources)
+    assert {"first_token_ms", "total_ms", "tokens_per_s", "retrieve_ms", "prompt_ms"} <= set(result.timings)
+    assert "".join(e.data for e in events if e.kind == "token") == result.answer
+
+
+def test_ask_pipe_plain_text(sample_home: Path) -> None:
+    out = run_cli("ask", Q, env=env(sample_home))
+    assert out.returncode == 0, out.stderr
+    assert "\x1b[" not in out.stdout and "\x1b[" not in out.stderr
+    answer, _, sources = out.stdout.partition("\n\n")
+    assert answer.startswith("According to [")
+    assert sources.startswith(("Sources:", "Passages used"))
+    assert re.search(r"^  \[\d\] sample_corpus/\S+(:\d+|#page=\d+) — ", sources, re.MULTILINE), sources
+    assert "Traceback" not in out.stderr and "llama" not in out.stderr
+
+
+def test_ask_json_and_stdin(sample_home: Path) -> None:
+    out = run_cli("ask", "--json", "--llm", "none", env=env(sample_home), input=Q + "\n")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"question", "answer", "citations", "sources", "degraded", "backend", "timings"} <= set(data)
+    assert data["question"] == Q and data["backend"] == "none" and "4.5" in data["answer"]
+    assert data["citations"] and all({"n", "path", "title", "url", "score"} <= set(s) for s in data["sources"])
+    assert {"first_token_ms", "total_ms"} <= set(data["timings"])
+
+
+def test_ask_jsonl_events(sample_home: Path) -> None:
+    out = run_cli("ask", Q, "--jsonl", env=env(sample_home))
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert events[0]["event"] == "sources" and events[-1]["event"] == "done"
+    tokens = [e["text"] for e in events if e["event"] == "token"]
+    assert len(tokens) >= 3 and "".join(tokens).strip() == events[-1]["answer"]
+
+
+def test_unanswerable(sample_home: Path) -> None:
+    out = run_cli("ask", "What is the population of Tokyo?", env=env(sample_home))
+    assert out.returncode == 7 and out.stdout == ""
+    assert "no relevant passage" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli("ask", "What is the population of Tokyo?", "--json", env=env(sample_home))
+    assert out.returncode == 7 and json.loads(out.stdout)["answer"] is None
+
+
+def test_context_from_stdin(sample_home: Path) -> None:
+    diff = "--- a/x.py\n+++ b/x.py\n@@\n-timeout = None\n+timeout = 2.0\n"
+    out = run_cli("ask", "--context", "-", "--llm", "none", "--json", "what does this change do to the timeout?",
+                  env=env(sample_home), input=diff)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["answer"]
+
+
+def test_chat_through_stdin_with_follow_up(sample_home: Path) -> None:
+    script = "What is the usual default value of the BM25 parameter b?\nand what does k1 control?\n/sources\n/exit\nnever asked\n"
+    out = run_cli("chat", "--llm", "none", env=env(sample_home), input=script)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("> ") == 2 and "never asked" not in out.stdout
+    first, second = out.stdout.split("> and what does k1 control?")
+    assert "0.75" in first and "k1" in second and "bm25.md" in second
+    assert "[1]" in out.stderr  # /sources lists the last answer's passages
+
+
+def test_chat_with_local_model(sample_home: Path) -> None:
+    out = run_cli("chat", env=env(sample_home), input=Q + "\n")
+    assert out.returncode == 0, out.stderr
+    assert "According to [" in out.stdout and "Sources:" in out.stdout or "Passages used" in out.stdout
+
+
+# -- misbehaving OpenAI-compatible servers -------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as s:
+        yield s
+
+
+def ask_openai(
+    home: Path, server: FakeOpenAI, model: str, *extra: str, **envx: str
+) -> subprocess.CompletedProcess[str]:
+    return run_cli("ask", Q, "--llm", "openai", "--base-url", server.base_url, "--model", model, *extra,
+                   env=env(home, OPENAI_API_KEY="sk-test-secret", **envx))  # fmt: skip
+
+
+def test_openai_stream_and_key(sample_home: Path, fake_llm: FakeOpenAI) -> None:
+    out = ask_openai(sample_home, fake_llm, "ok", "--json")
+    data = json.loads(out.stdout)
+    assert data["answer"] == "Paris is the capital [1]." and data["backend"] == "openai" and data["citations"] == [1]
+    body = fake_llm.bodies[-1]
+    assert (
+        body["stream"] is True and body["messages"][0]["role"] == "system" and "[1]" in body["messages"][1]["content"]
+    )
+    assert "sk-test-secret" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("model,reason", [("fail", "HTTP 500"), ("hang", "no first token")])
+def test_fallback_before_first_token(sample_home: Path, fake_llm: FakeOpenAI, model: str, reason: str) -> None:
+    out = ask_openai(sample_home, fake_llm, model, "--fallback", "none", "--json", RAG_LLM_FIRST_TOKEN_TIMEOUT="1")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["backend"] == "none" and data["fallbacks"][0]["backend"] == "openai"
+    assert reason in data["fallbacks"][0]["reason"] and reason in out.stderr
+    assert "Traceback" not in out.stderr
+    if model == "fail":
+        assert fake_llm.calls["fail"] == 3  # retried before the first token
+
+
+def test_stream_cut_mid_answer(sample_home: Path, fake_llm: FakeOpenAI) -> None:
+    out = ask_openai(sample_home, fake_llm, "cut", "--fallback", "none")
+    assert out.returncode == 1
+    assert out.stdout.startswith("Partial answer")
+    assert "answer cut short" in out.stderr and "Traceback" not in out.stderr
+    assert fake_llm.calls["cut"] == 1  # never retried after tokens were shown
+
+
+def test_invalid_citation_removed(sample_home: Path, fake_llm: FakeOpenAI) -> None:
+    out = ask_openai(sample_home, fake_llm, "badcite", "--json")
+    data = json.loads(out.stdout)
+    assert data["answer"] == "Yes [1] and ." and data["citations"] == [1] and data["invalid_citations"] == [9]
+    assert "do not exist: [9]" in out.stderr
+
+
+def test_ctrl_c_stops_stream(sample_home: Path, fake_llm: FakeOpenAI, tmp_path: Path) -> None:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env(sample_home)}
+    with open(tmp_path / "out.txt", "w") as fo, open(tmp_path / "err.txt", "w") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "ask", Q, "--llm", "openai", "--base-url",
+                                 fake_llm.base_url, "--model", "drip"], env=full, stdout=fo, stderr=fe,
+                                stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "word2" not in (tmp_path / "out.txt").read_text():
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(20)
+    assert rc == 130
+    assert "word2" in (tmp_path / "out.txt").read_text()
+    err = (tmp_path / "err.txt").read_text()
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(0.5)
+    assert fake_llm.closed_early == 1
+
+
+# -- a real OpenAI-compatible server: llama-cpp-python's, with the same GGUF ------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from rag_cli.llm.local import packaged_model_path
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_model_path()),
+                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
+                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/models", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()
+    else:
+        proc.kill()
+        raise AssertionError("llama_cpp.server did not start: " + log.read_text())
+    yield base
+    proc.terminate()
+    proc.wait(20)
+
+
+def test_real_llama_cpp_server(sample_home: Path, llama_server: str) -> None:
+    out = run_cli("ask", Q, "--llm", "openai", "--base-url", llama_server, "--jsonl", env=env(sample_home))
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    done = events[-1]
+    assert done["event"] == "done" and done["backend"] == "openai" and done["answer"]
+    assert sum(1 for e in events if e["event"] == "token") >= 2
+    assert done["timings"]["first_token_ms"] > 0
