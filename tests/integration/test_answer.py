@@ -109,7 +109,7 @@ def test_chat_through_stdin_with_follow_up(sample_home: Path) -> None:
 def test_chat_with_local_model(sample_home: Path) -> None:
     out = run_cli("chat", env=env(sample_home), input=Q + "\n")
     assert out.returncode == 0, out.stderr
-    assert "According to [" in out.stdout and "Sources:" in out.stdout or "Passages used" in out.stdout
+    assert "According to [" in out.stdout and ("Sources:" in out.stdout or "Passages used" in out.stdout)
 
 
 # -- misbehaving OpenAI-compatible servers -------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE, run_cli, write
+from tests.conftest import ROOT, run_cli, write
 
 pytestmark = pytest.mark.slow
 TOKEN = "t0ken-for-tests"
