@@ -20,6 +20,7 @@ went wrong and what to do about it.
     ├── NoRelevantPassages        exit 7   nothing relevant to answer from
     └── LLMError                  exit 8   every LLM backend failed
 
+`rag eval --baseline` exits 9 when a metric dropped more than the tolerance.
 Ctrl-C exits with 130, as shells expect.
 """
 
@@ -34,6 +35,7 @@ EXIT_LOCKED = 5
 EXIT_ALL_SOURCES_FAILED = 6
 EXIT_NO_ANSWER = 7
 EXIT_LLM = 8
+EXIT_REGRESSION = 9
 EXIT_INTERRUPTED = 130
 
 

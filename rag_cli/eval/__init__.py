@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics on BEIR data, answer metrics on QA files, reports and baselines."""

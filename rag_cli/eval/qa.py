@@ -1,0 +1,147 @@
+"""Answer quality on a QA file (``qa.jsonl``: ``question``, optional ``answers``, ``gold_paths``, ``unanswerable``).
+
+Per backend (any, including ``none``):
+
+* **contains**: an expected fact appears in the answer (answerable questions);
+* **token_f1**: best SQuAD-style token F1 against ``answers``;
+* **citation_precision**: of the cited passages, the share whose path ends with a ``gold_paths`` entry;
+* **citation_validity**: the share of answers whose every [n] referred to a real passage;
+* **groundedness**: the share of answer sentences whose embedding has cosine similarity
+  >= ``GROUNDED_AT`` (0.5) with a passage the answer cites;
+* **refusal**: the share of ``unanswerable`` questions the pipeline declined to answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .. import runtime
+from ..config import Settings
+from ..errors import LLMError, NoRelevantPassages, UsageError
+from .metrics import contains, percentile, token_f1
+
+GROUNDED_AT = 0.5
+_SENT = re.compile(r"(?<=[.!?])\s+")
+_CITE = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    items = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise UsageError(f"{path}:{n}: not JSON") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
+            raise UsageError(f"{path}:{n}: every line needs a 'question'")
+        items.append(obj)
+    return items
+
+
+def sentences(answer: str) -> list[str]:
+    return [s for s in (_CITE.sub("", x).strip(" ,;\"'") for x in _SENT.split(answer)) if len(s.split()) >= 3]
+
+
+def groundedness(answer: str, cited: list[Any], embedder: Any) -> float | None:
+    """Share of the answer's sentences supported (cosine >= GROUNDED_AT) by a cited passage."""
+    sents = sentences(answer)
+    if not sents:
+        return None
+    if not cited:
+        return 0.0
+    s_vecs = embedder.embed(sents)
+    p_vecs = embedder.embed([h.text for h in cited])
+    sims = s_vecs @ p_vecs.T
+    return float((sims.max(axis=1) >= GROUNDED_AT).mean())
+
+
+async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend: str, embedder: Any) -> dict[str, Any]:
+    from ..answer import answer
+
+    row: dict[str, Any] = {"question": item["question"], "unanswerable": bool(item.get("unanswerable"))}
+    result = None
+    try:
+        async for ev in answer(item["question"], retrieval, settings, backends=[backend]):
+            if ev.kind == "done":
+                result = ev.data
+    except NoRelevantPassages:
+        result = None
+    except LLMError as exc:
+        row["error"] = exc.message
+    row["refused"] = result is None and "error" not in row
+    text = result.answer if result is not None else ""
+    row["answer"] = text
+    if result is not None:
+        row["first_token_ms"] = result.timings.get("first_token_ms")
+        row["total_ms"] = result.timings.get("total_ms")
+        row["valid_citations"] = not result.invalid_citations
+        cited = [result.sources[n - 1] for n in result.citations if 0 < n <= len(result.sources)]
+        gold = item.get("gold_paths") or []
+        if cited and gold:
+            row["citation_precision"] = sum(1 for h in cited if any((h.path or "").endswith(g) for g in gold)) / len(
+                cited
+            )
+        g = await runtime.run_blocking(groundedness, text, cited, embedder)
+        if g is not None:
+            row["groundedness"] = g
+    answers = item.get("answers") or []
+    if not row["unanswerable"] and answers:
+        row["contains"] = contains(text, answers)
+        row["token_f1"] = max(token_f1(text, a) for a in answers)
+    return row
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [float(r[key]) for r in rows if r.get(key) is not None]
+    return round(sum(vals) / len(vals), 4) if vals else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    answerable = [r for r in rows if not r["unanswerable"]]
+    unanswerable = [r for r in rows if r["unanswerable"]]
+    answered = [r for r in rows if r.get("answer")]
+    return {
+        "contains": _mean(answerable, "contains"),
+        "token_f1": _mean(answerable, "token_f1"),
+        "citation_precision": _mean(answered, "citation_precision"),
+        "citation_validity": _mean(answered, "valid_citations"),
+        "groundedness": _mean(answered, "groundedness"),
+        "refusal": _mean(unanswerable, "refused"),
+        "false_refusal": _mean(answerable, "refused"),
+    }
+
+
+def run_qa(
+    path: Path, settings: Settings, backends: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    from ..embed import base as embed_base
+    from ..retrieve.service import Retrieval
+
+    items = load(path)
+    embedder = embed_base.create(settings)
+
+    async def go() -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
+        summaries: dict[str, dict[str, Any]] = {}
+        per: dict[str, list[dict[str, Any]]] = {}
+        latency: dict[str, Any] = {}
+        async with Retrieval(replace(settings, retrieve_timeout=max(settings.retrieve_timeout, 60.0))) as r:
+            await r.prepare()
+            for backend in backends:
+                rows = [await _one(item, r, settings, backend, embedder) for item in items]
+                per[backend] = rows
+                summaries[backend] = summarize(rows)
+                ft = [x["first_token_ms"] for x in rows if x.get("first_token_ms")]
+                tt = [x["total_ms"] for x in rows if x.get("total_ms")]
+                latency[backend] = {
+                    "first_token": {"p50": percentile(ft, 50), "p95": percentile(ft, 95)},
+                    "total": {"p50": percentile(tt, 50), "p95": percentile(tt, 95)},
+                }
+        return summaries, per, latency
+
+    return runtime.run(go(), workers=settings.effective_workers())
