@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import runtime
 from ..config import Settings
 from .app import app
 from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, TimeoutOpt, WorkersOpt, settings_from
@@ -152,6 +151,7 @@ def ask_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Answer a question from the index, citing numbered sources."""
+    from .. import runtime
     from ..answer import answer
     from ..errors import NoRelevantPassages
     from ..retrieve.service import Retrieval

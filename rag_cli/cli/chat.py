@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import runtime
 from .app import app
 from .ask import BaseUrlOpt, FallbackOpt, LlmOpt, ModelOpt, Renderer, llm_settings
 from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, WorkersOpt
@@ -49,6 +48,7 @@ def chat_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Chat with your documents: follow-up questions, cited answers, /help for commands."""
+    from .. import runtime
     from ..answer import answer
     from ..chat import ChatState
     from ..errors import LLMError, NoRelevantPassages

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import runtime
 from .app import app
 from .common import ConfigOpt, IndexOpt, JsonOpt, WorkersOpt, settings_from
 from .output import Env, get_env
@@ -112,6 +111,7 @@ def index_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Index files and folders: load, chunk, embed and store them (incremental)."""
+    from .. import runtime
     from ..embed import base as embed_base
     from ..ingest.pipeline import index_paths
     from ..ingest.walk import walk

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .. import runtime
-from ..retrieve.fanout import SearchResult
 from .app import app
 from .common import ConfigOpt, IndexOpt, JsonOpt, KOpt, ModeOpt, TimeoutOpt, WorkersOpt, settings_from
 from .output import Env, get_env, rel
+
+if TYPE_CHECKING:
+    from ..retrieve.fanout import SearchResult
 
 
 def snippet(text: str, width: int = 160) -> str:
@@ -19,6 +20,8 @@ def snippet(text: str, width: int = 160) -> str:
 
 
 def render_timings(env: Env, result: SearchResult, extra: dict[str, float] | None = None) -> None:
+    from .. import runtime
+
     parts = [f"{k}={v:.1f}ms" for k, v in result.timings.items()]
     pool = runtime.pool()
     parts.append(f"loop_lag_max={runtime.loop_lag.max_ms:.1f}ms")
@@ -69,6 +72,7 @@ def search_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Search the index (and configured remote sources) without generating an answer."""
+    from .. import runtime
     from ..errors import UsageError
     from ..retrieve.service import Retrieval
 

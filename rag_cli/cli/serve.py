@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from .. import runtime
 from .app import app
 from .common import ConfigOpt, IndexOpt, WorkersOpt, settings_from
 from .output import get_env
@@ -26,6 +25,7 @@ def serve_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Serve /search, /healthz and /metrics over HTTP."""
+    from .. import runtime
     from ..server import serve
 
     env = get_env()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 from .. import runtime
 from ..config import Settings
 from ..embed.base import Embedder
+from ..errors import RagError
 from ..store.writer import FileState, IndexWriter
 from ..types import Chunk
 from .chunking import ChunkerConfig, chunk_document
@@ -173,11 +175,19 @@ async def index_paths(
     try:
         await _run(writer, found, dir_roots, settings, embedder, cfg, rebuild, prog, report)
         ok = True
-    finally:
-        if ok:
-            await runtime.run_blocking(writer.__exit__, None, None, None)
-        else:
+        await runtime.run_blocking(writer.__exit__, None, None, None)
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not ok:
             await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise RagError(
+            f"cannot write index {settings.index!r}: {reason}",
+            hint="free disk space (or raise the limit) and run again; the last committed index is intact",
+        ) from None
+    except BaseException:
+        if not ok:
+            await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
+        raise
     report.seconds = time.perf_counter() - t0
     prepare = getattr(embedder, "prepare_query_encoder", None)
     if callable(prepare) and report.chunks_added:

@@ -29,6 +29,7 @@ from typing import Any
 from ..errors import IndexCorrupt, IndexIncompatible, IndexNotFound
 
 FORMAT_VERSION = 1
+REPAIR = "run `rag index PATH` to repair it from the database, or `rag index PATH --rebuild`"
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 DB = "rag.sqlite"

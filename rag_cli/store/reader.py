@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import IndexCorrupt
 from ..types import Hit
 from . import layout, schema, vectors
+from .layout import REPAIR
 
 _STOP = frozenset(
     [
@@ -212,11 +213,11 @@ class IndexReader:
                 # a writer committed a newer generation and cleaned this one: read again
                 gen, count = self._meta()
         else:
-            raise IndexCorrupt(f"vector file of generation {gen} is missing", hint="run `rag index PATH --rebuild`")
+            raise IndexCorrupt(f"vector file of generation {gen} is missing", hint=REPAIR)
         if index.ntotal != count:
             raise IndexCorrupt(
                 f"index is inconsistent: {index.ntotal} vectors for {count} chunks",
-                hint="run `rag index PATH --rebuild`",
+                hint=REPAIR,
             )
         with self._lock:
             self.index, self.generation, self.count = index, gen, count

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexCorrupt
-from .layout import fsync_dir
+from .layout import REPAIR, fsync_dir
 
 
 def faiss() -> Any:
@@ -36,7 +36,7 @@ def read_index(path: Path) -> Any:
             raise FileNotFoundError(str(path)) from None
         raise IndexCorrupt(
             f"vector file {path.name} is damaged ({str(exc).splitlines()[0][:120]})",
-            hint="run `rag index PATH --rebuild`",
+            hint=REPAIR,
         ) from None
 
 

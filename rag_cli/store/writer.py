@@ -71,8 +71,14 @@ class IndexWriter:
             layout.check_fingerprint(self.index_dir.name, manifest, self.fingerprint)
             self.data_dir = live
             self.published = True
-            self.conn = schema.connect(live / layout.DB)
-            self.generation = int(schema.get_meta(self.conn, "generation", "0"))
+            try:
+                self.conn = schema.connect(live / layout.DB)
+                self.generation = int(schema.get_meta(self.conn, "generation", "0"))
+                self.conn.execute("SELECT count(*) FROM files").fetchone()
+            except (sqlite3.DatabaseError, ValueError) as exc:
+                raise IndexCorrupt(
+                    f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`"
+                ) from None
             layout.clean_orphans(self.index_dir, live)
             layout.clean_generations(live, self.generation)
             self.index = self._load_vectors()
@@ -94,14 +100,15 @@ class IndexWriter:
         count = int(schema.get_meta(self.conn, "chunk_count", "0"))
         try:
             index = vectors.read_index(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, IndexCorrupt):
             index = None
         if index is None or index.ntotal != count:
-            # the vector file is a derived cache: rebuild it from the vectors table
+            # the vector file is a derived cache: rebuild it from the vectors table, and write it anew
             index = vectors.empty_index(self.dim)
             self._reload_from_table(index)
             if index.ntotal != count:
                 raise IndexCorrupt("index vectors and chunks disagree", hint="run `rag index PATH --rebuild`")
+            self.dirty = True
         return index
 
     def _reload_from_table(self, index: Any) -> None:
