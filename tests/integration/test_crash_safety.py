@@ -17,7 +17,7 @@ from tests.conftest import ROOT, run_cli, write
 
 pytestmark = pytest.mark.slow
 
-SLOW = {"RAG_EMBED_BACKEND": "slow-hash", "RAG_PLUGINS": "tests.plugins.slow_embed", "RAG_TEST_EMBED_DELAY": "0.1",
+SLOW = {"RAG_EMBED_BACKEND": "slow-hash", "RAG_PLUGINS": "tests.plugins.slow_embed", "RAG_TEST_EMBED_DELAY": "0.3",
         "RAG_INDEX_CHECKPOINT_SECONDS": "0.2", "RAG_INDEX_QUEUE_FILES": "4"}  # fmt: skip
 
 
@@ -93,7 +93,7 @@ def test_kill_9_at_random_points(tmp_path: Path, seed: int) -> None:
     killed_mid_run = 0
     for attempt in range(3):
         proc = index_proc(docs, home)
-        time.sleep(rng.uniform(0.3, 2.0))
+        time.sleep(rng.uniform(0.4, 1.2))
         killed_mid_run += proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
