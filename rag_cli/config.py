@@ -83,6 +83,7 @@ class Settings:
     retrieve_timeout: float = 2.0
     retrieve_rrf_k: int = 60
     retrieve_weights: dict[str, float] = field(default_factory=dict)
+    retrieve_bm25_columns: list[float] = field(default_factory=lambda: [2.0, 2.0, 1.0])  # title, heading, body
     retrieve_breaker_failures: int = 3
     retrieve_breaker_cooldown: float = 30.0
     retrieve_max_body_mb: float = 8.0
@@ -143,10 +144,11 @@ def _coerce(name: str, value: Any) -> Any:
             return hint(value)
         if origin is list:
             if isinstance(value, str):
-                return [v.strip() for v in value.split(",") if v.strip()]
+                value = [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, list):
                 raise TypeError("expected a list")
-            return value
+            item = (getattr(hint, "__args__", None) or (str,))[0]
+            return [item(v) for v in value] if item in (int, float, str) else value
         if origin is dict:
             if isinstance(value, str):
                 out = {}

@@ -37,14 +37,14 @@ class DenseSource:
 class BM25Source:
     kind = "bm25"
 
-    def __init__(
-        self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None
-    ) -> None:
+    def __init__(self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None,
+                 columns: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> None:  # fmt: skip
         self.reader = reader
+        self.columns = columns
         self.name, self.weight, self.timeout = name, weight, timeout
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
         def run() -> list[Hit]:
-            return self.reader.hits(self.reader.bm25(ctx.query, ctx.k), self.name)
+            return self.reader.hits(self.reader.bm25(ctx.query, ctx.k, self.columns), self.name)
 
         return await runtime.run_blocking(run, stage="bm25")

@@ -59,7 +59,10 @@ class Retrieval:
             wanted = {"embedder": self.embedder.fingerprint()}
             self.reader = await runtime.run_blocking(_open_reader, s.index_dir, wanted, stage="open_index")
             sources.append(DenseSource(self.reader, self.embedder, weight=weights.get("dense", 1.0)))
-            sources.append(BM25Source(self.reader, weight=weights.get("bm25", 1.0)))
+            cols = s.retrieve_bm25_columns
+            sources.append(
+                BM25Source(self.reader, weight=weights.get("bm25", 1.0), columns=(cols[0], cols[1], cols[2]))
+            )
         names = {src.name for src in sources}
         for spec in s.sources:
             if not isinstance(spec, dict) or not spec.get("name"):

@@ -240,14 +240,17 @@ class IndexReader:
         scores, ids = index.search(q, min(k, index.ntotal))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
-    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        """FTS5 BM25 (k1=1.2, b=0.75); title and heading weigh 2x the body. Higher is better."""
+    def bm25(
+        self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0)
+    ) -> list[tuple[int, float]]:
+        """FTS5 BM25 (k1=1.2, b=0.75) with column weights (title, heading, body). Higher is better."""
         expr = fts_query(query)
         if not expr or k <= 0:
             return []
+        w = tuple(float(x) for x in weights)
         rows = self._conn().execute(
-            "SELECT rowid, bm25(chunks_fts, 2.0, 2.0, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-            (expr, k),
+            "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+            (*w, expr, k),
         )
         return [(int(r[0]), -float(r[1])) for r in rows]
 

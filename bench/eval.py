@@ -1,0 +1,52 @@
+"""Quality figures measured by `rag eval` itself: Cranfield retrieval (bm25, dense, hybrid) and the
+sample_corpus/qa.jsonl answer metrics for the `local` and `none` backends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import CACHE, CRANFIELD, ROOT, rag_env, run_rag, write_section
+
+
+def main() -> None:
+    env = rag_env(CACHE / "home")
+    secs, rc, out, err, _ = run_rag(["eval", str(CRANFIELD), "--mode", "all", "--json"], env)
+    assert rc == 0, err
+    beir = json.loads(out)
+    _, rc, _, err, _ = run_rag(["index", str(ROOT / "sample_corpus"), "--index", "sample"], env)
+    assert rc == 0, err
+    _, rc, out, err, _ = run_rag(["eval", str(ROOT / "sample_corpus" / "qa.jsonl"), "--index", "sample", "--llm",
+                                  "local,none", "--json"], {**env, "RAG_LLM_TEMPERATURE": "0"})  # fmt: skip
+    assert rc == 0, err
+    qa = json.loads(out)
+    metrics = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100"]
+    lines = [f"`rag eval ../shared/eval/cranfield --mode all` ({beir['queries']} judged queries; {secs:.0f} s with the cached index):",
+             "", "| method | " + " | ".join(metrics) + " | search p50 ms | p95 ms |", "| --- |" + " ---: |" * (len(metrics) + 2)]  # fmt: skip
+    for m, r in beir["results"].items():
+        lat = beir["latency"][m]["total"]
+        lines.append(
+            f"| {m} | " + " | ".join(f"{r[x]:.4f}" for x in metrics) + f" | {lat['p50']:.1f} | {lat['p95']:.1f} |"
+        )
+    keys = [
+        "contains",
+        "token_f1",
+        "citation_precision",
+        "citation_validity",
+        "groundedness",
+        "refusal",
+        "false_refusal",
+    ]
+    lines += ["", f"`rag eval sample_corpus/qa.jsonl --llm local,none` ({qa['questions']} questions, temperature 0):", "",
+              "| backend | " + " | ".join(keys) + " | first token p50 ms |", "| --- |" + " ---: |" * (len(keys) + 1)]  # fmt: skip
+    for b, r in qa["results"].items():
+        cells = ["—" if r.get(x) is None else f"{r[x]:.2f}" for x in keys]
+        lines.append(f"| {b} | " + " | ".join(cells) + f" | {qa['latency'][b]['first_token']['p50']:.0f} |")
+    write_section("Quality (bench/eval.py)", lines)
+
+
+if __name__ == "__main__":
+    main()
