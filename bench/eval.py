@@ -45,7 +45,45 @@ def main() -> None:
     for b, r in qa["results"].items():
         cells = ["—" if r.get(x) is None else f"{r[x]:.2f}" for x in keys]
         lines.append(f"| {b} | " + " | ".join(cells) + f" | {qa['latency'][b]['first_token']['p50']:.0f} |")
+    lines += ["", "sample_corpus retrieval per mode: the share of answerable qa.jsonl questions whose gold file is in the "
+              "top 5 passages (hit@5), and the reciprocal rank of the first gold passage (MRR@5):", "",
+              "| mode | hit@5 | MRR@5 |", "| --- | ---: | ---: |"]  # fmt: skip
+    for mode, (hit, mrr) in sample_modes(env).items():
+        lines.append(f"| {mode} | {hit:.3f} | {mrr:.3f} |")
     write_section("Quality (bench/eval.py)", lines)
+
+
+def sample_modes(env: dict[str, str]) -> dict[str, tuple[float, float]]:
+    import os
+
+    os.environ["RAG_HOME"] = env["RAG_HOME"]
+    from rag_cli import runtime
+    from rag_cli.config import load_settings
+    from rag_cli.retrieve.service import Retrieval
+
+    items = [json.loads(x) for x in (ROOT / "sample_corpus" / "qa.jsonl").read_text().splitlines() if x.strip()]
+    items = [i for i in items if i.get("gold_paths")]
+    settings = load_settings(index="sample", retrieve_timeout=60.0)
+
+    async def go() -> dict[str, tuple[float, float]]:
+        out = {}
+        async with Retrieval(settings) as r:
+            await r.prepare()
+            for mode in ("bm25", "dense", "hybrid"):
+                hits = mrr = 0.0
+                for item in items:
+                    res = await r.search(item["question"], k=5, mode=mode)
+                    ranks = [
+                        n
+                        for n, h in enumerate(res.hits, 1)
+                        if any((h.path or "").endswith(g) for g in item["gold_paths"])
+                    ]
+                    hits += bool(ranks)
+                    mrr += 1 / ranks[0] if ranks else 0.0
+                out[mode] = (hits / len(items), mrr / len(items))
+        return out
+
+    return runtime.run(go())
 
 
 if __name__ == "__main__":

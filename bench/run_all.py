@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["index.py", "fanout.py", "search.py", "answer.py", "eval.py", "startup.py", "serve.py", "ann.py"]
+ORDER = ["index.py", "fanout.py", "search.py", "answer.py", "eval.py", "tune.py", "startup.py"]
 
 
 def main() -> int:

@@ -11,43 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..config import Settings
+from ..text import STOP_WORDS as _STOP
+from ..text import WORD as _WORD
 from .base import Prompt, register
 
-_WORD = re.compile(r"\w+")
 _SENT = re.compile(r"(?<=[.!?])\s+")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "how",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "the",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "with",
-        "does",
-        "do",
-    ]
-)
 
 
 def _terms(text: str) -> set[str]:

@@ -8,7 +8,6 @@ re-indexing without a restart. A reader sees one whole generation at a time.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 import time
@@ -16,98 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexCorrupt
+from ..text import STOP_WORDS as _STOP
+from ..text import WORD as _TOKEN
 from ..types import Hit
 from . import layout, schema, vectors
 from .layout import REPAIR
-
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "s",
-        "such",
-        "t",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "about",
-        "after",
-        "also",
-        "been",
-        "before",
-        "being",
-        "between",
-        "both",
-        "could",
-        "each",
-        "few",
-        "more",
-        "most",
-        "other",
-        "our",
-        "out",
-        "over",
-        "same",
-        "should",
-        "so",
-        "some",
-        "than",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "we",
-        "were",
-        "while",
-    ]
-)
-_TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
 def fts_query(text: str) -> str:
