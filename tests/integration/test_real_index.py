@@ -34,7 +34,9 @@ def real_home(sample_home: Path) -> Path:
 def test_sample_corpus_fully_indexed(sample_home: Path) -> None:
     out = run_cli("indexes", "info", "--json", env={"RAG_HOME": str(sample_home)})
     info = json.loads(out.stdout)
-    assert info["files"] == len([p for p in SAMPLE.rglob("*") if p.is_file() and p.suffix != ".jsonl" and not p.name.startswith(".")])
+    assert info["files"] == len(
+        [p for p in SAMPLE.rglob("*") if p.is_file() and p.suffix != ".jsonl" and not p.name.startswith(".")]
+    )
     assert info["chunks"] > 50
 
 
