@@ -29,11 +29,12 @@ def main() -> None:
     variants = {
         "bm25 columns 2/2/1 (title, heading, body)": ("bm25", {}),
         "bm25 columns 1/1/1": ("bm25", {"retrieve_bm25_columns": [1.0, 1.0, 1.0]}),
-        "hybrid rrf_k 60, weights 1/1": ("hybrid", {}),
+        "hybrid rrf_k 60, weights dense 1 / bm25 1.5 (default)": ("hybrid", {}),
+        "hybrid weights 1 / 1": ("hybrid", {"retrieve_weights": {"dense": 1.0, "bm25": 1.0}}),
+        "hybrid weights dense 1.5 / bm25 1": ("hybrid", {"retrieve_weights": {"dense": 1.5, "bm25": 1.0}}),
+        "hybrid weights dense 1 / bm25 2": ("hybrid", {"retrieve_weights": {"dense": 1.0, "bm25": 2.0}}),
         "hybrid rrf_k 20": ("hybrid", {"retrieve_rrf_k": 20}),
         "hybrid rrf_k 100": ("hybrid", {"retrieve_rrf_k": 100}),
-        "hybrid weights dense 1.5 / bm25 1": ("hybrid", {"retrieve_weights": {"dense": 1.5, "bm25": 1.0}}),
-        "hybrid weights dense 1 / bm25 1.5": ("hybrid", {"retrieve_weights": {"dense": 1.0, "bm25": 1.5}}),
         "hybrid, bm25 columns 1/1/1": ("hybrid", {"retrieve_bm25_columns": [1.0, 1.0, 1.0]}),
     }
 

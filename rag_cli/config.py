@@ -82,7 +82,8 @@ class Settings:
     retrieve_k: int = 10
     retrieve_timeout: float = 2.0
     retrieve_rrf_k: int = 60
-    retrieve_weights: dict[str, float] = field(default_factory=dict)
+    # RRF weights per source (others: 1.0); BM25 1.5 measured best across Cranfield and sample_corpus (bench/tune.py)
+    retrieve_weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "bm25": 1.5})
     retrieve_bm25_columns: list[float] = field(default_factory=lambda: [2.0, 2.0, 1.0])  # title, heading, body
     retrieve_breaker_failures: int = 3
     retrieve_breaker_cooldown: float = 30.0
