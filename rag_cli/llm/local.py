@@ -11,6 +11,7 @@ generation at the next token.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import sys
@@ -26,6 +27,16 @@ from .base import BackendFailed, Prompt, register
 
 _MODELS: dict[tuple[str, int, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free llama.cpp models before interpreter teardown (their __del__ fails once modules are gone)."""
+    with _MODELS_LOCK:
+        for llm in _MODELS.values():
+            with contextlib.suppress(Exception):
+                llm.close()
+        _MODELS.clear()
 
 
 def packaged_model_path() -> Path:
