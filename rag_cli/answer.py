@@ -82,8 +82,8 @@ def relevant(hits: list[Hit], min_similarity: float) -> list[Hit]:
     return [h for h, d in zip(hits, dense, strict=True) if d is None or d >= min_similarity]
 
 
-def chain(settings: Settings, first: str | None = None) -> list[str]:
-    names = [first or settings.llm_backend, *settings.llm_fallback]
+def chain(settings: Settings) -> list[str]:
+    names = [settings.llm_backend, *settings.llm_fallback]
     out: list[str] = []
     for n in names:
         if n and n not in out:

@@ -1,4 +1,4 @@
-"""The one place that owns concurrency: the event loop, the bounded thread pool, deadlines, metrics.
+"""The one place that owns concurrency: the event loop, the bounded thread pool and its metrics.
 
 The event loop only orchestrates. Anything that blocks (model inference, FAISS
 search, SQLite, file reads and writes, big JSON parsing) goes through
@@ -16,7 +16,7 @@ Usage::
 
 Metrics kept here (and exported by ``rag serve`` on ``/metrics``):
 
-* per-stage timings (``timings.record`` / ``timings.stage``),
+* per-stage timings (``timings.record``; ``run_blocking(..., stage=NAME)`` records one),
 * event-loop lag measured by :class:`LoopLagMonitor`,
 * pool active and queued counts (:class:`BoundedPool`).
 """
@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -89,22 +89,6 @@ class Timings:
     def record(self, stage: str, ms: float) -> None:
         with self._lock:
             self.samples[stage].append(ms)
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.record(name, (time.perf_counter() - t0) * 1000)
-
-    def last(self) -> dict[str, float]:
-        with self._lock:
-            return {k: round(v[-1], 2) for k, v in self.samples.items() if v}
-
-    def clear(self) -> None:
-        with self._lock:
-            self.samples.clear()
 
 
 class LoopLagMonitor:
@@ -194,26 +178,6 @@ async def run_blocking(fn: Callable[..., T], *args: Any, stage: str | None = Non
     finally:
         if stage:
             timings.record(stage, (time.perf_counter() - t0) * 1000)
-
-
-def remaining(deadline: float | None) -> float | None:
-    """Seconds left until ``deadline`` (an event-loop time), never negative."""
-    if deadline is None:
-        return None
-    return max(0.0, deadline - asyncio.get_running_loop().time())
-
-
-def deadline_in(seconds: float | None) -> float | None:
-    """The event-loop time ``seconds`` from now (None means no deadline)."""
-    if seconds is None:
-        return None
-    return asyncio.get_running_loop().time() + seconds
-
-
-async def with_deadline(aw: Awaitable[T], deadline: float | None) -> T:
-    """Await ``aw``, cancelling it with TimeoutError at ``deadline``."""
-    async with asyncio.timeout_at(deadline):
-        return await aw
 
 
 def run(coro: Coroutine[Any, Any, T], *, workers: int | None = None, monitor: bool = True) -> T:

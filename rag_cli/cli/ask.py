@@ -159,11 +159,9 @@ def ask_cmd(
     env = get_env()
     used_stdin = question == "-" or (question is None and not env.stdin_tty)
     if context == "-" and question is None:
-        used_stdin = False
-        if question is None:
-            from ..errors import UsageError
+        from ..errors import UsageError
 
-            raise UsageError("with --context -, give the question as an argument")
+        raise UsageError("with --context -, give the question as an argument")
     q = read_question(env, question)
     extra = read_context(env, context, used_stdin)
     settings = llm_settings(

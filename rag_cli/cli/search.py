@@ -19,15 +19,13 @@ def snippet(text: str, width: int = 160) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def render_timings(env: Env, result: SearchResult, extra: dict[str, float] | None = None) -> None:
+def render_timings(env: Env, result: SearchResult) -> None:
     from .. import runtime
 
     parts = [f"{k}={v:.1f}ms" for k, v in result.timings.items()]
     pool = runtime.pool()
     parts.append(f"loop_lag_max={runtime.loop_lag.max_ms:.1f}ms")
     parts.append(f"pool_max_queued={pool.max_queued}")
-    for k, v in (extra or {}).items():
-        parts.append(f"{k}={v:.1f}ms")
     env.err("timings: " + " ".join(parts))
 
 

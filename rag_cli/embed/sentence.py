@@ -198,11 +198,7 @@ class SentenceTransformerEmbedder:
         if target is None:
             return None
         try:
-            if not target.exists():
-                from .onnx import export
-
-                assert self.path is not None
-                export(self.path, target)
+            self.prepare_query_encoder()
             from .onnx import OnnxEncoder
 
             assert self.path is not None

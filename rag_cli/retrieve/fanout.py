@@ -63,9 +63,6 @@ class FanOut:
         self.default_timeout = default_timeout
         self.rrf_k = rrf_k
         self.breakers = {s.name: CircuitBreaker(breaker_failures, breaker_cooldown) for s in self.sources}
-        self.stats: dict[str, dict[str, int]] = {
-            s.name: {"ok": 0, "failed": 0, "timeout": 0, "skipped": 0} for s in self.sources
-        }
 
     def select(self, mode: str) -> list[Source]:
         if mode not in MODES:
@@ -78,7 +75,6 @@ class FanOut:
         t0 = time.perf_counter()
         breaker = self.breakers[src.name]
         if not breaker.allow():
-            self.stats[src.name]["skipped"] += 1
             if self.observer is not None:
                 self.observer(src.name, 0.0, "circuit open")
             return _Outcome(
@@ -96,7 +92,6 @@ class FanOut:
                 hits = await src.search(ctx, deadline)
         except TimeoutError:
             reason = f"timed out after {limit:g}s"
-            self.stats[src.name]["timeout"] += 1
         except SourceError as exc:
             reason = exc.reason
         except asyncio.CancelledError:
@@ -109,10 +104,8 @@ class FanOut:
             self.observer(src.name, ms, reason)
         if reason is None:
             breaker.success()
-            self.stats[src.name]["ok"] += 1
         else:
             breaker.failure()
-            self.stats[src.name]["failed"] += 1
         return _Outcome(src, hits, reason, ms)
 
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,

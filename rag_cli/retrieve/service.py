@@ -8,7 +8,6 @@ a connection pool and explicit timeouts) is shared by every remote source.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,7 @@ class Retrieval:
     async def prepare(self, mode: str | None = None) -> None:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""
         if self.reader is not None:
-            if self.reader.index is None or time.monotonic() - self.reader._checked >= 0.5:
+            if self.reader.refresh_due():
                 await runtime.run_blocking(self.reader.maybe_refresh, stage="refresh")
             if (mode or self.settings.retrieve_mode) != "bm25":
                 # loading the model is start-up, not retrieval: it must not eat the dense deadline

@@ -96,12 +96,15 @@ class IndexReader:
             raise IndexCorrupt(f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`") from None
         return int(rows.get("generation", 0)), int(rows.get("chunk_count", 0))
 
+    def refresh_due(self, interval: float = 0.5) -> bool:
+        """Whether ``maybe_refresh`` would look for a new generation now (no I/O: safe on the event loop)."""
+        return self.index is None or time.monotonic() - self._checked >= interval
+
     def maybe_refresh(self, interval: float = 0.5) -> bool:
         """``refresh()`` at most every ``interval`` seconds (cheap enough for every query)."""
-        now = time.monotonic()
-        if self.index is not None and now - self._checked < interval:
+        if not self.refresh_due(interval):
             return False
-        self._checked = now
+        self._checked = time.monotonic()
         return self.refresh()
 
     def refresh(self) -> bool:
