@@ -21,7 +21,9 @@ went wrong and what to do about it.
     └── LLMError                  exit 8   every LLM backend failed
 
 `rag eval --baseline` exits 9 when a metric dropped more than the tolerance.
-Ctrl-C exits with 130, as shells expect.
+Ctrl-C (SIGINT) exits with 130 and SIGTERM with 143, as shells expect; both unwind
+cleanly first (no partial files, pool drained). ``rag serve`` treats both as a
+request to stop and exits 0 after a graceful shutdown.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ EXIT_NO_ANSWER = 7
 EXIT_LLM = 8
 EXIT_REGRESSION = 9
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (a BaseException, so ``except Exception`` does not swallow it)."""
+
+    exit_code = EXIT_TERMINATED
 
 
 class RagError(Exception):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import threading
 import time
 from collections import defaultdict, deque
@@ -169,6 +170,15 @@ def pool() -> BoundedPool:
         return _pool
 
 
+def drop_pool() -> None:
+    """Cancel queued jobs and forget the pool (running jobs finish; a new pool is made on next use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
+
+
 async def run_blocking(fn: Callable[..., T], *args: Any, stage: str | None = None) -> T:
     """Run ``fn(*args)`` on the bounded pool and await it without blocking the loop."""
     fut = pool().submit(fn, *args)
@@ -181,11 +191,30 @@ async def run_blocking(fn: Callable[..., T], *args: Any, stage: str | None = Non
 
 
 def run(coro: Coroutine[Any, Any, T], *, workers: int | None = None, monitor: bool = True) -> T:
-    """Run ``coro`` on a new event loop with the shared pool, lag monitor and clean shutdown."""
+    """Run ``coro`` on a new event loop with the shared pool, lag monitor and clean shutdown.
+
+    Ctrl-C (asyncio.run's own handling) and SIGTERM cancel ``coro``, so its ``finally``
+    blocks run; then queued pool jobs are dropped and ``KeyboardInterrupt`` or
+    :class:`~rag_cli.errors.Terminated` is raised for the CLI to map to 130 or 143.
+    """
+    from .errors import Terminated
+
     if workers:
         configure(workers)
+    terminated = threading.Event()
+    old_term = signal.getsignal(signal.SIGTERM)
 
     async def main() -> T:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def on_term() -> None:
+            terminated.set()
+            if task is not None:
+                task.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not on the main thread
+            loop.add_signal_handler(signal.SIGTERM, on_term)
         if monitor:
             loop_lag.start()
         try:
@@ -194,4 +223,13 @@ def run(coro: Coroutine[Any, Any, T], *, workers: int | None = None, monitor: bo
             if monitor:
                 await loop_lag.stop()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        drop_pool()
+        if terminated.is_set():
+            raise Terminated() from None
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, old_term)

@@ -7,12 +7,13 @@ maps errors to exit codes and one clean line on stderr (see ``rag_cli.errors``).
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Annotated
 
 import typer
 
 from .. import __version__
-from ..errors import EXIT_INTERRUPTED, EXIT_USAGE, RagError
+from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, RagError, Terminated
 from .output import get_env
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (``rag`` calls ``sys.exit`` with it)."""
     _register()
     env = get_env()
+    _on_sigterm_raise()
     try:
         # non-standalone typer returns the exit code of typer.Exit (and 130 for Ctrl-C) instead of raising
         rc = app(args=argv, prog_name="rag", standalone_mode=False)
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         env.err("rag: interrupted")
         return EXIT_INTERRUPTED
+    except Terminated:
+        env.err("rag: terminated")
+        return EXIT_TERMINATED
     except BrokenPipeError:
         # the reader of our stdout went away (`rag search x | head -1`): not an error
         try:
@@ -87,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+
+
+def _on_sigterm_raise() -> None:
+    """Outside the event loop SIGTERM unwinds like Ctrl-C (inside, runtime.run cancels the main task)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def run() -> None:

@@ -58,13 +58,14 @@ def _load_builtins() -> None:
     from . import hashing, sentence  # noqa: F401  (registering is their import side effect)
 
 
-_CACHE: dict[tuple[str, str, int, str], Embedder] = {}
+_CACHE: dict[tuple[str, str, int, str, str], Embedder] = {}
 
 
 def create(settings: Settings) -> Embedder:
     """The embedder for ``settings`` (cached per process: models load once)."""
     _load_builtins()
-    key = (settings.embed_backend, settings.embed_model, settings.embed_batch_size, settings.embed_device)
+    key = (settings.embed_backend, settings.embed_model, settings.embed_batch_size, settings.embed_device,
+           settings.embed_onnx_variant)  # fmt: skip
     if key in _CACHE:
         return _CACHE[key]
     factory = _REGISTRY.get(settings.embed_backend)

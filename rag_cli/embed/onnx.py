@@ -77,6 +77,30 @@ def export(model_dir: Path, out: Path) -> Path:
     return out
 
 
+def quantize(src: Path, out: Path) -> Path:
+    """Dynamic int8 quantization of ``src`` (weights per output channel; activations at run time), atomic."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = out.with_name(f".{out.stem}.{os.getpid()}.pre.onnx")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    try:
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        # DefaultTensorType: the exported graph leaves some shapes unknown to the quantizer
+        quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": 1})  # fmt: skip
+        os.replace(tmp, out)
+    except Exception as exc:  # onnx/onnxruntime raise many kinds
+        raise EmbedderError(f"int8 quantization of {src} failed: {exc}") from None
+    finally:
+        for f in (pre, tmp):
+            f.unlink(missing_ok=True)
+    return out
+
+
 class OnnxEncoder:
     """Tokenize with ``tokenizers``, run the ONNX graph, mean-pool over the mask, L2-normalise."""
 

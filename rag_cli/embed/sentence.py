@@ -51,7 +51,13 @@ def torch_threads(concurrent_calls: int = 1) -> int:
 class SentenceTransformerEmbedder:
     name = "sentence-transformers"
 
-    def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu", query_backend: str = "auto") -> None:
+    def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu", query_backend: str = "auto",
+                 doc_backend: str = "torch", variant: str = "fp32") -> None:  # fmt: skip
+        if variant not in ("fp32", "int8"):
+            raise EmbedderError(f"unknown ONNX variant {variant!r}", hint="use fp32 or int8")
+        if doc_backend == "onnx" or variant != "fp32":
+            query_backend = "onnx"  # documents and queries must come from the same graph
+        self.doc_backend, self.variant = doc_backend, variant
         self.model_ref = model or str(default_model_path())
         path = Path(self.model_ref).expanduser()
         self.path = path if path.exists() else None
@@ -93,7 +99,10 @@ class SentenceTransformerEmbedder:
         ref = self.model_ref
         if self.path is not None and self.path == default_model_path():
             ref = "sentence-transformers/all-MiniLM-L6-v2"
-        return {"backend": "sentence-transformers", "model": ref, "dim": self.dim}
+        fp = {"backend": "sentence-transformers", "model": ref, "dim": self.dim}
+        if self.variant != "fp32":  # fp32 ONNX vectors equal PyTorch's; quantized ones do not
+            fp["quant"] = self.variant
+        return fp
 
     # -- tokens -----------------------------------------------------------
     def tokenizer(self) -> Any:
@@ -152,6 +161,8 @@ class SentenceTransformerEmbedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.doc_backend == "onnx":
+            return self.query_encoder().encode(texts, batch_size=self.batch_size)
         vecs = self.model().encode(
             list(texts),
             batch_size=self.batch_size,
@@ -167,7 +178,7 @@ class SentenceTransformerEmbedder:
             return None
         from .onnx import cache_path
 
-        return cache_path(self.path)
+        return cache_path(self.path, self.variant)
 
     def prepare_query_encoder(self) -> bool:
         """Export the ONNX query encoder now if it is missing (``rag index`` calls this; torch is loaded then)."""
@@ -175,10 +186,14 @@ class SentenceTransformerEmbedder:
         if target is None or self.query_backend == "torch":
             return False
         if not target.exists():
-            from .onnx import export
+            from .onnx import cache_path, export, quantize
 
             assert self.path is not None
-            export(self.path, target)
+            fp32 = cache_path(self.path, "fp32")
+            if not fp32.exists():
+                export(self.path, fp32)
+            if self.variant == "int8":
+                quantize(fp32, target)
         return True
 
     def query_encoder(self) -> Any:
@@ -214,16 +229,29 @@ class SentenceTransformerEmbedder:
             self.model()
 
     def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         enc = self.query_encoder()
         if enc is not None:
-            return enc.encode([text])[0]
-        return self.embed([text])[0]
+            return enc.encode(texts)
+        return self.embed(texts)
 
 
 def _factory(settings: Settings) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(
-        settings.embed_model, settings.embed_batch_size, settings.embed_device, settings.embed_query_backend
-    )
+        settings.embed_model, settings.embed_batch_size, settings.embed_device, settings.embed_query_backend,
+        variant=settings.embed_onnx_variant,
+    )  # fmt: skip
+
+
+def _onnx_factory(settings: Settings) -> SentenceTransformerEmbedder:
+    """The same model run by ONNX Runtime for documents too (``embed_onnx_variant``: fp32 or int8)."""
+    return SentenceTransformerEmbedder(
+        settings.embed_model, settings.embed_batch_size, settings.embed_device, "onnx",
+        doc_backend="onnx", variant=settings.embed_onnx_variant,
+    )  # fmt: skip
 
 
 register("sentence-transformers", _factory)
+register("onnx", _onnx_factory)

@@ -223,28 +223,28 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
     count = embedder.count_tokens
 
     async def produce() -> None:
-        try:
-            for f in found:
-                item = await runtime.run_blocking(
-                    _prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, stage="load"
-                )
-                if isinstance(item, _Prepared):
-                    prog.chunks_queued(len(item.chunks))
-                    await queue.put(item)
-                    continue
-                state = states.get(str(f.path))
-                if isinstance(item, _Same):
-                    report.files_unchanged += 1
-                    if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
-                        await runtime.run_blocking(writer.touch_file, state, item.size, item.mtime_ns)
-                else:
-                    report.skipped.append({"path": str(f.path), "reason": item.reason})
-                    prog.warn(f"skipped {f.path}: {item.reason}")
-                    if state is not None and not rebuild:
-                        report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
-                prog.file_done(str(f.path))
-        finally:
-            await queue.put(None)
+        for f in found:
+            item = await runtime.run_blocking(
+                _prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, stage="load"
+            )
+            if isinstance(item, _Prepared):
+                prog.chunks_queued(len(item.chunks))
+                await queue.put(item)
+                continue
+            state = states.get(str(f.path))
+            if isinstance(item, _Same):
+                report.files_unchanged += 1
+                if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
+                    await runtime.run_blocking(writer.touch_file, state, item.size, item.mtime_ns)
+            else:
+                report.skipped.append({"path": str(f.path), "reason": item.reason})
+                prog.warn(f"skipped {f.path}: {item.reason}")
+                if state is not None and not rebuild:
+                    report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
+            prog.file_done(str(f.path))
+        # the end marker only on success: on failure or cancellation the TaskGroup cancels consume()
+        # (a put in a finally could wait forever on a full queue whose consumer is gone)
+        await queue.put(None)
 
     async def consume() -> None:
         last_checkpoint = time.monotonic()

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import runtime
 from ..embed.base import Embedder
+from ..embed.batcher import QueryBatcher
 from ..store.reader import IndexReader
 from ..types import Hit
 from .base import QueryContext
@@ -19,14 +20,13 @@ class DenseSource:
     kind = "dense"
 
     def __init__(self, reader: IndexReader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
-                 timeout: float | None = None) -> None:  # fmt: skip
+                 timeout: float | None = None, cache_size: int = 1024) -> None:  # fmt: skip
         self.reader, self.embedder = reader, embedder
+        self.batcher = QueryBatcher(embedder, cache_size=cache_size)
         self.name, self.weight, self.timeout = name, weight, timeout
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
-        vec: Any = await ctx.shared(
-            "embedding", lambda: runtime.run_blocking(self.embedder.embed_query, ctx.query, stage="embed")
-        )
+        vec: Any = await ctx.shared("embedding", lambda: self.batcher.embed(ctx.query))
 
         def run() -> list[Hit]:
             return self.reader.hits(self.reader.dense(vec, ctx.k), self.name)

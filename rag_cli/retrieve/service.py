@@ -57,7 +57,11 @@ class Retrieval:
             self.embedder = embed_base.create(s)
             wanted = {"embedder": self.embedder.fingerprint()}
             self.reader = await runtime.run_blocking(_open_reader, s.index_dir, wanted, stage="open_index")
-            sources.append(DenseSource(self.reader, self.embedder, weight=weights.get("dense", 1.0)))
+            sources.append(
+                DenseSource(
+                    self.reader, self.embedder, weight=weights.get("dense", 1.0), cache_size=s.embed_query_cache
+                )
+            )
             cols = s.retrieve_bm25_columns
             sources.append(
                 BM25Source(self.reader, weight=weights.get("bm25", 1.0), columns=(cols[0], cols[1], cols[2]))

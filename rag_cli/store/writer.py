@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import IndexCorrupt
 from ..types import Chunk
 from . import layout, schema, vectors
 from .lock import IndexLock
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class FileState:
@@ -19,6 +24,18 @@ class FileState:
 
     def __init__(self, id: int, path: str, size: int, mtime_ns: int, hash: str) -> None:
         self.id, self.path, self.size, self.mtime_ns, self.hash = id, path, size, mtime_ns, hash
+
+
+def _serialized(method: F) -> F:
+    """Run a writer method under the writer's lock: after a cancellation, a pool job may still be
+    using the connection when the abort (``__exit__``) starts on another pool thread."""
+
+    @functools.wraps(method)
+    def wrapper(self: IndexWriter, *args: Any, **kwargs: Any) -> Any:
+        with self._mutex:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class IndexWriter:
@@ -50,8 +67,10 @@ class IndexWriter:
         self.index: Any = None
         self._pending_remove: list[int] = []
         self.dirty = False
+        self._mutex = threading.RLock()
 
     # -- lifecycle ----------------------------------------------------------
+    @_serialized
     def __enter__(self) -> IndexWriter:
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
@@ -121,6 +140,7 @@ class IndexWriter:
             mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
             index.add_with_ids(mat, ids)
 
+    @_serialized
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             if exc_type is None:
@@ -131,20 +151,26 @@ class IndexWriter:
             if self.conn is not None:
                 self.conn.close()
                 self.conn = None
+            if exc_type is not None and not self.published and self.data_dir is not None:
+                # an unpublished build (a --rebuild) that failed or was interrupted: leave nothing behind
+                shutil.rmtree(self.data_dir, ignore_errors=True)
             self.lock.release()
 
     # -- reads ----------------------------------------------------------------
+    @_serialized
     def file_states(self) -> dict[str, FileState]:
         assert self.conn is not None
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, hash FROM files")
         return {r[1]: FileState(*r) for r in rows}
 
     # -- changes --------------------------------------------------------------
+    @_serialized
     def touch_file(self, state: FileState, size: int, mtime_ns: int) -> None:
         assert self.conn is not None
         self.conn.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE id = ?", (size, mtime_ns, state.id))
         self.dirty = True
 
+    @_serialized
     def remove_file(self, path: str) -> int:
         """Drop a file and its chunks; returns the number of chunks removed."""
         assert self.conn is not None
@@ -158,6 +184,7 @@ class IndexWriter:
         self.dirty = True
         return len(ids)
 
+    @_serialized
     def add_file(
         self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk], vecs: Any
     ) -> int:
@@ -196,6 +223,7 @@ class IndexWriter:
             self._pending_remove = []
 
     # -- commits ---------------------------------------------------------------
+    @_serialized
     def checkpoint(self) -> None:
         """Make everything so far durable and visible as one new generation."""
         assert self.conn is not None and self.data_dir is not None
@@ -217,6 +245,7 @@ class IndexWriter:
         layout.clean_generations(self.data_dir, gen)
         self.conn.execute("BEGIN IMMEDIATE")
 
+    @_serialized
     def commit(self) -> None:
         assert self.conn is not None and self.data_dir is not None
         self.dirty = self.dirty or not self.published

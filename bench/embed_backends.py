@@ -1,0 +1,126 @@
+"""Embedding backends on Cranfield: PyTorch (sentence-transformers), ONNX Runtime fp32 and int8.
+
+One run measures, on the same chunk texts:
+(a) raw encode throughput of each backend in-process, model loaded (baseline: PyTorch `model.encode`);
+(b) batch-size sweep and length sorting (on a 600-chunk sample);
+(c) whole-process `rag index` of Cranfield with each backend, as a ratio to (a) PyTorch;
+(d) retrieval quality: `rag eval` nDCG@10 (dense, hybrid) with an index built by each backend.
+Issue 7 goals: fp32 ONNX within 0.005 nDCG@10 of PyTorch; whole-process index >= 2x raw PyTorch encode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import CACHE, CRANFIELD, rag_env, run_rag, write_section
+from bench.search import ensure_cranfield_index
+
+BACKENDS = {  # label -> settings
+    "PyTorch (sentence-transformers)": {"RAG_EMBED_BACKEND": "sentence-transformers"},
+    "ONNX Runtime fp32": {"RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "fp32"},
+    "ONNX Runtime int8": {"RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "int8"},
+}
+
+
+def chunk_texts(home: Path) -> list[str]:
+    from rag_cli.store.reader import IndexReader
+    from rag_cli.types import Chunk
+
+    reader = IndexReader(home / "indexes" / "cranfield")
+    rows = reader._conn().execute("SELECT title, heading, text FROM chunks ORDER BY id").fetchall()
+    reader.close()
+    return [Chunk("", t, ti, tuple(h.split(" > ")) if h else ()).embedding_text() for ti, h, t in rows]
+
+
+def main() -> None:
+    home = CACHE / "home"
+    ensure_cranfield_index(home)
+    os.environ["RAG_HOME"] = str(home)
+    texts = chunk_texts(home)
+    from rag_cli.config import load_settings
+    from rag_cli.embed.base import create
+
+    raw: dict[str, float] = {}
+    vecs = {}
+    for label, env in BACKENDS.items():
+        settings = load_settings(embed_backend=env["RAG_EMBED_BACKEND"],
+                                 embed_onnx_variant=env.get("RAG_EMBED_ONNX_VARIANT", "fp32"))  # fmt: skip
+        emb = create(settings)
+        emb.embed(texts[:64])  # load + warm up (exports/quantizes once if not cached)
+        t0 = time.perf_counter()
+        vecs[label] = emb.embed(texts)
+        raw[label] = len(texts) / (time.perf_counter() - t0)
+    base = "PyTorch (sentence-transformers)"
+    cos = {k: float((v * vecs[base]).sum(1).mean()) for k, v in vecs.items()}
+
+    # batch size and sorting, ONNX fp32 and PyTorch, on a sample
+    sample = random.Random(7).sample(texts, 600)
+    sweep = []
+    onnx = create(load_settings(embed_backend="onnx")).query_encoder()
+    torch_model = create(load_settings()).model()
+    for bs in (8, 16, 32, 64, 128):
+        t0 = time.perf_counter()
+        onnx.encode(sample, batch_size=bs)
+        o = len(sample) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        torch_model.encode(sample, batch_size=bs, normalize_embeddings=True)
+        p = len(sample) / (time.perf_counter() - t0)
+        sweep.append(f"| {bs} | {p:.1f} | {o:.1f} |")
+    unsorted = unsorted_rate(onnx, sample, 32)
+
+    # whole-process index and quality, per backend, each in a fresh home
+    whole: dict[str, float] = {}
+    quality: dict[str, dict[str, float]] = {}
+    for label, env in BACKENDS.items():
+        work = Path(tempfile.mkdtemp(prefix="rag-bench-emb-"))
+        try:
+            e = rag_env(work / "home", **env)
+            secs, rc, out, err, _ = run_rag(["index", str(CRANFIELD / "corpus.jsonl"), "--json"], e)
+            assert rc == 0, err
+            whole[label] = json.loads(out)["chunks"]["added"] / secs
+            _, rc, out, err, _ = run_rag(["eval", str(CRANFIELD), "--mode", "all", "--json"], e)
+            assert rc == 0, err
+            quality[label] = {m: r["ndcg@10"] for m, r in json.loads(out)["results"].items()}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    p = raw[base]
+    lines = [f"Cranfield, {len(texts)} chunks, all-MiniLM-L6-v2, batch 32, 2 cores. Baseline: raw PyTorch "
+             f"`model.encode` of the same texts, model loaded = {p:.1f} chunks/s.", "",
+             "| backend | raw encode chunks/s | vs PyTorch | whole `rag index` chunks/s | vs raw PyTorch | "
+             "mean cosine to PyTorch | nDCG@10 dense | nDCG@10 hybrid |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for label in BACKENDS:
+        q = quality[label]
+        lines.append(f"| {label} | {raw[label]:.1f} | {raw[label] / p:.2f} | {whole[label]:.1f} | {whole[label] / p:.2f} "
+                     f"| {cos[label]:.4f} | {q['dense']:.4f} | {q['hybrid']:.4f} |")  # fmt: skip
+    fp32_delta = quality["ONNX Runtime fp32"]["dense"] - quality[base]["dense"]
+    int8_delta = quality["ONNX Runtime int8"]["dense"] - quality[base]["dense"]
+    lines += ["", f"nDCG@10 (dense) change against PyTorch: fp32 ONNX {fp32_delta:+.4f} (goal within 0.005), "
+              f"int8 ONNX {int8_delta:+.4f}.", "",
+              "Batch size sweep (600-chunk sample, chunks/s; both sort by length inside a call):", "",
+              "| batch | PyTorch | ONNX fp32 |", "| ---: | ---: | ---: |", *sweep, "",
+              f"ONNX fp32 without length sorting (batch 32, same sample): {unsorted:.1f} chunks/s.",
+              "Goal (issue 7): whole-process `rag index` >= 2.00 x raw PyTorch encode."]  # fmt: skip
+    write_section("Embedding backends (bench/embed_backends.py)", lines)
+
+
+def unsorted_rate(enc: object, texts: list[str], bs: int) -> float:
+    """ONNX encode in input order (each batch padded to its own longest text) for the sorting comparison."""
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), bs):
+        enc.encode(texts[i : i + bs], batch_size=bs)  # type: ignore[attr-defined]  # one batch per call: no reordering
+    return len(texts) / (time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    main()

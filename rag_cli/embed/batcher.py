@@ -1,0 +1,91 @@
+"""Query embeddings for a busy process: an LRU cache and natural micro-batching.
+
+Under concurrent load (``rag serve``) every search needs one query embedding. Encoding
+them one by one pays the per-call overhead each time; :class:`QueryBatcher` lets the
+queries that arrive while a batch is being encoded wait and go together in the next
+batch (no timer: a lone query is encoded at once). Identical queries in flight share one
+computation, and recent vectors are kept in a small LRU cache. All encoding runs on the
+runtime pool; the event loop only queues and resolves futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import runtime
+from .base import Embedder
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def embed_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Several query vectors in one call when the embedder can batch them (blocking)."""
+    many = getattr(embedder, "embed_queries", None)
+    if callable(many):
+        return many(texts)
+    import numpy as np
+
+    return np.stack([embedder.embed_query(t) for t in texts])
+
+
+class QueryBatcher:
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32, cache_size: int = 1024) -> None:
+        self.embedder = embedder
+        self.max_batch = max(1, max_batch)
+        self.cache_size = max(0, cache_size)
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._queue: list[str] = []
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.hits = 0
+
+    async def embed(self, text: str) -> Any:
+        vec = self._cache.get(text)
+        if vec is not None:
+            self._cache.move_to_end(text)
+            self.hits += 1
+            return vec
+        fut = self._pending.get(text)
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._pending[text] = fut
+            self._queue.append(text)
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.create_task(self._drain())
+        # shield: one caller timing out must not cancel the others waiting on the same query
+        return await asyncio.shield(fut)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                vecs = await runtime.run_blocking(embed_queries, self.embedder, batch, stage="embed")
+            except Exception as exc:  # handed to every waiter of this batch
+                for text in batch:
+                    fut = self._pending.pop(text)
+                    if not fut.done():
+                        fut.set_exception(exc)
+                        fut.exception()  # mark retrieved: a waiter that timed out is gone
+                continue
+            except BaseException:  # cancelled with the loop: nobody is left to answer
+                for text in batch:
+                    self._pending.pop(text).cancel()
+                raise
+            self.batches += 1
+            for text, vec in zip(batch, vecs, strict=True):
+                self._remember(text, vec)
+                fut = self._pending.pop(text)
+                if not fut.done():
+                    fut.set_result(vec)
+
+    def _remember(self, text: str, vec: Any) -> None:
+        if not self.cache_size:
+            return
+        self._cache[text] = vec
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
