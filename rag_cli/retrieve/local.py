@@ -29,7 +29,8 @@ class DenseSource:
         vec: Any = await ctx.shared("embedding", lambda: self.batcher.embed(ctx.query))
 
         def run() -> list[Hit]:
-            return self.reader.hits(self.reader.dense(vec, ctx.k), self.name)
+            with self.reader.snapshot():
+                return self.reader.hits(self.reader.dense(vec, ctx.k), self.name)
 
         return await runtime.run_blocking(run, stage="faiss")
 
@@ -45,6 +46,7 @@ class BM25Source:
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
         def run() -> list[Hit]:
-            return self.reader.hits(self.reader.bm25(ctx.query, ctx.k, self.columns), self.name)
+            with self.reader.snapshot():
+                return self.reader.hits(self.reader.bm25(ctx.query, ctx.k, self.columns), self.name)
 
         return await runtime.run_blocking(run, stage="bm25")

@@ -3,14 +3,17 @@
 Thread-safe: each thread gets its own SQLite connection; FAISS search is
 re-entrant. ``refresh()`` picks up a newer generation (or a rebuilt data
 folder) written since the reader opened, so a long-lived ``rag serve`` follows
-re-indexing without a restart. A reader sees one whole generation at a time.
+re-indexing without a restart. Inside ``snapshot()`` a thread's reads (vectors and rows)
+come from one committed generation, never a mix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,34 +112,71 @@ class IndexReader:
 
     def refresh(self) -> bool:
         """Load the newest committed generation if it changed; True when something was reloaded."""
+        self._follow_data_dir()
+        for _ in range(3):
+            gen, count = self._meta()
+            if gen == self.generation and self.index is not None:
+                return False
+            try:
+                self._index_for(gen, count)
+                return True
+            except FileNotFoundError:
+                continue  # a writer committed a newer generation and cleaned this one: read again
+        raise IndexCorrupt(f"vector file of generation {gen} is missing", hint=REPAIR)
+
+    def _follow_data_dir(self) -> None:
         with self._lock:
             live = layout.require_data_dir(self.index_dir)
             if live != self.data_dir:
-                self.manifest = layout.read_manifest(live)
+                manifest = layout.read_manifest(live)
                 if self.wanted is not None:
-                    layout.check_fingerprint(self.name, self.manifest, self.wanted)
-                self.data_dir = live
-                self.generation = -1
-        gen, count = self._meta()
-        if gen == self.generation and self.index is not None:
-            return False
-        for _ in range(3):
-            try:
-                index = vectors.read_index(layout.vectors_file(self.data_dir, gen))
-                break
-            except FileNotFoundError:
-                # a writer committed a newer generation and cleaned this one: read again
-                gen, count = self._meta()
-        else:
-            raise IndexCorrupt(f"vector file of generation {gen} is missing", hint=REPAIR)
-        if index.ntotal != count:
-            raise IndexCorrupt(
-                f"index is inconsistent: {index.ntotal} vectors for {count} chunks",
-                hint=REPAIR,
-            )
+                    layout.check_fingerprint(self.name, manifest, self.wanted)
+                self.manifest, self.data_dir = manifest, live
+                self.generation, self.index = -1, None
+
+    def _index_for(self, gen: int, count: int) -> Any:
+        """The FAISS index of generation ``gen`` (kept if it is the newest seen; FileNotFoundError if cleaned)."""
         with self._lock:
-            self.index, self.generation, self.count = index, gen, count
-        return True
+            if gen == self.generation and self.index is not None:
+                return self.index
+        index = vectors.read_index(layout.vectors_file(self.data_dir, gen))
+        if index.ntotal != count:
+            raise IndexCorrupt(f"index is inconsistent: {index.ntotal} vectors for {count} chunks", hint=REPAIR)
+        with self._lock:
+            if gen > self.generation:
+                self.index, self.generation, self.count = index, gen, count
+        return index
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Pin one generation for this thread's reads inside: vectors and rows come from the same commit.
+
+        A read transaction fixes the SQLite snapshot; the FAISS index of that snapshot's generation
+        is used for dense search, even if a writer commits a newer one meanwhile. Re-entrant.
+        """
+        if getattr(self._local, "pinned", None) is not None:
+            yield
+            return
+        for _ in range(3):
+            conn = self._conn()
+            conn.execute("BEGIN")
+            try:
+                gen, count = self._meta()  # the first read establishes the snapshot
+                index = self._index_for(gen, count)
+            except FileNotFoundError:
+                conn.execute("COMMIT")
+                continue
+            except BaseException:
+                conn.execute("COMMIT")
+                raise
+            self._local.pinned = index
+            try:
+                yield
+            finally:
+                self._local.pinned = None
+                conn.execute("COMMIT")
+            return
+        raise IndexCorrupt("the index changed three times during one read", hint="try again")
 
     @property
     def dim(self) -> int:
@@ -146,9 +186,11 @@ class IndexReader:
     def dense(self, query_vec: Any, k: int) -> list[tuple[int, float]]:
         import numpy as np
 
-        if self.index is None:
-            self.refresh()
-        index = self.index
+        index = getattr(self._local, "pinned", None)
+        if index is None:
+            if self.index is None:
+                self.refresh()
+            index = self.index
         if index.ntotal == 0 or k <= 0:
             return []
         q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(1, -1)

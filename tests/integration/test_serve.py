@@ -163,3 +163,44 @@ def test_sigterm_graceful(tmp_path: Path) -> None:
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(20) == 0
     assert "Traceback" not in s.log.read_text()
+
+
+def test_load_5000_requests_50_clients(served: Served) -> None:
+    """Issue 8: bounded load on loopback: every request answered 200, memory and threads bounded."""
+    import asyncio
+
+    from bench.loadgen import rss_mib, run_load, threads
+
+    queries = [f"{w} retrieval" for w in ("fusion", "faiss", "bm25", "chunking", "gguf", "llama", "pdf", "sqlite")]
+    queries += [f"question number {i} about embeddings" for i in range(200)]  # mostly distinct: no cache help
+    base = f"http://127.0.0.1:{served.port}"
+    asyncio.run(run_load(base, queries, total=200, concurrency=10, token=TOKEN))
+    rss0, th0 = rss_mib(served.proc.pid), threads(served.proc.pid)
+    res = asyncio.run(run_load(base, queries, total=5000, concurrency=50, token=TOKEN, timeout=60))
+    rss1, th1 = rss_mib(served.proc.pid), threads(served.proc.pid)
+    print(f"\n5000 requests: {res.rps:.0f} rps, p50 {res.pct(50):.0f} ms, p99 {res.pct(99):.0f} ms, "
+          f"RSS {rss0:.0f} -> {rss1:.0f} MiB, threads {th0} -> {th1}")  # fmt: skip
+    assert res.errors == {} and res.statuses == {200: 5000}
+    assert th1 <= th0 + 2  # no thread per request
+    assert rss1 < rss0 + 150  # bounded: caches are capped
+
+
+def test_saturation_answers_503_at_once(sample_home: Path, tmp_path: Path) -> None:
+    """With more concurrent searches than the in-flight limit, the excess gets 503 instead of a queue."""
+    import asyncio
+
+    from bench.loadgen import run_load
+
+    s = start_serve(sample_home, tmp_path, env={"RAG_SERVE_MAX_INFLIGHT": "2"})
+    try:
+        base = f"http://127.0.0.1:{s.port}"
+        queries = [f"saturation probe {i}" for i in range(500)]
+        res = asyncio.run(run_load(base, queries, total=600, concurrency=100, timeout=60))
+        assert res.errors == {}
+        assert set(res.statuses) <= {200, 503} and res.statuses[503] > 0 and res.statuses[200] > 0
+        busy = s.request("/metrics", token=None)[1]
+        assert 'status="503"' in busy
+        assert s.request("/search?q=fusion", token=None)[0] == 200  # it recovers at once
+    finally:
+        s.proc.send_signal(signal.SIGTERM)
+        s.proc.wait(30)
