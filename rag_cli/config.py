@@ -78,6 +78,7 @@ class Settings:
     chunk_overlap: int = 32
     index_max_file_mb: float = 20.0
     index_queue_files: int = 64
+    index_file_timeout: float = 30.0  # seconds to load and chunk one file before it is skipped (0: no limit)
     index_checkpoint_seconds: float = 30.0
     index_lock_wait: float = 10.0
     retrieve_mode: str = "hybrid"

@@ -170,6 +170,20 @@ def pool() -> BoundedPool:
         return _pool
 
 
+_abandoned = 0
+
+
+def note_abandoned() -> None:
+    """A pool job was given up on (it cannot be interrupted and keeps running in its thread)."""
+    global _abandoned
+    _abandoned += 1
+
+
+def abandoned() -> int:
+    """How many pool jobs were given up on; the CLI then exits without joining pool threads."""
+    return _abandoned
+
+
 def drop_pool() -> None:
     """Cancel queued jobs and forget the pool (running jobs finish; a new pool is made on next use)."""
     global _pool

@@ -6,6 +6,7 @@ maps errors to exit codes and one clean line on stderr (see ``rag_cli.errors``).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Annotated
@@ -106,4 +107,11 @@ def _on_sigterm_raise() -> None:
 
 
 def run() -> None:
-    sys.exit(main())
+    rc = main()
+    runtime = sys.modules.get("rag_cli.runtime")
+    if runtime is not None and runtime.abandoned():
+        # a parser stuck past its time budget still holds a pool thread: do not wait for it at exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..types import Block, Chunk, Document
+from .budget import check
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 """Counts tokens of each text, without special tokens."""
@@ -63,6 +64,7 @@ def _split_words(text: str, budget: int, count: TokenCounter) -> list[str]:
     parts: list[str] = []
     lo = 0
     while lo < len(words):
+        check()
         # grow by doubling, then binary search the largest fitting span
         n = 1
         while lo + n < len(words) and count([" ".join(words[lo : lo + 2 * n])])[0] <= budget:
@@ -220,6 +222,7 @@ def chunk_document(doc: Document, count: TokenCounter, config: ChunkerConfig | N
         overlap = min(cfg.overlap, budget // 4)
         pieces: list[_Piece] = []
         for block in blocks:
+            check()
             # pieces of a split block leave room for the overlap carried into their chunk
             piece_budget = budget if block_tokens[bi] <= budget else max(1, budget - overlap)
             pieces.extend(_split_block(block, piece_budget, count, block_tokens[bi]))

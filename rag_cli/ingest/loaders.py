@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ..types import Block, Document
+from .budget import check
 
 
 class SkipFile(Exception):
@@ -77,6 +78,8 @@ def _paragraphs(lines: list[str], first_line: int, heading: tuple[str, ...], pag
     start: int | None = None
     buf: list[str] = []
     for i, line in enumerate(lines):
+        if not i & 255:
+            check()
         if line.strip():
             if start is None:
                 start = i
@@ -130,6 +133,8 @@ def load_markdown(path: str, data: bytes) -> list[Document]:
             title = name
 
     while i < len(lines):
+        if not i & 255:
+            check()
         line = lines[i]
         fence = _FENCE.match(line)
         if fence:
@@ -186,6 +191,8 @@ def load_rst(path: str, data: bytes) -> list[Document]:
 
     i = 0
     while i < len(lines):
+        if not i & 255:
+            check()
         line = lines[i]
         over = _RST_ADORN.match(line)
         # overline + title + underline
@@ -265,6 +272,8 @@ def load_code(path: str, data: bytes) -> list[Document]:
             blocks.append(b)
 
     for i, line in enumerate(lines):
+        if not i & 255:
+            check()
         if i > start and line and not line[0].isspace() and _DEF.match(line) and not in_decorator:
             emit(start, i)
             start = i
@@ -373,7 +382,9 @@ def load_html(path: str, data: bytes) -> list[Document]:
     text = decode_text(data)
     parser = _HTMLText()
     try:
-        parser.feed(text)
+        for start in range(0, len(text), 65536):  # in slices, so the time budget is checked
+            check()
+            parser.feed(text[start : start + 65536])
         parser.close()
     except Exception as exc:  # html.parser is lenient; anything it raises means malformed beyond repair
         raise SkipFile(f"malformed HTML: {exc}") from None
@@ -408,6 +419,7 @@ def load_pdf(path: str, data: bytes) -> list[Document]:
             meta_title = ""
         blocks: list[Block] = []
         for pageno, page in enumerate(reader.pages, start=1):
+            check()
             text = page.extract_text() or ""
             text = text.replace("\x00", "")
             lines = text.replace("\r", "\n").split("\n")
@@ -428,6 +440,8 @@ def load_jsonl(path: str, data: bytes) -> list[Document]:
     docs: list[Document] = []
     bad = 0
     for lineno, line in enumerate(text.split("\n"), start=1):
+        if not lineno & 255:
+            check()
         if not line.strip():
             continue
         try:

@@ -26,6 +26,7 @@ from ..embed.base import Embedder
 from ..errors import RagError
 from ..store.writer import FileState, IndexWriter
 from ..types import Chunk
+from . import budget
 from .chunking import ChunkerConfig, chunk_document
 from .loaders import SkipFile, load_bytes
 from .walk import Found, walk
@@ -110,7 +111,17 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
 
 
 def _prepare(found: Found, state: FileState | None, max_bytes: int, rebuild: bool,
-             count: Callable[[list[str]], list[int]], cfg: ChunkerConfig) -> _Prepared | _Skip | _Same:  # fmt: skip
+             count: Callable[[list[str]], list[int]], cfg: ChunkerConfig,
+             budget_s: float = 0.0) -> _Prepared | _Skip | _Same:  # fmt: skip
+    with budget.limit(budget_s):
+        try:
+            return _prepare_file(found, state, max_bytes, rebuild, count, cfg)
+        except SkipFile as exc:  # the time budget ran out in the chunker
+            return _Skip(found, exc.reason)
+
+
+def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild: bool,
+                  count: Callable[[list[str]], list[int]], cfg: ChunkerConfig) -> _Prepared | _Skip | _Same:  # fmt: skip
     path = found.path
     try:
         st = path.stat()
@@ -221,12 +232,20 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
     max_bytes = int(settings.index_max_file_mb * 1e6)
     queue: asyncio.Queue[_Prepared | None] = asyncio.Queue(maxsize=max(1, settings.index_queue_files))
     count = embedder.count_tokens
+    budget_s = settings.index_file_timeout
+    hard_timeout = budget_s * 2 + 1 if budget_s > 0 else None
 
     async def produce() -> None:
         for f in found:
-            item = await runtime.run_blocking(
-                _prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, stage="load"
-            )
+            try:
+                item = await asyncio.wait_for(
+                    runtime.run_blocking(_prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg,
+                                         budget_s, stage="load"),
+                    timeout=hard_timeout,
+                )  # fmt: skip
+            except TimeoutError:
+                runtime.note_abandoned()
+                item = _Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running")
             if isinstance(item, _Prepared):
                 prog.chunks_queued(len(item.chunks))
                 await queue.put(item)
