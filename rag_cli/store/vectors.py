@@ -6,6 +6,7 @@ SQLite chunk ids (``IndexIDMap2``).
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,21 @@ def read_index(path: Path) -> Any:
 def write_index(index: Any, path: Path) -> None:
     """Write ``index`` to ``path`` atomically (temp file, fsync, rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    faiss().write_index(index, str(tmp))
-    fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        try:
+            faiss().write_index(index, str(tmp))
+        except RuntimeError as exc:  # faiss reports write errors (a full disk among them) as RuntimeError
+            msg = str(exc)
+            code = errno.ENOSPC if "No space left" in msg else errno.EIO
+            raise OSError(code, os.strerror(code) + f" (writing {path.name})") from None
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
 
 

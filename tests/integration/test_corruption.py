@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, run_cli, write
 
 HASH = {"RAG_EMBED_BACKEND": "hash"}
@@ -82,3 +84,39 @@ def test_disk_full_keeps_old_index(tmp_path: Path) -> None:
     assert "cannot write index" in out.stderr and "intact" in out.stderr and "Traceback" not in out.stderr
     after = search(env)
     assert after.returncode == 0 and json.loads(after.stdout)["hits"] == before
+
+
+def test_disk_full_on_a_small_tmpfs(tmp_path: Path) -> None:
+    """A real full file system (a 3 MiB tmpfs holds RAG_HOME): clear error, old index intact, and the
+    run after space is freed completes. Needs permission to mount (root in CI's container)."""
+    import shutil
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        docs = tmp_path / "docs"
+        for i in range(20):
+            write(docs / f"f{i}.md", f"# Doc {i}\n\nApples and pears number {i}.\n")
+        env = {"RAG_HOME": str(mnt / "home"), **HASH}
+        assert run_cli("index", str(docs), env=env).returncode == 0
+        before = json.loads(search(env).stdout)["hits"]
+        for i in range(300):
+            write(docs / f"big{i}.md", f"# Big {i}\n\n" + ("lots of words here " * 400) + "\n")
+        out = run_cli("index", str(docs), env=env)
+        assert out.returncode == 1, out.stderr
+        assert "cannot write index" in out.stderr and "intact" in out.stderr and "Traceback" not in out.stderr
+        assert [p.name for p in (mnt / "home").rglob("*") if ".tmp" in p.name] == []  # no partial files
+        after = search(env)
+        assert after.returncode == 0 and json.loads(after.stdout)["hits"] == before
+        # free space: the next run (with fewer files) completes on the same file system
+        shutil.rmtree(docs)
+        for i in range(20):
+            write(docs / f"f{i}.md", f"# Doc {i}\n\nApples and pears number {i}, again.\n")
+        again = run_cli("index", str(docs), env=env)
+        assert again.returncode == 0, again.stderr
+        assert "again" in json.loads(search(env).stdout)["hits"][0]["text"]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
