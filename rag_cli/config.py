@@ -78,6 +78,8 @@ class Settings:
     chunk_overlap: int = 32
     index_max_file_mb: float = 20.0
     index_queue_files: int = 64
+    index_ann_threshold: int = 200_000  # vectors from which search uses IVF instead of exact flat (0: never)
+    index_ann_nprobe: int = 32  # IVF lists probed per query (recall/latency trade-off, bench/ann.py)
     index_file_timeout: float = 30.0  # seconds to load and chunk one file before it is skipped (0: no limit)
     index_checkpoint_seconds: float = 30.0
     index_lock_wait: float = 10.0

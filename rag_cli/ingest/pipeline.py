@@ -180,6 +180,8 @@ async def index_paths(
         rebuild=rebuild,
         lock_wait=settings.index_lock_wait,
         on_wait=prog.warn,
+        ann_threshold=settings.index_ann_threshold,
+        ann_nprobe=settings.index_ann_nprobe,
     )
     await runtime.run_blocking(writer.__enter__)
     ok = False

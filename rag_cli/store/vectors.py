@@ -1,7 +1,15 @@
 """FAISS helpers (imported lazily: ``rag --help`` never pays for faiss).
 
 Vectors are L2-normalised, so inner product is cosine similarity. Ids are the
-SQLite chunk ids (``IndexIDMap2``).
+SQLite chunk ids.
+
+Small indexes are exact (``IndexIDMap2(IndexFlatIP)``). From ``ann_threshold``
+vectors on, the writer switches to an inverted-file index (``IndexIVFFlat``, nlist
+about 4 x sqrt(n), ``nprobe`` stored in the file): search cost drops from all n
+vectors to about nprobe/nlist of them, and unlike HNSW it supports removing ids,
+which incremental re-indexing needs. It is re-trained when the index has grown 16x
+since training, and goes back to flat when it shrinks under half the threshold.
+bench/ann.py measures build time, memory, latency and recall@10 against flat.
 """
 
 from __future__ import annotations
@@ -24,6 +32,55 @@ def faiss() -> Any:
 def empty_index(dim: int) -> Any:
     f = faiss()
     return f.IndexIDMap2(f.IndexFlatIP(dim))
+
+
+def is_ivf(index: Any) -> bool:
+    return isinstance(index, faiss().IndexIVF)
+
+
+def nlist_for(n: int) -> int:
+    return int(min(65536, max(16, 4 * n**0.5)))
+
+
+def build_ivf(xb: Any, ids: Any, nprobe: int, seed: int = 1234) -> Any:
+    """An IVF-Flat inner-product index over ``xb`` (n x d float32) with ``ids`` (int64)."""
+    import numpy as np
+
+    f = faiss()
+    n, d = xb.shape
+    nlist = nlist_for(n)
+    quantizer = f.IndexFlatIP(d)
+    index = f.IndexIVFFlat(quantizer, d, nlist, f.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    train_n = min(n, 40 * nlist)  # faiss wants >= 39 points per centroid
+    sample = xb if train_n == n else xb[np.random.default_rng(seed).choice(n, train_n, replace=False)]
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    for start in range(0, n, 100_000):
+        index.add_with_ids(np.ascontiguousarray(xb[start : start + 100_000]), ids[start : start + 100_000])
+    index.nprobe = min(nprobe, nlist)
+    return index
+
+
+def flat_contents(index: Any) -> tuple[Any, Any]:
+    """(vectors, ids) of a flat ``IndexIDMap2`` index."""
+    f = faiss()
+    n = index.ntotal
+    ids = f.vector_to_array(index.id_map).astype("int64")
+    xb = index.index.reconstruct_n(0, n) if n else None
+    return xb, ids
+
+
+def wants_ivf(index: Any, count: int, threshold: int) -> bool | None:
+    """True: (re)build as IVF; False: go back to flat; None: keep the current structure."""
+    if threshold <= 0:
+        return False if is_ivf(index) else None
+    if not is_ivf(index):
+        return True if count >= threshold else None
+    if count < threshold // 2:
+        return False
+    if nlist_for(count) >= 4 * index.nlist:  # grown 16x since training
+        return True
+    return None
 
 
 def read_index(path: Path) -> Any:

@@ -54,11 +54,14 @@ class IndexWriter:
         rebuild: bool = False,
         lock_wait: float = 10.0,
         on_wait: Callable[[str], None] | None = None,
+        ann_threshold: int = 200_000,
+        ann_nprobe: int = 32,
     ) -> None:
         self.index_dir = index_dir
         self.fingerprint = fingerprint
         self.dim = dim
         self.rebuild = rebuild
+        self.ann_threshold, self.ann_nprobe = ann_threshold, ann_nprobe
         self.lock = IndexLock(index_dir / "lock", wait=lock_wait, on_wait=on_wait)
         self.conn: sqlite3.Connection | None = None
         self.data_dir: Path | None = None
@@ -129,6 +132,22 @@ class IndexWriter:
                 raise IndexCorrupt("index vectors and chunks disagree", hint="run `rag index PATH --rebuild`")
             self.dirty = True
         return index
+
+    def _restructure(self, to_ivf: bool) -> Any:
+        """The same vectors as an IVF index (``to_ivf``) or an exact flat one."""
+        import numpy as np
+
+        if not to_ivf:
+            flat = vectors.empty_index(self.dim)
+            self._reload_from_table(flat)
+            return flat
+        if vectors.is_ivf(self.index):  # re-train: read the vectors back from the table
+            flat = vectors.empty_index(self.dim)
+            self._reload_from_table(flat)
+        else:
+            flat = self.index
+        xb, ids = vectors.flat_contents(flat)
+        return vectors.build_ivf(np.asarray(xb, dtype=np.float32), ids, self.ann_nprobe)
 
     def _reload_from_table(self, index: Any) -> None:
         import numpy as np
@@ -234,6 +253,9 @@ class IndexWriter:
         if count != self.index.ntotal:
             self.conn.execute("ROLLBACK")
             raise IndexCorrupt(f"internal: {count} chunks but {self.index.ntotal} vectors; nothing was committed")
+        decision = vectors.wants_ivf(self.index, count, self.ann_threshold)
+        if decision is not None:
+            self.index = self._restructure(decision)
         gen = self.generation + 1
         vectors.write_index(self.index, layout.vectors_file(self.data_dir, gen))
         schema.set_meta(self.conn, "generation", str(gen))

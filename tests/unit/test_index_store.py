@@ -201,3 +201,38 @@ def test_fts_query_quotes_terms() -> None:
     assert fts_query('what is "BM25" AND k1?') == '"bm25" OR "k1"'
     assert fts_query("the") == '"the"'
     assert fts_query("!!!") == ""
+
+
+def test_ivf_above_threshold_follows_adds_removes_and_shrinks(hash_settings: Settings, tmp_path: Path) -> None:
+    """Past ``index_ann_threshold`` the vector file is IVF; updates and deletions keep it consistent with
+    the chunks; searching it finds each document by its own words; shrinking goes back to exact flat."""
+    from rag_cli.store import vectors
+
+    settings = replace(hash_settings, index_ann_threshold=60, index_ann_nprobe=64)
+    docs = tmp_path / "docs"
+    words = ["amber", "basil", "cedar", "dune", "ember", "fjord", "garnet", "heron", "iris", "jade"]
+    for i in range(80):
+        write(docs / f"d{i:03d}.md", f"# Doc {i}\n\n{words[i % 10]} {words[(i * 3) % 10]} number{i}\n")
+
+    def structure() -> tuple[bool, int]:
+        reader = IndexReader(settings.index_dir)
+        try:
+            reader.refresh()
+            return vectors.is_ivf(reader.index), reader.index.ntotal
+        finally:
+            reader.close()
+
+    build(settings, docs)
+    assert structure() == (True, 80)
+    for i in (5, 42, 77):
+        assert search(settings, f"{words[i % 10]} {words[(i * 3) % 10]} number{i}", "dense")[0].endswith(f"d{i:03d}.md")
+    for i in range(0, 80, 2):  # 40 removed: above half the threshold, still IVF
+        (docs / f"d{i:03d}.md").unlink()
+    write(docs / "d001.md", "# Doc 1\n\nchanged words entirely\n")
+    build(settings, docs)
+    assert structure() == (True, 40)
+    assert search(settings, "changed words entirely", "dense")[0].endswith("d001.md")
+    for i in range(1, 80, 2)[:15]:
+        (docs / f"d{i:03d}.md").unlink()
+    build(settings, docs)
+    assert structure() == (False, 25)  # under half the threshold: exact again
