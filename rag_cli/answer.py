@@ -20,7 +20,6 @@ from .config import Settings
 from .errors import LLMError, NoRelevantPassages
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt
-from .retrieve.service import Retrieval
 from .types import Degradation, Hit
 
 
@@ -93,7 +92,7 @@ def chain(settings: Settings) -> list[str]:
 
 async def answer(
     question: str,
-    retrieval: Retrieval,
+    retrieval: Any,  # Retrieval, or ServerRetrieval (the warm path)
     settings: Settings,
     *,
     k: int | None = None,

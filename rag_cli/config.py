@@ -107,6 +107,8 @@ class Settings:
     llm_total_timeout: float = 300.0
     answer_k: int = 5  # passages given to the LLM (small local models do best with few)
     answer_min_score: float = 0.3  # dense cosine similarity under which a passage counts as unrelated
+    server: str = "auto"  # use a running `rag serve`: auto (the one registered for the index), a URL, or off
+    server_connect_timeout: float = 0.5  # seconds to reach its /healthz before searching in-process
     serve_host: str = "127.0.0.1"
     serve_port: int = 8008
     serve_token: str = ""

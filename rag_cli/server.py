@@ -230,9 +230,14 @@ async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> No
             log(f"rag serve: listening on http://{settings.serve_host}:{port} (index {settings.index!r})")
         if ready is not None:
             ready(port)
+        from .retrieve.client import register_server
+
+        host = "127.0.0.1" if settings.serve_host in ("0.0.0.0", "::", "") else settings.serve_host
+        reg = await runtime.run_blocking(register_server, settings, f"http://{host}:{port}")
         try:
             await stop.wait()
         finally:
             if log:
                 log("rag serve: shutting down")
+            reg.unlink(missing_ok=True)
             await runner.cleanup()

@@ -10,7 +10,7 @@ import typer
 
 from ..config import Settings
 from .app import app
-from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, TimeoutOpt, WorkersOpt, settings_from
+from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, ServerOpt, TimeoutOpt, WorkersOpt, settings_from
 from .output import Env, get_env, rel
 
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="LLM backend: local | openai | none (default local).")]
@@ -147,6 +147,7 @@ def ask_cmd(
         int | None, typer.Option("--max-tokens", min=1, help="Cap on answer tokens (default 256).")
     ] = None,
     timeout: TimeoutOpt = None,
+    server: ServerOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -154,7 +155,7 @@ def ask_cmd(
     from .. import runtime
     from ..answer import answer
     from ..errors import NoRelevantPassages
-    from ..retrieve.service import Retrieval
+    from ..retrieve.client import open_retrieval
 
     env = get_env()
     used_stdin = question == "-" or (question is None and not env.stdin_tty)
@@ -166,11 +167,11 @@ def ask_cmd(
     extra = read_context(env, context, used_stdin)
     settings = llm_settings(
         config, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
-        fallback=fallback, llm_max_tokens=max_tokens, retrieve_timeout=timeout, workers=workers,
+        fallback=fallback, llm_max_tokens=max_tokens, retrieve_timeout=timeout, workers=workers, server=server,
     )  # fmt: skip
 
     async def go() -> Any:
-        async with Retrieval(settings) as r:
+        async with open_retrieval(settings, env.warn) as r:
             await r.prepare()
             result = None
             if jsonl:

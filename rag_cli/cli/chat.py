@@ -10,7 +10,7 @@ import typer
 
 from .app import app
 from .ask import BaseUrlOpt, FallbackOpt, LlmOpt, ModelOpt, Renderer, llm_settings
-from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, WorkersOpt
+from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, ServerOpt, WorkersOpt
 from .output import Env, get_env
 
 
@@ -44,6 +44,7 @@ def chat_cmd(
     base_url: BaseUrlOpt = None,
     fallback: FallbackOpt = None,
     timings: Annotated[bool, typer.Option("--timings", help="Print the stage breakdown after each answer.")] = False,
+    server: ServerOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -52,18 +53,18 @@ def chat_cmd(
     from ..answer import answer
     from ..chat import ChatState
     from ..errors import LLMError, NoRelevantPassages
-    from ..retrieve.service import Retrieval
+    from ..retrieve.client import open_retrieval
 
     env = get_env()
     settings = llm_settings(
         config, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
-        fallback=fallback, workers=workers,
+        fallback=fallback, workers=workers, server=server,
     )  # fmt: skip
     state = ChatState(k=settings.answer_k, mode=settings.retrieve_mode, llm=settings.llm_backend)
     interactive = env.stdin_tty and env.stdout_tty
 
     async def go() -> None:
-        async with Retrieval(settings) as r:
+        async with open_retrieval(settings, env.warn) as r:
             await r.prepare()
             if interactive:
                 env.err("rag chat: ask about your documents; /help for commands, Ctrl-D to leave")

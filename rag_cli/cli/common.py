@@ -19,6 +19,10 @@ WorkersOpt = Annotated[
 ]
 KOpt = Annotated[int | None, typer.Option("-k", "--k", min=1, max=1000, help="How many passages (default 10).")]
 ModeOpt = Annotated[str | None, typer.Option("--mode", "-m", help="dense | bm25 | hybrid (default hybrid).")]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option("--server", help="Use a running `rag serve`: URL, auto (the one for this index; default) or off."),
+]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Deadline per source in seconds (default 2).")]
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .app import app
-from .common import ConfigOpt, IndexOpt, JsonOpt, KOpt, ModeOpt, TimeoutOpt, WorkersOpt, settings_from
+from .common import ConfigOpt, IndexOpt, JsonOpt, KOpt, ModeOpt, ServerOpt, TimeoutOpt, WorkersOpt, settings_from
 from .output import Env, get_env, rel
 
 if TYPE_CHECKING:
@@ -66,13 +66,14 @@ def search_cmd(
     files: Annotated[bool, typer.Option("--files", help="Print unique file paths only, one a line.")] = False,
     timings: Annotated[bool, typer.Option("--timings", help="Print per-source timings on stderr.")] = False,
     timeout: TimeoutOpt = None,
+    server: ServerOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Search the index (and configured remote sources) without generating an answer."""
     from .. import runtime
     from ..errors import UsageError
-    from ..retrieve.service import Retrieval
+    from ..retrieve.client import open_retrieval
 
     env = get_env()
     if query == "-":
@@ -80,11 +81,17 @@ def search_cmd(
     if not query.strip():
         raise UsageError("the query is empty")
     settings = settings_from(
-        config, index=index, retrieve_k=k, retrieve_mode=mode, retrieve_timeout=timeout, workers=workers
+        config,
+        index=index,
+        retrieve_k=k,
+        retrieve_mode=mode,
+        retrieve_timeout=timeout,
+        workers=workers,
+        server=server,
     )
 
     async def go() -> SearchResult:
-        async with Retrieval(settings) as r:
+        async with open_retrieval(settings, env.warn) as r:
             await r.prepare()
             runtime.loop_lag.reset()  # report the lag of the query, not of start-up
             return await r.search(query)

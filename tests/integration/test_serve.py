@@ -80,6 +80,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, sample_home: Path) -> Itera
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(30) == 0
     assert "shutting down" in s.log.read_text()
+    assert not (home / "run" / f"serve-default-{s.proc.pid}.json").exists()  # unregistered on the way out
 
 
 def test_search_get_and_post_match_cli_contract(served: Served) -> None:
@@ -204,3 +205,46 @@ def test_saturation_answers_503_at_once(sample_home: Path, tmp_path: Path) -> No
     finally:
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(30)
+
+
+def _imports(stderr: str) -> set[str]:
+    """Top-level modules a `python -X importtime` run imported."""
+    out = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            out.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return out
+
+
+def test_warm_path_uses_the_running_server(served: Served, sample_home: Path) -> None:
+    """`rag search`/`ask` find the server registered for the index (or take --server URL) and load no model."""
+    env = {"RAG_HOME": str(sample_home), "RAG_SERVE_TOKEN": TOKEN}
+    base = [sys.executable, "-X", "importtime", "-m", "rag_cli"]
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    local = run_cli("search", "reciprocal rank fusion", "--json", "-k", "3", "--server", "off", env=env)
+    for server in (["--server", served.url("")], []):  # explicit URL, then auto-discovery
+        out = subprocess.run([*base, "search", "reciprocal rank fusion", "--json", "-k", "3", *server], env=full,
+                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert {"faiss", "onnxruntime", "torch", "sentence_transformers", "numpy"}.isdisjoint(_imports(out.stderr))
+        remote, mine = json.loads(out.stdout), json.loads(local.stdout)
+        assert [h["chunk_id"] for h in remote["hits"]] == [h["chunk_id"] for h in mine["hits"]]
+        assert remote["hits"][0]["sources"] == mine["hits"][0]["sources"]
+    ans = run_cli("ask", "What does reciprocal rank fusion do?", "--llm", "none", "--json", env=env)
+    assert ans.returncode == 0, ans.stderr
+    assert json.loads(ans.stdout)["citations"]
+
+
+def test_warm_path_falls_back_when_the_server_is_unreachable(sample_home: Path) -> None:
+    out = run_cli(
+        "search", "faiss", "--json", "-k", "2", "--server", "http://127.0.0.1:9", env={"RAG_HOME": str(sample_home)}
+    )
+    assert out.returncode == 0, out.stderr
+    assert "not usable" in out.stderr and "in-process" in out.stderr
+    assert json.loads(out.stdout)["hits"]
+
+
+def test_warm_path_ignores_a_server_of_another_index(served: Served, sample_home: Path) -> None:
+    out = run_cli("search", "faiss", "--index", "other", "--server", served.url(""), env={"RAG_HOME": str(sample_home)})
+    assert "serves index 'default'" in out.stderr
+    assert out.returncode == 3  # then in-process: that index does not exist

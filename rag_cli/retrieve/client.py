@@ -1,0 +1,181 @@
+"""The warm path: search through a running ``rag serve`` instead of loading models in this process.
+
+``server`` (``--server URL``, env ``RAG_SERVER``) chooses: a URL uses that server; ``auto`` (the
+default) uses the server that ``rag serve`` registered for this index under ``RAG_HOME/run``
+(a file with its URL and pid, removed when it stops); ``off`` never uses one. When the server
+is not reachable, or serves another index, ``rag search``/``ask``/``chat`` fall back to
+in-process retrieval (with a note on stderr if the server was asked for explicitly).
+
+:class:`ServerRetrieval` has the interface of :class:`~.service.Retrieval` that the answer
+pipeline uses: ``search``, ``prepare``, ``http``. Generation (``rag ask``) still runs here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import AllSourcesFailed, RagError
+from ..types import Degradation, Hit
+from .fanout import SearchResult
+
+HIT_FIELDS = {"text", "score", "source", "path", "title", "url", "chunk_id", "start_line", "end_line", "page", "doc_id"}
+
+
+class ServerUnavailable(Exception):
+    pass
+
+
+def _run_dir(settings: Settings) -> Path:
+    return settings.home / "run"
+
+
+def register_server(settings: Settings, url: str) -> Path:
+    """Called by ``rag serve`` once it listens: lets ``server = auto`` clients find it."""
+    from ..store.layout import atomic_write
+
+    path = _run_dir(settings) / f"serve-{settings.index}-{os.getpid()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps({"url": url, "pid": os.getpid(), "index": settings.index}).encode())
+    return path
+
+
+def discover(settings: Settings) -> str | None:
+    """The URL of the newest live ``rag serve`` registered for this index, if any (stale files are removed)."""
+    found = []
+    for path in _run_dir(settings).glob(f"serve-{settings.index}-*.json"):
+        try:
+            info = json.loads(path.read_text())
+            pid, url = int(info["pid"]), str(info["url"])
+            if info.get("index") != settings.index:
+                continue
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            continue
+        except PermissionError:
+            pass  # alive, another user's
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found.append((path.stat().st_mtime, url))
+    return max(found)[1] if found else None
+
+
+def to_hit(item: dict[str, Any]) -> Hit:
+    extra = {k: v for k, v in item.items() if k not in HIT_FIELDS and k not in ("heading", "rank")}
+    return Hit(
+        text=str(item.get("text", "")), score=float(item.get("score") or 0.0), source=str(item.get("source", "")),
+        path=item.get("path"), title=str(item.get("title") or ""), url=item.get("url"), chunk_id=item.get("chunk_id"),
+        heading=tuple(item.get("heading") or ()), start_line=item.get("start_line"), end_line=item.get("end_line"),
+        page=item.get("page"), doc_id=item.get("doc_id"), extra=extra,
+    )  # fmt: skip
+
+
+class ServerRetrieval:
+    """Retrieval answered by a running ``rag serve`` over HTTP (aiohttp, with timeouts)."""
+
+    reader = None
+    embedder = None
+    fanout = None
+
+    def __init__(self, settings: Settings, url: str) -> None:
+        self.settings = settings
+        self.url = url.rstrip("/")
+        self._session: Any = None
+        token = settings.serve_token
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def http(self) -> Any:
+        return self._session
+
+    async def open(self) -> ServerRetrieval:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=1.0, sock_connect=1.0, sock_read=60.0)
+        )
+        try:
+            async with self._session.get(
+                f"{self.url}/healthz", timeout=aiohttp.ClientTimeout(total=self.settings.server_connect_timeout)
+            ) as resp:
+                info = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            await self.close()
+            raise ServerUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        if not isinstance(info, dict) or info.get("status") != "ok":
+            await self.close()
+            raise ServerUnavailable("unexpected /healthz answer")
+        if info.get("index") != self.settings.index:
+            await self.close()
+            raise ServerUnavailable(f"it serves index {info.get('index')!r}, not {self.settings.index!r}")
+        return self
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def prepare(self, mode: str | None = None) -> None:
+        return None
+
+    async def search(self, query: str, k: int | None = None, mode: str | None = None,
+                     timeout: float | None = None) -> SearchResult:  # fmt: skip
+        import aiohttp
+
+        s = self.settings
+        body = {
+            "query": query,
+            "k": k or s.retrieve_k,
+            "mode": mode or s.retrieve_mode,
+            "timeout": timeout or s.retrieve_timeout,
+        }
+        budget = aiohttp.ClientTimeout(total=(timeout or s.retrieve_timeout) + 10.0)
+        try:
+            async with self._session.post(f"{self.url}/search", json=body, headers=self._headers,
+                                          timeout=budget) as resp:  # fmt: skip
+                data = await resp.json(content_type=None)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise RagError(f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}",
+                           hint="stop it or use --server off") from None  # fmt: skip
+        if not isinstance(data, dict):
+            raise RagError(f"rag serve at {self.url} sent an unexpected answer")
+        degraded = [Degradation(str(d.get("source")), str(d.get("reason"))) for d in data.get("degraded") or []]
+        if status == 503 and "hits" in data:
+            exc = AllSourcesFailed(str(data.get("error") or "all sources failed"))
+            exc.degraded = degraded  # type: ignore[attr-defined]
+            raise exc
+        if status != 200:
+            raise RagError(f"rag serve at {self.url} answered {status}: {data.get('error', '')}")
+        timings = {k: float(v) for k, v in (data.get("timings") or {}).items()}
+        return SearchResult(data.get("query", query), data.get("mode", body["mode"]),
+                            [to_hit(h) for h in data.get("hits") or []], degraded, timings)  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def open_retrieval(settings: Settings, note: Callable[[str], None] | None = None) -> AsyncIterator[Any]:
+    """A running server's retrieval when ``settings.server`` finds one, else in-process retrieval."""
+    choice = (settings.server or "off").strip()
+    url = discover(settings) if choice == "auto" else None if choice in ("off", "none", "") else choice
+    if url:
+        remote = ServerRetrieval(settings, url)
+        try:
+            await remote.open()
+        except ServerUnavailable as exc:
+            if choice != "auto" and note is not None:
+                note(f"server {url} not usable ({exc}); searching in-process")
+        else:
+            try:
+                yield remote
+            finally:
+                await remote.close()
+            return
+    from .service import Retrieval
+
+    async with Retrieval(settings) as r:
+        yield r
