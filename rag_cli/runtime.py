@@ -98,7 +98,7 @@ class LoopLagMonitor:
     A loop that something blocks shows up as lag; ``max_ms`` and ``p99_ms`` summarise it.
     """
 
-    def __init__(self, interval: float = 0.02, keep: int = 5000) -> None:
+    def __init__(self, interval: float = 0.02, keep: int = 60000) -> None:  # 20 minutes of samples
         self.interval = interval
         self.samples: deque[float] = deque(maxlen=keep)
         self.max_ms = 0.0
@@ -134,6 +134,9 @@ class LoopLagMonitor:
     def reset(self) -> None:
         self.samples.clear()
         self.max_ms = 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {"p50": round(self.percentile(50), 2), "p99": round(self.percentile(99), 2), "max": round(self.max_ms, 2)}
 
 
 _pool: BoundedPool | None = None

@@ -46,6 +46,7 @@ class IndexReport:
     chunks_removed: int = 0
     seconds: float = 0.0
     embed_seconds: float = 0.0
+    loop_lag_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def chunks_per_s(self) -> float:
@@ -65,6 +66,7 @@ class IndexReport:
             "chunks": {"added": self.chunks_added, "removed": self.chunks_removed},
             "seconds": round(self.seconds, 3),
             "chunks_per_s": round(self.chunks_per_s, 1),
+            "loop_lag_ms": self.loop_lag_ms,
         }
 
 
@@ -202,6 +204,7 @@ async def index_paths(
             await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
         raise
     report.seconds = time.perf_counter() - t0
+    report.loop_lag_ms = runtime.loop_lag.summary()  # how well the loop kept orchestrating while it all ran
     prepare = getattr(embedder, "prepare_query_encoder", None)
     if callable(prepare) and report.chunks_added:
         # the model is loaded now: export the fast query encoder once for later searches
