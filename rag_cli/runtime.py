@@ -136,7 +136,11 @@ class LoopLagMonitor:
         self.max_ms = 0.0
 
     def summary(self) -> dict[str, float]:
-        return {"p50": round(self.percentile(50), 2), "p99": round(self.percentile(99), 2), "max": round(self.max_ms, 2)}
+        return {
+            "p50": round(self.percentile(50), 2),
+            "p99": round(self.percentile(99), 2),
+            "max": round(self.max_ms, 2),
+        }
 
 
 _pool: BoundedPool | None = None

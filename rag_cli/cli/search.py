@@ -23,6 +23,9 @@ def render_timings(env: Env, result: SearchResult) -> None:
     from .. import runtime
 
     parts = [f"{k}={v:.1f}ms" for k, v in result.timings.items()]
+    for stage in ("open_index", "load_model"):  # start-up stages of this process, if it had them
+        if runtime.timings.samples.get(stage):
+            parts.append(f"{stage}={runtime.timings.samples[stage][-1]:.1f}ms")
     pool = runtime.pool()
     parts.append(f"loop_lag_max={runtime.loop_lag.max_ms:.1f}ms")
     parts.append(f"pool_max_queued={pool.max_queued}")
