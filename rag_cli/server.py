@@ -12,7 +12,8 @@ needs ``Authorization: Bearer TOKEN`` (compared in constant time), else 401.
 Bodies over ``serve_max_body_kb`` get 413; over-long queries and out-of-range
 k get 400; more than ``serve_max_inflight`` concurrent searches get 503 at
 once instead of queueing without bound. Models and the index load once at
-start; SIGTERM and SIGINT shut down gracefully. No CORS headers are sent.
+start; SIGTERM and SIGINT shut down gracefully. No CORS headers are sent unless
+``serve_cors_origins`` lists the browser origins allowed to call it.
 """
 
 from __future__ import annotations
@@ -101,12 +102,27 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
     limit = asyncio.Semaphore(settings.serve_max_inflight)
     state = {"inflight": 0}
 
+    cors = set(settings.serve_cors_origins)
+
+    def allow_origin(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+        origin = request.headers.get("Origin", "")
+        if origin and (origin in cors or "*" in cors):
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Vary"] = "Origin"
+        return resp
+
     @web.middleware
     async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
         t0 = time.perf_counter()
         status = 500
         try:
+            if request.method == "OPTIONS" and cors:  # CORS preflight, only when origins are configured
+                status = 204
+                resp = allow_origin(request, web.Response(status=204))
+                resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
+                resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+                return resp
             if token and request.path != "/healthz":
                 auth = request.headers.get("Authorization", "")
                 given = auth[7:].encode() if auth.startswith("Bearer ") else b""
@@ -117,7 +133,7 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
                     return resp
             resp = await handler(request)
             status = resp.status
-            return resp
+            return allow_origin(request, resp) if cors else resp
         except web.HTTPException as exc:
             status = exc.status
             raise

@@ -248,3 +248,40 @@ def test_warm_path_ignores_a_server_of_another_index(served: Served, sample_home
     out = run_cli("search", "faiss", "--index", "other", "--server", served.url(""), env={"RAG_HOME": str(sample_home)})
     assert "serves index 'default'" in out.stderr
     assert out.returncode == 3  # then in-process: that index does not exist
+
+
+def _raw(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read().decode(errors="replace")
+
+
+def test_no_cors_and_no_files_outside_the_index(served: Served) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "Origin": "https://evil.example"}
+    status, headers, _ = _raw(served.url("/search?q=fusion"), headers=auth)
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    status, headers, _ = _raw(served.url("/search"), method="OPTIONS", headers=auth)
+    assert status >= 400 and "Access-Control-Allow-Origin" not in headers
+    for path in ("/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/sample_corpus/glossary.txt", "/static/x"):
+        status, _, body = _raw(served.url(path), headers=auth)
+        assert status == 404 and "root:" not in body
+    # a query naming a file outside the index finds only indexed passages
+    _, data = served.request("/search?q=/etc/passwd+root&k=5")
+    assert all("sample_corpus" in h["path"] for h in data["hits"])
+
+
+def test_cors_only_for_configured_origins(sample_home: Path, tmp_path: Path) -> None:
+    s = start_serve(sample_home, tmp_path, env={"RAG_SERVE_CORS_ORIGINS": "https://app.example"})
+    try:
+        status, headers, _ = _raw(s.url("/search?q=fusion"), headers={"Origin": "https://app.example"})
+        assert status == 200 and headers["Access-Control-Allow-Origin"] == "https://app.example"
+        _, headers, _ = _raw(s.url("/search?q=fusion"), headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in headers
+        status, headers, _ = _raw(s.url("/search"), method="OPTIONS", headers={"Origin": "https://app.example"})
+        assert status == 204 and "POST" in headers["Access-Control-Allow-Methods"]
+    finally:
+        s.proc.send_signal(signal.SIGTERM)
+        s.proc.wait(30)
