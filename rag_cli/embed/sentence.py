@@ -68,6 +68,12 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._tokenizer: Any = None
         self._onnx: Any = None
+        self._doc_onnx: Any = None
+        # documents through ONNX Runtime: one single-threaded run per core in parallel beats one run on
+        # all cores (bench/embed_backends.py); the pipeline splits each embed group into this many calls
+        from ..runtime import cpu_count
+
+        self.parallel_calls = cpu_count() if doc_backend == "onnx" else 1
         self.query_backend = query_backend
         self._lock = threading.Lock()
         self.dim, self.max_tokens = self._read_config()
@@ -162,7 +168,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.doc_backend == "onnx":
-            return self.query_encoder().encode(texts, batch_size=self.batch_size)
+            return self._doc_encoder().encode(texts, batch_size=self.batch_size)
         vecs = self.model().encode(
             list(texts),
             batch_size=self.batch_size,
@@ -208,7 +214,18 @@ class SentenceTransformerEmbedder:
                     self._onnx = self._make_query_encoder() or False
         return self._onnx or None
 
-    def _make_query_encoder(self) -> Any:
+    def _doc_encoder(self) -> Any:
+        if self._doc_onnx is None:
+            with self._lock:
+                if self._doc_onnx is None:
+                    self._doc_onnx = self._make_query_encoder(torch_threads(self.parallel_calls))
+                    if self._doc_onnx is None:
+                        raise EmbedderError(
+                            "the ONNX model is unavailable", hint="set embed_backend = sentence-transformers"
+                        )
+        return self._doc_onnx
+
+    def _make_query_encoder(self, threads: int | None = None) -> Any:
         target = self.onnx_file()
         if target is None:
             return None
@@ -217,7 +234,7 @@ class SentenceTransformerEmbedder:
             from .onnx import OnnxEncoder
 
             assert self.path is not None
-            return OnnxEncoder(target, self.path / "tokenizer.json", self.max_tokens + 2, torch_threads())
+            return OnnxEncoder(target, self.path / "tokenizer.json", self.max_tokens + 2, threads or torch_threads())
         except (EmbedderError, ImportError, OSError, RuntimeError) as exc:
             if self.query_backend == "onnx":
                 raise EmbedderError(f"ONNX query encoder unavailable: {exc}") from None

@@ -160,6 +160,25 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
     return _Prepared(found, st.st_size, st.st_mtime_ns, digest, docs[0].kind, chunks)
 
 
+async def embed_parallel(embedder: Embedder, texts: list[str]) -> Any:
+    """Embed ``texts`` on the pool, split into ``embedder.parallel_calls`` concurrent calls when it
+    asks for that (length-interleaved parts, so each pads about as little as the whole would)."""
+    import numpy as np
+
+    n = int(getattr(embedder, "parallel_calls", 1) or 1)
+    if n <= 1 or len(texts) < 16 * n:
+        return await runtime.run_blocking(embedder.embed, texts, stage="embed")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [order[j::n] for j in range(n)]
+    outs = await asyncio.gather(
+        *(runtime.run_blocking(embedder.embed, [texts[i] for i in part], stage="embed") for part in parts)
+    )
+    vecs = np.empty((len(texts), outs[0].shape[1]), dtype=np.float32)
+    for part, out in zip(parts, outs, strict=True):
+        vecs[part] = out
+    return vecs
+
+
 async def index_paths(
     paths: list[str | Path],
     settings: Settings,
@@ -293,7 +312,7 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
                 n += len(nxt.chunks)
             texts = [c.embedding_text() for p in group for c in p.chunks]
             t = time.perf_counter()
-            vecs = await runtime.run_blocking(embedder.embed, texts, stage="embed")
+            vecs = await embed_parallel(embedder, texts)
             report.embed_seconds += time.perf_counter() - t
             offset = 0
             for p in group:

@@ -236,3 +236,28 @@ def test_ivf_above_threshold_follows_adds_removes_and_shrinks(hash_settings: Set
         (docs / f"d{i:03d}.md").unlink()
     build(settings, docs)
     assert structure() == (False, 25)  # under half the threshold: exact again
+
+
+def test_embed_parallel_keeps_row_order() -> None:
+    """Split into concurrent calls, the vectors still line up with their texts."""
+    import numpy as np
+
+    from rag_cli.embed.hashing import HashEmbedder
+    from rag_cli.ingest.pipeline import embed_parallel
+
+    class Parallel(HashEmbedder):
+        parallel_calls = 3
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[int] = []
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            self.calls.append(len(texts))
+            return super().embed(texts)
+
+    emb = Parallel()
+    texts = [f"text {'word ' * (i % 17)} number {i}" for i in range(100)]
+    got = runtime.run(embed_parallel(emb, texts), workers=3)
+    assert sorted(emb.calls) == [33, 33, 34]
+    assert np.allclose(got, HashEmbedder().embed(texts))
