@@ -228,7 +228,10 @@ async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> No
         await retrieval.prepare()
         await retrieval.warm()
         app = create_app(settings, retrieval)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # in-flight requests get serve_shutdown_timeout seconds to finish; a connection that is open
+        # but has sent nothing would otherwise hold the shutdown for aiohttp's default 60 s
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=settings.serve_shutdown_timeout)  # fmt: skip
         await runner.setup()
         site = web.TCPSite(runner, settings.serve_host, settings.serve_port, backlog=1024)
         await site.start()

@@ -56,7 +56,11 @@ def leftovers(home: Path) -> list[str]:
 def stop(proc: subprocess.Popen[str], sig: int, timeout: float = 20) -> int:
     kids = children(proc.pid)
     proc.send_signal(sig)
-    rc = proc.wait(timeout)
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
     for k in kids:
         assert not Path(f"/proc/{k}").exists() or "zombie" in Path(f"/proc/{k}/status").read_text(), k
     return rc
