@@ -183,9 +183,10 @@ def _flatten(data: dict[str, Any], source: str) -> dict[str, Any]:
             if not isinstance(value, list):
                 raise ConfigError(f"{source}: [[sources]] must be an array of tables")
             out["sources"] = value
-        elif isinstance(value, dict) and key not in names:
+        elif isinstance(value, dict) and (key not in names or key == "index"):
             for sub, subval in value.items():
-                flat = f"{key}_{sub}"
+                # the [index] table holds the index settings; its `name` is the index to use
+                flat = "index" if (key, sub) == ("index", "name") else f"{key}_{sub}"
                 if flat not in names:
                     raise ConfigError(f"{source}: unknown setting [{key}] {sub}")
                 out[flat] = subval

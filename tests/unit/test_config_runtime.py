@@ -84,3 +84,22 @@ def test_cli_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_readme_config_examples_load(tmp_path: Path) -> None:
+    """Every ```toml block of the README is a valid config (the docs cannot drift from the settings)."""
+    import re
+
+    from rag_cli.config import load_settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    for i, block in enumerate(blocks):
+        f = tmp_path / f"ex{i}.toml"
+        f.write_text(block)
+        load_settings(config=f)
+    f = tmp_path / "named.toml"
+    f.write_text('[index]\nname = "books"\nfile_timeout = 3\n')
+    s = load_settings(config=f)
+    assert s.index == "books" and s.index_file_timeout == 3.0
