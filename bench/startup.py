@@ -66,7 +66,7 @@ def profile_search(env: dict[str, str]) -> list[str]:
         out += [f"Whole-process `rag search --timings` on Cranfield, {label}: {wall:.0f} ms in all; imports "
                 f"{imports:.0f} ms (" + ", ".join(f"{k} {v:.0f}" for k, v in top) + "); "
                 + ", ".join(f"{k} {float(v):.0f} ms" for k, v in stages.items() if k in ("open_index", "load_model", "total"))
-                + f"; the rest ({wall - imports - sum(float(stages.get(k, 0)) for k in ('open_index', 'load_model', 'total')):.0f} ms) "
+                + f"; the rest ({max(0.0, wall - imports - sum(float(stages.get(k, 0)) for k in ('open_index', 'load_model', 'total'))):.0f} ms) "
                 "is interpreter start, config, the event loop and exit (an import made inside a stage counts in "
                 "both, so this rest is a lower bound).", ""]  # fmt: skip
     return out

@@ -69,7 +69,7 @@ class Settings:
     workers: int = 0  # 0: one per core
     embed_backend: str = "sentence-transformers"
     embed_model: str = ""  # "": the packaged all-MiniLM-L6-v2
-    embed_batch_size: int = 32
+    embed_batch_size: int = 16  # short batches pad less: 16 beat 32 and 64 (bench/embed_backends.py)
     embed_device: str = "cpu"
     embed_onnx_variant: str = "fp32"  # ONNX graph for the onnx backend and queries: fp32 or int8 (quantized)
     embed_query_cache: int = 1024  # query vectors kept in an LRU cache per process (0: off)
