@@ -41,7 +41,6 @@ class QueryBatcher:
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._queue: list[str] = []
         self._worker: asyncio.Task[None] | None = None
-        self.batches = 0
         self.hits = 0
 
     async def embed(self, text: str) -> Any:
@@ -76,7 +75,6 @@ class QueryBatcher:
                 for text in batch:
                     self._pending.pop(text).cancel()
                 raise
-            self.batches += 1
             for text, vec in zip(batch, vecs, strict=True):
                 self._remember(text, vec)
                 fut = self._pending.pop(text)
