@@ -126,8 +126,7 @@ class IndexWriter:
             index = None
         if index is None or index.ntotal != count:
             # the vector file is a derived cache: rebuild it from the vectors table, and write it anew
-            index = vectors.empty_index(self.dim)
-            self._reload_from_table(index)
+            index = self._flat_from_table()
             if index.ntotal != count:
                 raise IndexCorrupt("index vectors and chunks disagree", hint="run `rag index PATH --rebuild`")
             self.dirty = True
@@ -135,29 +134,25 @@ class IndexWriter:
 
     def _restructure(self, to_ivf: bool) -> Any:
         """The same vectors as an IVF index (``to_ivf``) or an exact flat one."""
-        import numpy as np
-
+        # a flat index holds its vectors; an IVF one is re-trained (or undone) from the vectors table
+        flat = self.index if to_ivf and not vectors.is_ivf(self.index) else self._flat_from_table()
         if not to_ivf:
-            flat = vectors.empty_index(self.dim)
-            self._reload_from_table(flat)
             return flat
-        if vectors.is_ivf(self.index):  # re-train: read the vectors back from the table
-            flat = vectors.empty_index(self.dim)
-            self._reload_from_table(flat)
-        else:
-            flat = self.index
         xb, ids = vectors.flat_contents(flat)
-        return vectors.build_ivf(np.asarray(xb, dtype=np.float32), ids, self.ann_nprobe)
+        return vectors.build_ivf(xb, ids, self.ann_nprobe)
 
-    def _reload_from_table(self, index: Any) -> None:
+    def _flat_from_table(self) -> Any:
+        """An exact index of every vector in the SQLite vectors table (the source of truth)."""
         import numpy as np
 
         assert self.conn is not None
+        index = vectors.empty_index(self.dim)
         cur = self.conn.execute("SELECT id, v FROM vectors ORDER BY id")
         while rows := cur.fetchmany(10000):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
             index.add_with_ids(mat, ids)
+        return index
 
     @_serialized
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
