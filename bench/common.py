@@ -19,16 +19,20 @@ CACHE = ROOT / "bench" / ".cache"
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
+    cpu, flags = "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    simd = "/".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags)
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+    return (f"{cpu} ({simd or 'no AVX'}), {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB, "
+            f"Python {platform.python_version()}")  # fmt: skip
 
 
 def median(xs: list[float]) -> float:

@@ -1,7 +1,10 @@
 """ONNX Runtime encoder for sentence-transformers BERT-style models (mean pooling + L2 norm).
 
-The ONNX file is exported once from the model folder with torch (``export``) and
-cached under the user cache dir, keyed by the model files; after that, encoding
+The ONNX file is exported once from the model folder with torch (``export``), its
+BERT-style layers fused by ONNX Runtime's transformer optimizer (one Attention,
+SkipLayerNorm and BiasGelu op per layer instead of ~30 small ops; ~15-20% faster,
+more once quantized) and cached under the user cache dir, keyed by the model files
+and ``EXPORT_VERSION``; after that, encoding
 needs only ``onnxruntime``, ``tokenizers`` and numpy, which import in ~0.1 s
 instead of ~6 s for sentence-transformers. Vectors match the PyTorch backend
 (cosine 1.0 to 1e-6 on the packaged model).
@@ -18,12 +21,14 @@ from typing import Any
 
 from ..errors import EmbedderError
 
+EXPORT_VERSION = "2"  # bump when export() changes the graph it writes: old caches are then ignored
+
 
 def cache_path(model_dir: Path, variant: str = "fp32") -> Path:
     """Where the ONNX export of ``model_dir`` lives (changes when the model files change)."""
     from ..config import user_cache_dir
 
-    h = hashlib.sha256(str(model_dir.resolve()).encode())
+    h = hashlib.sha256(f"{EXPORT_VERSION}:{model_dir.resolve()}".encode())
     for name in ("model.safetensors", "pytorch_model.bin", "config.json"):
         f = model_dir / name
         if f.exists():
@@ -41,9 +46,15 @@ def export(model_dir: Path, out: Path) -> Path:
     try:
         import torch
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
     except ImportError as exc:
         raise EmbedderError(f"exporting to ONNX needs torch and transformers: {exc}") from None
-    base = AutoModel.from_pretrained(str(model_dir))
+    hf_logging.disable_progress_bar()  # stderr is for rag's own progress
+    hf_logging.set_verbosity_error()
+    try:  # eager attention exports the plain MatMul/Softmax pattern the fusion below recognises
+        base = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    except (TypeError, ValueError):
+        base = AutoModel.from_pretrained(str(model_dir))
     base.eval()
 
     class Wrapper(torch.nn.Module):
@@ -68,6 +79,7 @@ def export(model_dir: Path, out: Path) -> Path:
                 dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
                 opset_version=17, dynamo=False,
             )  # fmt: skip
+        fuse(tmp, base.config)
         os.replace(tmp, out)
     except Exception as exc:  # torch.onnx raises many kinds
         raise EmbedderError(f"ONNX export of {model_dir} failed: {exc}") from None
@@ -75,6 +87,55 @@ def export(model_dir: Path, out: Path) -> Path:
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+def fuse(path: Path, config: Any) -> bool:
+    """Fuse the BERT-style layers of the ONNX graph at ``path`` in place, if that works and changes nothing.
+
+    The fused graph is kept only when ONNX Runtime's optimizer recognised attention layers and its
+    output matches the unfused graph (max abs difference <= 1e-3 on a padded batch); any other
+    model keeps the plain export.
+    """
+    import logging
+
+    import numpy as np
+
+    heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+    if not heads or not hidden:
+        return False
+    fused = path.with_name(f"{path.name}.fused")
+    logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        model = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        if not model.get_fused_operator_statistics().get("Attention"):
+            return False
+        model.save_model_to_file(str(fused))
+        rng = np.random.default_rng(0)
+        ids = rng.integers(1000, 2000, size=(3, 24), dtype=np.int64)
+        mask = np.ones_like(ids)
+        mask[1, 10:], mask[2, 3:] = 0, 0  # right padding, as OnnxEncoder feeds it
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        a, b = (_run_once(f, feeds) for f in (path, fused))
+        if float(np.abs((a - b) * mask[:, :, None]).max()) > 1e-3:
+            return False
+        os.replace(fused, path)
+        return True
+    except Exception:  # the optimizer raises many kinds; the unfused export is still correct
+        return False
+    finally:
+        fused.unlink(missing_ok=True)
+
+
+def _run_once(onnx_file: Path, feeds: dict[str, Any]) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    return sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
 
 
 def quantize(src: Path, out: Path) -> Path:

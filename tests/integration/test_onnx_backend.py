@@ -1,0 +1,106 @@
+"""The ONNX Runtime backend with the real packaged model: export, layer fusion, int8, and an index built with it."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag_cli.config import load_settings
+from rag_cli.embed import onnx as onnx_mod
+from rag_cli.embed.base import create
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXTS = [
+    "what is retrieval augmented generation",
+    "The boundary layer on a flat plate at high Mach number thickens downstream of the leading edge. " * 3,
+    "short",
+]
+
+
+def _ops(path: Path) -> collections.Counter[str]:
+    import onnx
+
+    return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+@pytest.fixture(scope="module")
+def vectors() -> dict[str, Any]:
+    """Vectors of TEXTS from PyTorch, fused fp32 ONNX and int8 ONNX (exports land in the user cache, as in use)."""
+    out = {}
+    for label, backend, variant in (("torch", "sentence-transformers", "fp32"), ("fp32", "onnx", "fp32"),
+                                    ("int8", "onnx", "int8")):  # fmt: skip
+        emb = create(load_settings(embed_backend=backend, embed_onnx_variant=variant))
+        out[label] = emb.embed(TEXTS)
+        out[f"{label}-embedder"] = emb
+    return out
+
+
+def test_fp32_onnx_equals_pytorch_and_is_fused(vectors: dict[str, Any]) -> None:
+    import numpy as np
+
+    assert np.abs(vectors["fp32"] - vectors["torch"]).max() < 1e-4
+    f = vectors["fp32-embedder"].onnx_file()
+    ops = _ops(f)
+    assert ops["Attention"] == 6 and ops["SkipLayerNormalization"] == 12, ops  # one per layer, not ~30 small ops
+    assert vectors["fp32-embedder"].fingerprint() == vectors["torch-embedder"].fingerprint()  # interchangeable
+
+
+def test_int8_is_close_quantized_and_fingerprinted(vectors: dict[str, Any]) -> None:
+    cos = (vectors["int8"] * vectors["torch"]).sum(1)
+    assert cos.min() > 0.97, cos
+    assert cos.max() < 0.99999  # it really is another graph
+    ops = _ops(vectors["int8-embedder"].onnx_file())
+    assert ops["MatMulInteger"] > 0 and ops["QAttention"] == 6, ops
+    assert vectors["int8-embedder"].fingerprint()["quant"] == "int8"  # an fp32 index refuses int8 queries
+
+
+def test_fusion_is_kept_only_when_it_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny random BERT: fused with the right head count; the wrong count fails the numerics check."""
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(vocab_size=3000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertModel(cfg).save_pretrained(tmp_path / "tiny")
+    monkeypatch.setattr(onnx_mod, "fuse", lambda path, config: False)
+    plain = onnx_mod.export(tmp_path / "tiny", tmp_path / "plain.onnx")
+    monkeypatch.undo()
+    assert _ops(plain)["Attention"] == 0
+    before = plain.read_bytes()
+    wrong = BertConfig(**{**cfg.to_dict(), "num_attention_heads": 2})
+    assert onnx_mod.fuse(plain, wrong) is False
+    assert plain.read_bytes() == before  # left as exported
+    assert onnx_mod.fuse(plain, cfg) is True
+    assert _ops(plain)["Attention"] == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".fused", ".tmp"))]
+
+
+def test_index_and_search_with_the_int8_backend(tmp_path: Path, vectors: dict[str, Any]) -> None:
+    """The real CLI: `rag index` with int8 ONNX, then a search finds the right file; torch is never imported."""
+    env = {**os.environ, "RAG_HOME": str(tmp_path / "home"), "RAG_EMBED_BACKEND": "onnx",
+           "RAG_EMBED_ONNX_VARIANT": "int8", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+
+    def rag(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-X", "importtime", "-m", "rag_cli", *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    out = rag("index", str(ROOT / "sample_corpus"), "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["chunks"]["added"] > 0
+    assert {"torch", "sentence_transformers"}.isdisjoint(_imports(out.stderr))  # the export is cached (fixture)
+    res = rag("search", "Who introduced the term retrieval-augmented generation?", "--mode", "dense", "--json",
+              "--server", "off")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    hits = json.loads(res.stdout)["hits"]
+    assert any(h["path"].endswith("concepts/rag-overview.md") for h in hits[:3]), [h["path"] for h in hits]
+
+
+def _imports(stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}  # fmt: skip
