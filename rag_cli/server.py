@@ -22,6 +22,7 @@ import asyncio
 import hmac
 import json
 import signal
+import sys
 import time
 from typing import Any
 
@@ -224,7 +225,21 @@ def _validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -
 
 async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> None:
     """Load everything, serve until SIGTERM/SIGINT, then shut down gracefully."""
-    async with Retrieval(settings) as retrieval:
+    # the loop thread takes the GIL back from pool threads running Python code after 1 ms instead
+    # of the default 5 ms: the loop's wake-up lag under load (bench/loop_lag.py)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        await _serve(settings, ready=ready, log=log)
+    finally:
+        sys.setswitchinterval(switch)
+
+
+SWITCH_INTERVAL = 0.001
+
+
+async def _serve(settings: Settings, *, ready: Any, log: Any) -> None:
+    async with Retrieval(settings, concurrent_queries=runtime.cpu_count()) as retrieval:
         await retrieval.prepare()
         await retrieval.warm()
         app = create_app(settings, retrieval)

@@ -1,11 +1,14 @@
 """Query embeddings for a busy process: an LRU cache and natural micro-batching.
 
-Under concurrent load (``rag serve``) every search needs one query embedding. Encoding
-them one by one pays the per-call overhead each time; :class:`QueryBatcher` lets the
-queries that arrive while a batch is being encoded wait and go together in the next
-batch (no timer: a lone query is encoded at once). Identical queries in flight share one
-computation, and recent vectors are kept in a small LRU cache. All encoding runs on the
-runtime pool; the event loop only queues and resolves futures.
+Under concurrent load (``rag serve``) every search needs one query embedding.
+:class:`QueryBatcher` runs up to ``parallel`` encode calls at once on the runtime pool (one
+per core, each single-threaded: bench/serve_load.py measured that this costs less CPU per
+query than one call on all cores); queries that arrive while all are busy wait and go
+together in the next call, at most ``max_batch`` of them (no timer: a lone query is encoded
+at once). Small batches: queries differ in length, and a batch pads every query to its longest
+one, so large batches cost more CPU per query than they save. Identical queries in flight
+share one computation, and recent vectors are kept in a small LRU cache. The event loop only
+queues and resolves futures.
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ def embed_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
 
 
 class QueryBatcher:
-    def __init__(self, embedder: Embedder, *, max_batch: int = 32, cache_size: int = 1024) -> None:
+    def __init__(self, embedder: Embedder, *, max_batch: int = 4, cache_size: int = 1024, parallel: int = 1) -> None:
         self.embedder = embedder
         self.max_batch = max(1, max_batch)
         self.cache_size = max(0, cache_size)
+        self.parallel = max(1, parallel)
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._queue: list[str] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
         self.hits = 0
 
     async def embed(self, text: str) -> Any:
@@ -54,8 +58,10 @@ class QueryBatcher:
             fut = asyncio.get_running_loop().create_future()
             self._pending[text] = fut
             self._queue.append(text)
-            if self._worker is None or self._worker.done():
-                self._worker = asyncio.create_task(self._drain())
+            if len(self._workers) < self.parallel:
+                task = asyncio.create_task(self._drain())
+                self._workers.add(task)
+                task.add_done_callback(self._workers.discard)
         # shield: one caller timing out must not cancel the others waiting on the same query
         return await asyncio.shield(fut)
 

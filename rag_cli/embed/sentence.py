@@ -75,6 +75,7 @@ class SentenceTransformerEmbedder:
 
         self.parallel_calls = cpu_count() if doc_backend == "onnx" else 1
         self.query_backend = query_backend
+        self.query_threads = 0  # intra-op threads of the ONNX query encoder; 0: all cores
         self._lock = threading.Lock()
         self.dim, self.max_tokens = self._read_config()
 
@@ -211,7 +212,7 @@ class SentenceTransformerEmbedder:
         if self._onnx is None and self.query_backend != "torch":
             with self._lock:
                 if self._onnx is None:
-                    self._onnx = self._make_query_encoder() or False
+                    self._onnx = self._make_query_encoder(self.query_threads or None) or False
         return self._onnx or None
 
     def _doc_encoder(self) -> Any:
@@ -239,6 +240,12 @@ class SentenceTransformerEmbedder:
             if self.query_backend == "onnx":
                 raise EmbedderError(f"ONNX query encoder unavailable: {exc}") from None
             return None
+
+    def concurrent_queries(self, calls: int) -> None:
+        """Share the cores among ``calls`` query encodes running at once (call before the first query)."""
+        from ..runtime import cpu_count
+
+        self.query_threads = max(1, cpu_count() // max(1, calls))
 
     def load_for_queries(self) -> None:
         """Make ``embed_query`` ready: the ONNX encoder if cached, else the PyTorch model."""

@@ -20,9 +20,9 @@ class DenseSource:
     kind = "dense"
 
     def __init__(self, reader: IndexReader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
-                 timeout: float | None = None, cache_size: int = 1024) -> None:  # fmt: skip
+                 timeout: float | None = None, cache_size: int = 1024, parallel: int = 1) -> None:  # fmt: skip
         self.reader, self.embedder = reader, embedder
-        self.batcher = QueryBatcher(embedder, cache_size=cache_size)
+        self.batcher = QueryBatcher(embedder, cache_size=cache_size, parallel=parallel)
         self.name, self.weight, self.timeout = name, weight, timeout
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:

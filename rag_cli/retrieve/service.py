@@ -23,9 +23,12 @@ from .local import BM25Source, DenseSource
 
 
 class Retrieval:
-    def __init__(self, settings: Settings, *, use_index: bool = True) -> None:
+    def __init__(self, settings: Settings, *, use_index: bool = True, concurrent_queries: int = 1) -> None:
+        """``concurrent_queries`` > 1 (``rag serve``): that many query embeddings run at once, each on
+        its share of the cores, instead of one at a time on all of them."""
         self.settings = settings
         self.use_index = use_index
+        self.concurrent_queries = max(1, concurrent_queries)
         self.embedder: Any = None
         self.reader: IndexReader | None = None
         self.fanout: FanOut | None = None
@@ -55,11 +58,18 @@ class Retrieval:
         weights = s.retrieve_weights
         if self.use_index:
             self.embedder = embed_base.create(s)
+            share = getattr(self.embedder, "concurrent_queries", None)
+            if self.concurrent_queries > 1 and callable(share):
+                share(self.concurrent_queries)
             wanted = {"embedder": self.embedder.fingerprint()}
             self.reader = await runtime.run_blocking(_open_reader, s.index_dir, wanted, stage="open_index")
             sources.append(
                 DenseSource(
-                    self.reader, self.embedder, weight=weights.get("dense", 1.0), cache_size=s.embed_query_cache
+                    self.reader,
+                    self.embedder,
+                    weight=weights.get("dense", 1.0),
+                    cache_size=s.embed_query_cache,
+                    parallel=self.concurrent_queries,
                 )
             )
             cols = s.retrieve_bm25_columns

@@ -96,3 +96,47 @@ def test_a_cancelled_waiter_does_not_cancel_the_others() -> None:
         return await patient
 
     assert runtime.run(go(), workers=1).shape == (emb.dim,)
+
+
+class Concurrent(HashEmbedder):
+    """Records how many encode calls run at the same time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.running = self.peak = 0
+        self.calls: list[list[str]] = []
+        self.release = threading.Event()
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.calls.append(list(texts))
+        self.release.wait(5)
+        with self.lock:
+            self.running -= 1
+        return self.embed(texts)
+
+
+@pytest.mark.parametrize("parallel", [1, 2, 3])
+def test_parallel_calls_use_the_cores_and_never_more(parallel: int) -> None:
+    """Up to ``parallel`` encode calls run at once (one per core in serve); the rest wait in small batches."""
+    emb = Concurrent()
+    b = QueryBatcher(emb, max_batch=2, parallel=parallel)
+
+    async def go() -> list[np.ndarray]:
+        tasks = [asyncio.create_task(b.embed(f"q{i}")) for i in range(9)]
+        await asyncio.sleep(0.1)  # every worker has started its first call and is blocked in it
+        started = emb.peak
+        emb.release.set()
+        out = await asyncio.gather(*tasks)
+        assert started == parallel
+        return out
+
+    vecs = runtime.run(go(), workers=4)
+    assert emb.peak == parallel
+    assert sorted(q for c in emb.calls for q in c) == [f"q{i}" for i in range(9)]
+    assert max(len(c) for c in emb.calls) <= 2
+    for i, v in enumerate(vecs):
+        assert np.allclose(v, emb.embed_query(f"q{i}"))
