@@ -223,6 +223,9 @@ def _validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -
     return query, k_val, mode_val, t
 
 
+SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
+
+
 async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> None:
     """Load everything, serve until SIGTERM/SIGINT, then shut down gracefully."""
     # the loop thread takes the GIL back from pool threads running Python code after 1 ms instead
@@ -233,9 +236,6 @@ async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> No
         await _serve(settings, ready=ready, log=log)
     finally:
         sys.setswitchinterval(switch)
-
-
-SWITCH_INTERVAL = 0.001
 
 
 async def _serve(settings: Settings, *, ready: Any, log: Any) -> None:
