@@ -111,6 +111,30 @@ class Hit:
         d.update(copy.deepcopy(self.extra) if self.extra else {})
         return d
 
+    @classmethod
+    def from_dict(cls, item: dict[str, Any], *, source: str | None = None, keep_extra: bool = True) -> Hit:
+        """A hit from its :meth:`to_dict` form as another ``rag serve`` sent it: wrongly typed fields are
+        dropped; ``source`` replaces the sender's; unknown keys go to ``extra`` if ``keep_extra``."""
+
+        def typed(name: str, kind: type) -> Any:
+            value = item.get(name)
+            return value if isinstance(value, kind) else None
+
+        try:
+            score = float(item.get("score") or 0.0)
+        except (TypeError, ValueError):
+            score = 0.0
+        heading = item.get("heading")
+        extra = {k: v for k, v in item.items() if k not in _HIT_FIELDS and k != "rank"} if keep_extra else {}
+        return cls(
+            text=str(item.get("text") or ""), score=score,
+            source=source if source is not None else str(item.get("source") or ""),
+            path=typed("path", str), title=str(item.get("title") or ""), url=typed("url", str),
+            chunk_id=typed("chunk_id", int), heading=tuple(str(h) for h in heading) if isinstance(heading, list) else (),
+            start_line=typed("start_line", int), end_line=typed("end_line", int), page=typed("page", int),
+            doc_id=typed("doc_id", str), extra=extra,
+        )  # fmt: skip
+
 
 _HIT_FIELDS = tuple(f.name for f in fields(Hit) if f.name != "extra")
 

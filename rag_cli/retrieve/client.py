@@ -24,8 +24,6 @@ from ..errors import AllSourcesFailed, RagError
 from ..types import Degradation, Hit
 from .fanout import SearchResult
 
-HIT_FIELDS = {"text", "score", "source", "path", "title", "url", "chunk_id", "start_line", "end_line", "page", "doc_id"}
-
 
 class ServerUnavailable(Exception):
     pass
@@ -64,16 +62,6 @@ def discover(settings: Settings) -> str | None:
             continue
         found.append((path.stat().st_mtime, url))
     return max(found)[1] if found else None
-
-
-def to_hit(item: dict[str, Any]) -> Hit:
-    extra = {k: v for k, v in item.items() if k not in HIT_FIELDS and k not in ("heading", "rank")}
-    return Hit(
-        text=str(item.get("text", "")), score=float(item.get("score") or 0.0), source=str(item.get("source", "")),
-        path=item.get("path"), title=str(item.get("title") or ""), url=item.get("url"), chunk_id=item.get("chunk_id"),
-        heading=tuple(item.get("heading") or ()), start_line=item.get("start_line"), end_line=item.get("end_line"),
-        page=item.get("page"), doc_id=item.get("doc_id"), extra=extra,
-    )  # fmt: skip
 
 
 def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str],
@@ -168,7 +156,7 @@ class ServerRetrieval:
             raise RagError(f"rag serve at {self.url} answered {status}: {data.get('error', '')}")
         timings = {k: float(v) for k, v in (data.get("timings") or {}).items()}
         return SearchResult(data.get("query", query), data.get("mode", body["mode"]),
-                            [to_hit(h) for h in data.get("hits") or []], degraded, timings)  # fmt: skip
+                            [Hit.from_dict(h) for h in data.get("hits") or []], degraded, timings)  # fmt: skip
 
 
 @contextlib.asynccontextmanager

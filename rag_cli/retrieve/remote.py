@@ -249,22 +249,7 @@ class RagSource(HttpSource):
         text = item.get("text")
         if not isinstance(text, str) or not text.strip():
             return None
-        try:
-            score = float(item.get("score") or 0.0)
-        except (TypeError, ValueError):
-            score = 0.0
-        heading = item.get("heading") or ()
-
-        def opt_int(v: Any) -> int | None:
-            return v if isinstance(v, int) else None
-
-        return Hit(
-            text=text, score=score, source=self.name, path=item.get("path") if isinstance(item.get("path"), str) else None,
-            title=str(item.get("title") or ""), url=item.get("url") if isinstance(item.get("url"), str) else None,
-            chunk_id=opt_int(item.get("chunk_id")), heading=tuple(str(h) for h in heading) if isinstance(heading, list) else (),
-            start_line=opt_int(item.get("start_line")), end_line=opt_int(item.get("end_line")),
-            page=opt_int(item.get("page")), doc_id=item.get("doc_id") if isinstance(item.get("doc_id"), str) else None,
-        )  # fmt: skip
+        return Hit.from_dict(item, source=self.name, keep_extra=False)
 
 
 register("http", HttpSource)
