@@ -67,15 +67,14 @@ class SentenceTransformerEmbedder:
         self.device = device
         self._model: Any = None
         self._tokenizer: Any = None
-        self._onnx: Any = None
-        self._doc_onnx: Any = None
+        self._onnx: dict[int, Any] = {}  # ONNX encoders by intra-op thread count (None: unavailable)
         # documents through ONNX Runtime: one single-threaded run per core in parallel beats one run on
         # all cores (bench/embed_backends.py); the pipeline splits each embed group into this many calls
         from ..runtime import cpu_count
 
         self.parallel_calls = cpu_count() if doc_backend == "onnx" else 1
         self.query_backend = query_backend
-        self.query_threads = 0  # intra-op threads of the ONNX query encoder; 0: all cores
+        self.query_threads = torch_threads()  # intra-op threads of the ONNX query encoder: all cores
         self._lock = threading.Lock()
         self.dim, self.max_tokens = self._read_config()
 
@@ -209,24 +208,25 @@ class SentenceTransformerEmbedder:
         ``query_backend``: "auto" uses ONNX and falls back to torch if the export fails; "onnx"
         insists; "torch" never uses ONNX.
         """
-        if self._onnx is None and self.query_backend != "torch":
-            with self._lock:
-                if self._onnx is None:
-                    self._onnx = self._make_query_encoder(self.query_threads or None) or False
-        return self._onnx or None
+        if self.query_backend == "torch":
+            return None
+        return self._onnx_encoder(self.query_threads)
 
     def _doc_encoder(self) -> Any:
-        if self._doc_onnx is None:
-            with self._lock:
-                if self._doc_onnx is None:
-                    self._doc_onnx = self._make_query_encoder(torch_threads(self.parallel_calls))
-                    if self._doc_onnx is None:
-                        raise EmbedderError(
-                            "the ONNX model is unavailable", hint="set embed_backend = sentence-transformers"
-                        )
-        return self._doc_onnx
+        enc = self._onnx_encoder(torch_threads(self.parallel_calls))
+        if enc is None:
+            raise EmbedderError("the ONNX model is unavailable", hint="set embed_backend = sentence-transformers")
+        return enc
 
-    def _make_query_encoder(self, threads: int | None = None) -> Any:
+    def _onnx_encoder(self, threads: int) -> Any:
+        """The ONNX encoder running on ``threads`` intra-op threads, made once (None: unavailable)."""
+        if threads not in self._onnx:
+            with self._lock:
+                if threads not in self._onnx:
+                    self._onnx[threads] = self._make_onnx_encoder(threads)
+        return self._onnx[threads]
+
+    def _make_onnx_encoder(self, threads: int) -> Any:
         target = self.onnx_file()
         if target is None:
             return None
@@ -235,7 +235,7 @@ class SentenceTransformerEmbedder:
             from .onnx import OnnxEncoder
 
             assert self.path is not None
-            return OnnxEncoder(target, self.path / "tokenizer.json", self.max_tokens + 2, threads or torch_threads())
+            return OnnxEncoder(target, self.path / "tokenizer.json", self.max_tokens + 2, threads)
         except (EmbedderError, ImportError, OSError, RuntimeError) as exc:
             if self.query_backend == "onnx":
                 raise EmbedderError(f"ONNX query encoder unavailable: {exc}") from None
@@ -243,9 +243,7 @@ class SentenceTransformerEmbedder:
 
     def concurrent_queries(self, calls: int) -> None:
         """Share the cores among ``calls`` query encodes running at once (call before the first query)."""
-        from ..runtime import cpu_count
-
-        self.query_threads = max(1, cpu_count() // max(1, calls))
+        self.query_threads = torch_threads(calls)
 
     def load_for_queries(self) -> None:
         """Make ``embed_query`` ready: the ONNX encoder if cached, else the PyTorch model."""
