@@ -16,6 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import loadgen
 from bench.common import median, pct, write_section
 
 N = int(os.environ.get("ANN_N", "1000000"))
@@ -25,10 +26,7 @@ LATENT = 32
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return loadgen.rss_mib(os.getpid())
 
 
 def synthetic(n: int, rng: np.random.Generator, centers: np.ndarray) -> np.ndarray:

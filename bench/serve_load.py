@@ -37,11 +37,12 @@ def embed_cpu_ms(queries: list[str]) -> dict[str, float]:
 
     from rag_cli.config import load_settings
     from rag_cli.embed.base import create
+    from rag_cli.runtime import cpu_count
 
     out = {}
     for variant in ("fp32", "int8"):
         emb = create(load_settings(embed_backend="onnx", embed_onnx_variant=variant))
-        emb.concurrent_queries(len(__import__("os").sched_getaffinity(0)))  # type: ignore[attr-defined]
+        emb.concurrent_queries(cpu_count())  # type: ignore[attr-defined]
         emb.embed_queries(queries[:8])
         per = []
         for _ in range(3):

@@ -1,13 +1,13 @@
 """ONNX Runtime encoder for sentence-transformers BERT-style models (mean pooling + L2 norm).
 
-The ONNX file is exported once from the model folder with torch (``export``), its
-BERT-style layers fused by ONNX Runtime's transformer optimizer (one Attention,
+The ONNX file is exported once from the model folder with torch (``export``); its
+BERT-style layers are fused by ONNX Runtime's transformer optimizer (one Attention,
 SkipLayerNorm and BiasGelu op per layer instead of ~30 small ops; the int8 graph
-quantized from it ran ~15% faster in bench/embed_backends.py, fp32 about the same) and cached under the user cache dir, keyed by the model files
-and ``EXPORT_VERSION``; after that, encoding
-needs only ``onnxruntime``, ``tokenizers`` and numpy, which import in ~0.1 s
-instead of ~6 s for sentence-transformers. Vectors match the PyTorch backend
-(cosine 1.0 to 1e-6 on the packaged model).
+quantized from it ran ~15% faster in bench/embed_backends.py, fp32 about the same).
+The file is cached under the user cache dir, keyed by the model files and
+``EXPORT_VERSION``; after that, encoding needs only ``onnxruntime``, ``tokenizers``
+and numpy, which import in ~0.1 s instead of ~6 s for sentence-transformers. Vectors
+match the PyTorch backend (cosine 1.0 to 1e-6 on the packaged model).
 """
 
 from __future__ import annotations
