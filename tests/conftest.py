@@ -42,6 +42,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
     )  # fmt: skip
 
 
+IMPORTTIME = {"PYTHONPROFILEIMPORTTIME": "1"}  # env for run_cli: stderr lists every import (-X importtime)
+
+
+def imported_modules(stderr: str) -> set[str]:
+    """Top-level modules a run with ``IMPORTTIME`` imported, read from its stderr."""
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}  # fmt: skip
+
+
 def write(path: Path, text: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(text, bytes):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +12,8 @@ import pytest
 from rag_cli.config import load_settings
 from rag_cli.embed import onnx as onnx_mod
 from rag_cli.embed.base import create
+from tests.conftest import IMPORTTIME, SAMPLE, imported_modules, run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
     "what is retrieval augmented generation",
     "The boundary layer on a flat plate at high Mach number thickens downstream of the leading edge. " * 3,
@@ -83,24 +80,14 @@ def test_fusion_is_kept_only_when_it_changes_nothing(tmp_path: Path, monkeypatch
 
 def test_index_and_search_with_the_int8_backend(tmp_path: Path, vectors: dict[str, Any]) -> None:
     """The real CLI: `rag index` with int8 ONNX, then a search finds the right file; torch is never imported."""
-    env = {**os.environ, "RAG_HOME": str(tmp_path / "home"), "RAG_EMBED_BACKEND": "onnx",
-           "RAG_EMBED_ONNX_VARIANT": "int8", "HF_HUB_OFFLINE": "1"}  # fmt: skip
-
-    def rag(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-X", "importtime", "-m", "rag_cli", *args], env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
-
-    out = rag("index", str(ROOT / "sample_corpus"), "--json")
+    env = {"RAG_HOME": str(tmp_path / "home"), "RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "int8",
+           **IMPORTTIME}  # fmt: skip
+    out = run_cli("index", str(SAMPLE), "--json", env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["chunks"]["added"] > 0
-    assert {"torch", "sentence_transformers"}.isdisjoint(_imports(out.stderr))  # the export is cached (fixture)
-    res = rag("search", "Who introduced the term retrieval-augmented generation?", "--mode", "dense", "--json",
-              "--server", "off")  # fmt: skip
+    assert {"torch", "sentence_transformers"}.isdisjoint(imported_modules(out.stderr))  # export cached (fixture)
+    res = run_cli("search", "Who introduced the term retrieval-augmented generation?", "--mode", "dense", "--json",
+                  "--server", "off", env=env)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     hits = json.loads(res.stdout)["hits"]
     assert any(h["path"].endswith("concepts/rag-overview.md") for h in hits[:3]), [h["path"] for h in hits]
-
-
-def _imports(stderr: str) -> set[str]:
-    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in stderr.splitlines()
-            if line.startswith("import time:") and "|" in line}  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, write
+from tests.conftest import IMPORTTIME, ROOT, imported_modules, run_cli, write
 
 pytestmark = pytest.mark.slow
 TOKEN = "t0ken-for-tests"
@@ -207,26 +207,17 @@ def test_saturation_answers_503_at_once(sample_home: Path, tmp_path: Path) -> No
         s.proc.wait(30)
 
 
-def _imports(stderr: str) -> set[str]:
-    """Top-level modules a `python -X importtime` run imported."""
-    out = set()
-    for line in stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            out.add(line.rsplit("|", 1)[1].strip().split(".")[0])
-    return out
-
-
 def test_warm_path_uses_the_running_server(served: Served, sample_home: Path) -> None:
     """`rag search`/`ask` find the server registered for the index (or take --server URL) and load no model."""
     env = {"RAG_HOME": str(sample_home), "RAG_SERVE_TOKEN": TOKEN}
-    base = [sys.executable, "-X", "importtime", "-m", "rag_cli"]
-    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
     local = run_cli("search", "reciprocal rank fusion", "--json", "-k", "3", "--server", "off", env=env)
     for server in (["--server", served.url("")], []):  # explicit URL, then auto-discovery
-        out = subprocess.run([*base, "search", "reciprocal rank fusion", "--json", "-k", "3", *server], env=full,
-                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+        out = run_cli("search", "reciprocal rank fusion", "--json", "-k", "3", *server, env={**env, **IMPORTTIME},
+                      timeout=60)  # fmt: skip
         assert out.returncode == 0, out.stderr
-        assert {"faiss", "onnxruntime", "torch", "sentence_transformers", "numpy"}.isdisjoint(_imports(out.stderr))
+        assert {"faiss", "onnxruntime", "torch", "sentence_transformers", "numpy"}.isdisjoint(
+            imported_modules(out.stderr)
+        )
         remote, mine = json.loads(out.stdout), json.loads(local.stdout)
         assert [h["chunk_id"] for h in remote["hits"]] == [h["chunk_id"] for h in mine["hits"]]
         assert remote["hits"][0]["sources"] == mine["hits"][0]["sources"]
