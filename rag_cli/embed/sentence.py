@@ -107,7 +107,10 @@ class SentenceTransformerEmbedder:
             ref = "sentence-transformers/all-MiniLM-L6-v2"
         fp = {"backend": "sentence-transformers", "model": ref, "dim": self.dim}
         if self.variant != "fp32":  # fp32 ONNX vectors equal PyTorch's; quantized ones do not
-            fp["quant"] = self.variant
+            from .onnx import EXPORT_VERSION
+
+            # and they depend on the exported graph: an index quantized from another export is refused
+            fp["quant"], fp["export"] = self.variant, EXPORT_VERSION
         return fp
 
     # -- tokens -----------------------------------------------------------

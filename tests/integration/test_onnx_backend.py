@@ -91,3 +91,11 @@ def test_index_and_search_with_the_int8_backend(tmp_path: Path, vectors: dict[st
     assert res.returncode == 0, res.stderr[-2000:]
     hits = json.loads(res.stdout)["hits"]
     assert any(h["path"].endswith("concepts/rag-overview.md") for h in hits[:3]), [h["path"] for h in hits]
+    # an index quantized from an older export of the graph is refused, not searched with other vectors
+    manifest = next((tmp_path / "home" / "indexes" / "default").glob("data-*/manifest.json"))
+    data = json.loads(manifest.read_text())
+    assert data["fingerprint"]["embedder"]["export"] == onnx_mod.EXPORT_VERSION
+    data["fingerprint"]["embedder"].pop("export")
+    manifest.write_text(json.dumps(data))
+    old = run_cli("search", "retrieval", "--json", "--server", "off", env=env)
+    assert old.returncode == 4 and "--rebuild" in old.stderr, old.stderr[-2000:]
