@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,13 +128,21 @@ def fuse(path: Path, config: Any) -> bool:
 
 
 def _run_once(onnx_file: Path, feeds: dict[str, Any]) -> Any:
+    sess = session(onnx_file, threads=1)
+    names = {i.name for i in sess.get_inputs()}
+    return sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+
+
+def session(onnx_file: Path, threads: int) -> Any:
+    """A CPU inference session on ``threads`` intra-op threads (no spinning between runs, quiet logs)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
-    names = {i.name for i in sess.get_inputs()}
-    return sess.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
 
 
 def quantize(src: Path, out: Path) -> Path:
@@ -166,20 +173,13 @@ class OnnxEncoder:
     """Tokenize with ``tokenizers``, run the ONNX graph, mean-pool over the mask, L2-normalise."""
 
     def __init__(self, onnx_file: Path, tokenizer_file: Path, max_length: int, threads: int) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_file), opts, providers=["CPUExecutionProvider"])
+        self.session = session(onnx_file, threads)
         self.inputs = {i.name for i in self.session.get_inputs()}
-        self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> Any:
         import numpy as np
