@@ -16,10 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CACHE, CRANFIELD, median, pct, rag_env, run_rag, write_section
 
 
-def ensure_cranfield_index(home: Path) -> None:
-    """Index Cranfield into ``home`` (index 'cranfield') unless it is already there and current."""
-    env = rag_env(home)
-    _, rc, _, err, _ = run_rag(["index", str(CRANFIELD / "corpus.jsonl"), "--index", "cranfield", "--json"], env)
+def ensure_cranfield_index(home: Path, **settings: str) -> None:
+    """Index Cranfield into ``home`` (index 'cranfield', env ``settings``) unless it is already there and
+    current; a cached index built with other settings (exit 4, e.g. after a model export change) is rebuilt."""
+    env = rag_env(home, **settings)
+    args = ["index", str(CRANFIELD / "corpus.jsonl"), "--index", "cranfield", "--json"]
+    _, rc, _, err, _ = run_rag(args, env)
+    if rc == 4:
+        _, rc, _, err, _ = run_rag([*args, "--rebuild"], env)
     assert rc == 0, err
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CACHE, CRANFIELD, median, rag_env, run_rag, write_section
+from bench.common import CACHE, CRANFIELD, median, rag_env, write_section
 from bench.loadgen import LoadResult, cpu_seconds, rss_mib, run_load, start_serve, threads
 from bench.search import ensure_cranfield_index
 
@@ -58,9 +58,7 @@ def main() -> None:
     home = CACHE / "home"
     ensure_cranfield_index(home)
     home8 = CACHE / "home-int8"  # the same corpus indexed with int8 ONNX (documents and queries)
-    _, rc, _, err, _ = run_rag(["index", str(CRANFIELD / "corpus.jsonl"), "--index", "cranfield", "--json"],
-                               rag_env(home8, **INT8))  # fmt: skip
-    assert rc == 0, err
+    ensure_cranfield_index(home8, **INT8)
     queries = [json.loads(line)["text"] for line in (CRANFIELD / "queries.jsonl").read_text().splitlines()]
     lines = [f"Cranfield index, {len(queries)} distinct queries cycled, k = 10, loopback, the load generator is "
              "a second process on the same 2 cores.", ""]  # fmt: skip
