@@ -60,6 +60,8 @@ class Metrics:
         self.pool = Gauge("rag_pool_jobs", "Thread-pool jobs", ["state"], registry=self.registry)
         self.pool_workers = Gauge("rag_pool_workers", "Thread-pool size", registry=self.registry)
         self.inflight = Gauge("rag_inflight_searches", "Searches in progress", registry=self.registry)
+        self.bm25_memory = Gauge("rag_bm25_memory_bytes", "BM25 postings held in memory (0: FTS5 answers)",
+                                 registry=self.registry)  # fmt: skip
 
     def observe_source(self, name: str, ms: float, reason: str | None) -> None:
         if ms:
@@ -78,6 +80,8 @@ class Metrics:
         self.pool.labels("active").set(pool.active)
         self.pool.labels("queued").set(pool.queued)
         self.pool_workers.set(pool.workers)
+        if self.retrieval.reader is not None:
+            self.bm25_memory.set(self.retrieval.reader.bm25_memory_bytes())
         if self.retrieval.fanout is not None:
             codes = {"closed": 0, "half-open": 1, "open": 2}
             for name, b in self.retrieval.fanout.breakers.items():
@@ -184,6 +188,7 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
         if retrieval.reader is not None:
             info["generation"] = retrieval.reader.generation
             info["chunks"] = retrieval.reader.count
+            info["bm25"] = "memory" if retrieval.reader.bm25_memory_bytes() else "fts5"
         info["sources"] = [s.name for s in retrieval.fanout.sources] if retrieval.fanout else []
         return _json(info)
 
@@ -239,7 +244,7 @@ async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> No
 
 
 async def _serve(settings: Settings, *, ready: Any, log: Any) -> None:
-    async with Retrieval(settings, concurrent_queries=runtime.cpu_count()) as retrieval:
+    async with Retrieval(settings, concurrent_queries=runtime.cpu_count(), long_lived=True) as retrieval:
         await retrieval.prepare()
         await retrieval.warm()
         app = create_app(settings, retrieval)

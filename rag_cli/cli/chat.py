@@ -64,7 +64,7 @@ def chat_cmd(
     interactive = env.stdin_tty and env.stdout_tty
 
     async def go() -> None:
-        async with open_retrieval(settings, env.warn) as r:
+        async with open_retrieval(settings, env.warn, long_lived=True) as r:
             await r.prepare()
             if interactive:
                 env.err("rag chat: ask about your documents; /help for commands, Ctrl-D to leave")

@@ -160,8 +160,10 @@ class ServerRetrieval:
 
 
 @contextlib.asynccontextmanager
-async def open_retrieval(settings: Settings, note: Callable[[str], None] | None = None) -> AsyncIterator[Any]:
-    """A running server's retrieval when ``settings.server`` finds one, else in-process retrieval."""
+async def open_retrieval(settings: Settings, note: Callable[[str], None] | None = None, *,
+                         long_lived: bool = False) -> AsyncIterator[Any]:  # fmt: skip
+    """A running server's retrieval when ``settings.server`` finds one, else in-process retrieval
+    (``long_lived``: a process that answers many queries, see :class:`~.service.Retrieval`)."""
     choice = (settings.server or "off").strip()
     url = discover(settings) if choice == "auto" else None if choice in ("off", "none", "") else choice
     if url:
@@ -180,5 +182,5 @@ async def open_retrieval(settings: Settings, note: Callable[[str], None] | None 
             return
     from .service import Retrieval
 
-    async with Retrieval(settings) as r:
+    async with Retrieval(settings, long_lived=long_lived) as r:
         yield r

@@ -23,12 +23,15 @@ from .local import BM25Source, DenseSource
 
 
 class Retrieval:
-    def __init__(self, settings: Settings, *, use_index: bool = True, concurrent_queries: int = 1) -> None:
+    def __init__(self, settings: Settings, *, use_index: bool = True, concurrent_queries: int = 1,
+                 long_lived: bool = False) -> None:  # fmt: skip
         """``concurrent_queries`` > 1 (``rag serve``): that many query embeddings run at once, each on
-        its share of the cores, instead of one at a time on all of them."""
+        its share of the cores, instead of one at a time on all of them. ``long_lived`` (serve, chat):
+        BM25 is answered from memory once loaded (``[retrieve] bm25_memory_chunks``)."""
         self.settings = settings
         self.use_index = use_index
         self.concurrent_queries = max(1, concurrent_queries)
+        self.bm25_memory_max = settings.retrieve_bm25_memory_chunks if long_lived else 0
         self.embedder: Any = None
         self.reader: IndexReader | None = None
         self.fanout: FanOut | None = None
@@ -62,7 +65,9 @@ class Retrieval:
             if self.concurrent_queries > 1 and callable(share):
                 share(self.concurrent_queries)
             wanted = {"embedder": self.embedder.fingerprint()}
-            self.reader = await runtime.run_blocking(_open_reader, s.index_dir, wanted, stage="open_index")
+            self.reader = await runtime.run_blocking(
+                _open_reader, s.index_dir, wanted, self.bm25_memory_max, stage="open_index"
+            )
             sources.append(
                 DenseSource(
                     self.reader,
@@ -95,9 +100,13 @@ class Retrieval:
         return self
 
     async def warm(self) -> None:
-        """Load the embedding model now (``rag serve`` does this at start)."""
+        """Load the embedding model (and BM25 postings, when kept in memory) now (``rag serve`` does this at start)."""
         if self.embedder is not None:
             await runtime.run_blocking(self.embedder.embed_query, "warm up", stage="warm")
+        if self.reader is not None and self.bm25_memory_max > 0:
+            cols = self.settings.retrieve_bm25_columns
+            weights = (float(cols[0]), float(cols[1]), float(cols[2]))
+            await runtime.run_blocking(self.reader.load_bm25_memory, weights, stage="warm_bm25")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -137,8 +146,8 @@ class Retrieval:
             self._model_loaded = True
 
 
-def _open_reader(index_dir: Path, wanted: dict[str, Any]) -> IndexReader:
-    reader = IndexReader(index_dir)
+def _open_reader(index_dir: Path, wanted: dict[str, Any], bm25_memory_max: int) -> IndexReader:
+    reader = IndexReader(index_dir, bm25_memory_max=bm25_memory_max)
     stored = reader.manifest
     layout.check_fingerprint(index_dir.name, stored, {**stored["fingerprint"], **wanted})
     reader.refresh()

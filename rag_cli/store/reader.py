@@ -22,22 +22,26 @@ from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _TOKEN
 from ..types import Hit
 from . import layout, schema, vectors
+from .keyword import MemoryBM25, QueryTokenizer
 from .layout import REPAIR
 
 
-def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression: the query's words, quoted, joined by OR (stop words dropped)."""
+def query_words(text: str) -> list[str]:
+    """The words keyword search looks for: lower-cased, stop words dropped (unless nothing else is left), once each."""
     words = [w.lower() for w in _TOKEN.findall(text)]
     kept = [w for w in words if w not in _STOP] or words
-    seen: list[str] = []
-    for w in kept:
-        if w not in seen:
-            seen.append(w)
-    return " OR ".join(f'"{w}"' for w in seen[:64])
+    return list(dict.fromkeys(kept))[:64]
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 MATCH expression: the query's words, quoted, joined by OR."""
+    return " OR ".join(f'"{w}"' for w in query_words(text))
 
 
 class IndexReader:
-    def __init__(self, index_dir: Path, fingerprint: dict[str, Any] | None = None) -> None:
+    def __init__(self, index_dir: Path, fingerprint: dict[str, Any] | None = None, *, bm25_memory_max: int = 0) -> None:
+        """``bm25_memory_max`` > 0: BM25 for indexes up to that many chunks is answered from memory
+        (store/keyword.py), loaded in the background for each new generation; 0: always FTS5."""
         self.index_dir = index_dir
         self.name = index_dir.name
         self.wanted = fingerprint
@@ -52,6 +56,11 @@ class IndexReader:
         self.index: Any = None
         self.count = 0
         self._checked = 0.0
+        self.bm25_memory_max = bm25_memory_max
+        self._memory: tuple[Path, MemoryBM25] | None = None
+        self._memory_job: tuple[Path, int, tuple[float, float, float]] | None = None  # being built or failed
+        self._tokenizer: QueryTokenizer | None = None
+        self.bm25_memory_error = ""
         self._check_db()
 
     def _check_db(self) -> None:
@@ -89,8 +98,8 @@ class IndexReader:
         self._local = threading.local()
 
     # -- generations ---------------------------------------------------------------
-    def _meta(self) -> tuple[int, int]:
-        conn = self._conn()
+    def _meta(self, conn: sqlite3.Connection | None = None) -> tuple[int, int]:
+        conn = conn or self._conn()
         try:
             rows = dict(
                 conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'chunk_count')").fetchall()
@@ -169,11 +178,11 @@ class IndexReader:
             except BaseException:
                 conn.execute("COMMIT")
                 raise
-            self._local.pinned = index
+            self._local.pinned, self._local.pinned_gen = index, gen
             try:
                 yield
             finally:
-                self._local.pinned = None
+                self._local.pinned = self._local.pinned_gen = None
                 conn.execute("COMMIT")
             return
         raise IndexCorrupt("the index changed three times during one read", hint="try again")
@@ -201,15 +210,70 @@ class IndexReader:
         self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0)
     ) -> list[tuple[int, float]]:
         """FTS5 BM25 (k1=1.2, b=0.75) with column weights (title, heading, body). Higher is better."""
-        expr = fts_query(query)
-        if not expr or k <= 0:
+        words = query_words(query)
+        if not words or k <= 0:
             return []
-        w = tuple(float(x) for x in weights)
+        w = (float(weights[0]), float(weights[1]), float(weights[2]))
+        memory = self._bm25_memory(w)
+        if memory is not None:
+            assert self._tokenizer is not None
+            phrases = [self._tokenizer.terms(word) for word in words]
+            if all(len(p) == 1 for p in phrases):  # a word FTS5 splits into a phrase is left to FTS5
+                return memory.search(phrases, k)
+        expr = " OR ".join(f'"{word}"' for word in words)
         rows = self._conn().execute(
             "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
             (*w, expr, k),
         )
         return [(int(r[0]), -float(r[1])) for r in rows]
+
+    # -- BM25 from memory ------------------------------------------------------------
+    def _bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:
+        """The in-memory postings of this read's generation, or None (FTS5 answers; a build may start)."""
+        if self.bm25_memory_max <= 0:
+            return None
+        pinned = getattr(self._local, "pinned_gen", None)
+        gen = self.generation if pinned is None else pinned
+        held = self._memory
+        if held is not None and held[0] == self.data_dir and held[1].generation == gen and held[1].weights == weights:
+            return held[1]
+        if 0 < self.count <= self.bm25_memory_max and gen == self.generation:
+            job = (self.data_dir, gen, weights)
+            with self._lock:
+                if self._memory_job == job:
+                    return None  # being built (or it failed for this generation)
+                self._memory_job = job
+            threading.Thread(target=self._load_quietly, args=(weights,), name="rag-bm25-load", daemon=True).start()
+        return None
+
+    def _load_quietly(self, weights: tuple[float, float, float]) -> None:
+        try:
+            self.load_bm25_memory(weights)
+        except Exception as exc:  # FTS5 keeps answering; the next generation tries again
+            self.bm25_memory_error = f"{type(exc).__name__}: {exc}"
+
+    def load_bm25_memory(self, weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> MemoryBM25 | None:
+        """Read the postings of the newest generation into memory now; None if the index is over the limit."""
+        data_dir = self.data_dir
+        if self._tokenizer is None:
+            self._tokenizer = QueryTokenizer()
+        conn = schema.connect(data_dir / layout.DB)
+        try:
+            conn.execute("BEGIN")
+            gen, count = self._meta(conn)
+            memory = MemoryBM25(conn, gen, weights) if 0 < count <= self.bm25_memory_max else None
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        if memory is not None:
+            with self._lock:
+                if data_dir == self.data_dir and (self._memory is None or self._memory[1].generation <= gen):
+                    self._memory = (data_dir, memory)
+        return memory
+
+    def bm25_memory_bytes(self) -> int:
+        held = self._memory
+        return held[1].nbytes if held is not None else 0
 
     def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:

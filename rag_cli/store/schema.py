@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+TOKENIZE = "porter unicode61 remove_diacritics 2"  # FTS5 tokenizer of chunks_fts (and of store/keyword.py)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
@@ -31,7 +33,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_file ON chunks(file_id);
 CREATE TABLE IF NOT EXISTS vectors (id INTEGER PRIMARY KEY, v BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    title, heading, text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+    title, heading, text, content='chunks', content_rowid='id', tokenize='{TOKENIZE}'
 );
 CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
     INSERT INTO chunks_fts(rowid, title, heading, text) VALUES (new.id, new.title, new.heading, new.text);
@@ -41,7 +43,7 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     VALUES ('delete', old.id, old.title, old.heading, old.text);
     DELETE FROM vectors WHERE id = old.id;
 END;
-"""
+""".replace("{TOKENIZE}", TOKENIZE)
 
 HEADING_SEP = " > "
 

@@ -98,6 +98,7 @@ def test_auth(served: Served) -> None:
     assert served.request("/metrics", token=None)[0] == 401
     status, health = served.request("/healthz", token=None)
     assert status == 200 and health["status"] == "ok" and health["chunks"] > 0
+    assert health["bm25"] == "memory"  # serve loads the BM25 postings at start (store/keyword.py)
 
 
 @pytest.mark.parametrize(
@@ -133,6 +134,7 @@ def test_metrics_parse(served: Served) -> None:
     assert {"dense", "bm25"} <= sources
     states = {s.labels["state"] for s in families["rag_pool_jobs"].samples}
     assert states == {"active", "queued"}
+    assert families["rag_bm25_memory_bytes"].samples[0].value > 0
 
 
 def test_serve_as_remote_rag_source(served: Served, tmp_path: Path) -> None:

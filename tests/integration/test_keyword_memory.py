@@ -1,0 +1,141 @@
+"""BM25 from memory (store/keyword.py) against SQLite FTS5's own bm25() on real indexes: the same scores, bit for bit."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from rag_cli import runtime
+from rag_cli.config import Settings
+from rag_cli.embed.base import create
+from rag_cli.ingest.pipeline import index_paths
+from rag_cli.store import keyword
+from rag_cli.store.reader import IndexReader
+from tests.conftest import SAMPLE, write
+
+WEIGHTS = (2.0, 2.0, 1.0)
+
+
+def build(settings: Settings, root: Path) -> None:
+    runtime.run(index_paths([root], settings, create(settings)))
+
+
+def corpus(root: Path) -> Path:
+    shutil.copytree(SAMPLE, root / "sample")
+    write(root / "edge.md", "# Café crème\n\nRunning runners run. The naïve café serves crème brûlée.\n\n"
+                            "## foo_bar\n\nfoo_bar and foo bar are not the same; snake_case splits in FTS5.\n")  # fmt: skip
+    write(root / "repeat.txt", "retrieval " * 300 + "\n\nrare-word zyzzyva\n")
+    return root
+
+
+def queries(reader: IndexReader, n: int = 150) -> list[str]:
+    """Queries made of words from the index itself (seeded), plus edge cases."""
+    texts = [r[0] for r in reader._conn().execute("SELECT text FROM chunks ORDER BY id")]
+    rng = random.Random(7)
+    out = []
+    for _ in range(n):
+        words = rng.choice(texts).split()
+        start = rng.randrange(max(1, len(words) - 6))
+        out.append(" ".join(words[start : start + rng.randint(1, 8)]))
+    return out + ["café creme", "naive cafe", "running run runs", "retrieval", "zyzzyva", "what is the", "x"]
+
+
+def open_reader(settings: Settings, limit: int) -> IndexReader:
+    reader = IndexReader(settings.index_dir, bm25_memory_max=limit)
+    reader.refresh()
+    return reader
+
+
+def wait_for_memory(reader: IndexReader, generation: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        held = reader._memory
+        if held is not None and held[1].generation == generation:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"BM25 postings of generation {generation} were not loaded ({reader.bm25_memory_error})")
+
+
+@pytest.mark.parametrize("weights", [WEIGHTS, (0.3, 1.7, 0.1)])
+def test_memory_scores_equal_fts5(hash_settings: Settings, tmp_path: Path, weights: tuple[float, float, float]) -> None:
+    build(hash_settings, corpus(tmp_path / "docs"))
+    fts = open_reader(hash_settings, 0)
+    mem = open_reader(hash_settings, 10**6)
+    try:
+        assert mem.load_bm25_memory(weights) is not None
+        assert mem._bm25_memory(weights) is not None
+        compared = 0
+        for q in queries(fts):
+            with mem.snapshot():
+                every = mem.bm25(q, 100_000, weights)
+                top = mem.bm25(q, 5, weights)
+            want = fts.bm25(q, 100_000, weights)
+            assert dict(every) == dict(want), q  # every matching chunk, with the very same float score
+            assert [s for _, s in top] == [s for _, s in want[:5]], q
+            compared += bool(want)
+        assert compared > 100
+    finally:
+        fts.close()
+        mem.close()
+
+
+def test_phrase_words_fall_back_to_fts5(hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    build(hash_settings, corpus(tmp_path / "docs"))
+    mem = open_reader(hash_settings, 10**6)
+    try:
+        mem.load_bm25_memory(WEIGHTS)
+        assert keyword.QueryTokenizer().terms("foo_bar") == ("foo", "bar")
+        assert keyword.QueryTokenizer().terms("Crème") == ("creme",)
+        calls: list[int] = []
+        search = keyword.MemoryBM25.search
+        monkeypatch.setattr(keyword.MemoryBM25, "search", lambda self, p, k: calls.append(1) or search(self, p, k))
+        with mem.snapshot():
+            phrase = mem.bm25("foo_bar", 10)
+            plain = mem.bm25("café", 10)
+        assert calls == [1]  # "foo_bar" is the phrase "foo bar" to FTS5: FTS5 answered it
+        assert phrase and plain
+        assert mem.bm25("the of", 10) == IndexReader.bm25(open_reader(hash_settings, 0), "the of", 10)
+    finally:
+        mem.close()
+
+
+def test_new_generation_is_loaded_in_background_and_fts5_answers_meanwhile(hash_settings: Settings,
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    mem = open_reader(hash_settings, 10**6)
+    try:
+        assert mem.bm25("zyzzyva", 5)  # first query: FTS5 answers and a background load starts
+        wait_for_memory(mem, mem.generation)
+        first = mem.generation
+        write(root / "new.md", "# Quokka\n\nThe quokka is a small wallaby.\n")
+        build(hash_settings, root)
+        mem.refresh()
+        assert mem.generation > first
+        with mem.snapshot():  # the postings in memory are of the old generation: FTS5 answers, nothing is missed
+            hits = mem.hits(mem.bm25("quokka wallaby", 5), "bm25")
+        assert hits and Path(hits[0].path or "").name == "new.md"
+        wait_for_memory(mem, mem.generation)
+        with mem.snapshot():
+            again = mem.bm25("quokka wallaby", 5)
+        assert again == IndexReader.bm25(open_reader(hash_settings, 0), "quokka wallaby", 5)
+        assert mem.bm25_memory_bytes() > 0
+    finally:
+        mem.close()
+
+
+def test_index_over_the_limit_stays_on_fts5(hash_settings: Settings, tmp_path: Path) -> None:
+    build(hash_settings, corpus(tmp_path / "docs"))
+    reader = open_reader(hash_settings, 3)
+    try:
+        assert reader.count > 3
+        assert reader.bm25("retrieval", 5)
+        assert reader.load_bm25_memory(WEIGHTS) is None
+        time.sleep(0.2)
+        assert reader.bm25_memory_bytes() == 0 and reader._memory is None
+    finally:
+        reader.close()
