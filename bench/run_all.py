@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["index.py", "embed_backends.py", "fanout.py", "search.py", "serve_load.py", "loop_lag.py", "ann.py", "answer.py",
+ORDER = ["index.py", "embed_backends.py", "fanout.py", "search.py", "keyword.py", "serve_load.py", "loop_lag.py", "ann.py", "answer.py",
          "eval.py", "tune.py", "startup.py"]  # fmt: skip
 
 

@@ -65,7 +65,9 @@ class MemoryBM25:
         self.generation = generation
         self.weights = weights
         self.ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
-        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.rag_fts_instance USING fts5vocab(main, chunks_fts, instance)")
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.rag_fts_instance USING fts5vocab(main, chunks_fts, instance)"
+        )
         # summed in SQL, instance by instance, as FTS5 adds a weight per instance
         case = " ".join(f"WHEN '{c}' THEN {float(w)!r}" for c, w in zip(COLUMNS, weights, strict=True))
         cur = conn.execute(

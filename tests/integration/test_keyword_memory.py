@@ -41,7 +41,7 @@ def queries(reader: IndexReader, n: int = 150) -> list[str]:
         words = rng.choice(texts).split()
         start = rng.randrange(max(1, len(words) - 6))
         out.append(" ".join(words[start : start + rng.randint(1, 8)]))
-    return out + ["café creme", "naive cafe", "running run runs", "retrieval", "zyzzyva", "what is the", "x"]
+    return [*out, "café creme", "naive cafe", "running run runs", "retrieval", "zyzzyva", "what is the", "x"]
 
 
 def open_reader(settings: Settings, limit: int) -> IndexReader:
@@ -83,7 +83,9 @@ def test_memory_scores_equal_fts5(hash_settings: Settings, tmp_path: Path, weigh
         mem.close()
 
 
-def test_phrase_words_fall_back_to_fts5(hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_phrase_words_fall_back_to_fts5(
+    hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build(hash_settings, corpus(tmp_path / "docs"))
     mem = open_reader(hash_settings, 10**6)
     try:
