@@ -100,13 +100,12 @@ class Retrieval:
         return self
 
     async def warm(self) -> None:
-        """Load the embedding model (and BM25 postings, when kept in memory) now (``rag serve`` does this at start)."""
-        if self.embedder is not None:
-            await runtime.run_blocking(self.embedder.embed_query, "warm up", stage="warm")
+        """Load the embedding model now and start loading BM25 postings into memory (``rag serve`` at start)."""
         if self.reader is not None and self.bm25_memory_max > 0:
             cols = self.settings.retrieve_bm25_columns
-            weights = (float(cols[0]), float(cols[1]), float(cols[2]))
-            await runtime.run_blocking(self.reader.load_bm25_memory, weights, stage="warm_bm25")
+            self.reader.bm25_memory((float(cols[0]), float(cols[1]), float(cols[2])))  # in the background
+        if self.embedder is not None:
+            await runtime.run_blocking(self.embedder.embed_query, "warm up", stage="warm")
 
     async def close(self) -> None:
         if self._session is not None:

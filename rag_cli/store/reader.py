@@ -214,7 +214,7 @@ class IndexReader:
         if not words or k <= 0:
             return []
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
-        memory = self._bm25_memory(w)
+        memory = self.bm25_memory(w)
         if memory is not None:
             assert self._tokenizer is not None
             phrases = [self._tokenizer.terms(word) for word in words]
@@ -228,8 +228,9 @@ class IndexReader:
         return [(int(r[0]), -float(r[1])) for r in rows]
 
     # -- BM25 from memory ------------------------------------------------------------
-    def _bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:
-        """The in-memory postings of this read's generation, or None (FTS5 answers; a build may start)."""
+    def bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:
+        """The in-memory postings of this read's generation, or None: FTS5 answers, and a background
+        load of the newest generation starts unless one ran for it (no I/O here: safe on the event loop)."""
         if self.bm25_memory_max <= 0:
             return None
         pinned = getattr(self._local, "pinned_gen", None)

@@ -67,7 +67,7 @@ def test_memory_scores_equal_fts5(hash_settings: Settings, tmp_path: Path, weigh
     mem = open_reader(hash_settings, 10**6)
     try:
         assert mem.load_bm25_memory(weights) is not None
-        assert mem._bm25_memory(weights) is not None
+        assert mem.bm25_memory(weights) is not None
         compared = 0
         for q in queries(fts):
             with mem.snapshot():

@@ -98,7 +98,15 @@ def test_auth(served: Served) -> None:
     assert served.request("/metrics", token=None)[0] == 401
     status, health = served.request("/healthz", token=None)
     assert status == 200 and health["status"] == "ok" and health["chunks"] > 0
-    assert health["bm25"] == "memory"  # serve loads the BM25 postings at start (store/keyword.py)
+    assert health["bm25"] in ("fts5", "memory")
+
+
+def wait_bm25_memory(served: Served) -> None:
+    """serve starts loading the BM25 postings into memory at start, in the background (store/keyword.py)."""
+    deadline = time.monotonic() + 30
+    while served.request("/healthz")[1]["bm25"] != "memory":
+        assert time.monotonic() < deadline, "BM25 postings were not loaded"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -122,6 +130,7 @@ def test_metrics_parse(served: Served) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     served.request("/search?q=faiss")
+    wait_bm25_memory(served)
     status, text = served.request("/metrics")
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text)}
