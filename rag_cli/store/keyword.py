@@ -27,7 +27,7 @@ from .schema import TOKENIZE
 K1 = 1.2
 B = 0.75
 COLUMNS = ("title", "heading", "text")
-_FETCH = 65536
+_SLICE = 250_000  # term instances read per query while loading (each slice holds the GIL ~10 ms in numpy)
 
 
 class QueryTokenizer:
@@ -65,42 +65,53 @@ class MemoryBM25:
         self.generation = generation
         self.weights = weights
         self.ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
-        conn.execute(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.rag_fts_instance USING fts5vocab(main, chunks_fts, instance)"
-        )
-        # summed in SQL, instance by instance, as FTS5 adds a weight per instance
-        case = " ".join(f"WHEN '{c}' THEN {float(w)!r}" for c, w in zip(COLUMNS, weights, strict=True))
-        cur = conn.execute(
-            f"SELECT term, doc, sum(CASE col {case} END), count(*) FROM temp.rag_fts_instance GROUP BY term, doc"
-        )
-        self.terms: dict[str, int] = {}
-        starts: list[int] = []
-        docs: list[Any] = []
-        freqs: list[Any] = []
-        lengths: list[Any] = []
-        n = 0
-        last = None
-        while batch := cur.fetchmany(_FETCH):
-            for i, row in enumerate(batch):
-                if row[0] != last:
-                    last = row[0]
-                    self.terms[last] = len(starts)
-                    starts.append(n + i)
-            n += len(batch)
-            docs.append(np.fromiter((r[1] for r in batch), dtype=np.int64, count=len(batch)))
-            freqs.append(np.fromiter((r[2] for r in batch), dtype=np.float64, count=len(batch)))
-            lengths.append(np.fromiter((r[3] for r in batch), dtype=np.int64, count=len(batch)))
-        starts.append(n)
-        self.starts = np.asarray(starts, dtype=np.int64)
-        rowids = np.concatenate(docs) if docs else np.zeros(0, dtype=np.int64)
-        self.docs = np.searchsorted(self.ids, rowids).astype(np.int32)  # row positions
-        if len(rowids) and (int(self.docs.max()) >= len(self.ids) or not (self.ids[self.docs] == rowids).all()):
-            raise ValueError("the FTS index holds rows that are not chunks")
-        self.freqs = np.concatenate(freqs) if freqs else np.zeros(0)
-        doclen = np.zeros(len(self.ids), dtype=np.float64)
-        if lengths:
-            np.add.at(doclen, self.docs, np.concatenate(lengths))
         self.rows = len(self.ids)
+        for kind in ("row", "instance"):
+            conn.execute(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.rag_fts_{kind} USING fts5vocab(main, chunks_fts, {kind})"
+            )
+        # per term, in the instance table's order: how many rows hold it and how many times it occurs
+        vocab = conn.execute("SELECT term, doc, cnt FROM temp.rag_fts_row").fetchall()
+        terms = [r[0] for r in vocab]
+        self.terms = {t: i for i, t in enumerate(terms)}
+        held = np.fromiter((r[1] for r in vocab), dtype=np.int64, count=len(vocab))
+        occurs = np.fromiter((r[2] for r in vocab), dtype=np.int64, count=len(vocab))
+        # every instance as doc * 4 + column, sorted by (term, doc, column, offset), read as one text per
+        # slice of whole terms (about _SLICE instances) and parsed in C: no Python object per instance,
+        # and the transient arrays stay the size of one slice
+        code = " ".join(f"WHEN '{c}' THEN {i}" for i, c in enumerate(COLUMNS))
+        select = f"SELECT group_concat(doc * 4 + CASE col {code} ELSE 3 END) FROM temp.rag_fts_instance WHERE term >= ?"
+        weight_of = np.append(np.asarray(weights, dtype=np.float64), 1.0)  # by column code
+        total = np.cumsum(occurs)
+        docs, freqs = [], []
+        doclen = np.zeros(self.rows, dtype=np.float64)
+        first = 0
+        while first < len(terms):
+            done = int(total[first - 1]) if first else 0
+            last = min(max(int(np.searchsorted(total, done + _SLICE)), first), len(terms) - 1)
+            args = (terms[first],) if last == len(terms) - 1 else (terms[first], terms[last])
+            text = conn.execute(select + ("" if len(args) == 1 else " AND term <= ?"), args).fetchone()[0]
+            inst = np.fromstring(text or "", dtype=np.int64, sep=",")
+            counts = occurs[first : last + 1]
+            if len(inst) != int(counts.sum()):
+                raise ValueError(f"read {len(inst)} term instances, the FTS index counts {int(counts.sum())}")
+            rowids = inst >> 2
+            where = np.searchsorted(self.ids, rowids)
+            if len(where) and (int(where.max()) >= self.rows or not (self.ids[where] == rowids).all()):
+                raise ValueError("the FTS index holds rows that are not chunks")
+            new = np.ones(len(inst), dtype=bool)  # the first instance of each (term, doc) posting
+            new[1:] = rowids[1:] != rowids[:-1]
+            new[np.cumsum(counts)[:-1]] = True
+            begin = np.flatnonzero(new)
+            if len(begin) != int(held[first : last + 1].sum()):
+                raise ValueError("the FTS instances are not in (term, doc) order")
+            docs.append(where[begin].astype(np.int32))  # row positions
+            freqs.append(_sequential_sums(weight_of[(inst & 3).astype(np.int8)], begin))
+            doclen += np.bincount(where, minlength=self.rows)
+            first = last + 1
+        self.starts = np.concatenate([[0], np.cumsum(held)]).astype(np.int64)
+        self.docs = np.concatenate(docs) if docs else np.zeros(0, dtype=np.int32)
+        self.freqs = np.concatenate(freqs) if freqs else np.zeros(0, dtype=np.float64)
         avgdl = float(doclen.sum()) / self.rows if self.rows else 0.0
         self._norm = K1 * (1 - B + B * doclen / avgdl) if avgdl else np.full(self.rows, K1 * (1 - B))
 
@@ -132,3 +143,22 @@ class MemoryBM25:
             hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
         top = sorted(zip((-scores[hit]).tolist(), self.ids[hit].tolist(), strict=True))
         return [(cid, -neg) for neg, cid in top]
+
+
+def _sequential_sums(values: Any, begin: Any) -> Any:
+    """Sums of ``values`` over the runs starting at ``begin``, each added left to right from 0.0 as FTS5
+    adds (numpy's own reductions sum pairwise, which can differ in the last bit for non-integer weights)."""
+    import numpy as np
+
+    lengths = np.diff(np.append(begin, len(values)))
+    order = np.argsort(-lengths, kind="stable")  # the runs still going at step j are a prefix of this
+    ranked = lengths[order]
+    out = np.zeros(len(begin), dtype=np.float64)
+    step = 0
+    while True:
+        alive = int(np.searchsorted(-ranked, -step, side="left"))  # runs longer than ``step``
+        if alive == 0:
+            return out
+        runs = order[:alive]
+        out[runs] += values[begin[runs] + step]
+        step += 1

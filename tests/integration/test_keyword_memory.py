@@ -60,8 +60,13 @@ def wait_for_memory(reader: IndexReader, generation: int) -> None:
     raise AssertionError(f"BM25 postings of generation {generation} were not loaded ({reader.bm25_memory_error})")
 
 
-@pytest.mark.parametrize("weights", [WEIGHTS, (0.3, 1.7, 0.1)])
-def test_memory_scores_equal_fts5(hash_settings: Settings, tmp_path: Path, weights: tuple[float, float, float]) -> None:
+@pytest.mark.parametrize("weights,slice_size", [(WEIGHTS, keyword._SLICE), ((0.3, 1.7, 0.1), keyword._SLICE),
+                                                (WEIGHTS, 97)])  # fmt: skip
+def test_memory_scores_equal_fts5(hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  weights: tuple[float, float, float], slice_size: int) -> None:  # fmt: skip
+    """Every matching chunk gets FTS5's score to the last bit: with non-integer weights (summed in FTS5's
+    order), and with the postings read in many small slices."""
+    monkeypatch.setattr(keyword, "_SLICE", slice_size)
     build(hash_settings, corpus(tmp_path / "docs"))
     fts = open_reader(hash_settings, 0)
     mem = open_reader(hash_settings, 10**6)
