@@ -5,8 +5,9 @@ Under concurrent load (``rag serve``) every search needs one query embedding.
 per core, each single-threaded: bench/serve_load.py measured that this costs less CPU per
 query than one call on all cores); queries that arrive while all are busy wait and go
 together in the next call, at most ``max_batch`` of them (no timer: a lone query is encoded
-at once). Small batches: queries differ in length, and a batch pads every query to its longest
-one, so large batches cost more CPU per query than they save. Identical queries in flight
+at once). A call saves pool hand-offs, not model work: queries differ in length, and padding
+them to the longest one cost more CPU than one model run per query (the embedder runs them
+one by one). Identical queries in flight
 share one computation, and recent vectors are kept in a small LRU cache. The event loop only
 queues and resolves futures.
 """
