@@ -141,7 +141,7 @@ class IndexReader:
                 if self.wanted is not None:
                     layout.check_fingerprint(self.name, manifest, self.wanted)
                 self.manifest, self.data_dir = manifest, live
-                self.generation, self.index = -1, None
+                self.generation, self.index, self._memory = -1, None, None
 
     def _index_for(self, gen: int, count: int) -> Any:
         """The FAISS index of generation ``gen`` (kept if it is the newest seen; FileNotFoundError if cleaned)."""
@@ -268,7 +268,8 @@ class IndexReader:
             conn.close()
         if memory is not None:
             with self._lock:
-                if data_dir == self.data_dir and (self._memory is None or self._memory[1].generation <= gen):
+                held = self._memory
+                if data_dir == self.data_dir and (held is None or held[0] != data_dir or held[1].generation <= gen):
                     self._memory = (data_dir, memory)
         return memory
 

@@ -20,8 +20,8 @@ from tests.conftest import SAMPLE, write
 WEIGHTS = (2.0, 2.0, 1.0)
 
 
-def build(settings: Settings, root: Path) -> None:
-    runtime.run(index_paths([root], settings, create(settings)))
+def build(settings: Settings, root: Path, *, rebuild: bool = False) -> None:
+    runtime.run(index_paths([root], settings, create(settings), rebuild=rebuild))
 
 
 def corpus(root: Path) -> Path:
@@ -131,6 +131,31 @@ def test_new_generation_is_loaded_in_background_and_fts5_answers_meanwhile(hash_
             again = mem.bm25("quokka wallaby", 5)
         assert again == IndexReader.bm25(open_reader(hash_settings, 0), "quokka wallaby", 5)
         assert mem.bm25_memory_bytes() > 0
+    finally:
+        mem.close()
+
+
+def test_a_rebuilt_index_is_loaded_afresh(hash_settings: Settings, tmp_path: Path) -> None:
+    root = corpus(tmp_path / "docs")
+    build(hash_settings, root)
+    mem = open_reader(hash_settings, 10**6)
+    try:
+        for _ in range(3):  # the old data folder reaches a higher generation than the rebuilt one will have
+            write(root / "grow.md", f"# Grow\n\n{time.monotonic_ns()} growing text\n")
+            build(hash_settings, root)
+        mem.refresh()
+        mem.load_bm25_memory(WEIGHTS)
+        old_dir, old_gen = mem.data_dir, mem.generation
+        (root / "repeat.txt").unlink()
+        build(hash_settings, root, rebuild=True)  # a new data folder, generations counted from the start
+        mem.refresh()
+        assert mem.data_dir != old_dir and mem.generation < old_gen
+        assert mem.bm25_memory(WEIGHTS) is None  # the old folder's postings are not used
+        wait_for_memory(mem, mem.generation)
+        assert mem._memory is not None and mem._memory[0] == mem.data_dir
+        with mem.snapshot():
+            got = mem.bm25("retrieval zyzzyva", 100)
+        assert got == IndexReader.bm25(open_reader(hash_settings, 0), "retrieval zyzzyva", 100)
     finally:
         mem.close()
 
