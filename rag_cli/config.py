@@ -90,8 +90,8 @@ class Settings:
     # RRF weights per source (others: 1.0); BM25 1.5 measured best across Cranfield and sample_corpus (bench/tune.py)
     retrieve_weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "bm25": 1.5})
     retrieve_bm25_columns: list[float] = field(default_factory=lambda: [2.0, 2.0, 1.0])  # title, heading, body
-    # serve and chat score BM25 in memory for indexes up to this many chunks (~80 MB per 100k Cranfield-sized
-    # chunks, loaded in the background per generation), else FTS5 scores; 0: never (bench/serve_load.py)
+    # serve and chat score BM25 in memory for indexes up to this many chunks (postings ~110 MiB per 100k
+    # chunks of ~120 words, loaded in the background per generation), else FTS5 scores; 0: never (bench/keyword.py)
     retrieve_bm25_memory_chunks: int = 100_000
     retrieve_breaker_failures: int = 3
     retrieve_breaker_cooldown: float = 30.0

@@ -189,6 +189,8 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
             info["generation"] = retrieval.reader.generation
             info["chunks"] = retrieval.reader.count
             info["bm25"] = "memory" if retrieval.reader.bm25_memory_bytes() else "fts5"
+            if retrieval.reader.bm25_memory_error:  # the postings failed to load: FTS5 answers
+                info["bm25_error"] = retrieval.reader.bm25_memory_error
         info["sources"] = [s.name for s in retrieval.fanout.sources] if retrieval.fanout else []
         return _json(info)
 

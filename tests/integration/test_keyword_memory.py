@@ -171,3 +171,30 @@ def test_index_over_the_limit_stays_on_fts5(hash_settings: Settings, tmp_path: P
         assert reader.bm25_memory_bytes() == 0 and reader._memory is None
     finally:
         reader.close()
+
+
+def test_a_failed_load_leaves_fts5_answering(hash_settings: Settings, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    build(hash_settings, corpus(tmp_path / "docs"))
+    attempts: list[int] = []
+
+    def broken(*args: object) -> None:
+        attempts.append(1)
+        raise MemoryError("no room for postings")
+
+    monkeypatch.setattr("rag_cli.store.reader.MemoryBM25", broken)
+    reader = open_reader(hash_settings, 10**6)
+    try:
+        want = IndexReader.bm25(open_reader(hash_settings, 0), "retrieval", 5)
+        assert reader.bm25("retrieval", 5) == want
+        deadline = time.monotonic() + 10
+        while not reader.bm25_memory_error:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert "no room for postings" in reader.bm25_memory_error
+        for _ in range(5):
+            assert reader.bm25("retrieval", 5) == want
+        time.sleep(0.1)
+        assert attempts == [1]  # not retried for the same generation on every query
+    finally:
+        reader.close()
