@@ -198,3 +198,29 @@ def test_a_failed_load_leaves_fts5_answering(hash_settings: Settings, tmp_path: 
         assert attempts == [1]  # not retried for the same generation on every query
     finally:
         reader.close()
+
+
+def test_long_lived_retrieval_answers_from_memory(hash_settings: Settings, tmp_path: Path) -> None:
+    """What `rag chat` opens (open_retrieval(long_lived=True)) keeps BM25 in memory; one-shot commands do not."""
+    from rag_cli.config import replace
+    from rag_cli.retrieve.client import open_retrieval
+
+    build(hash_settings, corpus(tmp_path / "docs"))
+    settings = replace(hash_settings, server="off")
+
+    async def run(long_lived: bool) -> tuple[int, list[list[tuple[str | None, float]]]]:
+        async with open_retrieval(settings, long_lived=long_lived) as r:
+            answers = []
+            for q in ("zyzzyva retrieval", "café crème", "foo_bar snake"):
+                await r.search(q, k=5, mode="bm25")
+            if long_lived:
+                wait_for_memory(r.reader, r.reader.generation)
+            for q in ("zyzzyva retrieval", "café crème", "foo_bar snake"):
+                res = await r.search(q, k=5, mode="bm25")
+                answers.append([(h.path, h.score) for h in res.hits])
+            return r.reader.bm25_memory_bytes(), answers
+
+    memory_bytes, from_memory = runtime.run(run(True))
+    none, from_fts5 = runtime.run(run(False))
+    assert memory_bytes > 0 and none == 0
+    assert from_memory == from_fts5 and all(from_memory)
