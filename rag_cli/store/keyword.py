@@ -12,7 +12,7 @@ identical — and scores with the formula of SQLite's ``fts5_aux.c``:
 
 with ``k1 = 1.2``, ``b = 0.75``, ``|d|`` the tokens of ``d`` in all columns and ``avgdl`` their
 mean over the ``N`` rows. Scores equal FTS5's bit for bit (tests/integration/test_keyword_memory.py).
-A query word that FTS5 would turn into a multi-token phrase is left to FTS5 (``None``).
+The caller leaves a query with a word that FTS5 would turn into a multi-token phrase to FTS5.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .schema import TOKENIZE
 K1 = 1.2
 B = 0.75
 COLUMNS = ("title", "heading", "text")
-_SLICE = 250_000  # term instances read per query while loading (each slice holds the GIL ~10 ms in numpy)
+_SLICE = 250_000  # term instances read per query while loading (numpy then holds the GIL a few ms)
 
 
 class QueryTokenizer:
@@ -124,6 +124,7 @@ class MemoryBM25:
         import numpy as np
 
         scores = np.zeros(self.rows, dtype=np.float64)
+        found = np.zeros(self.rows, dtype=bool)  # rows that match (a zero column weight can score 0)
         matched = False
         for phrase in phrases:
             tid = self.terms.get(phrase[0])
@@ -135,10 +136,11 @@ class MemoryBM25:
             if idf <= 0.0:
                 idf = 1e-6
             scores[d] += idf * ((f * (K1 + 1.0)) / (f + self._norm[d]))
+            found[d] = True
             matched = True
         if not matched or k <= 0:
             return []
-        hit = np.flatnonzero(scores > 0.0)
+        hit = np.flatnonzero(found)
         if len(hit) > k:
             hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
         top = sorted(zip((-scores[hit]).tolist(), self.ids[hit].tolist(), strict=True))

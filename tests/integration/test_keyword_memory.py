@@ -61,11 +61,11 @@ def wait_for_memory(reader: IndexReader, generation: int) -> None:
 
 
 @pytest.mark.parametrize("weights,slice_size", [(WEIGHTS, keyword._SLICE), ((0.3, 1.7, 0.1), keyword._SLICE),
-                                                (WEIGHTS, 97)])  # fmt: skip
+                                                ((0.0, 0.0, 1.0), keyword._SLICE), (WEIGHTS, 97)])  # fmt: skip
 def test_memory_scores_equal_fts5(hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   weights: tuple[float, float, float], slice_size: int) -> None:  # fmt: skip
     """Every matching chunk gets FTS5's score to the last bit: with non-integer weights (summed in FTS5's
-    order), and with the postings read in many small slices."""
+    order), with zero weights (matches that score 0 still count), and with the postings read in small slices."""
     monkeypatch.setattr(keyword, "_SLICE", slice_size)
     build(hash_settings, corpus(tmp_path / "docs"))
     fts = open_reader(hash_settings, 0)
