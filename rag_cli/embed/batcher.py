@@ -7,9 +7,8 @@ query than one call on all cores); queries that arrive while all are busy wait a
 together in the next call, at most ``max_batch`` of them (no timer: a lone query is encoded
 at once). A call saves pool hand-offs, not model work: queries differ in length, and padding
 them to the longest one cost more CPU than one model run per query (the embedder runs them
-one by one). Identical queries in flight
-share one computation, and recent vectors are kept in a small LRU cache. The event loop only
-queues and resolves futures.
+one by one). Identical queries in flight share one computation, and recent vectors are kept
+in a small LRU cache. The event loop only queues and resolves futures.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ class Retrieval:
         self.use_index = use_index
         self.concurrent_queries = max(1, concurrent_queries)
         self.bm25_memory_max = settings.retrieve_bm25_memory_chunks if long_lived else 0
+        cols = settings.retrieve_bm25_columns
+        self.bm25_columns = (float(cols[0]), float(cols[1]), float(cols[2]))  # BM25 column weights
         self.embedder: Any = None
         self.reader: IndexReader | None = None
         self.fanout: FanOut | None = None
@@ -77,10 +79,7 @@ class Retrieval:
                     parallel=self.concurrent_queries,
                 )
             )
-            cols = s.retrieve_bm25_columns
-            sources.append(
-                BM25Source(self.reader, weight=weights.get("bm25", 1.0), columns=(cols[0], cols[1], cols[2]))
-            )
+            sources.append(BM25Source(self.reader, weight=weights.get("bm25", 1.0), columns=self.bm25_columns))
         names = {src.name for src in sources}
         for spec in s.sources:
             if not isinstance(spec, dict) or not spec.get("name"):
@@ -102,8 +101,7 @@ class Retrieval:
     async def warm(self) -> None:
         """Load the embedding model now and start loading BM25 postings into memory (``rag serve`` at start)."""
         if self.reader is not None and self.bm25_memory_max > 0:
-            cols = self.settings.retrieve_bm25_columns
-            self.reader.bm25_memory((float(cols[0]), float(cols[1]), float(cols[2])))  # in the background
+            self.reader.bm25_memory(self.bm25_columns)  # in the background
         if self.embedder is not None:
             await runtime.run_blocking(self.embedder.embed_query, "warm up", stage="warm")
 

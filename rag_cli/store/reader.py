@@ -35,7 +35,11 @@ def query_words(text: str) -> list[str]:
 
 def fts_query(text: str) -> str:
     """An FTS5 MATCH expression: the query's words, quoted, joined by OR."""
-    return " OR ".join(f'"{w}"' for w in query_words(text))
+    return _match(query_words(text))
+
+
+def _match(words: list[str]) -> str:
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 class IndexReader:
@@ -220,10 +224,9 @@ class IndexReader:
             phrases = [self._tokenizer.terms(word) for word in words]
             if all(len(p) == 1 for p in phrases):  # a word FTS5 splits into a phrase is left to FTS5
                 return memory.search(phrases, k)
-        expr = " OR ".join(f'"{word}"' for word in words)
         rows = self._conn().execute(
             "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-            (*w, expr, k),
+            (*w, _match(words), k),
         )
         return [(int(r[0]), -float(r[1])) for r in rows]
 
@@ -253,7 +256,7 @@ class IndexReader:
         except Exception as exc:  # FTS5 keeps answering; the next generation tries again
             self.bm25_memory_error = f"{type(exc).__name__}: {exc}"
 
-    def load_bm25_memory(self, weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> MemoryBM25 | None:
+    def load_bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:
         """Read the postings of the newest generation into memory now; None if the index is over the limit."""
         data_dir = self.data_dir
         if self._tokenizer is None:

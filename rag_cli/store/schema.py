@@ -7,7 +7,7 @@ from pathlib import Path
 
 TOKENIZE = "porter unicode61 remove_diacritics 2"  # FTS5 tokenizer of chunks_fts (and of store/keyword.py)
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY,
@@ -43,7 +43,7 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     VALUES ('delete', old.id, old.title, old.heading, old.text);
     DELETE FROM vectors WHERE id = old.id;
 END;
-""".replace("{TOKENIZE}", TOKENIZE)
+"""
 
 HEADING_SEP = " > "
 
