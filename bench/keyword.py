@@ -64,8 +64,9 @@ def measure(index_dir: Path, queries: list[str]) -> dict[str, float]:
 
     fts = IndexReader(index_dir)
     mem = IndexReader(index_dir, bm25_memory_max=10**9)
-    fts.generation = mem.generation = int(fts._meta()[0])  # no FAISS file is needed for keyword search
-    mem.count = fts.count = int(fts._meta()[1])
+    gen, count = fts._meta()  # no FAISS file is needed for keyword search
+    fts.generation = mem.generation = gen
+    fts.count = mem.count = count
     before = rss_mib(os.getpid())
     t0 = time.perf_counter()
     memory = mem.load_bm25_memory(WEIGHTS)
