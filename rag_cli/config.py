@@ -83,6 +83,7 @@ class Settings:
     index_file_timeout: float = 30.0  # seconds to load and chunk one file before it is skipped (0: no limit)
     index_checkpoint_seconds: float = 30.0
     index_lock_wait: float = 10.0
+    index_follow_links: bool = False  # index symlinks whose target is outside the indexed folders
     retrieve_mode: str = "hybrid"
     retrieve_k: int = 10
     retrieve_timeout: float = 2.0
@@ -125,7 +126,9 @@ class Settings:
 
     @property
     def index_dir(self) -> Path:
-        return self.home / "indexes" / self.index
+        from .store.layout import index_path
+
+        return index_path(self.home, self.index)
 
     def effective_workers(self) -> int:
         from .runtime import default_workers
@@ -248,7 +251,89 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     if "sources" in values:
         settings.sources = values["sources"]
     settings.config_files = [str(p) for p in files]
+    validate(settings)
     return settings
+
+
+# (low, high) of numeric settings; a value outside, NaN or infinite is a ConfigError (exit 2)
+RANGES: dict[str, tuple[float, float]] = {
+    "workers": (0, 1024),
+    "embed_batch_size": (1, 4096),
+    "embed_query_cache": (0, 10_000_000),
+    "chunk_max_tokens": (16, 8192),
+    "chunk_overlap": (0, 4096),
+    "index_max_file_mb": (0.001, 100_000),
+    "index_queue_files": (1, 100_000),
+    "index_ann_threshold": (0, 10**12),
+    "index_ann_nprobe": (1, 65536),
+    "index_file_timeout": (0, 86400),
+    "index_checkpoint_seconds": (0, 86400),
+    "index_lock_wait": (0, 86400),
+    "retrieve_k": (1, 1000),
+    "retrieve_timeout": (0.001, 3600),
+    "retrieve_rrf_k": (0, 100_000),
+    "retrieve_bm25_memory_chunks": (0, 10**10),
+    "retrieve_breaker_failures": (1, 1_000_000),
+    "retrieve_breaker_cooldown": (0, 86400),
+    "retrieve_max_body_mb": (0.001, 4096),
+    "llm_max_tokens": (1, 1_000_000),
+    "llm_temperature": (0, 10),
+    "llm_context_tokens": (64, 10_000_000),
+    "llm_connect_timeout": (0.001, 3600),
+    "llm_first_token_timeout": (0.001, 86400),
+    "llm_total_timeout": (0.001, 86400),
+    "answer_k": (1, 1000),
+    "answer_min_score": (-1, 1),
+    "server_connect_timeout": (0.001, 600),
+    "serve_port": (0, 65535),
+    "serve_max_body_kb": (1, 1_000_000),
+    "serve_max_query_chars": (1, 10_000_000),
+    "serve_max_k": (1, 100_000),
+    "serve_max_inflight": (1, 1_000_000),
+    "serve_shutdown_timeout": (0, 3600),
+}
+
+
+def check_url(what: str, url: str) -> str:
+    """``url`` when it is an http(s) URL with a host and a valid port, else a ConfigError."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as exc:
+        raise ConfigError(f"{what} {url!r} is not a valid URL ({exc})") from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(
+            f"{what} {url!r} must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080/v1"
+        )
+    if port == 0:
+        raise ConfigError(f"{what} {url!r}: port 0 is not a port to connect to")
+    return url
+
+
+def validate(settings: Settings) -> None:
+    """Range-check what files, the environment and flags gave (flags are checked by the CLI too)."""
+    import math
+
+    from .store.layout import check_index_name
+
+    check_index_name(settings.index)
+    for name, (lo, hi) in RANGES.items():
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise ConfigError(f"setting {name!r} must be from {lo:g} to {hi:g}, not {value!r}")
+    cols = settings.retrieve_bm25_columns
+    if len(cols) != 3 or not all(math.isfinite(c) and c >= 0 for c in cols):
+        raise ConfigError(f"setting 'retrieve_bm25_columns' needs 3 weights >= 0 (title, heading, body), not {cols!r}")
+    for key, w in settings.retrieve_weights.items():
+        if not (math.isfinite(w) and w >= 0):
+            raise ConfigError(f"setting 'retrieve_weights': weight of {key!r} must be a number >= 0, not {w!r}")
+    if settings.server not in ("auto", "off", "none", ""):
+        check_url("--server", settings.server)
+    check_url("llm base URL (--base-url, [llm] base_url)", settings.llm_base_url)
+    if settings.home.exists() and not settings.home.is_dir():
+        raise ConfigError(f"RAG_HOME {settings.home} is not a folder")
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

@@ -130,7 +130,8 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
                 return resp
             if token and request.path != "/healthz":
                 auth = request.headers.get("Authorization", "")
-                given = auth[7:].encode() if auth.startswith("Bearer ") else b""
+                # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent
+                given = auth[7:].encode("utf-8", "surrogateescape") if auth.startswith("Bearer ") else b""
                 if not hmac.compare_digest(given, token):
                     resp = _error(401, "missing or wrong bearer token")
                     resp.headers["WWW-Authenticate"] = "Bearer"
@@ -149,14 +150,7 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
     async def search(request: web.Request) -> web.Response:
         try:
             if request.method == "POST":
-                try:
-                    body = await request.json()
-                except web.HTTPRequestEntityTooLarge:
-                    return _error(413, f"body over {settings.serve_max_body_kb} KiB")
-                except (ValueError, UnicodeDecodeError):
-                    return _error(400, "body is not valid JSON")
-                if not isinstance(body, dict):
-                    return _error(400, "body must be a JSON object")
+                body = await read_json(request, settings.serve_max_body_kb)
                 query, k, mode, timeout = body.get("query"), body.get("k"), body.get("mode"), body.get("timeout")
             else:
                 q = request.query
@@ -164,6 +158,10 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
             query, k, mode, timeout = _validate(settings, query, k, mode, timeout)
         except UsageError as exc:
             return _error(400, exc.message)
+        except _HttpError as exc:
+            return _error(exc.status, exc.message)
+        if not retrieval_alive():
+            return _error(503, f"index {settings.index!r} is gone (dropped or moved) while serving")
         if limit.locked():
             return _error(503, "server busy, try again")
         async with limit:
@@ -183,8 +181,14 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
         out["timings"] = result.timings
         return _json(out)
 
+    def retrieval_alive() -> bool:
+        """False once the served index is dropped (its CURRENT file gone): one stat per request."""
+        return retrieval.reader is None or (settings.index_dir / "CURRENT").is_file()
+
     async def healthz(request: web.Request) -> web.Response:
-        info: dict[str, Any] = {"status": "ok", "index": settings.index}
+        info: dict[str, Any] = {"status": "ok", "index": settings.index, "auth": bool(token)}
+        if not retrieval_alive():
+            return _json({**info, "status": "index gone", "error": f"index {settings.index!r} was dropped"}, 503)
         if retrieval.reader is not None:
             info["generation"] = retrieval.reader.generation
             info["chunks"] = retrieval.reader.count
@@ -207,14 +211,57 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
     return app
 
 
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_json(request: web.Request, max_kb: int) -> dict[str, Any]:
+    """The request's JSON object body, or an _HttpError (413 too large, 400 anything malformed: a bad
+    charset, a body that is not what its Content-Encoding says, NaN/Infinity, numbers past float)."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _HttpError(413, f"body over {max_kb} KiB") from None
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # aiohttp's decompression and payload errors: a malformed request
+        raise _HttpError(400, f"unreadable body ({type(exc).__name__})") from None
+    charset = request.charset or "utf-8"
+    try:
+        text = raw.decode(charset)
+    except LookupError:
+        raise _HttpError(400, f"unknown charset {charset[:40]!r}") from None
+    except UnicodeDecodeError:
+        raise _HttpError(400, f"body is not valid {charset[:40]}") from None
+    try:
+        body = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise _HttpError(400, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _HttpError(400, "body must be a JSON object")
+    return body
+
+
 def _validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -> tuple[str, int, str, float | None]:
     if not isinstance(query, str) or not query.strip():
         raise UsageError("query is required")
     if len(query) > settings.serve_max_query_chars:
         raise UsageError(f"query longer than {settings.serve_max_query_chars} characters")
     try:
+        query.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("query is not valid Unicode (a lone surrogate)") from None
+    if isinstance(k, bool) or (isinstance(k, float) and not k.is_integer()):
+        raise UsageError("k must be an integer")
+    try:
         k_val = int(k) if k is not None else settings.retrieve_k
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UsageError("k must be an integer") from None
     if not 1 <= k_val <= settings.serve_max_k:
         raise UsageError(f"k must be between 1 and {settings.serve_max_k}")
@@ -222,8 +269,8 @@ def _validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -
     if mode_val not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}")
     try:
-        t = float(timeout) if timeout is not None else None
-    except (TypeError, ValueError):
+        t = float(timeout) if timeout is not None and not isinstance(timeout, bool) else None
+    except (TypeError, ValueError, OverflowError):
         raise UsageError("timeout must be a number") from None
     if t is not None and not 0 < t <= 60:
         raise UsageError("timeout must be between 0 and 60 seconds")
@@ -256,7 +303,17 @@ async def _serve(settings: Settings, *, ready: Any, log: Any) -> None:
                                shutdown_timeout=settings.serve_shutdown_timeout)  # fmt: skip
         await runner.setup()
         site = web.TCPSite(runner, settings.serve_host, settings.serve_port, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # port in use, an address this machine does not have, a port out of range
+            await runner.cleanup()
+            raise UsageError(
+                f"cannot listen on {settings.serve_host}:{settings.serve_port}: {exc.strerror or exc}",
+                hint="choose another --port (0 picks a free one) or --host",
+            ) from None
+        except OverflowError:
+            await runner.cleanup()
+            raise UsageError(f"port {settings.serve_port} is out of range (0-65535)") from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -274,7 +331,7 @@ async def _serve(settings: Settings, *, ready: Any, log: Any) -> None:
         from .retrieve.client import register_server
 
         host = "127.0.0.1" if settings.serve_host in ("0.0.0.0", "::", "") else settings.serve_host
-        reg = await runtime.run_blocking(register_server, settings, f"http://{host}:{port}")
+        reg = await runtime.run_blocking(register_server, settings, f"http://{host}:{port}", settings.serve_token)
         try:
             await stop.wait()
         finally:

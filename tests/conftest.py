@@ -70,3 +70,52 @@ def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["skipped"] == []
     return home
+
+
+def run_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cols: int = 100,
+            rows: int = 40, keys: list[tuple[float, bytes]] | None = None) -> tuple[int, bytes]:  # fmt: skip
+    """Run the real CLI with stdin, stdout and stderr on a pseudo-terminal; returns (exit code, screen
+    bytes). ``keys``: (delay in seconds, bytes) typed in order. Reads are bounded by ``timeout``."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": str(cols),
+                "LINES": str(rows), **(env or {})}  # fmt: skip
+    proc = subprocess.Popen([*RAG, *args], stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=ROOT,
+                            start_new_session=True)  # fmt: skip
+    os.close(slave)
+    out = bytearray()
+    pending = list(keys or [])
+    deadline = time.monotonic() + timeout
+    next_key = time.monotonic() + (pending[0][0] if pending else 0)
+    try:
+        while time.monotonic() < deadline:
+            if pending and time.monotonic() >= next_key:
+                os.write(master, pending.pop(0)[1])
+                next_key = time.monotonic() + (pending[0][0] if pending else 0)
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer of the terminal is gone
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None and not pending:
+                break
+        else:
+            proc.kill()
+            raise AssertionError(f"{args} did not finish within {timeout} s; screen: {bytes(out[-2000:])!r}")
+        return proc.wait(timeout=10), bytes(out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)

@@ -87,12 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         env.err("rag: terminated")
         return EXIT_TERMINATED
     except BrokenPipeError:
-        # the reader of our stdout went away (`rag search x | head -1`): not an error
-        try:
-            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
-        except OSError:
-            pass
-        return 0
+        return _broken_pipe()
+    except OSError as exc:  # the safety net: a file-system error rag did not foresee, as one line
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        env.err(f"rag: error: {exc.strerror or exc}{where}")
+        return 1
+
+
+def _broken_pipe() -> int:
+    """The reader of our stdout went away (`rag search x | head -1`): not an error."""
+    try:
+        sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
+    except OSError:
+        pass
+    return 0
 
 
 def _on_sigterm_raise() -> None:

@@ -11,7 +11,7 @@ import typer
 from ..config import Settings
 from .app import app
 from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, ServerOpt, TimeoutOpt, WorkersOpt, settings_from
-from .output import Env, get_env, rel
+from .output import Env, clean, get_env, rel, text_arg
 
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="LLM backend: local | openai | none (default local).")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="GGUF path (local) or model name (openai).")]
@@ -35,10 +35,10 @@ def read_question(env: Env, question: str | None) -> str:
     from ..errors import UsageError
 
     if question == "-" or (question is None and not env.stdin_tty):
-        question = env.stdin.read()
+        question = env.read_stdin()
     if question is None or not question.strip():
         raise UsageError("no question given (pass it as an argument or on stdin)")
-    return question.strip()
+    return text_arg(question).strip()
 
 
 def read_context(env: Env, context: str | None, used_stdin: bool) -> str:
@@ -49,7 +49,7 @@ def read_context(env: Env, context: str | None, used_stdin: bool) -> str:
     if context == "-":
         if used_stdin:
             raise UsageError("stdin cannot carry both the question and --context -")
-        return env.stdin.read()
+        return env.read_stdin()
     path = Path(context)
     if not path.is_file():
         raise PathNotFound(f"--context file not found: {context}")
@@ -90,10 +90,9 @@ class Renderer:
                     self.live.start()
                 from rich.markdown import Markdown
 
-                self.live.update(Markdown(self.text))
+                self.live.update(Markdown(clean(self.text)))
             else:
-                self.env.stdout.write(ev.data)
-                self.env.stdout.flush()
+                self.env.write(ev.data)
         elif ev.kind == "warning":
             self.env.warn(ev.data)
         elif ev.kind == "done":
@@ -117,7 +116,7 @@ class Renderer:
             con.print()
             con.print(lines[0], style="bold")
             for ln in lines[1:]:
-                con.print(ln, markup=False, highlight=False)
+                con.print(clean(ln), markup=False, highlight=False)
         else:
             self.env.out("")
             for ln in lines:

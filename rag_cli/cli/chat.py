@@ -30,8 +30,7 @@ def _lines(env: Env, history: Path) -> Iterator[str]:
             except KeyboardInterrupt:
                 continue  # Ctrl-C clears the line; Ctrl-D leaves
     else:
-        for line in env.stdin:
-            yield line.rstrip("\n")
+        yield from env.stdin_lines()
 
 
 @app.command("chat")

@@ -40,6 +40,8 @@ def eval_cmd(
     env = get_env()
     if not dataset.exists():
         raise PathNotFound(f"no such dataset: {dataset}")
+    if save is not None and save.is_dir():
+        raise UsageError(f"--save {save} is a folder", hint="give a file path, e.g. --save report.json")
     settings = settings_from(config, index=index, workers=workers, answer_k=k, llm_model=model, llm_base_url=base_url)
     out: dict[str, Any]
     if dataset.is_dir():
@@ -74,7 +76,10 @@ def eval_cmd(
             out["per_query"] = rows
         title = f"{dataset.name}: {out['questions']} questions"
     if save:
-        save.write_text(json.dumps(out, indent=2))
+        try:
+            save.write_text(json.dumps(out, indent=2))
+        except OSError as exc:
+            raise UsageError(f"cannot write --save {save}: {exc.strerror or exc}", hint="give a file path") from None
     if json_out:
         env.json(out)
     else:

@@ -9,7 +9,7 @@ import typer
 
 from .app import app
 from .common import ConfigOpt, IndexOpt, JsonOpt, WorkersOpt, settings_from
-from .output import Env, get_env
+from .output import Env, clean, get_env
 
 
 class _RichProgress:
@@ -64,7 +64,7 @@ class _RichProgress:
         self.progress.update(self.chunks, advance=n, rate=f"{rate:.0f} chunks/s")
 
     def warn(self, message: str) -> None:
-        self.console.print(f"warning: {message}", markup=False, highlight=False)
+        self.console.print(f"warning: {clean(message)}", markup=False, highlight=False)
 
 
 class _PlainProgress:
@@ -107,6 +107,10 @@ def index_cmd(
     wait: Annotated[
         float | None, typer.Option("--wait", help="Seconds to wait for another writer's lock (default 10).")
     ] = None,
+    follow_links: Annotated[
+        bool | None,
+        typer.Option("--follow-links", help="Also index symlinks whose target is outside the indexed folders."),
+    ] = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -119,7 +123,7 @@ def index_cmd(
     env = get_env()
     settings = settings_from(
         config, index=index, embed_model=model, chunk_max_tokens=chunk_tokens, chunk_overlap=overlap,
-        index_max_file_mb=max_file_mb, index_lock_wait=wait, workers=workers,
+        index_max_file_mb=max_file_mb, index_lock_wait=wait, workers=workers, index_follow_links=follow_links,
     )  # fmt: skip
     for p in paths:  # fail fast on a missing path, before loading anything
         next(iter(walk([p])), None)

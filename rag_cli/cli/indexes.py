@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from typing import Annotated
 
@@ -80,18 +81,28 @@ def drop_cmd(
 ) -> None:
     """Delete an index and all its files."""
     from ..errors import IndexNotFound, UsageError
+    from ..store.layout import is_index_dir
     from ..store.lock import IndexLock
 
     env = get_env()
-    settings = settings_from(config, index=name)
+    settings = settings_from(config, index=name)  # the name is checked here: no path, no '..', not empty
     path = settings.index_dir
-    if not path.is_dir():
-        raise IndexNotFound(f"no index named {name!r}")
+    root = (settings.home / "indexes").resolve()
+    if not (path.exists() or path.is_symlink()):
+        raise IndexNotFound(f"no index named {name!r} in {root}", hint="`rag indexes` lists them")
+    if path.is_symlink() or path.resolve().parent != root or not is_index_dir(path):
+        raise UsageError(
+            f"refusing to drop {path}: it is not a rag index (no CURRENT file and manifest)",
+            hint="remove it by hand if you really mean to",
+        )
     if not yes:
         if not env.stdin_tty:
             raise UsageError(f"refusing to drop index {name!r} without --yes (stdin is not a terminal)")
         if not typer.confirm(f"Drop index {name!r} at {path}?", err=True):
             raise typer.Exit(1)
     with IndexLock(path / "lock", wait=settings.index_lock_wait):
-        shutil.rmtree(path)
+        # move it aside first: readers see it gone at once, and a crash mid-delete leaves no half index
+        trash = root / f".dropped-{name}-{os.getpid()}"
+        os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
     env.err(f"dropped index {name!r}")

@@ -8,9 +8,51 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+# What a terminal could act on: C0 controls but tab and newline, DEL, C1 controls (0x9b is CSI in some
+# terminals), bidirectional overrides (text that reads other than it is stored), and lone surrogates
+# (undecodable bytes of a file name or argument, which would also fail to encode to UTF-8).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if 0xDC80 <= c <= 0xDCFF:  # a byte that surrogateescape kept: show the byte
+        return f"\\x{c - 0xDC00:02x}"
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def clean(text: str) -> str:
+    """``text`` safe to write to a terminal: every control character but newline and tab is shown
+    escaped (``\\x1b``), so a document, file name, remote source or model cannot clear the screen,
+    set the window title, write the clipboard (OSC 52) or hide text. CRLF becomes a newline."""
+    if "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    return _UNSAFE.sub(_escape, text)
+
+
+def json_text(obj: Any, **kw: Any) -> str:
+    """``obj`` as JSON; C0 controls are escaped by JSON itself, DEL, C1, bidi overrides and lone
+    surrogates are escaped here too (``\\u009b``), so the text is valid UTF-8 and inert on a terminal."""
+    text = json.dumps(obj, ensure_ascii=False, default=str, **kw)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def text_arg(text: str) -> str:
+    """A question or query from argv or stdin with undecodable bytes (kept as lone surrogates by
+    Python) replaced by U+FFFD, so it embeds, searches and prints like any other text."""
+    if not _SURROGATES.search(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode("utf-8", "replace").decode()
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -24,6 +66,18 @@ class Env:
             return stream.isatty()
         except (AttributeError, ValueError):
             return False
+
+    def read_stdin(self) -> str:
+        """All of stdin as text; bytes that are not UTF-8 become U+FFFD instead of an exception."""
+        buf = getattr(self.stdin, "buffer", None)
+        if buf is not None:
+            return buf.read().decode("utf-8", "replace")
+        return text_arg(self.stdin.read())
+
+    def stdin_lines(self) -> Iterator[str]:
+        buf = getattr(self.stdin, "buffer", None)
+        for line in buf if buf is not None else self.stdin:
+            yield text_arg(line.decode("utf-8", "replace") if isinstance(line, bytes) else line).rstrip("\r\n")
 
     @property
     def stdout_tty(self) -> bool:
@@ -57,14 +111,20 @@ class Env:
         )
 
     def out(self, text: str = "", end: str = "\n") -> None:
-        self.stdout.write(text + end)
+        self.stdout.write(clean(text) + end)
+        self.stdout.flush()
+
+    def write(self, text: str) -> None:
+        """Write streamed text (answer tokens) to stdout as it comes, cleaned."""
+        self.stdout.write(clean(text))
         self.stdout.flush()
 
     def err(self, text: str) -> None:
-        self.stderr.write(text + "\n")
+        self.stderr.write(clean(text) + "\n")
         self.stderr.flush()
 
     def warn(self, text: str) -> None:
+        text = clean(text)
         if self.stderr_tty and self.color:
             self.stderr.write(f"\x1b[33mwarning:\x1b[0m {text}\n")
         else:
@@ -72,7 +132,7 @@ class Env:
         self.stderr.flush()
 
     def json(self, obj: Any) -> None:
-        self.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+        self.stdout.write(json_text(obj) + "\n")
         self.stdout.flush()
 
 

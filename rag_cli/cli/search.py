@@ -8,7 +8,7 @@ import typer
 
 from .app import app
 from .common import ConfigOpt, IndexOpt, JsonOpt, KOpt, ModeOpt, ServerOpt, TimeoutOpt, WorkersOpt, settings_from
-from .output import Env, get_env, rel
+from .output import Env, clean, get_env, rel, text_arg
 
 if TYPE_CHECKING:
     from ..retrieve.fanout import SearchResult
@@ -49,7 +49,8 @@ def render_hits(env: Env, result: SearchResult) -> None:
         for i, h in enumerate(result.hits, start=1):
             where = h.url or rel(h.location)
             head = " > ".join(h.heading)
-            table.add_row(str(i), f"{h.score:.3f}", where + (f"\n{head}" if head else ""), snippet(h.text, 240))
+            cell = clean(where + (f"\n{head}" if head else ""))
+            table.add_row(str(i), f"{h.score:.3f}", cell, clean(snippet(h.text, 240)))
         env.console("stdout").print(table)
         return
     for i, h in enumerate(result.hits, start=1):
@@ -79,8 +80,7 @@ def search_cmd(
     from ..retrieve.client import open_retrieval
 
     env = get_env()
-    if query == "-":
-        query = env.stdin.read().strip()
+    query = text_arg(env.read_stdin().strip() if query == "-" else query)
     if not query.strip():
         raise UsageError("the query is empty")
     settings = settings_from(

@@ -54,10 +54,16 @@ def load(path: Path, split: str = "test") -> BeirData:
                 continue
     queries: dict[str, str] = {}
     skipped = 0
-    for line in (path / "queries.jsonl").read_text().splitlines():
+    qfile = path / "queries.jsonl"
+    for n, line in enumerate(qfile.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
-        obj = json.loads(line)
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            raise UsageError(f"{qfile}:{n}: not JSON") from None
+        if not isinstance(obj, dict) or "_id" not in obj or not isinstance(obj.get("text"), str):
+            raise UsageError(f"{qfile}:{n}: every query needs an '_id' and a 'text' string")
         qid = str(obj["_id"])
         if qrels.get(qid):
             queries[qid] = obj["text"]

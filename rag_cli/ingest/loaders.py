@@ -399,7 +399,6 @@ def load_html(path: str, data: bytes) -> list[Document]:
 def load_pdf(path: str, data: bytes) -> list[Document]:
     try:
         from pypdf import PdfReader
-        from pypdf.errors import PyPdfError
     except ImportError:  # pragma: no cover - pypdf is a dependency
         raise SkipFile("pdf support needs pypdf") from None
     import logging
@@ -426,8 +425,10 @@ def load_pdf(path: str, data: bytes) -> list[Document]:
             blocks.extend(_paragraphs(lines, 1, (), page=pageno))
     except SkipFile:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OSError) as exc:
-        raise SkipFile(f"malformed PDF: {type(exc).__name__}: {str(exc)[:80]}") from None
+    except Exception as exc:  # pypdf on hostile input: NotImplementedError (unknown /Encrypt handler or
+        # filter), its DeprecationError, KeyError, RecursionError ...: every one means this PDF cannot be read
+        kind = "unsupported" if isinstance(exc, NotImplementedError) else "malformed"
+        raise SkipFile(f"{kind} PDF: {type(exc).__name__}: {str(exc)[:80]}") from None
     if not blocks:
         raise SkipFile("empty: PDF has no extractable text")
     title = meta_title or next((b.text.split("\n")[0] for b in blocks), "")[:120]

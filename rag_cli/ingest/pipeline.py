@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,13 +129,19 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
     path = found.path
     try:
         st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return _Skip(found, "not a regular file")
         if st.st_size > max_bytes:
             return _Skip(found, f"too large: {st.st_size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit")
         if st.st_size == 0:
             return _Skip(found, "empty file")
         if state and not rebuild and state.size == st.st_size and state.mtime_ns == st.st_mtime_ns:
             return _Same(found, st.st_size, st.st_mtime_ns)
-        with open(path, "rb") as fh:
+        # no following a link swapped in since the walk, no blocking on a FIFO swapped in since the stat
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return _Skip(found, "not a regular file")
             data = fh.read(max_bytes + 1)
     except PermissionError:
         return _Skip(found, "unreadable: permission denied")
@@ -150,6 +158,8 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
         return _Skip(found, exc.reason)
     except RecursionError:
         return _Skip(found, "malformed: nesting too deep")
+    except Exception as exc:  # a loader's (or its library's) failure is this file's problem, not the run's
+        return _Skip(found, f"unreadable {path.suffix.lstrip('.') or 'file'}: {type(exc).__name__}: {str(exc)[:120]}")
     chunks: list[Chunk] = []
     for doc in docs:
         for ch in chunk_document(doc, count, cfg):
@@ -191,7 +201,16 @@ async def index_paths(
     prog = progress or Progress()
     t0 = time.perf_counter()
     report = IndexReport(index=settings.index)
-    found: list[Found] = await runtime.run_blocking(lambda: list(walk(paths)), stage="walk")
+    walk_skips: list[tuple[Path, str]] = []
+    found: list[Found] = await runtime.run_blocking(
+        lambda: list(
+            walk(paths, follow_links=settings.index_follow_links, on_skip=lambda p, r: walk_skips.append((p, r)))
+        ),
+        stage="walk",
+    )
+    for p, reason in walk_skips:
+        report.skipped.append({"path": str(p), "reason": reason})
+        prog.warn(f"skipped {p}: {reason}")
     dir_roots = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
     cfg = chunker_config(settings, embedder)
     writer = IndexWriter(
@@ -204,7 +223,15 @@ async def index_paths(
         ann_threshold=settings.index_ann_threshold,
         ann_nprobe=settings.index_ann_nprobe,
     )
-    await runtime.run_blocking(writer.__enter__)
+    try:
+        await runtime.run_blocking(writer.__enter__)
+    except OSError as exc:  # RAG_HOME read-only, a file, on a full disk ...
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"cannot create index {settings.index!r} in {settings.home}: {exc.strerror or exc}",
+            hint="set RAG_HOME to a writable folder",
+        ) from None
     ok = False
     try:
         await _run(writer, found, dir_roots, settings, embedder, cfg, rebuild, prog, report)

@@ -11,7 +11,7 @@ the command line is always kept.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +35,11 @@ def _gitignore(dirpath: Path):  # -> pathspec.PathSpec | None
     lines: list[str] = []
     for name in IGNORE_FILES:
         gi = dirpath / name
-        if gi.is_file():
-            try:
+        try:
+            if gi.is_file():
                 lines += gi.read_text(encoding="utf-8", errors="replace").splitlines()
-            except OSError:
-                pass
+        except OSError:
+            pass
     if not lines:
         return None
     import pathspec
@@ -48,63 +48,110 @@ def _gitignore(dirpath: Path):  # -> pathspec.PathSpec | None
 
 
 def _is_venv(dirpath: Path) -> bool:
-    return (dirpath / "pyvenv.cfg").is_file()
+    try:
+        return (dirpath / "pyvenv.cfg").is_file()
+    except OSError:  # an unreadable folder: the walk reports it when it tries to list it
+        return False
 
 
-def walk(paths: list[str | Path]) -> Iterator[Found]:
-    """Yield indexable files under ``paths`` (sorted, each once). Missing paths raise PathNotFound."""
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+Skipped = Callable[[Path, str], None]
+
+
+def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skipped | None = None) -> Iterator[Found]:
+    """Yield indexable files under ``paths`` (sorted, each once). Missing paths raise PathNotFound.
+
+    A symlink whose target resolves outside every folder given in ``paths`` is skipped (it could
+    carry ``/etc/passwd`` or a private key into an index that ``rag serve`` then serves) unless
+    ``follow_links``; links to folders are not followed. FIFOs, sockets and devices are skipped, as
+    are folders that cannot be listed; each skip is told to ``on_skip(path, reason)``. The walk is
+    iterative, so nesting depth is bounded by the file system, not by Python's recursion limit.
+    """
+    skip = on_skip or (lambda path, reason: None)
     roots = []
     for p in paths:
         path = Path(p).expanduser()
-        if not path.exists():
+        if not (path.exists() or path.is_symlink()):
             raise PathNotFound(f"no such file or directory: {p}")
         roots.append(path.resolve())
+    dir_roots = [r for r in roots if r.is_dir()]
     seen: set[Path] = set()
     for root in roots:
-        if root.is_file():
-            if root not in seen:
-                seen.add(root)
+        if root.is_dir():
+            yield from _walk_dir(root, dir_roots, seen, follow_links, skip)
+        elif root not in seen:  # a file named on the command line is the user's explicit choice
+            seen.add(root)
+            if root.is_file():
                 yield Found(root, root.parent, explicit=True)
-            continue
-        yield from _walk_dir(root, seen)
+            else:
+                skip(root, "not a regular file")
 
 
-def _walk_dir(root: Path, seen: set[Path]) -> Iterator[Found]:
+def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool,
+              skip: Skipped) -> Iterator[Found]:  # fmt: skip
     specs: dict[Path, object] = {}
-    for dirpath_s, dirnames, filenames in os.walk(root, followlinks=False):
-        dirpath = Path(dirpath_s)
+
+    def ignored(p: Path, is_dir: bool) -> bool:
+        for base, sp in specs.items():
+            if p == base or base not in p.parents:
+                continue
+            rel = p.relative_to(base).as_posix() + ("/" if is_dir else "")
+            if sp.match_file(rel):  # type: ignore[attr-defined]
+                return True
+        return False
+
+    stack = [root]
+    while stack:
+        dirpath = stack.pop()
+        try:
+            with os.scandir(dirpath) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skip(dirpath, f"unreadable folder: {exc.strerror or exc}")
+            continue
         spec = _gitignore(dirpath)
         if spec is not None:
             specs[dirpath] = spec
-
-        def ignored(p: Path, is_dir: bool) -> bool:
-            for base, sp in specs.items():
-                if p == base or base not in p.parents:
-                    continue
-                rel = p.relative_to(base).as_posix() + ("/" if is_dir else "")
-                if sp.match_file(rel):  # type: ignore[attr-defined]
-                    return True
-            return False
-
-        keep = []
-        for d in sorted(dirnames):
-            full = dirpath / d
-            if d.startswith(".") or d in SKIP_DIRS or _is_venv(full) or ignored(full, True):
+        subdirs: list[Path] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
                 continue
-            if full.is_symlink():
+            full = dirpath / name
+            try:
+                is_link = entry.is_symlink()
+                is_dir = entry.is_dir(follow_symlinks=False)
+                is_file = entry.is_file(follow_symlinks=False)
+            except OSError as exc:
+                skip(full, f"unreadable: {exc.strerror or exc}")
                 continue
-            keep.append(d)
-        dirnames[:] = keep
-        for f in sorted(filenames):
-            if f.startswith("."):
-                continue
-            full = dirpath / f
-            if full.is_symlink() and not full.exists():
+            if is_dir:
+                if name not in SKIP_DIRS and not _is_venv(full) and not ignored(full, True):
+                    subdirs.append(full)
                 continue
             if loader_for(full) is None or ignored(full, False):
                 continue
-            resolved = full.resolve()
+            if is_link:
+                try:
+                    resolved = full.resolve(strict=True)
+                except (OSError, RuntimeError):  # dangling, or a loop of links
+                    continue
+                if resolved.is_dir():
+                    continue
+                if not follow_links and not _within(resolved, dir_roots):
+                    skip(full, f"symlink to {resolved}, outside the indexed folders (--follow-links allows it)")
+                    continue
+                is_file = resolved.is_file()
+            else:
+                resolved = full
+            if not is_file:
+                skip(full, "not a regular file (FIFO, socket or device)")
+                continue
             if resolved in seen:
                 continue
             seen.add(resolved)
             yield Found(resolved, root)
+        stack.extend(reversed(subdirs))

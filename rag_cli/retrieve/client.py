@@ -33,14 +33,38 @@ def _run_dir(settings: Settings) -> Path:
     return settings.home / "run"
 
 
-def register_server(settings: Settings, url: str) -> Path:
-    """Called by ``rag serve`` once it listens: lets ``server = auto`` clients find it."""
+def register_server(settings: Settings, url: str, token: str = "") -> Path:
+    """Called by ``rag serve`` once it listens: lets ``server = auto`` clients find it. The file is
+    the user's own (mode 0600, in a 0700 folder): it carries the server's token, so that local
+    clients of the same user can use a server started with ``--token``."""
     from ..store.layout import atomic_write
 
-    path = _run_dir(settings) / f"serve-{settings.index}-{os.getpid()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({"url": url, "pid": os.getpid(), "index": settings.index}).encode())
+    run = _run_dir(settings)
+    run.mkdir(parents=True, exist_ok=True)
+    os.chmod(run, 0o700)
+    path = run / f"serve-{settings.index}-{os.getpid()}.json"
+    old = os.umask(0o077)
+    try:
+        body = {"url": url, "pid": os.getpid(), "index": settings.index, **({"token": token} if token else {})}
+        atomic_write(path, json.dumps(body).encode())
+    finally:
+        os.umask(old)
     return path
+
+
+def registered_token(settings: Settings, url: str) -> str:
+    """The token a server registered for ``url`` (empty if none, or the file is not only ours)."""
+    for path in _run_dir(settings).glob(f"serve-{settings.index}-*.json"):
+        try:
+            st = path.stat()
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                continue
+            info = json.loads(path.read_text())
+            if str(info.get("url", "")).rstrip("/") == url.rstrip("/"):
+                return str(info.get("token") or "")
+        except (OSError, ValueError, AttributeError):
+            continue
+    return ""
 
 
 def discover(settings: Settings) -> str | None:
@@ -98,7 +122,7 @@ class ServerRetrieval:
         self.settings = settings
         self.url = url.rstrip("/")
         self._session: Any = None
-        token = settings.serve_token
+        token = settings.serve_token or registered_token(settings, self.url)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def http(self) -> Any:
@@ -125,6 +149,17 @@ class ServerRetrieval:
             raise ServerUnavailable("unexpected /healthz answer")
         if info.get("index") != self.settings.index:
             raise ServerUnavailable(f"it serves index {info.get('index')!r}, not {self.settings.index!r}")
+        if info.get("auth"):
+            if not self._headers:
+                raise ServerUnavailable("it needs a token: set RAG_SERVE_TOKEN to use it")
+            try:  # /metrics needs the token too: a wrong one is found here, not in the middle of a search
+                status, _ = await self._call("GET", "/metrics", None, self.settings.server_connect_timeout)
+            except ValueError:  # a 200 carries Prometheus text, not JSON
+                status = 200
+            except OSError as exc:
+                raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
+            if status == 401:
+                raise ServerUnavailable("it refused the token (check RAG_SERVE_TOKEN)")
         return self
 
     async def close(self) -> None:
@@ -152,6 +187,10 @@ class ServerRetrieval:
             exc = AllSourcesFailed(str(data.get("error") or "all sources failed"))
             exc.degraded = degraded  # type: ignore[attr-defined]
             raise exc
+        if status == 503 and "gone" in str(data.get("error", "")):
+            from ..errors import IndexNotFound
+
+            raise IndexNotFound(f"{data.get('error')} (rag serve at {self.url})", hint="run `rag index PATH` again")
         if status != 200:
             raise RagError(f"rag serve at {self.url} answered {status}: {data.get('error', '')}")
         timings = {k: float(v) for k, v in (data.get("timings") or {}).items()}
@@ -172,7 +211,7 @@ async def open_retrieval(settings: Settings, note: Callable[[str], None] | None 
             await remote.open()
         except ServerUnavailable as exc:
             await remote.close()
-            if choice != "auto" and note is not None:
+            if (choice != "auto" or "token" in str(exc)) and note is not None:
                 note(f"server {url} not usable ({exc}); searching in-process")
         else:
             try:

@@ -17,7 +17,7 @@ from typing import Any
 from .. import runtime
 from ..errors import AllSourcesFailed, SourceError, UsageError
 from ..types import Degradation, Hit
-from .base import QueryContext, Source
+from .base import QueryContext, Source, redact_urls
 from .breaker import CircuitBreaker
 from .fusion import dedupe, rrf
 
@@ -93,11 +93,11 @@ class FanOut:
         except TimeoutError:
             reason = f"timed out after {limit:g}s"
         except SourceError as exc:
-            reason = exc.reason
+            reason = redact_urls(exc.reason)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a source bug must not take the query down
-            reason = f"{type(exc).__name__}: {exc}"[:300]
+            reason = redact_urls(f"{type(exc).__name__}: {exc}")[:300]
         ms = (time.perf_counter() - t0) * 1000
         runtime.timings.record(f"source.{src.name}", ms)
         if self.observer is not None:

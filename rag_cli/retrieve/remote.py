@@ -12,11 +12,13 @@ expanded at call time) are never put in a reason or a log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import runtime
@@ -89,6 +91,17 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
+def _number(source: str, key: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> float:
+    """A source's numeric setting, range-checked: a ConfigError names the source and the key."""
+    import math
+
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not lo <= value <= hi or (integer and value != int(value)):
+        kind = "a whole number" if integer else "a number"
+        raise ConfigError(f"source {source!r}: {key} must be {kind} from {lo:g} to {hi:g}, not {value!r}")
+    return float(value)
+
+
 class HttpSource:
     """A JSON search API described in ``[[sources]]`` (see README: url, method, body, results, fields)."""
 
@@ -101,6 +114,13 @@ class HttpSource:
         self.url = str(spec.get("url") or "")
         if not self.url.startswith(("http://", "https://")):
             raise ConfigError(f"source {self.name!r}: url must start with http:// or https://")
+        netloc = urllib.parse.urlsplit(self.url).netloc
+        if "{query}" in netloc or "{k}" in netloc:
+            raise ConfigError(f"source {self.name!r}: {{query}} and {{k}} may appear in the url's path or query only")
+        follow = str(spec.get("follow_redirects", "same-origin"))
+        if follow not in ("none", "same-origin", "any"):
+            raise ConfigError(f"source {self.name!r}: follow_redirects must be none, same-origin or any")
+        self.follow_redirects = follow
         self.method = str(spec.get("method", "GET")).upper()
         if self.method not in ("GET", "POST"):
             raise ConfigError(f"source {self.name!r}: method must be GET or POST")
@@ -111,10 +131,11 @@ class HttpSource:
             raise ConfigError(f"source {self.name!r}: fields must be a table")
         self.fields = {"text": "text", "title": "title", "url": "url", "score": "score", **fields}
         self.headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
-        self.timeout = float(spec["timeout"]) if "timeout" in spec else None
-        self.weight = float(spec.get("weight", 1.0))
-        self.retries = int(spec.get("retries", 2))
-        self.max_bytes = int(float(spec.get("max_body_mb", settings.retrieve_max_body_mb)) * 1024 * 1024)
+        self.timeout = _number(self.name, "timeout", spec.get("timeout"), 0.001, 3600.0) if "timeout" in spec else None
+        self.weight = _number(self.name, "weight", spec.get("weight", 1.0), 0.0, 1000.0)
+        self.retries = int(_number(self.name, "retries", spec.get("retries", 2), 0, 10, integer=True))
+        max_mb = _number(self.name, "max_body_mb", spec.get("max_body_mb", settings.retrieve_max_body_mb), 0.001, 4096)
+        self.max_bytes = int(max_mb * 1024 * 1024)
 
     # -- request -------------------------------------------------------------------------
     def request(self, query: str, k: int) -> tuple[str, str, dict[str, str], Any]:
@@ -139,7 +160,7 @@ class HttpSource:
                 raise TimeoutError
             timeout = aiohttp.ClientTimeout(total=left, connect=min(left, 5.0) if left else 5.0)
             try:
-                async with session.request(method, url, json=body, headers=headers, timeout=timeout) as resp:
+                async with self._request(session, method, url, body, headers, timeout) as resp:
                     if resp.status == 429 or resp.status >= 500:
                         raise SourceError(
                             f"HTTP {resp.status}",
@@ -156,6 +177,8 @@ class HttpSource:
                 err = SourceError(f"connection failed: {type(exc).__name__}", transient=True)
             except aiohttp.ClientResponseError as exc:
                 err = SourceError(f"bad response: HTTP {exc.status}")
+            except (aiohttp.InvalidURL, ValueError) as exc:  # yarl's message holds the URL: never show it
+                err = SourceError(f"invalid url after expanding the source's template ({type(exc).__name__})")
             if not err.transient or attempt >= self.retries:
                 if attempt:
                     raise SourceError(f"{err.reason} (after {attempt + 1} attempts)")
@@ -168,6 +191,39 @@ class HttpSource:
                 raise SourceError(f"{err.reason}; retry in {wait:.1f}s would pass the deadline")
             attempt += 1
             await asyncio.sleep(wait)
+
+    @contextlib.asynccontextmanager
+    async def _request(self, session: Any, method: str, url: str, body: Any, headers: dict[str, str],
+                       timeout: Any) -> AsyncIterator[Any]:  # fmt: skip
+        """One request, following redirects by ``follow_redirects``: ``same-origin`` (the default)
+        follows a redirect to the same scheme, host and port only; ``any`` follows others too but
+        without the configured headers (they may carry API keys); ``none`` follows none."""
+        from yarl import URL
+
+        origin = URL(url).origin()
+        for _ in range(5):
+            resp = await session.request(method, url, json=body, headers=headers, timeout=timeout,
+                                         allow_redirects=False)  # fmt: skip
+            location = resp.headers.get("Location") if resp.status in (301, 302, 303, 307, 308) else None
+            if location is None:
+                try:
+                    yield resp
+                finally:
+                    resp.release()
+                return
+            resp.release()
+            target = URL(url).join(URL(location))
+            same = target.origin() == origin
+            if self.follow_redirects == "none" or (not same and self.follow_redirects != "any"):
+                where = "the same origin" if same else f"another origin ({target.scheme}://{target.host})"
+                raise SourceError(f"HTTP {resp.status} redirect to {where} not followed (follow_redirects = "
+                                  f"{self.follow_redirects!r})")  # fmt: skip
+            if not same:
+                headers = {}
+            if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
+                method, body = "GET", None
+            url = str(target)
+        raise SourceError("too many redirects")
 
     async def _read_capped(self, resp: Any) -> bytes:
         length = resp.content_length

@@ -21,18 +21,71 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import IndexCorrupt, IndexIncompatible, IndexNotFound
+from ..errors import IndexCorrupt, IndexIncompatible, IndexNotFound, UsageError
 
 FORMAT_VERSION = 1
 REPAIR = "run `rag index PATH` to repair it from the database, or `rag index PATH --rebuild`"
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 DB = "rag.sqlite"
+
+
+# letters, digits and _ first, then also . and -; at most 100: never a path (/ or ..), never empty or hidden
+_INDEX_NAME = re.compile(r"\w[\w.-]{0,99}")
+
+
+def check_index_name(name: str) -> str:
+    """``name`` when it is a safe index name, else a UsageError (so no name reaches outside RAG_HOME)."""
+    if not isinstance(name, str) or not _INDEX_NAME.fullmatch(name):
+        from ..cli.output import clean
+
+        raise UsageError(
+            f"invalid index name {clean(repr(name))}",
+            hint="use letters, digits, '_', '.' and '-' (starting with a letter, digit or '_'), at most 100",
+        )
+    return name
+
+
+def index_path(home: Path, name: str) -> Path:
+    """Where the index ``name`` lives under ``home`` (the name checked first)."""
+    return home / "indexes" / check_index_name(name)
+
+
+_DATA_NAME = re.compile(r"data-[0-9a-f]{6,32}")
+_DATA_FILE = re.compile(r"(manifest\.json|rag\.sqlite(-wal|-shm|-journal)?|vectors-\d+\.faiss|\..*\.tmp|bm25-.*)")
+
+
+def is_index_dir(path: Path) -> bool:
+    """True when ``path`` is a rag index folder: a real folder (no symlink) whose CURRENT names a data
+    folder with a manifest, or the remains of an interrupted first run (only a lock and data folders
+    holding only index files). Anything else is not ours to delete."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        entries = list(path.iterdir())
+    except OSError:
+        return False
+    names = {e.name for e in entries}
+    if CURRENT in names:
+        try:
+            live = (path / CURRENT).read_text().strip()
+        except OSError:
+            return False
+        return bool(_DATA_NAME.fullmatch(live)) and (path / live / MANIFEST).is_file()
+    for e in entries:
+        if e.name in ("lock", ".lock") or _DATA_FILE.fullmatch(e.name):
+            continue
+        if not (_DATA_NAME.fullmatch(e.name) and e.is_dir() and not e.is_symlink()):
+            return False
+        if any(not _DATA_FILE.fullmatch(f.name) for f in e.iterdir()):
+            return False
+    return bool(entries)
 
 
 def fsync_dir(path: Path) -> None:
@@ -162,4 +215,4 @@ def list_indexes(home: Path) -> list[str]:
     root = home / "indexes"
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / CURRENT).is_file())
+    return sorted(p.name for p in root.iterdir() if _INDEX_NAME.fullmatch(p.name) and (p / CURRENT).is_file())

@@ -292,7 +292,7 @@ class IndexReader:
         out = {}
         for r in rows:
             out[r[0]] = {
-                "chunk_id": r[0], "path": r[1], "title": r[2],
+                "chunk_id": r[0], "path": schema.path_from_db(r[1]), "title": r[2],
                 "heading": tuple(h for h in r[3].split(schema.HEADING_SEP) if h) if r[3] else (),
                 "text": r[4], "start_line": r[5], "end_line": r[6], "page": r[7], "doc_id": r[8],
             }  # fmt: skip

@@ -175,7 +175,7 @@ class IndexWriter:
     def file_states(self) -> dict[str, FileState]:
         assert self.conn is not None
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, hash FROM files")
-        return {r[1]: FileState(*r) for r in rows}
+        return {schema.path_from_db(r[1]): FileState(r[0], schema.path_from_db(r[1]), *r[2:]) for r in rows}
 
     # -- changes --------------------------------------------------------------
     @_serialized
@@ -188,7 +188,7 @@ class IndexWriter:
     def remove_file(self, path: str) -> int:
         """Drop a file and its chunks; returns the number of chunks removed."""
         assert self.conn is not None
-        row = self.conn.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+        row = self.conn.execute("SELECT id FROM files WHERE path = ?", (schema.path_to_db(path),)).fetchone()
         if row is None:
             return 0
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE file_id = ?", (row[0],))]
@@ -209,16 +209,17 @@ class IndexWriter:
         removed = self.remove_file(path)
         cur = self.conn.execute(
             "INSERT INTO files(path, size, mtime_ns, hash, kind, indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (path, size, mtime_ns, digest, kind, time.time()),
+            (schema.path_to_db(path), size, mtime_ns, digest, kind, time.time()),
         )
         file_id = cur.lastrowid
         ids = []
+        txt = schema.text_to_db
         for ch in chunks:
             c = self.conn.execute(
                 "INSERT INTO chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (file_id, ch.ordinal, ch.doc_id, ch.title, schema.HEADING_SEP.join(ch.heading), ch.text,
-                 ch.start_line, ch.end_line, ch.page),
+                (file_id, ch.ordinal, None if ch.doc_id is None else txt(ch.doc_id), txt(ch.title),
+                 txt(schema.HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line, ch.page),
             )  # fmt: skip
             ids.append(c.lastrowid)
         if ids:

@@ -129,14 +129,14 @@ def test_unreadable_file_skipped(hash_settings: Settings, tmp_path: Path, monkey
     from rag_cli.ingest import pipeline
 
     root = corpus(tmp_path / "docs")
-    real_open = open
+    real_open = os.open
 
     def guarded_open(path, *a, **kw):  # type: ignore[no-untyped-def]
         if str(path).endswith("b.txt"):
             raise PermissionError(13, "Permission denied")
         return real_open(path, *a, **kw)
 
-    monkeypatch.setattr(pipeline, "open", guarded_open, raising=False)
+    monkeypatch.setattr(pipeline.os, "open", guarded_open)
     rep = build(hash_settings, root)
     assert [(Path(s["path"]).name, s["reason"]) for s in rep.skipped] == [("b.txt", "unreadable: permission denied")]
     assert rep.files_indexed == 2
