@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import signal
 import sys
 import time
@@ -292,7 +293,35 @@ async def serve(settings: Settings, *, ready: Any = None, log: Any = None) -> No
         sys.setswitchinterval(switch)
 
 
+class _OneLine(logging.Handler):
+    """aiohttp's server log (a client's malformed body, a handler's exception) as one line a record
+    on ``log``: the log of a service is read by people and by log shippers, not by a debugger."""
+
+    def __init__(self, log: Any) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        cause = f": {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}" if exc else ""
+        try:
+            self.log(f"rag serve: {record.getMessage()}{cause}"[:500])
+        except Exception:  # pragma: no cover - logging must never raise
+            pass
+
+
 async def _serve(settings: Settings, *, ready: Any, log: Any) -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.propagate = False
+    handler = _OneLine(log or (lambda line: print(line, file=sys.stderr)))
+    server_log.addHandler(handler)
+    try:
+        await _serve_app(settings, ready=ready, log=log)
+    finally:
+        server_log.removeHandler(handler)
+
+
+async def _serve_app(settings: Settings, *, ready: Any, log: Any) -> None:
     async with Retrieval(settings, concurrent_queries=runtime.cpu_count(), long_lived=True) as retrieval:
         await retrieval.prepare()
         await retrieval.warm()

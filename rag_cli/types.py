@@ -34,6 +34,7 @@ class Document:
     blocks: list[Block]
     kind: str = "text"
     doc_id: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the loader dropped or changed, for the user
 
 
 @dataclass(slots=True)

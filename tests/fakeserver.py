@@ -26,6 +26,7 @@ class FakeSearchServer:
     /ratelimit?after=S  429 with Retry-After: S on the first call, then results
     /auth               results only with Authorization: Bearer s3cret-token, else 401
     /reset              closes the connection without a response
+    /redirect?to=URL    302 to URL (the headers of each call are kept in ``headers``)
     """
 
     def __init__(self) -> None:
@@ -134,6 +135,11 @@ class FakeSearchServer:
             await asyncio.sleep(0.1)
             return web.Response()
 
+        async def redirect(request: web.Request) -> web.Response:
+            self.calls["redirect"] += 1
+            self.headers.append(dict(request.headers))
+            raise web.HTTPFound(request.query["to"])
+
         async def post_search(request: web.Request) -> web.Response:
             self.calls["post"] += 1
             body = await request.json()
@@ -148,7 +154,7 @@ class FakeSearchServer:
         app = web.Application()
         for path, fn in [("/ok", ok), ("/slow", slow), ("/hang", hang), ("/fail", fail), ("/flaky", flaky),
                          ("/badjson", badjson), ("/wrongshape", wrongshape), ("/huge", huge), ("/drip", drip),
-                         ("/ratelimit", ratelimit), ("/auth", auth), ("/reset", reset)]:  # fmt: skip
+                         ("/ratelimit", ratelimit), ("/auth", auth), ("/reset", reset), ("/redirect", redirect)]:  # fmt: skip
             app.router.add_get(path, fn)
         app.router.add_post("/es/_search", post_search)
         return app

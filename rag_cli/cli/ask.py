@@ -28,6 +28,10 @@ def llm_settings(config: Path | None, **kw: Any) -> Settings:
     s = settings_from(config, **kw)
     if fallback is not None:
         s.llm_fallback = [f.strip() for f in fallback.split(",") if f.strip()]
+    if "local" in (s.llm_backend, *s.llm_fallback) and s.llm_model:
+        from ..llm.local import model_ref
+
+        model_ref(s)  # a --model that is no file fails here, before any retrieval
     return s
 
 
@@ -49,11 +53,28 @@ def read_context(env: Env, context: str | None, used_stdin: bool) -> str:
     if context == "-":
         if used_stdin:
             raise UsageError("stdin cannot carry both the question and --context -")
-        return env.read_stdin()
-    path = Path(context)
-    if not path.is_file():
-        raise PathNotFound(f"--context file not found: {context}")
-    return path.read_text(errors="replace")
+        data = env.read_stdin_bytes(CONTEXT_MAX_BYTES + 1)
+    else:
+        path = Path(context)
+        if path.is_dir():
+            raise UsageError(f"--context {context} is a folder", hint="give a file, or '-' for stdin")
+        if not path.exists():
+            raise PathNotFound(f"--context file not found: {context}")
+        if not path.is_file():
+            raise UsageError(f"--context {context} is not a regular file", hint="pipe it in with --context -")
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(CONTEXT_MAX_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(f"cannot read --context {context}: {exc.strerror or exc}") from None
+    if len(data) > CONTEXT_MAX_BYTES:
+        env.warn(f"--context is over {CONTEXT_MAX_BYTES // 2**20} MiB: only its first {CONTEXT_MAX_BYTES // 2**20} MiB "
+                 "are read (the prompt holds far less; index large material with `rag index` instead)")  # fmt: skip
+        data = data[:CONTEXT_MAX_BYTES]
+    return data.decode("utf-8", "replace")
+
+
+CONTEXT_MAX_BYTES = 4 * 2**20  # --context read at most (a prompt holds a few thousand tokens of it)
 
 
 class Renderer:
@@ -153,7 +174,7 @@ def ask_cmd(
     """Answer a question from the index, citing numbered sources."""
     from .. import runtime
     from ..answer import answer
-    from ..errors import NoRelevantPassages
+    from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages
     from ..retrieve.client import open_retrieval
 
     env = get_env()
@@ -195,9 +216,11 @@ def ask_cmd(
 
     try:
         result = runtime.run(go(), workers=settings.effective_workers())
-    except NoRelevantPassages as exc:
+    except (NoRelevantPassages, LLMError, AllSourcesFailed) as exc:
+        # scripts get an object on stdout for every answer that could not be given (exit 7, 8, 6)
         if json_out or jsonl:
-            payload = {"question": q, "answer": None, "error": exc.message, "citations": [], "sources": []}
+            payload = {"question": q, "answer": None, "error": exc.message, "exit_code": exc.exit_code,
+                       "citations": [], "sources": []}  # fmt: skip
             env.json({"event": "done", **payload} if jsonl else payload)
         raise
     if json_out and result is not None:

@@ -74,6 +74,13 @@ class Env:
             return buf.read().decode("utf-8", "replace")
         return text_arg(self.stdin.read())
 
+    def read_stdin_bytes(self, limit: int) -> bytes:
+        """At most ``limit`` bytes of stdin (a text stream without a buffer is encoded back)."""
+        buf = getattr(self.stdin, "buffer", None)
+        if buf is not None:
+            return buf.read(limit)
+        return self.stdin.read(limit).encode("utf-8", "surrogateescape")[:limit]
+
     def stdin_lines(self) -> Iterator[str]:
         buf = getattr(self.stdin, "buffer", None)
         for line in buf if buf is not None else self.stdin:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 from ..types import Block, Document
 from .budget import check
@@ -435,11 +436,30 @@ def load_pdf(path: str, data: bytes) -> list[Document]:
     return [Document(path, title or _stem_title(path), blocks, kind="pdf")]
 
 
+def _jsonl_field(obj: dict[str, Any], key: str) -> str | None:
+    """A text field: strings as they are, numbers as their text, absent or null as ""; None (the
+    line is bad) for lists, objects and booleans, which have no one right text."""
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def load_jsonl(path: str, data: bytes) -> list[Document]:
-    """BEIR-style documents: one JSON object a line with ``_id``, ``title`` and ``text``."""
+    """BEIR-style documents: one JSON object a line with ``_id``, ``title`` and ``text``.
+
+    A bad line (not JSON, nested too deep, not an object, no ``text``, a list or object where text
+    belongs) is skipped, not the file; a repeated ``_id`` keeps its first document. Both are told
+    in the first document's ``notes``."""
     text = decode_text(data)
     docs: list[Document] = []
-    bad = 0
+    bad: list[str] = []
+    seen: dict[str, int] = {}
+    dupes: list[str] = []
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not lineno & 255:
             check()
@@ -448,21 +468,37 @@ def load_jsonl(path: str, data: bytes) -> list[Document]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
-            bad += 1
+            bad.append(f"line {lineno}: not JSON")
+            continue
+        except RecursionError:
+            bad.append(f"line {lineno}: nested too deep")
             continue
         if not isinstance(obj, dict) or "text" not in obj:
-            bad += 1
+            bad.append(f"line {lineno}: no 'text' field")
             continue
-        body = str(obj.get("text") or "").strip()
-        title = str(obj.get("title") or "").strip()
-        doc_id = str(obj.get("_id", obj.get("id", lineno)))
+        body, title = _jsonl_field(obj, "text"), _jsonl_field(obj, "title")
+        raw_id = obj.get("_id", obj.get("id", lineno))
+        doc_id = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
+        if body is None or title is None or doc_id is None:
+            bad.append(f"line {lineno}: '_id', 'title' and 'text' must be strings or numbers")
+            continue
+        body, title = body.strip(), title.strip()
         if not body and not title:
             continue
+        if doc_id in seen:
+            dupes.append(doc_id)
+            continue
+        seen[doc_id] = lineno
         paras = [p for p in re.split(r"\n\s*\n", body) if p.strip()] or [title]
         blocks = [Block(p.strip(), (), lineno, lineno) for p in paras]
         docs.append(Document(path, title or doc_id, blocks, kind="jsonl", doc_id=doc_id))
     if not docs:
-        raise SkipFile("malformed JSONL: no document with a 'text' field" if bad else "empty: no documents")
+        raise SkipFile(f"malformed JSONL: no usable document ({bad[0]})" if bad else "empty: no documents")
+    if bad:
+        docs[0].notes.append(f"skipped {len(bad)} bad line{'s' * (len(bad) > 1)} ({'; '.join(bad[:3])})")
+    if dupes:
+        shown = ", ".join(repr(d) for d in dupes[:3])
+        docs[0].notes.append(f"{len(dupes)} repeated _id{'s' * (len(dupes) > 1)} ({shown}): kept the first of each")
     return docs
 
 

@@ -12,12 +12,9 @@ length-sorted batches. A checkpoint commits a new generation every
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
+import functools
 import sqlite3
-import stat
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,14 +23,32 @@ from .. import runtime
 from ..config import Settings
 from ..embed.base import Embedder
 from ..errors import RagError
-from ..store.writer import FileState, IndexWriter
-from ..types import Chunk
-from . import budget
-from .chunking import ChunkerConfig, chunk_document
-from .loaders import SkipFile, load_bytes
+from ..store.writer import IndexWriter
+from .chunking import ChunkerConfig
+from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
 from .walk import Found, walk
 
 EMBED_GROUP = 256  # chunks handed to one embed call (sorted by length inside it)
+QUEUE_BYTES = 64 * 2**20  # chunk text waiting for the embedder, at most (one item over it waits for an empty queue)
+
+
+class _Room:
+    """A byte budget: :meth:`take` waits while what is taken and not given back would pass ``limit``
+    (an item bigger than the whole budget waits until everything else is given back)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self.cond = asyncio.Condition()
+
+    async def take(self, n: int) -> None:
+        async with self.cond:
+            await self.cond.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+            self.used += n
+
+    async def give(self, n: int) -> None:
+        async with self.cond:
+            self.used -= n
+            self.cond.notify_all()
 
 
 @dataclass
@@ -44,6 +59,7 @@ class IndexReport:
     files_unchanged: int = 0
     files_removed: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)  # indexed, but the loader dropped parts
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
@@ -65,6 +81,7 @@ class IndexReport:
                 "skipped": len(self.skipped),
             },
             "skipped": self.skipped,
+            "warnings": self.warnings,
             "chunks": {"added": self.chunks_added, "removed": self.chunks_removed},
             "seconds": round(self.seconds, 3),
             "chunks_per_s": round(self.chunks_per_s, 1),
@@ -82,29 +99,6 @@ class Progress:
     def warn(self, message: str) -> None: ...
 
 
-@dataclass
-class _Prepared:
-    found: Found
-    size: int
-    mtime_ns: int
-    digest: str
-    kind: str
-    chunks: list[Chunk]
-
-
-@dataclass
-class _Skip:
-    found: Found
-    reason: str
-
-
-@dataclass
-class _Same:
-    found: Found
-    size: int
-    mtime_ns: int
-
-
 def fingerprint(embedder: Embedder, chunker: ChunkerConfig) -> dict[str, Any]:
     return {"embedder": embedder.fingerprint(), "chunker": chunker.fingerprint()}
 
@@ -112,62 +106,6 @@ def fingerprint(embedder: Embedder, chunker: ChunkerConfig) -> dict[str, Any]:
 def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
     max_tokens = min(settings.chunk_max_tokens, embedder.max_tokens)
     return ChunkerConfig(max_tokens=max_tokens, overlap=min(settings.chunk_overlap, max_tokens // 2))
-
-
-def _prepare(found: Found, state: FileState | None, max_bytes: int, rebuild: bool,
-             count: Callable[[list[str]], list[int]], cfg: ChunkerConfig,
-             budget_s: float = 0.0) -> _Prepared | _Skip | _Same:  # fmt: skip
-    with budget.limit(budget_s):
-        try:
-            return _prepare_file(found, state, max_bytes, rebuild, count, cfg)
-        except SkipFile as exc:  # the time budget ran out in the chunker
-            return _Skip(found, exc.reason)
-
-
-def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild: bool,
-                  count: Callable[[list[str]], list[int]], cfg: ChunkerConfig) -> _Prepared | _Skip | _Same:  # fmt: skip
-    path = found.path
-    try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            return _Skip(found, "not a regular file")
-        if st.st_size > max_bytes:
-            return _Skip(found, f"too large: {st.st_size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit")
-        if st.st_size == 0:
-            return _Skip(found, "empty file")
-        if state and not rebuild and state.size == st.st_size and state.mtime_ns == st.st_mtime_ns:
-            return _Same(found, st.st_size, st.st_mtime_ns)
-        # no following a link swapped in since the walk, no blocking on a FIFO swapped in since the stat
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with open(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return _Skip(found, "not a regular file")
-            data = fh.read(max_bytes + 1)
-    except PermissionError:
-        return _Skip(found, "unreadable: permission denied")
-    except OSError as exc:
-        return _Skip(found, f"unreadable: {exc.strerror or exc}")
-    if len(data) > max_bytes:
-        return _Skip(found, "too large")
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    if state and not rebuild and state.hash == digest:
-        return _Same(found, st.st_size, st.st_mtime_ns)
-    try:
-        docs = load_bytes(str(path), data)
-    except SkipFile as exc:
-        return _Skip(found, exc.reason)
-    except RecursionError:
-        return _Skip(found, "malformed: nesting too deep")
-    except Exception as exc:  # a loader's (or its library's) failure is this file's problem, not the run's
-        return _Skip(found, f"unreadable {path.suffix.lstrip('.') or 'file'}: {type(exc).__name__}: {str(exc)[:120]}")
-    chunks: list[Chunk] = []
-    for doc in docs:
-        for ch in chunk_document(doc, count, cfg):
-            ch.ordinal = len(chunks)
-            chunks.append(ch)
-    if not chunks:
-        return _Skip(found, "empty: no text")
-    return _Prepared(found, st.st_size, st.st_mtime_ns, digest, docs[0].kind, chunks)
 
 
 async def embed_parallel(embedder: Embedder, texts: list[str]) -> Any:
@@ -281,35 +219,85 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
         report.files_removed += 1
 
     max_bytes = int(settings.index_max_file_mb * 1e6)
-    queue: asyncio.Queue[_Prepared | None] = asyncio.Queue(maxsize=max(1, settings.index_queue_files))
+    # what waits for the embedder is bounded in files and in text: one big file's parts, or many
+    # small files, never hold more than about QUEUE_BYTES of chunk text
+    queue: asyncio.Queue[Prepared | Skip | None] = asyncio.Queue(maxsize=max(1, settings.index_queue_files))
+    room = _Room(QUEUE_BYTES)
     count = embedder.count_tokens
     budget_s = settings.index_file_timeout
     hard_timeout = budget_s * 2 + 1 if budget_s > 0 else None
 
+    async def blocking(fn: Any, *args: Any) -> Any:
+        return await asyncio.wait_for(runtime.run_blocking(fn, *args, stage="load"), timeout=hard_timeout)
+
+    async def hand_on(item: Prepared) -> None:
+        for note in item.notes:
+            report.warnings.append({"path": str(item.found.path), "message": note})
+            prog.warn(f"{item.found.path}: {note}")
+        prog.chunks_queued(len(item.chunks))
+        await room.take(item.nbytes)
+        await queue.put(item)
+
+    async def stream_big(f: Found, big: Big) -> Prepared | Skip | Same | None:
+        """Hand on a big file's parts; returns what to do with it when that is not parts."""
+        seg = SegmentedFile(big, max_bytes, count, cfg)
+        state = states.get(str(f.path))
+        parts = 0
+        try:
+            digest = await blocking(seg.digest)
+            if state and not rebuild and state.hash == digest:
+                return Same(f, big.size, big.mtime_ns)
+            if not await blocking(seg.open):
+                return await blocking(seg.whole)
+            pending: Prepared | None = None
+            while (nxt := await blocking(seg.next_part, budget_s)) is not None:
+                chunks, notes = nxt
+                if pending is not None:
+                    await hand_on(pending)
+                    parts += 1
+                pending = Prepared(f, big.size, big.mtime_ns, "", seg.kind, chunks, notes, part=parts, last=False)
+            if pending is None:
+                return Skip(f, "empty: no text")
+            pending.digest, pending.last = digest, True
+            await hand_on(pending)
+            return None
+        except TimeoutError:
+            runtime.note_abandoned()
+            return Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running",
+                        partial=parts > 0)  # fmt: skip
+        except Exception as exc:
+            reason = segment_errors(exc)
+            if reason is None:
+                raise
+            return Skip(f, reason, partial=parts > 0)
+        finally:
+            await runtime.run_blocking(seg.close)
+
     async def produce() -> None:
         for f in found:
             try:
-                item = await asyncio.wait_for(
-                    runtime.run_blocking(_prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg,
-                                         budget_s, stage="load"),
-                    timeout=hard_timeout,
-                )  # fmt: skip
+                item = await blocking(prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, budget_s)
             except TimeoutError:
                 runtime.note_abandoned()
-                item = _Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running")
-            if isinstance(item, _Prepared):
-                prog.chunks_queued(len(item.chunks))
-                await queue.put(item)
+                item = Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running")
+            if isinstance(item, Big):
+                item = await stream_big(f, item)
+                if item is None:
+                    continue
+            if isinstance(item, Prepared):
+                await hand_on(item)
                 continue
             state = states.get(str(f.path))
-            if isinstance(item, _Same):
+            if isinstance(item, Same):
                 report.files_unchanged += 1
                 if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
                     await runtime.run_blocking(writer.touch_file, state, item.size, item.mtime_ns)
             else:
                 report.skipped.append({"path": str(f.path), "reason": item.reason})
                 prog.warn(f"skipped {f.path}: {item.reason}")
-                if state is not None and not rebuild:
+                if item.partial:
+                    await queue.put(item)  # the consumer drops the parts it wrote
+                elif state is not None and not rebuild:
                     report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
             prog.file_done(str(f.path))
         # the end marker only on success: on failure or cancellation the TaskGroup cancels consume()
@@ -318,25 +306,32 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
 
     async def consume() -> None:
         last_checkpoint = time.monotonic()
+        partial: set[str] = set()  # files whose first parts are written and last part is not: no checkpoint
         done = False
         while not done:
-            group: list[_Prepared] = []
+            group: list[Prepared] = []
             n = 0
-            item = await queue.get()
-            if item is None:
-                break
-            group.append(item)
-            n += len(item.chunks)
             while n < EMBED_GROUP:
                 try:
-                    nxt = queue.get_nowait()
+                    item = queue.get_nowait() if group else await queue.get()
                 except asyncio.QueueEmpty:
                     break
-                if nxt is None:
+                if item is None:
                     done = True
                     break
-                group.append(nxt)
-                n += len(nxt.chunks)
+                if isinstance(item, Skip):  # a big file that failed half-way: drop what it had
+                    path = str(item.found.path)
+                    for g in [g for g in group if str(g.found.path) == path]:
+                        group.remove(g)
+                        n -= len(g.chunks)
+                        await room.give(g.nbytes)
+                    partial.discard(path)
+                    report.chunks_added -= await runtime.run_blocking(writer.remove_file, path)
+                    continue
+                group.append(item)
+                n += len(item.chunks)
+            if not group:
+                continue
             texts = [c.embedding_text() for p in group for c in p.chunks]
             t = time.perf_counter()
             vecs = await embed_parallel(embedder, texts)
@@ -344,17 +339,23 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
             offset = 0
             for p in group:
                 k = len(p.chunks)
+                path = str(p.found.path)
+                add = functools.partial(writer.add_file, append=p.part > 0)
                 removed = await runtime.run_blocking(
-                    writer.add_file, str(p.found.path), p.size, p.mtime_ns, p.digest, p.kind, p.chunks,
-                    vecs[offset : offset + k],
-                )  # fmt: skip
+                    add, path, p.size, p.mtime_ns, p.digest, p.kind, p.chunks, vecs[offset : offset + k]
+                )
                 offset += k
-                report.files_indexed += 1
                 report.chunks_added += k
                 report.chunks_removed += removed
-                prog.file_done(str(p.found.path))
+                await room.give(p.nbytes)
+                if p.last:
+                    partial.discard(path)
+                    report.files_indexed += 1
+                    prog.file_done(path)
+                else:
+                    partial.add(path)
             prog.chunks_done(n)
-            if time.monotonic() - last_checkpoint >= settings.index_checkpoint_seconds:
+            if not partial and time.monotonic() - last_checkpoint >= settings.index_checkpoint_seconds:
                 await runtime.run_blocking(writer.checkpoint, stage="checkpoint")
                 last_checkpoint = time.monotonic()
 

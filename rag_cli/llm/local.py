@@ -185,8 +185,20 @@ class LlamaCppBackend:
             await asyncio.shield(asyncio.wrap_future(fut))
 
 
+def model_ref(settings: Settings) -> str:
+    """The GGUF file ``settings.llm_model`` names for the local backend ("" for the packaged one)."""
+    ref = settings.llm_model
+    path_like = "/" in ref or ref.endswith(".gguf") or ref.startswith("~")
+    if ref and (path_like or settings.llm_backend == "local") and not Path(ref).expanduser().is_file():
+        # `--model /tmp` or a typo must not silently answer with the packaged model; a bare model name
+        # meant for an `openai` backend is ignored when local is only the fallback
+        what = "a folder" if Path(ref).expanduser().is_dir() else "not found"
+        raise ConfigError(f"local model {ref!r} is {what}", hint="give the path of a .gguf file, or no --model")
+    return ref if ref and Path(ref).expanduser().is_file() else ""
+
+
 def _factory(settings: Settings, services: dict[str, Any]) -> LlamaCppBackend:
-    model = settings.llm_model if settings.llm_model.endswith(".gguf") or Path(settings.llm_model).is_file() else ""
+    model = model_ref(settings)
     return LlamaCppBackend(model, settings.llm_context_tokens, settings.llm_max_tokens, settings.llm_temperature)
 
 

@@ -200,18 +200,31 @@ class IndexWriter:
 
     @_serialized
     def add_file(
-        self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk], vecs: Any
-    ) -> int:
-        """Replace ``path`` with ``chunks`` and their vectors; returns chunks removed."""
+        self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk], vecs: Any,
+        *, append: bool = False,
+    ) -> int:  # fmt: skip
+        """Replace ``path`` with ``chunks`` and their vectors; returns chunks removed.
+
+        ``append``: add the next part of a file read in segments (the first part replaced it). A file
+        whose parts are not all in is stored with ``digest`` "" until its last part sets it, so a run
+        stopped in between re-reads it next time."""
         import numpy as np
 
         assert self.conn is not None
-        removed = self.remove_file(path)
-        cur = self.conn.execute(
-            "INSERT INTO files(path, size, mtime_ns, hash, kind, indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (schema.path_to_db(path), size, mtime_ns, digest, kind, time.time()),
-        )
-        file_id = cur.lastrowid
+        db_path = schema.path_to_db(path)
+        row = self.conn.execute("SELECT id FROM files WHERE path = ?", (db_path,)).fetchone() if append else None
+        if row is not None:
+            removed = 0
+            file_id = row[0]
+            self.conn.execute("UPDATE files SET size = ?, mtime_ns = ?, hash = ? WHERE id = ?",
+                              (size, mtime_ns, digest, file_id))  # fmt: skip
+        else:
+            removed = self.remove_file(path)
+            cur = self.conn.execute(
+                "INSERT INTO files(path, size, mtime_ns, hash, kind, indexed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (db_path, size, mtime_ns, digest, kind, time.time()),
+            )
+            file_id = cur.lastrowid
         ids = []
         txt = schema.text_to_db
         for ch in chunks:

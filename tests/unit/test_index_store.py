@@ -126,8 +126,6 @@ def test_skips_are_reported_and_drop_old_chunks(hash_settings: Settings, tmp_pat
 
 
 def test_unreadable_file_skipped(hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag_cli.ingest import pipeline
-
     root = corpus(tmp_path / "docs")
     real_open = os.open
 
@@ -136,7 +134,7 @@ def test_unreadable_file_skipped(hash_settings: Settings, tmp_path: Path, monkey
             raise PermissionError(13, "Permission denied")
         return real_open(path, *a, **kw)
 
-    monkeypatch.setattr(pipeline.os, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_open)
     rep = build(hash_settings, root)
     assert [(Path(s["path"]).name, s["reason"]) for s in rep.skipped] == [("b.txt", "unreadable: permission denied")]
     assert rep.files_indexed == 2

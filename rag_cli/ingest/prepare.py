@@ -1,0 +1,216 @@
+"""One file made ready for the embedder: stat, read, hash, load and chunk (blocking; runs on the pool).
+
+:func:`prepare` answers one of: :class:`Prepared` (chunks to embed), :class:`Same` (unchanged since
+the last run), :class:`Skip` (with the reason the user is shown), or :class:`Big` for a file that is
+read in segments (:mod:`.segments`): :class:`SegmentedFile` then hands out one :class:`Prepared`
+part at a time, so a 300 MB file never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ..store.writer import FileState
+from ..types import Chunk, Document
+from . import budget
+from .chunking import ChunkerConfig, chunk_document
+from .loaders import LOADERS, SkipFile, load_bytes, load_text
+from .segments import file_digest, iter_segments, load_segment, open_regular, segmentable, starts_with_bom
+from .walk import Found
+
+Counter = Callable[[list[str]], list[int]]
+
+
+@dataclass
+class Prepared:
+    found: Found
+    size: int
+    mtime_ns: int
+    digest: str
+    kind: str
+    chunks: list[Chunk]
+    notes: list[str] = field(default_factory=list)
+    part: int = 0  # a file read in segments comes in parts 0, 1, ...; ``last`` marks its final one
+    last: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(c.text) for c in self.chunks)
+
+
+@dataclass
+class Skip:
+    found: Found
+    reason: str
+    partial: bool = False  # earlier parts of this file were handed on: the consumer must drop them
+
+
+@dataclass
+class Same:
+    found: Found
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Big:
+    found: Found
+    size: int
+    mtime_ns: int
+
+
+def prepare(found: Found, state: FileState | None, max_bytes: int, rebuild: bool, count: Counter,
+            cfg: ChunkerConfig, budget_s: float = 0.0) -> Prepared | Skip | Same | Big:  # fmt: skip
+    with budget.limit(budget_s):
+        try:
+            return _prepare_file(found, state, max_bytes, rebuild, count, cfg)
+        except SkipFile as exc:  # the time budget ran out in the chunker
+            return Skip(found, exc.reason)
+
+
+def _unreadable(found: Found, exc: OSError) -> Skip:
+    if isinstance(exc, PermissionError):
+        return Skip(found, "unreadable: permission denied")
+    return Skip(found, f"unreadable: {exc.strerror or exc}")
+
+
+def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild: bool, count: Counter,
+                  cfg: ChunkerConfig) -> Prepared | Skip | Same | Big:  # fmt: skip
+    path = found.path
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return Skip(found, "not a regular file")
+        if st.st_size > max_bytes:
+            return Skip(found, f"too large: {st.st_size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit")
+        if st.st_size == 0:
+            return Skip(found, "empty file")
+        if state and not rebuild and state.size == st.st_size and state.mtime_ns == st.st_mtime_ns:
+            return Same(found, st.st_size, st.st_mtime_ns)
+        if segmentable(path, st.st_size):
+            return Big(found, st.st_size, st.st_mtime_ns)
+        # no following a link swapped in since the walk, no blocking on a FIFO swapped in since the stat
+        with open_regular(path) as fh:
+            data = fh.read(max_bytes + 1)
+    except SkipFile as exc:
+        return Skip(found, exc.reason)
+    except OSError as exc:
+        return _unreadable(found, exc)
+    if len(data) > max_bytes:
+        return Skip(found, "too large")
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if state and not rebuild and state.hash == digest:
+        return Same(found, st.st_size, st.st_mtime_ns)
+    try:
+        docs = load_bytes(str(path), data)
+    except SkipFile as exc:
+        return Skip(found, exc.reason)
+    except RecursionError:
+        return Skip(found, "malformed: nesting too deep")
+    except Exception as exc:  # a loader's (or its library's) failure is this file's problem, not the run's
+        return Skip(found, f"unreadable {path.suffix.lstrip('.') or 'file'}: {type(exc).__name__}: {str(exc)[:120]}")
+    chunks = _chunks(docs, count, cfg, 0)
+    if not chunks:
+        return Skip(found, "empty: no text")
+    notes = [n for d in docs for n in d.notes]
+    return Prepared(found, st.st_size, st.st_mtime_ns, digest, docs[0].kind, chunks, notes)
+
+
+def _chunks(docs: list[Document], count: Counter, cfg: ChunkerConfig, first_ordinal: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for doc in docs:
+        for ch in chunk_document(doc, count, cfg):
+            ch.ordinal = first_ordinal + len(chunks)
+            chunks.append(ch)
+    return chunks
+
+
+class SegmentedFile:
+    """A :class:`Big` file read one segment at a time: :meth:`digest` first (unchanged files stop
+    there), then :meth:`next_part` until it returns None. Every method blocks: call on the pool."""
+
+    def __init__(self, big: Big, max_bytes: int, count: Counter, cfg: ChunkerConfig) -> None:
+        self.big, self.max_bytes, self.count, self.cfg = big, max_bytes, count, cfg
+        self.loader = LOADERS.get(big.found.path.suffix.lower(), load_text)
+        self.fh: BinaryIO | None = None
+        self.segments: Iterator[tuple[bytes, int]] | None = None
+        self.title: str | None = None
+        self.heading: tuple[str, ...] = ()
+        self.ordinal = 0
+        self.parts = 0
+        self.kind = "text"
+        self.hash = ""
+
+    def digest(self) -> str:
+        self.hash, n = file_digest(self.big.found.path, self.max_bytes)
+        if n > self.max_bytes:
+            raise SkipFile("too large")
+        return self.hash
+
+    def open(self) -> bool:
+        """Open for reading; False when the file is UTF-16/32 (a newline byte may sit inside a
+        character), which is then loaded whole."""
+        self.fh = open_regular(self.big.found.path)
+        if starts_with_bom(self.fh):
+            return False
+        self.segments = iter_segments(self.fh)
+        return True
+
+    def next_part(self, budget_s: float) -> tuple[list[Chunk], list[str]] | None:
+        """The chunks and loader notes of the next segment with text, or None at the end."""
+        assert self.segments is not None
+        with budget.limit(budget_s):
+            for data, first_line in self.segments:
+                docs = load_segment(self.loader, str(self.big.found.path), data, first_line, self.title, self.heading)
+                if not docs:
+                    continue
+                if self.title is None:
+                    self.title, self.kind = docs[0].title, docs[0].kind
+                last_blocks = docs[-1].blocks
+                self.heading = last_blocks[-1].heading if last_blocks else self.heading
+                chunks = _chunks(docs, self.count, self.cfg, self.ordinal)
+                self.ordinal += len(chunks)
+                if chunks:
+                    self.parts += 1
+                    return chunks, [n for d in docs for n in d.notes]
+        return None
+
+    def whole(self) -> Prepared | Skip:
+        """Load the file in one piece (the UTF-16/32 case)."""
+        assert self.fh is not None
+        self.fh.seek(0)
+        data = self.fh.read(self.max_bytes + 1)
+        found = self.big.found
+        try:
+            docs = load_bytes(str(found.path), data)
+        except SkipFile as exc:
+            return Skip(found, exc.reason)
+        except Exception as exc:
+            return Skip(found, f"unreadable: {type(exc).__name__}: {str(exc)[:120]}")
+        chunks = _chunks(docs, self.count, self.cfg, 0)
+        if not chunks:
+            return Skip(found, "empty: no text")
+        return Prepared(found, self.big.size, self.big.mtime_ns, self.hash, docs[0].kind, chunks,
+                        [n for d in docs for n in d.notes])  # fmt: skip
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def segment_errors(exc: BaseException) -> str | None:
+    """The skip reason for an exception out of a segment, or None to let it propagate."""
+    if isinstance(exc, SkipFile):
+        return exc.reason
+    if isinstance(exc, RecursionError):
+        return "malformed: nesting too deep"
+    if isinstance(exc, OSError):
+        return f"unreadable: {exc.strerror or exc}"
+    if isinstance(exc, Exception):
+        return f"unreadable: {type(exc).__name__}: {str(exc)[:120]}"
+    return None
