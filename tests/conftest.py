@@ -73,9 +73,10 @@ def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cols: int = 100,
-            rows: int = 40, keys: list[tuple[float, bytes]] | None = None) -> tuple[int, bytes]:  # fmt: skip
+            rows: int = 40, keys: list[tuple[float | bytes, bytes]] | None = None) -> tuple[int, bytes]:  # fmt: skip
     """Run the real CLI with stdin, stdout and stderr on a pseudo-terminal; returns (exit code, screen
-    bytes). ``keys``: (delay in seconds, bytes) typed in order. Reads are bounded by ``timeout``."""
+    bytes). ``keys``: (delay in seconds, or bytes to wait for on the screen since the previous key;
+    bytes to type), in order. Reads are bounded by ``timeout``."""
     import fcntl
     import pty
     import select
@@ -86,19 +87,32 @@ def run_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": str(cols),
-                "LINES": str(rows), **(env or {})}  # fmt: skip
+                "LINES": str(rows), "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})}  # fmt: skip
+
+    def controlling_tty() -> None:  # a session of its own with the pty as its terminal: Ctrl-C is SIGINT
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     proc = subprocess.Popen([*RAG, *args], stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=ROOT,
-                            start_new_session=True)  # fmt: skip
+                            preexec_fn=controlling_tty)  # fmt: skip
     os.close(slave)
     out = bytearray()
     pending = list(keys or [])
     deadline = time.monotonic() + timeout
-    next_key = time.monotonic() + (pending[0][0] if pending else 0)
+    mark = 0  # screen bytes seen when the previous key was typed
+
+    def due() -> bool:
+        when = pending[0][0]
+        if isinstance(when, bytes):
+            return when in bytes(out[mark:])
+        return time.monotonic() >= last + when
+
+    last = time.monotonic()
     try:
         while time.monotonic() < deadline:
-            if pending and time.monotonic() >= next_key:
+            if pending and due():
                 os.write(master, pending.pop(0)[1])
-                next_key = time.monotonic() + (pending[0][0] if pending else 0)
+                last, mark = time.monotonic(), len(out)
             ready, _, _ = select.select([master], [], [], 0.05)
             if ready:
                 try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,8 +14,11 @@ from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, ServerOpt, WorkersOpt
 from .output import Env, get_env
 
 
-def _lines(env: Env, history: Path) -> Iterator[str]:
-    """Questions: prompt_toolkit with history and line editing on a terminal, else stdin lines."""
+async def _lines(env: Env, history: Path) -> AsyncIterator[str]:
+    """Questions: prompt_toolkit's async prompt (history, line editing) on a terminal, else stdin lines.
+
+    The prompt runs inside the event loop that also streams the answers, so it must be the async one
+    (``prompt()`` would start a second loop and fail)."""
     if env.stdin_tty and env.stdout_tty:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory
@@ -24,13 +27,58 @@ def _lines(env: Env, history: Path) -> Iterator[str]:
         session: Any = PromptSession(history=FileHistory(str(history)))
         while True:
             try:
-                yield session.prompt("rag> ")
+                yield await session.prompt_async("rag> ")
             except EOFError:
                 return
             except KeyboardInterrupt:
                 continue  # Ctrl-C clears the line; Ctrl-D leaves
     else:
-        yield from env.stdin_lines()
+        for line in env.stdin_lines():
+            yield line
+
+
+async def _interruptible(coro: Any) -> bool:
+    """Run ``coro``; Ctrl-C during it cancels it, not the chat. False when it was interrupted."""
+    import asyncio
+    import signal
+    import threading
+
+    task = asyncio.ensure_future(coro)
+    if threading.current_thread() is not threading.main_thread():
+        await task
+        return True
+    loop = asyncio.get_running_loop()
+    hit = False
+
+    def on_int(signum: int, frame: object) -> None:
+        nonlocal hit
+        hit = True
+        loop.call_soon_threadsafe(task.cancel)
+
+    old = signal.signal(signal.SIGINT, on_int)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not hit:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if hit:
+        await _settle()
+    return not hit  # a stage that ends quietly when cancelled still counts as interrupted
+
+
+async def _settle() -> None:
+    """Wait for a local model load that an interrupted answer left running on the pool: llama.cpp
+    points the terminal's file descriptors at /dev/null while it loads, so nothing may be printed
+    (not the prompt either) until it is done."""
+    import sys
+
+    local = sys.modules.get("rag_cli.llm.local")
+    if local is not None:
+        from .. import runtime
+
+        await runtime.run_blocking(local.wait_for_loads)
 
 
 @app.command("chat")
@@ -67,7 +115,7 @@ def chat_cmd(
             await r.prepare()
             if interactive:
                 env.err("rag chat: ask about your documents; /help for commands, Ctrl-D to leave")
-            for line in _lines(env, settings.home / "chat_history"):
+            async for line in _lines(env, settings.home / "chat_history"):
                 question = line.strip()
                 if not question:
                     continue
@@ -81,7 +129,8 @@ def chat_cmd(
                 if not interactive:
                     env.out(f"> {question}")
                 query = state.standalone(question)
-                try:
+
+                async def one(question: str = question, query: str = query) -> None:
                     with Renderer(env, timings) as view:
                         async for ev in answer(question, r, settings, k=state.k, mode=state.mode,
                                                backends=[state.llm, *settings.llm_fallback], query=query):  # fmt: skip
@@ -89,6 +138,13 @@ def chat_cmd(
                             if ev.kind == "done":
                                 state.last = ev.data
                                 state.turns.append((question, query, ev.data.answer))
+
+                try:
+                    # on a terminal Ctrl-C stops the answer; a script's SIGINT ends the chat (exit 130)
+                    if not interactive:
+                        await one()
+                    elif not await _interruptible(one()):
+                        env.err("(answer interrupted)")
                 except (NoRelevantPassages, LLMError) as exc:
                     env.err(f"rag: {exc}")
                 env.out("")

@@ -87,6 +87,12 @@ def quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+def wait_for_loads() -> None:
+    """Block until no model load is in progress (one holds the models lock while it loads)."""
+    with _MODELS_LOCK:
+        pass
+
+
 def default_threads() -> int:
     return max(1, runtime.cpu_count())
 

@@ -243,3 +243,40 @@ def test_plain_and_json_output_are_inert(hostile_tree: dict[str, Path]) -> None:
     assert "\x1b" not in out.stdout and "\\u001b]0;pwned" in out.stdout
     hit = json.loads(out.stdout)["hits"][0]
     assert "\x1b]0;pwned\x07" in hit["text"]  # JSON keeps the text exactly, escaped as JSON does
+
+
+# -- rag chat on a real terminal (issue 21, 1) -----------------------------------------------------------
+
+
+PROMPT = b"rag>\x1b[4D"  # prompt_toolkit drawing an empty prompt: the chat waits for a question
+
+
+def plain(screen: bytes) -> str:
+    return re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[=>]|\r", b"", screen).decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_chat_on_a_terminal(sample_home: Path) -> None:
+    """Typed questions, a follow-up, the up arrow, /sources, Ctrl-D: on a pseudo-terminal, where
+    prompt_toolkit's prompt must run inside the chat's own event loop."""
+    code, screen = run_pty(
+        "chat", "--llm", "none", env={"RAG_HOME": str(sample_home)}, timeout=180,
+        keys=[(PROMPT, b"How many bits per weight does Q4_K_M use?\r"), (PROMPT, b"and on a CPU?\r"),
+              (PROMPT, b"\x1b[A"), (1.0, b"\x15/sources\r"), (PROMPT, b"\x04")],
+    )  # fmt: skip
+    text = plain(screen)
+    assert code == 0, text[-2000:]
+    assert "Traceback" not in text and "RuntimeError" not in text
+    assert text.count("Sources:") >= 2 and "[1]" in text
+    assert "Q4_K_M" in text
+
+
+@pytest.mark.slow
+def test_chat_ctrl_c_stops_the_answer_not_the_chat(sample_home: Path) -> None:
+    code, screen = run_pty(
+        "chat", env={"RAG_HOME": str(sample_home)}, timeout=180,
+        keys=[(PROMPT, b"What does the GGUF format store?\r"), (0.3, b"\x03"), (PROMPT, b"\x04")],
+    )  # fmt: skip
+    text = plain(screen)
+    assert code == 0, text[-2000:]
+    assert "(answer interrupted)" in text and "Traceback" not in text
