@@ -36,7 +36,7 @@ class ChunkerConfig:
     overlap: int = 32
 
     def fingerprint(self) -> dict[str, int]:
-        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "version": 2}
+        return {"max_tokens": self.max_tokens, "overlap": self.overlap, "version": 3}
 
 
 @dataclass
@@ -183,28 +183,95 @@ def _pack(doc: Document, pieces: list[_Piece], title: str, heading: tuple[str, .
         carry_tokens = count([carry])[0] if carry else 0
         cur, cur_tokens = [], 0
 
-    for piece in pieces:
+    first = len(chunks)
+    todo = list(reversed(pieces))
+    while todo:
+        piece = todo.pop()
         # "\n\n" joins add no tokens for whitespace-splitting tokenizers
         if cur and cur_tokens + piece.tokens + carry_tokens > budget:
+            room = budget - cur_tokens - carry_tokens
+            if cur_tokens < budget // 2 and room > 0:
+                # a short leading piece (a title line, a one-line intro) is not left alone: the next
+                # piece is split at sentence ends and its first sentences fill the chunk
+                head, rest = _fill(piece, room, count)
+                if head is not None:
+                    cur.append(head)
+                    cur_tokens += head.tokens
+                    if rest is not None:
+                        todo.append(rest)
+                    close()
+                    continue
             close()
         if not cur and carry_tokens + piece.tokens > budget:
             carry, carry_tokens = "", 0
         cur.append(piece)
         cur_tokens += piece.tokens
+    if cur and len(chunks) > first and cur_tokens < budget // 4:
+        # a too-small tail joins the chunk before it when both fit
+        prev = chunks[-1]
+        body = "\n\n".join(p.text for p in cur)
+        if count([prev.text])[0] + cur_tokens <= budget:
+            prev.text = f"{prev.text}\n\n{body}"
+            ends = [p.end_line for p in cur if p.end_line is not None]
+            if ends:
+                prev.end_line = max([prev.end_line or 0, *ends])
+            cur, cur_tokens = [], 0
     close()
+
+
+def _fill(piece: _Piece, room: int, count: TokenCounter) -> tuple[_Piece | None, _Piece | None]:
+    """Split ``piece`` at sentence ends into a head of at most ``room`` tokens and the rest (None
+    when not even its first sentence fits)."""
+    cuts = [m.end() for m in _SENTENCE.finditer(piece.text)]
+    best = None
+    for end in cuts:
+        head_text = piece.text[:end].strip()
+        n = count([head_text])[0] if head_text else 0
+        if n > room:
+            break
+        best = (end, head_text, n)
+    if best is None or not piece.text[best[0] :].strip():
+        return None, None
+    end, head_text, n = best
+    rest_text = piece.text[end:].strip()
+    start = piece.start_line
+    mid = None if start is None else start + piece.text.count("\n", 0, end)
+    head = _Piece(head_text, n, start, mid if mid is not None else piece.end_line)
+    rest = _Piece(rest_text, count([rest_text])[0], mid, piece.end_line)
+    return head, rest
 
 
 def chunk_document(doc: Document, count: TokenCounter, config: ChunkerConfig | None = None) -> list[Chunk]:
     """Chunk ``doc`` so that every chunk's ``embedding_text()`` fits ``config.max_tokens``."""
     cfg = config or ChunkerConfig()
+    blocks_in = doc.blocks
+    if len(blocks_in) > 1 and doc.title and " ".join(blocks_in[0].text.split()) == " ".join(doc.title.split()):
+        blocks_in = blocks_in[1:]  # a first line that is the title: the title leads every chunk already
+    block_tokens = count([b.text for b in blocks_in])
     groups: list[tuple[tuple[str, ...], int | None, list[Block]]] = []
-    for block in doc.blocks:
+    sizes: list[int] = []
+    for block, n in zip(blocks_in, block_tokens, strict=True):
         if groups and groups[-1][0] == block.heading and groups[-1][1] == block.page:
             groups[-1][2].append(block)
+            sizes[-1] += n
         else:
             groups.append((block.heading, block.page, [block]))
+            sizes.append(n)
+    # a section too small to stand alone (a heading with one short line) joins the subsection that
+    # follows it, whose heading trail includes its own
+    small = cfg.max_tokens // 8
+    i = 0
+    while i < len(groups) - 1:
+        (h, pg, bl), (h2, pg2, bl2) = groups[i], groups[i + 1]
+        if sizes[i] < small and pg == pg2 and h2[: len(h)] == h and len(h2) > len(h):
+            groups[i + 1] = (h2, pg2, bl + bl2)
+            sizes[i + 1] += sizes[i]
+            del groups[i], sizes[i]
+            continue
+        i += 1
+    order = {id(b): n for b, n in zip(blocks_in, block_tokens, strict=True)}
+    block_tokens = [order[id(b)] for _, _, bl in groups for b in bl]
     chunks: list[Chunk] = []
-    block_tokens = count([b.text for b in doc.blocks])
     bi = 0
     for heading, page, blocks in groups:
         # the prefix (title > headings) counts against the budget; shorten it if it would eat over half

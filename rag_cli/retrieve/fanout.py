@@ -19,7 +19,7 @@ from ..errors import AllSourcesFailed, SourceError, UsageError
 from ..types import Degradation, Hit
 from .base import QueryContext, Source, redact_urls
 from .breaker import CircuitBreaker
-from .fusion import dedupe, rrf
+from .fusion import dedupe, fuse
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -136,7 +136,8 @@ class FanOut:
             hits = dedupe(ok[0].hits or [])[:k]
         else:
             weights = {o.source.name: o.source.weight for o in ok}
-            hits = rrf({o.source.name: o.hits or [] for o in ok}, k=self.rrf_k, weights=weights, limit=k)
+            kinds = {o.source.name: o.source.kind for o in ok}
+            hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=k)
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
         runtime.timings.record("retrieve", timings["total"])

@@ -305,7 +305,12 @@ class RagSource(HttpSource):
         text = item.get("text")
         if not isinstance(text, str) or not text.strip():
             return None
-        return Hit.from_dict(item, source=self.name, keep_extra=False)
+        hit = Hit.from_dict(item, source=self.name, keep_extra=False)
+        per = item.get("source_scores")
+        if isinstance(per, dict):  # the other index's per-method scores: fusion pools them with ours
+            hit.extra["source_scores"] = {str(m): float(v) for m, v in per.items()
+                                          if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
+        return hit
 
 
 register("http", HttpSource)

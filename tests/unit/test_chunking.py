@@ -13,12 +13,55 @@ def doc(*blocks: Block, title: str = "T") -> Document:
 
 
 def test_small_blocks_packed_within_section() -> None:
-    d = doc(Block("a b c", ("H",), 1, 1), Block("d e", ("H",), 3, 3), Block("f g", ("H", "S"), 5, 5))
+    words = " ".join(f"w{i}" for i in range(10))
+    d = doc(Block("a b c", ("H",), 1, 1), Block(words, ("H",), 3, 3), Block("f g", ("H2",), 5, 5))
     chunks = chunk_document(d, word_counter, ChunkerConfig(max_tokens=50, overlap=0))
     assert [(c.text, c.heading, c.start_line, c.end_line) for c in chunks] == [
-        ("a b c\n\nd e", ("H",), 1, 3),
-        ("f g", ("H", "S"), 5, 5),
+        (f"a b c\n\n{words}", ("H",), 1, 3),
+        ("f g", ("H2",), 5, 5),  # a sibling section is never merged into
     ]
+
+
+def test_tiny_section_joins_its_subsection() -> None:
+    d = doc(Block("Intro line.", ("Guide",), 1, 1), Block("Body " * 20, ("Guide", "Install"), 3, 3))
+    chunks = chunk_document(d, word_counter, ChunkerConfig(max_tokens=64, overlap=0))
+    assert len(chunks) == 1
+    assert chunks[0].heading == ("Guide", "Install") and chunks[0].text.startswith("Intro line.")
+    assert (chunks[0].start_line, chunks[0].end_line) == (1, 3)
+
+
+def test_no_title_only_chunk_on_a_cranfield_like_document() -> None:
+    """Cranfield as plain text: a title line, a blank line, an abstract of about the chunk size. The
+    title line used to become a chunk of its own (1,009 of 2,407 chunks)."""
+    title = "experimental investigation of the aerodynamics of a wing in a slipstream ."
+    sentences = [f"sentence {i} about the lift of a wing in a propeller slipstream at some angle ." for i in range(14)]
+    d = Document("1.txt", title, [Block(title, (), 1, 1), Block(" ".join(sentences), (), 3, 3)])
+    chunks = chunk_document(d, word_counter, ChunkerConfig(max_tokens=200, overlap=32))
+    assert chunks and all(c.text.strip() != title for c in chunks)
+    assert all(word_counter([c.text])[0] >= 40 for c in chunks), [len(c.text.split()) for c in chunks]
+    for c in chunks:
+        assert word_counter([c.embedding_text()])[0] <= 200
+    joined = " ".join(c.text for c in chunks)
+    assert all(s in joined for s in sentences)
+
+
+def test_short_lead_fills_with_next_sentences() -> None:
+    lead = Block("A short opening line.", (), 1, 1)
+    body = Block(" ".join(f"Body sentence {i} goes on here." for i in range(12)), (), 3, 3)
+    chunks = chunk_document(doc(lead, body, title="X"), word_counter, ChunkerConfig(max_tokens=40, overlap=0))
+    assert chunks[0].text.startswith("A short opening line.\n\nBody sentence 0")
+    assert all(word_counter([c.embedding_text()])[0] <= 40 for c in chunks)
+    assert " ".join(c.text for c in chunks).count("Body sentence") == 12
+
+
+def test_small_tail_with_overlap_joins_previous() -> None:
+    """With overlap a last chunk can be the carried sentences plus a few words; those words join the
+    chunk before when they fit there."""
+    text = " ".join(f"S{i} w w." for i in range(9))  # 27 words, split for a 24-word budget
+    chunks = chunk_document(doc(Block(text, (), 1, 1), Block("y z.", (), 3, 3), title=""), word_counter,
+                            ChunkerConfig(max_tokens=24, overlap=6))  # fmt: skip
+    assert all(word_counter([c.text])[0] <= 24 for c in chunks)
+    assert chunks[-1].text.endswith("y z.") and word_counter([chunks[-1].text])[0] > 6
 
 
 @pytest.mark.parametrize("max_tokens", [20, 32, 64])
