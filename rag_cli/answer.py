@@ -66,16 +66,17 @@ def source_dict(n: int, h: Hit) -> dict[str, Any]:
             "start_line": h.start_line, "end_line": h.end_line, "page": h.page, "doc_id": h.doc_id}  # fmt: skip
 
 
-def relevant(hits: list[Hit], min_similarity: float) -> list[Hit]:
+def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = None) -> list[Hit]:
     """The hits worth answering from; [] when the question looks unrelated to the index.
 
-    When a dense source scored the hits, the best dense cosine similarity must reach
-    ``min_similarity`` (else nothing is relevant), and hits that dense scored below it are
-    dropped. Hits only keyword search found are kept; without a dense source (``--mode bm25``,
-    remote only) every hit is kept, since they matched the query's words.
+    When dense search ran, the best dense cosine similarity over the whole index (``best_dense``,
+    else the best among ``hits``) must reach ``min_similarity``, else nothing is relevant: keyword
+    hits on an off-topic question (its few words appear somewhere) do not make it answerable.
+    Hits that dense scored below the threshold are dropped; hits only keyword search found are kept;
+    without a dense source (``--mode bm25``, remote only) every hit is kept.
     """
     dense = [h.extra.get("source_scores", {}).get("dense", h.score if h.source == "dense" else None) for h in hits]
-    scored = [d for d in dense if d is not None]
+    scored = [d for d in dense if d is not None] + ([best_dense] if best_dense is not None else [])
     if scored and max(scored) < min_similarity:
         return []
     return [h for h, d in zip(hits, dense, strict=True) if d is None or d >= min_similarity]
@@ -111,7 +112,7 @@ async def answer(
     embed = runtime.timings.samples.get("embed")
     if embed and (mode or settings.retrieve_mode) != "bm25":
         result.timings["embed_ms"] = round(embed[-1], 2)
-    hits = relevant(res.hits, settings.answer_min_score)
+    hits = relevant(res.hits, settings.answer_min_score, getattr(res, "best", {}).get("dense"))
     if not hits and not extra_context.strip():
         raise NoRelevantPassages(
             f"no relevant passage for {question!r} in index {settings.index!r}; not answering rather than guessing",

@@ -194,8 +194,9 @@ class ServerRetrieval:
         if status != 200:
             raise RagError(f"rag serve at {self.url} answered {status}: {data.get('error', '')}")
         timings = {k: float(v) for k, v in (data.get("timings") or {}).items()}
+        best = {str(k): float(v) for k, v in (data.get("best") or {}).items() if isinstance(v, int | float)}
         return SearchResult(data.get("query", query), data.get("mode", body["mode"]),
-                            [Hit.from_dict(h) for h in data.get("hits") or []], degraded, timings)  # fmt: skip
+                            [Hit.from_dict(h) for h in data.get("hits") or []], degraded, timings, best)  # fmt: skip
 
 
 @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ class SearchResult:
     hits: list[Hit]
     degraded: list[Degradation] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)  # each source's best raw score, before fusion
 
     def to_dict(self) -> dict[str, Any]:
         hits = []
@@ -43,6 +44,7 @@ class SearchResult:
             "mode": self.mode,
             "hits": hits,
             "degraded": [d.to_dict() for d in self.degraded],
+            "best": self.best,
         }
 
 
@@ -141,4 +143,5 @@ class FanOut:
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
         runtime.timings.record("retrieve", timings["total"])
-        return SearchResult(query=query, mode=mode, hits=hits, degraded=degraded, timings=timings)
+        best = {o.source.name: round(max(h.score for h in o.hits), 6) for o in ok if o.hits}
+        return SearchResult(query=query, mode=mode, hits=hits, degraded=degraded, timings=timings, best=best)

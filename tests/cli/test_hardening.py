@@ -65,6 +65,8 @@ def hostile_tree(tmp_path: Path) -> Iterator[dict[str, Path]]:
     os.symlink(outside, root / "linked_dir")  # folder links are never followed
     os.symlink(tmp_path / "nowhere.md", root / "docs" / "dangling.md")
     os.mkfifo(root / "docs" / "pipe.md")  # would block a reader forever
+    locked = write(root / "locked" / "private.md", "# Private\n\nQuolls hunt at night.\n").parent
+    os.chmod(locked, 0o311)  # listable by nobody but root (CI runs as root: then it is simply indexed)
     deep = root / "deep"
     chain = [deep]
     deep.mkdir()
@@ -81,6 +83,7 @@ def hostile_tree(tmp_path: Path) -> Iterator[dict[str, Path]]:
     write(root / "docs" / "pubsec.pdf", make_pdf("/Encrypt 4 0 R /ID [<01><01>]",
                                                   ["<< /Filter /Adobe.PubSec /V 4 /R 4 /SubFilter /adbe.pkcs7.s5 >>"]))  # fmt: skip
     yield {"root": root, "outside": outside, "tmp": tmp_path}
+    os.chmod(locked, 0o755)
     (deep / "bottom.md").unlink()
     for d in reversed(chain):
         d.rmdir()
@@ -147,6 +150,8 @@ def test_hostile_tree_indexes_what_it_should(hostile_tree: dict[str, Path]) -> N
     assert "outside the indexed folders" in reasons["notes.md"]
     assert "outside the indexed folders" in reasons["secret.md"]
     assert "not a regular file" in reasons["pipe.md"]
+    if os.geteuid() != 0:
+        assert reasons["locked"].startswith("unreadable folder")
     assert "PDF" in reasons["pubsec.pdf"] and "NotImplementedError" in reasons["pubsec.pdf"]
     # indexed: the good files, the in-tree link (once), the bottom of the deep nest, the bad names
     out = run_cli("search", "wombats platypus echidnas numbats bilbies", "-k", "10", "--json", "--mode", "bm25",

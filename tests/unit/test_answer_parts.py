@@ -108,3 +108,16 @@ def test_chat_condenses_follow_ups_and_commands() -> None:
 def test_label_prefers_url() -> None:
     h = Hit(text="t", score=1, source="wiki", url="http://kb/1", title="KB")
     assert label(3, h) == "[3] KB (http://kb/1)"
+
+
+def test_keyword_only_hits_do_not_make_an_off_topic_question_answerable() -> None:
+    """Issue 21, 2: "Who won the 2018 FIFA World Cup?" on the Git manual: the best dense score was 0.18,
+    but keyword-only hits filled the top k, so the check never ran."""
+    from rag_cli.answer import relevant
+    from rag_cli.types import Hit
+
+    kw = [Hit(text=f"t{i}", score=5.0 - i, source="bm25", path=f"/p{i}", chunk_id=i,
+              extra={"source_scores": {"bm25": 5.0 - i}}) for i in range(5)]  # fmt: skip
+    assert relevant(kw, 0.3, best_dense=0.18) == []
+    assert relevant(kw, 0.3, best_dense=0.45) == kw
+    assert relevant(kw, 0.3) == kw  # no dense search ran (--mode bm25): the words matched
