@@ -139,6 +139,11 @@ def citations(text: str) -> list[int]:
     return out
 
 
+_CITING = re.compile(
+    r"\b(according to|see|in|from|per|by|of|cf\.?|as stated in|as shown in|passage)\s*$", re.IGNORECASE
+)
+
+
 class CitationFilter:
     """Streams text through, dropping citation markers that refer to no passage.
 
@@ -151,8 +156,9 @@ class CitationFilter:
         self.pending = ""
         self.invalid: list[int] = []
         self.valid: list[int] = []
+        self.before = ""  # the last characters let through (to repair the sentence around a dropped marker)
 
-    def _check(self, marker: str) -> str:
+    def _check(self, marker: str, before: str = "") -> str:
         m = _CITE.fullmatch(marker)
         if not m:
             return marker
@@ -162,11 +168,15 @@ class CitationFilter:
             target = self.valid if 1 <= n <= self.n else self.invalid
             if n not in target:
                 target.append(n)
-        return f"[{', '.join(map(str, good))}]" if good else ""
+        if good:
+            return f"[{', '.join(map(str, good))}]"
+        # the marker was the object of a phrase ("According to [11], ..."): name the sources instead of
+        # leaving "According to , ..."; elsewhere ("... undo it. [11]") it just goes
+        return "the sources" if _CITING.search(before) else ""
 
     def feed(self, text: str) -> str:
         buf = self.pending + text
-        out = []
+        out: list[str] = []
         i = 0
         while i < len(buf):
             ch = buf[i]
@@ -183,10 +193,12 @@ class CitationFilter:
                 i += 1
                 continue
             marker = buf[i : close + 1]
-            out.append(self._check(marker) if len(marker) <= 16 else marker)
+            out.append(self._check(marker, (self.before + "".join(out))[-24:]) if len(marker) <= 16 else marker)
             i = close + 1
         self.pending = ""
-        return "".join(out)
+        done = "".join(out)
+        self.before = (self.before + done)[-24:]
+        return done
 
     def flush(self) -> str:
         rest, self.pending = self.pending, ""

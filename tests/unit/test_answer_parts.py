@@ -121,3 +121,20 @@ def test_keyword_only_hits_do_not_make_an_off_topic_question_answerable() -> Non
     assert relevant(kw, 0.3, best_dense=0.18) == []
     assert relevant(kw, 0.3, best_dense=0.45) == kw
     assert relevant(kw, 0.3) == kw  # no dense search ran (--mode bm25): the words matched
+
+
+@pytest.mark.parametrize(
+    ("chunks", "want"),
+    [
+        (["According to [11], you can undo it."], "According to the sources, you can undo it."),
+        (["According to ", "[1", "1], you can undo it."], "According to the sources, you can undo it."),
+        (["You can undo it [11]."], "You can undo it."),
+        (["As shown in [9] and [1], it works."], "As shown in the sources and [1], it works."),
+        (["Use git reset. [12]"], "Use git reset. "),
+    ],
+)
+def test_removed_citation_leaves_whole_sentences(chunks: list[str], want: str) -> None:
+    """Issue 21, 3: "According to , you can undo…" after a [11] was removed (-k 10)."""
+    f = CitationFilter(n_passages=5)
+    got = "".join(f.feed(c) for c in chunks) + f.flush()
+    assert got.replace(" .", ".") == want or got == want, got
