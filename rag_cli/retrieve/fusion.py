@@ -37,15 +37,7 @@ def rrf(ranked: dict[str, list[Hit]], *, k: int = 60, weights: dict[str, float] 
             raw.setdefault(key, {})[name] = hit.score
             if key not in best or rank < best[key][0]:
                 best[key] = (rank, hit)
-    order = sorted(scores, key=lambda key: (-scores[key], best[key][0]))
-    out = []
-    for key in order[:limit] if limit else order:
-        hit = best[key][1]
-        extra = dict(hit.extra)
-        extra["sources"] = sources[key]
-        extra["source_scores"] = raw[key]
-        out.append(replace(hit, score=round(scores[key], 6), source="+".join(sources[key]), extra=extra))
-    return out
+    return _emit(scores, best, sources, raw, limit)
 
 
 def dedupe(hits: list[Hit]) -> list[Hit]:
