@@ -1,5 +1,5 @@
 """Chunking without orphans: chunk counts and retrieval quality, this tree against a baseline tree
-(default: the commit before the chunker change), measured in the same run.
+(default: the last commit with the old chunker, version 2), measured in the same run.
 
 For each tree:
 - chunk counts over Cranfield laid out as 1,398 `.txt` files (title line, blank line, abstract) and
@@ -117,7 +117,8 @@ def measure(tree: Path, home: Path, txt: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--baseline", default="HEAD", help="git revision of the baseline tree")
+    # the default is the last commit with chunker version 2 (before "Federation and chunking (issue 15)")
+    ap.add_argument("--baseline", default="5d5912f^", help="git revision of the baseline tree")
     args = ap.parse_args()
     txt = cranfield_txt(CACHE / "cranfield_txt")
     results = {}

@@ -3,11 +3,11 @@ served by its own `rag serve` on 127.0.0.1 as a `type = "rag"` source, against o
 whole corpus, in the same run (same model, same chunker, hybrid, k = 10).
 
 Reports nDCG@10 of both, and the share of top-10 hits that came from remote shards (they hold about
-(N-1)/N of the documents). With --http, the remote shards are also searched through plain
+(N-1)/N of the documents). Unless --no-http, the remote shards are also searched through plain
 `type = "http"` sources: a small aiohttp server in this script that answers raw BM25 scores (its own
 scale) over the shard's documents.
 
-Usage: python bench/federated.py [--shards 2 3] [--corpus ../shared/eval/cranfield] [--http]
+Usage: python bench/federated.py [--shards 2 3] [--corpus ../shared/eval/cranfield] [--no-http]
 """
 
 from __future__ import annotations
@@ -195,7 +195,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, default=CRANFIELD)
     ap.add_argument("--shards", type=int, nargs="+", default=[2, 3])
-    ap.add_argument("--http", action="store_true", help="also measure remote shards behind raw-BM25 http sources")
+    ap.add_argument(
+        "--no-http", dest="http", action="store_false", help="skip the remote shards behind raw-BM25 http sources"
+    )
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
