@@ -24,6 +24,7 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/rag index sample_corpus --index demo
 	$(BIN)/rag ask "How many bits per weight does the Q4_K_M quantisation use?" --index demo
+	@echo "The demo index is in $(RAG_HOME). Use it with: RAG_HOME=$(RAG_HOME) $(BIN)/rag search QUERY --index demo" >&2
 
 test: install
 	$(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
