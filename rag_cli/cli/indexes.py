@@ -70,7 +70,20 @@ def info_cmd(name: Annotated[str, typer.Argument(help="Index name.")] = "default
         env.json(info)
         return
     for k, v in info.items():
-        env.out(f"{k}: {v}")
+        env.out(f"{k}: {_human(k, v)}")
+
+
+def _human(key: str, value: object) -> str:
+    """A value of `indexes info` as a person reads it: dates, sizes, nested tables flattened."""
+    import datetime as dt
+
+    if key.endswith("_at") and isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    if key == "bytes" and isinstance(value, int | float):
+        return f"{value / 1e6:.1f} MB"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} ({_human(str(k), v)})" if isinstance(v, dict) else f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 @indexes_app.command("drop")

@@ -38,20 +38,23 @@ def render_degraded(env: Env, result: SearchResult) -> None:
 
 
 def render_hits(env: Env, result: SearchResult) -> None:
+    """Hits for a person: the location on a line of its own, never wrapped or cut by rag (so
+    `path:line` can be copied whole), the heading trail, then the passage; no fusion score (it means
+    nothing to a reader), but the source when the hit is not from the local index."""
     if env.stdout_tty:
-        from rich.table import Table
+        from rich.padding import Padding
+        from rich.text import Text
 
-        table = Table(show_header=True, header_style="bold", expand=True)
-        table.add_column("#", justify="right", width=3)
-        table.add_column("score", justify="right", width=7)
-        table.add_column("where", overflow="fold", ratio=2)
-        table.add_column("passage", overflow="fold", ratio=5)
+        con = env.console("stdout")
         for i, h in enumerate(result.hits, start=1):
-            where = h.url or rel(h.location)
-            head = " > ".join(h.heading)
-            cell = clean(where + (f"\n{head}" if head else ""))
-            table.add_row(str(i), f"{h.score:.3f}", cell, clean(snippet(h.text, 240)))
-        env.console("stdout").print(table)
+            where = Text(f"{i:>2}. ", style="bold")
+            where.append(clean(h.url or rel(h.location)), style="bold cyan")
+            if h.heading:
+                where.append("  " + clean(" > ".join(h.heading)), style="dim")
+            if h.source not in ("dense", "bm25", "dense+bm25", "bm25+dense"):
+                where.append(f"  ({clean(h.source)})", style="magenta")
+            con.print(where, soft_wrap=True)
+            con.print(Padding(Text(clean(snippet(h.text, 240))), (0, 0, 0, 4)))
         return
     for i, h in enumerate(result.hits, start=1):
         where = h.url or rel(h.location)
@@ -99,7 +102,14 @@ def search_cmd(
             runtime.loop_lag.reset()  # report the lag of the query, not of start-up
             return await r.search(query)
 
-    result = runtime.run(go(), workers=settings.effective_workers())
+    from ..errors import RagError
+
+    try:
+        result = runtime.run(go(), workers=settings.effective_workers())
+    except RagError as exc:  # a script reading --json gets an object for every failure, as from `ask --json`
+        if json_out:
+            env.json({"query": query, "hits": [], "error": exc.message, "exit_code": exc.exit_code})
+        raise
     render_degraded(env, result)
     if json_out:
         out = result.to_dict()

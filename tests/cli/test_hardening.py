@@ -285,3 +285,19 @@ def test_chat_ctrl_c_stops_the_answer_not_the_chat(sample_home: Path) -> None:
     text = plain(screen)
     assert code == 0, text[-2000:]
     assert "(answer interrupted)" in text and "Traceback" not in text
+
+
+def test_search_on_a_terminal_keeps_locations_whole(tmp_path: Path) -> None:
+    """Issue 21, 6: at 80 columns the table broke `path:line` mid-number and mid-path, and showed raw
+    fusion scores (0.039)."""
+    root = tmp_path / "docs"
+    deep = root / "a-rather-long-folder-name" / "and-another-long-folder-name" / "nested"
+    write(deep / "the-document-with-a-long-name.md", "# Title\n\nIntro.\n\n## Part\n\n" + "Wombats dig. " * 30 + "\n")
+    home = tmp_path / "home"
+    assert run_cli("index", str(root), env=env_for(home)).returncode == 0
+    code, screen = run_pty("search", "wombats dig", "-k", "2", env=env_for(home), cols=80)
+    assert code == 0, screen
+    text = screen.decode()
+    location = str(deep / "the-document-with-a-long-name.md") + ":"
+    assert location in text, text  # one run of bytes: no line break inside the path
+    assert re.search(r"\b0\.0\d\d\b", text) is None  # no fusion score

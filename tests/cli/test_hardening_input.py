@@ -305,3 +305,17 @@ def test_offline_run_works_without_any_network(sample_home: Path) -> None:
                          text=True, env=env, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["answer"]
+
+
+def test_search_json_error_object_and_readable_info(indexed: Path) -> None:
+    """Issue 21, 10: `search --json` printed nothing for a missing index (ask --json printed an object);
+    `indexes info` printed a raw epoch and a Python dict."""
+    out = run_cli("search", "x", "--json", "-i", "nope", env=env_for(indexed))
+    assert out.returncode == 3
+    obj = json.loads(out.stdout)
+    assert obj["hits"] == [] and obj["exit_code"] == 3 and "nope" in obj["error"]
+    info = run_cli("indexes", "info", env=env_for(indexed))
+    assert info.returncode == 0
+    assert "{" not in info.stdout and "'" not in info.stdout
+    updated = next(ln for ln in info.stdout.splitlines() if ln.startswith("updated_at:"))
+    assert "-" in updated and ":" in updated.split(": ", 1)[1]
