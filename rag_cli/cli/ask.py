@@ -86,12 +86,24 @@ class Renderer:
         self.show_timings = show_timings
         self.text = ""
         self.live: Any = None
+        self.status: Any = None
         self.sources: list[dict[str, Any]] = []
 
     def __enter__(self) -> Renderer:
+        # on a terminal, a transient status on stderr fills the wait before the first token (retrieval,
+        # loading the model, reading the passages); it is gone once tokens flow
+        if self.tty and self.env.stderr_tty:
+            self.status = self.env.console("stderr").status("searching the index and loading the model…")
+            self.status.start()
         return self
 
+    def _quiet(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
     def __exit__(self, *exc: object) -> None:
+        self._quiet()
         if self.live is not None:
             self.live.stop()
             self.live = None
@@ -101,7 +113,11 @@ class Renderer:
     def event(self, ev: Any) -> None:
         if ev.kind == "sources":
             self.sources = ev.data
-        elif ev.kind == "token":
+            if self.status is not None:
+                self.status.update(f"reading {len(ev.data)} passages…")
+            return
+        self._quiet()
+        if ev.kind == "token":
             self.text += ev.data
             if self.tty:
                 if self.live is None:

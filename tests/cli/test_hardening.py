@@ -301,3 +301,17 @@ def test_search_on_a_terminal_keeps_locations_whole(tmp_path: Path) -> None:
     location = str(deep / "the-document-with-a-long-name.md") + ":"
     assert location in text, text  # one run of bytes: no line break inside the path
     assert re.search(r"\b0\.0\d\d\b", text) is None  # no fusion score
+
+
+@pytest.mark.slow
+def test_ask_shows_a_transient_status_while_waiting(sample_home: Path) -> None:
+    """Issue 21, 4: 5-7 s of blank screen before the first token. A status on stderr fills the wait
+    and is erased once the answer streams; off a terminal nothing of it is written."""
+    q = "How many bits per weight does the Q4_K_M quantisation use?"
+    code, screen = run_pty("ask", q, "--max-tokens", "24", env={"RAG_HOME": str(sample_home)}, timeout=180)
+    text = plain(screen)
+    assert code in (0, 1), text[-1500:]
+    assert "searching the index" in text
+    assert "Sources:" in text or "Passages used" in text
+    out = run_cli("ask", q, "--max-tokens", "24", env={"RAG_HOME": str(sample_home)})
+    assert "searching the index" not in out.stdout + out.stderr
