@@ -77,6 +77,34 @@ def read_context(env: Env, context: str | None, used_stdin: bool) -> str:
 CONTEXT_MAX_BYTES = 4 * 2**20  # --context read at most (a prompt holds a few thousand tokens of it)
 
 
+def _hide_echo(env: Env) -> Any:
+    """Stop the terminal echoing control keys as ``^C`` (returns what to restore, or None off a terminal)."""
+    if not env.stdin_tty:
+        return None
+    try:
+        import termios
+
+        fd = env.stdin.fileno()
+        old = termios.tcgetattr(fd)
+        new = list(old)
+        new[3] &= ~getattr(termios, "ECHOCTL", 0)
+        termios.tcsetattr(fd, termios.TCSANOW, new)
+        return fd, old
+    except (ImportError, OSError, ValueError, AttributeError):
+        return None
+
+
+def _restore_echo(saved: Any) -> None:
+    if saved is None:
+        return
+    import termios
+
+    try:
+        termios.tcsetattr(saved[0], termios.TCSANOW, saved[1])
+    except (OSError, ValueError):
+        pass
+
+
 class Renderer:
     """Renders answer events for a terminal (live Markdown) or a pipe (plain text, flushed)."""
 
@@ -87,6 +115,7 @@ class Renderer:
         self.text = ""
         self.live: Any = None
         self.status: Any = None
+        self._echo: Any = None
         self.sources: list[dict[str, Any]] = []
 
     def __enter__(self) -> Renderer:
@@ -105,10 +134,26 @@ class Renderer:
     def __exit__(self, *exc: object) -> None:
         self._quiet()
         if self.live is not None:
-            self.live.stop()
-            self.live = None
+            self._stop_live()
         elif self.text and not self.text.endswith("\n"):
             self.env.out("")
+
+    def _start_live(self) -> None:
+        from rich.live import Live
+
+        # no "^C" echo while the answer redraws in place: it would move the cursor under Rich, whose
+        # last redraw then repeats the first lines of the partial answer
+        self._echo = _hide_echo(self.env)
+        self.live = Live(console=self.env.console("stdout"), refresh_per_second=12, transient=False)
+        self.live.start()
+
+    def _stop_live(self) -> None:
+        try:
+            self.live.stop()
+        finally:
+            self.live = None
+            _restore_echo(self._echo)
+            self._echo = None
 
     def event(self, ev: Any) -> None:
         if ev.kind == "sources":
@@ -121,10 +166,7 @@ class Renderer:
             self.text += ev.data
             if self.tty:
                 if self.live is None:
-                    from rich.live import Live
-
-                    self.live = Live(console=self.env.console("stdout"), refresh_per_second=12, transient=False)
-                    self.live.start()
+                    self._start_live()
                 from rich.markdown import Markdown
 
                 self.live.update(Markdown(clean(self.text)))
@@ -137,8 +179,7 @@ class Renderer:
 
     def done(self, result: Any) -> None:
         if self.live is not None:
-            self.live.stop()
-            self.live = None
+            self._stop_live()
         elif self.text and not self.text.endswith("\n"):
             self.env.out("")
         self.text = ""
