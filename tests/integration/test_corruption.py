@@ -38,7 +38,9 @@ def test_truncated_faiss_detected_then_repaired(tmp_path: Path) -> None:
     vec.write_bytes(vec.read_bytes()[:100])
     out = search(env)
     assert out.returncode == 4 and "damaged" in out.stderr and "rag index PATH" in out.stderr
-    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert "Traceback" not in out.stderr
+    failed = json.loads(out.stdout)  # --json: an error object, no results
+    assert failed["hits"] == [] and failed["exit_code"] == 4 and "damaged" in failed["error"]
     # a plain re-index rebuilds the vector file from the database
     assert run_cli("index", str(docs), env=env).returncode == 0
     assert search(env).returncode == 0

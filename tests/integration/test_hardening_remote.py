@@ -138,6 +138,7 @@ def stop(s: Served) -> None:
 def test_token_server_does_not_break_local_clients(hash_index: Path, tmp_path: Path) -> None:
     s = start_serve(hash_index, tmp_path, "--token", "tok-123", env=HASH)
     try:
+        wait_registered(hash_index)
         env = {"RAG_HOME": str(hash_index), **HASH}
         out = run_cli("search", "aardvarks", "--json", env=env)  # no RAG_SERVE_TOKEN: the registration's
         assert out.returncode == 0, out.stderr
@@ -148,6 +149,13 @@ def test_token_server_does_not_break_local_clients(hash_index: Path, tmp_path: P
         assert "Traceback" not in out.stderr + wrong.stderr
     finally:
         stop(s)
+
+
+def wait_registered(home: Path) -> list[Path]:
+    deadline = time.monotonic() + 30  # the registration is written just after "listening" is logged
+    while not (regs := list((home / "run").glob("serve-*.json"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return regs
 
 
 def test_serve_port_in_use_and_bad_host_are_one_line(hash_index: Path) -> None:
@@ -231,7 +239,7 @@ def test_serve_waits_for_nothing_after_sigterm(hash_index: Path, tmp_path: Path)
 def test_registration_is_private(hash_index: Path, tmp_path: Path) -> None:
     s = start_serve(hash_index, tmp_path, "--token", "tok-123", env=HASH)
     try:
-        regs = list((hash_index / "run").glob("serve-*.json"))
+        regs = wait_registered(hash_index)
         assert len(regs) == 1 and regs[0].stat().st_mode & 0o077 == 0
         assert (hash_index / "run").stat().st_mode & 0o077 == 0
     finally:
