@@ -105,6 +105,13 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     if state and not rebuild and state.hash == digest:
         return Same(found, st.st_size, st.st_mtime_ns)
+    return _load(found, st.st_size, st.st_mtime_ns, digest, data, count, cfg)
+
+
+def _load(found: Found, size: int, mtime_ns: int, digest: str, data: bytes, count: Counter,
+          cfg: ChunkerConfig) -> Prepared | Skip:  # fmt: skip
+    """Load and chunk a whole file's bytes; any loader failure is a Skip with its reason."""
+    path = found.path
     try:
         docs = load_bytes(str(path), data)
     except SkipFile as exc:
@@ -116,8 +123,7 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
     chunks = _chunks(docs, count, cfg, 0)
     if not chunks:
         return Skip(found, "empty: no text")
-    notes = [n for d in docs for n in d.notes]
-    return Prepared(found, st.st_size, st.st_mtime_ns, digest, docs[0].kind, chunks, notes)
+    return Prepared(found, size, mtime_ns, digest, docs[0].kind, chunks, [n for d in docs for n in d.notes])
 
 
 def _chunks(docs: list[Document], count: Counter, cfg: ChunkerConfig, first_ordinal: int) -> list[Chunk]:
@@ -184,18 +190,7 @@ class SegmentedFile:
         assert self.fh is not None
         self.fh.seek(0)
         data = self.fh.read(self.max_bytes + 1)
-        found = self.big.found
-        try:
-            docs = load_bytes(str(found.path), data)
-        except SkipFile as exc:
-            return Skip(found, exc.reason)
-        except Exception as exc:
-            return Skip(found, f"unreadable: {type(exc).__name__}: {str(exc)[:120]}")
-        chunks = _chunks(docs, self.count, self.cfg, 0)
-        if not chunks:
-            return Skip(found, "empty: no text")
-        return Prepared(found, self.big.size, self.big.mtime_ns, self.hash, docs[0].kind, chunks,
-                        [n for d in docs for n in d.notes])  # fmt: skip
+        return _load(self.big.found, self.big.size, self.big.mtime_ns, self.hash, data, self.count, self.cfg)
 
     def close(self) -> None:
         if self.fh is not None:

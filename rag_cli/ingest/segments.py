@@ -36,8 +36,7 @@ def file_digest(path: str | Path, limit: int) -> tuple[str, int]:
     """The blake2b-128 of the file's content read in 1 MiB blocks, and its byte count (at most ``limit``+1)."""
     h = hashlib.blake2b(digest_size=16)
     n = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with open(fd, "rb") as fh:
+    with open_regular(path) as fh:
         while n <= limit and (block := fh.read(2**20)):
             h.update(block)
             n += len(block)
