@@ -89,7 +89,8 @@ class Settings:
     retrieve_timeout: float = 2.0
     retrieve_rrf_k: int = 60
     # RRF weights per source (others: 1.0); BM25 1.5 measured best across Cranfield and sample_corpus (bench/tune.py)
-    retrieve_weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "bm25": 1.5})
+    retrieve_weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "bm25": 1.0})
+    retrieve_fusion: str = "zscore"  # zscore: both scores of every candidate, standardised; rrf: ranks
     retrieve_bm25_columns: list[float] = field(default_factory=lambda: [2.0, 2.0, 1.0])  # title, heading, body
     # serve and chat score BM25 in memory for indexes up to this many chunks (postings ~110 MiB per 100k
     # chunks of ~120 words, loaded in the background per generation), else FTS5 scores; 0: never (bench/keyword.py)
@@ -329,6 +330,8 @@ def validate(settings: Settings) -> None:
     for key, w in settings.retrieve_weights.items():
         if not (math.isfinite(w) and w >= 0):
             raise ConfigError(f"setting 'retrieve_weights': weight of {key!r} must be a number >= 0, not {w!r}")
+    if settings.retrieve_fusion not in ("zscore", "rrf"):
+        raise ConfigError(f"setting 'retrieve_fusion' must be zscore or rrf, not {settings.retrieve_fusion!r}")
     if settings.server not in ("auto", "off", "none", ""):
         check_url("--server", settings.server)
     check_url("llm base URL (--base-url, [llm] base_url)", settings.llm_base_url)

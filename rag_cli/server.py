@@ -3,7 +3,7 @@
 Routes::
 
     GET  /search?q=...&k=10&mode=hybrid     same JSON as `rag search --json`
-    POST /search  {"query": ..., "k": ..., "mode": ..., "timeout": ...}
+    POST /search  {"query": ..., "k": ..., "mode": ..., "timeout": ..., "candidates": ...}
     GET  /healthz                           liveness and index summary (no auth)
     GET  /metrics                           Prometheus text format
 
@@ -153,10 +153,13 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
             if request.method == "POST":
                 body = await read_json(request, settings.serve_max_body_kb)
                 query, k, mode, timeout = body.get("query"), body.get("k"), body.get("mode"), body.get("timeout")
+                candidates = body.get("candidates")
             else:
                 q = request.query
                 query, k, mode, timeout = q.get("q") or q.get("query"), q.get("k"), q.get("mode"), q.get("timeout")
+                candidates = q.get("candidates")
             query, k, mode, timeout = _validate(settings, query, k, mode, timeout)
+            cand = None if candidates is None else _count(settings, "candidates", candidates)
         except UsageError as exc:
             return _error(400, exc.message)
         except _HttpError as exc:
@@ -169,7 +172,7 @@ def create_app(settings: Settings, retrieval: Retrieval) -> web.Application:
             state["inflight"] += 1
             metrics.inflight.set(state["inflight"])
             try:
-                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout)
+                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand)
             except AllSourcesFailed as exc:
                 return _json({"query": query, "mode": mode, "hits": [], "error": exc.message,
                               "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]}, 503)  # fmt: skip
@@ -258,14 +261,7 @@ def _validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -
         query.encode("utf-8")
     except UnicodeEncodeError:
         raise UsageError("query is not valid Unicode (a lone surrogate)") from None
-    if isinstance(k, bool) or (isinstance(k, float) and not k.is_integer()):
-        raise UsageError("k must be an integer")
-    try:
-        k_val = int(k) if k is not None else settings.retrieve_k
-    except (TypeError, ValueError, OverflowError):
-        raise UsageError("k must be an integer") from None
-    if not 1 <= k_val <= settings.serve_max_k:
-        raise UsageError(f"k must be between 1 and {settings.serve_max_k}")
+    k_val = _count(settings, "k", k if k is not None else settings.retrieve_k)
     mode_val = mode or settings.retrieve_mode
     if mode_val not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}")
@@ -276,6 +272,19 @@ def _validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -
     if t is not None and not 0 < t <= 60:
         raise UsageError("timeout must be between 0 and 60 seconds")
     return query, k_val, mode_val, t
+
+
+def _count(settings: Settings, name: str, value: Any) -> int:
+    """``k`` or ``candidates``: an integer from 1 to ``[serve] max_k``."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise UsageError(f"{name} must be an integer")
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{name} must be an integer") from None
+    if not 1 <= n <= settings.serve_max_k:
+        raise UsageError(f"{name} must be between 1 and {settings.serve_max_k}")
+    return n
 
 
 SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from .breaker import CircuitBreaker
 from .fusion import dedupe, fuse
 
 MODES = ("dense", "bm25", "hybrid")
+Completer = Callable[[QueryContext, list[Hit]], Awaitable[None]]
 
 
 @dataclass
@@ -59,8 +60,13 @@ class _Outcome:
 class FanOut:
     def __init__(self, sources: Sequence[Source], *, default_timeout: float = 2.0, rrf_k: int = 60,
                  breaker_failures: int = 3, breaker_cooldown: float = 30.0,
-                 observer: Callable[[str, float, str | None], None] | None = None) -> None:  # fmt: skip
+                 observer: Callable[[str, float, str | None], None] | None = None,
+                 fusion: str = "zscore", complete: Completer | None = None) -> None:  # fmt: skip
+        """``complete`` (the local index): fills in each local candidate's score by the other method
+        before fusion, so every candidate is judged on both."""
         self.sources = list(sources)
+        self.fusion = fusion
+        self.complete = complete
         self.observer = observer  # called with (source, ms, failure reason or None) after every source call
         self.default_timeout = default_timeout
         self.rrf_k = rrf_k
@@ -119,13 +125,23 @@ class FanOut:
             raise AllSourcesFailed(f"no source available for mode {mode!r}")
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
         ctx = QueryContext(query=query, k=fetch)
+        timings: dict[str, float] = {}
         try:
             outcomes = await asyncio.gather(*(self._one(s, ctx, timeout) for s in chosen))
+            local = {o.source.kind: o.hits for o in outcomes if o.reason is None and o.source.kind in ("dense", "bm25")}
+            if self.complete is not None and self.fusion == "zscore" and len(local) == 2:
+                t1 = time.perf_counter()
+                try:
+                    async with asyncio.timeout(self.default_timeout):
+                        await self.complete(ctx, [h for hits in local.values() for h in hits or []])
+                except (TimeoutError, SourceError):
+                    pass  # fusion counts a score it does not know as the lowest of its pool
+                timings["complete"] = round((time.perf_counter() - t1) * 1000, 3)
         finally:
             ctx.cancel()
         degraded = [Degradation(o.source.name, o.reason) for o in outcomes if o.reason is not None]
         ok = [o for o in outcomes if o.reason is None]
-        timings = {f"source.{o.source.name}": round(o.ms, 2) for o in outcomes}
+        timings.update({f"source.{o.source.name}": round(o.ms, 2) for o in outcomes})
         if not ok:
             detail = "; ".join(f"{d.source}: {d.reason}" for d in degraded)
             err = AllSourcesFailed(
@@ -139,7 +155,8 @@ class FanOut:
         else:
             weights = {o.source.name: o.source.weight for o in ok}
             kinds = {o.source.name: o.source.kind for o in ok}
-            hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=k)
+            hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=k,
+                        method=self.fusion)  # fmt: skip
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
         runtime.timings.record("retrieve", timings["total"])

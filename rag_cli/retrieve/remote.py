@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -93,8 +94,6 @@ def _retry_after(value: str | None) -> float | None:
 
 def _number(source: str, key: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> float:
     """A source's numeric setting, range-checked: a ConfigError names the source and the key."""
-    import math
-
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not lo <= value <= hi or (integer and value != int(value)):
         kind = "a whole number" if integer else "a number"
@@ -298,7 +297,9 @@ class RagSource(HttpSource):
         token = spec.get("token")
         if token:
             full["headers"] = {**(spec.get("headers") or {}), "Authorization": f"Bearer {token}"}
-        full["body"] = {"query": "{query}", "k": "{k}", **({"mode": spec["mode"]} if "mode" in spec else {})}
+        # as many candidates a method as we take ourselves, so its standardised scores are on our footing
+        full["body"] = {"query": "{query}", "k": "{k}", "candidates": "{k}",
+                        **({"mode": spec["mode"]} if "mode" in spec else {})}  # fmt: skip
         super().__init__(full, settings, services)
 
     def _hit(self, item: dict[str, Any]) -> Hit | None:
@@ -306,10 +307,11 @@ class RagSource(HttpSource):
         if not isinstance(text, str) or not text.strip():
             return None
         hit = Hit.from_dict(item, source=self.name, keep_extra=False)
-        per = item.get("source_scores")
-        if isinstance(per, dict):  # the other index's per-method scores: fusion pools them with ours
-            hit.extra["source_scores"] = {str(m): float(v) for m, v in per.items()
-                                          if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
+        for key in ("source_scores", "standard_scores"):  # the other index's per-method scores: fusion
+            per = item.get(key)  # pools them with ours
+            if isinstance(per, dict):
+                hit.extra[key] = {str(m): float(v) for m, v in per.items()
+                                  if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}  # fmt: skip
         return hit
 
 

@@ -17,7 +17,8 @@ from ..embed import base as embed_base
 from ..errors import ConfigError
 from ..store import layout
 from ..store.reader import IndexReader
-from .base import Source, create
+from ..types import Hit
+from .base import QueryContext, Source, create
 from .fanout import FanOut, SearchResult
 from .local import BM25Source, DenseSource
 
@@ -95,8 +96,27 @@ class Retrieval:
             rrf_k=s.retrieve_rrf_k,
             breaker_failures=s.retrieve_breaker_failures,
             breaker_cooldown=s.retrieve_breaker_cooldown,
+            fusion=s.retrieve_fusion,
+            complete=self._complete if self.reader is not None else None,
         )
         return self
+
+    async def _complete(self, ctx: QueryContext, hits: list[Hit]) -> None:
+        """Give every local candidate both scores: the cosine of a BM25-only hit, the BM25 score of a
+        dense-only hit (0.0 if it does not match), into ``extra["source_scores"]``."""
+        reader = self.reader
+        assert reader is not None
+        vec = ctx.result("embedding")  # dense search computed it
+        ids = sorted({h.chunk_id for h in hits if h.chunk_id is not None})
+
+        def run() -> dict[int, dict[str, float]]:
+            with reader.snapshot():
+                return reader.scores_for(ids, vec, ctx.query, self.bm25_columns)
+
+        scores = await runtime.run_blocking(run, stage="complete_scores")
+        for h in hits:
+            if h.chunk_id is not None:
+                h.extra["source_scores"] = scores.get(h.chunk_id, {})
 
     async def warm(self) -> None:
         """Load the embedding model now and start loading BM25 postings into memory (``rag serve`` at start)."""
@@ -120,11 +140,12 @@ class Retrieval:
 
     # -- queries ----------------------------------------------------------------------
     async def search(self, query: str, k: int | None = None, mode: str | None = None,
-                     timeout: float | None = None) -> SearchResult:  # fmt: skip
+                     timeout: float | None = None, candidates: int | None = None) -> SearchResult:  # fmt: skip
+        """``candidates``: taken from each method before fusion (default max(3k, 30))."""
         assert self.fanout is not None, "call open() first"
         mode = mode or self.settings.retrieve_mode
         await self.prepare(mode)
-        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout)
+        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates)
 
     async def prepare(self, mode: str | None = None) -> None:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""

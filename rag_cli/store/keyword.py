@@ -123,6 +123,29 @@ class MemoryBM25:
         """Top ``k`` (chunk id, score) for an OR of single-term phrases, best first (ties by id)."""
         import numpy as np
 
+        scores, found, matched = self._score(phrases)
+        if not matched or k <= 0:
+            return []
+        hit = np.flatnonzero(found)
+        if len(hit) > k:
+            hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
+        top = sorted(zip((-scores[hit]).tolist(), self.ids[hit].tolist(), strict=True))
+        return [(cid, -neg) for neg, cid in top]
+
+    def score_ids(self, phrases: list[tuple[str, ...]], ids: list[int]) -> dict[int, float]:
+        """The score of each of ``ids`` that matches (as FTS5's ``bm25()`` would give it)."""
+        import numpy as np
+
+        scores, found, _ = self._score(phrases)
+        want = np.asarray(sorted(set(ids)), dtype=np.int64)
+        where = np.searchsorted(self.ids, want)
+        ok = where < self.rows
+        ok[ok] = self.ids[where[ok]] == want[ok]
+        return {int(c): float(scores[w]) for c, w in zip(want[ok], where[ok], strict=True) if found[w]}
+
+    def _score(self, phrases: list[tuple[str, ...]]) -> tuple[Any, Any, bool]:
+        import numpy as np
+
         scores = np.zeros(self.rows, dtype=np.float64)
         found = np.zeros(self.rows, dtype=bool)  # rows that match (a zero column weight can score 0)
         matched = False
@@ -138,13 +161,7 @@ class MemoryBM25:
             scores[d] += idf * ((f * (K1 + 1.0)) / (f + self._norm[d]))
             found[d] = True
             matched = True
-        if not matched or k <= 0:
-            return []
-        hit = np.flatnonzero(found)
-        if len(hit) > k:
-            hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]
-        top = sorted(zip((-scores[hit]).tolist(), self.ids[hit].tolist(), strict=True))
-        return [(cid, -neg) for neg, cid in top]
+        return scores, found, matched
 
 
 def _sequential_sums(values: Any, begin: Any) -> Any:

@@ -152,7 +152,7 @@ class IndexReader:
         with self._lock:
             if gen == self.generation and self.index is not None:
                 return self.index
-        index = vectors.read_index(layout.vectors_file(self.data_dir, gen))
+        index = vectors.with_lookup(vectors.read_index(layout.vectors_file(self.data_dir, gen)))
         if index.ntotal != count:
             raise IndexCorrupt(f"index is inconsistent: {index.ntotal} vectors for {count} chunks", hint=REPAIR)
         with self._lock:
@@ -229,6 +229,44 @@ class IndexReader:
             (*w, _match(words), k),
         )
         return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def scores_for(self, ids: list[int], query_vec: Any, query: str,
+                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> dict[int, dict[str, float]]:  # fmt: skip
+        """Both methods' scores of the chunks ``ids``: ``{"dense": cosine, "bm25": score}``, BM25 0.0 for
+        a chunk that does not match (as ranking by ``bm25()`` leaves it out). Fusion needs both scores of
+        every candidate, not only of those in each method's own top list."""
+        import numpy as np
+
+        index = getattr(self._local, "pinned", None) or self.index
+        out: dict[int, dict[str, float]] = {i: {} for i in ids}
+        if index is not None and ids and query_vec is not None:
+            q = np.asarray(query_vec, dtype=np.float32).reshape(-1)
+            for i in ids:
+                vec = vectors.reconstruct(index, i)
+                if vec is not None:
+                    out[i]["dense"] = float(vec @ q)
+        words = query_words(query)
+        if not words or not ids:
+            return out
+        w = (float(weights[0]), float(weights[1]), float(weights[2]))
+        memory = self.bm25_memory(w)
+        scored: dict[int, float] | None = None
+        if memory is not None:
+            assert self._tokenizer is not None
+            phrases = [self._tokenizer.terms(word) for word in words]
+            if all(len(p) == 1 for p in phrases):
+                scored = memory.score_ids(phrases, ids)
+        if scored is None:  # one pass over the matches (an ``IN`` on the FTS table runs the match per id)
+            marks = ",".join("?" * len(ids))
+            rows = self._conn().execute(
+                "WITH m AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts "
+                f"WHERE chunks_fts MATCH ?) SELECT r, s FROM m WHERE r IN ({marks})",
+                (*w, _match(words), *ids),
+            )
+            scored = {int(r[0]): -float(r[1]) for r in rows}
+        for i in ids:
+            out[i]["bm25"] = scored.get(i, 0.0)
+        return out
 
     # -- BM25 from memory ------------------------------------------------------------
     def bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:

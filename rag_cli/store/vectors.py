@@ -61,6 +61,23 @@ def build_ivf(xb: Any, ids: Any, nprobe: int, seed: int = 1234) -> Any:
     return index
 
 
+def reconstruct(index: Any, chunk_id: int) -> Any:
+    """The stored vector of ``chunk_id``, or None if the index does not hold it (an IVF index needs
+    :func:`with_lookup` first)."""
+    try:
+        return index.reconstruct(int(chunk_id))
+    except RuntimeError:
+        return None
+
+
+def with_lookup(index: Any) -> Any:
+    """``index``, able to look vectors up by id: IVF lists get a hashed direct map (a few bytes a vector)."""
+    if is_ivf(index):
+        f = faiss()
+        f.extract_index_ivf(index).set_direct_map_type(f.DirectMap.Hashtable)
+    return index
+
+
 def flat_contents(index: Any) -> tuple[Any, Any]:
     """(vectors, ids) of a flat ``IndexIDMap2`` index."""
     f = faiss()

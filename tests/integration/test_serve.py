@@ -90,6 +90,11 @@ def test_search_get_and_post_match_cli_contract(served: Served) -> None:
     assert {"rank", "score", "path", "title", "text", "chunk_id", "source"} <= set(data["hits"][0])
     status, post = served.request("/search", {"query": "reciprocal rank fusion", "k": 3, "mode": "bm25"})
     assert status == 200 and post["mode"] == "bm25" and len(post["hits"]) == 3
+    # hybrid: both scores and their standardised values for every hit (what a federating rag fuses)
+    status, hyb = served.request("/search", {"query": "reciprocal rank fusion", "k": 8, "candidates": 4})
+    assert status == 200 and 4 <= len(hyb["hits"]) <= 8  # the union of 4 candidates a method
+    for h in hyb["hits"]:
+        assert set(h["source_scores"]) == {"dense", "bm25"} and set(h["standard_scores"]) == {"dense", "bm25"}
 
 
 def test_auth(served: Served) -> None:
@@ -117,6 +122,8 @@ def wait_bm25_memory(served: Served) -> None:
         ("/search", {"query": "x" * 2500}, None, 400),
         ("/search", {"query": ""}, None, 400),
         ("/search", {"query": "x", "mode": "weird"}, None, 400),
+        ("/search", {"query": "x", "candidates": 0}, None, 400),
+        ("/search", {"query": "x", "candidates": "many"}, None, 400),
         ("/search", None, b"{nope", 400),
         ("/search", None, b'{"query": "' + b"x" * 10_000 + b'"}', 413),
         ("/nowhere", None, None, 404),

@@ -79,10 +79,16 @@ def local(key: str, score: float, source: str) -> Hit:
     return Hit(text=key, score=score, source=source, path=f"/d/{key}.md", chunk_id=hash(key) % 1000)
 
 
-def test_fuse_local_only_is_weighted_rrf_of_the_two_methods() -> None:
+def test_fuse_rrf_local_only_is_weighted_rrf_of_the_two_methods() -> None:
     dense = [local("a", 0.9, "dense"), local("b", 0.8, "dense")]
     bm25 = [local("b", 7.0, "bm25"), local("c", 5.0, "bm25")]
-    out = fuse({"dense": dense, "bm25": bm25}, {"dense": "dense", "bm25": "bm25"}, {"dense": 1.0, "bm25": 1.5}, k=60)
+    out = fuse(
+        {"dense": dense, "bm25": bm25},
+        {"dense": "dense", "bm25": "bm25"},
+        {"dense": 1.0, "bm25": 1.5},
+        k=60,
+        method="rrf",
+    )
     got = {h.text: h.score for h in out}
     assert got == {"b": round(1 / 62 + 1.5 / 61, 6), "a": round(1 / 61, 6), "c": round(1.5 / 62, 6)}
     assert [h.text for h in out] == ["b", "c", "a"]
@@ -99,13 +105,25 @@ def test_fuse_http_source_is_a_peer_of_the_index() -> None:
         Hit(text="r2", score=3.0, source="wiki", url="http://kb/2"),
     ]
     kinds = {"dense": "dense", "bm25": "bm25", "wiki": "http"}
-    out = fuse({"dense": dense, "bm25": bm25, "wiki": remote}, kinds, {"dense": 1.0, "bm25": 1.5, "wiki": 1.0}, k=60)
+    out = fuse(
+        {"dense": dense, "bm25": bm25, "wiki": remote},
+        kinds,
+        {"dense": 1.0, "bm25": 1.5, "wiki": 1.0},
+        k=60,
+        method="rrf",
+    )
     assert [h.text for h in out] == ["a", "r1", "b", "r2"]
     assert out[0].score == round(1 / 61, 6) and out[1].score == round(1 / 61, 6)
     assert out[1].source == "wiki" and out[1].extra["source_scores"] == {"wiki": 42.0}
     assert out[0].source == "dense+bm25" and out[0].extra["source_scores"] == {"dense": 0.9, "bm25": 9.0}
     # a weight of 2 puts the remote list first
-    out = fuse({"dense": dense, "bm25": bm25, "wiki": remote}, kinds, {"dense": 1.0, "bm25": 1.5, "wiki": 2.0}, k=60)
+    out = fuse(
+        {"dense": dense, "bm25": bm25, "wiki": remote},
+        kinds,
+        {"dense": 1.0, "bm25": 1.5, "wiki": 2.0},
+        k=60,
+        method="rrf",
+    )
     assert [h.text for h in out][:2] == ["r1", "r2"] and out[0].score == round(2 / 61, 6)
 
 
@@ -118,7 +136,13 @@ def test_fuse_rag_shards_pool_by_method_scores() -> None:
              Hit(text="t", score=0.01, source="shard1", path="/x/t.md", chunk_id=6,
                  extra={"source_scores": {"dense": 0.60}})]  # fmt: skip
     kinds = {"dense": "dense", "bm25": "bm25", "shard1": "rag"}
-    out = fuse({"dense": dense, "bm25": bm25, "shard1": shard}, kinds, {"dense": 1.0, "bm25": 1.5, "shard1": 1.0}, k=60)
+    out = fuse(
+        {"dense": dense, "bm25": bm25, "shard1": shard},
+        kinds,
+        {"dense": 1.0, "bm25": 1.5, "shard1": 1.0},
+        k=60,
+        method="rrf",
+    )
     assert [h.text for h in out] == ["s", "a", "t"]
     assert out[0].score == round(1 / 61 + 1.5 / 61, 6) and out[1].score == round(1 / 62 + 1.5 / 62, 6)
     assert out[2].score == round(1 / 63, 6)
@@ -133,9 +157,86 @@ def test_fuse_bm25_of_a_tiny_shard_counts_by_rank() -> None:
     shard = [Hit(text="s", score=0.04, source="kb", path="/x/s.md", chunk_id=1,
                  extra={"source_scores": {"dense": 0.84, "bm25": 7.8e-06}})]  # fmt: skip
     kinds = {"dense": "dense", "bm25": "bm25", "kb": "rag"}
-    out = fuse({"dense": dense, "bm25": bm25, "kb": shard}, kinds, {"dense": 1.0, "bm25": 1.5}, k=60)
+    out = fuse({"dense": dense, "bm25": bm25, "kb": shard}, kinds, {"dense": 1.0, "bm25": 1.5}, k=60, method="rrf")
     # dense: s 1, a 2, b 3; bm25 by rank within each index: a 1, s 2 (rank 1 in its index, lower score), b 3
     assert [h.text for h in out] == ["a", "s", "b"]
     assert out[0].score == round(1 / 62 + 1.5 / 61, 6) and out[1].score == round(1 / 61 + 1.5 / 62, 6)
     # by raw BM25 score the shard's document would rank last there: 1/61 + 1.5/63, below b's 1/63 + 1.5/62
     assert out[1].score > round(1 / 63 + 1.5 / 62, 6)
+
+
+# -- fuse, zscore (the default): both scores of every candidate, standardised ---------------------------
+
+
+def both(key: str, score: float, source: str, dense: float, bm25: float) -> Hit:
+    hit = local(key, score, source)
+    hit.extra["source_scores"] = {"dense": dense, "bm25": bm25}  # as the fan-out completes them
+    return hit
+
+
+LOCAL_KINDS = {"dense": "dense", "bm25": "bm25"}
+
+
+def test_fuse_zscore_hand_computed() -> None:
+    # candidates a (dense .9, bm25 0: no match), b (.8, 7), c (.5, 5)
+    # dense: mean .7333, std .16997 -> z a .98058, b .39223, c -1.37281
+    # bm25:  mean 4, std 2.94392    -> z a -1.35873, b 1.01905, c .33968
+    dense = [both("a", 0.9, "dense", 0.9, 0.0), both("b", 0.8, "dense", 0.8, 7.0)]
+    bm25 = [both("b", 7.0, "bm25", 0.8, 7.0), both("c", 5.0, "bm25", 0.5, 5.0)]
+    out = fuse({"dense": dense, "bm25": bm25}, LOCAL_KINDS, {"dense": 1.0, "bm25": 1.0})
+    assert {h.text: h.score for h in out} == {"b": 0.705641, "a": -0.189076, "c": -0.516565}
+    assert [h.text for h in out] == ["b", "a", "c"]
+    assert out[0].source == "dense+bm25" and out[1].source == "dense" and out[2].source == "bm25"
+    assert out[1].extra["source_scores"] == {"dense": 0.9, "bm25": 0.0}
+    # weights: (w_d z_d + w_b z_b) / (w_d + w_b); BM25 1.5 lifts c above a
+    out = fuse({"dense": dense, "bm25": bm25}, LOCAL_KINDS, {"dense": 1.0, "bm25": 1.5})
+    assert [(h.text, h.score) for h in out] == [("b", 0.768323), ("c", -0.345315), ("a", -0.423007)]
+
+
+def test_fuse_zscore_unknown_score_counts_as_the_lowest() -> None:
+    """Without completion (it failed or timed out) a list's missing hit takes that list's lowest z."""
+    dense = [local("a", 0.9, "dense"), local("b", 0.8, "dense")]
+    bm25 = [local("b", 7.0, "bm25"), local("c", 5.0, "bm25")]
+    out = fuse({"dense": dense, "bm25": bm25}, LOCAL_KINDS, {"dense": 1.0, "bm25": 1.0})
+    assert {h.text: h.score for h in out} == {"a": 0.0, "b": 0.0, "c": -1.0}
+    assert out[-1].text == "c"
+
+
+def trio() -> dict[str, list[Hit]]:
+    dense = [both("a", 0.60, "dense", 0.60, 17.0), both("b", 0.50, "dense", 0.50, 11.0)]
+    bm25 = [both("a", 17.0, "bm25", 0.60, 17.0), both("b", 11.0, "bm25", 0.50, 11.0), both("c", 2.0, "bm25", 0.40, 2.0)]
+    return {"dense": dense, "bm25": bm25}
+
+
+def test_fuse_zscore_pools_dense_across_indexes_and_bm25_within_each() -> None:
+    """Cosines of one model are comparable: standardised over the candidates of every index together
+    (dense z a .650945, b -.390567, c -1.432078, s 1.1717); BM25 within each index (here a 1.13555,
+    b .16222, c -1.29777; a one-document index scores every word near 0, and its one hit gets z 0)."""
+    shard = [Hit(text="s", score=0.04, source="kb", path="/x/s.md", chunk_id=1,
+                 extra={"source_scores": {"dense": 0.65, "bm25": 7.8e-06}})]  # fmt: skip
+    out = fuse({**trio(), "kb": shard}, {**LOCAL_KINDS, "kb": "rag"}, {})
+    assert [(h.text, h.score) for h in out] == [("a", 0.893247), ("s", 0.58585), ("b", -0.114173), ("c", -1.364925)]
+    assert out[1].source == "kb" and out[1].extra["source_scores"] == {"kb.dense": 0.65, "kb.bm25": 7.8e-06}
+
+
+def test_fuse_zscore_takes_a_remote_index_s_own_standardised_bm25() -> None:
+    """A ``rag`` source sends the BM25 z it computed over all of its candidates (we see only its best
+    few: standardising those again would squeeze them)."""
+
+    def remote(z: float) -> Hit:
+        return Hit(text="s", score=0.5, source="kb", path="/x/s.md", chunk_id=1,
+                   extra={"source_scores": {"dense": 0.65, "bm25": 9.0}, "standard_scores": {"bm25": z}})  # fmt: skip
+
+    out = fuse({**trio(), "kb": [remote(2.0)]}, {**LOCAL_KINDS, "kb": "rag"}, {})
+    assert [(h.text, h.score) for h in out] == [("s", 1.58585), ("a", 0.893247), ("b", -0.114173), ("c", -1.364925)]
+    assert out[0].extra["standard_scores"] == {"dense": 1.1717, "bm25": 2.0}
+    out = fuse({**trio(), "kb": [remote(-2.0)]}, {**LOCAL_KINDS, "kb": "rag"}, {})
+    assert [h.text for h in out] == ["a", "b", "s", "c"] and out[2].score == -0.41415
+
+
+def test_fuse_zscore_http_source_is_still_a_peer() -> None:
+    dense = [both("a", 0.9, "dense", 0.9, 9.0), both("b", 0.8, "dense", 0.8, 8.0)]
+    bm25 = [both("a", 9.0, "bm25", 0.9, 9.0), both("b", 8.0, "bm25", 0.8, 8.0)]
+    remote = [Hit(text="r1", score=42.0, source="wiki", url="http://kb/1")]
+    out = fuse({"dense": dense, "bm25": bm25, "wiki": remote}, {**LOCAL_KINDS, "wiki": "http"}, {})
+    assert [h.text for h in out] == ["a", "r1", "b"] and out[0].score == out[1].score == round(1 / 61, 6)
