@@ -1,14 +1,25 @@
-"""Answer latency and quality on sample_corpus/qa.jsonl, per LLM backend, in one run.
+"""Answer quality and latency per backend on the QA sets, the prompt before this change as the baseline,
+all in one run.
 
-- time to first token and tokens/s: `local` (llama.cpp in-process) and `openai` against
-  `python -m llama_cpp.server` with the same GGUF on 127.0.0.1; `none` for reference;
-- whole-process `rag ask` latency (median of several runs);
-- the share of answerable questions whose answer contains an expected fact, and the share of
-  unanswerable ones correctly refused, per backend.
+Sets: `../shared/eval/gitdocs/qa.jsonl` (45 answerable + 8 unanswerable questions over the Git manual)
+and `sample_corpus/qa.jsonl` (22 + 4). Configurations:
+
+- `local`: Gemma 3 270M in-process, evidence sentences in the prompt and every sentence verified (default);
+- `local, before`: the same model with whole passages and no verification (`[answer] evidence = false`,
+  `verify = false`), the prompt of the previous release;
+- `none`: the extractive backend (quotes), with and without evidence;
+- `openai`: `python -m llama_cpp.server` with the same GGUF on 127.0.0.1, through the chat prompt.
+
+Metrics are `rag eval`'s (rag_cli/eval/qa.py): contains, groundedness, citation precision, refusal and
+false refusal; time to the first model token and to the first text shown (verification holds a sentence
+back until it is complete), tokens/s; and whole-process `rag ask` (median of 3) for default and before.
+
+Usage: python bench/answer.py [--sets gitdocs sample] [--configs local before none openai]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -16,14 +27,33 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CACHE, ROOT, median, rag_env, run_rag, write_section
+from bench.common import CACHE, ROOT, SHARED, median, rag_env, run_rag, write_section
 
-QA = ROOT / "sample_corpus" / "qa.jsonl"
+SETS = {
+    "gitdocs": (SHARED / "eval" / "gitdocs" / "html", SHARED / "eval" / "gitdocs" / "qa.jsonl"),
+    "sample": (ROOT / "sample_corpus", ROOT / "sample_corpus" / "qa.jsonl"),
+}
+BEFORE = {"answer_evidence": False, "answer_verify": False, "answer_k": 5}  # the previous defaults
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "local": ("local", {}),
+    "before": ("local", BEFORE),
+    "none": ("none", {}),
+    "none-before": ("none", BEFORE),
+    "openai": ("openai", {}),
+}
+LABELS = {
+    "local": "local: evidence + verification (default)",
+    "before": "local: whole passages, unverified (before)",
+    "none": "none (extractive): evidence + verification",
+    "none-before": "none (extractive): before",
+    "openai": "openai -> llama_cpp.server, same GGUF",
+}
 
 
 def start_llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -44,85 +74,85 @@ def start_llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("llama_cpp.server did not start")
 
 
-def main() -> None:
-    home = CACHE / "home"
-    _, rc, _, err, _ = run_rag(["index", str(ROOT / "sample_corpus"), "--index", "sample"], rag_env(home))
-    assert rc == 0, err
-    os.environ["RAG_HOME"] = str(home)
+def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str, dict[str, Any]]:
     from rag_cli import runtime
-    from rag_cli.answer import answer
     from rag_cli.config import load_settings
-    from rag_cli.errors import NoRelevantPassages
-    from rag_cli.llm.local import packaged_model_path
+    from rag_cli.embed import base as embed_base
+    from rag_cli.eval.metrics import percentile
+    from rag_cli.eval.qa import _one, load, summarize
     from rag_cli.retrieve.service import Retrieval
 
-    qa = [json.loads(line) for line in QA.read_text().splitlines() if line.strip()]
-    server, base = start_llama_server(packaged_model_path())
+    items = load(qa)
+    settings = load_settings(index=index, llm_fallback=[], llm_base_url=base_url, llm_temperature=0.0,
+                             retrieve_timeout=60.0)  # fmt: skip
+    judge = embed_base.create(settings)  # groundedness is judged by the embedding model, as in rag eval
+
+    async def go() -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        async with Retrieval(settings) as r:
+            await r.prepare()
+            for name in configs:
+                backend, changes = CONFIGS[name]
+                s = replace(settings, llm_backend=backend, **changes)
+                rows = [await _one(item, r, s, backend, judge) for item in items]
+                summary = summarize(rows)
+                for key in ("first_token_ms", "first_text_ms", "total_ms"):
+                    vals = [x[key] for x in rows if x.get(key)]
+                    summary[key] = percentile(vals, 50) if vals else None
+                out[name] = {"summary": summary, "rows": rows}
+                print(name, json.dumps(summary), flush=True)
+        return out
+
+    return runtime.run(go())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", nargs="+", default=list(SETS))
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    args = ap.parse_args()
+    home = CACHE / "home"
+    env = rag_env(home)
+    os.environ["RAG_HOME"] = str(home)
+    from rag_cli.llm.local import packaged_model_path
+
+    for name in args.sets:
+        _, rc, _, err, _ = run_rag(["index", str(SETS[name][0]), "--index", f"answer-{name}"], env)
+        assert rc == 0, err
+    server, base = start_llama_server(packaged_model_path()) if "openai" in args.configs else (None, "")
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
-        stats: dict[str, dict[str, Any]] = {}
-        for backend in ("none", "local", "openai"):
-            settings = load_settings(index="sample", llm_backend=backend, llm_fallback=[], llm_base_url=base,
-                                     llm_temperature=0.0, retrieve_timeout=10.0)  # fmt: skip
-
-            async def run(settings: Any = settings) -> dict[str, Any]:
-                out: dict[str, Any] = {
-                    "ttft": [],
-                    "tps": [],
-                    "contains": 0,
-                    "answerable": 0,
-                    "refused": 0,
-                    "unanswerable": 0,
-                }
-                async with Retrieval(settings) as r:
-                    await r.prepare()
-                    for item in qa:
-                        text = None
-                        try:
-                            async for ev in answer(item["question"], r, settings):
-                                if ev.kind == "done":
-                                    text = ev.data.answer
-                                    out["ttft"].append(ev.data.timings.get("first_token_ms", 0.0))
-                                    if ev.data.timings.get("tokens_per_s"):
-                                        out["tps"].append(ev.data.timings["tokens_per_s"])
-                        except NoRelevantPassages:
-                            text = None
-                        if item.get("unanswerable"):
-                            out["unanswerable"] += 1
-                            out["refused"] += text is None
-                        else:
-                            out["answerable"] += 1
-                            out["contains"] += text is not None and any(
-                                a.lower() in text.lower() for a in item["answers"]
-                            )
-                return out
-
-            stats[backend] = runtime.run(run())
-        whole = []
-        for _ in range(3):
-            secs, rc, _, err, _ = run_rag(["ask", qa[0]["question"], "--index", "sample"], rag_env(home))
-            assert rc == 0, err
-            whole.append(secs)
+        for name in args.sets:
+            results[name] = run_set(f"answer-{name}", SETS[name][1], args.configs, base)
     finally:
-        server.terminate()
-        server.wait(20)
-
-    lines = [
-        f"{len(qa)} questions in sample_corpus/qa.jsonl ({sum(1 for q in qa if q.get('unanswerable'))} unanswerable), "
-        "k = 5, hybrid retrieval, temperature 0; the local model is Gemma 3 270M Q4_K_M on 2 threads.",
-        "",
-        "| backend | TTFT p50 ms | tokens/s p50 | answer contains expected fact | unanswerable refused |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    names = {
-        "none": "none (extractive)",
-        "local": "local (llama.cpp in-process)",
-        "openai": "openai -> llama_cpp.server, same GGUF",
-    }
-    for b, s in stats.items():
-        tps = f"{median(s['tps']):.1f}" if s["tps"] else "n/a"
-        lines.append(f"| {names[b]} | {median(s['ttft']):.0f} | {tps} | {s['contains']}/{s['answerable']} "
-                     f"({s['contains'] / s['answerable']:.0%}) | {s['refused']}/{s['unanswerable']} |")  # fmt: skip
-    lines += ["", f"Whole-process `rag ask` with the local model (median of 3): {median(whole):.1f} s."]
+        if server is not None:
+            server.terminate()
+            server.wait(20)
+    whole: dict[str, float] = {}
+    question = json.loads(SETS[args.sets[0]][1].read_text().splitlines()[0])["question"]
+    for label, extra in (("default", {}), ("before", {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5"})):
+        secs = []
+        for _ in range(3):
+            t, rc, _, err, _ = run_rag(["ask", question, "--index", f"answer-{args.sets[0]}"], {**env, **extra})
+            assert rc in (0, 7), err
+            secs.append(t)
+        whole[label] = median(secs)
+    keys = ["contains", "groundedness", "citation_precision", "refusal", "false_refusal"]
+    lines = ["Temperature 0, k = 5, hybrid retrieval; Gemma 3 270M Q4_K_M on 2 threads. Latencies are medians "
+             "over the set's questions, in one process with the model loaded.", ""]  # fmt: skip
+    for name, per in results.items():
+        lines += [f"`{SETS[name][1].relative_to(ROOT.parent) if name == 'gitdocs' else 'sample_corpus/qa.jsonl'}`:", "",
+                  "| configuration | " + " | ".join(keys) + " | first token ms | first text ms | answer ms |",
+                  "| --- |" + " ---: |" * (len(keys) + 3)]  # fmt: skip
+        for cfg, r in per.items():
+            s = r["summary"]
+            cells = ["—" if s.get(k) is None else f"{s[k]:.2f}" for k in keys]
+            cells += ["—" if s.get(k) is None else f"{s[k]:.0f}" for k in ("first_token_ms", "first_text_ms", "total_ms")]
+            lines.append(f"| {LABELS[cfg]} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(f"Whole-process `rag ask` (median of 3, question 1 of {args.sets[0]}): default {whole['default']:.1f} s, "
+                 f"before {whole['before']:.1f} s.")  # fmt: skip
+    (CACHE / "answer-rows.json").write_text(json.dumps(results, default=str))
     write_section("Answers (bench/answer.py)", lines)
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import runtime
 from .config import Settings
 from .errors import LLMError, NoRelevantPassages
+from .evidence import PROMPT_VERSION, joined, select
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt
 from .types import Degradation, Hit
+from .verify import SentenceStream, Verifier
 
 
 @dataclass
@@ -42,6 +44,9 @@ class AnswerResult:
     timings: dict[str, float] = field(default_factory=dict)
     complete: bool = True
     query: str = ""
+    sentences: list[Any] = field(default_factory=list)  # verify.Verdict, one per answer sentence
+    evidence: list[dict[str, Any]] = field(default_factory=list)  # what the prompt held, per passage
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def source_dicts(self) -> list[dict[str, Any]]:
         return [source_dict(n, h) for n, h in enumerate(self.sources, start=1)]
@@ -57,6 +62,9 @@ class AnswerResult:
             "backend": self.backend,
             "fallbacks": self.fallbacks,
             "complete": self.complete,
+            "verified": all(v.verified for v in self.sentences) if self.sentences else None,
+            "sentences": [v.to_dict() for v in self.sentences],
+            "provenance": {**self.provenance, "evidence": self.evidence},
             "timings": self.timings,
         }
 
@@ -82,6 +90,11 @@ def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = 
     return [h for h, d in zip(hits, dense, strict=True) if d is None or d >= min_similarity]
 
 
+def answer_k(settings: Settings) -> int:
+    """Passages searched for an answer: ``[answer] k``, or by default 10 with evidence, 5 without."""
+    return settings.answer_k or (10 if settings.answer_evidence else 5)
+
+
 def chain(settings: Settings) -> list[str]:
     names = [settings.llm_backend, *settings.llm_fallback]
     out: list[str] = []
@@ -105,7 +118,7 @@ async def answer(
     """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up)."""
     t0 = time.perf_counter()
     result = AnswerResult(question=question, query=query or question)
-    res = await retrieval.search(query or question, k=k or settings.answer_k, mode=mode)
+    res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode)
     result.degraded = res.degraded
     for name, ms in res.timings.items():
         result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms
@@ -119,6 +132,8 @@ async def answer(
             hint="rephrase, raise -k, or index more documents",
         )
     services = {"http": retrieval.http}
+    embed = _embed_fn(retrieval)
+    result.provenance = provenance(retrieval, settings)
     for name in backends or chain(settings):
         backend = llm_base.create(name, settings, services)
         load = getattr(backend, "load", None)
@@ -128,18 +143,23 @@ async def answer(
                 await runtime.run_blocking(load, stage="llm_load")
                 result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
             t_prompt = time.perf_counter()
-            prompt, kept = await runtime.run_blocking(
-                lambda b=backend: build_prompt(question, hits, b.count_tokens, context_tokens=b.context_tokens(),
-                                               max_tokens=settings.llm_max_tokens, extra_context=extra_context),
-            )  # fmt: skip
+            prompt, kept, best = await runtime.run_blocking(
+                lambda b=backend: _prompt(question, hits, b, settings, extra_context, embed), stage="prompt"
+            )
         except LLMError as exc:
             result.fallbacks.append({"backend": name, "reason": exc.message})
             yield Event("warning", f"LLM backend {name} unavailable: {exc.message}; trying the next")
             continue
         result.timings["prompt_ms"] = round((time.perf_counter() - t_prompt) * 1000, 2)
         result.sources = kept
+        result.provenance["backend"] = name
+        result.provenance["model"] = _model_of(backend)
+        if settings.answer_evidence:
+            result.evidence = [{"n": n, "path": h.path, "url": h.url, "location": h.location, "text": p.text}
+                               for n, (h, p) in enumerate(zip(kept, prompt.passages, strict=True), start=1)]  # fmt: skip
         yield Event("sources", result.source_dicts())
         filt = CitationFilter(len(kept))
+        checker = SentenceStream(Verifier([h.text for h in kept], embed, question)) if settings.answer_verify else None
         pieces: list[str] = []
         t_gen = t_first = time.perf_counter()
         n_tokens = 0
@@ -157,7 +177,12 @@ async def answer(
                     started = True
                 n_tokens += 1
                 text = filt.feed(piece)
+                if checker is not None:
+                    done = checker.push(text)
+                    text = await runtime.run_blocking(checker.render, done, stage="verify") if done else ""
                 if text:
+                    if "first_text_ms" not in result.timings:
+                        result.timings["first_text_ms"] = round((time.perf_counter() - t0) * 1000, 2)
                     pieces.append(text)
                     yield Event("token", text)
         except llm_base.BackendFailed as exc:
@@ -168,6 +193,16 @@ async def answer(
             result.complete = False
             yield Event("warning", f"answer cut short: {exc.reason}")
         tail = filt.flush()
+        if checker is not None:
+            tail = await runtime.run_blocking(checker.finish, tail, stage="verify")
+            if not any(v.verified and v.claim for v in checker.verdicts) and best is not None:
+                # nothing verifiable was said: the best evidence, quoted with its number
+                said = "".join(pieces).strip() or tail.strip()
+                tail = tail.rstrip() + ("\n\n" if said else "") + checker.quote(*best)
+                yield Event(
+                    "warning", "no sentence of the answer is supported by its sources; quoting the best evidence"
+                )
+            result.sentences = checker.verdicts
         if tail:
             pieces.append(tail)
             yield Event("token", tail)
@@ -175,6 +210,8 @@ async def answer(
         result.backend = name
         result.answer = "".join(pieces).strip()
         result.citations = filt.valid
+        if checker is not None:  # re-cited sentences cite what supports them
+            result.citations = list(dict.fromkeys(n for v in checker.verdicts for n in v.citations))
         result.invalid_citations = filt.invalid
         if filt.invalid:
             yield Event("warning", f"removed citations to passages that do not exist: {filt.invalid}")
@@ -187,3 +224,62 @@ async def answer(
         "every LLM backend failed: " + "; ".join(f"{f['backend']}: {f['reason']}" for f in result.fallbacks),
         hint="check --llm, --base-url and --model, or use --llm none",
     )
+
+
+def _embed_fn(retrieval: Any) -> Any:
+    """Sentence embeddings with the query encoder (ONNX when cached: no PyTorch import) when this process
+    has the model loaded; None through a warm server (evidence and verification then use words only)."""
+    from .embed.batcher import embed_queries
+
+    embedder = getattr(retrieval, "embedder", None)
+    if embedder is None or not getattr(retrieval, "_model_loaded", False):
+        return None
+    return lambda texts: embed_queries(embedder, texts)
+
+
+def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, extra: str,
+            embed: Any) -> tuple[Any, list[Hit], tuple[int, str] | None]:  # fmt: skip
+    """The prompt, the passages it holds (as retrieved), and the best evidence sentence (number, text).
+
+    With ``[answer] evidence`` (the default) each passage is cut down to its evidence sentences
+    (rag_cli/evidence.py) and passages without any leave the prompt."""
+    best = None
+    shown = hits
+    if settings.answer_evidence and hits:
+        picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
+                        budget=settings.answer_evidence_tokens)  # fmt: skip
+        pairs = [(h, p) for h, p in zip(hits, picked, strict=True) if p]
+        if pairs:
+            hits = [h for h, _ in pairs]
+            shown = [replace(h, text=joined(p)) for h, p in pairs]
+            top = max(((n, s) for n, (_, p) in enumerate(pairs, start=1) for s in p), key=lambda x: x[1].score)
+            best = (top[0], top[1].text)
+    prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
+                                max_tokens=settings.llm_max_tokens, extra_context=extra)  # fmt: skip
+    if best is None and kept:
+        best = (1, kept[0].text[:300])
+    if best is not None and best[0] > len(kept):
+        best = None
+    return prompt, hits[: len(kept)], best
+
+
+def _model_of(backend: Any) -> dict[str, Any]:
+    describe = getattr(backend, "describe", None)
+    if callable(describe):
+        return describe()
+    return {"name": str(getattr(backend, "model", "") or getattr(backend, "name", ""))}
+
+
+def provenance(retrieval: Any, settings: Settings) -> dict[str, Any]:
+    """What produced an answer: index and generation, embedding model, prompt template (backend and
+    model are added once chosen)."""
+    reader = getattr(retrieval, "reader", None)
+    embedder = getattr(retrieval, "embedder", None)
+    fp = getattr(embedder, "fingerprint", None)
+    return {
+        "index": settings.index,
+        "generation": getattr(reader, "generation", None),
+        "embedder": fp() if callable(fp) else None,
+        "prompt": PROMPT_VERSION if settings.answer_evidence else "passages-1",
+        "verified": bool(settings.answer_verify),
+    }

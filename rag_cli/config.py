@@ -110,8 +110,12 @@ class Settings:
     llm_connect_timeout: float = 5.0
     llm_first_token_timeout: float = 60.0
     llm_total_timeout: float = 300.0
-    answer_k: int = 5  # passages given to the LLM (small local models do best with few)
+    answer_k: int = 0  # passages searched for an answer; 0: 10 with evidence (only their evidence reaches the
+    # prompt), 5 without (whole passages: small local models do best with few)
     answer_min_score: float = 0.3  # dense cosine similarity under which a passage counts as unrelated
+    answer_evidence: bool = True  # the prompt holds each passage's evidence sentences, not the whole passage
+    answer_evidence_tokens: int = 300  # token budget of the evidence
+    answer_verify: bool = True  # check every answer sentence against the passages it cites
     server: str = "auto"  # use a running `rag serve`: auto (the one registered for the index), a URL, or off
     server_connect_timeout: float = 0.5  # seconds to reach its /healthz before searching in-process
     serve_host: str = "127.0.0.1"
@@ -260,6 +264,7 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
 RANGES: dict[str, tuple[float, float]] = {
     "workers": (0, 1024),
     "embed_batch_size": (1, 4096),
+    "answer_evidence_tokens": (16, 100_000),
     "embed_query_cache": (0, 10_000_000),
     "chunk_max_tokens": (16, 8192),
     "chunk_overlap": (0, 4096),
@@ -283,7 +288,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "llm_connect_timeout": (0.001, 3600),
     "llm_first_token_timeout": (0.001, 86400),
     "llm_total_timeout": (0.001, 86400),
-    "answer_k": (1, 1000),
+    "answer_k": (0, 1000),
     "answer_min_score": (-1, 1),
     "server_connect_timeout": (0.001, 600),
     "serve_port": (0, 65535),

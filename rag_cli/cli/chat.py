@@ -107,7 +107,9 @@ def chat_cmd(
         config, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
         fallback=fallback, workers=workers, server=server,
     )  # fmt: skip
-    state = ChatState(k=settings.answer_k, mode=settings.retrieve_mode, llm=settings.llm_backend)
+    from ..answer import answer_k
+
+    state = ChatState(k=answer_k(settings), mode=settings.retrieve_mode, llm=settings.llm_backend)
     interactive = env.stdin_tty and env.stdout_tty
 
     async def go() -> None:

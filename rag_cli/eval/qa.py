@@ -79,6 +79,8 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
     row["answer"] = text
     if result is not None:
         row["first_token_ms"] = result.timings.get("first_token_ms")
+        row["first_text_ms"] = result.timings.get("first_text_ms")
+        row["verified"] = [v.verified for v in result.sentences]
         row["total_ms"] = result.timings.get("total_ms")
         row["valid_citations"] = not result.invalid_citations
         cited = [result.sources[n - 1] for n in result.citations if 0 < n <= len(result.sources)]

