@@ -130,7 +130,10 @@ def main() -> None:
             server.wait(20)
     whole: dict[str, float] = {}
     question = json.loads(SETS[args.sets[0]][1].read_text().splitlines()[0])["question"]
-    for label, extra in (("default", {}), ("before", {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5"})):
+    for label, extra in (
+        ("default", {}),
+        ("before", {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5"}),
+    ):
         secs = []
         for _ in range(3):
             t, rc, _, err, _ = run_rag(["ask", question, "--index", f"answer-{args.sets[0]}"], {**env, **extra})
@@ -147,7 +150,9 @@ def main() -> None:
         for cfg, r in per.items():
             s = r["summary"]
             cells = ["—" if s.get(k) is None else f"{s[k]:.2f}" for k in keys]
-            cells += ["—" if s.get(k) is None else f"{s[k]:.0f}" for k in ("first_token_ms", "first_text_ms", "total_ms")]
+            cells += [
+                "—" if s.get(k) is None else f"{s[k]:.0f}" for k in ("first_token_ms", "first_text_ms", "total_ms")
+            ]
             lines.append(f"| {LABELS[cfg]} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(f"Whole-process `rag ask` (median of 3, question 1 of {args.sets[0]}): default {whole['default']:.1f} s, "

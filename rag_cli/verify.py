@@ -31,9 +31,12 @@ from .prompting import _CITE, citations
 
 SUPPORT_AT = 0.5
 UNVERIFIED = " (unverified)"
+HOLD_MAX = 400  # characters a sentence without an end is held before it is checked and shown
 _SPECIFIC = re.compile(r"--?[A-Za-z][\w-]*|\w+(?:[._/]\w+)+|\w*\d[\w.]*")
 _LEAD = re.compile(r"^\s*(according to|as stated in|as)\s+(\[[\d,\s]+\]|the sources)\s*,?\s*", re.IGNORECASE)
-_END = re.compile(r"(?<=[.!?])(\s+)(?=[^\s\[])")
+# a sentence ends at . ! ? before the next one starts (not before a citation marker), or at a line break
+# after a citation ("... [1]\n")
+_END = re.compile(r"(?<=[.!?])\s+(?=[^\s\[])|(?<=\])[ \t]*\n\s*(?=\S)")
 
 
 def claim_of(sentence: str) -> str:
@@ -140,8 +143,11 @@ class SentenceStream:
         self.buf += text
         out = []
         while (m := _END.search(self.buf)) is not None:
-            out.append((self.buf[: m.start()], m.group(1)))
+            out.append((self.buf[: m.start()], m.group(0)))
             self.buf = self.buf[m.end() :]
+        if len(self.buf) > HOLD_MAX and (cut := self.buf.rfind(" ")) > 0:  # a run-on "sentence": not held forever
+            out.append((self.buf[:cut], " "))
+            self.buf = self.buf[cut + 1 :]
         return out
 
     def render(self, sentences: list[tuple[str, str]]) -> str:

@@ -220,6 +220,9 @@ def ask_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object when done.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="Stream events as JSON Lines.")] = False,
     timings: Annotated[bool, typer.Option("--timings", help="Print the stage breakdown on stderr.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Print the evidence and each sentence's verification on stderr.")
+    ] = False,
     max_tokens: Annotated[
         int | None, typer.Option("--max-tokens", min=1, help="Cap on answer tokens (default 256).")
     ] = None,
@@ -282,6 +285,8 @@ def ask_cmd(
         raise
     if json_out and result is not None:
         env.json(result.to_dict())
+    if explain and result is not None:
+        explain_result(env, result)
     for d in result.degraded if result is not None else []:
         env.warn(f"source {d.source} degraded: {d.reason}")
     if result is not None and not result.complete:
@@ -296,3 +301,18 @@ def _jsonl(ev: Any) -> dict[str, Any]:
     if ev.kind == "warning":
         return {"event": "warning", "message": ev.data}
     return {"event": "done", **ev.data.to_dict()}
+
+
+def explain_result(env: Env, result: Any) -> None:
+    """What the answer was made from and how each sentence checked out, on stderr."""
+    sys.stdout.flush()  # the answer first
+    prov = result.provenance
+    model = prov.get("model") or {}
+    env.err(f"explain: index {prov.get('index')} (generation {prov.get('generation')}), prompt {prov.get('prompt')}, "
+            f"backend {prov.get('backend')} {model.get('name', '')}".rstrip())  # fmt: skip
+    for ev in result.evidence:
+        env.err(clean(f"  evidence [{ev['n']}] {ev['url'] or rel(ev['location'] or '')}: {ev['text']}"))
+    for v in result.sentences:
+        mark = "verified" if v.verified else ("restates the question" if v.restates else "unverified")
+        how = f", re-cited to {v.citations}" if v.recited else ""
+        env.err(clean(f"  {mark} (support {v.support:.2f}{how}): {v.text}"))

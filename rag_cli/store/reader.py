@@ -268,6 +268,23 @@ class IndexReader:
             out[i]["bm25"] = scored.get(i, 0.0)
         return out
 
+    def unknown_words(self, words: list[str]) -> list[str]:
+        """Those of ``words`` that no chunk holds (as FTS5 tokenizes them: stemmed, case-folded)."""
+        if not words:
+            return []
+        if self._tokenizer is None:
+            self._tokenizer = QueryTokenizer()
+        conn = self._conn()
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.rag_fts_row USING fts5vocab(main, chunks_fts, row)")
+        out = []
+        for word in words:
+            terms = self._tokenizer.terms(word)
+            if terms and all(
+                conn.execute("SELECT 1 FROM temp.rag_fts_row WHERE term = ?", (t,)).fetchone() is None for t in terms
+            ):
+                out.append(word)
+        return out
+
     # -- BM25 from memory ------------------------------------------------------------
     def bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:
         """The in-memory postings of this read's generation, or None: FTS5 answers, and a background

@@ -111,3 +111,17 @@ def test_sentence_stream_lets_checked_sentences_through_in_order() -> None:
     shown += stream.finish()
     assert shown.endswith("It defaults to 300 [1]." + UNVERIFIED)
     assert [v.verified for v in stream.verdicts] == [True, False]
+
+
+def test_a_sentence_without_an_end_is_not_held_forever() -> None:
+    stream = SentenceStream(Verifier([CACHE]))
+    shown = "".join(stream.render(stream.push(f"word{i} ")) for i in range(200))
+    assert 300 < len(shown) and not stream.buf.startswith("word0")
+
+
+def test_names_in_a_question() -> None:
+    from rag_cli.answer import names_in
+
+    assert names_in("How do I configure Dependabot for my GitHub repo?") == ["Dependabot", "GitHub"]
+    assert names_in("When is Git 3.0 released, and how do I undo it?") == ["Git", "3.0"]
+    assert names_in("What does git gc --auto do?") == []
