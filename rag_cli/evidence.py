@@ -24,7 +24,9 @@ from .text import STOP_WORDS, WORD
 
 PROMPT_VERSION = "evidence-1"  # what produced an answer's prompt, in its provenance
 
-_SENT = re.compile(r"(?<=[.!?:;])\s+(?=[A-Z0-9\"'(`-])|\n\s*\n|\n(?=\s*[-*•]\s)")
+# sentence ends (a colon or semicolon only before a capital or a dash: "(default: 900)" stays whole),
+# blank lines, list bullets
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`-])|(?<=[:;])\s+(?=[A-Z-])|\n\s*\n|\n(?=\s*[-*•]\s)")
 W_COS, W_COVER, W_RANK = 0.6, 0.4, 0.05
 _MAX_WORDS = 60  # a "sentence" longer than this (a table row, a run-on list) is cut into pieces
 

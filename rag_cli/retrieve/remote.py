@@ -286,6 +286,9 @@ class HttpSource:
         return self.to_hits(data)
 
 
+RAG_MAX_K = 100  # `rag serve`'s default [serve] max_k
+
+
 class RagSource(HttpSource):
     """Another ``rag serve``: POST /search with a bearer token; hits keep their paths and lines."""
 
@@ -297,10 +300,17 @@ class RagSource(HttpSource):
         token = spec.get("token")
         if token:
             full["headers"] = {**(spec.get("headers") or {}), "Authorization": f"Bearer {token}"}
-        # as many candidates a method as we take ourselves, so its standardised scores are on our footing
-        full["body"] = {"query": "{query}", "k": "{k}", "candidates": "{k}",
-                        **({"mode": spec["mode"]} if "mode" in spec else {})}  # fmt: skip
+        full["body"] = {"query": "{query}", "k": "{k}", **({"mode": spec["mode"]} if "mode" in spec else {})}
         super().__init__(full, settings, services)
+
+    def request(self, query: str, k: int) -> tuple[str, str, dict[str, str], Any]:
+        """As many candidates a method as we take ourselves (``k``), so its standardised scores are on our
+        footing, and all of them back (up to twice ``k``, within the usual 100 of a server), as a local
+        index gives all of its own to fusion."""
+        method, url, headers, body = super().request(query, k)
+        if isinstance(body, dict):
+            body = {**body, "k": min(2 * k, RAG_MAX_K), "candidates": min(k, RAG_MAX_K)}
+        return method, url, headers, body
 
     def _hit(self, item: dict[str, Any]) -> Hit | None:
         text = item.get("text")
