@@ -83,7 +83,7 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
     from rag_cli.retrieve.service import Retrieval
 
     items = load(qa)
-    settings = load_settings(index=index, llm_fallback=[], llm_base_url=base_url, llm_temperature=0.0,
+    settings = load_settings(index=index, llm_fallback=[], llm_base_url=base_url or None, llm_temperature=0.0,
                              retrieve_timeout=60.0)  # fmt: skip
     judge = embed_base.create(settings)  # groundedness is judged by the embedding model, as in rag eval
 
