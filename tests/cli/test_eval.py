@@ -82,7 +82,9 @@ def test_qa_scorer(tmp_path: Path, env: dict[str, str]) -> None:
     qa = write(tmp_path / "qa.jsonl", "\n".join(json.dumps(x) for x in [
         {"question": "What k does reciprocal rank fusion use?", "answers": ["60"], "gold_paths": ["rrf.md"]},
         {"question": "What does the BM25 parameter b default to?", "answers": ["0.75"], "gold_paths": ["bm25.md"]},
-        {"question": "What does BM25 parameter b default to in Lucene?", "answers": ["nonsense-fact"], "gold_paths": ["x.md"]},
+        {"question": "What is the default of the BM25 parameter b here?", "answers": ["nonsense-fact"], "gold_paths": ["x.md"]},
+        # a name no document holds: declined (it counts for refusal, not for citations)
+        {"question": "What does BM25 parameter b default to in Lucene?", "answers": [], "unanswerable": True},
     ]))  # fmt: skip
     out = run_cli("eval", str(qa), "--llm", "none", "--json", "--per-query", "-k", "1",
                   env={**env, "RAG_RETRIEVE_MODE": "bm25"})  # fmt: skip
@@ -92,8 +94,9 @@ def test_qa_scorer(tmp_path: Path, env: dict[str, str]) -> None:
     assert r["contains"] == pytest.approx(2 / 3, abs=1e-3)
     assert r["citation_validity"] == 1.0
     assert r["citation_precision"] == pytest.approx(2 / 3, abs=1e-3)
+    assert r["refusal"] == 1.0
     rows = data["per_query"]["none"]
-    assert rows[0]["contains"] is True and rows[2]["contains"] is False
+    assert rows[0]["contains"] is True and rows[2]["contains"] is False and rows[3]["refused"] is True
 
 
 def test_eval_errors(tmp_path: Path, env: dict[str, str]) -> None:
