@@ -163,7 +163,9 @@ async def answer(
         result.sources = kept
         result.provenance["backend"] = name
         result.provenance["model"] = _model_of(backend)
-        if settings.answer_evidence:
+        used_evidence = settings.answer_evidence and getattr(backend, "wants_evidence", True)
+        result.provenance["prompt"] = PROMPT_VERSION if used_evidence else "passages-1"
+        if used_evidence:
             result.evidence = [{"n": n, "path": h.path, "url": h.url, "location": h.location, "text": p.text}
                                for n, (h, p) in enumerate(zip(kept, prompt.passages, strict=True), start=1)]  # fmt: skip
         yield Event("sources", result.source_dicts())
@@ -254,7 +256,7 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, ex
     (rag_cli/evidence.py) and passages without any leave the prompt."""
     best = None
     shown = hits
-    if settings.answer_evidence and hits:
+    if settings.answer_evidence and hits and getattr(backend, "wants_evidence", True):
         picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
                         budget=settings.answer_evidence_tokens)  # fmt: skip
         pairs = [(h, p) for h, p in zip(hits, picked, strict=True) if p]

@@ -24,6 +24,7 @@ def _terms(text: str) -> set[str]:
 
 class ExtractiveBackend:
     name = "none"
+    wants_evidence = False  # it quotes: a shorter prompt gains it nothing, and whole passages quote better
 
     def __init__(self, max_passages: int = 3) -> None:
         self.max_passages = max_passages

@@ -88,6 +88,10 @@ def test_planted_contradiction_is_caught_with_the_real_gguf(sample_home: Path, m
     own = [v for v in result.sentences if "9.5" not in v.text]
     assert own and own[0].verified, result.sentences  # the model's own answer says 4.5, as the passage does
     assert result.to_dict()["verified"] is False
+    prov = result.to_dict()["provenance"]
+    assert prov["prompt"] == "evidence-1" and prov["model"]["packaged"] and len(prov["model"]["sha256"]) == 64
+    assert [e["n"] for e in prov["evidence"]] == list(range(1, len(result.sources) + 1))
+    assert all(e["text"] and e["path"] == s.path for e, s in zip(prov["evidence"], result.sources, strict=True))
 
 
 def test_ask_pipe_plain_text(sample_home: Path) -> None:
@@ -114,9 +118,9 @@ def test_ask_json_and_stdin(sample_home: Path) -> None:
     assert all({"text", "citations", "verified", "support"} <= set(v) for v in data["sentences"])
     prov = data["provenance"]
     assert prov["index"] == "default" and isinstance(prov["generation"], int) and prov["generation"] >= 1
-    assert prov["embedder"]["dim"] == 384 and prov["prompt"] == "evidence-1" and prov["backend"] == "none"
-    assert prov["evidence"] and all({"n", "path", "text"} <= set(e) for e in prov["evidence"])
-    assert [e["n"] for e in prov["evidence"]] == list(range(1, len(data["sources"]) + 1))
+    # none quotes whole passages: no evidence step for it
+    assert prov["embedder"]["dim"] == 384 and prov["prompt"] == "passages-1" and prov["backend"] == "none"
+    assert prov["evidence"] == [] and prov["model"] == {"name": "none"}
     out = run_cli("ask", Q, "--llm", "none", "--explain", env=env(sample_home))
     assert out.returncode == 0 and "explain: index default" in out.stderr and "verified (support" in out.stderr
 
