@@ -282,8 +282,8 @@ def _model_of(backend: Any) -> dict[str, Any]:
 
 
 def provenance(retrieval: Any, settings: Settings) -> dict[str, Any]:
-    """What produced an answer: index and generation, embedding model, prompt template (backend and
-    model are added once chosen)."""
+    """What produced an answer: index and generation, embedding model (backend, model and prompt
+    template are added once a backend is chosen)."""
     reader = getattr(retrieval, "reader", None)
     embedder = getattr(retrieval, "embedder", None)
     fp = getattr(embedder, "fingerprint", None)
@@ -291,7 +291,6 @@ def provenance(retrieval: Any, settings: Settings) -> dict[str, Any]:
         "index": settings.index,
         "generation": getattr(reader, "generation", None),
         "embedder": fp() if callable(fp) else None,
-        "prompt": PROMPT_VERSION if settings.answer_evidence else "passages-1",
         "verified": bool(settings.answer_verify),
     }
 

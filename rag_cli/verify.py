@@ -82,24 +82,29 @@ class Verifier:
 
     def support(self, claim: str, n: int, claim_vec: Any = None) -> float:
         """How well passage ``n`` (0-based) supports ``claim``, 0..1."""
+        return self._support(content_terms(claim), specifics(claim), n, claim_vec)
+
+    def _support(self, terms: set[str], specific: set[str], n: int, claim_vec: Any) -> float:
         if not 0 <= n < len(self.passages):
             return 0.0
-        if any(tok not in self.lower[n] for tok in specifics(claim)):
+        if any(tok not in self.lower[n] for tok in specific):
             return 0.0
-        cov = coverage(content_terms(claim), self.terms[n])
+        cov = coverage(terms, self.terms[n])
         sim = self._similarity(claim_vec, n) if self.embed is not None and claim_vec is not None else cov
         return 0.5 * cov + 0.5 * sim
 
     def check(self, sentence: str) -> Verdict:
         cited = [n for n in citations(sentence) if 1 <= n <= len(self.passages)]
         claim = claim_of(sentence)
-        if not content_terms(claim):
+        terms = content_terms(claim)
+        if not terms:
             return Verdict(sentence, cited, True, 1.0, claim=False)
-        if self.question and content_terms(claim) <= self.question:
+        if self.question and terms <= self.question:
             # it says nothing the question did not ("the pragma enables write-ahead logging"): no answer
             return Verdict(sentence, cited, False, 0.0, restates=True)
         vec = self.embed([claim])[0] if self.embed is not None else None
-        scores = {n: self.support(claim, n - 1, vec) for n in range(1, len(self.passages) + 1)}
+        specific = specifics(claim)
+        scores = {n: self._support(terms, specific, n - 1, vec) for n in range(1, len(self.passages) + 1)}
         best_cited = max((scores[n] for n in cited), default=0.0)
         if best_cited >= SUPPORT_AT:
             return Verdict(sentence, cited, True, best_cited)

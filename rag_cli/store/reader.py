@@ -196,14 +196,29 @@ class IndexReader:
         return int(self.manifest["fingerprint"].get("embedder", {}).get("dim", 0))
 
     # -- search -------------------------------------------------------------------
-    def dense(self, query_vec: Any, k: int) -> list[tuple[int, float]]:
-        import numpy as np
-
+    def _current_index(self) -> Any:
+        """The FAISS index of this thread's snapshot, else the newest one (loaded on first use)."""
         index = getattr(self._local, "pinned", None)
         if index is None:
             if self.index is None:
                 self.refresh()
             index = self.index
+        return index
+
+    def _memory_phrases(self, words: list[str], w: tuple[float, float, float]) -> tuple[MemoryBM25, list[Any]] | None:
+        """The in-memory postings and the query's FTS5 terms, or None: FTS5 answers (no postings loaded, or a
+        word FTS5 splits into a phrase)."""
+        memory = self.bm25_memory(w)
+        if memory is None:
+            return None
+        assert self._tokenizer is not None
+        phrases = [self._tokenizer.terms(word) for word in words]
+        return (memory, phrases) if all(len(p) == 1 for p in phrases) else None
+
+    def dense(self, query_vec: Any, k: int) -> list[tuple[int, float]]:
+        import numpy as np
+
+        index = self._current_index()
         if index.ntotal == 0 or k <= 0:
             return []
         q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(1, -1)
@@ -218,12 +233,8 @@ class IndexReader:
         if not words or k <= 0:
             return []
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
-        memory = self.bm25_memory(w)
-        if memory is not None:
-            assert self._tokenizer is not None
-            phrases = [self._tokenizer.terms(word) for word in words]
-            if all(len(p) == 1 for p in phrases):  # a word FTS5 splits into a phrase is left to FTS5
-                return memory.search(phrases, k)
+        if (held := self._memory_phrases(words, w)) is not None:
+            return held[0].search(held[1], k)
         rows = self._conn().execute(
             "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
             (*w, _match(words), k),
@@ -237,9 +248,9 @@ class IndexReader:
         every candidate, not only of those in each method's own top list."""
         import numpy as np
 
-        index = getattr(self._local, "pinned", None) or self.index
         out: dict[int, dict[str, float]] = {i: {} for i in ids}
-        if index is not None and ids and query_vec is not None:
+        if ids and query_vec is not None:
+            index = self._current_index()
             q = np.asarray(query_vec, dtype=np.float32).reshape(-1)
             for i in ids:
                 vec = vectors.reconstruct(index, i)
@@ -249,13 +260,8 @@ class IndexReader:
         if not words or not ids:
             return out
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
-        memory = self.bm25_memory(w)
-        scored: dict[int, float] | None = None
-        if memory is not None:
-            assert self._tokenizer is not None
-            phrases = [self._tokenizer.terms(word) for word in words]
-            if all(len(p) == 1 for p in phrases):
-                scored = memory.score_ids(phrases, ids)
+        held = self._memory_phrases(words, w)
+        scored = held[0].score_ids(held[1], ids) if held is not None else None
         if scored is None:  # one pass over the matches (an ``IN`` on the FTS table runs the match per id)
             marks = ",".join("?" * len(ids))
             rows = self._conn().execute(
