@@ -54,8 +54,9 @@ def test_local_gguf_in_process(sample_home: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_planted_contradiction_is_caught_with_the_real_gguf(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The real model answers; a sentence the passage contradicts (9.5 bits, where it says 4.5) is planted
-    after it. Verification marks it, and what was streamed is the final answer."""
+    """The real model answers; after it come a sentence the passage supports (4.5 bits) and one it contradicts
+    (9.5 bits). Verification passes the first and marks the second, and what was streamed is the final answer.
+    The model's own sentences are not asserted on: greedy output differs between CPUs (AVX2 vs AVX-512 kernels)."""
     from rag_cli import runtime
     from rag_cli.answer import answer
     from rag_cli.config import load_settings
@@ -69,6 +70,7 @@ def test_planted_contradiction_is_caught_with_the_real_gguf(sample_home: Path, m
         async def stream(self, prompt: Any) -> Any:
             async for piece in super().stream(prompt):
                 yield piece
+            yield "\nThe Q4_K_M scheme uses about 4.5 bits per weight on average [1]."
             yield "\nThe Q4_K_M scheme uses about 9.5 bits per weight [1]."
 
     llm_base.register("planted", lambda s, services: Planted(n_ctx=s.llm_context_tokens, temperature=0.0))
@@ -85,8 +87,8 @@ def test_planted_contradiction_is_caught_with_the_real_gguf(sample_home: Path, m
     assert planted and not planted[-1].verified and planted[-1].support == 0.0
     assert "9.5 bits per weight [1]. (unverified)" in result.answer
     assert "".join(e.data for e in events if e.kind == "token") == result.answer
-    own = [v for v in result.sentences if "9.5" not in v.text]
-    assert own and own[0].verified, result.sentences  # the model's own answer says 4.5, as the passage does
+    true = [v for v in result.sentences if v.text.startswith("The Q4_K_M scheme uses about 4.5")]
+    assert true and true[-1].verified and true[-1].support > 0.5, result.sentences
     assert result.to_dict()["verified"] is False
     prov = result.to_dict()["provenance"]
     assert prov["prompt"] == "evidence-1" and prov["model"]["packaged"] and len(prov["model"]["sha256"]) == 64
@@ -98,9 +100,10 @@ def test_ask_pipe_plain_text(sample_home: Path) -> None:
     out = run_cli("ask", Q, env=env(sample_home))
     assert out.returncode == 0, out.stderr
     assert "\x1b[" not in out.stdout and "\x1b[" not in out.stderr
-    answer, _, sources = out.stdout.partition("\n\n")
+    # the answer, perhaps a quoted fallback when the model's sentences fail verification, then the sources
+    answer, _, sources = out.stdout.rpartition("\n\n")
     assert answer.startswith("According to [")
-    assert sources.startswith(("Sources:", "Passages used"))
+    assert sources.startswith(("Sources:", "Passages used")), out.stdout
     assert re.search(r"^  \[\d\] sample_corpus/\S+(:\d+|#page=\d+) — ", sources, re.MULTILINE), sources
     assert "Traceback" not in out.stderr and "llama" not in out.stderr
 
