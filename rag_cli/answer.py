@@ -56,6 +56,7 @@ class AnswerResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "question": self.question,
+            "query": self.query,  # what was searched: the question, or a follow-up condensed with earlier turns
             "answer": self.answer,
             "citations": self.citations,
             "invalid_citations": self.invalid_citations,
@@ -116,6 +117,7 @@ async def answer(
     backends: list[str] | None = None,
     extra_context: str = "",
     query: str | None = None,
+    services: dict[str, Any] | None = None,
 ) -> AsyncIterator[Event]:
     """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up)."""
     t0 = time.perf_counter()
@@ -140,7 +142,7 @@ async def answer(
             f"no relevant passage for {question!r} in index {settings.index!r}; not answering rather than guessing",
             hint="rephrase, raise -k, or index more documents",
         )
-    services = {"http": retrieval.http}
+    services = {"http": retrieval.http, **(services or {})}  # rag serve adds its generation slot ("replica")
     embed = _embed_fn(retrieval)
     result.provenance = provenance(retrieval, settings)
     for name in backends or chain(settings):

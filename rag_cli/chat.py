@@ -28,6 +28,25 @@ def is_follow_up(question: str) -> bool:
     return bool(_FOLLOW.search(question)) or len(question.split()) <= 3
 
 
+def follow_on(previous: str | None, question: str) -> str:
+    """The retrieval query for ``question`` after the standalone query ``previous`` (None: first turn).
+
+    A follow-up ("what about its default?", "and BM25?") leans on the last turn; joining the
+    two keeps the topic for retrieval while the LLM still sees the question as asked.
+    """
+    if not previous or not is_follow_up(question):
+        return question
+    return f"{previous} {question}"
+
+
+def condense(questions: list[str]) -> str:
+    """The retrieval query for the last of a conversation's ``questions`` (earliest first)."""
+    query: str | None = None
+    for q in questions:
+        query = follow_on(query, q)
+    return query or ""
+
+
 @dataclass
 class ChatState:
     k: int
@@ -37,15 +56,8 @@ class ChatState:
     last: Any = None
 
     def standalone(self, question: str) -> str:
-        """The retrieval query for ``question``: a follow-up is joined with the previous standalone query.
-
-        A follow-up ("what about its default?", "and BM25?") leans on the last turn; joining the
-        two keeps the topic for retrieval while the LLM still sees the question as asked.
-        """
-        if not self.turns or not is_follow_up(question):
-            return question
-        previous = self.turns[-1][1]
-        return f"{previous} {question}"
+        """The retrieval query for ``question``: a follow-up is joined with the previous standalone query."""
+        return follow_on(self.turns[-1][1] if self.turns else None, question)
 
     def command(self, line: str) -> tuple[str, bool]:
         """Run a slash command; returns (message, keep_going)."""

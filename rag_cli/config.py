@@ -127,6 +127,8 @@ class Settings:
     serve_max_inflight: int = 256
     serve_shutdown_timeout: float = 5.0  # seconds in-flight requests get to finish after SIGTERM
     serve_cors_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the API (none)
+    serve_ask_concurrency: int = 1  # answers the local model writes at once (one model copy each)
+    serve_ask_queue: int = 8  # answers that may wait for a slot; past it, 429 with Retry-After at once
     config_files: list[str] = field(default_factory=list)
 
     @property
@@ -297,6 +299,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "serve_max_k": (1, 100_000),
     "serve_max_inflight": (1, 1_000_000),
     "serve_shutdown_timeout": (0, 3600),
+    "serve_ask_concurrency": (1, 64),
+    "serve_ask_queue": (0, 100_000),
 }
 
 

@@ -1,4 +1,4 @@
-"""`rag serve`: the retrieval API over HTTP for other processes and other machines."""
+"""`rag serve` (the API over HTTP for programs, agents and chat UIs) and `rag mcp` (MCP over stdio)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,27 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .common import ConfigOpt, IndexOpt, WorkersOpt, settings_from
+from .common import ConfigOpt, WorkersOpt, settings_from
 from .output import get_env
+
+IndexesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--index", "-i", help="Index to serve; repeat for several (the first is the default)."),
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Serve every index in RAG_HOME.")]
+
+
+def _names(settings: object, index: list[str] | None, all_: bool) -> list[str]:
+    from ..errors import IndexNotFound
+    from ..store.layout import list_indexes
+
+    home = settings.home  # type: ignore[attr-defined]
+    if all_:
+        names = list_indexes(home)
+        if not names:
+            raise IndexNotFound(f"no indexes in {home}", hint="create one with `rag index PATH`")
+        return sorted(names, key=lambda n: (n != settings.index, n))  # type: ignore[attr-defined]
+    return list(dict.fromkeys(index or [settings.index]))  # type: ignore[attr-defined]
 
 
 @app.command("serve")
@@ -17,19 +36,38 @@ def serve_cmd(
     port: Annotated[
         int | None, typer.Option("--port", "-p", min=0, max=65535, help="Port (default 8008; 0 picks one).")
     ] = None,
-    index: IndexOpt = None,
+    index: IndexesOpt = None,
+    all_: AllOpt = False,
     token: Annotated[
         str | None, typer.Option("--token", help="Require this bearer token (env RAG_SERVE_TOKEN).")
     ] = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Serve /search, /healthz and /metrics over HTTP."""
+    """Serve /search, /ask, /v1 (OpenAI-compatible), /mcp, /healthz and /metrics over HTTP."""
     from .. import runtime
     from ..server import serve
 
     env = get_env()
-    settings = settings_from(config, index=index, serve_host=host, serve_port=port, serve_token=token, workers=workers)
+    first = index[0] if index else None
+    settings = settings_from(config, index=first, serve_host=host, serve_port=port, serve_token=token, workers=workers)
     if settings.serve_host not in ("127.0.0.1", "localhost", "::1") and not settings.serve_token:
         env.warn(f"serving on {settings.serve_host} without a token: anyone who can reach it can search the index")
-    runtime.run(serve(settings, log=env.err), workers=settings.effective_workers())
+    names = _names(settings, index, all_)
+    runtime.run(serve(settings, names, log=env.err), workers=settings.effective_workers())
+
+
+@app.command("mcp")
+def mcp_cmd(
+    index: IndexesOpt = None,
+    all_: AllOpt = False,
+    workers: WorkersOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Speak the Model Context Protocol over stdio (tools: search, ask, get, indexes), for agents."""
+    from .. import runtime
+    from ..server import serve_mcp_stdio
+
+    first = index[0] if index else None
+    settings = settings_from(config, index=first, workers=workers)
+    runtime.run(serve_mcp_stdio(settings, _names(settings, index, all_)), workers=settings.effective_workers())

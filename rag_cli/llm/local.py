@@ -25,7 +25,8 @@ from ..config import Settings, user_cache_dir
 from ..errors import ConfigError, LLMError
 from .base import BackendFailed, Prompt, register
 
-_MODELS: dict[tuple[str, int, int], Any] = {}
+_MODELS: dict[tuple[str, int, int, int], Any] = {}  # (path, n_ctx, threads, replica) -> Llama
+_GEN_LOCKS: dict[tuple[str, int, int, int], threading.Lock] = {}  # one generation at a time per model copy
 _MODELS_LOCK = threading.Lock()
 
 
@@ -100,16 +101,20 @@ def default_threads() -> int:
 class LlamaCppBackend:
     name = "local"
     completion = True  # uses the completion-style prompt (base models have no chat template)
+    runs_here = True  # generates on this machine's cores: rag serve gives it a generation slot
 
     def __init__(self, model: str = "", n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.1,
-                 threads: int | None = None) -> None:  # fmt: skip
+                 threads: int | None = None, replica: int = 0) -> None:  # fmt: skip
+        """``replica``: which copy of the model (rag serve keeps one per generation slot; a llama.cpp
+        context serves one generation at a time)."""
         self.model_ref = model
+        self.replica = replica
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.threads = threads or default_threads()
         self._llm: Any = None
-        self._gen_lock = threading.Lock()
+        self._gen_lock = threading.Lock()  # replaced by the model copy's own lock on load
 
     def model_path(self) -> Path:
         if not self.model_ref:
@@ -140,7 +145,7 @@ class LlamaCppBackend:
         if self._llm is not None:
             return self._llm
         path = self.model_path()
-        key = (str(path), self.n_ctx, self.threads)
+        key = (str(path), self.n_ctx, self.threads, self.replica)
         with _MODELS_LOCK:
             llm = _MODELS.get(key)
             if llm is None:
@@ -154,6 +159,8 @@ class LlamaCppBackend:
                 except (ValueError, RuntimeError) as exc:
                     raise LLMError(f"cannot load {path}: {exc}") from None
                 _MODELS[key] = llm
+                _GEN_LOCKS[key] = threading.Lock()
+            self._gen_lock = _GEN_LOCKS[key]
         self._llm = llm
         return llm
 
@@ -169,8 +176,8 @@ class LlamaCppBackend:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         try:
+            llm = self.load()
             with self._gen_lock:
-                llm = self.load()
                 stream = llm.create_completion(
                     prompt.completion, max_tokens=prompt.max_tokens, temperature=self.temperature,
                     stop=prompt.stop or None, stream=True,
@@ -221,7 +228,8 @@ def model_ref(settings: Settings) -> str:
 
 def _factory(settings: Settings, services: dict[str, Any]) -> LlamaCppBackend:
     model = model_ref(settings)
-    return LlamaCppBackend(model, settings.llm_context_tokens, settings.llm_max_tokens, settings.llm_temperature)
+    return LlamaCppBackend(model, settings.llm_context_tokens, settings.llm_max_tokens, settings.llm_temperature,
+                           replica=int(services.get("replica", 0)))  # fmt: skip
 
 
 register("local", _factory)

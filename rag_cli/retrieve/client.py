@@ -147,7 +147,8 @@ class ServerRetrieval:
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         if status != 200 or not isinstance(info, dict) or info.get("status") != "ok":
             raise ServerUnavailable("unexpected /healthz answer")
-        if info.get("index") != self.settings.index:
+        served = info.get("indexes") or {info.get("index"): info}
+        if self.settings.index not in served:
             raise ServerUnavailable(f"it serves index {info.get('index')!r}, not {self.settings.index!r}")
         if info.get("auth"):
             if not self._headers:
@@ -174,7 +175,13 @@ class ServerRetrieval:
                      timeout: float | None = None) -> SearchResult:  # fmt: skip
         s = self.settings
         per_source = timeout or s.retrieve_timeout
-        body = {"query": query, "k": k or s.retrieve_k, "mode": mode or s.retrieve_mode, "timeout": per_source}
+        body = {
+            "query": query,
+            "k": k or s.retrieve_k,
+            "mode": mode or s.retrieve_mode,
+            "timeout": per_source,
+            "index": s.index,
+        }
         try:
             status, data = await self._call("POST", "/search", body, per_source + 10.0)
         except (OSError, ValueError) as exc:

@@ -359,6 +359,24 @@ class IndexReader:
             }  # fmt: skip
         return out
 
+    def document(self, path: str, start_line: int | None = None, end_line: int | None = None) -> list[dict[str, Any]]:
+        """The chunks of the indexed file ``path`` in order (as stored or relative to the cwd), those
+        overlapping ``start_line``-``end_line`` when given (a chunk without lines, a PDF page, always)."""
+        conn = self._conn()
+        candidates = [path, str(Path(path).expanduser().resolve())]
+        row = None
+        for p in candidates:
+            row = conn.execute("SELECT id FROM files WHERE path = ?", (schema.path_to_db(p),)).fetchone()
+            if row:
+                break
+        if row is None:
+            return []
+        ids = [r[0] for r in conn.execute("SELECT id FROM chunks WHERE file_id = ? ORDER BY ordinal", (row[0],))]
+        rows = self.chunks(ids)
+        out = [rows[i] for i in ids if i in rows]
+        lo, hi = start_line or 1, end_line or 1 << 62
+        return [c for c in out if c["start_line"] is None or (c["start_line"] <= hi and (c["end_line"] or lo) >= lo)]
+
     def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]:
         rows = self.chunks([i for i, _ in scored])
         out = []

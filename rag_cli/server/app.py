@@ -1,0 +1,203 @@
+"""``rag serve``: the retrieval and answer pipeline over HTTP (aiohttp), for programs, agents and chat UIs.
+
+Routes (``index`` picks one of the served indexes; the first one given is the default)::
+
+    GET  /search?q=...&k=10&mode=hybrid&index=NAME   same JSON as `rag search --json`
+    POST /search  {"query", "k", "mode", "timeout", "candidates", "index"}
+    POST /ask     {"question", "k", "mode", "llm", "index"}   `rag ask --json`, or with
+                  `Accept: text/event-stream` the `rag ask --jsonl` events as server-sent events
+    GET  /v1/models, POST /v1/chat/completions          OpenAI-compatible (server/openai_api.py)
+    POST /mcp                                           Model Context Protocol, streamable HTTP
+    GET  /healthz[?index=NAME]                          liveness and index summary (no auth)
+    GET  /metrics                                       Prometheus text format, per-index labels
+
+With a token (``--token`` or ``RAG_SERVE_TOKEN``) every route but ``/healthz`` needs
+``Authorization: Bearer TOKEN`` (compared in constant time), else 401. Bodies over
+``serve_max_body_kb`` get 413; over-long queries and out-of-range k get 400; more than
+``serve_max_inflight`` concurrent searches get 503 at once instead of queueing without bound;
+answers wait for one of ``serve_ask_concurrency`` generation slots in a queue of at most
+``serve_ask_queue``, past which they get 429 with ``Retry-After`` at once. No CORS headers are
+sent unless ``serve_cors_origins`` lists the browser origins allowed to call it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Settings
+from ..errors import AllSourcesFailed, RagError, UsageError
+from ..retrieve.service import Retrieval
+from .gate import Gate
+from .http import HttpError, count, error, json_response, read_json, validate
+from .metrics import Metrics
+
+
+@dataclass
+class Hub:
+    """What one server serves: its indexes (name -> settings and retrieval), the first the default."""
+
+    indexes: dict[str, tuple[Settings, Retrieval]]
+    settings: Settings  # the server's own settings (those of the default index)
+    gate: Gate
+    metrics: Metrics = field(init=False)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics({name: r for name, (_, r) in self.indexes.items()})
+        for name, (_, r) in self.indexes.items():
+            if r.fanout is not None:
+                r.fanout.observer = self.metrics.source_observer(name)
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.indexes))
+
+    def pick(self, name: Any) -> tuple[str, Settings, Retrieval]:
+        """The served index ``name`` (None: the default), or 404."""
+        if name is None or name == "":
+            name = self.default
+        if not isinstance(name, str) or name not in self.indexes:
+            raise HttpError(404, f"index {name!r} is not served here (served: {', '.join(self.indexes)})")
+        settings, retrieval = self.indexes[name]
+        if retrieval.reader is not None and not (settings.index_dir / "CURRENT").is_file():
+            raise HttpError(503, f"index {name!r} is gone (dropped or moved) while serving")
+        return name, settings, retrieval
+
+    def summary(self, name: str) -> dict[str, Any]:
+        settings, retrieval = self.indexes[name]
+        info: dict[str, Any] = {"index": name}
+        if retrieval.reader is not None and not (settings.index_dir / "CURRENT").is_file():
+            return {**info, "status": "index gone", "error": f"index {name!r} was dropped"}
+        info["status"] = "ok"
+        reader = retrieval.reader
+        if reader is not None:
+            info["generation"] = reader.generation
+            info["chunks"] = reader.count
+            info["bm25"] = "memory" if reader.bm25_memory_bytes() else "fts5"
+            if reader.bm25_memory_error:  # the postings failed to load: FTS5 answers
+                info["bm25_error"] = reader.bm25_memory_error
+        info["sources"] = [s.name for s in retrieval.fanout.sources] if retrieval.fanout else []
+        return info
+
+
+def create_app(hub: Hub) -> web.Application:
+    settings = hub.settings
+    metrics = hub.metrics
+    token = settings.serve_token.encode()
+    limit = asyncio.Semaphore(settings.serve_max_inflight)
+    state = {"inflight": 0}
+    cors = set(settings.serve_cors_origins)
+
+    def allow_origin(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+        origin = request.headers.get("Origin", "")
+        if origin and (origin in cors or "*" in cors) and not resp.prepared:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Vary"] = "Origin"
+        return resp
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            if request.method == "OPTIONS" and cors:  # CORS preflight, only when origins are configured
+                status = 204
+                resp = allow_origin(request, web.Response(status=204))
+                resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
+                resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Accept"
+                return resp
+            if token and request.path != "/healthz":
+                auth = request.headers.get("Authorization", "")
+                # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent
+                given = auth[7:].encode("utf-8", "surrogateescape") if auth.startswith("Bearer ") else b""
+                if not hmac.compare_digest(given, token):
+                    resp = error(401, "missing or wrong bearer token")
+                    resp.headers["WWW-Authenticate"] = "Bearer"
+                    status = 401
+                    return resp
+            try:
+                resp = await handler(request)
+            except HttpError as exc:
+                resp = exc.response()
+            status = resp.status
+            return allow_origin(request, resp) if cors else resp
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            index = str(request.get("index", ""))
+            metrics.requests.labels(route, request.method, str(status), index).inc()
+            metrics.latency.labels(route, index).observe(time.perf_counter() - t0)
+
+    async def search(request: web.Request) -> web.Response:
+        try:
+            if request.method == "POST":
+                body = await read_json(request, settings.serve_max_body_kb)
+            else:
+                body = dict(request.query)
+                body.setdefault("query", body.get("q"))
+            name, s, retrieval = hub.pick(body.get("index"))
+            request["index"] = name
+            query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"),
+                                               body.get("timeout"))  # fmt: skip
+            candidates = body.get("candidates")
+            cand = None if candidates is None else count(s, "candidates", candidates)
+        except UsageError as exc:
+            return error(400, exc.message)
+        if limit.locked():
+            hub.metrics.rejections.labels("/search", "inflight").inc()
+            return error(503, "server busy, try again")
+        async with limit:
+            state["inflight"] += 1
+            metrics.inflight.set(state["inflight"])
+            try:
+                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand)
+            except AllSourcesFailed as exc:
+                return json_response({"query": query, "mode": mode, "hits": [], "error": exc.message,
+                                      "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]},
+                                     503)  # fmt: skip
+            except RagError as exc:
+                return error(500, str(exc))
+            finally:
+                state["inflight"] -= 1
+                metrics.inflight.set(state["inflight"])
+        out = result.to_dict()
+        out["timings"] = result.timings
+        return json_response(out)
+
+    async def healthz(request: web.Request) -> web.Response:
+        wanted = request.query.get("index")
+        if wanted is not None and wanted not in hub.indexes:
+            return error(404, f"index {wanted!r} is not served here")
+        name = wanted or hub.default
+        info = {**hub.summary(name), "auth": bool(token)}
+        if wanted is None:
+            info["indexes"] = {n: hub.summary(n) for n in hub.indexes}
+        if info["status"] != "ok":
+            return json_response(info, 503)
+        return json_response(info)
+
+    async def metrics_route(request: web.Request) -> web.Response:
+        body = metrics.render(hub.gate)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    from . import ask, mcp_tools, openai_api
+
+    app = web.Application(middlewares=[observe], client_max_size=settings.serve_max_body_kb * 1024)
+    app["hub"] = hub
+    app.router.add_get("/search", search)
+    app.router.add_post("/search", search)
+    app.router.add_post("/ask", ask.ask_route)
+    app.router.add_get("/v1/models", openai_api.models_route)
+    app.router.add_post("/v1/chat/completions", openai_api.chat_route)
+    mcp_tools.add_routes(app, hub)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_route)
+    return app

@@ -1,0 +1,133 @@
+"""Request parsing, validation and responses shared by every route of ``rag serve``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Settings
+from ..errors import UsageError
+from ..retrieve.fanout import MODES
+
+
+class HttpError(Exception):
+    """A request the server refuses: its status, message and (for 429/503) when to retry."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retry_after = status, message, retry_after
+
+    def response(self) -> web.Response:
+        resp = error(self.status, self.message)
+        if self.retry_after is not None:
+            resp.headers["Retry-After"] = str(max(1, round(self.retry_after)))
+        return resp
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dumps(data), status=status, content_type="application/json")
+
+
+def error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_json(request: web.Request, max_kb: int) -> dict[str, Any]:
+    """The request's JSON object body, or an HttpError (413 too large, 400 anything malformed: a bad
+    charset, a body that is not what its Content-Encoding says, NaN/Infinity, numbers past float)."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise HttpError(413, f"body over {max_kb} KiB") from None
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # aiohttp's decompression and payload errors: a malformed request
+        raise HttpError(400, f"unreadable body ({type(exc).__name__})") from None
+    charset = request.charset or "utf-8"
+    try:
+        text = raw.decode(charset)
+    except LookupError:
+        raise HttpError(400, f"unknown charset {charset[:40]!r}") from None
+    except UnicodeDecodeError:
+        raise HttpError(400, f"body is not valid {charset[:40]}") from None
+    try:
+        body = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise HttpError(400, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, "body must be a JSON object")
+    return body
+
+
+def text_field(settings: Settings, name: str, value: Any) -> str:
+    """A query or question: a non-empty string within ``[serve] max_query_chars``, valid Unicode."""
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{name} is required")
+    if len(value) > settings.serve_max_query_chars:
+        raise UsageError(f"{name} longer than {settings.serve_max_query_chars} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{name} is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def validate(settings: Settings, query: Any, k: Any, mode: Any, timeout: Any) -> tuple[str, int, str, float | None]:
+    query = text_field(settings, "query", query)
+    k_val = count(settings, "k", k if k is not None else settings.retrieve_k)
+    mode_val = check_mode(settings, mode)
+    try:
+        t = float(timeout) if timeout is not None and not isinstance(timeout, bool) else None
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError("timeout must be a number") from None
+    if t is not None and not 0 < t <= 60:
+        raise UsageError("timeout must be between 0 and 60 seconds")
+    return query, k_val, mode_val, t
+
+
+def check_mode(settings: Settings, mode: Any) -> str:
+    mode_val = mode or settings.retrieve_mode
+    if mode_val not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}")
+    return str(mode_val)
+
+
+def count(settings: Settings, name: str, value: Any) -> int:
+    """``k`` or ``candidates``: an integer from 1 to ``[serve] max_k``."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise UsageError(f"{name} must be an integer")
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UsageError(f"{name} must be an integer") from None
+    if not 1 <= n <= settings.serve_max_k:
+        raise UsageError(f"{name} must be between 1 and {settings.serve_max_k}")
+    return n
+
+
+def wants_sse(request: web.Request) -> bool:
+    return "text/event-stream" in request.headers.get("Accept", "")
+
+
+async def start_sse(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                       "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    await resp.prepare(request)
+    return resp
+
+
+def sse_frame(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event; ``data`` is sent as JSON on one line (a string as given)."""
+    text = data if isinstance(data, str) else dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return (head + "".join(f"data: {line}\n" for line in text.split("\n")) + "\n").encode("utf-8")

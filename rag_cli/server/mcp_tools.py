@@ -1,0 +1,243 @@
+"""rag as a Model Context Protocol server, on the official ``mcp`` SDK (2.x, ``MCPServer``).
+
+Tools: ``search``, ``ask``, ``get`` and ``indexes`` over the served indexes; each indexed document is
+also a resource (``rag://INDEX/PATH``). ``rag mcp`` speaks it over stdio; ``rag serve`` mounts the
+SDK's streamable-HTTP transport at ``/mcp`` (stateless, JSON responses) behind the server's own
+bearer token, limits and metrics: an aiohttp handler hands each request to the SDK's ASGI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+from typing import Any
+
+from aiohttp import web
+
+from .. import runtime
+from ..answer import AnswerResult
+from ..errors import RagError, UsageError
+from .http import HttpError, check_mode, count, text_field
+
+INSTRUCTIONS = (
+    "rag answers questions from local document indexes with numbered, checked citations. Use `search` to find "
+    "passages, `ask` for a cited answer, `get` to read a document or a cited line range, `indexes` to list them."
+)
+
+
+def build(hub: Any) -> Any:
+    """The MCPServer with rag's tools bound to ``hub`` (the served indexes)."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("rag", instructions=INSTRUCTIONS, log_level="WARNING")
+
+    def pick(index: str | None) -> tuple[str, Any, Any]:
+        try:
+            return hub.pick(index)
+        except HttpError as exc:
+            raise _tool_error(exc.message) from None
+
+    @server.tool()
+    async def search(query: str, k: int = 5, mode: str = "hybrid", path: str | None = None,
+                     index: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Search an index. `mode`: hybrid, dense or bm25. `path`: a glob on the document path
+        (`docs/*.md`; `!GLOB` excludes). Returns ranked passages with path, lines and text."""
+        name, settings, retrieval = pick(index)
+        try:
+            text_field(settings, "query", query)
+            k = count(settings, "k", k)
+            mode = check_mode(settings, mode)
+        except UsageError as exc:
+            raise _tool_error(exc.message) from None
+        wanted = k * 5 if path else k  # filtered after retrieval: fetch more so k can come back
+        res = await retrieval.search(query, k=min(wanted, settings.serve_max_k), mode=mode)
+        hits = [h for h in res.hits if matches(h.path or h.url or "", path)][:k]
+        return {"index": name, "query": query, "mode": mode,
+                "hits": [{"rank": i, "path": h.path, "location": h.location, "title": h.title,
+                          "start_line": h.start_line, "end_line": h.end_line, "page": h.page,
+                          "chunk_id": h.chunk_id, "score": round(h.score, 6), "text": h.text}
+                         for i, h in enumerate(hits, start=1)],
+                "degraded": [d.to_dict() for d in res.degraded]}  # fmt: skip
+
+    @server.tool()
+    async def ask(question: str, k: int | None = None, llm: str | None = None,
+                  index: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Answer a question from an index. The answer cites numbered sources ([1], [2]); each sentence
+        is checked against what it cites (`sentences[].verified`). `llm`: local, openai or none."""
+        from .ask import answer_events, answer_params
+
+        name, settings, retrieval = pick(index)
+        try:
+            params = answer_params(settings, {"question": question, "k": k, "llm": llm})
+        except UsageError as exc:
+            raise _tool_error(exc.message) from None
+        result: AnswerResult | None = None
+        try:
+            async for ev in answer_events(hub, name, settings, retrieval, route="mcp", **params):
+                if ev.kind == "done":
+                    result = ev.data
+        except HttpError as exc:
+            raise _tool_error(f"{exc.message}; retry in {exc.retry_after or 5:.0f} s") from None
+        except RagError as exc:
+            return {"question": question, "answer": None, "error": exc.message, "exit_code": exc.exit_code}
+        assert result is not None
+        d = result.to_dict()
+        return {k: d[k] for k in ("question", "answer", "citations", "sources", "verified", "sentences",
+                                  "degraded", "backend")}  # fmt: skip
+
+    @server.tool()
+    async def get(path: str | None = None, chunk_id: int | None = None, start_line: int | None = None,
+                  end_line: int | None = None, index: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Read what the index holds of a document (by `path`, optionally a `start_line`-`end_line`
+        range) or one chunk (by `chunk_id`, as `search` returns it)."""
+        name, _, retrieval = pick(index)
+        return {"index": name, **(await read(retrieval, path, chunk_id, start_line, end_line))}
+
+    @server.tool()
+    async def indexes() -> dict[str, Any]:
+        """The indexes this server answers from: files, chunks, bytes, generation and the embedding fingerprint."""
+        out = []
+        for name, (_, retrieval) in hub.indexes.items():
+            info = await runtime.run_blocking(retrieval.reader.stats) if retrieval.reader else {"name": name}
+            out.append({k: v for k, v in info.items() if k != "path"})
+        return {"default": hub.default, "indexes": out}
+
+    return server
+
+
+def _tool_error(message: str) -> Exception:
+    """A failure the caller can act on: the SDK passes its message to the model (others it masks)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    return ToolError(message)
+
+
+def matches(path: str, pattern: str | None) -> bool:
+    """``pattern`` a glob on the path (or on any of its trailing parts); ``!GLOB`` excludes."""
+    if not pattern:
+        return True
+    negate = pattern.startswith("!")
+    glob = pattern[1:] if negate else pattern
+    parts = path.split("/")
+    hit = fnmatch.fnmatch(path, glob) or any(fnmatch.fnmatch("/".join(parts[i:]), glob) for i in range(len(parts)))
+    return hit != negate
+
+
+async def read(retrieval: Any, path: str | None, chunk_id: int | None, start: int | None,
+               end: int | None) -> dict[str, Any]:  # fmt: skip
+    reader = retrieval.reader
+    if reader is None:
+        raise _tool_error("this server has no local index to read from")
+    if chunk_id is not None:
+        rows = await runtime.run_blocking(reader.chunks, [int(chunk_id)])
+        if not rows:
+            raise _tool_error(f"no chunk {chunk_id} in the index (re-run search: ids change when files are re-indexed)")
+        return {"chunks": list(rows.values())}
+    if not path:
+        raise _tool_error("give a path or a chunk_id")
+    chunks = await runtime.run_blocking(reader.document, path, start, end)
+    if not chunks:
+        raise _tool_error(f"{path!r} is not in the index" + (f" at lines {start}-{end}" if start or end else ""))
+    return {"path": chunks[0]["path"], "chunks": chunks}
+
+
+# -- streamable HTTP inside aiohttp ---------------------------------------------------------------
+
+
+def add_routes(app: web.Application, hub: Any) -> None:
+    """``/mcp`` on ``app``: the SDK's session manager runs for the app's lifetime."""
+    state: dict[str, Any] = {}
+
+    async def start(app: web.Application) -> None:
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        server = build(hub)
+        host = hub.settings.serve_host
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        security = None if loopback else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+        server.streamable_http_app(stateless_http=True, json_response=True, host=host, transport_security=security,
+                                   max_request_body_size=hub.settings.serve_max_body_kb * 1024)  # fmt: skip
+        manager = server.session_manager
+        ready = asyncio.Event()
+        done = asyncio.Event()
+
+        async def run() -> None:
+            async with manager.run():
+                ready.set()
+                await done.wait()
+
+        state["task"] = asyncio.create_task(run())
+        state["done"] = done
+        state["manager"] = manager
+        await ready.wait()
+
+    async def stop(app: web.Application) -> None:
+        if "done" in state:
+            state["done"].set()
+            with contextlib.suppress(Exception):
+                await state["task"]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+
+        return await asgi(StreamableHTTPASGIApp(state["manager"]), request, hub.settings.serve_max_body_kb)
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_route("*", "/mcp", handle)
+
+
+async def asgi(app: Any, request: web.Request, max_kb: int) -> web.StreamResponse:
+    """Run one request through an ASGI ``app`` and relay its response (streamed as it is sent)."""
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise HttpError(413, f"body over {max_kb} KiB") from None
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
+        "scheme": request.scheme, "path": request.path, "raw_path": request.raw_path.split("?")[0].encode(),
+        "query_string": request.query_string.encode(), "root_path": "",
+        "headers": [(k.lower(), v) for k, v in request.raw_headers],
+        "client": tuple(peer[:2]) if peer else None, "server": tuple(sock[:2]) if sock else None,
+    }  # fmt: skip
+    sent_body = False
+    gone = asyncio.Event()
+    resp: web.StreamResponse | None = None
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_body
+        if not sent_body:
+            sent_body = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal resp
+        if message["type"] == "http.response.start":
+            resp = web.StreamResponse(status=message["status"])
+            for k, v in message.get("headers", []):
+                resp.headers.add(k.decode("latin-1"), v.decode("latin-1"))
+            resp.headers.popall("Content-Length", None)  # aiohttp frames the body itself
+            await resp.prepare(request)
+        elif message["type"] == "http.response.body" and resp is not None:
+            if message.get("body"):
+                await resp.write(message["body"])
+            if not message.get("more_body"):
+                await resp.write_eof()
+
+    try:
+        await app(scope, receive, send)
+    finally:
+        gone.set()
+    if resp is None:
+        return web.Response(status=500, text="the MCP transport sent no response")
+    return resp
+
+
+async def run_stdio(hub: Any) -> None:
+    """Serve MCP over this process's stdin and stdout (``rag mcp``)."""
+    await build(hub).run_stdio_async()

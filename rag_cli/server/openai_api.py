@@ -1,0 +1,191 @@
+"""An OpenAI-compatible endpoint, so chat UIs and any OpenAI SDK use rag with no glue.
+
+``GET /v1/models`` lists one model per served index (``rag/NAME``). ``POST /v1/chat/completions``
+answers the last user message with the RAG pipeline; earlier user messages condense a follow-up
+into a standalone retrieval query as `rag chat` does. The reply's text ends with the sources it
+cites; the same sources are machine-readable in ``citations`` (and the whole `rag ask --json`
+result in ``rag``). ``stream: true`` sends ``chat.completion.chunk`` events and ``[DONE]``.
+An extra body field ``llm`` (``extra_body={"llm": "none"}``) picks the backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from ..answer import AnswerResult
+from ..chat import condense
+from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, UsageError
+from .ask import STATUS, Watch, answer_events, answer_params
+from .http import HttpError, json_response, read_json, sse_frame, start_sse
+
+PREFIX = "rag/"
+
+
+def _error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> web.Response:
+    """An error in OpenAI's shape: the SDK raises its matching exception (NotFoundError, RateLimitError...)."""
+    return json_response({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
+
+
+async def models_route(request: web.Request) -> web.Response:
+    hub = request.app["hub"]
+    data = []
+    for name, (_, retrieval) in hub.indexes.items():
+        created = 0
+        if retrieval.reader is not None:
+            created = int(retrieval.reader.stats().get("updated_at") or 0)
+        data.append({"id": PREFIX + name, "object": "model", "created": created, "owned_by": "rag"})
+    return json_response({"object": "list", "data": data})
+
+
+def _content(message: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _questions(messages: Any) -> list[str]:
+    if not isinstance(messages, list) or not messages:
+        raise UsageError("messages must be a non-empty list")
+    users = [_content(m).strip() for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    users = [u for u in users if u]
+    if not users or not (isinstance(messages[-1], dict) and messages[-1].get("role") == "user"):
+        raise UsageError("the last message must be the user's question")
+    return users
+
+
+def sources_text(result: AnswerResult) -> str:
+    cited = set(result.citations)
+    lines = [f"[{s['n']}] {s['url'] or s['location']} — {s['title']}".rstrip(" —")
+             for s in result.source_dicts() if s["n"] in cited]  # fmt: skip
+    return "\n\nSources:\n" + "\n".join(lines) if lines else ""
+
+
+def _citations(result: AnswerResult) -> list[dict[str, Any]]:
+    cited = set(result.citations)
+    return [s for s in result.source_dicts() if s["n"] in cited]
+
+
+async def chat_route(request: web.Request) -> web.StreamResponse:
+    hub = request.app["hub"]
+    try:
+        body = await read_json(request, hub.settings.serve_max_body_kb)
+    except HttpError as exc:
+        return _error(exc.status, exc.message, "invalid_body")
+    model = body.get("model") or PREFIX + hub.default
+    name = model[len(PREFIX) :] if isinstance(model, str) and model.startswith(PREFIX) else model
+    if not isinstance(name, str) or name not in hub.indexes:
+        return _error(404, f"model {model!r} does not exist (models: {', '.join(PREFIX + n for n in hub.indexes)})",
+                      "model_not_found")  # fmt: skip
+    try:
+        name, settings, retrieval = hub.pick(name)
+    except HttpError as exc:
+        return _error(exc.status, exc.message, "index_unavailable", "server_error")
+    request["index"] = name
+    try:
+        questions = _questions(body.get("messages"))
+        params = answer_params(settings, {**body, "question": questions[-1]})
+    except UsageError as exc:
+        return _error(400, exc.message, "invalid_request")
+    query = condense(questions)
+    events = answer_events(hub, name, settings, retrieval, route="/v1/chat/completions", query=query, **params)
+    ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    created = int(time.time())
+    base = {"id": ident, "created": created, "model": PREFIX + name}
+    if body.get("stream"):
+        return await _stream(request, hub, events, base)
+    result: AnswerResult | None = None
+    async with Watch(request, hub.stopping) as watch, contextlib.aclosing(events):
+        try:
+            async for ev in events:
+                if ev.kind == "done":
+                    result = ev.data
+        except HttpError as exc:
+            return _rate_limited(exc)
+        except (NoRelevantPassages, LLMError, AllSourcesFailed) as exc:
+            if not isinstance(exc, NoRelevantPassages):
+                return _error(STATUS[type(exc)], exc.message, "answer_failed", "server_error")
+            text, extra = exc.message + ".", {"error": exc.message, "exit_code": exc.exit_code}
+            return json_response(_completion(base, text, [], extra))
+    if result is None:
+        if watch.reason == "shutdown":
+            return _error(503, "server shutting down", "shutting_down", "server_error")
+        return json_response({"error": {"message": "cancelled"}}, 499)
+    text = result.answer + sources_text(result)
+    out = _completion(base, text, _citations(result), result.to_dict())
+    out["usage"] = {"prompt_tokens": 0, "completion_tokens": int(result.timings.get("tokens", 0)),
+                    "total_tokens": int(result.timings.get("tokens", 0))}  # fmt: skip
+    return json_response(out)
+
+
+def _completion(
+    base: dict[str, Any], text: str, citations: list[dict[str, Any]], rag: dict[str, Any]
+) -> dict[str, Any]:
+    return {**base, "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "citations": citations, "rag": rag}  # fmt: skip
+
+
+def _rate_limited(exc: HttpError) -> web.Response:
+    resp = _error(exc.status, exc.message, "rate_limited" if exc.status == 429 else "unavailable",
+                  "rate_limit_error" if exc.status == 429 else "server_error")  # fmt: skip
+    if exc.retry_after is not None:
+        resp.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return resp
+
+
+def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    obj = {**base, "object": "chat.completion.chunk",
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
+    return sse_frame(obj)
+
+
+async def _stream(request: web.Request, hub: Any, events: Any, base: dict[str, Any]) -> web.StreamResponse:
+    resp: web.StreamResponse | None = None
+    async with Watch(request, hub.stopping) as watch, contextlib.aclosing(events):
+        try:
+            async for ev in events:
+                if resp is None:
+                    resp = await start_sse(request)
+                    await resp.write(_chunk(base, {"role": "assistant", "content": ""}))
+                if ev.kind == "token":
+                    await resp.write(_chunk(base, {"content": ev.data}))
+                elif ev.kind == "done":
+                    result: AnswerResult = ev.data
+                    tail = sources_text(result)
+                    if tail:
+                        await resp.write(_chunk(base, {"content": tail}))
+                    await resp.write(_chunk(base, {}, "stop", citations=_citations(result), rag=result.to_dict()))
+        except HttpError as exc:
+            if resp is None:
+                return _rate_limited(exc)
+        except (NoRelevantPassages, LLMError, AllSourcesFailed) as exc:
+            if resp is None and not isinstance(exc, NoRelevantPassages):
+                return _error(STATUS[type(exc)], exc.message, "answer_failed", "server_error")
+            if resp is None:
+                resp = await start_sse(request)
+                await resp.write(_chunk(base, {"role": "assistant", "content": ""}))
+            await resp.write(_chunk(base, {"content": exc.message + "."}))
+            await resp.write(_chunk(base, {}, "stop", citations=[], rag={"error": exc.message,
+                                                                          "exit_code": exc.exit_code}))  # fmt: skip
+        except ConnectionError:
+            watch.reason = watch.reason or "disconnected"
+    if resp is None:
+        if watch.reason == "shutdown":
+            return _error(503, "server shutting down", "shutting_down", "server_error")
+        return json_response({"error": {"message": "cancelled"}}, 499)
+    with contextlib.suppress(ConnectionError):
+        if watch.reason == "shutdown":
+            await resp.write(_chunk(base, {}, "length", rag={"error": "server shutting down"}))
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+    return resp
