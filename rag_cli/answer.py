@@ -22,6 +22,7 @@ from .errors import LLMError, NoRelevantPassages
 from .evidence import PROMPT_VERSION, joined, select
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt
+from .retrieve.fanout import SearchResult
 from .text import STOP_WORDS
 from .types import Degradation, Hit
 from .verify import SentenceStream, Verifier
@@ -72,6 +73,17 @@ class AnswerResult:
         }
 
 
+def jsonl_event(ev: Event) -> dict[str, Any]:
+    """An answer event as `rag ask --jsonl` prints it (and `rag serve`'s /ask streams it)."""
+    if ev.kind == "sources":
+        return {"event": "sources", "sources": ev.data}
+    if ev.kind == "token":
+        return {"event": "token", "text": ev.data}
+    if ev.kind == "warning":
+        return {"event": "warning", "message": ev.data}
+    return {"event": "done", **ev.data.to_dict()}
+
+
 def source_dict(n: int, h: Hit) -> dict[str, Any]:
     return {"n": n, "path": h.path, "title": h.title, "url": h.url, "score": h.score, "location": h.location,
             "start_line": h.start_line, "end_line": h.end_line, "page": h.page, "doc_id": h.doc_id}  # fmt: skip
@@ -91,6 +103,38 @@ def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = 
     if scored and max(scored) < min_similarity:
         return []
     return [h for h, d in zip(hits, dense, strict=True) if d is None or d >= min_similarity]
+
+
+CONTEXT_PIECE_CHARS = 1500  # --context is cut into passages of about this size at paragraph breaks
+CONTEXT_PIECES = 8  # the first this many: evidence selection then picks the sentences that answer
+
+
+def context_hits(text: str, name: str) -> list[Hit]:
+    """``text`` given with the question as numbered passages (``name``: stdin or the file), paragraphs kept whole
+    where they fit."""
+    pieces: list[str] = []
+    current = ""
+    for para in re.split(r"\n\s*\n", text.strip()):
+        para = para.strip()
+        while para:
+            room = CONTEXT_PIECE_CHARS - len(current)
+            if len(para) <= room or (not current and len(para) <= CONTEXT_PIECE_CHARS):
+                current = f"{current}\n\n{para}" if current else para
+                para = ""
+            elif current:
+                pieces.append(current)
+                current = ""
+            else:
+                cut = para.rfind(" ", 0, CONTEXT_PIECE_CHARS)
+                cut = cut if cut > CONTEXT_PIECE_CHARS // 2 else CONTEXT_PIECE_CHARS
+                pieces.append(para[:cut].strip())
+                para = para[cut:].strip()
+        if len(pieces) >= CONTEXT_PIECES:
+            break
+    if current and len(pieces) < CONTEXT_PIECES:
+        pieces.append(current)
+    return [Hit(text=p, score=1.0, source="context", path=name, title="context given with the question")
+            for p in pieces[:CONTEXT_PIECES]]  # fmt: skip
 
 
 def answer_k(settings: Settings) -> int:
@@ -118,11 +162,20 @@ async def answer(
     extra_context: str = "",
     query: str | None = None,
     services: dict[str, Any] | None = None,
+    context_name: str = "stdin",
 ) -> AsyncIterator[Event]:
-    """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up)."""
+    """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up).
+
+    ``extra_context`` (``--context``) becomes the first numbered passages, cited and verified like the
+    index's; with a retrieval that has no sources (``--no-index``) they are all there is."""
     t0 = time.perf_counter()
     result = AnswerResult(question=question, query=query or question)
-    res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode)
+    given = context_hits(extra_context, context_name)
+    fanout = getattr(retrieval, "fanout", None)  # None through a warm server, which searches
+    if fanout is not None and not fanout.sources:
+        res = SearchResult(query or question, mode or settings.retrieve_mode, [])  # --no-index: the context alone
+    else:
+        res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode)
     result.degraded = res.degraded
     for name, ms in res.timings.items():
         result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms
@@ -130,14 +183,15 @@ async def answer(
     if embed and (mode or settings.retrieve_mode) != "bm25":
         result.timings["embed_ms"] = round(embed[-1], 2)
     hits = relevant(res.hits, settings.answer_min_score, getattr(res, "best", {}).get("dense"))
-    unknown = await _unknown_names(retrieval, question, hits) if hits and not extra_context.strip() else []
+    unknown = await _unknown_names(retrieval, question, hits) if hits and not given else []
     if unknown:
         raise NoRelevantPassages(
             f"{', '.join(repr(w) for w in unknown)} {'appears' if len(unknown) == 1 else 'appear'} in no document of "
             f"index {settings.index!r}; not answering rather than guessing",
             hint="index documents about it, or rephrase",
         )
-    if not hits and not extra_context.strip():
+    hits = given + hits  # the context given with the question comes first: [1], [2], ...
+    if not hits:
         raise NoRelevantPassages(
             f"no relevant passage for {question!r} in index {settings.index!r}; not answering rather than guessing",
             hint="rephrase, raise -k, or index more documents",
@@ -155,7 +209,7 @@ async def answer(
                 result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
             t_prompt = time.perf_counter()
             prompt, kept, best = await runtime.run_blocking(
-                lambda b=backend: _prompt(question, hits, b, settings, extra_context, embed), stage="prompt"
+                lambda b=backend: _prompt(question, hits, b, settings, embed), stage="prompt"
             )
         except LLMError as exc:
             result.fallbacks.append({"backend": name, "reason": exc.message})
@@ -250,7 +304,7 @@ def _embed_fn(retrieval: Any) -> Any:
     return lambda texts: embed_queries(embedder, texts)
 
 
-def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, extra: str,
+def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings,
             embed: Any) -> tuple[Any, list[Hit], tuple[int, str] | None]:  # fmt: skip
     """The prompt, the passages it holds (as retrieved), and the best evidence sentence (number, text).
 
@@ -268,7 +322,7 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, ex
             top = max(((n, s) for n, (_, p) in enumerate(pairs, start=1) for s in p), key=lambda x: x[1].score)
             best = (top[0], top[1].text)
     prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
-                                max_tokens=settings.llm_max_tokens, extra_context=extra)  # fmt: skip
+                                max_tokens=settings.llm_max_tokens)  # fmt: skip
     if best is None and kept:
         best = (1, kept[0].text[:300])
     if best is not None and best[0] > len(kept):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -75,6 +76,20 @@ def read_context(env: Env, context: str | None, used_stdin: bool) -> str:
 
 
 CONTEXT_MAX_BYTES = 4 * 2**20  # --context read at most (a prompt holds a few thousand tokens of it)
+
+
+@contextlib.asynccontextmanager
+async def context_only(settings: Settings) -> Any:
+    """Retrieval with no index and no remote sources, but the embedding model (evidence and verification use it)."""
+    from dataclasses import replace
+
+    from ..embed import base as embed_base
+    from ..retrieve.service import Retrieval
+
+    async with Retrieval(replace(settings, sources=[]), use_index=False) as r:
+        r.embedder = embed_base.create(settings)
+        await r.load_model()
+        yield r
 
 
 def _hide_echo(env: Env) -> Any:
@@ -216,7 +231,12 @@ def ask_cmd(
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     fallback: FallbackOpt = None,
-    context: Annotated[str | None, typer.Option("--context", help="Extra context: a file, or '-' for stdin.")] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="Context to answer from first: a file, or '-' for stdin.")
+    ] = None,
+    no_index: Annotated[
+        bool, typer.Option("--no-index", help="Answer from --context alone, without searching an index.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object when done.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="Stream events as JSON Lines.")] = False,
     timings: Annotated[bool, typer.Option("--timings", help="Print the stage breakdown on stderr.")] = False,
@@ -233,7 +253,7 @@ def ask_cmd(
 ) -> None:
     """Answer a question from the index, citing numbered sources."""
     from .. import runtime
-    from ..answer import answer
+    from ..answer import answer, jsonl_event
     from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages
     from ..retrieve.client import open_retrieval
 
@@ -250,25 +270,34 @@ def ask_cmd(
         fallback=fallback, llm_max_tokens=max_tokens, retrieve_timeout=timeout, workers=workers, server=server,
     )  # fmt: skip
 
+    if no_index and not extra.strip():
+        from ..errors import UsageError
+
+        raise UsageError("--no-index answers from --context alone: give --context FILE or --context -")
+    alone = bool(extra.strip()) and (no_index or not (settings.index_dir / "CURRENT").is_file())
+    if alone and not no_index:
+        env.warn(f"no index {settings.index!r}: answering from the context alone")
+    name = "stdin" if context == "-" else str(context)
+
     async def go() -> Any:
-        async with open_retrieval(settings, env.warn) as r:
+        async with context_only(settings) if alone else open_retrieval(settings, env.warn) as r:
             await r.prepare()
             result = None
             if jsonl:
-                async for ev in answer(q, r, settings, extra_context=extra):
-                    env.json(_jsonl(ev))
+                async for ev in answer(q, r, settings, extra_context=extra, context_name=name):
+                    env.json(jsonl_event(ev))
                     if ev.kind == "done":
                         result = ev.data
                 return result
             if json_out:
-                async for ev in answer(q, r, settings, extra_context=extra):
+                async for ev in answer(q, r, settings, extra_context=extra, context_name=name):
                     if ev.kind == "warning":
                         env.warn(ev.data)
                     elif ev.kind == "done":
                         result = ev.data
                 return result
             with Renderer(env, timings) as view:
-                async for ev in answer(q, r, settings, extra_context=extra):
+                async for ev in answer(q, r, settings, extra_context=extra, context_name=name):
                     view.event(ev)
                     if ev.kind == "done":
                         result = ev.data
@@ -291,16 +320,6 @@ def ask_cmd(
         env.warn(f"source {d.source} degraded: {d.reason}")
     if result is not None and not result.complete:
         sys.exit(1)
-
-
-def _jsonl(ev: Any) -> dict[str, Any]:
-    if ev.kind == "sources":
-        return {"event": "sources", "sources": ev.data}
-    if ev.kind == "token":
-        return {"event": "token", "text": ev.data}
-    if ev.kind == "warning":
-        return {"event": "warning", "message": ev.data}
-    return {"event": "done", **ev.data.to_dict()}
 
 
 def explain_result(env: Env, result: Any) -> None:

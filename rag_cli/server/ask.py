@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..answer import Event, answer, chain
+from ..answer import Event, answer, chain, jsonl_event
 from ..config import Settings
 from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, RagError, UsageError
 from ..retrieve.service import Retrieval
@@ -138,17 +138,6 @@ async def answer_events(hub: Any, name: str, settings: Settings, retrieval: Retr
     finally:
         m.answers.labels(route, outcome, name).inc()
         m.answer_seconds.labels(route, name).observe(time.perf_counter() - t0)
-
-
-def jsonl_event(ev: Event) -> dict[str, Any]:
-    """An answer event as `rag ask --jsonl` prints it."""
-    if ev.kind == "sources":
-        return {"event": "sources", "sources": ev.data}
-    if ev.kind == "token":
-        return {"event": "token", "text": ev.data}
-    if ev.kind == "warning":
-        return {"event": "warning", "message": ev.data}
-    return {"event": "done", **ev.data.to_dict()}
 
 
 async def ask_route(request: web.Request) -> web.StreamResponse:

@@ -153,7 +153,25 @@ def test_context_from_stdin(sample_home: Path) -> None:
     out = run_cli("ask", "--context", "-", "--llm", "none", "--json", "what does this change do to the timeout?",
                   env=env(sample_home), input=diff)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["answer"]
+    data = json.loads(out.stdout)
+    # the context comes first: it is passage [1], quoted and cited like the index's passages
+    assert data["sources"][0]["path"] == "stdin" and "2.0" in data["answer"] and 1 in data["citations"]
+    assert len(data["sources"]) > 1  # the index's passages follow
+
+
+def test_context_without_an_index(tmp_path: Path, sample_home: Path) -> None:
+    """`git log -p | rag ask --context - "summarise"` on a machine with no index, or with --no-index."""
+    diff = "--- a/x.py\n+++ b/x.py\n@@\n-timeout = None\n+timeout = 2.0\n"
+    for home, extra in ((tmp_path / "empty-home", []), (sample_home, ["--no-index"])):
+        out = run_cli("ask", "--context", "-", "--llm", "none", "--json", *extra,
+                      "what does this change do to the timeout?", env=env(home), input=diff)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        data = json.loads(out.stdout)
+        assert [s["path"] for s in data["sources"]] == ["stdin"] and "2.0" in data["answer"]
+        assert data["verified"] is True
+        assert ("answering from the context alone" in out.stderr) == (not extra)
+    out = run_cli("ask", "--no-index", "--llm", "none", "what?", env=env(sample_home))
+    assert out.returncode == 2 and "--context" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_chat_through_stdin_with_follow_up(sample_home: Path) -> None:
