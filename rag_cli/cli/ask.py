@@ -130,6 +130,7 @@ class Renderer:
         self.text = ""
         self.live: Any = None
         self.status: Any = None
+        self.spinner: Any = None
         self._echo: Any = None
         self.sources: list[dict[str, Any]] = []
 
@@ -137,8 +138,15 @@ class Renderer:
         # on a terminal, a transient status on stderr fills the wait before the first token (retrieval,
         # loading the model, reading the passages); it is gone once tokens flow
         if self.tty and self.env.stderr_tty:
-            self.status = self.env.console("stderr").status("searching the index and loading the model…")
-            self.status.start()
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            # drawn at once (Rich's console.status() draws its first frame a refresh later, so a short
+            # wait showed nothing of it), and again at each change
+            self.spinner = Spinner("dots", "searching the index and loading the model…", style="status.spinner")
+            self.status = Live(self.spinner, console=self.env.console("stderr"), refresh_per_second=12.5,
+                               transient=True)  # fmt: skip
+            self.status.start(refresh=True)
         return self
 
     def _quiet(self) -> None:
@@ -174,7 +182,8 @@ class Renderer:
         if ev.kind == "sources":
             self.sources = ev.data
             if self.status is not None:
-                self.status.update(f"reading {len(ev.data)} passages…")
+                self.spinner.update(text=f"reading {len(ev.data)} passages…")
+                self.status.refresh()
             return
         self._quiet()
         if ev.kind == "token":
