@@ -73,6 +73,9 @@ class Settings:
     embed_device: str = "cpu"
     embed_onnx_variant: str = "fp32"  # ONNX graph for the onnx backend and queries: fp32 or int8 (quantized)
     embed_query_cache: int = 1024  # query vectors kept in an LRU cache per process (0: off)
+    embed_doc_backend: str = (
+        "auto"  # documents: auto (fp32 ONNX Runtime when the model exports, else torch), onnx, torch
+    )
     embed_query_backend: str = "auto"  # auto: ONNX Runtime when its export is cached, else torch; onnx; torch
     chunk_max_tokens: int = 200
     chunk_overlap: int = 32

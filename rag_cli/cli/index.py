@@ -13,10 +13,10 @@ from .output import Env, clean, get_env
 
 
 class _RichProgress:
-    """A Rich progress bar on stderr: files, chunks, chunks/s, ETA."""
+    """A Rich progress bar on stderr: files, chunks, chunks/s, and an ETA from the text still to embed."""
 
     def __init__(self, env: Env) -> None:
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
         self.env = env
         self.console = env.console("stderr")
@@ -26,15 +26,16 @@ class _RichProgress:
             TaskProgressColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=self.console,
             transient=True,
         )
-        self.files = self.progress.add_task("files", total=None, rate="")
-        self.chunks = self.progress.add_task("chunks", total=0, rate="")
+        self.files = self.progress.add_task("files", total=None, rate="", eta="")
+        self.chunks = self.progress.add_task("chunks", total=0, rate="", eta="")
         self.queued = 0
         self.done = 0
         self.t0 = 0.0
+        self.eta = Eta()
 
     def __enter__(self) -> _RichProgress:
         import time
@@ -66,6 +67,61 @@ class _RichProgress:
     def warn(self, message: str) -> None:
         self.console.print(f"warning: {clean(message)}", markup=False, highlight=False)
 
+    def note(self, message: str) -> None:
+        self.console.print(clean(message), markup=False, highlight=False)
+
+    def plan(self, total_bytes: int) -> None:
+        self.eta.total_bytes = total_bytes
+
+    def read(self, nbytes: int) -> None:
+        self.eta.read_bytes += nbytes
+
+    def text_queued(self, chars: int) -> None:
+        self.eta.queued += chars
+
+    def text_done(self, chars: int) -> None:
+        self.eta.done(chars)
+        left = self.eta.seconds_left()
+        self.progress.update(self.chunks, eta="" if left is None else f"~{_clock(left)} left")
+
+
+class Eta:
+    """Time left = text still to embed / the embedding rate so far. Text still to embed is what is queued
+    plus what the unread files will give (their bytes at the characters-per-byte seen so far); embedding
+    time follows tokens, and tokens follow characters, where file counts say little (one file may hold
+    thousands of chunks, an unchanged one none)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.total_bytes = 0
+        self.read_bytes = 0
+        self.queued = 0
+        self.embedded = 0
+        self.first = 0
+        self.t_first: float | None = None
+        self._now = time.perf_counter
+
+    def done(self, chars: int) -> None:
+        if self.t_first is None:  # the first group's time includes loading the model: start after it
+            self.t_first = self._now()
+            self.first = chars
+            return
+        self.embedded += chars
+
+    def seconds_left(self) -> float | None:
+        if self.t_first is None or self.embedded <= 0:
+            return None
+        rate = self.embedded / max(1e-6, self._now() - self.t_first)
+        per_byte = self.queued / self.read_bytes if self.read_bytes else 0.0
+        unread = max(0, self.total_bytes - self.read_bytes) * per_byte
+        return max(0.0, self.queued - self.first - self.embedded + unread) / rate
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
 
 class _PlainProgress:
     def __init__(self, env: Env) -> None:
@@ -84,6 +140,14 @@ class _PlainProgress:
 
     def warn(self, message: str) -> None:
         self.env.warn(message)
+
+    def note(self, message: str) -> None:
+        self.env.err(message)
+
+    def plan(self, total_bytes: int) -> None: ...
+    def read(self, nbytes: int) -> None: ...
+    def text_queued(self, chars: int) -> None: ...
+    def text_done(self, chars: int) -> None: ...
 
 
 @app.command("index")

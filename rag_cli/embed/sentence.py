@@ -55,6 +55,10 @@ class SentenceTransformerEmbedder:
                  doc_backend: str = "torch", variant: str = "fp32") -> None:  # fmt: skip
         if variant not in ("fp32", "int8"):
             raise EmbedderError(f"unknown ONNX variant {variant!r}", hint="use fp32 or int8")
+        if doc_backend not in ("auto", "onnx", "torch"):
+            raise EmbedderError(f"unknown document backend {doc_backend!r}", hint="use auto, onnx or torch")
+        if variant != "fp32" and doc_backend == "auto":
+            doc_backend = "onnx"  # quantized vectors exist only from the ONNX graph
         if doc_backend == "onnx" or variant != "fp32":
             query_backend = "onnx"  # documents and queries must come from the same graph
         self.doc_backend, self.variant = doc_backend, variant
@@ -72,10 +76,11 @@ class SentenceTransformerEmbedder:
         # all cores (bench/embed_backends.py); the pipeline splits each embed group into this many calls
         from ..runtime import cpu_count
 
-        self.parallel_calls = cpu_count() if doc_backend == "onnx" else 1
+        self.parallel_calls = cpu_count() if doc_backend in ("onnx", "auto") else 1
         self.query_backend = query_backend
         self.query_threads = torch_threads()  # intra-op threads of the ONNX query encoder: all cores
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.fallback_reason = ""  # why ``auto`` settled on PyTorch
         self.dim, self.max_tokens = self._read_config()
 
     def _read_config(self) -> tuple[int, int]:
@@ -170,6 +175,8 @@ class SentenceTransformerEmbedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.doc_backend == "auto":
+            self.prepare_documents()
         if self.doc_backend == "onnx":
             return self._doc_encoder().encode(texts, batch_size=self.batch_size)
         vecs = self.model().encode(
@@ -181,6 +188,32 @@ class SentenceTransformerEmbedder:
         )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
+    def export_needed(self) -> bool:
+        """Whether the first document embedding would export the ONNX model first (``auto`` and not cached)."""
+        target = self.onnx_file()
+        return self.doc_backend == "auto" and target is not None and not target.exists()
+
+    def prepare_documents(self) -> str:
+        """Settle ``auto`` (call on the pool; ``rag index`` does, with a note, before it starts): fp32 ONNX
+        Runtime when the model exports (once, cached; the same vectors as PyTorch), else PyTorch. Returns
+        the backend documents will use."""
+        with self._lock:
+            if self.doc_backend != "auto":
+                return self.doc_backend
+            reason = ""
+            if self.onnx_file() is None:
+                reason = "the model folder has no tokenizer.json"
+            else:
+                try:
+                    self._ensure_export()
+                except (EmbedderError, ImportError, OSError, RuntimeError) as exc:
+                    reason = str(exc)
+            self.doc_backend = "torch" if reason else "onnx"
+            self.fallback_reason = reason
+            if reason:
+                self.parallel_calls = 1
+            return self.doc_backend
+
     # -- queries ----------------------------------------------------------------
     def onnx_file(self) -> Path | None:
         if self.path is None or not (self.path / "tokenizer.json").is_file():
@@ -191,8 +224,14 @@ class SentenceTransformerEmbedder:
 
     def prepare_query_encoder(self) -> bool:
         """Export the ONNX query encoder now if it is missing (``rag index`` calls this; torch is loaded then)."""
+        if self.query_backend == "torch":
+            return False
+        return self._ensure_export()
+
+    def _ensure_export(self) -> bool:
+        """The ONNX file of this model and variant, exported (and quantized) once if missing."""
         target = self.onnx_file()
-        if target is None or self.query_backend == "torch":
+        if target is None:
             return False
         if not target.exists():
             from .onnx import cache_path, export, quantize
@@ -234,7 +273,7 @@ class SentenceTransformerEmbedder:
         if target is None:
             return None
         try:
-            self.prepare_query_encoder()
+            self._ensure_export()
             from .onnx import OnnxEncoder
 
             assert self.path is not None
@@ -266,9 +305,11 @@ class SentenceTransformerEmbedder:
 
 
 def _factory(settings: Settings) -> SentenceTransformerEmbedder:
+    """Documents through ``[embed] doc_backend``: auto (fp32 ONNX Runtime when the model exports, else
+    PyTorch; the same vectors either way), onnx or torch."""
     return SentenceTransformerEmbedder(
         settings.embed_model, settings.embed_batch_size, settings.embed_device, settings.embed_query_backend,
-        variant=settings.embed_onnx_variant,
+        doc_backend=settings.embed_doc_backend, variant=settings.embed_onnx_variant,
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import sqlite3
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..errors import RagError
 from ..store.writer import IndexWriter
 from .chunking import ChunkerConfig
 from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
+from .stages import StageClock, timed_call
 from .walk import Found, walk
 
 EMBED_GROUP = 256  # chunks handed to one embed call (sorted by length inside it)
@@ -62,9 +64,12 @@ class IndexReport:
     warnings: list[dict[str, str]] = field(default_factory=list)  # indexed, but the loader dropped parts
     chunks_added: int = 0
     chunks_removed: int = 0
+    chunks_embedded: int = 0  # the rest had a text already embedded in this run, or a file's stored twin
     seconds: float = 0.0
     embed_seconds: float = 0.0
     loop_lag_ms: dict[str, float] = field(default_factory=dict)
+    clock: StageClock = field(default_factory=StageClock)
+    documents_by: str = ""  # what embedded the documents: onnx, torch, or another embedder's name
 
     @property
     def chunks_per_s(self) -> float:
@@ -82,10 +87,12 @@ class IndexReport:
             },
             "skipped": self.skipped,
             "warnings": self.warnings,
-            "chunks": {"added": self.chunks_added, "removed": self.chunks_removed},
+            "chunks": {"added": self.chunks_added, "removed": self.chunks_removed, "embedded": self.chunks_embedded},
             "seconds": round(self.seconds, 3),
             "chunks_per_s": round(self.chunks_per_s, 1),
             "loop_lag_ms": self.loop_lag_ms,
+            "stages": self.clock.report(),
+            "documents_embedded_by": self.documents_by,
         }
 
 
@@ -97,6 +104,32 @@ class Progress:
     def chunks_queued(self, n: int) -> None: ...
     def chunks_done(self, n: int) -> None: ...
     def warn(self, message: str) -> None: ...
+    def note(self, message: str) -> None: ...
+    # for an ETA from the text still to embed (embedding time follows tokens, and tokens characters),
+    # not from files: bytes of all files found, bytes read so far, chunk characters queued and embedded
+    def plan(self, total_bytes: int) -> None: ...
+    def read(self, nbytes: int) -> None: ...
+    def text_queued(self, chars: int) -> None: ...
+    def text_done(self, chars: int) -> None: ...
+
+
+async def settle_embedder(embedder: Embedder, prog: Progress) -> str:
+    """Choose the document backend before the run (fp32 ONNX by default), exporting the model once,
+    in the open: the export takes a while on a new machine and must not look like a slow first index."""
+    settle = getattr(embedder, "prepare_documents", None)
+    if not callable(settle):
+        return str(getattr(embedder, "name", ""))
+    needed = bool(getattr(embedder, "export_needed", lambda: False)())
+    if needed:
+        prog.note("preparing the ONNX encoder of the embedding model (once per machine; needs PyTorch once)...")
+    t = time.perf_counter()
+    backend = await runtime.run_blocking(settle, stage="export")
+    if needed and backend == "onnx":
+        prog.note(f"ONNX encoder ready in {time.perf_counter() - t:.1f}s; documents embed with ONNX Runtime")
+    reason = getattr(embedder, "fallback_reason", "")
+    if reason:
+        prog.warn(f"ONNX encoder unavailable ({reason[:200]}); documents embed with PyTorch (slower, same vectors)")
+    return str(backend)
 
 
 def fingerprint(embedder: Embedder, chunker: ChunkerConfig) -> dict[str, Any]:
@@ -127,6 +160,55 @@ async def embed_parallel(embedder: Embedder, texts: list[str]) -> Any:
     return vecs
 
 
+def _sizes(found: list[Found]) -> list[int]:
+    out = []
+    for f in found:
+        try:
+            out.append(f.path.stat().st_size)
+        except OSError:
+            out.append(0)
+    return out
+
+
+class KnownVectors:
+    """Each distinct chunk text is embedded once per run (boilerplate, repeated headers and footers, the same
+    file twice), and a file whose content is already indexed under another name reuses its stored vectors.
+    Keeps the last ``limit`` vectors of the run (384 floats each: 20,000 are 31 MB)."""
+
+    def __init__(self, embedder: Embedder, writer: IndexWriter, report: IndexReport, limit: int = 20_000) -> None:
+        self.embedder, self.writer, self.report, self.limit = embedder, writer, report, limit
+        self.cache: OrderedDict[str, Any] = OrderedDict()
+
+    async def embed(self, texts: list[str], digests: list[str]) -> Any:
+        import numpy as np
+
+        for digest in dict.fromkeys(digests):
+            lookup = timed_call(self.report.clock, "write", self.writer.vectors_of_content)
+            stored = await runtime.run_blocking(lookup, digest, self.embedder.dim)
+            for text, vec in stored.items():
+                self._keep(text, vec)
+        have = {t: self.cache[t] for t in texts if t in self.cache}
+        todo = [t for t in dict.fromkeys(texts) if t not in have]
+        if todo:
+            t = time.perf_counter()
+            new = await embed_parallel(self.embedder, todo)
+            self.report.clock.add("embed", time.perf_counter() - t)
+            for t, v in zip(todo, new, strict=True):
+                have[t] = v
+                self._keep(t, v)
+        self.report.chunks_embedded += len(todo)
+        out = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i] = have[t]
+        return out
+
+    def _keep(self, text: str, vec: Any) -> None:
+        self.cache[text] = vec
+        self.cache.move_to_end(text)
+        while len(self.cache) > self.limit:
+            self.cache.popitem(last=False)
+
+
 async def index_paths(
     paths: list[str | Path],
     settings: Settings,
@@ -141,11 +223,11 @@ async def index_paths(
     report = IndexReport(index=settings.index)
     walk_skips: list[tuple[Path, str]] = []
     found: list[Found] = await runtime.run_blocking(
-        lambda: list(
+        timed_call(report.clock, "walk", lambda: list(
             walk(paths, follow_links=settings.index_follow_links, on_skip=lambda p, r: walk_skips.append((p, r)))
-        ),
+        )),
         stage="walk",
-    )
+    )  # fmt: skip
     for p, reason in walk_skips:
         report.skipped.append({"path": str(p), "reason": reason})
         prog.warn(f"skipped {p}: {reason}")
@@ -172,9 +254,10 @@ async def index_paths(
         ) from None
     ok = False
     try:
+        report.documents_by = await settle_embedder(embedder, prog)
         await _run(writer, found, dir_roots, settings, embedder, cfg, rebuild, prog, report)
         ok = True
-        await runtime.run_blocking(writer.__exit__, None, None, None)
+        await runtime.run_blocking(timed_call(report.clock, "write", writer.__exit__), None, None, None)
     except (OSError, sqlite3.OperationalError) as exc:
         if not ok:
             await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
@@ -223,7 +306,8 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
     # small files, never hold more than about QUEUE_BYTES of chunk text
     queue: asyncio.Queue[Prepared | Skip | None] = asyncio.Queue(maxsize=max(1, settings.index_queue_files))
     room = _Room(QUEUE_BYTES)
-    count = embedder.count_tokens
+    clock = report.clock
+    count = clock.counting(embedder.count_tokens)
     budget_s = settings.index_file_timeout
     hard_timeout = budget_s * 2 + 1 if budget_s > 0 else None
 
@@ -235,12 +319,13 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
             report.warnings.append({"path": str(item.found.path), "message": note})
             prog.warn(f"{item.found.path}: {note}")
         prog.chunks_queued(len(item.chunks))
+        prog.text_queued(item.nbytes)
         await room.take(item.nbytes)
         await queue.put(item)
 
     async def stream_big(f: Found, big: Big) -> Prepared | Skip | Same | None:
         """Hand on a big file's parts; returns what to do with it when that is not parts."""
-        seg = SegmentedFile(big, max_bytes, count, cfg)
+        seg = SegmentedFile(big, max_bytes, count, cfg, clock)
         state = states.get(str(f.path))
         parts = 0
         try:
@@ -273,36 +358,46 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
         finally:
             await runtime.run_blocking(seg.close)
 
+    sizes = await runtime.run_blocking(_sizes, found)
+    prog.plan(sum(sizes))
+
     async def produce() -> None:
-        for f in found:
-            try:
-                item = await blocking(prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, budget_s)
-            except TimeoutError:
-                runtime.note_abandoned()
-                item = Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running")
-            if isinstance(item, Big):
-                item = await stream_big(f, item)
-                if item is None:
-                    continue
-            if isinstance(item, Prepared):
-                await hand_on(item)
-                continue
-            state = states.get(str(f.path))
-            if isinstance(item, Same):
-                report.files_unchanged += 1
-                if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
-                    await runtime.run_blocking(writer.touch_file, state, item.size, item.mtime_ns)
-            else:
-                report.skipped.append({"path": str(f.path), "reason": item.reason})
-                prog.warn(f"skipped {f.path}: {item.reason}")
-                if item.partial:
-                    await queue.put(item)  # the consumer drops the parts it wrote
-                elif state is not None and not rebuild:
-                    report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
-            prog.file_done(str(f.path))
+        for f, size in zip(found, sizes, strict=True):
+            await produce_one(f)
+            prog.read(size)
         # the end marker only on success: on failure or cancellation the TaskGroup cancels consume()
         # (a put in a finally could wait forever on a full queue whose consumer is gone)
         await queue.put(None)
+
+    async def produce_one(f: Found) -> None:
+        try:
+            item = await blocking(prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, budget_s,
+                                  clock)  # fmt: skip
+        except TimeoutError:
+            runtime.note_abandoned()
+            item = Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running")
+        if isinstance(item, Big):
+            item = await stream_big(f, item)
+            if item is None:
+                return
+        if isinstance(item, Prepared):
+            await hand_on(item)
+            return
+        state = states.get(str(f.path))
+        if isinstance(item, Same):
+            report.files_unchanged += 1
+            if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
+                await runtime.run_blocking(writer.touch_file, state, item.size, item.mtime_ns)
+        else:
+            report.skipped.append({"path": str(f.path), "reason": item.reason})
+            prog.warn(f"skipped {f.path}: {item.reason}")
+            if item.partial:
+                await queue.put(item)  # the consumer drops the parts it wrote
+            elif state is not None and not rebuild:
+                report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
+        prog.file_done(str(f.path))
+
+    known = KnownVectors(embedder, writer, report)
 
     async def consume() -> None:
         last_checkpoint = time.monotonic()
@@ -334,13 +429,13 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
                 continue
             texts = [c.embedding_text() for p in group for c in p.chunks]
             t = time.perf_counter()
-            vecs = await embed_parallel(embedder, texts)
+            vecs = await known.embed(texts, [p.digest for p in group if p.part == 0 and p.last])
             report.embed_seconds += time.perf_counter() - t
             offset = 0
             for p in group:
                 k = len(p.chunks)
                 path = str(p.found.path)
-                add = functools.partial(writer.add_file, append=p.part > 0)
+                add = timed_call(clock, "write", functools.partial(writer.add_file, append=p.part > 0))
                 removed = await runtime.run_blocking(
                     add, path, p.size, p.mtime_ns, p.digest, p.kind, p.chunks, vecs[offset : offset + k]
                 )
@@ -355,8 +450,9 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
                 else:
                     partial.add(path)
             prog.chunks_done(n)
+            prog.text_done(sum(p.nbytes for p in group))
             if not partial and time.monotonic() - last_checkpoint >= settings.index_checkpoint_seconds:
-                await runtime.run_blocking(writer.checkpoint, stage="checkpoint")
+                await runtime.run_blocking(timed_call(clock, "write", writer.checkpoint), stage="checkpoint")
                 last_checkpoint = time.monotonic()
 
     async with asyncio.TaskGroup() as tg:

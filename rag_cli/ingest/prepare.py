@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -20,6 +21,7 @@ from . import budget
 from .chunking import ChunkerConfig, chunk_document
 from .loaders import LOADERS, SkipFile, load_bytes, load_text
 from .segments import file_digest, iter_segments, load_segment, open_regular, segmentable, starts_with_bom
+from .stages import NULL, StageClock
 from .walk import Found
 
 Counter = Callable[[list[str]], list[int]]
@@ -64,10 +66,10 @@ class Big:
 
 
 def prepare(found: Found, state: FileState | None, max_bytes: int, rebuild: bool, count: Counter,
-            cfg: ChunkerConfig, budget_s: float = 0.0) -> Prepared | Skip | Same | Big:  # fmt: skip
+            cfg: ChunkerConfig, budget_s: float = 0.0, clock: StageClock = NULL) -> Prepared | Skip | Same | Big:  # fmt: skip
     with budget.limit(budget_s):
         try:
-            return _prepare_file(found, state, max_bytes, rebuild, count, cfg)
+            return _prepare_file(found, state, max_bytes, rebuild, count, cfg, clock)
         except SkipFile as exc:  # the time budget ran out in the chunker
             return Skip(found, exc.reason)
 
@@ -79,8 +81,9 @@ def _unreadable(found: Found, exc: OSError) -> Skip:
 
 
 def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild: bool, count: Counter,
-                  cfg: ChunkerConfig) -> Prepared | Skip | Same | Big:  # fmt: skip
+                  cfg: ChunkerConfig, clock: StageClock) -> Prepared | Skip | Same | Big:  # fmt: skip
     path = found.path
+    t_read = time.perf_counter()
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
@@ -100,27 +103,32 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
         return Skip(found, exc.reason)
     except OSError as exc:
         return _unreadable(found, exc)
+    finally:
+        clock.add("read", time.perf_counter() - t_read)
     if len(data) > max_bytes:
         return Skip(found, "too large")
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    with clock.timed("read"):
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     if state and not rebuild and state.hash == digest:
         return Same(found, st.st_size, st.st_mtime_ns)
-    return _load(found, st.st_size, st.st_mtime_ns, digest, data, count, cfg)
+    return _load(found, st.st_size, st.st_mtime_ns, digest, data, count, cfg, clock)
 
 
 def _load(found: Found, size: int, mtime_ns: int, digest: str, data: bytes, count: Counter,
-          cfg: ChunkerConfig) -> Prepared | Skip:  # fmt: skip
+          cfg: ChunkerConfig, clock: StageClock = NULL) -> Prepared | Skip:  # fmt: skip
     """Load and chunk a whole file's bytes; any loader failure is a Skip with its reason."""
     path = found.path
     try:
-        docs = load_bytes(str(path), data)
+        with clock.timed("parse"):
+            docs = load_bytes(str(path), data)
     except SkipFile as exc:
         return Skip(found, exc.reason)
     except RecursionError:
         return Skip(found, "malformed: nesting too deep")
     except Exception as exc:  # a loader's (or its library's) failure is this file's problem, not the run's
         return Skip(found, f"unreadable {path.suffix.lstrip('.') or 'file'}: {type(exc).__name__}: {str(exc)[:120]}")
-    chunks = _chunks(docs, count, cfg, 0)
+    with clock.timed("chunk"):
+        chunks = _chunks(docs, count, cfg, 0)
     if not chunks:
         return Skip(found, "empty: no text")
     return Prepared(found, size, mtime_ns, digest, docs[0].kind, chunks, [n for d in docs for n in d.notes])
@@ -139,8 +147,8 @@ class SegmentedFile:
     """A :class:`Big` file read one segment at a time: :meth:`digest` first (unchanged files stop
     there), then :meth:`next_part` until it returns None. Every method blocks: call on the pool."""
 
-    def __init__(self, big: Big, max_bytes: int, count: Counter, cfg: ChunkerConfig) -> None:
-        self.big, self.max_bytes, self.count, self.cfg = big, max_bytes, count, cfg
+    def __init__(self, big: Big, max_bytes: int, count: Counter, cfg: ChunkerConfig, clock: StageClock = NULL) -> None:
+        self.big, self.max_bytes, self.count, self.cfg, self.clock = big, max_bytes, count, cfg, clock
         self.loader = LOADERS.get(big.found.path.suffix.lower(), load_text)
         self.fh: BinaryIO | None = None
         self.segments: Iterator[tuple[bytes, int]] | None = None
@@ -152,7 +160,8 @@ class SegmentedFile:
         self.hash = ""
 
     def digest(self) -> str:
-        self.hash, n = file_digest(self.big.found.path, self.max_bytes)
+        with self.clock.timed("read"):
+            self.hash, n = file_digest(self.big.found.path, self.max_bytes)
         if n > self.max_bytes:
             raise SkipFile("too large")
         return self.hash
@@ -170,15 +179,22 @@ class SegmentedFile:
         """The chunks and loader notes of the next segment with text, or None at the end."""
         assert self.segments is not None
         with budget.limit(budget_s):
+            t = time.perf_counter()
             for data, first_line in self.segments:
-                docs = load_segment(self.loader, str(self.big.found.path), data, first_line, self.title, self.heading)
+                self.clock.add("read", time.perf_counter() - t)
+                with self.clock.timed("parse"):
+                    docs = load_segment(self.loader, str(self.big.found.path), data, first_line, self.title,
+                                        self.heading)  # fmt: skip
+                t = time.perf_counter()
                 if not docs:
                     continue
                 if self.title is None:
                     self.title, self.kind = docs[0].title, docs[0].kind
                 last_blocks = docs[-1].blocks
                 self.heading = last_blocks[-1].heading if last_blocks else self.heading
-                chunks = _chunks(docs, self.count, self.cfg, self.ordinal)
+                with self.clock.timed("chunk"):
+                    chunks = _chunks(docs, self.count, self.cfg, self.ordinal)
+                t = time.perf_counter()
                 self.ordinal += len(chunks)
                 if chunks:
                     self.parts += 1
@@ -190,7 +206,8 @@ class SegmentedFile:
         assert self.fh is not None
         self.fh.seek(0)
         data = self.fh.read(self.max_bytes + 1)
-        return _load(self.big.found, self.big.size, self.big.mtime_ns, self.hash, data, self.count, self.cfg)
+        return _load(self.big.found, self.big.size, self.big.mtime_ns, self.hash, data, self.count, self.cfg,
+                     self.clock)  # fmt: skip
 
     def close(self) -> None:
         if self.fh is not None:

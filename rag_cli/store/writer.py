@@ -97,6 +97,8 @@ class IndexWriter:
                 self.conn = schema.connect(live / layout.DB)
                 self.generation = int(schema.get_meta(self.conn, "generation", "0"))
                 self.conn.execute("SELECT count(*) FROM files").fetchone()
+                # indexes made before content reuse (KnownVectors) lack it; readers do not mind it
+                self.conn.execute("CREATE INDEX IF NOT EXISTS files_hash ON files(hash)")
             except (sqlite3.DatabaseError, ValueError) as exc:
                 raise IndexCorrupt(
                     f"index database is damaged ({exc})", hint="run `rag index PATH --rebuild`"
@@ -176,6 +178,24 @@ class IndexWriter:
         assert self.conn is not None
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, hash FROM files")
         return {schema.path_from_db(r[1]): FileState(r[0], schema.path_from_db(r[1]), *r[2:]) for r in rows}
+
+    @_serialized
+    def vectors_of_content(self, digest: str, dim: int) -> dict[str, Any]:
+        """Embedding text -> stored vector of the chunks of files whose content hash is ``digest`` (the
+        same file under another name: its vectors are reused, not recomputed)."""
+        import numpy as np
+
+        assert self.conn is not None
+        rows = self.conn.execute(
+            "SELECT c.title, c.heading, c.text, v.v FROM files f JOIN chunks c ON c.file_id = f.id "
+            "JOIN vectors v ON v.id = c.id WHERE f.hash = ? AND f.hash != ''",
+            (digest,),
+        )
+        out: dict[str, Any] = {}
+        for title, heading, text, blob in rows:
+            trail = " > ".join(x for x in (title, *(h for h in heading.split(schema.HEADING_SEP) if h)) if x)
+            out[f"{trail}\n{text}" if trail else text] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        return out
 
     # -- changes --------------------------------------------------------------
     @_serialized

@@ -33,7 +33,8 @@ def vectors() -> dict[str, Any]:
     out = {}
     for label, backend, variant in (("torch", "sentence-transformers", "fp32"), ("fp32", "onnx", "fp32"),
                                     ("int8", "onnx", "int8")):  # fmt: skip
-        emb = create(load_settings(embed_backend=backend, embed_onnx_variant=variant))
+        emb = create(load_settings(embed_backend=backend, embed_onnx_variant=variant,
+                                   embed_doc_backend="torch" if label == "torch" else "auto"))  # fmt: skip
         out[label] = emb.embed(TEXTS)
         out[f"{label}-embedder"] = emb
     return out
@@ -99,3 +100,44 @@ def test_index_and_search_with_the_int8_backend(tmp_path: Path, vectors: dict[st
     manifest.write_text(json.dumps(data))
     old = run_cli("search", "retrieval", "--json", "--server", "off", env=env)
     assert old.returncode == 4 and "--rebuild" in old.stderr, old.stderr[-2000:]
+
+
+def _vectors_of(home: Path) -> dict[str, Any]:
+    import sqlite3
+
+    import numpy as np
+
+    db = next((home / "indexes" / "default").glob("data-*/rag.sqlite"))
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT f.path, c.ordinal, v.v FROM chunks c JOIN files f ON f.id = c.file_id "
+                            "JOIN vectors v ON v.id = c.id").fetchall()  # fmt: skip
+    finally:
+        conn.close()
+    return {(p, o): np.frombuffer(b, dtype=np.float32) for p, o, b in rows}
+
+
+def test_default_index_embeds_with_fp32_onnx_exported_once_in_the_open(tmp_path: Path) -> None:
+    """Issue 17: the fastest correct path is the default. The first run on a machine exports the model with a
+    note on stderr; later runs do not; the vectors are PyTorch's, so both kinds of index answer alike."""
+    import numpy as np
+
+    cache = tmp_path / "onnx-cache"
+    base = {"RAG_ONNX_CACHE": str(cache)}
+    first = run_cli("index", str(SAMPLE / "concepts"), "--json", env={**base, "RAG_HOME": str(tmp_path / "h1")},
+                    timeout=900)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "preparing the ONNX encoder" in first.stderr and "ONNX encoder ready" in first.stderr
+    assert json.loads(first.stdout)["documents_embedded_by"] == "onnx"
+    again = run_cli("index", str(SAMPLE / "concepts"), "--json", env={**base, "RAG_HOME": str(tmp_path / "h2")})
+    assert again.returncode == 0 and "ONNX" not in again.stderr, again.stderr[-2000:]
+    torch_env = {**base, "RAG_HOME": str(tmp_path / "h3"), "RAG_EMBED_DOC_BACKEND": "torch"}
+    old = run_cli("index", str(SAMPLE / "concepts"), "--json", env=torch_env)
+    assert old.returncode == 0 and json.loads(old.stdout)["documents_embedded_by"] == "torch", old.stderr[-2000:]
+    onnx_vecs, torch_vecs = _vectors_of(tmp_path / "h2"), _vectors_of(tmp_path / "h3")
+    assert onnx_vecs.keys() == torch_vecs.keys() and onnx_vecs
+    assert max(float(np.abs(onnx_vecs[k] - torch_vecs[k]).max()) for k in onnx_vecs) < 1e-4
+    for home in ("h2", "h3"):
+        res = run_cli("search", "Who introduced the term retrieval-augmented generation?", "--json",
+                      "--server", "off", env={**base, "RAG_HOME": str(tmp_path / home)})  # fmt: skip
+        assert res.returncode == 0 and json.loads(res.stdout)["hits"][0]["path"].endswith("rag-overview.md")

@@ -1,0 +1,105 @@
+"""Indexing without waste (issue 17): each distinct chunk text embedded once, a renamed or copied file's
+vectors reused, per-stage seconds in the report, and an ETA from the text still to embed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rag_cli import runtime
+from rag_cli.cli.index import Eta
+from rag_cli.embed import base as embed_base
+from rag_cli.ingest.pipeline import Progress, index_paths
+from rag_cli.ingest.stages import ORDER
+from rag_cli.store.reader import IndexReader
+from tests.conftest import write
+
+FOOTER = "This page is part of the widget handbook. Copyright the widget makers, all rights reserved."
+
+
+class Counting:
+    """The hash embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts += list(texts)
+        return self.inner.embed(texts)  # type: ignore[attr-defined]
+
+
+def _docs(root: Path) -> Path:
+    """Six chapters of one handbook: each its own body, and the same legal section at the end (one chunk
+    text, six times: same title, same heading, same words)."""
+    for i in range(6):
+        body = " ".join(f"Gear {i} turns shaft {j} of machine {i} at speed {i * j}." for j in range(40))
+        write(root / f"p{i}.md", f"# Widget handbook\n\n## Chapter {i}\n\n{body}\n\n## Legal\n\n{FOOTER}\n")
+    return root
+
+
+def test_identical_chunks_are_embedded_once(tmp_path: Path, hash_settings: object) -> None:
+    emb = Counting(embed_base.create(hash_settings))  # type: ignore[arg-type]
+    report = runtime.run(index_paths([_docs(tmp_path / "d")], hash_settings, emb))  # type: ignore[arg-type]
+    assert report.chunks_added >= 12
+    texts = emb.texts
+    assert len(texts) == len(set(texts)) and report.chunks_embedded == len(texts) == report.chunks_added - 5
+    stats = report.to_dict()
+    assert stats["chunks"]["embedded"] == report.chunks_embedded
+
+
+def test_a_copied_file_reuses_stored_vectors(tmp_path: Path, hash_settings: object) -> None:
+    docs = _docs(tmp_path / "d")
+    emb = Counting(embed_base.create(hash_settings))  # type: ignore[arg-type]
+    runtime.run(index_paths([docs], hash_settings, emb))  # type: ignore[arg-type]
+    copy = tmp_path / "elsewhere" / "p3-copy.md"
+    write(copy, (docs / "p3.md").read_text())
+    emb.texts.clear()
+    report = runtime.run(index_paths([docs, copy.parent], hash_settings, emb))  # type: ignore[arg-type]
+    per_file = report.chunks_added
+    assert report.files_indexed == 1 and per_file >= 2 and report.chunks_embedded == 0
+    assert emb.texts == []
+    reader = IndexReader(hash_settings.index_dir)  # type: ignore[attr-defined]
+    try:
+        conn = reader._conn()
+        rows = conn.execute("SELECT f.path, c.text, v.v FROM chunks c JOIN files f ON f.id = c.file_id "
+                            "JOIN vectors v ON v.id = c.id WHERE f.path LIKE '%p3%'").fetchall()  # fmt: skip
+    finally:
+        reader.close()
+    by_text: dict[str, list[bytes]] = {}
+    for _, text, blob in rows:
+        by_text.setdefault(text, []).append(blob)
+    assert len(rows) == 2 * per_file and all(len(v) == 2 and v[0] == v[1] for v in by_text.values())
+
+
+def test_stages_are_reported(tmp_path: Path, hash_settings: object) -> None:
+    report = runtime.run(index_paths([_docs(tmp_path / "d")], hash_settings,
+                                     embed_base.create(hash_settings)))  # type: ignore[arg-type]  # fmt: skip
+    stages = report.to_dict()["stages"]
+    assert list(stages) == list(ORDER)
+    assert abs(sum(v["share"] for v in stages.values()) - 1.0) < 0.01
+    assert all(v["seconds"] >= 0 for v in stages.values()) and stages["embed"]["seconds"] > 0
+    assert all(report.clock.seconds[k] > 0 for k in ("walk", "read", "parse", "chunk", "tokenize", "write"))
+
+
+def test_eta_follows_text_left_not_files() -> None:
+    now = [0.0]
+    eta = Eta()
+    eta._now = lambda: now[0]  # type: ignore[method-assign]
+    eta.total_bytes, eta.read_bytes, eta.queued = 1000, 500, 400  # half the bytes read gave 400 characters
+    eta.done(100)  # the first group (model loading): the clock starts after it
+    assert eta.seconds_left() is None
+    now[0] = 1.0
+    eta.done(100)  # 100 characters a second
+    # left: 400 queued - 200 embedded, plus 500 unread bytes at 0.8 characters a byte = 600 characters
+    assert eta.seconds_left() == 6.0
+
+
+def test_progress_protocol_has_the_eta_events() -> None:
+    p = Progress()
+    for name in ("plan", "read", "text_queued", "text_done", "note"):
+        assert callable(getattr(p, name))
