@@ -45,7 +45,8 @@ def test_index_json_on_stdout_summary_on_stderr(tmp_path: Path) -> None:
     data = json.loads(out.stdout)
     assert data["files"] == {"seen": 3, "indexed": 2, "unchanged": 0, "removed": 0, "skipped": 1}
     assert data["skipped"][0]["path"].endswith("bin.txt") and "binary" in data["skipped"][0]["reason"]
-    assert {"added", "removed"} == set(data["chunks"]) and data["seconds"] >= 0 and "chunks_per_s" in data
+    assert {"added", "removed", "embedded"} == set(data["chunks"]) and data["seconds"] >= 0 and "chunks_per_s" in data
+    assert data["chunks"]["embedded"] <= data["chunks"]["added"] and set(data["stages"]) >= {"embed", "write"}
     assert "warning: skipped" in out.stderr and "bin.txt" in out.stderr
     plain = run_cli("index", str(root), env=env_for(home))
     assert plain.returncode == 0 and plain.stdout == ""
