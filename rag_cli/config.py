@@ -79,6 +79,9 @@ class Settings:
     embed_query_backend: str = "auto"  # auto: ONNX Runtime when its export is cached, else torch; onnx; torch
     chunk_max_tokens: int = 200
     chunk_overlap: int = 32
+    index_include: list[str] = field(default_factory=list)  # gitignore-style globs: index only matching files
+    index_exclude: list[str] = field(default_factory=list)  # gitignore-style globs never indexed (.ragignore's
+    # rules, for trees where a .ragignore cannot be written)
     index_max_file_mb: float = 20.0
     index_queue_files: int = 64
     index_ann_threshold: int = 200_000  # vectors from which search uses IVF instead of exact flat (0: never)
@@ -100,6 +103,7 @@ class Settings:
     retrieve_bm25_memory_chunks: int = 100_000
     retrieve_breaker_failures: int = 3
     retrieve_breaker_cooldown: float = 30.0
+    retrieve_collapse_twins: bool = True  # near-identical passages of two files (x.html, x.txt) take one slot
     retrieve_max_body_mb: float = 8.0
     sources: list[dict[str, Any]] = field(default_factory=list)
     llm_backend: str = "local"

@@ -175,6 +175,14 @@ def index_cmd(
         bool | None,
         typer.Option("--follow-links", help="Also index symlinks whose target is outside the indexed folders."),
     ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="Index only files matching this gitignore-style glob (repeatable)."),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Never index files or folders matching this glob (repeatable)."),
+    ] = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -188,6 +196,7 @@ def index_cmd(
     settings = settings_from(
         config, index=index, embed_model=model, chunk_max_tokens=chunk_tokens, chunk_overlap=overlap,
         index_max_file_mb=max_file_mb, index_lock_wait=wait, workers=workers, index_follow_links=follow_links,
+        index_include=include or None, index_exclude=exclude or None,
     )  # fmt: skip
     for p in paths:  # fail fast on a missing path, before loading anything
         next(iter(walk([p])), None)

@@ -28,7 +28,7 @@ from ..store.writer import IndexWriter
 from .chunking import ChunkerConfig
 from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
 from .stages import StageClock, timed_call
-from .walk import Found, walk
+from .walk import Filters, Found, walk
 
 EMBED_GROUP = 256  # chunks handed to one embed call (sorted by length inside it)
 QUEUE_BYTES = 64 * 2**20  # chunk text waiting for the embedder, at most (one item over it waits for an empty queue)
@@ -224,7 +224,8 @@ async def index_paths(
     walk_skips: list[tuple[Path, str]] = []
     found: list[Found] = await runtime.run_blocking(
         timed_call(report.clock, "walk", lambda: list(
-            walk(paths, follow_links=settings.index_follow_links, on_skip=lambda p, r: walk_skips.append((p, r)))
+            walk(paths, follow_links=settings.index_follow_links, on_skip=lambda p, r: walk_skips.append((p, r)),
+                 filters=Filters(settings.index_include, settings.index_exclude))
         )),
         stage="walk",
     )  # fmt: skip

@@ -61,7 +61,28 @@ def _within(path: Path, roots: list[Path]) -> bool:
 Skipped = Callable[[Path, str], None]
 
 
-def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skipped | None = None) -> Iterator[Found]:
+class Filters:
+    """``--include`` / ``--exclude`` (and ``[index] include`` / ``exclude``): gitignore-style patterns matched
+    against a path relative to the folder being walked. Excluded folders are not entered; with includes, a
+    file is kept only if one matches. Files named on the command line are always kept."""
+
+    def __init__(self, include: list[str] | None = None, exclude: list[str] | None = None) -> None:
+        import pathspec
+
+        self.include = pathspec.GitIgnoreSpec.from_lines(include) if include else None
+        self.exclude = pathspec.GitIgnoreSpec.from_lines(exclude) if exclude else None
+
+    def skip_dir(self, rel: str) -> bool:
+        return self.exclude is not None and self.exclude.match_file(rel + "/")
+
+    def skip_file(self, rel: str) -> bool:
+        if self.exclude is not None and self.exclude.match_file(rel):
+            return True
+        return self.include is not None and not self.include.match_file(rel)
+
+
+def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skipped | None = None,
+         filters: Filters | None = None) -> Iterator[Found]:  # fmt: skip
     """Yield indexable files under ``paths`` (sorted, each once). Missing paths raise PathNotFound.
 
     A symlink whose target resolves outside every folder given in ``paths`` is skipped (it could
@@ -81,7 +102,7 @@ def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skippe
     seen: set[Path] = set()
     for root in roots:
         if root.is_dir():
-            yield from _walk_dir(root, dir_roots, seen, follow_links, skip)
+            yield from _walk_dir(root, dir_roots, seen, follow_links, skip, filters)
         elif root not in seen:  # a file named on the command line is the user's explicit choice
             seen.add(root)
             if root.is_file():
@@ -91,7 +112,7 @@ def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skippe
 
 
 def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool,
-              skip: Skipped) -> Iterator[Found]:  # fmt: skip
+              skip: Skipped, filters: Filters | None = None) -> Iterator[Found]:  # fmt: skip
     specs: dict[Path, object] = {}
 
     def ignored(p: Path, is_dir: bool) -> bool:
@@ -128,11 +149,13 @@ def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: 
             except OSError as exc:
                 skip(full, f"unreadable: {exc.strerror or exc}")
                 continue
+            rel = full.relative_to(root).as_posix()
             if is_dir:
-                if name not in SKIP_DIRS and not _is_venv(full) and not ignored(full, True):
+                keep = name not in SKIP_DIRS and not _is_venv(full) and not ignored(full, True)
+                if keep and (filters is None or not filters.skip_dir(rel)):
                     subdirs.append(full)
                 continue
-            if loader_for(full) is None or ignored(full, False):
+            if loader_for(full) is None or ignored(full, False) or (filters is not None and filters.skip_file(rel)):
                 continue
             if is_link:
                 try:

@@ -19,7 +19,7 @@ from ..errors import AllSourcesFailed, SourceError, UsageError
 from ..types import Degradation, Hit
 from .base import QueryContext, Source, redact_urls
 from .breaker import CircuitBreaker
-from .fusion import dedupe, fuse
+from .fusion import collapse_twins, dedupe, fuse
 
 MODES = ("dense", "bm25", "hybrid")
 Completer = Callable[[QueryContext, list[Hit]], Awaitable[None]]
@@ -61,10 +61,13 @@ class FanOut:
     def __init__(self, sources: Sequence[Source], *, default_timeout: float = 2.0, rrf_k: int = 60,
                  breaker_failures: int = 3, breaker_cooldown: float = 30.0,
                  observer: Callable[[str, float, str | None], None] | None = None,
-                 fusion: str = "zscore", complete: Completer | None = None) -> None:  # fmt: skip
+                 fusion: str = "zscore", complete: Completer | None = None,
+                 collapse: bool = True) -> None:  # fmt: skip
         """``complete`` (the local index): fills in each local candidate's score by the other method
-        before fusion, so every candidate is judged on both."""
+        before fusion, so every candidate is judged on both. ``collapse``: near-identical passages of
+        different files take one result slot (fusion.collapse_twins)."""
         self.sources = list(sources)
+        self.collapse = collapse
         self.fusion = fusion
         self.complete = complete
         self.observer = observer  # called with (source, ms, failure reason or None) after every source call
@@ -151,12 +154,13 @@ class FanOut:
             raise err
         t1 = time.perf_counter()
         if len(ok) == 1:
-            hits = dedupe(ok[0].hits or [])[:k]
+            hits = dedupe(ok[0].hits or [])
         else:
             weights = {o.source.name: o.source.weight for o in ok}
             kinds = {o.source.name: o.source.kind for o in ok}
-            hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=k,
+            hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=None,
                         method=self.fusion)  # fmt: skip
+        hits = collapse_twins(hits, k) if self.collapse else hits[:k]
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
         runtime.timings.record("retrieve", timings["total"])

@@ -11,6 +11,7 @@ its best-ranked occurrence and lists every source that found it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from ..types import Hit
@@ -49,6 +50,39 @@ def dedupe(hits: list[Hit]) -> list[Hit]:
             seen.add(h.key)
             out.append(h)
     return out
+
+
+TWIN_OVERLAP = 0.85  # share of the smaller passage's words the larger holds for the two to count as twins
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(w for w in re.findall(r"\w+", text.lower()) if len(w) > 1)
+
+
+def collapse_twins(hits: list[Hit], limit: int | None = None) -> list[Hit]:
+    """Drop a hit whose passage is near-identical to a better-ranked one of another file (the same page as
+    ``x.html`` and ``x.txt``, a copy under two names): it would fill a result slot with nothing new. The
+    kept hit lists the others in ``extra["twins"]``. Two passages are twins when the larger holds at least
+    ``TWIN_OVERLAP`` of the smaller's words (words of two or more characters, passages of 8 words or more)."""
+    kept: list[tuple[Hit, frozenset[str]]] = []
+    for h in hits:
+        words = _words(h.text)
+        twin = None
+        if len(words) >= 8:
+            for other, ow in kept:
+                if other.path == h.path and h.path is not None:
+                    continue
+                small, large = (words, ow) if len(words) <= len(ow) else (ow, words)
+                if len(small) >= 8 and len(small & large) >= TWIN_OVERLAP * len(small):
+                    twin = other
+                    break
+        if twin is not None:
+            twin.extra.setdefault("twins", []).append(h.url or h.location)
+            continue
+        kept.append((h, words))
+        if limit and len(kept) >= limit:
+            break
+    return [h for h, _ in kept]
 
 
 LOCAL_METHODS = ("dense", "bm25")

@@ -98,6 +98,7 @@ class Retrieval:
             breaker_cooldown=s.retrieve_breaker_cooldown,
             fusion=s.retrieve_fusion,
             complete=self._complete if self.reader is not None else None,
+            collapse=s.retrieve_collapse_twins,
         )
         return self
 
