@@ -65,14 +65,19 @@ class Hub:
         if not isinstance(name, str) or name not in self.indexes:
             raise HttpError(404, f"index {name!r} is not served here (served: {', '.join(self.indexes)})")
         settings, retrieval = self.indexes[name]
-        if retrieval.reader is not None and not (settings.index_dir / "CURRENT").is_file():
+        if self.gone(name):
             raise HttpError(503, f"index {name!r} is gone (dropped or moved) while serving")
         return name, settings, retrieval
 
-    def summary(self, name: str) -> dict[str, Any]:
+    def gone(self, name: str) -> bool:
+        """True once the served index is dropped (its CURRENT file gone): one stat per request."""
         settings, retrieval = self.indexes[name]
+        return retrieval.reader is not None and not (settings.index_dir / "CURRENT").is_file()
+
+    def summary(self, name: str) -> dict[str, Any]:
+        _, retrieval = self.indexes[name]
         info: dict[str, Any] = {"index": name}
-        if retrieval.reader is not None and not (settings.index_dir / "CURRENT").is_file():
+        if self.gone(name):
             return {**info, "status": "index gone", "error": f"index {name!r} was dropped"}
         info["status"] = "ok"
         reader = retrieval.reader

@@ -193,8 +193,8 @@ class IndexWriter:
         )
         out: dict[str, Any] = {}
         for title, heading, text, blob in rows:
-            trail = " > ".join(x for x in (title, *(h for h in heading.split(schema.HEADING_SEP) if h)) if x)
-            out[f"{trail}\n{text}" if trail else text] = np.frombuffer(blob, dtype=np.float32, count=dim)
+            trail = tuple(h for h in heading.split(schema.HEADING_SEP) if h)
+            out[Chunk("", text, title, trail).embedding_text()] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return out
 
     # -- changes --------------------------------------------------------------
