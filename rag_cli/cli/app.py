@@ -28,6 +28,20 @@ app = typer.Typer(
 )
 
 
+def _usage_metavar(self: typer.core.TyperArgument, ctx: object, *, usage: bool = False) -> str:
+    """Arguments in usage lines as people write them: ``PATH...``, ``[QUESTION]`` (typer 0.28 prints
+    a required argument as ``{PATH}``, which reads like a choice)."""
+    var = self.metavar or (self.name or "").upper()
+    if usage and not self.required and not var.startswith("["):
+        var = f"[{var}]"
+    if self.nargs != 1 and not var.endswith("..."):
+        var += "..."
+    return var
+
+
+typer.core.TyperArgument.make_metavar = _usage_metavar  # type: ignore[method-assign,assignment]
+
+
 def _version(value: bool) -> None:
     if value:
         get_env().out(f"rag {__version__}")
@@ -91,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the safety net: a file-system error rag did not foresee, as one line
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         env.err(f"rag: error: {exc.strerror or exc}{where}")
+        return 1
+    except Exception as exc:  # a bug in rag: one line and where to report it; RAG_DEBUG=1 shows the traceback
+        if os.environ.get("RAG_DEBUG"):
+            import traceback
+
+            env.err("".join(traceback.format_exception(exc)).rstrip())
+        else:
+            env.err(f"rag: internal error: {type(exc).__name__}: {exc} (a bug in rag; RAG_DEBUG=1 shows the traceback)")
         return 1
 
 

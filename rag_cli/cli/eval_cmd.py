@@ -17,7 +17,10 @@ from .output import get_env
 @app.command("eval")
 def eval_cmd(
     dataset: Annotated[
-        Path, typer.Argument(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a qa.jsonl file.")
+        Path,
+        typer.Argument(
+            metavar="DATASET", help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/) or a qa.jsonl file."
+        ),
     ],
     mode: Annotated[str, typer.Option("--mode", "-m", help="dense | bm25 | hybrid | all (BEIR).")] = "all",
     index: Annotated[str | None, typer.Option("--index", "-i", help="Index to answer from (QA files).")] = None,

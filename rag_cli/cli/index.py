@@ -152,7 +152,9 @@ class _PlainProgress:
 
 @app.command("index")
 def index_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders to index.", show_default=False)],
+    paths: Annotated[
+        list[Path], typer.Argument(metavar="PATH", help="Files and folders to index.", show_default=False)
+    ],
     index: IndexOpt = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Rebuild from scratch (new settings or model).")] = False,
     json_out: JsonOpt = False,

@@ -61,7 +61,7 @@ def list_cmd(json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
 
 
 @indexes_app.command("info")
-def info_cmd(name: Annotated[str, typer.Argument(help="Index name.")] = "default", json_out: JsonOpt = False,
+def info_cmd(name: Annotated[str, typer.Argument(metavar="[NAME]", help="Index name.")] = "default", json_out: JsonOpt = False,
              config: ConfigOpt = None) -> None:  # fmt: skip
     """Show an index's files, chunks, generation and fingerprint."""
     env = get_env()
@@ -88,7 +88,7 @@ def _human(key: str, value: object) -> str:
 
 @indexes_app.command("drop")
 def drop_cmd(
-    name: Annotated[str, typer.Argument(help="Index name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Index name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     config: ConfigOpt = None,
 ) -> None:

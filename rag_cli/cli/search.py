@@ -65,7 +65,9 @@ def render_hits(env: Env, result: SearchResult) -> None:
 
 @app.command("search")
 def search_cmd(
-    query: Annotated[str, typer.Argument(help="What to look for ('-' reads it from stdin).", show_default=False)],
+    query: Annotated[
+        str, typer.Argument(metavar="QUERY", help="What to look for ('-' reads it from stdin).", show_default=False)
+    ],
     index: IndexOpt = None,
     k: KOpt = None,
     mode: ModeOpt = None,

@@ -243,8 +243,19 @@ def load_text(path: str, data: bytes) -> list[Document]:
     text = decode_text(data)
     lines = text.split("\n")
     blocks = _paragraphs(lines, 1, ())
-    title = next((ln.strip() for ln in lines if ln.strip()), "")[:120]
-    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="text")]
+    return [Document(path, _text_title(lines) or _stem_title(path), _require_text(blocks), kind="text")]
+
+
+# a first line that is a header field (``Date: Fri, 19 Dec 2008``, ``From: ...``), a rule or a sentence is
+# not a title: the file name is a better one
+_NOT_TITLE = re.compile(r"^(?:[A-Za-z][\w-]{0,30}:\s|[-=_*#~+.\s]+$)|[.;,:]$")
+
+
+def _text_title(lines: list[str]) -> str:
+    first = next((ln.strip() for ln in lines if ln.strip()), "")
+    if not first or len(first) > 120 or _NOT_TITLE.search(first):
+        return ""
+    return first
 
 
 _DEF = re.compile(
@@ -284,8 +295,22 @@ def load_code(path: str, data: bytes) -> list[Document]:
     return [Document(path, Path(path).name, _require_text(blocks), kind=f"code:{lang}")]
 
 
+# page chrome that is not the document: a site footer ("Last updated ...", copyright), a sidebar, a
+# menu. Matched on the element's id, class tokens or ARIA role; <footer> and <nav> are chrome by tag.
+_CHROME = frozenset({"footer", "footer-text", "site-footer", "page-footer", "sidebar", "navbar", "menu", "breadcrumbs",
+                     "contentinfo", "navigation", "banner"})  # fmt: skip
+
+
+def _is_chrome(attrs: list[tuple[str, str | None]]) -> bool:
+    for key, value in attrs:
+        if key in ("id", "class", "role") and value and any(t.lower() in _CHROME for t in value.split()):
+            return True
+    return False
+
+
 class _HTMLText(HTMLParser):
-    SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "iframe", "object", "nav"})
+    SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "iframe", "object", "nav", "footer"})
+    CHROME_TAGS = frozenset({"div", "section", "aside", "header", "ul"})
     BLOCK = frozenset({
         "p", "div", "li", "ul", "ol", "pre", "section", "article", "main", "header", "footer", "nav", "aside",
         "blockquote", "table", "tr", "td", "th", "dd", "dt", "dl", "br", "hr", "figure", "figcaption", "form",
@@ -319,7 +344,10 @@ class _HTMLText(HTMLParser):
         self.buf_line = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIP:
+        if tag in self.SKIP or (not self.skip_stack and tag in self.CHROME_TAGS and _is_chrome(attrs)):
+            self.skip_stack.append(tag)
+            return
+        if tag in self.skip_stack:  # nested inside a skipped element of its kind: its end tag must not end the skip
             self.skip_stack.append(tag)
             return
         if tag == "title":
@@ -340,7 +368,7 @@ class _HTMLText(HTMLParser):
             self.in_title = False
             return
         if self.skip_stack:
-            if tag in self.SKIP and tag in self.skip_stack:
+            if tag in self.skip_stack:
                 while self.skip_stack and self.skip_stack.pop() != tag:
                     pass
             return

@@ -26,11 +26,37 @@ INSTRUCTIONS = (
 )
 
 
-def build(hub: Any) -> Any:
-    """The MCPServer with rag's tools bound to ``hub`` (the served indexes)."""
-    from mcp.server.mcpserver import MCPServer
+RESOURCE_LIST_MAX = 1000  # documents listed per index by resources/list; any indexed one can be read
 
-    server = MCPServer("rag", instructions=INSTRUCTIONS, log_level="WARNING")
+
+def resource_uri(index: str, path: str) -> str:
+    """``rag://INDEX/PATH`` for an indexed document (the absolute path without its leading slash)."""
+    from urllib.parse import quote
+
+    return f"rag://{index}/{quote(path.lstrip('/'), safe='/')}"
+
+
+def build(hub: Any) -> Any:
+    """The MCPServer with rag's tools bound to ``hub`` (the served indexes), and every indexed
+    document as a resource ``rag://INDEX/PATH`` (listed up to RESOURCE_LIST_MAX per index)."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.resources.templates import ResourceSecurity
+    from mcp_types import Resource as MCPResource
+
+    class Server(MCPServer):  # type: ignore[misc]
+        async def list_resources(self) -> list[MCPResource]:
+            out: list[MCPResource] = []
+            for name, (_, retrieval) in hub.indexes.items():
+                if retrieval.reader is None:
+                    continue
+                docs = await runtime.run_blocking(retrieval.reader.documents, RESOURCE_LIST_MAX)
+                out += [MCPResource(uri=resource_uri(name, d["path"]), name=d["path"].rsplit("/", 1)[-1],
+                                    title=d["title"] or None, mime_type="text/plain", size=d["size"],
+                                    description=f"{d['kind']} in index {name}")
+                        for d in docs]  # fmt: skip
+            return out
+
+    server = Server("rag", instructions=INSTRUCTIONS, log_level="WARNING")
 
     def pick(index: str | None) -> tuple[str, Any, Any]:
         try:
@@ -102,6 +128,24 @@ def build(hub: Any) -> Any:
             info = await runtime.run_blocking(retrieval.reader.stats) if retrieval.reader else {"name": name}
             out.append({k: v for k, v in info.items() if k != "path"})
         return {"default": hub.default, "indexes": out}
+
+    # the path names an indexed document, looked up in the index only (never opened on disk), so the
+    # SDK's path-traversal checks (absolute paths, '..') do not apply to it
+    @server.resource("rag://{index}/{+path}", name="document", mime_type="text/plain",
+                     description="An indexed document's text as the index holds it, chunk by chunk.",
+                     security=ResourceSecurity(exempt_params={"path"}))  # fmt: skip
+    async def document(index: str, path: str) -> str:
+        from mcp.server.mcpserver.exceptions import ResourceError
+
+        _, _, retrieval = pick(index)
+        try:
+            got = await read(retrieval, "/" + path.lstrip("/"), None, None, None)
+        except Exception as exc:
+            raise ResourceError(str(exc)) from None
+        chunks = got["chunks"]
+        title = chunks[0].get("title") or ""
+        head = [title] if title and not chunks[0]["text"].startswith(title) else []  # chunks do not repeat it
+        return "\n\n".join([*head, *(c["text"] for c in chunks)])
 
     return server
 

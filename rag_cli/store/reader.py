@@ -377,6 +377,16 @@ class IndexReader:
         lo, hi = start_line or 1, end_line or 1 << 62
         return [c for c in out if c["start_line"] is None or (c["start_line"] <= hi and (c["end_line"] or lo) >= lo)]
 
+    def documents(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Indexed files by path (up to ``limit``): path, title, kind, size and mtime."""
+        rows = self._conn().execute(
+            "SELECT f.path, f.kind, f.size, f.mtime_ns, (SELECT title FROM chunks c WHERE c.file_id = f.id "
+            "ORDER BY ordinal LIMIT 1) FROM files f ORDER BY f.path LIMIT ?",
+            (limit,),
+        )
+        return [{"path": schema.path_from_db(p), "kind": kind, "size": size, "mtime": mtime / 1e9, "title": title or ""}
+                for p, kind, size, mtime, title in rows]  # fmt: skip
+
     def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]:
         rows = self.chunks([i for i, _ in scored])
         out = []

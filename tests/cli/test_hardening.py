@@ -315,3 +315,27 @@ def test_ask_shows_a_transient_status_while_waiting(sample_home: Path) -> None:
     assert "Sources:" in text or "Passages used" in text
     out = run_cli("ask", q, "--max-tokens", "24", env={"RAG_HOME": str(sample_home)})
     assert "searching the index" not in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_ask_ctrl_c_shows_the_partial_answer_once(sample_home: Path) -> None:
+    """Issue 21, 5: Ctrl-C during `rag ask` printed the partial answer twice (the ^C echo moved the
+    cursor under Rich's live redraw). The pseudo-terminal's bytes are replayed through a terminal
+    emulator (pyte) and the screen a person would see is checked: each line of the answer once."""
+    import pyte
+
+    env = {"RAG_HOME": str(sample_home), "RAG_PLUGINS": "tests.plugins.slow_llm", "RAG_TEST_LLM_DELAY": "0.15",
+           "RAG_TEST_LLM_TOKENS": "400"}  # fmt: skip
+    q = "How many bits per weight does the Q4_K_M quantisation use?"
+    code, screen = run_pty("ask", q, "--llm", "slow", "--fallback", "", env=env, timeout=180, cols=80, rows=60,
+                           keys=[(b"word word word", b"\x03")])  # fmt: skip
+    term = pyte.Screen(80, 60)
+    # the tty echoes Ctrl-C as a raw ETX byte (ECHOCTL off), which terminals ignore and pyte would draw
+    pyte.ByteStream(term).feed(re.sub(rb"[\x00-\x06\x10-\x1a\x1c-\x1f]", b"", screen))
+    lines = [ln.rstrip() for ln in term.display if ln.strip()]
+    assert code == 130, "\n".join(lines)
+    assert lines[-1] == "rag: interrupted", lines
+    quoted = [ln for ln in lines if "word word" not in ln and ln != lines[-1]]  # the slow model's quote
+    assert quoted and quoted[0].startswith('"'), lines
+    assert len(quoted) == len(set(quoted)), "\n".join(lines)  # no line of the partial answer drawn twice
+    assert "^C" not in "\n".join(lines)

@@ -242,7 +242,17 @@ async def _mcp_calls(client: Any) -> dict[str, Any]:
     by_id = await client.call_tool("get", {"chunk_id": first["chunk_id"]})
     missing = await client.call_tool("get", {"path": "/nowhere.md"})
     listed = await client.call_tool("indexes", {})
-    return {"tools": sorted(t.name for t in tools.tools), "search": found.structured_content,
+    resources = (await client.list_resources()).resources
+    templates = (await client.list_resource_templates()).resource_templates
+    doc = next(r for r in resources if str(r.uri).endswith(".txt"))
+    read = await client.read_resource(str(doc.uri))
+    try:
+        await client.read_resource("rag://default/nowhere/else.md")
+        unread = None
+    except Exception as exc:  # the SDK raises the server's error (not in the index)
+        unread = str(exc)
+    return {"resources": resources, "templates": [t.uri_template for t in templates], "doc": doc,
+            "read": read, "unread": unread, "tools": sorted(t.name for t in tools.tools), "search": found.structured_content,
             "ask": answered.structured_content, "get": got.structured_content, "by_id": by_id.structured_content,
             "missing": missing, "indexes": listed.structured_content}  # fmt: skip
 
@@ -257,6 +267,17 @@ def _check_mcp(out: dict[str, Any], indexes: set[str]) -> None:
     assert out["missing"].is_error and "not in the index" in out["missing"].content[0].text
     assert {i["name"] for i in out["indexes"]["indexes"]} == indexes
     assert all(i["fingerprint"]["embedder"]["dim"] == 384 for i in out["indexes"]["indexes"])
+    # every indexed document is a resource rag://INDEX/PATH, read as the index holds it
+    assert out["templates"] == ["rag://{index}/{+path}"]
+    assert {str(r.uri).split("/")[2] for r in out["resources"]} == indexes
+    total = sum(i["files"] for i in out["indexes"]["indexes"])
+    assert len(out["resources"]) == total
+    path = "/" + str(out["doc"].uri).split("/", 3)[3]
+    assert Path(path).is_file() and out["doc"].mime_type == "text/plain"
+    text = out["read"].contents[0].text
+    words = Path(path).read_text().split()
+    assert text and words[0] in text and words[-1] in text
+    assert out["unread"] is not None and "not in the index" in out["unread"]
 
 
 def test_mcp_over_streamable_http(served: Served) -> None:

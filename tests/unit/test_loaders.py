@@ -98,3 +98,32 @@ def test_decode_bom_and_crlf() -> None:
 def test_text_paragraph_lines() -> None:
     (doc,) = load_bytes("t.txt", b"Title line\n\npara one\ncontinues\n\n\npara two\n")
     assert [(b.start_line, b.end_line) for b in doc.blocks] == [(1, 1), (3, 4), (7, 7)]
+
+
+def test_html_page_chrome_is_not_indexed() -> None:
+    """Issue 21, 10: the Git manual's footer ("Last updated 2024-05-31") was indexed with every page."""
+    page = (b'<html><head><title>T</title></head><body><h1>Intro</h1><div class="paragraph"><p>Body text.</p></div>'
+            b'<div id="footer"><div id="footer-text">Last updated 2024-05-31</div><div>nested</div></div>'
+            b'<p>After the footer.</p><footer>Copyright 2024</footer><nav><div>menu</div></nav>'
+            b'<div class="sidebar"><ul class="menu"><li>home</li></ul></div><p>Tail.</p></body></html>')  # fmt: skip
+    (doc,) = load_bytes("p.html", page)
+    text = " ".join(b.text for b in doc.blocks)
+    assert text == "Body text. After the footer. Tail."
+
+
+@pytest.mark.parametrize(
+    ("first", "title"),
+    [
+        ("Release notes", "Release notes"),
+        ("What is RAG?", "What is RAG?"),
+        ("Date: Fri, 19 Dec 2008 10:00:00 +0000", "notes"),
+        ("From: someone@example.com", "notes"),
+        ("==========", "notes"),
+        ("This file explains how the build works.", "notes"),
+        ("x" * 130, "notes"),
+    ],
+)
+def test_plain_text_title(first: str, title: str) -> None:
+    """Issue 21, 10: a plain-text title came from the first line whatever it was (a mail header)."""
+    (doc,) = load_bytes("notes.txt", f"{first}\n\nThe body of the file.\n".encode())
+    assert doc.title == title
