@@ -91,6 +91,12 @@ class ChatState:
         if cmd == "/sources":
             if self.last is None:
                 return "no answer yet", True
-            lines = [f"[{s['n']}] {s['url'] or s['location']}  {s['title']}" for s in self.last.source_dicts()]
+            from .text import rel
+
+            cited = set(self.last.citations)
+            lines = [f"[{s['n']}]{'*' if s['n'] in cited else ' '} {s['url'] or rel(s['location'])} — {s['title']}".rstrip(" —")
+                     for s in self.last.source_dicts()]  # fmt: skip
+            if cited:
+                lines.append("(* cited in the answer)")
             return "\n".join(lines) or "no sources", True
         return f"unknown command {cmd} (try /help)", True

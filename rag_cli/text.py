@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -93,3 +94,16 @@ STOP_WORDS = frozenset(
         "your",
     ]
 )
+
+
+def rel(path: str | None) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    if not path:
+        return ""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return path
+    if path.startswith(cwd + os.sep):
+        return path[len(cwd) + 1 :]
+    return path

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from ..text import rel  # noqa: F401  (re-exported for the commands)
+
 # What a terminal could act on: C0 controls but tab and newline, DEL, C1 controls (0x9b is CSI in some
 # terminals), bidirectional overrides (text that reads other than it is stored), and lone surrogates
 # (undecodable bytes of a file name or argument, which would also fail to encode to UTF-8).
@@ -153,16 +155,3 @@ def set_env(new: Env) -> None:
 
 def get_env() -> Env:
     return env
-
-
-def rel(path: str | None) -> str:
-    """``path`` relative to the working directory when it lies below it."""
-    if not path:
-        return ""
-    try:
-        cwd = os.getcwd()
-    except OSError:
-        return path
-    if path.startswith(cwd + os.sep):
-        return path[len(cwd) + 1 :]
-    return path
