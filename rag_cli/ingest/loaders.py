@@ -246,9 +246,9 @@ def load_text(path: str, data: bytes) -> list[Document]:
     return [Document(path, _text_title(lines) or _stem_title(path), _require_text(blocks), kind="text")]
 
 
-# a first line that is a header field (``Date: Fri, 19 Dec 2008``, ``From: ...``), a rule or a sentence is
-# not a title: the file name is a better one
-_NOT_TITLE = re.compile(r"^(?:[A-Za-z][\w-]{0,30}:\s|[-=_*#~+.\s]+$)|[.;,:]$")
+# a first line that is a header field (``Date: Fri, 19 Dec 2008``, ``From: ...``), a rule, or that runs on
+# (ends in a comma or colon) is not a title: the file name is a better one
+_NOT_TITLE = re.compile(r"^(?:[A-Za-z][\w-]{0,30}:\s|[-=_*#~+.\s]+$)|[;,:]$")
 
 
 def _text_title(lines: list[str]) -> str:

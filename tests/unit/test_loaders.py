@@ -119,7 +119,8 @@ def test_html_page_chrome_is_not_indexed() -> None:
         ("Date: Fri, 19 Dec 2008 10:00:00 +0000", "notes"),
         ("From: someone@example.com", "notes"),
         ("==========", "notes"),
-        ("This file explains how the build works.", "notes"),
+        ("This file explains how the build works.", "This file explains how the build works."),
+        ("The options are as follows:", "notes"),
         ("x" * 130, "notes"),
     ],
 )
