@@ -66,6 +66,7 @@ class IndexWriter:
         self.conn: sqlite3.Connection | None = None
         self.data_dir: Path | None = None
         self.published = False
+        self.first_build = False
         self.generation = 0
         self.index: Any = None
         self._pending_remove: list[int] = []
@@ -113,9 +114,9 @@ class IndexWriter:
             self.conn = schema.connect(self.data_dir / layout.DB, create=True)
             self.index = vectors.empty_index(self.dim)
             vectors.write_index(self.index, layout.vectors_file(self.data_dir, 0))
-            if live is None:  # first build: an empty index is a valid index, publish it now
-                layout.publish(self.index_dir, self.data_dir)
-                self.published = True
+            # a first build is published at its first checkpoint (later runs resume from it); one stopped
+            # before any leaves no index behind, not an empty one (a --rebuild publishes at its end)
+            self.first_build = live is None
         self.conn.execute("BEGIN IMMEDIATE")
 
     def _load_vectors(self) -> Any:
@@ -294,6 +295,9 @@ class IndexWriter:
         self.generation = gen
         self.dirty = False
         layout.clean_generations(self.data_dir, gen)
+        if self.first_build and not self.published:
+            layout.publish(self.index_dir, self.data_dir)
+            self.published = True
         self.conn.execute("BEGIN IMMEDIATE")
 
     @_serialized

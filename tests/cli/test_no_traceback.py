@@ -127,3 +127,23 @@ def test_a_bug_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     out = run_cli("ask", "apples red crisp", "--llm", "buggy", "--fallback", "", "--mode", "bm25",
                   env={**env, "RAG_DEBUG": "1"})  # fmt: skip
     assert out.returncode == 1 and "Traceback" in out.stderr and "ZeroDivisionError" in out.stderr
+
+
+@pytest.mark.parametrize(("command", "usage"), [(["index"], "rag index [OPTIONS] PATH..."),
+                                                (["search"], "rag search [OPTIONS] QUERY"),
+                                                (["ask"], "rag ask [OPTIONS] [QUESTION]"),
+                                                (["eval"], "rag eval [OPTIONS] DATASET"),
+                                                (["indexes", "drop"], "rag indexes drop [OPTIONS] NAME")])  # fmt: skip
+def test_usage_lines_name_arguments_plainly(command: list[str], usage: str) -> None:
+    """Issue 21, 10: usage lines showed `{paths}...`."""
+    out = run_cli(*command, "--help")
+    assert out.returncode == 0 and f"Usage: {usage}\n" in out.stdout and "{" not in out.stdout.split("\n")[0]
+
+
+def test_demo_says_where_its_index_is() -> None:
+    """Issue 21, 9: `make demo` keeps its index in ./.rag-home and its last line says how to use it."""
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    last = out.stdout.strip().splitlines()[-1]
+    assert "RAG_HOME=" in last and "--index demo" in last

@@ -44,9 +44,9 @@ def make_corpus(root: Path, n: int, seed: int, variant: int = 0) -> None:
         write(root / f"d{i // 50}/f{i:04d}.md", f"# File {i} v{variant}\n\n{body}\n")
 
 
-def index_proc(docs: Path, home: Path, *extra: str) -> subprocess.Popen[str]:
+def index_proc(docs: Path, home: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start `rag index` in the background; its stderr goes to a file next to ``home`` (see ``errors``)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(home), **SLOW}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(home), **SLOW, **(env or {})}
     home.parent.mkdir(parents=True, exist_ok=True)
     with open(home.parent / f"stderr-{time.monotonic_ns()}.txt", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "index", str(docs), *extra], env=env, text=True,

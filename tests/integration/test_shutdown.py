@@ -148,3 +148,19 @@ def test_signal_stops_serve_gracefully_with_requests_in_flight(sample_home: Path
     assert set(got) == {200}  # every answered request was whole; the rest were refused at connect
     log = s.log.read_text()
     assert "shutting down" in log and "Traceback" not in log
+
+
+def test_interrupted_first_index_is_not_listed(tmp_path: Path) -> None:
+    """Issue 21, 10: an interrupted first `rag index` left an empty index in `rag indexes`."""
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    make_corpus(docs, 60, seed=3)
+    env = {**SLOW, "RAG_HOME": str(home), "RAG_INDEX_CHECKPOINT_SECONDS": "3600"}  # no checkpoint before the signal
+    proc = index_proc(docs, home, env=env)
+    wait_for(lambda: any(home.glob("indexes/*/data-*")) and time.sleep(1.0) is None)
+    assert stop(proc, signal.SIGINT) == 130
+    listed = run_cli("indexes", "--json", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout)["indexes"] == []
+    out = run_cli("search", "alpha river", env=env)
+    assert out.returncode == 3 and "no index" in out.stderr
+    assert run_cli("index", str(docs), env=env).returncode == 0  # and the next run builds it
+    assert [i["name"] for i in json.loads(run_cli("indexes", "--json", env=env).stdout)["indexes"]] == ["default"]
