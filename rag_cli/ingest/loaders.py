@@ -40,10 +40,11 @@ CODE_EXTENSIONS = {
 }  # fmt: skip
 
 
-def decode_text(data: bytes) -> str:
-    """Decode ``data`` as text: UTF-8 (BOM optional) or BOM-marked UTF-16/32.
+def decode_text(data: bytes, notes: list[str] | None = None) -> str:
+    """Decode ``data`` as text: UTF-8 (BOM optional), BOM-marked UTF-16/32, else the encoding
+    charset-normalizer detects (Windows-1252, Latin-1, Shift-JIS, ...), told in ``notes``.
 
-    Raises SkipFile for binary data (NUL bytes) and undecodable bytes.
+    Raises SkipFile for binary data (NUL bytes, control characters) and bytes no encoding explains.
     """
     if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
         codec = "utf-32"
@@ -56,7 +57,11 @@ def decode_text(data: bytes) -> str:
     try:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        raise SkipFile(f"undecodable: not valid {codec.replace('-sig', '')} at byte {exc.start}") from None
+        if codec != "utf-8-sig":
+            raise SkipFile(f"undecodable: not valid {codec} at byte {exc.start}") from None
+        text, codec = _detected(data, exc.start)
+        if notes is not None:
+            notes.append(f"not UTF-8: decoded as {codec} (detected)")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\x00" in text:
         text = text.replace("\x00", "")
@@ -66,9 +71,96 @@ def decode_text(data: bytes) -> str:
     return text
 
 
-def _require_text(blocks: list[Block]) -> list[Block]:
+DETECT_BYTES = 1 << 20  # the encoding is detected on the first MiB (and must decode the whole file)
+
+
+def _detected(data: bytes, bad_at: int) -> tuple[str, str]:
+    """``data`` decoded with the encoding charset-normalizer finds most plausible (text, encoding)."""
+    try:
+        from charset_normalizer import from_bytes
+    except ImportError:
+        raise SkipFile(f"undecodable: not valid utf-8 at byte {bad_at} (install charset-normalizer to detect others)") from None
+    best = from_bytes(data[:DETECT_BYTES]).best()
+    guess = best.encoding if best is not None else None
+    # charset-normalizer tells Latin code pages apart poorly on short text (German Latin-1 came out as
+    # mac_turkish, French cp1252 as Baltic cp1257); Windows-1252 is by far the most common of them, so it
+    # wins unless the guess is Central European or decodes with fewer stray symbols
+    order = [guess] if guess else []
+    if guess in _CENTRAL:  # the same bytes are other letters: which alphabet, and whole words?
+        west, cent = _share(data, "cp1252", _WEST), _share(data, guess, _CENT)
+        if west > cent or (west == cent and _broken_words(data, "cp1252") <= _broken_words(data, guess)):
+            order = ["cp1252", *order]
+    else:
+        western, other = _oddity(data, "cp1252"), _oddity(data, guess) if guess else 1 << 30
+        if western < other or (western == other and guess in _WESTERN_RIVALS):
+            order = ["cp1252", *order]
+    for enc in order:
+        try:
+            return data.decode(enc), enc
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise SkipFile(f"undecodable: not valid utf-8 at byte {bad_at}, and no other encoding fits") from None
+
+
+# single-byte Latin code pages a Western file is mistaken for (Central European cp1250 and
+# ISO 8859-2 are not: their letters differ from cp1252's in the same places)
+_WESTERN_RIVALS = frozenset({"cp1252", "latin_1", "iso8859_15", "iso8859_3", "iso8859_4", "iso8859_9", "iso8859_10",
+                             "iso8859_13", "iso8859_14", "iso8859_16", "cp1254", "cp1257", "cp1258", "cp437",
+                             "cp850", "cp858", "mac_roman", "mac_turkish", "mac_iceland", "hp_roman8"})  # fmt: skip
+_CENTRAL = frozenset({"cp1250", "iso8859_2", "mac_latin2"})
+_PLAIN = frozenset("\n\t .,;:!?'\"()[]{}-_/\\@#%&*+=<>|~^`$€£¥©®°±·§¶«»“”‘’–—…¿¡")
+
+
+_WEST = frozenset("àâäæçéèêëîïôœùûüÿñáíóúãõåøßìòÀÂÄÆÇÉÈÊËÎÏÔŒÙÛÜŸÑÁÍÓÚÃÕÅØÌÒ")
+_CENT = frozenset("ąćęłńóśźżčďěňřšťůžáéíúýľĺŕôäöüőűăâîșțşţĄĆĘŁŃÓŚŹŻČĎĚŇŘŠŤŮŽÁÉÍÚÝĽĹŔÔÄÖÜŐŰĂÂÎȘȚŞŢ")
+
+
+def _share(data: bytes, encoding: str, alphabet: frozenset[str]) -> float:
+    """The share of the non-ASCII letters of the first 64 KiB read as ``encoding`` that ``alphabet`` holds."""
+    try:
+        text = data[:65536].decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return -1.0
+    letters = [c for c in text if c.isalpha() and not c.isascii()]
+    return sum(c in alphabet for c in letters) / len(letters) if letters else 0.0
+
+
+def _broken_words(data: bytes, encoding: str) -> int:
+    """Symbols or digits between two letters (``Za¿ó³æ``: Polish read as cp1252) in the first 64 KiB."""
+    try:
+        text = data[:65536].decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return 1 << 30
+    return sum(1 for a, c, b in zip(text, text[1:], text[2:], strict=False)
+               if a.isalpha() and b.isalpha() and not c.isalpha() and not c.isspace() and c not in "'’-.")  # fmt: skip
+
+
+def _oddity(data: bytes, encoding: str) -> int:
+    """How implausible the first 64 KiB read as ``encoding`` are: stray symbols (not letters, digits or
+    common punctuation), plus words that mix ASCII letters with letters of another script (``Naﺅve``)."""
+    import unicodedata
+
+    try:
+        text = data[:65536].decode(encoding, errors="strict")
+    except (UnicodeDecodeError, LookupError):
+        return 1 << 30
+    odd = sum(1 for ch in text if not ch.isalnum() and ch not in _PLAIN)
+    for word in re.findall(r"\w+", text):
+        if word.isascii() or not any(c.isascii() and c.isalpha() for c in word):
+            continue
+        if any(c.isalpha() and not c.isascii() and not unicodedata.name(c, "").startswith("LATIN") for c in word):
+            odd += 1
+    return odd
+
+
+def _require_text(blocks: list[Block], headings: list[tuple[int | None, str]] | None = None) -> list[Block]:
+    """The blocks with text; a file of headings alone (``# Release checklist``) is its headings, one
+    block (``headings``: line and text of each), so its words stay searchable. SkipFile when neither."""
     kept = [b for b in blocks if b.text.strip()]
     if not kept:
+        names = [(line, name.strip()) for line, name in headings or [] if name.strip()]
+        if names:
+            return [Block("\n".join(n for _, n in names), (), names[0][0], names[-1][0])]
         raise SkipFile("empty: no text")
     return kept
 
@@ -102,7 +194,8 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
 def load_markdown(path: str, data: bytes) -> list[Document]:
-    text = decode_text(data)
+    notes: list[str] = []
+    text = decode_text(data, notes)
     lines = text.split("\n")
     i = 0
     if lines and lines[0].strip() == "---":  # front matter
@@ -125,11 +218,14 @@ def load_markdown(path: str, data: bytes) -> list[Document]:
             blocks.append(Block("\n".join(para), heading(), para_start + 1, end))
             para = []
 
+    headings: list[tuple[int | None, str]] = []
+
     def set_heading(level: int, name: str) -> None:
         nonlocal title
         while trail and trail[-1][0] >= level:
             trail.pop()
         trail.append((level, name))
+        headings.append((i + 1, name))
         if level == 1 and not title:
             title = name
 
@@ -168,16 +264,18 @@ def load_markdown(path: str, data: bytes) -> list[Document]:
             flush(i)
         i += 1
     flush(len(lines))
-    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="markdown")]
+    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="markdown", notes=notes)]
 
 
 _RST_ADORN = re.compile(r"""^([=\-~^"'`#*+:.!$%&,/;<>?@\\_|])\1{2,}\s*$""")
 
 
 def load_rst(path: str, data: bytes) -> list[Document]:
-    text = decode_text(data)
+    notes: list[str] = []
+    text = decode_text(data, notes)
     lines = text.split("\n")
     styles: list[tuple[str, bool]] = []
+    headings: list[tuple[int | None, str]] = []
     trail: list[tuple[int, str]] = []
     blocks: list[Block] = []
     para: list[str] = []
@@ -219,6 +317,7 @@ def load_rst(path: str, data: bytes) -> list[Document]:
             while trail and trail[-1][0] >= level:
                 trail.pop()
             trail.append((level, name))
+            headings.append((i + 1 + (step == 3), name))
             if not title:
                 title = name
             i += step
@@ -236,14 +335,15 @@ def load_rst(path: str, data: bytes) -> list[Document]:
             flush(i)
         i += 1
     flush(len(lines))
-    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="rst")]
+    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="rst", notes=notes)]
 
 
 def load_text(path: str, data: bytes) -> list[Document]:
-    text = decode_text(data)
+    notes: list[str] = []
+    text = decode_text(data, notes)
     lines = text.split("\n")
     blocks = _paragraphs(lines, 1, ())
-    return [Document(path, _text_title(lines) or _stem_title(path), _require_text(blocks), kind="text")]
+    return [Document(path, _text_title(lines) or _stem_title(path), _require_text(blocks), kind="text", notes=notes)]
 
 
 # a first line that is a header field (``Date: Fri, 19 Dec 2008``, ``From: ...``), a rule, or that runs on
@@ -267,7 +367,8 @@ _NAME = re.compile(r"(?:def|class|function|func|fn|struct|enum|trait|interface|t
 
 def load_code(path: str, data: bytes) -> list[Document]:
     """Source code: split at top-level definitions; each block's heading names the definition."""
-    text = decode_text(data)
+    notes: list[str] = []
+    text = decode_text(data, notes)
     lines = text.split("\n")
     blocks: list[Block] = []
     start = 0
@@ -292,7 +393,7 @@ def load_code(path: str, data: bytes) -> list[Document]:
         in_decorator = line.startswith("@")
     emit(start, len(lines))
     lang = CODE_EXTENSIONS.get(Path(path).suffix.lower(), "code")
-    return [Document(path, Path(path).name, _require_text(blocks), kind=f"code:{lang}")]
+    return [Document(path, Path(path).name, _require_text(blocks), kind=f"code:{lang}", notes=notes)]
 
 
 # page chrome that is not the document: a site footer ("Last updated ...", copyright), a sidebar, a
@@ -327,6 +428,7 @@ class _HTMLText(HTMLParser):
         self.buf_line = 0
         self.blocks: list[Block] = []
         self.trail: list[tuple[int, str]] = []
+        self.headings: list[tuple[int | None, str]] = []
         self.heading_level = 0
         self.heading_buf: list[str] = []
         self.pre = 0
@@ -385,6 +487,7 @@ class _HTMLText(HTMLParser):
                 while self.trail and self.trail[-1][0] >= level:
                     self.trail.pop()
                 self.trail.append((level, name))
+                self.headings.append((self.getpos()[0], name))
             return
         if tag in self.BLOCK:
             self.flush()
@@ -408,7 +511,8 @@ class _HTMLText(HTMLParser):
 
 
 def load_html(path: str, data: bytes) -> list[Document]:
-    text = decode_text(data)
+    notes: list[str] = []
+    text = decode_text(data, notes)
     parser = _HTMLText()
     try:
         for start in range(0, len(text), 65536):  # in slices, so the time budget is checked
@@ -422,7 +526,8 @@ def load_html(path: str, data: bytes) -> list[Document]:
     blocks = parser.blocks
     if not title and parser.trail:
         title = parser.trail[0][1]
-    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="html")]
+    headings = parser.headings or ([(None, title)] if title else [])
+    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="html", notes=notes)]
 
 
 def load_pdf(path: str, data: bytes) -> list[Document]:
@@ -483,7 +588,8 @@ def load_jsonl(path: str, data: bytes) -> list[Document]:
     A bad line (not JSON, nested too deep, not an object, no ``text``, a list or object where text
     belongs) is skipped, not the file; a repeated ``_id`` keeps its first document. Both are told
     in the first document's ``notes``."""
-    text = decode_text(data)
+    notes: list[str] = []
+    text = decode_text(data, notes)
     docs: list[Document] = []
     bad: list[str] = []
     seen: dict[str, int] = {}
@@ -522,6 +628,7 @@ def load_jsonl(path: str, data: bytes) -> list[Document]:
         docs.append(Document(path, title or doc_id, blocks, kind="jsonl", doc_id=doc_id))
     if not docs:
         raise SkipFile(f"malformed JSONL: no usable document ({bad[0]})" if bad else "empty: no documents")
+    docs[0].notes.extend(notes)
     if bad:
         docs[0].notes.append(f"skipped {len(bad)} bad line{'s' * (len(bad) > 1)} ({'; '.join(bad[:3])})")
     if dupes:

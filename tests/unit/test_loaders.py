@@ -81,7 +81,6 @@ def test_jsonl_beir_documents() -> None:
     "data,reason",
     [
         (b"\x00\x01\x02binary\x00", "binary"),
-        (b"caf\xe9 au lait \xff", "undecodable"),
         (b"   \n\n  ", "empty"),
     ],
 )
@@ -128,3 +127,44 @@ def test_plain_text_title(first: str, title: str) -> None:
     """Issue 21, 10: a plain-text title came from the first line whatever it was (a mail header)."""
     (doc,) = load_bytes("notes.txt", f"{first}\n\nThe body of the file.\n".encode())
     assert doc.title == title
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding"),
+    [
+        ("Café crème, naïve façade: the résumé costs 5 € — «déjà vu».\n\nSecond paragraph über alles.", "cp1252"),
+        ("Überprüfung der Größe: Äpfel, Öl und Süßigkeiten kosten 3 Mark.\n", "latin-1"),
+        ("日本語のテキストファイルです。検索できるはずです。\n", "shift_jis"),
+        ("Naïve café\n", "cp1252"),
+        ("Le garçon a mangé une crêpe à la crème brûlée, très délicieuse.\n", "cp1252"),
+        ("El niño comió piñata en España, ¿sí?\n", "cp1252"),
+        ("Привет, мир! Это текстовый файл в старой кодировке Windows.\n", "cp1251"),
+        ("Příliš žluťoučký kůň úpěl ďábelské ódy.\n", "cp1250"),
+        ("Zażółć gęślą jaźń, pchnąć w tę łódź jeża.\n", "cp1250"),
+        ("Árvíztűrő tükörfúrógép, magyar őű.\n", "cp1250"),
+        ("Καλημέρα κόσμε, αυτό είναι ένα αρχείο.\n", "cp1253"),
+    ],
+)
+def test_non_utf8_text_is_decoded_and_told(raw: str, encoding: str) -> None:
+    """Issue 19: a Windows-1252 / Latin-1 file was skipped as 'undecodable: not valid utf-8'."""
+    (doc,) = load_bytes("old.txt", raw.encode(encoding))
+    text = "\n\n".join(b.text for b in doc.blocks)
+    assert text == raw.strip()
+    assert len(doc.notes) == 1 and doc.notes[0].startswith("not UTF-8: decoded as ")
+
+
+def test_utf8_text_has_no_note() -> None:
+    (doc,) = load_bytes("new.txt", "Café crème\n".encode())
+    assert doc.notes == [] and doc.blocks[0].text == "Café crème"
+
+
+@pytest.mark.parametrize(("name", "data", "text"), [
+    ("a.md", b"# Release checklist\n", "Release checklist"),
+    ("b.md", b"# Plan\n\n## Steps\n", "Plan\nSteps"),
+    ("c.rst", b"Title\n=====\n", "Title"),
+    ("d.html", b"<html><head><title>Only a title</title></head><body></body></html>", "Only a title"),
+])  # fmt: skip
+def test_heading_only_files_are_indexed(name: str, data: bytes, text: str) -> None:
+    """Issue 19: a Markdown file holding only a heading was skipped as 'empty: no text'."""
+    (doc,) = load_bytes(name, data)
+    assert [b.text for b in doc.blocks] == [text]
