@@ -37,6 +37,21 @@ class Document:
     notes: list[str] = field(default_factory=list)  # what the loader dropped or changed, for the user
 
 
+# what a ``page`` is in each paged format, for the location a citation shows (``deck.pptx#slide=4``)
+PART_LABELS = {".pptx": "slide", ".xlsx": "sheet", ".epub": "chapter", ".ipynb": "cell", ".mbox": "message"}
+
+
+def location_of(path: str, page: int | None, start_line: int | None) -> str:
+    """``path#page=N`` (or the format's own part: slide, sheet, chapter, cell, message), ``path:LINE`` or ``path``."""
+    if page is not None:
+        dot = path.rfind(".")
+        label = PART_LABELS.get(path[dot:].lower(), "page") if dot >= 0 else "page"
+        return f"{path}#{label}={page}"
+    if start_line is not None:
+        return f"{path}:{start_line}"
+    return path
+
+
 @dataclass(slots=True)
 class Chunk:
     """A unit of retrieval: text that fits the embedding model, with where it came from."""
@@ -58,11 +73,7 @@ class Chunk:
 
     @property
     def location(self) -> str:
-        if self.page is not None:
-            return f"{self.path}#page={self.page}"
-        if self.start_line is not None:
-            return f"{self.path}:{self.start_line}"
-        return self.path
+        return location_of(self.path, self.page, self.start_line)
 
 
 @dataclass(slots=True)
@@ -98,12 +109,7 @@ class Hit:
     def location(self) -> str:
         if self.url:
             return self.url
-        loc = self.path or ""
-        if self.page is not None:
-            return f"{loc}#page={self.page}"
-        if self.start_line is not None:
-            return f"{loc}:{self.start_line}"
-        return loc
+        return location_of(self.path or "", self.page, self.start_line)
 
     def to_dict(self) -> dict[str, Any]:
         # built by hand: dataclasses.asdict deep-copies recursively, a measurable cost per served hit

@@ -8,24 +8,14 @@ undecodable, empty, malformed); the pipeline reports it and moves on.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 from ..types import Block, Document
 from .budget import check
-
-
-class SkipFile(Exception):
-    """The file cannot be indexed; ``reason`` says why in a few words."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
+from .encoding import SkipFile, decode_text
 
 Loader = Callable[[str, bytes], list[Document]]
 
@@ -38,119 +28,6 @@ CODE_EXTENSIONS = {
     ".pl": "perl", ".hs": "haskell", ".ex": "elixir", ".exs": "elixir", ".erl": "erlang",
     ".clj": "clojure", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".ini": "ini", ".cfg": "ini",
 }  # fmt: skip
-
-
-def decode_text(data: bytes, notes: list[str] | None = None) -> str:
-    """Decode ``data`` as text: UTF-8 (BOM optional), BOM-marked UTF-16/32, else the encoding
-    charset-normalizer detects (Windows-1252, Latin-1, Shift-JIS, ...), told in ``notes``.
-
-    Raises SkipFile for binary data (NUL bytes, control characters) and bytes no encoding explains.
-    """
-    if data.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
-        codec = "utf-32"
-    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        codec = "utf-16"
-    else:
-        codec = "utf-8-sig"
-        if b"\x00" in data[:8192]:
-            raise SkipFile("binary file (NUL bytes)")
-    try:
-        text = data.decode(codec)
-    except UnicodeDecodeError as exc:
-        if codec != "utf-8-sig":
-            raise SkipFile(f"undecodable: not valid {codec} at byte {exc.start}") from None
-        text, codec = _detected(data, exc.start)
-        if notes is not None:
-            notes.append(f"not UTF-8: decoded as {codec} (detected)")
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    control = sum(1 for ch in text[:4096] if ord(ch) < 32 and ch not in "\n\t\f\v")
-    if control > 0.1 * min(len(text), 4096):
-        raise SkipFile("binary file (control characters)")
-    return text
-
-
-DETECT_BYTES = 1 << 20  # the encoding is detected on the first MiB (and must decode the whole file)
-
-
-def _detected(data: bytes, bad_at: int) -> tuple[str, str]:
-    """``data`` decoded with the encoding charset-normalizer finds most plausible (text, encoding)."""
-    try:
-        from charset_normalizer import from_bytes
-    except ImportError:
-        raise SkipFile(f"undecodable: not valid utf-8 at byte {bad_at} (install charset-normalizer to detect others)") from None
-    best = from_bytes(data[:DETECT_BYTES]).best()
-    guess = best.encoding if best is not None else None
-    # charset-normalizer tells Latin code pages apart poorly on short text (German Latin-1 came out as
-    # mac_turkish, French cp1252 as Baltic cp1257); Windows-1252 is by far the most common of them, so it
-    # wins unless the guess is Central European or decodes with fewer stray symbols
-    order = [guess] if guess else []
-    if guess in _CENTRAL:  # the same bytes are other letters: which alphabet, and whole words?
-        west, cent = _share(data, "cp1252", _WEST), _share(data, guess, _CENT)
-        if west > cent or (west == cent and _broken_words(data, "cp1252") <= _broken_words(data, guess)):
-            order = ["cp1252", *order]
-    else:
-        western, other = _oddity(data, "cp1252"), _oddity(data, guess) if guess else 1 << 30
-        if western < other or (western == other and guess in _WESTERN_RIVALS):
-            order = ["cp1252", *order]
-    for enc in order:
-        try:
-            return data.decode(enc), enc
-        except (UnicodeDecodeError, LookupError):
-            continue
-    raise SkipFile(f"undecodable: not valid utf-8 at byte {bad_at}, and no other encoding fits") from None
-
-
-# single-byte Latin code pages a Western file is mistaken for (Central European cp1250 and
-# ISO 8859-2 are not: their letters differ from cp1252's in the same places)
-_WESTERN_RIVALS = frozenset({"cp1252", "latin_1", "iso8859_15", "iso8859_3", "iso8859_4", "iso8859_9", "iso8859_10",
-                             "iso8859_13", "iso8859_14", "iso8859_16", "cp1254", "cp1257", "cp1258", "cp437",
-                             "cp850", "cp858", "mac_roman", "mac_turkish", "mac_iceland", "hp_roman8"})  # fmt: skip
-_CENTRAL = frozenset({"cp1250", "iso8859_2", "mac_latin2"})
-_PLAIN = frozenset("\n\t .,;:!?'\"()[]{}-_/\\@#%&*+=<>|~^`$€£¥©®°±·§¶«»“”‘’–—…¿¡")
-
-
-_WEST = frozenset("àâäæçéèêëîïôœùûüÿñáíóúãõåøßìòÀÂÄÆÇÉÈÊËÎÏÔŒÙÛÜŸÑÁÍÓÚÃÕÅØÌÒ")
-_CENT = frozenset("ąćęłńóśźżčďěňřšťůžáéíúýľĺŕôäöüőűăâîșțşţĄĆĘŁŃÓŚŹŻČĎĚŇŘŠŤŮŽÁÉÍÚÝĽĹŔÔÄÖÜŐŰĂÂÎȘȚŞŢ")
-
-
-def _share(data: bytes, encoding: str, alphabet: frozenset[str]) -> float:
-    """The share of the non-ASCII letters of the first 64 KiB read as ``encoding`` that ``alphabet`` holds."""
-    try:
-        text = data[:65536].decode(encoding)
-    except (UnicodeDecodeError, LookupError):
-        return -1.0
-    letters = [c for c in text if c.isalpha() and not c.isascii()]
-    return sum(c in alphabet for c in letters) / len(letters) if letters else 0.0
-
-
-def _broken_words(data: bytes, encoding: str) -> int:
-    """Symbols or digits between two letters (``Za¿ó³æ``: Polish read as cp1252) in the first 64 KiB."""
-    try:
-        text = data[:65536].decode(encoding)
-    except (UnicodeDecodeError, LookupError):
-        return 1 << 30
-    return sum(1 for a, c, b in zip(text, text[1:], text[2:], strict=False)
-               if a.isalpha() and b.isalpha() and not c.isalpha() and not c.isspace() and c not in "'’-.")  # fmt: skip
-
-
-def _oddity(data: bytes, encoding: str) -> int:
-    """How implausible the first 64 KiB read as ``encoding`` are: stray symbols (not letters, digits or
-    common punctuation), plus words that mix ASCII letters with letters of another script (``Naﺅve``)."""
-    import unicodedata
-
-    try:
-        text = data[:65536].decode(encoding, errors="strict")
-    except (UnicodeDecodeError, LookupError):
-        return 1 << 30
-    odd = sum(1 for ch in text if not ch.isalnum() and ch not in _PLAIN)
-    for word in re.findall(r"\w+", text):
-        if word.isascii() or not any(c.isascii() and c.isalpha() for c in word):
-            continue
-        if any(c.isalpha() and not c.isascii() and not unicodedata.name(c, "").startswith("LATIN") for c in word):
-            odd += 1
-    return odd
 
 
 def _require_text(blocks: list[Block], headings: list[tuple[int | None, str]] | None = None) -> list[Block]:
@@ -569,74 +446,6 @@ def load_pdf(path: str, data: bytes) -> list[Document]:
     return [Document(path, title or _stem_title(path), blocks, kind="pdf")]
 
 
-def _jsonl_field(obj: dict[str, Any], key: str) -> str | None:
-    """A text field: strings as they are, numbers as their text, absent or null as ""; None (the
-    line is bad) for lists, objects and booleans, which have no one right text."""
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def load_jsonl(path: str, data: bytes) -> list[Document]:
-    """BEIR-style documents: one JSON object a line with ``_id``, ``title`` and ``text``.
-
-    A bad line (not JSON, nested too deep, not an object, no ``text``, a list or object where text
-    belongs) is skipped, not the file; a repeated ``_id`` keeps its first document. Both are told
-    in the first document's ``notes``."""
-    notes: list[str] = []
-    text = decode_text(data, notes)
-    docs: list[Document] = []
-    bad: list[str] = []
-    seen: dict[str, int] = {}
-    dupes: list[str] = []
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not lineno & 255:
-            check()
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(f"line {lineno}: not JSON")
-            continue
-        except RecursionError:
-            bad.append(f"line {lineno}: nested too deep")
-            continue
-        if not isinstance(obj, dict) or "text" not in obj:
-            bad.append(f"line {lineno}: no 'text' field")
-            continue
-        body, title = _jsonl_field(obj, "text"), _jsonl_field(obj, "title")
-        raw_id = obj.get("_id", obj.get("id", lineno))
-        doc_id = str(raw_id) if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
-        if body is None or title is None or doc_id is None:
-            bad.append(f"line {lineno}: '_id', 'title' and 'text' must be strings or numbers")
-            continue
-        body, title = body.strip(), title.strip()
-        if not body and not title:
-            continue
-        if doc_id in seen:
-            dupes.append(doc_id)
-            continue
-        seen[doc_id] = lineno
-        paras = [p for p in re.split(r"\n\s*\n", body) if p.strip()] or [title]
-        blocks = [Block(p.strip(), (), lineno, lineno) for p in paras]
-        docs.append(Document(path, title or doc_id, blocks, kind="jsonl", doc_id=doc_id))
-    if not docs:
-        raise SkipFile(f"malformed JSONL: no usable document ({bad[0]})" if bad else "empty: no documents")
-    docs[0].notes.extend(notes)
-    if bad:
-        docs[0].notes.append(f"skipped {len(bad)} bad line{'s' * (len(bad) > 1)} ({'; '.join(bad[:3])})")
-    if dupes:
-        shown = ", ".join(repr(d) for d in dupes[:3])
-        docs[0].notes.append(f"{len(dupes)} repeated _id{'s' * (len(dupes) > 1)} ({shown}): kept the first of each")
-    return docs
-
-
 LOADERS: dict[str, Loader] = {
     ".md": load_markdown,
     ".markdown": load_markdown,
@@ -648,7 +457,6 @@ LOADERS: dict[str, Loader] = {
     ".htm": load_html,
     ".xhtml": load_html,
     ".pdf": load_pdf,
-    ".jsonl": load_jsonl,
     **{ext: load_code for ext in CODE_EXTENSIONS},
 }
 
@@ -666,3 +474,7 @@ def load_bytes(path: str, data: bytes) -> list[Document]:
     """Load ``data`` read from ``path`` with the loader for its extension (text if none)."""
     loader = loader_for(path) or load_text
     return loader(path, data)
+
+
+# formats in modules of their own register themselves (imported last: they use this module's helpers)
+from . import office, records  # noqa: E402, F401

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..types import Document
-from .loaders import LOADERS, SkipFile, load_code, load_jsonl, load_markdown, load_rst, load_text
+from .loaders import LOADERS, SkipFile, load_code, load_markdown, load_rst, load_text
+from .records import load_jsonl
 
 SEGMENT_BYTES = 8 * 2**20
 _LINE_BASED = (load_text, load_markdown, load_rst, load_code, load_jsonl)

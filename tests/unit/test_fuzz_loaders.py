@@ -10,7 +10,26 @@ from hypothesis import strategies as st
 from rag_cli.ingest.chunking import ChunkerConfig, chunk_document, word_counter
 from rag_cli.ingest.loaders import LOADERS, SkipFile, load_bytes
 
-EXTS = [".md", ".txt", ".rst", ".html", ".pdf", ".py", ".jsonl", ".go"]
+EXTS = [
+    ".md",
+    ".txt",
+    ".rst",
+    ".html",
+    ".pdf",
+    ".py",
+    ".jsonl",
+    ".go",
+    ".docx",
+    ".pptx",
+    ".xlsx",
+    ".odt",
+    ".epub",
+    ".ipynb",
+    ".csv",
+    ".tsv",
+    ".eml",
+    ".mbox",
+]
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -60,3 +79,38 @@ def test_malformed_pdfs(junk: bytes) -> None:
 def test_every_registered_extension_survives_garbage() -> None:
     for ext in LOADERS:
         load_and_chunk(ext, b"\xff\xfe\x00garbage\x00\x01" * 50)
+
+
+# zip members each office format reads: random content inside a valid container reaches the parsers
+MEMBERS = {
+    ".docx": ["[Content_Types].xml", "_rels/.rels", "word/document.xml"],
+    ".pptx": ["[Content_Types].xml", "_rels/.rels", "ppt/presentation.xml"],
+    ".xlsx": ["[Content_Types].xml", "_rels/.rels", "xl/workbook.xml"],
+    ".odt": ["content.xml", "meta.xml"],
+    ".epub": ["META-INF/container.xml", "OEBPS/content.opf", "OEBPS/ch1.xhtml"],
+}
+
+
+@FUZZ
+@given(ext=st.sampled_from(sorted(MEMBERS)), parts=st.lists(st.binary(max_size=600), min_size=3, max_size=3),
+       xml=st.booleans())  # fmt: skip
+def test_office_containers_with_random_members(ext: str, parts: list[bytes], xml: bool) -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, body in zip(MEMBERS[ext], parts, strict=False):
+            z.writestr(name, (b'<?xml version="1.0"?><a>' + body + b"</a>") if xml else body)
+    load_and_chunk(ext, buf.getvalue())
+
+
+@FUZZ
+@given(cells=st.lists(st.fixed_dictionaries({"cell_type": st.sampled_from(["markdown", "code", "raw", 3]),
+                                             "source": st.one_of(st.text(max_size=200),
+                                                                 st.lists(st.text(max_size=50), max_size=4))}),
+                      max_size=8))  # fmt: skip
+def test_notebooks_of_random_cells(cells: list[dict[str, object]]) -> None:
+    import json
+
+    load_and_chunk(".ipynb", json.dumps({"cells": cells, "metadata": {}}).encode())

@@ -114,11 +114,14 @@ def test_skips_are_reported_and_drop_old_chunks(hash_settings: Settings, tmp_pat
     settings = replace(hash_settings, index_max_file_mb=1.0)
     rep = build(settings, root)
     reasons = {Path(s["path"]).name: s["reason"] for s in rep.skipped}
-    assert set(reasons) == {"bin.txt", "empty.md", "huge.txt", "bad.pdf", "latin.txt"}
+    assert set(reasons) == {"bin.txt", "empty.md", "huge.txt", "bad.pdf"}
     assert "binary" in reasons["bin.txt"] and "empty" in reasons["empty.md"]
     assert "too large" in reasons["huge.txt"] and "malformed PDF" in reasons["bad.pdf"]
-    assert "undecodable" in reasons["latin.txt"]
-    assert rep.files_indexed == 3
+    # not UTF-8 is no longer a reason to lose a file (issue 19): decoded, and the user is told how
+    assert [(Path(w["path"]).name, w["message"]) for w in rep.warnings] == [
+        ("latin.txt", "not UTF-8: decoded as cp1252 (detected)")
+    ]
+    assert rep.files_indexed == 4
     # a file that was fine and turns binary leaves the index
     write(root / "b.txt", b"\x00\x00\x00")
     build(settings, root)
