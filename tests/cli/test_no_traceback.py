@@ -32,6 +32,7 @@ NO_INDEX = [
     (["eval", "/nonexistent"], 2),
     (["eval", "{nb}"], 2),
     (["indexes", "info", "nope"], 3),
+    (["get", "{d}/a.md"], 3),
     (["indexes", "drop", "nope", "--yes"], 3),
     (["--bogus"], 2),
     (["nosuchcommand"], 2),
@@ -40,6 +41,8 @@ NO_INDEX = [
 WITH_INDEX = [
     (["search", "apples", "--mode", "bogus"], 2),
     (["search", "-"], 2),
+    (["get", "/nowhere/at/all.md"], 2),
+    (["get", "{d}/a.md:5-1"], 2),
     (["ask", "apples", "--llm", "openai", "--base-url", "notaurl"], 2),
     (["ask", "apples", "--model", "/tmp"], 2),
 ]

@@ -1,0 +1,94 @@
+"""`rag get PATH[:LINE[-LINE]]`: an indexed document, or a cited range of it, as the index holds it.
+
+Takes what a citation shows (``docs/guide.md:12``, ``guide.md:12-30``, ``report.pdf#page=3``,
+``deck.pptx#slide=4``), so ``rag ask`` → ``rag get`` is one copy and paste.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import typer
+
+from .app import app
+from .common import ConfigOpt, IndexOpt, JsonOpt, settings_from
+from .output import clean, get_env, rel
+
+_RANGE = re.compile(r"^(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
+_PART = re.compile(r"^(?P<path>.+?)#(?:page|slide|sheet|chapter|cell|message)=(?P<page>\d+)$")
+
+
+def parse_target(target: str) -> tuple[str, int | None, int | None, int | None]:
+    """``PATH``, ``PATH:LINE``, ``PATH:START-END`` or ``PATH#part=N`` → (path, start, end, page)."""
+    m = _PART.match(target)
+    if m:
+        return m["path"], None, None, int(m["page"])
+    m = _RANGE.match(target)
+    if m:
+        start = int(m["start"])
+        end = int(m["end"]) if m["end"] else start
+        if end < start:
+            from ..errors import UsageError
+
+            raise UsageError(f"line range {start}-{end} ends before it starts")
+        return m["path"], start, end, None
+    return target, None, None, None
+
+
+def joined(chunks: list[dict[str, Any]]) -> str:
+    """The chunks' text in order, each chunk's overlap with the one before it printed once."""
+    out: list[str] = []
+    prev = ""
+    for c in chunks:
+        text = c["text"]
+        cut = 0
+        for size in range(min(len(prev), len(text)), 19, -1):  # the longest repeated seam of 20+ characters
+            if prev.endswith(text[:size]):
+                cut = size
+                break
+        out.append(text[cut:].lstrip() if cut else text)
+        prev = text
+    return "\n\n".join(t for t in out if t.strip())
+
+
+@app.command("get")
+def get_cmd(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH[:LINE[-LINE]]", help="A document as cited: path, path:12, path:12-30, path#page=3."
+        ),
+    ],
+    index: IndexOpt = None,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print an indexed document, or a cited line range or page, as the index holds it."""
+    from ..errors import UsageError
+    from ..store.layout import require_data_dir
+    from ..store.reader import IndexReader
+
+    env = get_env()
+    path, start, end, page = parse_target(target.strip())
+    settings = settings_from(config, index=index)
+    require_data_dir(settings.index_dir)
+    reader = IndexReader(settings.index_dir)
+    try:
+        reader.refresh()
+        chunks = reader.document(path, start, end)
+        if not chunks and (start is not None or page is not None):
+            whole = reader.document(path)
+            if whole:
+                raise UsageError(f"{rel(whole[0]['path'])} has no indexed text at {target[len(path) :]}")
+    finally:
+        reader.close()
+    if page is not None:
+        chunks = [c for c in chunks if c.get("page") == page]
+    if not chunks:
+        raise UsageError(f"{path!r} is not in index {settings.index!r} (`rag search` finds what is)")
+    if json_out:
+        env.json({"path": chunks[0]["path"], "title": chunks[0].get("title", ""), "start_line": start,
+                  "end_line": end, "page": page, "chunks": chunks})  # fmt: skip
+        return
+    env.write(clean(joined(chunks)) + "\n")
