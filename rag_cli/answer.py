@@ -163,6 +163,7 @@ async def answer(
     query: str | None = None,
     services: dict[str, Any] | None = None,
     context_name: str = "stdin",
+    filter: Any = None,
 ) -> AsyncIterator[Event]:
     """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up).
 
@@ -175,7 +176,8 @@ async def answer(
     if fanout is not None and not fanout.sources:
         res = SearchResult(query or question, mode or settings.retrieve_mode, [])  # --no-index: the context alone
     else:
-        res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode)
+        narrow = {"filter": filter} if filter else {}  # a retrieve.filters.Filter: part of the index
+        res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode, **narrow)
     result.degraded = res.degraded
     for name, ms in res.timings.items():
         result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms

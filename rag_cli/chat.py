@@ -19,6 +19,8 @@ HELP = """Commands:
   /k N         passages per answer (now {k})
   /mode M      dense | bm25 | hybrid (now {mode})
   /llm NAME    local | openai | none (now {llm})
+  /filter ...  narrow to part of the index: /filter path 'docs/*.md' type md,pdf since 7d
+               (repeat path; '!GLOB' excludes); /filter off; /filter shows it (now {filter})
   /reset       forget the conversation
   /help        this help
   /exit        leave (Ctrl-D works too)"""
@@ -54,6 +56,7 @@ class ChatState:
     llm: str
     turns: list[tuple[str, str, str]] = field(default_factory=list)  # (question, retrieval query, answer)
     last: Any = None
+    filter: Any = None  # a retrieve.filters.Filter, or None for the whole index
 
     def standalone(self, question: str) -> str:
         """The retrieval query for ``question``: a follow-up is joined with the previous standalone query."""
@@ -66,7 +69,9 @@ class ChatState:
         if cmd in ("/exit", "/quit"):
             return "", False
         if cmd == "/help":
-            return HELP.format(k=self.k, mode=self.mode, llm=self.llm), True
+            return HELP.format(k=self.k, mode=self.mode, llm=self.llm, filter=self._filter_text()), True
+        if cmd == "/filter":
+            return self._set_filter(line.strip()[len(parts[0]) :].strip()), True
         if cmd == "/reset":
             self.turns.clear()
             self.last = None
@@ -100,3 +105,42 @@ class ChatState:
                 lines.append("(* cited in the answer)")
             return "\n".join(lines) or "no sources", True
         return f"unknown command {cmd} (try /help)", True
+
+    def _filter_text(self) -> str:
+        return self.filter.describe() if self.filter else "none"
+
+    def _set_filter(self, rest: str) -> str:
+        """``/filter path GLOB ... type md,pdf since 7d``, ``/filter off``, or ``/filter`` to show it."""
+        import shlex
+
+        from .errors import UsageError
+        from .retrieve.filters import make_filter
+
+        if not rest:
+            return f"filter: {self._filter_text()}"
+        if rest.lower() in ("off", "none", "clear"):
+            self.filter = None
+            return "filter: none (the whole index)"
+        try:
+            words = shlex.split(rest)
+        except ValueError as exc:
+            return f"usage: /filter path GLOB type md,pdf since 7d ({exc})"
+        paths: list[str] = []
+        types: str | None = None
+        since: str | None = None
+        it = iter(words)
+        for key in it:
+            value = next(it, None)
+            if value is None or key not in ("path", "type", "since"):
+                return "usage: /filter path GLOB [path GLOB ...] type md,pdf since 7d | /filter off"
+            if key == "path":
+                paths.append(value)
+            elif key == "type":
+                types = value
+            else:
+                since = value
+        try:
+            self.filter = make_filter(paths, types, since) or None
+        except UsageError as exc:
+            return f"filter not changed: {exc.message}"
+        return f"filter: {self._filter_text()}"

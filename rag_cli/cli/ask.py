@@ -11,7 +11,20 @@ import typer
 
 from ..config import Settings
 from .app import app
-from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, ServerOpt, TimeoutOpt, WorkersOpt, settings_from
+from .common import (
+    ConfigOpt,
+    IndexOpt,
+    KOpt,
+    ModeOpt,
+    PathOpt,
+    ServerOpt,
+    SinceOpt,
+    TimeoutOpt,
+    TypeOpt,
+    WorkersOpt,
+    filter_from,  # fmt: skip
+    settings_from,
+)
 from .output import Env, clean, get_env, rel, text_arg
 
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="LLM backend: local | openai | none (default local).")]
@@ -266,6 +279,9 @@ def ask_cmd(
     max_tokens: Annotated[
         int | None, typer.Option("--max-tokens", min=1, help="Cap on answer tokens (default 256).")
     ] = None,
+    path: PathOpt = None,
+    type_: TypeOpt = None,
+    since: SinceOpt = None,
     timeout: TimeoutOpt = None,
     server: ServerOpt = None,
     workers: WorkersOpt = None,
@@ -283,6 +299,7 @@ def ask_cmd(
         from ..errors import UsageError
 
         raise UsageError("with --context -, give the question as an argument")
+    flt = filter_from(path, type_, since)
     q = read_question(env, question)
     extra = read_context(env, context, used_stdin)
     settings = llm_settings(
@@ -304,20 +321,20 @@ def ask_cmd(
             await r.prepare()
             result = None
             if jsonl:
-                async for ev in answer(q, r, settings, extra_context=extra, context_name=name):
+                async for ev in answer(q, r, settings, extra_context=extra, context_name=name, filter=flt):
                     env.json(jsonl_event(ev))
                     if ev.kind == "done":
                         result = ev.data
                 return result
             if json_out:
-                async for ev in answer(q, r, settings, extra_context=extra, context_name=name):
+                async for ev in answer(q, r, settings, extra_context=extra, context_name=name, filter=flt):
                     if ev.kind == "warning":
                         env.warn(ev.data)
                     elif ev.kind == "done":
                         result = ev.data
                 return result
             with Renderer(env, timings) as view:
-                async for ev in answer(q, r, settings, extra_context=extra, context_name=name):
+                async for ev in answer(q, r, settings, extra_context=extra, context_name=name, filter=flt):
                     view.event(ev)
                     if ev.kind == "done":
                         result = ev.data

@@ -10,7 +10,7 @@ import typer
 
 from .app import app
 from .ask import BaseUrlOpt, FallbackOpt, LlmOpt, ModelOpt, Renderer, llm_settings
-from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, ServerOpt, WorkersOpt
+from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, PathOpt, ServerOpt, SinceOpt, TypeOpt, WorkersOpt, filter_from
 from .output import Env, get_env
 
 
@@ -91,6 +91,9 @@ def chat_cmd(
     base_url: BaseUrlOpt = None,
     fallback: FallbackOpt = None,
     timings: Annotated[bool, typer.Option("--timings", help="Print the stage breakdown after each answer.")] = False,
+    path: PathOpt = None,
+    type_: TypeOpt = None,
+    since: SinceOpt = None,
     server: ServerOpt = None,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
@@ -109,7 +112,8 @@ def chat_cmd(
     )  # fmt: skip
     from ..answer import answer_k
 
-    state = ChatState(k=answer_k(settings), mode=settings.retrieve_mode, llm=settings.llm_backend)
+    state = ChatState(k=answer_k(settings), mode=settings.retrieve_mode, llm=settings.llm_backend,
+                      filter=filter_from(path, type_, since))  # fmt: skip
     interactive = env.stdin_tty and env.stdout_tty
 
     async def go() -> None:
@@ -135,7 +139,8 @@ def chat_cmd(
                 async def one(question: str = question, query: str = query) -> None:
                     with Renderer(env, timings) as view:
                         async for ev in answer(question, r, settings, k=state.k, mode=state.mode,
-                                               backends=[state.llm, *settings.llm_fallback], query=query):  # fmt: skip
+                                               backends=[state.llm, *settings.llm_fallback], query=query,
+                                               filter=state.filter):  # fmt: skip
                             view.event(ev)
                             if ev.kind == "done":
                                 state.last = ev.data

@@ -23,7 +23,24 @@ ServerOpt = Annotated[
     str | None,
     typer.Option("--server", help="Use a running `rag serve`: URL, auto (the one for this index; default) or off."),
 ]
+PathOpt = Annotated[
+    list[str] | None,
+    typer.Option("--path", help="Only files matching this glob (repeatable; '!GLOB' excludes): 'docs/*.md'."),
+]
+TypeOpt = Annotated[str | None, typer.Option("--type", help="Only these file types: md,pdf.")]
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="Only files modified since a date (2026-01-01) or an age (7d, 12h).")
+]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Deadline per source in seconds (default 2).")]
+
+
+def filter_from(paths: list[str] | None, types: str | None, since: str | None) -> Any:
+    """The retrieval filter the --path, --type and --since options ask for (None: the whole index)."""
+    if not (paths or types or since):
+        return None
+    from ..retrieve.filters import make_filter
+
+    return make_filter(paths, types, since) or None
 
 
 def settings_from(config: Path | None = None, **overrides: Any) -> Settings:

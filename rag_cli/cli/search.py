@@ -7,7 +7,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from .app import app
-from .common import ConfigOpt, IndexOpt, JsonOpt, KOpt, ModeOpt, ServerOpt, TimeoutOpt, WorkersOpt, settings_from
+from .common import (
+    ConfigOpt,
+    IndexOpt,
+    JsonOpt,
+    KOpt,
+    ModeOpt,
+    PathOpt,
+    ServerOpt,
+    SinceOpt,
+    TimeoutOpt,
+    TypeOpt,
+    WorkersOpt,  # fmt: skip
+    filter_from,
+    settings_from,
+)
 from .output import Env, clean, get_env, rel, text_arg
 
 if TYPE_CHECKING:
@@ -74,6 +88,9 @@ def search_cmd(
     json_out: JsonOpt = False,
     files: Annotated[bool, typer.Option("--files", help="Print unique file paths only, one a line.")] = False,
     timings: Annotated[bool, typer.Option("--timings", help="Print per-source timings on stderr.")] = False,
+    path: PathOpt = None,
+    type_: TypeOpt = None,
+    since: SinceOpt = None,
     timeout: TimeoutOpt = None,
     server: ServerOpt = None,
     workers: WorkersOpt = None,
@@ -88,6 +105,7 @@ def search_cmd(
     query = text_arg(env.read_stdin().strip() if query == "-" else query)
     if not query.strip():
         raise UsageError("the query is empty")
+    flt = filter_from(path, type_, since)
     settings = settings_from(
         config,
         index=index,
@@ -102,7 +120,7 @@ def search_cmd(
         async with open_retrieval(settings, env.warn) as r:
             await r.prepare()
             runtime.loop_lag.reset()  # report the lag of the query, not of start-up
-            return await r.search(query)
+            return await r.search(query, filter=flt) if flt else await r.search(query)
 
     from ..errors import RagError
 

@@ -42,6 +42,7 @@ class QueryContext:
 
     query: str
     k: int
+    filter: Any = None  # a retrieve.filters.Filter narrowing the local index, or None
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     def shared(self, key: str, factory: Callable[[], Any]) -> asyncio.Task[Any]:

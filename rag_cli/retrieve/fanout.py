@@ -120,14 +120,15 @@ class FanOut:
         return _Outcome(src, hits, reason, ms)
 
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
-                     candidates: int | None = None) -> SearchResult:  # fmt: skip
-        """Search every source of ``mode`` concurrently and fuse the results."""
+                     candidates: int | None = None, filter: Any = None) -> SearchResult:  # fmt: skip
+        """Search every source of ``mode`` concurrently and fuse the results. ``filter`` (a
+        retrieve.filters.Filter) narrows the local index's dense and BM25 searches."""
         t0 = time.perf_counter()
         chosen = self.select(mode)
         if not chosen:
             raise AllSourcesFailed(f"no source available for mode {mode!r}")
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
-        ctx = QueryContext(query=query, k=fetch)
+        ctx = QueryContext(query=query, k=fetch, filter=filter or None)
         timings: dict[str, float] = {}
         try:
             outcomes = await asyncio.gather(*(self._one(s, ctx, timeout) for s in chosen))

@@ -30,7 +30,7 @@ class DenseSource:
 
         def run() -> list[Hit]:
             with self.reader.snapshot():
-                return self.reader.hits(self.reader.dense(vec, ctx.k), self.name)
+                return self.reader.hits(self.reader.dense(vec, ctx.k, self.reader.allowed(ctx.filter)), self.name)
 
         return await runtime.run_blocking(run, stage="faiss")
 
@@ -47,6 +47,7 @@ class BM25Source:
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
         def run() -> list[Hit]:
             with self.reader.snapshot():
-                return self.reader.hits(self.reader.bm25(ctx.query, ctx.k, self.columns), self.name)
+                allowed = self.reader.allowed(ctx.filter)
+                return self.reader.hits(self.reader.bm25(ctx.query, ctx.k, self.columns, allowed), self.name)
 
         return await runtime.run_blocking(run, stage="bm25")

@@ -141,12 +141,14 @@ class Retrieval:
 
     # -- queries ----------------------------------------------------------------------
     async def search(self, query: str, k: int | None = None, mode: str | None = None,
-                     timeout: float | None = None, candidates: int | None = None) -> SearchResult:  # fmt: skip
-        """``candidates``: taken from each method before fusion (default max(3k, 30))."""
+                     timeout: float | None = None, candidates: int | None = None,
+                     filter: Any = None) -> SearchResult:  # fmt: skip
+        """``candidates``: taken from each method before fusion (default max(3k, 30)); ``filter``: a
+        retrieve.filters.Filter for the local index."""
         assert self.fanout is not None, "call open() first"
         mode = mode or self.settings.retrieve_mode
         await self.prepare(mode)
-        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates)
+        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates, filter)
 
     async def prepare(self, mode: str | None = None) -> None:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""

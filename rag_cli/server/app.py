@@ -3,7 +3,7 @@
 Routes (``index`` picks one of the served indexes; the first one given is the default)::
 
     GET  /search?q=...&k=10&mode=hybrid&index=NAME   same JSON as `rag search --json`
-    POST /search  {"query", "k", "mode", "timeout", "candidates", "index"}
+    POST /search  {"query", "k", "mode", "timeout", "candidates", "index", "path", "type", "since"}
     POST /ask     {"question", "k", "mode", "llm", "index"}   `rag ask --json`, or with
                   `Accept: text/event-stream` the `rag ask --jsonl` events as server-sent events
     GET  /v1/models, POST /v1/chat/completions          OpenAI-compatible (server/openai_api.py)
@@ -34,7 +34,7 @@ from ..config import Settings
 from ..errors import AllSourcesFailed, RagError, UsageError
 from ..retrieve.service import Retrieval
 from .gate import Gate
-from .http import HttpError, count, error, json_response, read_json, validate
+from .http import HttpError, count, error, filter_field, json_response, read_json, validate
 from .metrics import Metrics
 
 
@@ -148,12 +148,15 @@ def create_app(hub: Hub) -> web.Application:
             else:
                 body = dict(request.query)
                 body.setdefault("query", body.get("q"))
+                if len(request.query.getall("path", [])) > 1:  # ?path=a&path=!b
+                    body["path"] = request.query.getall("path")
             name, s, retrieval = hub.pick(body.get("index"))
             request["index"] = name
             query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"),
                                                body.get("timeout"))  # fmt: skip
             candidates = body.get("candidates")
             cand = None if candidates is None else count(s, "candidates", candidates)
+            flt = filter_field(body)
         except UsageError as exc:
             return error(400, exc.message)
         if limit.locked():
@@ -163,7 +166,8 @@ def create_app(hub: Hub) -> web.Application:
             state["inflight"] += 1
             metrics.inflight.set(state["inflight"])
             try:
-                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand)
+                narrow = {"filter": flt} if flt else {}
+                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand, **narrow)
             except AllSourcesFailed as exc:
                 return json_response({"query": query, "mode": mode, "hits": [], "error": exc.message,
                                       "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]},

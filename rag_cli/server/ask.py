@@ -19,7 +19,18 @@ from ..answer import Event, answer, chain, jsonl_event
 from ..config import Settings
 from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, RagError, UsageError
 from ..retrieve.service import Retrieval
-from .http import HttpError, check_mode, count, json_response, read_json, sse_frame, start_sse, text_field, wants_sse
+from .http import (
+    HttpError,
+    check_mode,
+    count,
+    filter_field,
+    json_response,
+    read_json,
+    sse_frame,
+    start_sse,
+    text_field,
+    wants_sse,  # fmt: skip
+)
 
 # how a declined or failed answer maps to HTTP (the CLI's exit codes 7, 8, 6 ride along in the body)
 STATUS = {NoRelevantPassages: 200, LLMError: 502, AllSourcesFailed: 503}
@@ -35,7 +46,7 @@ def answer_params(settings: Settings, body: dict[str, Any], question_key: str = 
     if llm is not None and (not isinstance(llm, str) or llm not in names()):
         raise UsageError(f"llm must be one of {', '.join(names())}")
     return {"question": question, "k": None if k is None else count(settings, "k", k),
-            "mode": check_mode(settings, body.get("mode")), "llm": llm}  # fmt: skip
+            "mode": check_mode(settings, body.get("mode")), "llm": llm, "filter": filter_field(body)}  # fmt: skip
 
 
 def runs_here(backends: list[str], settings: Settings) -> bool:
@@ -103,7 +114,7 @@ class Watch:
 
 async def answer_events(hub: Any, name: str, settings: Settings, retrieval: Retrieval, *, route: str,
                         question: str, k: int | None = None, mode: str | None = None, llm: str | None = None,
-                        query: str | None = None) -> AsyncIterator[Event]:  # fmt: skip
+                        query: str | None = None, filter: Any = None) -> AsyncIterator[Event]:  # fmt: skip
     """The answer's events, holding a generation slot when the local model may write. Metrics per route."""
     m = hub.metrics
     backends = list(dict.fromkeys([llm, *settings.llm_fallback])) if llm else chain(settings)
@@ -119,7 +130,7 @@ async def answer_events(hub: Any, name: str, settings: Settings, retrieval: Retr
             raise
         try:
             async for ev in answer(question, retrieval, settings, k=k, mode=mode, backends=backends, query=query,
-                                   services={"replica": cm}):  # fmt: skip
+                                   services={"replica": cm}, filter=filter):  # fmt: skip
                 if ev.kind == "done":
                     t = ev.data.timings
                     m.tokens.labels(route, name).inc(t.get("tokens", 0))

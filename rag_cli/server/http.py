@@ -102,6 +102,23 @@ def check_mode(settings: Settings, mode: Any) -> str:
     return str(mode_val)
 
 
+def filter_field(body: dict[str, Any]) -> Any:
+    """The retrieval filter of a request (``path``: a glob or a list of globs, ``!`` excludes; ``type``:
+    ``md,pdf`` or a list; ``since``: a date, an age such as ``7d``, or epoch seconds), or None."""
+    from ..retrieve.filters import make_filter
+
+    paths, types, since = body.get("path"), body.get("type"), body.get("since")
+    if paths is None and types is None and since is None:
+        return None
+    if paths is not None and not isinstance(paths, str | list):
+        raise UsageError("path must be a glob or a list of globs")
+    if types is not None and not isinstance(types, str | list):
+        raise UsageError("type must be a string such as 'md,pdf' or a list")
+    if since is not None and (isinstance(since, bool) or not isinstance(since, str | int | float)):
+        raise UsageError("since must be a date, an age such as '7d', or epoch seconds")
+    return make_filter(paths, types, since) or None
+
+
 def count(settings: Settings, name: str, value: Any) -> int:
     """``k`` or ``candidates``: an integer from 1 to ``[serve] max_k``."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):

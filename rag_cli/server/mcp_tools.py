@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from aiohttp import web
 from .. import runtime
 from ..answer import AnswerResult
 from ..errors import RagError, UsageError
-from .http import HttpError, check_mode, count, text_field
+from .http import HttpError, check_mode, count, filter_field, text_field
 
 INSTRUCTIONS = (
     "rag answers questions from local document indexes with numbered, checked citations. Use `search` to find "
@@ -65,20 +64,22 @@ def build(hub: Any) -> Any:
             raise _tool_error(exc.message) from None
 
     @server.tool()
-    async def search(query: str, k: int = 5, mode: str = "hybrid", path: str | None = None,
+    async def search(query: str, k: int = 5, mode: str = "hybrid", path: str | list[str] | None = None,
+                     type: str | None = None, since: str | None = None,
                      index: str | None = None) -> dict[str, Any]:  # fmt: skip
-        """Search an index. `mode`: hybrid, dense or bm25. `path`: a glob on the document path
-        (`docs/*.md`; `!GLOB` excludes). Returns ranked passages with path, lines and text."""
+        """Search an index. `mode`: hybrid, dense or bm25. `path`: a glob on the document path, or a list
+        (`docs/*.md`; `!GLOB` excludes); `type`: file types (`md,pdf`); `since`: files modified since a date
+        (`2026-01-01`) or an age (`7d`). Returns ranked passages with path, lines and text."""
         name, settings, retrieval = pick(index)
         try:
             text_field(settings, "query", query)
             k = count(settings, "k", k)
             mode = check_mode(settings, mode)
+            flt = filter_field({"path": path, "type": type, "since": since})
         except UsageError as exc:
             raise _tool_error(exc.message) from None
-        wanted = k * 5 if path else k  # filtered after retrieval: fetch more so k can come back
-        res = await retrieval.search(query, k=min(wanted, settings.serve_max_k), mode=mode)
-        hits = [h for h in res.hits if matches(h.path or h.url or "", path)][:k]
+        res = await retrieval.search(query, k=k, mode=mode, **({"filter": flt} if flt else {}))
+        hits = res.hits[:k]
         return {"index": name, "query": query, "mode": mode,
                 "hits": [{"rank": i, "path": h.path, "location": h.location, "title": h.title,
                           "start_line": h.start_line, "end_line": h.end_line, "page": h.page,
@@ -87,15 +88,18 @@ def build(hub: Any) -> Any:
                 "degraded": [d.to_dict() for d in res.degraded]}  # fmt: skip
 
     @server.tool()
-    async def ask(question: str, k: int | None = None, llm: str | None = None,
+    async def ask(question: str, k: int | None = None, llm: str | None = None, path: str | list[str] | None = None,
+                  type: str | None = None, since: str | None = None,
                   index: str | None = None) -> dict[str, Any]:  # fmt: skip
         """Answer a question from an index. The answer cites numbered sources ([1], [2]); each sentence
-        is checked against what it cites (`sentences[].verified`). `llm`: local, openai or none."""
+        is checked against what it cites (`sentences[].verified`). `llm`: local, openai or none. `path`,
+        `type`, `since`: answer from part of the index, as for `search`."""
         from .ask import answer_events, answer_params
 
         name, settings, retrieval = pick(index)
         try:
-            params = answer_params(settings, {"question": question, "k": k, "llm": llm})
+            params = answer_params(settings, {"question": question, "k": k, "llm": llm, "path": path, "type": type,
+                                              "since": since})  # fmt: skip
         except UsageError as exc:
             raise _tool_error(exc.message) from None
         result: AnswerResult | None = None
@@ -155,17 +159,6 @@ def _tool_error(message: str) -> Exception:
     from mcp.server.mcpserver.exceptions import ToolError
 
     return ToolError(message)
-
-
-def matches(path: str, pattern: str | None) -> bool:
-    """``pattern`` a glob on the path (or on any of its trailing parts); ``!GLOB`` excludes."""
-    if not pattern:
-        return True
-    negate = pattern.startswith("!")
-    glob = pattern[1:] if negate else pattern
-    parts = path.split("/")
-    hit = fnmatch.fnmatch(path, glob) or any(fnmatch.fnmatch("/".join(parts[i:]), glob) for i in range(len(parts)))
-    return hit != negate
 
 
 async def read(retrieval: Any, path: str | None, chunk_id: int | None, start: int | None,

@@ -119,13 +119,16 @@ class MemoryBM25:
     def nbytes(self) -> int:
         return int(self.ids.nbytes + self.starts.nbytes + self.docs.nbytes + self.freqs.nbytes + self._norm.nbytes)
 
-    def search(self, phrases: list[tuple[str, ...]], k: int) -> list[tuple[int, float]]:
-        """Top ``k`` (chunk id, score) for an OR of single-term phrases, best first (ties by id)."""
+    def search(self, phrases: list[tuple[str, ...]], k: int, mask: Any = None) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, score) for an OR of single-term phrases, best first (ties by id);
+        ``mask`` (bool per row): only those rows."""
         import numpy as np
 
         scores, found, matched = self._score(phrases)
         if not matched or k <= 0:
             return []
+        if mask is not None:
+            found &= mask
         hit = np.flatnonzero(found)
         if len(hit) > k:
             hit = hit[np.argpartition(-scores[hit], k - 1)[:k]]

@@ -22,6 +22,7 @@ from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _TOKEN
 from ..types import Hit
 from . import layout, schema, vectors
+from .allowed import Allowed
 from .keyword import MemoryBM25, QueryTokenizer
 from .layout import REPAIR
 
@@ -65,6 +66,7 @@ class IndexReader:
         self._memory_job: tuple[Path, int, tuple[float, float, float]] | None = None  # being built or failed
         self._tokenizer: QueryTokenizer | None = None
         self.bm25_memory_error = ""
+        self._allowed: dict[tuple[int, Any], Allowed] = {}
         self._check_db()
 
     def _check_db(self) -> None:
@@ -215,30 +217,65 @@ class IndexReader:
         phrases = [self._tokenizer.terms(word) for word in words]
         return (memory, phrases) if all(len(p) == 1 for p in phrases) else None
 
-    def dense(self, query_vec: Any, k: int) -> list[tuple[int, float]]:
+    def allowed(self, flt: Any) -> Allowed | None:
+        """The chunks ``flt`` (a retrieve.filters.Filter) allows in this read's generation; None: no filter."""
+        if not flt:
+            return None
+        gen = getattr(self._local, "pinned_gen", None)
+        key = (self.generation if gen is None else gen, flt)
+        with self._lock:
+            got = self._allowed.get(key)
+        if got is None:
+            got = Allowed(self._conn(), flt)
+            with self._lock:
+                if len(self._allowed) >= 32:
+                    self._allowed.pop(next(iter(self._allowed)))
+                self._allowed[key] = got
+        return got
+
+    def dense(self, query_vec: Any, k: int, allowed: Allowed | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, cosine); ``allowed``: only among those chunks (FAISS id selector; an IVF
+        index that finds fewer than it could in its probed lists searches all of them)."""
         import numpy as np
 
         index = self._current_index()
-        if index.ntotal == 0 or k <= 0:
+        if index.ntotal == 0 or k <= 0 or (allowed is not None and not len(allowed)):
             return []
         q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(1, -1)
-        scores, ids = index.search(q, min(k, index.ntotal))
+        if allowed is None or allowed.everything:
+            scores, ids = index.search(q, min(k, index.ntotal))
+        else:
+            f = vectors.faiss()
+            want = min(k, len(allowed))
+            if vectors.is_ivf(index):
+                scores, ids = index.search(
+                    q, want, params=f.SearchParametersIVF(sel=allowed.selector(), nprobe=index.nprobe)
+                )
+                if int((ids[0] >= 0).sum()) < want and index.nprobe < index.nlist:
+                    params = f.SearchParametersIVF(sel=allowed.selector(), nprobe=index.nlist)
+                    scores, ids = index.search(q, want, params=params)
+            else:
+                scores, ids = index.search(q, want, params=f.SearchParameters(sel=allowed.selector()))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
-    def bm25(
-        self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0)
-    ) -> list[tuple[int, float]]:
-        """FTS5 BM25 (k1=1.2, b=0.75) with column weights (title, heading, body). Higher is better."""
+    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+             allowed: Allowed | None = None) -> list[tuple[int, float]]:  # fmt: skip
+        """FTS5 BM25 (k1=1.2, b=0.75) with column weights (title, heading, body). Higher is better.
+        ``allowed``: only those chunks score (the statistics stay the whole index's)."""
         words = query_words(query)
-        if not words or k <= 0:
+        if not words or k <= 0 or (allowed is not None and not len(allowed)):
             return []
+        if allowed is not None and allowed.everything:
+            allowed = None
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
         if (held := self._memory_phrases(words, w)) is not None:
-            return held[0].search(held[1], k)
-        rows = self._conn().execute(
-            "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-            (*w, _match(words), k),
-        )
+            return held[0].search(held[1], k, None if allowed is None else allowed.mask(held[0].ids))
+        sql = "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
+        args: tuple[Any, ...] = (*w, _match(words))
+        if allowed is not None:
+            sql += " AND rowid IN (SELECT value FROM json_each(?))"
+            args += (allowed.json(),)
+        rows = self._conn().execute(sql + " ORDER BY s LIMIT ?", (*args, k))
         return [(int(r[0]), -float(r[1])) for r in rows]
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,

@@ -97,6 +97,29 @@ def test_search_get_and_post_match_cli_contract(served: Served) -> None:
         assert set(h["source_scores"]) == {"dense", "bm25"} and set(h["standard_scores"]) == {"dense", "bm25"}
 
 
+def test_search_filters_over_http_and_the_warm_path(served: Served, sample_home: Path) -> None:
+    """Issue 19: path, type and since narrow /search (GET and POST) inside the retrieval; a CLI search with
+    --path through the running server gets the same hits as in-process."""
+    status, data = served.request("/search?q=quantisation+bits&k=5&type=md")
+    assert status == 200 and data["hits"] and all(h["path"].endswith(".md") for h in data["hits"])
+    status, data = served.request("/search?q=quantisation+bits&k=5&path=guides/*&path=!*.pdf")
+    assert status == 200 and data["hits"]
+    assert all("/guides/" in h["path"] and not h["path"].endswith(".pdf") for h in data["hits"])
+    status, data = served.request("/search", {"query": "quantisation", "k": 5, "path": ["*.txt"], "since": "3650d"})
+    assert status == 200 and data["hits"] and all(h["path"].endswith(".txt") for h in data["hits"])
+    status, data = served.request("/search", {"query": "quantisation", "since": "2999-01-01"})
+    assert status == 200 and data["hits"] == []
+    status, data = served.request("/search", {"query": "quantisation", "since": "someday"})
+    assert status == 400 and "since" in data["error"]
+    env = {"RAG_HOME": str(sample_home), "RAG_SERVE_TOKEN": TOKEN}
+    args = ("search", "quantisation bits", "--json", "-k", "4", "--path", "!*.pdf")
+    warm = run_cli(*args, "--server", served.url(""), env=env)
+    cold = run_cli(*args, "--server", "off", env=env)
+    assert warm.returncode == 0 and cold.returncode == 0, warm.stderr + cold.stderr
+    ids = [h["chunk_id"] for h in json.loads(warm.stdout)["hits"]]
+    assert ids and ids == [h["chunk_id"] for h in json.loads(cold.stdout)["hits"]]
+
+
 def test_auth(served: Served) -> None:
     assert served.request("/search?q=x", token=None)[0] == 401
     assert served.request("/search?q=x", token="wrong")[0] == 401
