@@ -84,6 +84,7 @@ class Settings:
     # rules, for trees where a .ragignore cannot be written)
     index_max_file_mb: float = 20.0
     index_queue_files: int = 64
+    index_watch_debounce_ms: int = 800  # rag index --watch: how long events settle into one batch
     index_ann_threshold: int = 200_000  # vectors from which search uses IVF instead of exact flat (0: never)
     index_ann_nprobe: int = 32  # IVF lists probed per query (recall/latency trade-off, bench/ann.py)
     index_file_timeout: float = 30.0  # seconds to load and chunk one file before it is skipped (0: no limit)
@@ -279,6 +280,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "chunk_overlap": (0, 4096),
     "index_max_file_mb": (0.001, 100_000),
     "index_queue_files": (1, 100_000),
+    "index_watch_debounce_ms": (10, 600_000),
     "index_ann_threshold": (0, 10**12),
     "index_ann_nprobe": (1, 65536),
     "index_file_timeout": (0, 86400),

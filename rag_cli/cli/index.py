@@ -185,6 +185,9 @@ def index_cmd(
         list[str] | None,
         typer.Option("--exclude", help="Never index files or folders matching this glob (repeatable)."),
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="After indexing, keep the index fresh as files change (Ctrl-C stops).")
+    ] = False,
     workers: WorkersOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -211,10 +214,39 @@ def index_cmd(
         )
     if json_out:
         env.json(report.to_dict())
-        return
+    else:
+        _summary(env, report)
+    if watch:
+        _watch(env, list(paths), settings, embedder, json_out)
+
+
+def _summary(env: Env, report: Any) -> None:
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     env.err(
         f"indexed {report.files_indexed} files ({report.chunks_added} chunks), "
         f"{report.files_unchanged} unchanged, {report.files_removed} removed{skipped} "
         f"in {report.seconds:.1f}s ({report.chunks_per_s:.0f} chunks/s) -> index '{report.index}'"
     )
+
+
+def _watch(env: Env, paths: list[Path], settings: Any, embedder: Any, json_out: bool) -> None:
+    """``--watch``: one incremental run per debounced batch of changes, until Ctrl-C (exit 0) or SIGTERM."""
+    from .. import runtime
+    from ..ingest.watch import Batch, watch
+
+    def on_batch(batch: Batch) -> None:
+        if json_out:  # JSON Lines: one object a batch
+            env.json(batch.to_dict())
+            return
+        r = batch.report
+        env.err(f"watch: {len(batch.changed)} changed, {len(batch.removed)} removed -> {r.files_indexed} indexed, "
+                f"{r.files_removed} removed, {len(r.skipped)} skipped in {r.seconds:.1f}s (generation {r.generation})")  # fmt: skip
+
+    names = ", ".join(str(p) for p in paths)
+    try:
+        runtime.run(watch(paths, settings, embedder, on_batch, progress=_PlainProgress(env),
+                          debounce_ms=settings.index_watch_debounce_ms,
+                          ready=lambda: env.err(f"watching {names} (Ctrl-C stops)")),
+                    workers=settings.effective_workers())  # fmt: skip
+    except KeyboardInterrupt:
+        env.err("stopped watching; the index holds the last batch")

@@ -70,6 +70,7 @@ class IndexReport:
     loop_lag_ms: dict[str, float] = field(default_factory=dict)
     clock: StageClock = field(default_factory=StageClock)
     documents_by: str = ""  # what embedded the documents: onnx, torch, or another embedder's name
+    generation: int = 0  # the index generation this run left
 
     @property
     def chunks_per_s(self) -> float:
@@ -93,6 +94,7 @@ class IndexReport:
             "loop_lag_ms": self.loop_lag_ms,
             "stages": self.clock.report(),
             "documents_embedded_by": self.documents_by,
+            "generation": self.generation,
         }
 
 
@@ -183,10 +185,7 @@ class KnownVectors:
         import numpy as np
 
         for digest in dict.fromkeys(digests):
-            lookup = timed_call(self.report.clock, "write", self.writer.vectors_of_content)
-            stored = await runtime.run_blocking(lookup, digest, self.embedder.dim)
-            for text, vec in stored.items():
-                self._keep(text, vec)
+            await self.remember(digest)
         have = {t: self.cache[t] for t in texts if t in self.cache}
         todo = [t for t in dict.fromkeys(texts) if t not in have]
         if todo:
@@ -201,6 +200,13 @@ class KnownVectors:
         for i, t in enumerate(texts):
             out[i] = have[t]
         return out
+
+    async def remember(self, digest: str) -> None:
+        """Keep the stored vectors of the chunks of files whose content hash is ``digest``."""
+        lookup = timed_call(self.report.clock, "write", self.writer.vectors_of_content)
+        stored = await runtime.run_blocking(lookup, digest, self.embedder.dim)
+        for text, vec in stored.items():
+            self._keep(text, vec)
 
     def _keep(self, text: str, vec: Any) -> None:
         self.cache[text] = vec
@@ -271,6 +277,7 @@ async def index_paths(
         if not ok:
             await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
         raise
+    report.generation = writer.generation
     report.seconds = time.perf_counter() - t0
     report.loop_lag_ms = runtime.loop_lag.summary()  # how well the loop kept orchestrating while it all ran
     prepare = getattr(embedder, "prepare_query_encoder", None)
@@ -296,9 +303,14 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
         p = Path(path)
         return path not in seen and (rebuild or any(r == p or r in p.parents for r in dir_roots) or not p.exists())
 
-    for path in [p for p in states if gone(p)]:
-        if rebuild:
-            continue
+    known = KnownVectors(embedder, writer, report)
+    leaving = [p for p in states if gone(p)] if not rebuild else []
+    if leaving and seen - states.keys():
+        # a file that leaves while new ones arrive may have moved: keep its vectors for a new file
+        # with its content (a rename in one run, as `--watch` sees it), before its rows are removed
+        for path in leaving[: known.limit]:
+            await known.remember(states[path].hash)
+    for path in leaving:
         report.chunks_removed += await runtime.run_blocking(writer.remove_file, path)
         report.files_removed += 1
 
@@ -397,8 +409,6 @@ async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], s
             elif state is not None and not rebuild:
                 report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
         prog.file_done(str(f.path))
-
-    known = KnownVectors(embedder, writer, report)
 
     async def consume() -> None:
         last_checkpoint = time.monotonic()

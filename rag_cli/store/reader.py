@@ -270,12 +270,14 @@ class IndexReader:
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
         if (held := self._memory_phrases(words, w)) is not None:
             return held[0].search(held[1], k, None if allowed is None else allowed.mask(held[0].ids))
-        sql = "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
-        args: tuple[Any, ...] = (*w, _match(words))
-        if allowed is not None:
-            sql += " AND rowid IN (SELECT value FROM json_each(?))"
-            args += (allowed.json(),)
-        rows = self._conn().execute(sql + " ORDER BY s LIMIT ?", (*args, k))
+        if allowed is None:
+            sql = "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
+            rows = self._conn().execute(sql, (*w, _match(words), k))
+        else:  # the matches once, then the allowed ones (a rowid IN on the FTS table runs the match per id)
+            sql = ("WITH m AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts "
+                   "WHERE chunks_fts MATCH ?) SELECT r, s FROM m WHERE r IN (SELECT value FROM json_each(?)) "
+                   "ORDER BY s LIMIT ?")  # fmt: skip
+            rows = self._conn().execute(sql, (*w, _match(words), allowed.json(), k))
         return [(int(r[0]), -float(r[1])) for r in rows]
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,

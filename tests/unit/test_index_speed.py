@@ -76,6 +76,19 @@ def test_a_copied_file_reuses_stored_vectors(tmp_path: Path, hash_settings: obje
     assert len(rows) == 2 * per_file and all(len(v) == 2 and v[0] == v[1] for v in by_text.values())
 
 
+def test_a_renamed_file_reuses_its_vectors_in_the_same_run(tmp_path: Path, hash_settings: object) -> None:
+    """A rename is a removal and an addition in one run (as `rag index --watch` sees it): the vectors of
+    the file that leaves serve the one that arrives with its content, before its rows are removed."""
+    docs = _docs(tmp_path / "d")
+    emb = Counting(embed_base.create(hash_settings))  # type: ignore[arg-type]
+    runtime.run(index_paths([docs], hash_settings, emb))  # type: ignore[arg-type]
+    (docs / "p3.md").rename(docs / "moved.md")
+    emb.texts.clear()
+    report = runtime.run(index_paths([docs], hash_settings, emb))  # type: ignore[arg-type]
+    assert report.files_indexed == 1 and report.files_removed == 1 and report.chunks_added >= 2
+    assert report.chunks_embedded == 0 and emb.texts == []
+
+
 def test_stages_are_reported(tmp_path: Path, hash_settings: object) -> None:
     report = runtime.run(index_paths([_docs(tmp_path / "d")], hash_settings,
                                      embed_base.create(hash_settings)))  # type: ignore[arg-type]  # fmt: skip
