@@ -72,23 +72,56 @@ def get_cmd(
     env = get_env()
     path, start, end, page = parse_target(target.strip())
     settings = settings_from(config, index=index)
-    require_data_dir(settings.index_dir)
-    reader = IndexReader(settings.index_dir)
-    try:
-        reader.refresh()
-        chunks = reader.document(path, start, end)
-        if not chunks and (start is not None or page is not None):
-            whole = reader.document(path)
-            if whole:
-                raise UsageError(f"{rel(whole[0]['path'])} has no indexed text at {target[len(path) :]}")
-    finally:
-        reader.close()
+    remote = [s for s in settings.sources if s.get("type") == "rag"]
+    chunks: list[dict[str, Any]] = []
+    if (settings.index_dir / "CURRENT").is_file() or not remote:
+        require_data_dir(settings.index_dir)
+        reader = IndexReader(settings.index_dir)
+        try:
+            reader.refresh()
+            chunks = reader.document(path, start, end)
+            if not chunks and (start is not None or page is not None):
+                whole = reader.document(path)
+                if whole:
+                    raise UsageError(f"{rel(whole[0]['path'])} has no indexed text at {target[len(path) :]}")
+        finally:
+            reader.close()
+    if not chunks and remote:  # a hit of a remote `rag` source carries the other index's path
+        chunks = _from_sources(settings, path, start, end, env.warn)
     if page is not None:
         chunks = [c for c in chunks if c.get("page") == page]
     if not chunks:
-        raise UsageError(f"{path!r} is not in index {settings.index!r} (`rag search` finds what is)")
+        where = f"index {settings.index!r}" + (" or its rag sources" if remote else "")
+        raise UsageError(f"{path!r} is not in {where} (`rag search` finds what is)")
     if json_out:
         env.json({"path": chunks[0]["path"], "title": chunks[0].get("title", ""), "start_line": start,
                   "end_line": end, "page": page, "chunks": chunks})  # fmt: skip
         return
     env.write(clean(joined(chunks)) + "\n")
+
+
+def _from_sources(settings: Any, path: str, start: int | None, end: int | None, warn: Any) -> list[dict[str, Any]]:
+    """Ask each configured `rag` source (another `rag serve`) for ``path``; the first that holds it answers."""
+    import asyncio
+    from dataclasses import replace
+
+    from .. import runtime
+    from ..errors import SourceError
+    from ..retrieve.service import Retrieval
+
+    async def go() -> list[dict[str, Any]]:
+        async with Retrieval(replace(settings, server="off"), use_index=False) as r:
+            loop = asyncio.get_running_loop()
+            for src in [s for s in r.fanout.sources if s.kind == "rag"] if r.fanout else []:
+                limit = src.timeout or settings.retrieve_timeout
+                try:
+                    got = await src.document(path, start, end, loop.time() + limit)
+                except (SourceError, TimeoutError) as exc:
+                    reason = getattr(exc, "reason", "timed out")
+                    if "HTTP 404" not in reason:
+                        warn(f"source {src.name}: {reason}")
+                    continue
+                return [{**c, "source": src.name} for c in got["chunks"] if isinstance(c, dict) and "text" in c]
+        return []
+
+    return runtime.run(go(), workers=settings.effective_workers())

@@ -147,9 +147,14 @@ class HttpSource:
         return self.method, url, headers, body
 
     async def _fetch(self, query: str, k: int, deadline: float | None) -> Any:
+        method, url, headers, body = self.request(query, k)
+        return await self._parse(await self._call(method, url, headers, body, deadline))
+
+    async def _call(self, method: str, url: str, headers: dict[str, str], body: Any, deadline: float | None) -> bytes:
+        """One idempotent request with this source's retries (full-jitter backoff, Retry-After) within
+        ``deadline``; the body read within the size cap."""
         import aiohttp
 
-        method, url, headers, body = self.request(query, k)
         session = await self.services.http()
         loop = asyncio.get_running_loop()
         attempt = 0
@@ -168,8 +173,7 @@ class HttpSource:
                         )
                     if resp.status >= 400:
                         raise SourceError(f"HTTP {resp.status}")
-                    raw = await self._read_capped(resp)
-                return await self._parse(raw)
+                    return await self._read_capped(resp)
             except SourceError as exc:
                 err = exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
@@ -311,6 +315,22 @@ class RagSource(HttpSource):
         if isinstance(body, dict):
             body = {**body, "k": min(2 * k, RAG_MAX_K), "candidates": min(k, RAG_MAX_K)}
         return method, url, headers, body
+
+    async def document(self, path: str, start: int | None, end: int | None, deadline: float | None) -> dict[str, Any]:
+        """What the other index holds of ``path`` (its ``GET /get``): ``{"path", "chunks"}``; SourceError
+        when it does not hold it (HTTP 404) or cannot be asked."""
+        params = {
+            "path": path,
+            **({"start_line": str(start)} if start else {}),
+            **({"end_line": str(end)} if end else {}),
+        }
+        base = expand_env(self.url).rsplit("/search", 1)[0]
+        headers = {key: expand_env(v) for key, v in self.headers.items()}
+        raw = await self._call("GET", f"{base}/get?{urllib.parse.urlencode(params)}", headers, None, deadline)
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("chunks"), list):
+            raise SourceError("unexpected answer to /get")
+        return data
 
     def _hit(self, item: dict[str, Any]) -> Hit | None:
         text = item.get("text")

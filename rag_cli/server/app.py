@@ -181,6 +181,25 @@ def create_app(hub: Hub) -> web.Application:
         out["timings"] = result.timings
         return json_response(out)
 
+    async def get_document(request: web.Request) -> web.Response:
+        """``GET /get?path=...&start_line=&end_line=`` or ``?chunk_id=``: what the index holds (rag get)."""
+        from .mcp_tools import read
+
+        q = request.query
+        name, _, retrieval = hub.pick(q.get("index"))
+        request["index"] = name
+        try:
+            nums = {key: int(q[key]) if q.get(key) else None for key in ("start_line", "end_line", "chunk_id")}
+        except ValueError:
+            return error(400, "start_line, end_line and chunk_id must be integers")
+        try:
+            out = await read(retrieval, q.get("path"), nums["chunk_id"], nums["start_line"], nums["end_line"])
+        except Exception as exc:  # the reader's "not in the index" (an MCP ToolError): the client's miss
+            if type(exc).__name__ != "ToolError":
+                raise
+            return error(404, str(exc))
+        return json_response({"index": name, **out})
+
     async def healthz(request: web.Request) -> web.Response:
         wanted = request.query.get("index")
         if wanted is not None and wanted not in hub.indexes:
@@ -203,6 +222,7 @@ def create_app(hub: Hub) -> web.Application:
     app["hub"] = hub
     app.router.add_get("/search", search)
     app.router.add_post("/search", search)
+    app.router.add_get("/get", get_document)
     app.router.add_post("/ask", ask.ask_route)
     app.router.add_get("/v1/models", openai_api.models_route)
     app.router.add_post("/v1/chat/completions", openai_api.chat_route)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,6 +175,28 @@ def test_metrics_parse(served: Served) -> None:
     states = {s.labels["state"] for s in families["rag_pool_jobs"].samples}
     assert states == {"active", "queued"}
     assert families["rag_bm25_memory_bytes"].samples[0].value > 0
+
+
+def test_rag_get_reads_a_remote_sources_hit(served: Served, tmp_path: Path) -> None:
+    """Issue 19: `rag get` of a path a remote `rag` source's hit carries asks that server (GET /get)."""
+    status, found = served.request("/search?q=faiss+remove+vectors&k=1")
+    path = found["hits"][0]["path"]
+    status, got = served.request("/get?path=" + urllib.parse.quote(path))
+    assert status == 200 and got["path"] == path and got["chunks"]
+    assert served.request("/get?path=/nowhere.md")[0] == 404
+    assert served.request("/get?path=/x.md&start_line=abc")[0] == 400
+    assert served.request("/get?path=" + urllib.parse.quote(path), token=None)[0] == 401
+    home = tmp_path / "home3"  # no local index at all, only the team's server
+    env = {"RAG_HOME": str(home), "RAG_EMBED_BACKEND": "hash", "TEAM_TOKEN": TOKEN}
+    cfg = write(tmp_path / "rag.toml", f'[[sources]]\nname = "team"\ntype = "rag"\nurl = "{served.url("")}"\n'
+                                       'token = "${TEAM_TOKEN}"\ntimeout = 10\n')  # fmt: skip
+    out = run_cli("get", path, "--config", str(cfg), env=env)
+    assert out.returncode == 0, out.stderr
+    assert found["hits"][0]["text"][:40] in out.stdout
+    data = json.loads(run_cli("get", path, "--json", "--config", str(cfg), env=env).stdout)
+    assert data["path"] == path and all(c["source"] == "team" for c in data["chunks"])
+    missing = run_cli("get", "/nowhere/else.md", "--config", str(cfg), env=env)
+    assert missing.returncode == 2 and "or its rag sources" in missing.stderr
 
 
 def test_serve_as_remote_rag_source(served: Served, tmp_path: Path) -> None:
