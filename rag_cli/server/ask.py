@@ -178,29 +178,102 @@ async def ask_route(request: web.Request) -> web.StreamResponse:
     return json_response(result.to_dict())
 
 
-async def stream_sse(request: web.Request, hub: Any, events: AsyncIterator[Event], question: str) -> web.StreamResponse:
-    """The events as SSE (``event: KIND``, ``data:`` the JSON Lines object). The response starts with
-    the first event, so a full queue is still a 429 and not a stream that fails."""
+class Framing:
+    """How one streamed answer is written: the frames of each part of the stream. The skeleton that
+    drives it (:func:`stream_answer`) is the same for ``/ask`` and ``/v1/chat/completions``."""
+
+    def opening(self) -> list[bytes]:
+        """Frames right after the stream starts (with the first event)."""
+        return []
+
+    def event(self, ev: Event) -> list[bytes]:
+        raise NotImplementedError
+
+    def refuse(self, exc: Exception) -> web.StreamResponse | None:
+        """An error before the stream started: a plain HTTP response instead of a stream, or None to
+        stream :meth:`failure` (may raise ``exc``: the server's middleware answers it)."""
+        return None
+
+    def failure(self, exc: RagError) -> list[bytes]:
+        raise NotImplementedError
+
+    def shutdown(self) -> list[bytes]:
+        """Frames that end a stream the server's shutdown cut short."""
+        return []
+
+    def closing(self) -> list[bytes]:
+        return []
+
+    def gone(self, shutting_down: bool) -> web.StreamResponse:
+        """The answer ended before its first event: the server is stopping or the client left."""
+        if shutting_down:
+            raise HttpError(503, "server shutting down", retry_after=5)
+        return json_response({"error": "cancelled"}, 499)
+
+
+ANSWER_ERRORS = (HttpError, NoRelevantPassages, LLMError, AllSourcesFailed)
+
+
+async def stream_answer(
+    request: web.Request, hub: Any, events: AsyncIterator[Event], framing: Framing
+) -> web.StreamResponse:
+    """Stream ``events`` as server-sent events framed by ``framing``. The response starts with the first
+    event, so a full queue is still a plain 429 and not a stream that fails; a client that goes away or a
+    server that stops cancels the answer (:class:`Watch`)."""
     resp: web.StreamResponse | None = None
+
+    async def write(frames: list[bytes]) -> None:
+        nonlocal resp
+        if resp is None:
+            resp = await start_sse(request)
+            frames = framing.opening() + frames
+        for frame in frames:
+            await resp.write(frame)
+
     async with Watch(request, hub.stopping) as watch, contextlib.aclosing(events):
         try:
             async for ev in events:
-                if resp is None:
-                    resp = await start_sse(request)
-                line = jsonl_event(ev)
-                await resp.write(sse_frame(line, line["event"]))
-        except (NoRelevantPassages, LLMError, AllSourcesFailed) as exc:
-            resp = resp or await start_sse(request)
-            await resp.write(sse_frame({"event": "done", **error_payload(question, exc)}, "done"))
+                await write(framing.event(ev))
+        except ANSWER_ERRORS as exc:
+            early = framing.refuse(exc) if resp is None else None
+            if early is not None:
+                return early
+            if not isinstance(exc, HttpError):
+                await write(framing.failure(exc))
         except ConnectionError:  # the client went away between two writes
             watch.reason = watch.reason or "disconnected"
-    if watch.reason == "shutdown" and resp is not None:
-        with contextlib.suppress(ConnectionError):
-            await resp.write(sse_frame({"event": "error", "message": "server shutting down"}, "error"))
     if resp is None:
-        if watch.reason == "shutdown":
-            raise HttpError(503, "server shutting down", retry_after=5)
-        return json_response({"error": "cancelled"}, 499)
+        return framing.gone(watch.reason == "shutdown")
     with contextlib.suppress(ConnectionError):
+        for frame in (framing.shutdown() if watch.reason == "shutdown" else []) + framing.closing():
+            await resp.write(frame)
         await resp.write_eof()
     return resp
+
+
+class _AskFraming(Framing):
+    """``/ask``: the `rag ask --jsonl` events, ``event: KIND``; a declined or failed answer is a ``done``
+    event with the CLI's error object."""
+
+    def __init__(self, question: str) -> None:
+        self.question = question
+
+    def event(self, ev: Event) -> list[bytes]:
+        line = jsonl_event(ev)
+        return [sse_frame(line, line["event"])]
+
+    def refuse(self, exc: Exception) -> web.StreamResponse | None:
+        if isinstance(exc, HttpError):
+            raise exc
+        return None
+
+    def failure(self, exc: RagError) -> list[bytes]:
+        return [sse_frame({"event": "done", **error_payload(self.question, exc)}, "done")]
+
+    def shutdown(self) -> list[bytes]:
+        return [sse_frame({"event": "error", "message": "server shutting down"}, "error")]
+
+
+async def stream_sse(request: web.Request, hub: Any, events: AsyncIterator[Event], question: str) -> web.StreamResponse:
+    """The events of ``/ask`` as SSE (``event: KIND``, ``data:`` the JSON Lines object)."""
+    return await stream_answer(request, hub, events, _AskFraming(question))

@@ -20,8 +20,8 @@ from aiohttp import web
 from ..answer import AnswerResult
 from ..chat import condense
 from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, UsageError
-from .ask import STATUS, Watch, answer_events, answer_params
-from .http import HttpError, json_response, read_json, sse_frame, start_sse
+from .ask import STATUS, Framing, Watch, answer_events, answer_params, stream_answer
+from .http import HttpError, json_response, read_json, sse_frame
 
 PREFIX = "rag/"
 
@@ -149,43 +149,48 @@ def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = Non
     return sse_frame(obj)
 
 
-async def _stream(request: web.Request, hub: Any, events: Any, base: dict[str, Any]) -> web.StreamResponse:
-    resp: web.StreamResponse | None = None
-    async with Watch(request, hub.stopping) as watch, contextlib.aclosing(events):
-        try:
-            async for ev in events:
-                if resp is None:
-                    resp = await start_sse(request)
-                    await resp.write(_chunk(base, {"role": "assistant", "content": ""}))
-                if ev.kind == "token":
-                    await resp.write(_chunk(base, {"content": ev.data}))
-                elif ev.kind == "done":
-                    result: AnswerResult = ev.data
-                    tail = sources_text(result)
-                    if tail:
-                        await resp.write(_chunk(base, {"content": tail}))
-                    await resp.write(_chunk(base, {}, "stop", citations=_citations(result), rag=result.to_dict()))
-        except HttpError as exc:
-            if resp is None:
-                return _rate_limited(exc)
-        except (NoRelevantPassages, LLMError, AllSourcesFailed) as exc:
-            if resp is None and not isinstance(exc, NoRelevantPassages):
-                return _error(STATUS[type(exc)], exc.message, "answer_failed", "server_error")
-            if resp is None:
-                resp = await start_sse(request)
-                await resp.write(_chunk(base, {"role": "assistant", "content": ""}))
-            await resp.write(_chunk(base, {"content": exc.message + "."}))
-            await resp.write(_chunk(base, {}, "stop", citations=[], rag={"error": exc.message,
-                                                                          "exit_code": exc.exit_code}))  # fmt: skip
-        except ConnectionError:
-            watch.reason = watch.reason or "disconnected"
-    if resp is None:
-        if watch.reason == "shutdown":
+class _OpenAIFraming(Framing):
+    """``chat.completion.chunk`` events: the role first, the answer's text as it streams, its sources and
+    ``citations`` with the last chunk, then ``[DONE]``; errors before the stream in OpenAI's shape."""
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        self.base = base
+
+    def opening(self) -> list[bytes]:
+        return [_chunk(self.base, {"role": "assistant", "content": ""})]
+
+    def event(self, ev: Any) -> list[bytes]:
+        if ev.kind == "token":
+            return [_chunk(self.base, {"content": ev.data})]
+        if ev.kind != "done":
+            return []
+        result: AnswerResult = ev.data
+        tail = sources_text(result)
+        last = _chunk(self.base, {}, "stop", citations=_citations(result), rag=result.to_dict())
+        return [_chunk(self.base, {"content": tail}), last] if tail else [last]
+
+    def refuse(self, exc: Exception) -> web.StreamResponse | None:
+        if isinstance(exc, HttpError):
+            return _rate_limited(exc)
+        if isinstance(exc, LLMError | AllSourcesFailed):
+            return _error(STATUS[type(exc)], exc.message, "answer_failed", "server_error")
+        return None  # declined: said as the answer
+
+    def failure(self, exc: Any) -> list[bytes]:
+        return [_chunk(self.base, {"content": exc.message + "."}),
+                _chunk(self.base, {}, "stop", citations=[], rag={"error": exc.message, "exit_code": exc.exit_code})]  # fmt: skip
+
+    def shutdown(self) -> list[bytes]:
+        return [_chunk(self.base, {}, "length", rag={"error": "server shutting down"})]
+
+    def closing(self) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
+
+    def gone(self, shutting_down: bool) -> web.StreamResponse:
+        if shutting_down:
             return _error(503, "server shutting down", "shutting_down", "server_error")
         return json_response({"error": {"message": "cancelled"}}, 499)
-    with contextlib.suppress(ConnectionError):
-        if watch.reason == "shutdown":
-            await resp.write(_chunk(base, {}, "length", rag={"error": "server shutting down"}))
-        await resp.write(b"data: [DONE]\n\n")
-        await resp.write_eof()
-    return resp
+
+
+async def _stream(request: web.Request, hub: Any, events: Any, base: dict[str, Any]) -> web.StreamResponse:
+    return await stream_answer(request, hub, events, _OpenAIFraming(base))
