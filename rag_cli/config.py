@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -66,6 +67,8 @@ class Settings:
 
     home: Path = field(default_factory=_user_data_dir)
     index: str = "default"
+    store_url: str = ""  # "": the local FAISS + SQLite store; postgresql://...: a shared PostgreSQL + pgvector
+    store_timeout: float = 10.0  # seconds a PostgreSQL statement may take (statement_timeout) or a connection wait
     workers: int = 0  # 0: one per core
     embed_backend: str = "sentence-transformers"
     embed_model: str = ""  # "": the packaged all-MiniLM-L6-v2
@@ -281,6 +284,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "index_max_file_mb": (0.001, 100_000),
     "index_queue_files": (1, 100_000),
     "index_watch_debounce_ms": (10, 600_000),
+    "store_timeout": (0.1, 3600),
     "index_ann_threshold": (0, 10**12),
     "index_ann_nprobe": (1, 65536),
     "index_file_timeout": (0, 86400),
@@ -353,8 +357,16 @@ def validate(settings: Settings) -> None:
     if settings.server not in ("auto", "off", "none", ""):
         check_url("--server", settings.server)
     check_url("llm base URL (--base-url, [llm] base_url)", settings.llm_base_url)
+    if settings.store_url and not settings.store_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"store URL {redact(settings.store_url)!r} must start with postgresql:// (or be empty for "
+                          "the local store)")  # fmt: skip
     if settings.home.exists() and not settings.home.is_dir():
         raise ConfigError(f"RAG_HOME {settings.home} is not a folder")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (``postgresql://user:***@host/db``)."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

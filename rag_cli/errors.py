@@ -14,7 +14,8 @@ went wrong and what to do about it.
     │   ├── IndexNotFound         exit 3   no index of that name (run `rag index`)
     │   ├── IndexIncompatible     exit 4   built with another fingerprint (use --rebuild)
     │   ├── IndexCorrupt          exit 4   files damaged or missing (use --rebuild)
-    │   └── IndexLocked           exit 5   another process is writing it
+    │   ├── IndexLocked           exit 5   another process is writing it
+    │   └── StoreUnavailable      exit 10  the database store cannot be reached or timed out
     ├── EmbedderError             exit 1   the embedding model cannot be loaded
     ├── AllSourcesFailed          exit 6   every retrieval source failed or timed out
     ├── NoRelevantPassages        exit 7   nothing relevant to answer from
@@ -38,6 +39,7 @@ EXIT_ALL_SOURCES_FAILED = 6
 EXIT_NO_ANSWER = 7
 EXIT_LLM = 8
 EXIT_REGRESSION = 9
+EXIT_STORE = 10
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -92,6 +94,12 @@ class IndexCorrupt(IndexError_):
 
 class IndexLocked(IndexError_):
     exit_code = EXIT_LOCKED
+
+
+class StoreUnavailable(IndexError_):
+    """The PostgreSQL store cannot be reached, refused us, or a statement passed its timeout."""
+
+    exit_code = EXIT_STORE
 
 
 class EmbedderError(RagError):

@@ -106,14 +106,36 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         env.err(f"rag: error: {exc.strerror or exc}{where}")
         return 1
+    except BaseExceptionGroup as group:  # a task group's failure: the first error rag knows speaks for it
+        leaves = _leaves(group)
+        known = next((e for e in leaves if isinstance(e, RagError | KeyboardInterrupt | Terminated)), None)
+        if isinstance(known, RagError):
+            env.err(f"rag: error: {known}")
+            return known.exit_code
+        if known is not None:
+            env.err("rag: interrupted" if isinstance(known, KeyboardInterrupt) else "rag: terminated")
+            return EXIT_INTERRUPTED if isinstance(known, KeyboardInterrupt) else EXIT_TERMINATED
+        return _internal(env, leaves[0] if leaves else group)
     except Exception as exc:  # a bug in rag: one line and where to report it; RAG_DEBUG=1 shows the traceback
-        if os.environ.get("RAG_DEBUG"):
-            import traceback
+        return _internal(env, exc)
 
-            env.err("".join(traceback.format_exception(exc)).rstrip())
-        else:
-            env.err(f"rag: internal error: {type(exc).__name__}: {exc} (a bug in rag; RAG_DEBUG=1 shows the traceback)")
-        return 1
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+def _internal(env: object, exc: BaseException) -> int:
+    """An exception rag did not foresee: one line naming it, the traceback with RAG_DEBUG=1."""
+    if os.environ.get("RAG_DEBUG"):
+        import traceback
+
+        env.err("".join(traceback.format_exception(exc)).rstrip())  # type: ignore[attr-defined]
+    else:
+        env.err(f"rag: internal error: {type(exc).__name__}: {exc} (a bug in rag; RAG_DEBUG=1 shows the traceback)")  # type: ignore[attr-defined]
+    return 1
 
 
 def _broken_pipe() -> int:
@@ -138,6 +160,9 @@ def _on_sigterm_raise() -> None:
 
 def run() -> None:
     rc = main()
+    pg = sys.modules.get("rag_cli.store.pg.common")
+    if pg is not None:  # the database connections close before exit (their pool threads would wait)
+        pg.close_pools()
     runtime = sys.modules.get("rag_cli.runtime")
     if runtime is not None and runtime.abandoned():
         # a parser stuck past its time budget still holds a pool thread: do not wait for it at exit

@@ -19,6 +19,7 @@ from .common import (
     PathOpt,
     ServerOpt,
     SinceOpt,
+    StoreOpt,
     TimeoutOpt,
     TypeOpt,
     WorkersOpt,
@@ -285,6 +286,7 @@ def ask_cmd(
     timeout: TimeoutOpt = None,
     server: ServerOpt = None,
     workers: WorkersOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Answer a question from the index, citing numbered sources."""
@@ -303,7 +305,7 @@ def ask_cmd(
     q = read_question(env, question)
     extra = read_context(env, context, used_stdin)
     settings = llm_settings(
-        config, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
+        config, store_url=store, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
         fallback=fallback, llm_max_tokens=max_tokens, retrieve_timeout=timeout, workers=workers, server=server,
     )  # fmt: skip
 
@@ -311,7 +313,9 @@ def ask_cmd(
         from ..errors import UsageError
 
         raise UsageError("--no-index answers from --context alone: give --context FILE or --context -")
-    alone = bool(extra.strip()) and (no_index or not (settings.index_dir / "CURRENT").is_file())
+    from ..store import base as store_base
+
+    alone = bool(extra.strip()) and (no_index or not store_base.exists(settings))
     if alone and not no_index:
         env.warn(f"no index {settings.index!r}: answering from the context alone")
     name = "stdin" if context == "-" else str(context)

@@ -10,7 +10,19 @@ import typer
 
 from .app import app
 from .ask import BaseUrlOpt, FallbackOpt, LlmOpt, ModelOpt, Renderer, llm_settings
-from .common import ConfigOpt, IndexOpt, KOpt, ModeOpt, PathOpt, ServerOpt, SinceOpt, TypeOpt, WorkersOpt, filter_from
+from .common import (
+    ConfigOpt,
+    IndexOpt,
+    KOpt,
+    ModeOpt,
+    PathOpt,
+    ServerOpt,
+    SinceOpt,
+    StoreOpt,
+    TypeOpt,
+    WorkersOpt,
+    filter_from,
+)
 from .output import Env, get_env
 
 
@@ -96,6 +108,7 @@ def chat_cmd(
     since: SinceOpt = None,
     server: ServerOpt = None,
     workers: WorkersOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Chat with your documents: follow-up questions, cited answers, /help for commands."""
@@ -107,7 +120,7 @@ def chat_cmd(
 
     env = get_env()
     settings = llm_settings(
-        config, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
+        config, store_url=store, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
         fallback=fallback, workers=workers, server=server,
     )  # fmt: skip
     from ..answer import answer_k

@@ -31,6 +31,12 @@ TypeOpt = Annotated[str | None, typer.Option("--type", help="Only these file typ
 SinceOpt = Annotated[
     str | None, typer.Option("--since", help="Only files modified since a date (2026-01-01) or an age (7d, 12h).")
 ]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store", help="postgresql://user@host/db: a shared PostgreSQL store (env RAG_STORE_URL; default: local)."
+    ),
+]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="Deadline per source in seconds (default 2).")]
 
 

@@ -10,7 +10,7 @@ import typer
 
 from .app import app
 from .ask import BaseUrlOpt, ModelOpt
-from .common import ConfigOpt, JsonOpt, WorkersOpt, settings_from
+from .common import ConfigOpt, JsonOpt, StoreOpt, WorkersOpt, settings_from
 from .output import get_env
 
 
@@ -34,6 +34,7 @@ def eval_cmd(
     baseline: Annotated[Path | None, typer.Option("--baseline", help="Compare with a saved JSON report.")] = None,
     tolerance: Annotated[float, typer.Option("--tolerance", help="Allowed drop per metric against --baseline.")] = 0.01,
     workers: WorkersOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Evaluate retrieval on BEIR data or answers on a QA file; gate CI with --baseline."""
@@ -45,7 +46,9 @@ def eval_cmd(
         raise PathNotFound(f"no such dataset: {dataset}")
     if save is not None and save.is_dir():
         raise UsageError(f"--save {save} is a folder", hint="give a file path, e.g. --save report.json")
-    settings = settings_from(config, index=index, workers=workers, answer_k=k, llm_model=model, llm_base_url=base_url)
+    settings = settings_from(
+        config, store_url=store, index=index, workers=workers, answer_k=k, llm_model=model, llm_base_url=base_url
+    )
     out: dict[str, Any]
     if dataset.is_dir():
         from ..eval.beir import is_beir, run_beir

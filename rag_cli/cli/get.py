@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import app
-from .common import ConfigOpt, IndexOpt, JsonOpt, settings_from
+from .common import ConfigOpt, IndexOpt, JsonOpt, StoreOpt, settings_from
 from .output import clean, get_env, rel
 
 _RANGE = re.compile(r"^(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
@@ -62,23 +62,21 @@ def get_cmd(
     ],
     index: IndexOpt = None,
     json_out: JsonOpt = False,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Print an indexed document, or a cited line range or page, as the index holds it."""
     from ..errors import UsageError
-    from ..store.layout import require_data_dir
-    from ..store.reader import IndexReader
+    from ..store import base as store_base
 
     env = get_env()
     path, start, end, page = parse_target(target.strip())
-    settings = settings_from(config, index=index)
+    settings = settings_from(config, store_url=store, index=index)
     remote = [s for s in settings.sources if s.get("type") == "rag"]
     chunks: list[dict[str, Any]] = []
-    if (settings.index_dir / "CURRENT").is_file() or not remote:
-        require_data_dir(settings.index_dir)
-        reader = IndexReader(settings.index_dir)
+    if not remote or store_base.exists(settings):
+        reader = store_base.open_reader(settings)
         try:
-            reader.refresh()
             chunks = reader.document(path, start, end)
             if not chunks and (start is not None or page is not None):
                 whole = reader.document(path)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import app
-from .common import ConfigOpt, IndexOpt, JsonOpt, WorkersOpt, settings_from
+from .common import ConfigOpt, IndexOpt, JsonOpt, StoreOpt, WorkersOpt, settings_from
 from .output import Env, clean, get_env
 
 
@@ -189,6 +189,7 @@ def index_cmd(
         bool, typer.Option("--watch", help="After indexing, keep the index fresh as files change (Ctrl-C stops).")
     ] = False,
     workers: WorkersOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Index files and folders: load, chunk, embed and store them (incremental)."""
@@ -198,8 +199,7 @@ def index_cmd(
     from ..ingest.walk import walk
 
     env = get_env()
-    settings = settings_from(
-        config, index=index, embed_model=model, chunk_max_tokens=chunk_tokens, chunk_overlap=overlap,
+    settings = settings_from(config, store_url=store, index=index, embed_model=model, chunk_max_tokens=chunk_tokens, chunk_overlap=overlap,
         index_max_file_mb=max_file_mb, index_lock_wait=wait, workers=workers, index_follow_links=follow_links,
         index_include=include or None, index_exclude=exclude or None,
     )  # fmt: skip

@@ -9,18 +9,18 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .common import ConfigOpt, JsonOpt, settings_from
+from .common import ConfigOpt, JsonOpt, StoreOpt, settings_from
 from .output import get_env
 
 indexes_app = typer.Typer(help="List, inspect and drop indexes.", no_args_is_help=False)
 app.add_typer(indexes_app, name="indexes")
 
 
-def _info(name: str, config: object) -> dict[str, object]:
-    from ..store.reader import IndexReader
+def _info(name: str, config: object, store: str | None = None) -> dict[str, object]:
+    from ..store import base as store_base
 
-    settings = settings_from(config, index=name)  # type: ignore[arg-type]
-    reader = IndexReader(settings.index_dir)
+    settings = settings_from(config, index=name, store_url=store)  # type: ignore[arg-type]
+    reader = store_base.open_reader(settings)
     try:
         return reader.stats()
     finally:
@@ -28,31 +28,34 @@ def _info(name: str, config: object) -> dict[str, object]:
 
 
 @indexes_app.callback(invoke_without_command=True)
-def indexes_root(ctx: typer.Context, json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
+def indexes_root(ctx: typer.Context, json_out: JsonOpt = False, store: StoreOpt = None,
+                 config: ConfigOpt = None) -> None:  # fmt: skip
     """List indexes (the default action)."""
     if ctx.invoked_subcommand is None:
-        list_cmd(json_out=json_out, config=config)
+        list_cmd(json_out=json_out, store=store, config=config)
 
 
 @indexes_app.command("list")
-def list_cmd(json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
+def list_cmd(json_out: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """List indexes with their size."""
+    from ..config import redact
     from ..errors import RagError
-    from ..store.layout import list_indexes
+    from ..store import base as store_base
 
     env = get_env()
-    settings = settings_from(config)
+    settings = settings_from(config, store_url=store)
     rows = []
-    for name in list_indexes(settings.home):
+    for name in store_base.names(settings):
         try:
-            rows.append(_info(name, config))
+            rows.append(_info(name, config, store))
         except RagError as exc:
             rows.append({"name": name, "error": str(exc)})
+    where = redact(settings.store_url) if settings.store_url else str(settings.home)
     if json_out:
-        env.json({"home": str(settings.home), "indexes": rows})
+        env.json({"home": where, "indexes": rows})
         return
     if not rows:
-        env.err(f"no indexes in {settings.home} (create one with `rag index PATH`)")
+        env.err(f"no indexes in {where} (create one with `rag index PATH`)")
     for r in rows:
         if "error" in r:
             env.out(f"{r['name']}\tERROR: {r['error']}")
@@ -62,10 +65,10 @@ def list_cmd(json_out: JsonOpt = False, config: ConfigOpt = None) -> None:
 
 @indexes_app.command("info")
 def info_cmd(name: Annotated[str, typer.Argument(metavar="[NAME]", help="Index name.")] = "default", json_out: JsonOpt = False,
-             config: ConfigOpt = None) -> None:  # fmt: skip
+             store: StoreOpt = None, config: ConfigOpt = None) -> None:  # fmt: skip
     """Show an index's files, chunks, generation and fingerprint."""
     env = get_env()
-    info = _info(name, config)
+    info = _info(name, config, store)
     if json_out:
         env.json(info)
         return
@@ -90,6 +93,7 @@ def _human(key: str, value: object) -> str:
 def drop_cmd(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Index name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Delete an index and all its files."""
@@ -98,7 +102,10 @@ def drop_cmd(
     from ..store.lock import IndexLock
 
     env = get_env()
-    settings = settings_from(config, index=name)  # the name is checked here: no path, no '..', not empty
+    settings = settings_from(config, index=name, store_url=store)  # the name is checked: no path, no '..', not empty
+    if settings.store_url:
+        _drop_from_database(env, settings, name, yes)
+        return
     path = settings.index_dir
     root = (settings.home / "indexes").resolve()
     if not (path.exists() or path.is_symlink()):
@@ -119,3 +126,25 @@ def drop_cmd(
         os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
     env.err(f"dropped index {name!r}")
+
+
+def _drop_from_database(env: object, settings: object, name: str, yes: bool) -> None:
+    """Drop an index's schema (every table of it) from the PostgreSQL store."""
+    from ..errors import IndexNotFound, UsageError
+    from ..store import base as store_base
+    from ..store.pg.common import connection, schema_name
+
+    if not store_base.exists(settings):  # type: ignore[arg-type]
+        raise IndexNotFound(
+            f"no index named {name!r} in the PostgreSQL store", hint="`rag indexes --store URL` lists them"
+        )
+    if not yes:
+        if not get_env().stdin_tty:
+            raise UsageError(f"refusing to drop index {name!r} without --yes (stdin is not a terminal)")
+        if not typer.confirm(f"Drop index {name!r} from the database?", err=True):
+            raise typer.Exit(1)
+    from psycopg import sql
+
+    with connection(settings) as conn, conn.transaction():  # type: ignore[arg-type]
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema_name(name))))
+    get_env().err(f"dropped index {name!r}")

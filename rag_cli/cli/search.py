@@ -16,6 +16,7 @@ from .common import (
     PathOpt,
     ServerOpt,
     SinceOpt,
+    StoreOpt,
     TimeoutOpt,
     TypeOpt,
     WorkersOpt,  # fmt: skip
@@ -94,6 +95,7 @@ def search_cmd(
     timeout: TimeoutOpt = None,
     server: ServerOpt = None,
     workers: WorkersOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Search the index (and configured remote sources) without generating an answer."""
@@ -108,6 +110,7 @@ def search_cmd(
     flt = filter_from(path, type_, since)
     settings = settings_from(
         config,
+        store_url=store,
         index=index,
         retrieve_k=k,
         retrieve_mode=mode,

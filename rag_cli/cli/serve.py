@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import app
-from .common import ConfigOpt, WorkersOpt, settings_from
+from .common import ConfigOpt, StoreOpt, WorkersOpt, settings_from
 from .output import get_env
 
 IndexesOpt = Annotated[
@@ -42,6 +42,7 @@ def serve_cmd(
         str | None, typer.Option("--token", help="Require this bearer token (env RAG_SERVE_TOKEN).")
     ] = None,
     workers: WorkersOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Serve /search, /ask, /v1 (OpenAI-compatible), /mcp, /healthz and /metrics over HTTP."""
@@ -50,7 +51,9 @@ def serve_cmd(
 
     env = get_env()
     first = index[0] if index else None
-    settings = settings_from(config, index=first, serve_host=host, serve_port=port, serve_token=token, workers=workers)
+    settings = settings_from(
+        config, store_url=store, index=first, serve_host=host, serve_port=port, serve_token=token, workers=workers
+    )
     if settings.serve_host not in ("127.0.0.1", "localhost", "::1") and not settings.serve_token:
         env.warn(f"serving on {settings.serve_host} without a token: anyone who can reach it can search the index")
     names = _names(settings, index, all_)
@@ -62,6 +65,7 @@ def mcp_cmd(
     index: IndexesOpt = None,
     all_: AllOpt = False,
     workers: WorkersOpt = None,
+    store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Speak the Model Context Protocol over stdio (tools: search, ask, get, indexes), for agents."""
@@ -69,5 +73,5 @@ def mcp_cmd(
     from ..server import serve_mcp_stdio
 
     first = index[0] if index else None
-    settings = settings_from(config, index=first, workers=workers)
+    settings = settings_from(config, store_url=store, index=first, workers=workers)
     runtime.run(serve_mcp_stdio(settings, _names(settings, index, all_)), workers=settings.effective_workers())

@@ -24,7 +24,8 @@ from .. import runtime
 from ..config import Settings
 from ..embed.base import Embedder
 from ..errors import RagError
-from ..store.writer import IndexWriter
+from ..store import base as store_base
+from ..store.base import Writer
 from .chunking import ChunkerConfig
 from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
 from .stages import StageClock, timed_call
@@ -177,7 +178,7 @@ class KnownVectors:
     file twice), and a file whose content is already indexed under another name reuses its stored vectors.
     Keeps the last ``limit`` vectors of the run (384 floats each: 20,000 are 31 MB)."""
 
-    def __init__(self, embedder: Embedder, writer: IndexWriter, report: IndexReport, limit: int = 20_000) -> None:
+    def __init__(self, embedder: Embedder, writer: Writer, report: IndexReport, limit: int = 20_000) -> None:
         self.embedder, self.writer, self.report, self.limit = embedder, writer, report, limit
         self.cache: OrderedDict[str, Any] = OrderedDict()
 
@@ -240,16 +241,8 @@ async def index_paths(
         prog.warn(f"skipped {p}: {reason}")
     dir_roots = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
     cfg = chunker_config(settings, embedder)
-    writer = IndexWriter(
-        settings.index_dir,
-        fingerprint(embedder, cfg),
-        dim=embedder.dim,
-        rebuild=rebuild,
-        lock_wait=settings.index_lock_wait,
-        on_wait=prog.warn,
-        ann_threshold=settings.index_ann_threshold,
-        ann_nprobe=settings.index_ann_nprobe,
-    )
+    writer = store_base.open_writer(settings, fingerprint(embedder, cfg), dim=embedder.dim, rebuild=rebuild,
+                                    on_wait=prog.warn)  # fmt: skip
     try:
         await runtime.run_blocking(writer.__enter__)
     except OSError as exc:  # RAG_HOME read-only, a file, on a full disk ...
@@ -290,7 +283,7 @@ async def index_paths(
     return report
 
 
-async def _run(writer: IndexWriter, found: list[Found], dir_roots: list[Path], settings: Settings,
+async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settings: Settings,
                embedder: Embedder, cfg: ChunkerConfig, rebuild: bool, prog: Progress,
                report: IndexReport) -> None:  # fmt: skip
     states = await runtime.run_blocking(writer.file_states)

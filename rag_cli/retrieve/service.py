@@ -8,15 +8,14 @@ a connection pool and explicit timeouts) is shared by every remote source.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import functools
 from typing import Any
 
 from .. import runtime
 from ..config import Settings
 from ..embed import base as embed_base
-from ..errors import ConfigError
-from ..store import layout
-from ..store.reader import IndexReader
+from ..errors import ConfigError, StoreUnavailable
+from ..store import base as store_base
 from ..types import Hit
 from .base import QueryContext, Source, create
 from .fanout import FanOut, SearchResult
@@ -36,7 +35,7 @@ class Retrieval:
         cols = settings.retrieve_bm25_columns
         self.bm25_columns = (float(cols[0]), float(cols[1]), float(cols[2]))  # BM25 column weights
         self.embedder: Any = None
-        self.reader: IndexReader | None = None
+        self.reader: store_base.Reader | None = None
         self.fanout: FanOut | None = None
         self._session: Any = None
         self._session_lock = asyncio.Lock()
@@ -69,7 +68,8 @@ class Retrieval:
                 share(self.concurrent_queries)
             wanted = {"embedder": self.embedder.fingerprint()}
             self.reader = await runtime.run_blocking(
-                _open_reader, s.index_dir, wanted, self.bm25_memory_max, stage="open_index"
+                functools.partial(store_base.open_reader, s, wanted, bm25_memory_max=self.bm25_memory_max),
+                stage="open_index",
             )
             sources.append(
                 DenseSource(
@@ -154,7 +154,10 @@ class Retrieval:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""
         if self.reader is not None:
             if self.reader.refresh_due():
-                await runtime.run_blocking(self.reader.maybe_refresh, stage="refresh")
+                try:
+                    await runtime.run_blocking(self.reader.maybe_refresh, stage="refresh")
+                except StoreUnavailable:
+                    pass  # the database is away: the search's sources fail and say why (degraded, 503)
             if (mode or self.settings.retrieve_mode) != "bm25":
                 # loading the model is start-up, not retrieval: it must not eat the dense deadline
                 await self.load_model()
@@ -165,11 +168,3 @@ class Retrieval:
             if callable(load):
                 await runtime.run_blocking(load, stage="load_model")
             self._model_loaded = True
-
-
-def _open_reader(index_dir: Path, wanted: dict[str, Any], bm25_memory_max: int) -> IndexReader:
-    reader = IndexReader(index_dir, bm25_memory_max=bm25_memory_max)
-    stored = reader.manifest
-    layout.check_fingerprint(index_dir.name, stored, {**stored["fingerprint"], **wanted})
-    reader.refresh()
-    return reader

@@ -72,6 +72,8 @@ class Hub:
     def gone(self, name: str) -> bool:
         """True once the served index is dropped (its CURRENT file gone): one stat per request."""
         settings, retrieval = self.indexes[name]
+        if settings.store_url:  # a database's index is there while its schema is (a dropped one fails reads)
+            return False
         return retrieval.reader is not None and not (settings.index_dir / "CURRENT").is_file()
 
     def summary(self, name: str) -> dict[str, Any]:

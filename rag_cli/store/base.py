@@ -1,0 +1,122 @@
+"""The store protocol: what indexing writes through and retrieval reads through, and the registry of stores.
+
+Two stores register here like plugins would: ``local`` (FAISS + SQLite under ``RAG_HOME``, the default)
+and ``postgresql`` (a shared PostgreSQL with pgvector, ``[store] url`` / ``--store`` / ``RAG_STORE_URL``;
+see :mod:`rag_cli.store.pg`). ``settings.store_url`` picks one by its scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..types import Chunk, Hit
+
+
+class Reader(Protocol):
+    """Read side of one index (thread-safe; blocking calls run on the runtime pool)."""
+
+    generation: int
+    count: int
+    manifest: dict[str, Any]
+
+    def refresh(self) -> bool: ...
+    def refresh_due(self, interval: float = 0.5) -> bool: ...
+    def maybe_refresh(self, interval: float = 0.5) -> bool: ...
+    def snapshot(self) -> Any: ...
+    def allowed(self, flt: Any) -> Any: ...
+    def dense(self, query_vec: Any, k: int, allowed: Any = None) -> list[tuple[int, float]]: ...
+    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = ..., allowed: Any = None
+             ) -> list[tuple[int, float]]: ...  # fmt: skip
+    def scores_for(self, ids: list[int], query_vec: Any, query: str, weights: tuple[float, float, float] = ...
+                   ) -> dict[int, dict[str, float]]: ...  # fmt: skip
+    def unknown_words(self, words: list[str]) -> list[str]: ...
+    def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]: ...
+    def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]: ...
+    def document(
+        self, path: str, start_line: int | None = None, end_line: int | None = None
+    ) -> list[dict[str, Any]]: ...
+    def documents(self, limit: int = 1000) -> list[dict[str, Any]]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+class Writer(Protocol):
+    """Write side of one index: a context manager (enter takes what it needs, a clean exit commits)."""
+
+    generation: int
+
+    def __enter__(self) -> Writer: ...
+    def __exit__(self, et: Any, exc: Any, tb: Any) -> None: ...
+    def file_states(self) -> dict[str, Any]: ...
+    def vectors_of_content(self, digest: str, dim: int) -> dict[str, Any]: ...
+    def touch_file(self, state: Any, size: int, mtime_ns: int) -> None: ...
+    def remove_file(self, path: str) -> int: ...
+    def add_file(self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk], vecs: Any,
+                 *, append: bool = False) -> int: ...  # fmt: skip
+    def checkpoint(self) -> None: ...
+
+
+def kind(settings: Settings) -> str:
+    url = settings.store_url
+    if not url:
+        return "local"
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql"
+    raise ConfigError(f"unknown store URL scheme {scheme!r} (postgresql://... or none for the local store)")
+
+
+def open_reader(settings: Settings, wanted: dict[str, Any] | None = None, *, bm25_memory_max: int = 0) -> Reader:
+    """The index of ``settings`` opened for reading; ``wanted``: fingerprint parts it must match."""
+    if kind(settings) == "postgresql":
+        from .pg.reader import PgReader
+
+        reader: Reader = PgReader(settings)
+    else:
+        from .reader import IndexReader
+
+        reader = IndexReader(settings.index_dir, bm25_memory_max=bm25_memory_max)
+    if wanted:
+        from .layout import check_fingerprint
+
+        stored = reader.manifest
+        check_fingerprint(settings.index, stored, {**stored["fingerprint"], **wanted})
+    reader.refresh()
+    return reader
+
+
+def open_writer(settings: Settings, fingerprint: dict[str, Any], *, dim: int, rebuild: bool = False,
+                on_wait: Callable[[str], None] | None = None) -> Writer:  # fmt: skip
+    if kind(settings) == "postgresql":
+        from .pg.writer import PgWriter
+
+        return PgWriter(settings, fingerprint, dim=dim, rebuild=rebuild)
+    from .writer import IndexWriter
+
+    return IndexWriter(settings.index_dir, fingerprint, dim=dim, rebuild=rebuild, lock_wait=settings.index_lock_wait,
+                       on_wait=on_wait, ann_threshold=settings.index_ann_threshold, ann_nprobe=settings.index_ann_nprobe)  # fmt: skip
+
+
+def exists(settings: Settings) -> bool:
+    """Whether the index of ``settings`` has been built (and not dropped)."""
+    if kind(settings) == "postgresql":
+        from .pg.common import index_exists
+
+        return index_exists(settings)
+    return (settings.index_dir / "CURRENT").is_file()
+
+
+def names(settings: Settings) -> list[str]:
+    """The indexes of the store ``settings`` names."""
+    if kind(settings) == "postgresql":
+        from .pg.common import list_indexes as pg_list
+
+        return pg_list(settings)
+    from .layout import list_indexes
+
+    return list_indexes(settings.home)

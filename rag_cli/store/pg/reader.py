@@ -1,0 +1,242 @@
+"""Reading an index from PostgreSQL: dense search on pgvector's HNSW, keyword search on tsvector + GIN.
+
+Dense: ``ORDER BY embedding <#> q`` (negative inner product; vectors are unit length) through the HNSW
+index, ``hnsw.ef_search`` at least k. With a filter the allowed rows are ranked exactly (a materialized
+scan), so k results come back whenever k chunks match. Keyword: ``ts_rank`` of the query's words OR-ed
+(``english`` stemming; title and heading weigh A, text B). Scores of one method are standardised by
+fusion, so their scale does not matter. Each call is one statement on a pooled connection, run on the
+runtime's pool by the sources; every read sees committed files whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ...errors import IndexNotFound
+from ...types import Hit
+from .. import schema as local_schema
+from ..layout import FORMAT_VERSION
+from ..reader import query_words
+from .common import connection, parse_vector, schema_name, vector_text
+
+if TYPE_CHECKING:
+    from ...config import Settings
+
+
+class PgAllowed:
+    """The files (and their chunk count) a filter allows in one generation."""
+
+    def __init__(self, file_ids: list[int], chunks: int, total: int) -> None:
+        self.file_ids, self.n, self.total = file_ids, chunks, total
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def everything(self) -> bool:
+        return self.n == self.total
+
+
+class PgReader:
+    bm25_memory_error = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = settings.index
+        self.schema = schema_name(settings.index)
+        self.generation = -1
+        self.count = 0
+        self._lock = threading.Lock()
+        self._allowed: dict[tuple[int, Any], PgAllowed] = {}
+        self._checked = 0.0
+        with connection(settings) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'",
+                (self.schema,),
+            ).fetchone()
+            if row is None:
+                raise IndexNotFound(f"no index named {self.name!r} in the PostgreSQL store",
+                                    hint=f"run `rag index PATH --index {self.name} --store URL` first")  # fmt: skip
+            fp = conn.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'fingerprint'")).fetchone()
+        self.manifest = {"format": FORMAT_VERSION, "fingerprint": json.loads(fp[0])}
+        self.dim = int(self.manifest["fingerprint"].get("embedder", {}).get("dim", 0))
+
+    def _q(self, sql: str) -> Any:
+        from psycopg import sql as psql
+
+        return psql.SQL(sql).format(s=psql.Identifier(self.schema))
+
+    def _rows(self, sql: str, args: Any = ()) -> list[Any]:
+        with connection(self.settings) as conn:
+            return conn.execute(self._q(sql), args).fetchall()
+
+    # -- generations ----------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        import time
+
+        rows = self._rows(
+            "SELECT (SELECT value FROM {s}.meta WHERE key = 'generation'), (SELECT count(*) FROM {s}.chunks)"
+        )
+        gen, count = int(rows[0][0]), int(rows[0][1])
+        self._checked = time.monotonic()
+        changed = gen != self.generation
+        self.generation, self.count = gen, count
+        return changed
+
+    def refresh_due(self, interval: float = 0.5) -> bool:
+        import time
+
+        return time.monotonic() - self._checked >= interval
+
+    def maybe_refresh(self, interval: float = 0.5) -> bool:
+        return self.refresh() if self.refresh_due(interval) else False
+
+    def snapshot(self) -> Any:
+        return contextlib.nullcontext()  # each statement reads committed files whole
+
+    def bm25_memory(self, weights: Any) -> None:
+        return None
+
+    def load_bm25_memory(self, weights: Any) -> None:
+        return None
+
+    def bm25_memory_bytes(self) -> int:
+        return 0
+
+    # -- search ---------------------------------------------------------------------------------
+    def allowed(self, flt: Any) -> PgAllowed | None:
+        if not flt:
+            return None
+        key = (self.generation, flt)
+        with self._lock:
+            got = self._allowed.get(key)
+        if got is None:
+            rows = self._rows("SELECT f.id, f.path, f.mtime_ns, count(c.id) FROM {s}.files f "
+                              "LEFT JOIN {s}.chunks c ON c.file_id = f.id GROUP BY f.id")  # fmt: skip
+            keep = [
+                (fid, n) for fid, path, mtime, n in rows if flt.allows(local_schema.path_from_db(path), mtime / 1e9)
+            ]
+            got = PgAllowed([f for f, _ in keep], sum(n for _, n in keep), sum(r[3] for r in rows))
+            with self._lock:
+                if len(self._allowed) >= 32:
+                    self._allowed.pop(next(iter(self._allowed)))
+                self._allowed[key] = got
+        return got
+
+    def dense(self, query_vec: Any, k: int, allowed: PgAllowed | None = None) -> list[tuple[int, float]]:
+        if k <= 0 or (allowed is not None and not len(allowed)):
+            return []
+        q = vector_text(query_vec)
+        with connection(self.settings) as conn, conn.transaction():
+            if allowed is None or allowed.everything:
+                conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, int(k)))}")
+                rows = conn.execute(self._q("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks "
+                                            "ORDER BY embedding <#> %s::vector LIMIT %s"), (q, q, k)).fetchall()  # fmt: skip
+            else:
+                rows = conn.execute(self._q(
+                    "WITH c AS MATERIALIZED (SELECT id, embedding FROM {s}.chunks WHERE file_id = ANY(%s)) "
+                    "SELECT id, -(embedding <#> %s::vector) AS s FROM c ORDER BY s DESC LIMIT %s"),
+                    (allowed.file_ids, q, k)).fetchall()  # fmt: skip
+        return [(int(i), float(s)) for i, s in rows]
+
+    @staticmethod
+    def _tsquery(words: list[str]) -> tuple[str, list[str]]:
+        return " || ".join(["plainto_tsquery('english', %s)"] * len(words)), list(words)
+
+    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+             allowed: PgAllowed | None = None) -> list[tuple[int, float]]:  # fmt: skip
+        words = query_words(query)
+        if not words or k <= 0 or (allowed is not None and not len(allowed)):
+            return []
+        tsq, args = self._tsquery(words)
+        where = "" if allowed is None or allowed.everything else " AND c.file_id = ANY(%s)"
+        extra = [] if not where else [allowed.file_ids]  # type: ignore[union-attr]
+        rows = self._rows(f"SELECT c.id, ts_rank(c.tsv, q.q) AS s FROM {{s}}.chunks c, (SELECT {tsq} AS q) q "
+                          f"WHERE c.tsv @@ q.q{where} ORDER BY s DESC, c.id LIMIT %s", (*args, *extra, k))  # fmt: skip
+        return [(int(i), float(s)) for i, s in rows]
+
+    def scores_for(self, ids: list[int], query_vec: Any, query: str,
+                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> dict[int, dict[str, float]]:  # fmt: skip
+        out: dict[int, dict[str, float]] = {i: {} for i in ids}
+        if not ids:
+            return out
+        if query_vec is not None:
+            for i, s in self._rows("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks WHERE id = ANY(%s)",
+                                   (vector_text(query_vec), ids)):  # fmt: skip
+                out[int(i)]["dense"] = float(s)
+        words = query_words(query)
+        if words:
+            tsq, args = self._tsquery(words)
+            found = dict(self._rows(f"SELECT c.id, ts_rank(c.tsv, q.q) FROM {{s}}.chunks c, (SELECT {tsq} AS q) q "
+                                    "WHERE c.id = ANY(%s) AND c.tsv @@ q.q", (*args, ids)))  # fmt: skip
+            for i in ids:
+                out[i]["bm25"] = float(found.get(i, 0.0))
+        return out
+
+    def unknown_words(self, words: list[str]) -> list[str]:
+        out = []
+        for word in words:
+            row = self._rows("SELECT numnode(plainto_tsquery('english', %s)) = 0 OR EXISTS (SELECT 1 FROM {s}.chunks "
+                             "WHERE tsv @@ plainto_tsquery('english', %s))", (word, word))  # fmt: skip
+            if not row[0][0]:
+                out.append(word)
+        return out
+
+    # -- rows -----------------------------------------------------------------------------------
+    _CHUNK = ("SELECT c.id, f.path, c.title, c.heading, c.text, c.start_line, c.end_line, c.page, c.doc_id "
+              "FROM {s}.chunks c JOIN {s}.files f ON f.id = c.file_id ")  # fmt: skip
+
+    @staticmethod
+    def _chunk(r: Any) -> dict[str, Any]:
+        return {"chunk_id": int(r[0]), "path": local_schema.path_from_db(r[1]), "title": r[2],
+                "heading": tuple(h for h in r[3].split(local_schema.HEADING_SEP) if h) if r[3] else (),
+                "text": r[4], "start_line": r[5], "end_line": r[6], "page": r[7], "doc_id": r[8]}  # fmt: skip
+
+    def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        return {int(r[0]): self._chunk(r) for r in self._rows(self._CHUNK + "WHERE c.id = ANY(%s)", (list(ids),))}
+
+    def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]:
+        rows = self.chunks([i for i, _ in scored])
+        return [Hit(score=score, source=source, **rows[cid]) for cid, score in scored if cid in rows]
+
+    def vector(self, chunk_id: int) -> Any:
+        rows = self._rows("SELECT embedding::text FROM {s}.chunks WHERE id = %s", (chunk_id,))
+        return parse_vector(rows[0][0], self.dim) if rows else None
+
+    def document(self, path: str, start_line: int | None = None, end_line: int | None = None) -> list[dict[str, Any]]:
+        from pathlib import Path
+
+        for p in (path, str(Path(path).expanduser().resolve())):
+            rows = self._rows(self._CHUNK + "WHERE f.path = %s ORDER BY c.ordinal", (local_schema.path_to_db(p),))
+            if rows:
+                break
+        out = [self._chunk(r) for r in rows]
+        lo, hi = start_line or 1, end_line or 1 << 62
+        return [c for c in out if c["start_line"] is None or (c["start_line"] <= hi and (c["end_line"] or lo) >= lo)]
+
+    def documents(self, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT f.path, f.kind, f.size, f.mtime_ns, (SELECT title FROM {s}.chunks c WHERE "
+                          "c.file_id = f.id ORDER BY ordinal LIMIT 1) FROM {s}.files f ORDER BY f.path LIMIT %s", (limit,))  # fmt: skip
+        return [{"path": local_schema.path_from_db(p), "kind": k, "size": s, "mtime": m / 1e9, "title": t or ""}
+                for p, k, s, m, t in rows]  # fmt: skip
+
+    def stats(self) -> dict[str, Any]:
+        row = self._rows("SELECT (SELECT count(*) FROM {s}.files), (SELECT count(*) FROM {s}.chunks), "
+                         "(SELECT value FROM {s}.meta WHERE key = 'generation'), "
+                         "(SELECT coalesce(max(indexed_at), 0) FROM {s}.files), "
+                         "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+                         " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'i'))",
+                         (self.schema,))[0]  # fmt: skip
+        from ...config import redact
+
+        return {"name": self.name, "files": int(row[0]), "chunks": int(row[1]), "generation": int(row[2]),
+                "updated_at": float(row[3]) or None, "bytes": int(row[4]), "fingerprint": self.manifest["fingerprint"],
+                "path": f"{redact(self.settings.store_url)} schema {self.schema}"}  # fmt: skip
+
+    def close(self) -> None:
+        return None  # the connection pool is the process's
