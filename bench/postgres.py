@@ -11,7 +11,7 @@
 
 The database is pgserver's (PostgreSQL 16 + pgvector from pip) under bench/.cache/pgdata, on the same 2 cores.
 
-Usage: python bench/postgres.py [--skip-serve] [--skip-ann]
+Usage: python bench/postgres.py [--skip-serve] [--skip-ann] [--ann-only]  (ANN_N=1000000 for a million vectors)
 """
 
 from __future__ import annotations
@@ -128,6 +128,14 @@ def hnsw(url: str, n: int) -> list[str]:
     return rows
 
 
+ANN_HEAD = (
+    "HNSW in pgvector alone (m 16, ef_construction 64, the defaults; synthetic embedding-like vectors as in "
+    "bench/ann.py; recall@10 against exact inner product; one query at a time over psycopg):"
+)
+ANN_TABLE = ["| vectors | ef_search | COPY s | build s | index MiB | p50 ms | p99 ms | recall@10 |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+
+
 def main() -> None:
     import pgserver
 
@@ -139,6 +147,13 @@ def main() -> None:
     stores = {"local (FAISS + SQLite)": rag_env(work / "home-local", RAG_INDEX="cran"),
               "PostgreSQL + pgvector": rag_env(work / "home-pg", RAG_INDEX="cran", RAG_STORE_URL=url)}  # fmt: skip
     rows: dict[str, dict] = {}
+    if "--ann-only" in sys.argv:
+        try:
+            ann = hnsw(url, int(os.environ.get("ANN_N", "200000")))
+        finally:
+            server.cleanup()
+        write_section("PostgreSQL HNSW (bench/postgres.py --ann-only)", [ANN_HEAD, "", *ANN_TABLE, *ann])
+        return
     try:
         for name, env in stores.items():
             secs, rc, out, err, _ = run_rag(["index", str(CRANFIELD / "corpus.jsonl"), "--rebuild", "--json"], env)
@@ -178,10 +193,7 @@ def main() -> None:
                   "| setup | requests/s | p99 ms | non-200 |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
         lines += [f"| {k} | {v[0]:.0f} | {v[1]:.0f} | {v[2]} |" for k, v in serve.items()]
     if ann:
-        lines += ["", "HNSW in pgvector alone (m 16, ef_construction 64, the defaults; synthetic embedding-like vectors as "
-                  "in bench/ann.py; recall@10 against exact inner product; one query at a time over psycopg):", "",
-                  "| vectors | ef_search | COPY s | build s | index MiB | p50 ms | p99 ms | recall@10 |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *ann]  # fmt: skip
+        lines += ["", ANN_HEAD, "", *ANN_TABLE, *ann]
     write_section("PostgreSQL store (bench/postgres.py)", lines)
 
 
