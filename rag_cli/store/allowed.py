@@ -63,3 +63,23 @@ class Allowed:
                 got = (row_ids, np.isin(row_ids, self.ids, assume_unique=True))
                 self._masks[key] = got
             return got[1]
+
+
+class AllowedCache:
+    """The last ``size`` filters' allowed sets of a reader, keyed by (generation, filter)."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._items: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Any) -> Any:
+        with self._lock:
+            got = self._items.get(key)
+        if got is None:
+            got = make()
+            with self._lock:
+                if len(self._items) >= self.size:
+                    self._items.pop(next(iter(self._items)))
+                self._items[key] = got
+        return got

@@ -22,7 +22,7 @@ from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _TOKEN
 from ..types import Hit
 from . import layout, schema, vectors
-from .allowed import Allowed
+from .allowed import Allowed, AllowedCache
 from .keyword import MemoryBM25, QueryTokenizer
 from .layout import REPAIR
 
@@ -66,7 +66,7 @@ class IndexReader:
         self._memory_job: tuple[Path, int, tuple[float, float, float]] | None = None  # being built or failed
         self._tokenizer: QueryTokenizer | None = None
         self.bm25_memory_error = ""
-        self._allowed: dict[tuple[int, Any], Allowed] = {}
+        self._allowed = AllowedCache()
         self._check_db()
 
     def _check_db(self) -> None:
@@ -223,15 +223,7 @@ class IndexReader:
             return None
         gen = getattr(self._local, "pinned_gen", None)
         key = (self.generation if gen is None else gen, flt)
-        with self._lock:
-            got = self._allowed.get(key)
-        if got is None:
-            got = Allowed(self._conn(), flt)
-            with self._lock:
-                if len(self._allowed) >= 32:
-                    self._allowed.pop(next(iter(self._allowed)))
-                self._allowed[key] = got
-        return got
+        return self._allowed.get(key, lambda: Allowed(self._conn(), flt))
 
     def dense(self, query_vec: Any, k: int, allowed: Allowed | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (chunk id, cosine); ``allowed``: only among those chunks (FAISS id selector; an IVF

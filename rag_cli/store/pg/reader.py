@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from typing import TYPE_CHECKING, Any
 
 from ...errors import IndexNotFound
 from ...types import Hit
 from .. import schema as local_schema
+from ..allowed import AllowedCache
 from ..layout import FORMAT_VERSION
 from ..reader import query_words
 from .common import connection, parse_vector, schema_name, vector_text
@@ -49,8 +49,9 @@ class PgReader:
         self.schema = schema_name(settings.index)
         self.generation = -1
         self.count = 0
-        self._lock = threading.Lock()
-        self._allowed: dict[tuple[int, Any], PgAllowed] = {}
+        self._allowed = AllowedCache()
+        self._stats = AllowedCache(4096)  # (generation, lexeme) -> document frequency; (generation, None) -> N, avgdl
+        self._avgdl = 1.0
         self._checked = 0.0
         with connection(settings) as conn:
             row = conn.execute(
@@ -110,21 +111,16 @@ class PgReader:
     def allowed(self, flt: Any) -> PgAllowed | None:
         if not flt:
             return None
-        key = (self.generation, flt)
-        with self._lock:
-            got = self._allowed.get(key)
-        if got is None:
+
+        def make() -> PgAllowed:
             rows = self._rows("SELECT f.id, f.path, f.mtime_ns, count(c.id) FROM {s}.files f "
                               "LEFT JOIN {s}.chunks c ON c.file_id = f.id GROUP BY f.id")  # fmt: skip
             keep = [
                 (fid, n) for fid, path, mtime, n in rows if flt.allows(local_schema.path_from_db(path), mtime / 1e9)
             ]
-            got = PgAllowed([f for f, _ in keep], sum(n for _, n in keep), sum(r[3] for r in rows))
-            with self._lock:
-                if len(self._allowed) >= 32:
-                    self._allowed.pop(next(iter(self._allowed)))
-                self._allowed[key] = got
-        return got
+            return PgAllowed([f for f, _ in keep], sum(n for _, n in keep), sum(r[3] for r in rows))
+
+        return self._allowed.get((self.generation, flt), make)
 
     def dense(self, query_vec: Any, k: int, allowed: PgAllowed | None = None) -> list[tuple[int, float]]:
         if k <= 0 or (allowed is not None and not len(allowed)):
@@ -142,21 +138,59 @@ class PgReader:
                     (allowed.file_ids, q, k)).fetchall()  # fmt: skip
         return [(int(i), float(s)) for i, s in rows]
 
-    @staticmethod
-    def _tsquery(words: list[str]) -> tuple[str, list[str]]:
-        return " || ".join(["plainto_tsquery('english', %s)"] * len(words)), list(words)
+    # -- keyword search: Okapi BM25 from the tsvector's term statistics ---------------------------------
+    def _terms(self, query: str) -> list[tuple[str, float]]:
+        """The query's lexemes (english stemming, stop words out) with their idf in this generation:
+        ``ln((N - df + 0.5) / (df + 0.5))``, at least 1e-6 (as FTS5 clamps it)."""
+        import math
+
+        words = query_words(query)
+        if not words:
+            return []
+        with connection(self.settings) as conn:
+            lexemes = [r[0] for r in conn.execute(
+                "SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', %s)))", (" ".join(words),))]  # fmt: skip
+            if not lexemes:
+                return []
+            gen = self.generation
+            stats = self._stats.get((gen, None), lambda: conn.execute(self._q(
+                "SELECT count(*), coalesce(avg(doclen), 0) FROM {s}.chunks")).fetchone())  # fmt: skip
+            out = []
+            for lex in lexemes:
+                df = self._stats.get((gen, lex), lambda lex=lex: conn.execute(
+                    self._q("SELECT count(*) FROM {s}.chunks WHERE tsv @@ %s::tsquery"), (_quoted(lex),)).fetchone()[0])  # fmt: skip
+                idf = math.log((stats[0] - df + 0.5) / (df + 0.5)) if stats[0] else 0.0
+                out.append((lex, max(idf, 1e-6)))
+        self._avgdl = float(stats[1]) or 1.0
+        return out
+
+    def _bm25_sql(self, where: str) -> str:
+        """Per matching chunk: sum over the query's lexemes of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len /
+        avglen)), k1 1.2, b 0.75; tf counts each occurrence by its column's weight (title and heading A, text B)."""
+        return (
+            "WITH m AS MATERIALIZED (SELECT id, tsv, doclen FROM {s}.chunks WHERE tsv @@ %(q)s::tsquery" + where + ") "
+            "SELECT m.id, sum(t.idf * (w.tf * 2.2) / (w.tf + 1.2 * (0.25 + 0.75 * m.doclen / %(avgdl)s))) AS s "
+            "FROM m CROSS JOIN LATERAL (SELECT u.lexeme, (SELECT sum(CASE x WHEN 'A' THEN %(wa)s ELSE %(wb)s END) "
+            "FROM unnest(u.weights) x) AS tf FROM unnest(m.tsv) u) w "
+            "JOIN unnest(%(lex)s::text[], %(idf)s::float8[]) AS t(lexeme, idf) ON t.lexeme = w.lexeme "
+            "GROUP BY m.id"
+        )
+
+    def _bm25_args(self, terms: list[tuple[str, float]], weights: tuple[float, float, float]) -> dict[str, Any]:
+        return {"q": " | ".join(_quoted(lex) for lex, _ in terms), "avgdl": self._avgdl, "wa": max(weights[0], weights[1]),
+                "wb": weights[2], "lex": [lex for lex, _ in terms], "idf": [idf for _, idf in terms]}  # fmt: skip
 
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
              allowed: PgAllowed | None = None) -> list[tuple[int, float]]:  # fmt: skip
-        words = query_words(query)
-        if not words or k <= 0 or (allowed is not None and not len(allowed)):
+        if k <= 0 or (allowed is not None and not len(allowed)):
             return []
-        tsq, args = self._tsquery(words)
-        where = "" if allowed is None or allowed.everything else " AND c.file_id = ANY(%s)"
-        extra = [] if not where else [allowed.file_ids]  # type: ignore[union-attr]
-        rows = self._rows(f"SELECT c.id, ts_rank(c.tsv, q.q) AS s FROM {{s}}.chunks c, (SELECT {tsq} AS q) q "
-                          f"WHERE c.tsv @@ q.q{where} ORDER BY s DESC, c.id LIMIT %s", (*args, *extra, k))  # fmt: skip
-        return [(int(i), float(s)) for i, s in rows]
+        terms = self._terms(query)
+        if not terms:
+            return []
+        narrow = allowed is not None and not allowed.everything
+        args = {**self._bm25_args(terms, weights), "k": k, "files": allowed.file_ids if narrow else None}  # type: ignore[union-attr]
+        sql = self._bm25_sql(" AND file_id = ANY(%(files)s)" if narrow else "") + " ORDER BY s DESC, m.id LIMIT %(k)s"
+        return [(int(i), float(s)) for i, s in self._rows(sql, args)]
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,
                    weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> dict[int, dict[str, float]]:  # fmt: skip
@@ -167,11 +201,10 @@ class PgReader:
             for i, s in self._rows("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks WHERE id = ANY(%s)",
                                    (vector_text(query_vec), ids)):  # fmt: skip
                 out[int(i)]["dense"] = float(s)
-        words = query_words(query)
-        if words:
-            tsq, args = self._tsquery(words)
-            found = dict(self._rows(f"SELECT c.id, ts_rank(c.tsv, q.q) FROM {{s}}.chunks c, (SELECT {tsq} AS q) q "
-                                    "WHERE c.id = ANY(%s) AND c.tsv @@ q.q", (*args, ids)))  # fmt: skip
+        terms = self._terms(query)
+        if terms:
+            args = {**self._bm25_args(terms, weights), "ids": list(ids)}
+            found = dict(self._rows(self._bm25_sql(" AND id = ANY(%(ids)s)"), args))
             for i in ids:
                 out[i]["bm25"] = float(found.get(i, 0.0))
         return out
@@ -240,3 +273,8 @@ class PgReader:
 
     def close(self) -> None:
         return None  # the connection pool is the process's
+
+
+def _quoted(lexeme: str) -> str:
+    """A lexeme as a tsquery operand, taken as is (no second stemming)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS {s}.chunks (
     id bigserial PRIMARY KEY, file_id bigint NOT NULL REFERENCES {s}.files(id) ON DELETE CASCADE,
     ordinal int NOT NULL, doc_id text, title text NOT NULL DEFAULT '', heading text NOT NULL DEFAULT '',
     text text NOT NULL, start_line int, end_line int, page int, embedding vector({dim}) NOT NULL,
+    doclen int NOT NULL DEFAULT 0,
     tsv tsvector GENERATED ALWAYS AS (
         setweight(to_tsvector('english', coalesce(title, '') || ' ' || coalesce(heading, '')), 'A') ||
         setweight(to_tsvector('english', text), 'B')) STORED);
@@ -174,6 +175,9 @@ class PgWriter:
                     [(file_id, ch.ordinal, None if ch.doc_id is None else txt(ch.doc_id), txt(ch.title),
                       txt(local_schema.HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line,
                       ch.page, vector_text(mat[j])) for j, ch in enumerate(chunks)])  # fmt: skip
+            # a chunk's length for BM25: its lexeme positions, as the tsvector counts them
+            conn.execute(self._q("UPDATE {s}.chunks SET doclen = (SELECT coalesce(sum(array_length(u.positions, 1)), 0) "
+                                 "FROM unnest(tsv) u) WHERE file_id = %s AND doclen = 0"), (file_id,))  # fmt: skip
             if digest:  # the file is whole: visible at once, all of it
                 conn.commit()
                 pool(self.settings).putconn(conn)
