@@ -84,6 +84,14 @@ def test_index_search_ask_and_incremental(pg: str, tmp_path: Path) -> None:
     after = counts(pg, "basic")
     assert set(after) == set(before) - {"doc2.md"} | {"new.md"} and after["doc1.md"] == 1
     assert search(env, "otters", "--mode", "bm25", "-k", "1")["hits"][0]["path"].endswith("doc1.md")
+    import psycopg
+
+    with psycopg.connect(pg) as conn:  # BM25's postings follow their chunks: none orphaned, none missing
+        orphans, covered, chunks = conn.execute(
+            'SELECT (SELECT count(*) FROM "rag_basic".postings p LEFT JOIN "rag_basic".chunks c ON c.id = p.chunk_id '
+            'WHERE c.id IS NULL), (SELECT count(DISTINCT chunk_id) FROM "rag_basic".postings), '
+            '(SELECT count(*) FROM "rag_basic".chunks)').fetchone()  # fmt: skip
+    assert orphans == 0 and covered == chunks == sum(after.values())
     assert not any(h["path"].endswith("doc2.md") for h in search(env, "kestrel doc2", "-k", "10")["hits"])
     listed = json.loads(run_cli("indexes", "--json", env=env).stdout)
     assert "basic" in [i["name"] for i in listed["indexes"]]

@@ -50,7 +50,7 @@ class PgReader:
         self.generation = -1
         self.count = 0
         self._allowed = AllowedCache()
-        self._stats = AllowedCache(4096)  # (generation, lexeme) -> document frequency; (generation, None) -> N, avgdl
+        self._stats = AllowedCache(64)  # generation -> (chunks, average length)
         self._avgdl = 1.0
         self._checked = 0.0
         with connection(settings) as conn:
@@ -153,32 +153,32 @@ class PgReader:
             if not lexemes:
                 return []
             gen = self.generation
-            stats = self._stats.get((gen, None), lambda: conn.execute(self._q(
+            stats = self._stats.get(gen, lambda: conn.execute(self._q(
                 "SELECT count(*), coalesce(avg(doclen), 0) FROM {s}.chunks")).fetchone())  # fmt: skip
-            out = []
-            for lex in lexemes:
-                df = self._stats.get((gen, lex), lambda lex=lex: conn.execute(
-                    self._q("SELECT count(*) FROM {s}.chunks WHERE tsv @@ %s::tsquery"), (_quoted(lex),)).fetchone()[0])  # fmt: skip
-                idf = math.log((stats[0] - df + 0.5) / (df + 0.5)) if stats[0] else 0.0
-                out.append((lex, max(idf, 1e-6)))
+            dfs = dict(conn.execute(self._q("SELECT lexeme, count(*) FROM {s}.postings WHERE lexeme = ANY(%s) "
+                                            "GROUP BY lexeme"), (lexemes,)).fetchall())  # fmt: skip
+        out = []
+        for lex in lexemes:
+            df = dfs.get(lex, 0)
+            idf = math.log((stats[0] - df + 0.5) / (df + 0.5)) if stats[0] else 0.0
+            out.append((lex, max(idf, 1e-6)))
         self._avgdl = float(stats[1]) or 1.0
         return out
 
     def _bm25_sql(self, where: str) -> str:
         """Per matching chunk: sum over the query's lexemes of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len /
-        avglen)), k1 1.2, b 0.75; tf counts each occurrence by its column's weight (title and heading A, text B)."""
+        avglen)), k1 1.2, b 0.75; tf counts each occurrence by its column's weight (title and heading A, text B).
+        Read from the postings of the query's lexemes only (``postings``: lexeme, chunk, occurrences A and B)."""
         return (
-            "WITH m AS MATERIALIZED (SELECT id, tsv, doclen FROM {s}.chunks WHERE tsv @@ %(q)s::tsquery" + where + ") "
-            "SELECT m.id, sum(t.idf * (w.tf * 2.2) / (w.tf + 1.2 * (0.25 + 0.75 * m.doclen / %(avgdl)s))) AS s "
-            "FROM m CROSS JOIN LATERAL (SELECT u.lexeme, (SELECT sum(CASE x WHEN 'A' THEN %(wa)s ELSE %(wb)s END) "
-            "FROM unnest(u.weights) x) AS tf FROM unnest(m.tsv) u) w "
-            "JOIN unnest(%(lex)s::text[], %(idf)s::float8[]) AS t(lexeme, idf) ON t.lexeme = w.lexeme "
-            "GROUP BY m.id"
+            "SELECT p.chunk_id, sum(t.idf * ((%(wa)s * p.na + %(wb)s * p.nb) * 2.2) / ((%(wa)s * p.na + %(wb)s * p.nb) "
+            "+ 1.2 * (0.25 + 0.75 * c.doclen / %(avgdl)s))) AS s FROM {s}.postings p "
+            "JOIN unnest(%(lex)s::text[], %(idf)s::float8[]) AS t(lexeme, idf) ON t.lexeme = p.lexeme "
+            "JOIN {s}.chunks c ON c.id = p.chunk_id" + where + " GROUP BY p.chunk_id"
         )
 
     def _bm25_args(self, terms: list[tuple[str, float]], weights: tuple[float, float, float]) -> dict[str, Any]:
-        return {"q": " | ".join(_quoted(lex) for lex, _ in terms), "avgdl": self._avgdl, "wa": max(weights[0], weights[1]),
-                "wb": weights[2], "lex": [lex for lex, _ in terms], "idf": [idf for _, idf in terms]}  # fmt: skip
+        return {"avgdl": self._avgdl, "wa": max(weights[0], weights[1]), "wb": weights[2],
+                "lex": [lex for lex, _ in terms], "idf": [idf for _, idf in terms]}  # fmt: skip
 
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
              allowed: PgAllowed | None = None) -> list[tuple[int, float]]:  # fmt: skip
@@ -189,7 +189,10 @@ class PgReader:
             return []
         narrow = allowed is not None and not allowed.everything
         args = {**self._bm25_args(terms, weights), "k": k, "files": allowed.file_ids if narrow else None}  # type: ignore[union-attr]
-        sql = self._bm25_sql(" AND file_id = ANY(%(files)s)" if narrow else "") + " ORDER BY s DESC, m.id LIMIT %(k)s"
+        sql = (
+            self._bm25_sql(" AND c.file_id = ANY(%(files)s)" if narrow else "")
+            + " ORDER BY s DESC, p.chunk_id LIMIT %(k)s"
+        )
         return [(int(i), float(s)) for i, s in self._rows(sql, args)]
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,
@@ -204,7 +207,7 @@ class PgReader:
         terms = self._terms(query)
         if terms:
             args = {**self._bm25_args(terms, weights), "ids": list(ids)}
-            found = dict(self._rows(self._bm25_sql(" AND id = ANY(%(ids)s)"), args))
+            found = dict(self._rows(self._bm25_sql(" AND c.id = ANY(%(ids)s)"), args))
             for i in ids:
                 out[i]["bm25"] = float(found.get(i, 0.0))
         return out
@@ -274,7 +277,3 @@ class PgReader:
     def close(self) -> None:
         return None  # the connection pool is the process's
 
-
-def _quoted(lexeme: str) -> str:
-    """A lexeme as a tsquery operand, taken as is (no second stemming)."""
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"

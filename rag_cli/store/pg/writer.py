@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS {s}.chunks (
 CREATE INDEX IF NOT EXISTS chunks_file ON {s}.chunks(file_id);
 CREATE INDEX IF NOT EXISTS chunks_tsv ON {s}.chunks USING gin(tsv);
 CREATE INDEX IF NOT EXISTS chunks_embedding ON {s}.chunks USING hnsw (embedding vector_ip_ops);
+CREATE TABLE IF NOT EXISTS {s}.postings (
+    lexeme text NOT NULL, chunk_id bigint NOT NULL REFERENCES {s}.chunks(id) ON DELETE CASCADE,
+    na int NOT NULL, nb int NOT NULL);
+CREATE INDEX IF NOT EXISTS postings_lexeme ON {s}.postings(lexeme);
+CREATE INDEX IF NOT EXISTS postings_chunk ON {s}.postings(chunk_id);
 """
 
 
@@ -77,6 +82,14 @@ class PgWriter:
             for statement in DDL.split(";\n") if made is None else []:
                 if statement.strip():
                     conn.execute(self._q(statement))
+            if (
+                made is not None
+                and conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".postings',)).fetchone()[0] is None
+            ):
+                from ...errors import IndexIncompatible
+
+                raise IndexIncompatible(f"index {self.settings.index!r} was made by an earlier rag (no BM25 postings)",
+                                        hint="run `rag index PATH --rebuild`")  # fmt: skip
             row = conn.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'fingerprint'")).fetchone()
             if row is None:
                 conn.execute(self._q("INSERT INTO {s}.meta VALUES ('fingerprint', %s), ('generation', '0')"),
@@ -175,9 +188,14 @@ class PgWriter:
                     [(file_id, ch.ordinal, None if ch.doc_id is None else txt(ch.doc_id), txt(ch.title),
                       txt(local_schema.HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line,
                       ch.page, vector_text(mat[j])) for j, ch in enumerate(chunks)])  # fmt: skip
-            # a chunk's length for BM25: its lexeme positions, as the tsvector counts them
-            conn.execute(self._q("UPDATE {s}.chunks SET doclen = (SELECT coalesce(sum(array_length(u.positions, 1)), 0) "
-                                 "FROM unnest(tsv) u) WHERE file_id = %s AND doclen = 0"), (file_id,))  # fmt: skip
+            # BM25's statistics of the new chunks (doclen 0 until now): each lexeme's occurrences in title or
+            # heading (weight A) and in the text (B), and the chunk's length, as the tsvector counts them
+            conn.execute(self._q(
+                "INSERT INTO {s}.postings SELECT u.lexeme, c.id, "
+                "(SELECT count(*) FROM unnest(u.weights) w WHERE w = 'A'), (SELECT count(*) FROM unnest(u.weights) w "
+                "WHERE w <> 'A') FROM {s}.chunks c, unnest(c.tsv) u WHERE c.file_id = %s AND c.doclen = 0"), (file_id,))  # fmt: skip
+            conn.execute(self._q("UPDATE {s}.chunks SET doclen = greatest(1, (SELECT coalesce(sum(array_length(u.positions, 1)), 0) "
+                                 "FROM unnest(tsv) u)) WHERE file_id = %s AND doclen = 0"), (file_id,))  # fmt: skip
             if digest:  # the file is whole: visible at once, all of it
                 conn.commit()
                 pool(self.settings).putconn(conn)
