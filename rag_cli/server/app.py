@@ -86,7 +86,7 @@ class Hub:
         if reader is not None:
             info["generation"] = reader.generation
             info["chunks"] = reader.count
-            info["bm25"] = "memory" if reader.bm25_memory_bytes() else "fts5"
+            info["bm25"] = getattr(reader, "keyword", None) or ("memory" if reader.bm25_memory_bytes() else "fts5")
             if reader.bm25_memory_error:  # the postings failed to load: FTS5 answers
                 info["bm25_error"] = reader.bm25_memory_error
         info["sources"] = [s.name for s in retrieval.fanout.sources] if retrieval.fanout else []

@@ -42,6 +42,7 @@ class PgAllowed:
 
 class PgReader:
     bm25_memory_error = ""
+    keyword = "postgresql"  # what answers BM25, as /healthz reports it
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
