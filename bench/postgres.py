@@ -141,6 +141,9 @@ def main() -> None:
 
     work = CACHE / "pg-bench"
     work.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.rmtree(CACHE / "pgdata", ignore_errors=True)  # a fresh database each run: nothing cached from another rag
     server = pgserver.get_server(str(CACHE / "pgdata"), cleanup_mode="stop")
     url = server.get_uri()
     queries = [json.loads(x)["text"] for x in (CRANFIELD / "queries.jsonl").read_text().splitlines()][:100]
