@@ -97,9 +97,14 @@ class IndexLocked(IndexError_):
 
 
 class StoreUnavailable(IndexError_):
-    """The PostgreSQL store cannot be reached, refused us, or a statement passed its timeout."""
+    """The PostgreSQL store cannot be reached, refused us, or a statement passed its timeout. ``transient``:
+    a dropped connection, worth one more try of an idempotent read."""
 
     exit_code = EXIT_STORE
+
+    def __init__(self, message: str, *, hint: str | None = None, transient: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.transient = transient
 
 
 class EmbedderError(RagError):

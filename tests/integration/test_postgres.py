@@ -198,7 +198,7 @@ def test_database_stopped_while_serving(tmp_path: Path) -> None:
     server = pgserver.get_server(str(data), cleanup_mode="stop")
     url = server.get_uri()
     root = docs(tmp_path / "d", 3)
-    env = env_for(url, tmp_path / "home", RAG_INDEX="down", RAG_STORE_TIMEOUT="2")
+    env = env_for(url, tmp_path / "home", RAG_INDEX="down", RAG_STORE_TIMEOUT="1", RAG_RETRIEVE_TIMEOUT="6")
     assert run_cli("index", str(root), env=env).returncode == 0
     served = start_serve(tmp_path / "home", tmp_path, env=env)
     try:
@@ -219,3 +219,23 @@ def test_database_stopped_while_serving(tmp_path: Path) -> None:
         served.proc.send_signal(signal.SIGTERM)
         served.proc.wait(30)
         server.cleanup()
+
+
+def test_a_dropped_connection_is_tried_again(pg: str, tmp_path: Path) -> None:
+    """Reads are idempotent: a pooled connection the server dropped is replaced and the read tried again
+    (full-jitter backoff, as remote sources retry); without that the search after a database restart fails."""
+    import psycopg
+
+    from rag_cli.config import load_settings
+    from rag_cli.store import base as store_base
+
+    root = docs(tmp_path / "d", 3)
+    assert run_cli("index", str(root), env=env_for(pg, tmp_path / "home", RAG_INDEX="retry")).returncode == 0
+    reader = store_base.open_reader(load_settings(index="retry", store_url=pg, embed_backend="hash"))
+    assert reader.bm25("kestrel doc1", 3)
+    with psycopg.connect(pg, autocommit=True) as admin:
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE application_name = 'rag' AND pid <> pg_backend_pid()").fetchone()[0]  # fmt: skip
+    assert killed >= 1
+    hits = reader.bm25("kestrel doc1", 3)
+    assert hits and reader.hits(hits, "bm25")[0].path.endswith("doc1.md")

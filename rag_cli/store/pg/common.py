@@ -93,9 +93,29 @@ def connection(settings: Settings) -> Iterator[Any]:
         ) from None
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnavailable(
-            f"PostgreSQL at {redact(settings.store_url)}: {first}", hint="check --store / [store] url"
-        ) from None
+        raise StoreUnavailable(f"PostgreSQL at {redact(settings.store_url)}: {first}", hint="check --store / [store] url",
+                               transient=True) from None  # fmt: skip
+
+
+READ_ATTEMPTS = 3
+
+
+def read(settings: Settings, work: Any) -> Any:
+    """``work(conn)`` on a pooled connection: an idempotent read, tried again after a dropped connection
+    (the pool replaces it) with the remote sources' full-jitter backoff; timeouts and refusals are final."""
+    import time
+
+    from ...retrieve.remote import backoff
+
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            with connection(settings) as conn:
+                return work(conn)
+        except StoreUnavailable as exc:
+            if not exc.transient or attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")
 
 
 def _why(settings: Settings) -> str:

@@ -20,7 +20,7 @@ from .. import schema as local_schema
 from ..allowed import AllowedCache
 from ..layout import FORMAT_VERSION
 from ..reader import query_words
-from .common import connection, parse_vector, schema_name, vector_text
+from .common import connection, parse_vector, read, schema_name, vector_text
 
 if TYPE_CHECKING:
     from ...config import Settings
@@ -72,8 +72,7 @@ class PgReader:
         return psql.SQL(sql).format(s=psql.Identifier(self.schema))
 
     def _rows(self, sql: str, args: Any = ()) -> list[Any]:
-        with connection(self.settings) as conn:
-            return conn.execute(self._q(sql), args).fetchall()
+        return read(self.settings, lambda conn: conn.execute(self._q(sql), args).fetchall())
 
     # -- generations ----------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -127,17 +126,19 @@ class PgReader:
         if k <= 0 or (allowed is not None and not len(allowed)):
             return []
         q = vector_text(query_vec)
-        with connection(self.settings) as conn, conn.transaction():
-            if allowed is None or allowed.everything:
-                conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, int(k)))}")
-                rows = conn.execute(self._q("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks "
-                                            "ORDER BY embedding <#> %s::vector LIMIT %s"), (q, q, k)).fetchall()  # fmt: skip
-            else:
-                rows = conn.execute(self._q(
+
+        def work(conn: Any) -> list[Any]:
+            with conn.transaction():
+                if allowed is None or allowed.everything:
+                    conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, int(k)))}")
+                    return conn.execute(self._q("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks "
+                                                "ORDER BY embedding <#> %s::vector LIMIT %s"), (q, q, k)).fetchall()  # fmt: skip
+                return conn.execute(self._q(
                     "WITH c AS MATERIALIZED (SELECT id, embedding FROM {s}.chunks WHERE file_id = ANY(%s)) "
                     "SELECT id, -(embedding <#> %s::vector) AS s FROM c ORDER BY s DESC LIMIT %s"),
                     (allowed.file_ids, q, k)).fetchall()  # fmt: skip
-        return [(int(i), float(s)) for i, s in rows]
+
+        return [(int(i), float(s)) for i, s in read(self.settings, work)]
 
     # -- keyword search: Okapi BM25 from the tsvector's term statistics ---------------------------------
     def _terms(self, query: str) -> list[tuple[str, float]]:
@@ -148,16 +149,21 @@ class PgReader:
         words = query_words(query)
         if not words:
             return []
-        with connection(self.settings) as conn:
+
+        def work(conn: Any) -> tuple[list[str], Any, dict[str, int]]:
             lexemes = [r[0] for r in conn.execute(
                 "SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', %s)))", (" ".join(words),))]  # fmt: skip
             if not lexemes:
-                return []
-            gen = self.generation
-            stats = self._stats.get(gen, lambda: conn.execute(self._q(
+                return [], None, {}
+            stats = self._stats.get(self.generation, lambda: conn.execute(self._q(
                 "SELECT count(*), coalesce(avg(doclen), 0) FROM {s}.chunks")).fetchone())  # fmt: skip
             dfs = dict(conn.execute(self._q("SELECT lexeme, count(*) FROM {s}.postings WHERE lexeme = ANY(%s) "
                                             "GROUP BY lexeme"), (lexemes,)).fetchall())  # fmt: skip
+            return lexemes, stats, dfs
+
+        lexemes, stats, dfs = read(self.settings, work)
+        if not lexemes:
+            return []
         out = []
         for lex in lexemes:
             df = dfs.get(lex, 0)
@@ -277,4 +283,3 @@ class PgReader:
 
     def close(self) -> None:
         return None  # the connection pool is the process's
-
