@@ -4,6 +4,7 @@ documented exit code and one clean line (or click's usage block), never a Python
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,8 @@ def test_demo_says_where_its_index_is() -> None:
     """Issue 21, 9: `make demo` keeps its index in ./.rag-home and its last line says how to use it."""
     import subprocess
 
-    out = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}  # under `make test`
+    out = subprocess.run(["make", "--no-print-directory", "-n", "demo"], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[2], env=env)  # fmt: skip
     last = out.stdout.strip().splitlines()[-1]
     assert "RAG_HOME=" in last and "--index demo" in last
