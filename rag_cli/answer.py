@@ -176,8 +176,7 @@ async def answer(
     if fanout is not None and not fanout.sources:
         res = SearchResult(query or question, mode or settings.retrieve_mode, [])  # --no-index: the context alone
     else:
-        narrow = {"filter": filter} if filter else {}  # a retrieve.filters.Filter: part of the index
-        res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode, **narrow)
+        res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode, filter=filter)
     result.degraded = res.degraded
     for name, ms in res.timings.items():
         result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms

@@ -168,8 +168,7 @@ def create_app(hub: Hub) -> web.Application:
             state["inflight"] += 1
             metrics.inflight.set(state["inflight"])
             try:
-                narrow = {"filter": flt} if flt else {}
-                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand, **narrow)
+                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand, filter=flt)
             except AllSourcesFailed as exc:
                 return json_response({"query": query, "mode": mode, "hits": [], "error": exc.message,
                                       "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]},

@@ -78,7 +78,7 @@ def build(hub: Any) -> Any:
             flt = filter_field({"path": path, "type": type, "since": since})
         except UsageError as exc:
             raise _tool_error(exc.message) from None
-        res = await retrieval.search(query, k=k, mode=mode, **({"filter": flt} if flt else {}))
+        res = await retrieval.search(query, k=k, mode=mode, filter=flt)
         hits = res.hits[:k]
         return {"index": name, "query": query, "mode": mode,
                 "hits": [{"rank": i, "path": h.path, "location": h.location, "title": h.title,
