@@ -65,8 +65,9 @@ class Allowed:
             return got[1]
 
 
-class AllowedCache:
-    """The last ``size`` filters' allowed sets of a reader, keyed by (generation, filter)."""
+class BoundedCache:
+    """The last ``size`` values made for their keys (a reader's allowed sets by (generation, filter), the
+    PostgreSQL reader's BM25 statistics by generation); the oldest goes first."""
 
     def __init__(self, size: int = 32) -> None:
         self.size = size

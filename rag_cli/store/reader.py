@@ -22,7 +22,7 @@ from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _TOKEN
 from ..types import Hit
 from . import layout, schema, vectors
-from .allowed import Allowed, AllowedCache
+from .allowed import Allowed, BoundedCache
 from .keyword import MemoryBM25, QueryTokenizer
 from .layout import REPAIR
 
@@ -66,7 +66,7 @@ class IndexReader:
         self._memory_job: tuple[Path, int, tuple[float, float, float]] | None = None  # being built or failed
         self._tokenizer: QueryTokenizer | None = None
         self.bm25_memory_error = ""
-        self._allowed = AllowedCache()
+        self._allowed = BoundedCache()
         self._check_db()
 
     def _check_db(self) -> None:

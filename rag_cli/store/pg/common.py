@@ -130,13 +130,17 @@ def _why(settings: Settings) -> str:
     return f"no connection within {settings.store_timeout:g} s (every pooled one busy)"
 
 
+def schema_made(conn: Any, schema: str) -> bool:
+    """Whether the index schema ``schema`` exists (its ``meta`` table: the writer creates it first)."""
+    row = conn.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'", (schema,)
+    ).fetchone()
+    return row is not None
+
+
 def index_exists(settings: Settings) -> bool:
     with connection(settings) as conn:
-        row = conn.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'",
-            (schema_name(settings.index),),
-        ).fetchone()
-        return row is not None
+        return schema_made(conn, schema_name(settings.index))
 
 
 def list_indexes(settings: Settings) -> list[str]:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from ...errors import IndexNotFound
 from ...types import Hit
 from .. import schema as local_schema
-from ..allowed import AllowedCache
+from ..allowed import BoundedCache
 from ..layout import FORMAT_VERSION
 from ..reader import query_words
-from .common import connection, parse_vector, read, schema_name, vector_text
+from .common import connection, parse_vector, read, schema_made, schema_name, vector_text
 
 if TYPE_CHECKING:
     from ...config import Settings
@@ -50,16 +50,11 @@ class PgReader:
         self.schema = schema_name(settings.index)
         self.generation = -1
         self.count = 0
-        self._allowed = AllowedCache()
-        self._stats = AllowedCache(64)  # generation -> (chunks, average length)
-        self._avgdl = 1.0
+        self._allowed = BoundedCache()
+        self._stats = BoundedCache(64)  # generation -> (chunks, average length)
         self._checked = 0.0
         with connection(settings) as conn:
-            row = conn.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'",
-                (self.schema,),
-            ).fetchone()
-            if row is None:
+            if not schema_made(conn, self.schema):
                 raise IndexNotFound(f"no index named {self.name!r} in the PostgreSQL store",
                                     hint=f"run `rag index PATH --index {self.name} --store URL` first")  # fmt: skip
             fp = conn.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'fingerprint'")).fetchone()
@@ -141,14 +136,14 @@ class PgReader:
         return [(int(i), float(s)) for i, s in read(self.settings, work)]
 
     # -- keyword search: Okapi BM25 from the tsvector's term statistics ---------------------------------
-    def _terms(self, query: str) -> list[tuple[str, float]]:
+    def _terms(self, query: str) -> tuple[list[tuple[str, float]], float]:
         """The query's lexemes (english stemming, stop words out) with their idf in this generation:
-        ``ln((N - df + 0.5) / (df + 0.5))``, at least 1e-6 (as FTS5 clamps it)."""
+        ``ln((N - df + 0.5) / (df + 0.5))``, at least 1e-6 (as FTS5 clamps it); and the average chunk length."""
         import math
 
         words = query_words(query)
         if not words:
-            return []
+            return [], 1.0
 
         def work(conn: Any) -> tuple[list[str], Any, dict[str, int]]:
             lexemes = [r[0] for r in conn.execute(
@@ -163,14 +158,13 @@ class PgReader:
 
         lexemes, stats, dfs = read(self.settings, work)
         if not lexemes:
-            return []
+            return [], 1.0
         out = []
         for lex in lexemes:
             df = dfs.get(lex, 0)
             idf = math.log((stats[0] - df + 0.5) / (df + 0.5)) if stats[0] else 0.0
             out.append((lex, max(idf, 1e-6)))
-        self._avgdl = float(stats[1]) or 1.0
-        return out
+        return out, float(stats[1]) or 1.0
 
     def _bm25_sql(self, where: str) -> str:
         """Per matching chunk: sum over the query's lexemes of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len /
@@ -183,19 +177,20 @@ class PgReader:
             "JOIN {s}.chunks c ON c.id = p.chunk_id" + where + " GROUP BY p.chunk_id"
         )
 
-    def _bm25_args(self, terms: list[tuple[str, float]], weights: tuple[float, float, float]) -> dict[str, Any]:
-        return {"avgdl": self._avgdl, "wa": max(weights[0], weights[1]), "wb": weights[2],
+    @staticmethod
+    def _bm25_args(terms: list[tuple[str, float]], avgdl: float, weights: tuple[float, float, float]) -> dict[str, Any]:
+        return {"avgdl": avgdl, "wa": max(weights[0], weights[1]), "wb": weights[2],
                 "lex": [lex for lex, _ in terms], "idf": [idf for _, idf in terms]}  # fmt: skip
 
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
              allowed: PgAllowed | None = None) -> list[tuple[int, float]]:  # fmt: skip
         if k <= 0 or (allowed is not None and not len(allowed)):
             return []
-        terms = self._terms(query)
+        terms, avgdl = self._terms(query)
         if not terms:
             return []
         narrow = allowed is not None and not allowed.everything
-        args = {**self._bm25_args(terms, weights), "k": k, "files": allowed.file_ids if narrow else None}  # type: ignore[union-attr]
+        args = {**self._bm25_args(terms, avgdl, weights), "k": k, "files": allowed.file_ids if narrow else None}  # type: ignore[union-attr]
         sql = (
             self._bm25_sql(" AND c.file_id = ANY(%(files)s)" if narrow else "")
             + " ORDER BY s DESC, p.chunk_id LIMIT %(k)s"
@@ -211,9 +206,9 @@ class PgReader:
             for i, s in self._rows("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks WHERE id = ANY(%s)",
                                    (vector_text(query_vec), ids)):  # fmt: skip
                 out[int(i)]["dense"] = float(s)
-        terms = self._terms(query)
+        terms, avgdl = self._terms(query)
         if terms:
-            args = {**self._bm25_args(terms, weights), "ids": list(ids)}
+            args = {**self._bm25_args(terms, avgdl, weights), "ids": list(ids)}
             found = dict(self._rows(self._bm25_sql(" AND c.id = ANY(%(ids)s)"), args))
             for i in ids:
                 out[i]["bm25"] = float(found.get(i, 0.0))

@@ -21,7 +21,7 @@ from ...types import Chunk
 from .. import schema as local_schema
 from ..layout import FORMAT_VERSION, check_fingerprint
 from ..writer import FileState
-from .common import connection, parse_vector, pool, schema_name, vector_text
+from .common import connection, parse_vector, pool, schema_made, schema_name, vector_text
 
 if TYPE_CHECKING:
     from ...config import Settings
@@ -75,17 +75,13 @@ class PgWriter:
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self.schema,))
             if self.rebuild:
                 conn.execute(self._q("DROP SCHEMA IF EXISTS {s} CASCADE"))
-            made = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'",
-                                (self.schema,)).fetchone()  # fmt: skip
+            made = schema_made(conn, self.schema)
             # only a new index runs the DDL: CREATE INDEX takes its table's share lock even when the index
             # exists, and would deadlock with another writer's open file transaction
-            for statement in DDL.split(";\n") if made is None else []:
+            for statement in DDL.split(";\n") if not made else []:
                 if statement.strip():
                     conn.execute(self._q(statement))
-            if (
-                made is not None
-                and conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".postings',)).fetchone()[0] is None
-            ):
+            if made and conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".postings',)).fetchone()[0] is None:
                 from ...errors import IndexIncompatible
 
                 raise IndexIncompatible(f"index {self.settings.index!r} was made by an earlier rag (no BM25 postings)",
