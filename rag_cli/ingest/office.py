@@ -14,16 +14,17 @@ import io
 import posixpath
 import re
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 from xml.etree import ElementTree as ET
 
 from ..types import Block, Document
 from .budget import check
 from .loaders import SkipFile, _require_text, _stem_title, load_html, register_loader
+from .records import table_blocks
 
 MAX_UNPACKED = 512 << 20  # a zip that unpacks past this is a bomb or not a document
 MAX_CELLS = 2_000_000  # cells read of one workbook
-ROWS_PER_BLOCK = 20  # spreadsheet rows a block holds (the chunker packs blocks into chunks)
 
 
 def _zip(data: bytes, kind: str) -> zipfile.ZipFile:
@@ -149,35 +150,20 @@ def load_xlsx(path: str, data: bytes) -> list[Document]:
     wb = _open(lambda: openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True), "xlsx")
     blocks: list[Block] = []
     cells = 0
+
+    def rows(ws: Any) -> Iterator[tuple[int, list[str]]]:
+        nonlocal cells
+        for r, values in enumerate(ws.iter_rows(values_only=True), start=1):
+            cells += len(values)
+            if not r & 255:
+                check()
+            if cells > MAX_CELLS:
+                raise SkipFile(f"workbook over {MAX_CELLS:,} cells")
+            yield r, [_cell(v) for v in values]
+
     try:
         for n, ws in enumerate(wb.worksheets, start=1):
-            header: list[str] | None = None
-            rows: list[str] = []
-            first = 0
-            for r, values in enumerate(ws.iter_rows(values_only=True), start=1):
-                cells += len(values)
-                if not r & 255:
-                    check()
-                if cells > MAX_CELLS:
-                    raise SkipFile(f"workbook over {MAX_CELLS:,} cells")
-                texts = [_cell(v) for v in values]
-                if not any(texts):
-                    continue
-                if header is None:  # the first row with text names the columns
-                    header = [t or f"column {i + 1}" for i, t in enumerate(texts)]
-                    continue
-                named = [f"{h}: {t}" for h, t in zip(header, texts, strict=False) if t]
-                named += [t for t in texts[len(header) :] if t]
-                if not rows:
-                    first = r
-                rows.append("; ".join(named))
-                if len(rows) >= ROWS_PER_BLOCK:
-                    blocks.append(Block("\n".join(rows), (ws.title,), first, r, page=n))
-                    rows = []
-            if rows:
-                blocks.append(Block("\n".join(rows), (ws.title,), first, first + len(rows) - 1, page=n))
-            elif header is not None and not any(b.page == n for b in blocks):
-                blocks.append(Block(" | ".join(header), (ws.title,), page=n))  # a sheet of one row
+            blocks += table_blocks(rows(ws), (ws.title,), n)
     finally:
         wb.close()
     return [Document(path, _stem_title(path), _require_text(blocks), kind="xlsx")]

@@ -14,6 +14,7 @@ import email.policy
 import io
 import json
 import re
+from collections.abc import Iterable, Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -37,6 +38,36 @@ MAX_ATTACHMENT_DEPTH = 2  # a mail attached to a mail attached to a mail is read
 # -- CSV / TSV ------------------------------------------------------------------------------------
 
 
+def table_blocks(rows: Iterable[tuple[int, list[str]]], heading: tuple[str, ...] = (),
+                 page: int | None = None) -> list[Block]:  # fmt: skip
+    """Rows of a table (line or row number, cell texts) as blocks of up to ``ROWS_PER_BLOCK`` rows, each row
+    ``column: value; ...`` named by the first row with text (the header); a table of a header alone is it."""
+    header: list[str] | None = None
+    header_at = 0
+    blocks: list[Block] = []
+    lines: list[str] = []
+    first = last = 0
+    for at, cells in rows:
+        if not any(cells):
+            continue
+        if header is None:
+            header, header_at = [c or f"column {i + 1}" for i, c in enumerate(cells)], at
+            continue
+        named = [f"{h}: {c}" for h, c in zip(header, cells, strict=False) if c] + [c for c in cells[len(header) :] if c]
+        if not lines:
+            first = at
+        lines.append("; ".join(named))
+        last = at
+        if len(lines) >= ROWS_PER_BLOCK:
+            blocks.append(Block("\n".join(lines), heading, first, last, page))
+            lines = []
+    if lines:
+        blocks.append(Block("\n".join(lines), heading, first, last, page))
+    if not blocks and header:
+        blocks.append(Block(" | ".join(header), heading, header_at, header_at, page))
+    return blocks
+
+
 def _delimited(path: str, data: bytes, delimiter: str | None) -> list[Document]:
     notes: list[str] = []
     text = decode_text(data, notes)
@@ -47,35 +78,17 @@ def _delimited(path: str, data: bytes, delimiter: str | None) -> list[Document]:
             delimiter = ","
     csv.field_size_limit(1 << 24)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header: list[str] | None = None
-    blocks: list[Block] = []
-    rows: list[str] = []
-    first = 0
-    try:
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
         for row in reader:
             if not reader.line_num & 255:
                 check()
-            cells = [c.strip() for c in row]
-            if not any(cells):
-                continue
-            if header is None:
-                header = [c or f"column {i + 1}" for i, c in enumerate(cells)]
-                continue
-            if not rows:
-                first = reader.line_num
-            named = [f"{h}: {c}" for h, c in zip(header, cells, strict=False) if c] + [
-                c for c in cells[len(header) :] if c
-            ]
-            rows.append("; ".join(named))
-            if len(rows) >= ROWS_PER_BLOCK:
-                blocks.append(Block("\n".join(rows), (), first, reader.line_num))
-                rows = []
+            yield reader.line_num, [c.strip() for c in row]
+
+    try:
+        blocks = table_blocks(rows())
     except csv.Error as exc:
         raise SkipFile(f"malformed CSV at line {reader.line_num}: {exc}") from None
-    if rows:
-        blocks.append(Block("\n".join(rows), (), first, reader.line_num))
-    if not blocks and header:
-        blocks.append(Block(" | ".join(header), (), 1, 1))
     kind = "tsv" if delimiter == "\t" else "csv"
     return [Document(path, _stem_title(path), _require_text(blocks), kind=kind, notes=notes)]
 
