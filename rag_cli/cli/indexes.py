@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .app import app
 from .common import ConfigOpt, JsonOpt, StoreOpt, settings_from
-from .output import get_env
+from .output import Env, get_env
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 indexes_app = typer.Typer(help="List, inspect and drop indexes.", no_args_is_help=False)
 app.add_typer(indexes_app, name="indexes")
@@ -115,11 +118,7 @@ def drop_cmd(
             f"refusing to drop {path}: it is not a rag index (no CURRENT file and manifest)",
             hint="remove it by hand if you really mean to",
         )
-    if not yes:
-        if not env.stdin_tty:
-            raise UsageError(f"refusing to drop index {name!r} without --yes (stdin is not a terminal)")
-        if not typer.confirm(f"Drop index {name!r} at {path}?", err=True):
-            raise typer.Exit(1)
+    _confirm(env, name, f"at {path}", yes)
     with IndexLock(path / "lock", wait=settings.index_lock_wait):
         # move it aside first: readers see it gone at once, and a crash mid-delete leaves no half index
         trash = root / f".dropped-{name}-{os.getpid()}"
@@ -128,23 +127,28 @@ def drop_cmd(
     env.err(f"dropped index {name!r}")
 
 
-def _drop_from_database(env: object, settings: object, name: str, yes: bool) -> None:
-    """Drop an index's schema (every table of it) from the PostgreSQL store."""
-    from ..errors import IndexNotFound, UsageError
-    from ..store import base as store_base
-    from ..store.pg.common import connection, schema_name
+def _confirm(env: Env, name: str, where: str, yes: bool) -> None:
+    """Ask before dropping (a terminal), or refuse without --yes (a script)."""
+    from ..errors import UsageError
 
-    if not store_base.exists(settings):  # type: ignore[arg-type]
+    if yes:
+        return
+    if not env.stdin_tty:
+        raise UsageError(f"refusing to drop index {name!r} without --yes (stdin is not a terminal)")
+    if not typer.confirm(f"Drop index {name!r} {where}?", err=True):
+        raise typer.Exit(1)
+
+
+def _drop_from_database(env: Env, settings: Settings, name: str, yes: bool) -> None:
+    """Drop an index's schema (every table of it) from the PostgreSQL store."""
+    from ..errors import IndexNotFound
+    from ..store import base as store_base
+    from ..store.pg.common import drop_index
+
+    if not store_base.exists(settings):
         raise IndexNotFound(
             f"no index named {name!r} in the PostgreSQL store", hint="`rag indexes --store URL` lists them"
         )
-    if not yes:
-        if not get_env().stdin_tty:
-            raise UsageError(f"refusing to drop index {name!r} without --yes (stdin is not a terminal)")
-        if not typer.confirm(f"Drop index {name!r} from the database?", err=True):
-            raise typer.Exit(1)
-    from psycopg import sql
-
-    with connection(settings) as conn, conn.transaction():  # type: ignore[arg-type]
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema_name(name))))
-    get_env().err(f"dropped index {name!r}")
+    _confirm(env, name, "from the database", yes)
+    drop_index(settings)
+    env.err(f"dropped index {name!r}")

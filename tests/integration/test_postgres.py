@@ -97,6 +97,10 @@ def test_index_search_ask_and_incremental(pg: str, tmp_path: Path) -> None:
     assert "basic" in [i["name"] for i in listed["indexes"]]
     info = json.loads(run_cli("indexes", "info", "basic", "--json", env=env).stdout)
     assert info["files"] == 6 and info["chunks"] == sum(after.values())
+    assert run_cli("indexes", "drop", "basic", env=env).returncode == 2  # no --yes off a terminal
+    assert run_cli("indexes", "drop", "basic", "--yes", env=env).returncode == 0
+    assert "basic" not in [i["name"] for i in json.loads(run_cli("indexes", "--json", env=env).stdout)["indexes"]]
+    assert run_cli("search", "otters", env=env).returncode == 3
 
 
 def test_fingerprint_mismatch_is_refused(pg: str, tmp_path: Path) -> None:

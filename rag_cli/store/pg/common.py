@@ -143,6 +143,14 @@ def index_exists(settings: Settings) -> bool:
         return schema_made(conn, schema_name(settings.index))
 
 
+def drop_index(settings: Settings) -> None:
+    """Drop the schema of ``settings.index``: every table of it, in one transaction."""
+    from psycopg import sql
+
+    with connection(settings) as conn, conn.transaction():
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema_name(settings.index))))
+
+
 def list_indexes(settings: Settings) -> list[str]:
     with connection(settings) as conn:
         rows = conn.execute(
