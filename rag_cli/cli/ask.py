@@ -43,16 +43,9 @@ def llm_settings(config: Path | None, **kw: Any) -> Settings:
     s = settings_from(config, **kw)
     if fallback is not None:
         s.llm_fallback = [f.strip() for f in fallback.split(",") if f.strip()]
-    from ..llm.base import names
-    from ..plugins import load_plugins
+    from ..llm.base import require
 
-    load_plugins()
-    known = names()
-    for name in (s.llm_backend, *s.llm_fallback):  # a typo fails here, not after retrieval as a refusal
-        if name not in known:
-            from ..errors import UsageError
-
-            raise UsageError(f"unknown LLM backend {name!r}; choose one of {', '.join(known)}")
+    require(s.llm_backend, *s.llm_fallback)  # a typo fails here (plugins are loaded), not after retrieval
     if "local" in (s.llm_backend, *s.llm_fallback) and s.llm_model:
         from ..llm.local import model_ref
 

@@ -75,9 +75,14 @@ def _load_builtins() -> None:
     from . import extractive, local, openai  # noqa: F401  (registering is their import side effect)
 
 
+def require(*wanted: str) -> None:
+    """ConfigError (exit 2) for a backend name no built-in or plugin registers."""
+    known = names()
+    for name in wanted:
+        if name not in known:
+            raise ConfigError(f"unknown LLM backend {name!r}; choose one of {', '.join(known)}")
+
+
 def create(name: str, settings: Settings, services: dict[str, Any] | None = None) -> Backend:
-    _load_builtins()
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise ConfigError(f"unknown LLM backend {name!r}; choose one of {', '.join(names())}")
-    return factory(settings, services or {})
+    require(name)
+    return _REGISTRY[name](settings, services or {})
