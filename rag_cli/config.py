@@ -86,7 +86,7 @@ class Settings:
     index_exclude: list[str] = field(default_factory=list)  # gitignore-style globs never indexed (.ragignore's
     # rules, for trees where a .ragignore cannot be written)
     index_max_file_mb: float = 20.0
-    index_queue_files: int = 64
+    index_queue_files: int = 1024  # files loaded ahead of the embedder (QUEUE_BYTES bounds their text)
     index_watch_debounce_ms: int = 800  # rag index --watch: how long events settle into one batch
     index_ann_threshold: int = 200_000  # vectors from which search uses IVF instead of exact flat (0: never)
     index_ann_nprobe: int = 32  # IVF lists probed per query (recall/latency trade-off, bench/ann.py)

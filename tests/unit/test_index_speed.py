@@ -116,3 +116,44 @@ def test_progress_protocol_has_the_eta_events() -> None:
     p = Progress()
     for name in ("plan", "read", "text_queued", "text_done", "note"):
         assert callable(getattr(p, name))
+
+
+class Recording(Progress):
+    def __init__(self) -> None:
+        self.chunks = self.queued = self.done = 0
+        self.steps: list[int] = []
+
+    def text_queued(self, chars: int) -> None:
+        self.queued += chars
+
+    def chunks_done(self, n: int) -> None:
+        self.chunks += n
+        self.steps.append(n)
+
+    def text_done(self, chars: int) -> None:
+        self.done += chars
+
+
+def test_many_small_files_embed_in_big_length_sorted_rounds(tmp_path: Path, hash_settings: object) -> None:
+    """Small files (one chunk each) are embedded together, far past the 64 files one call used to see, in
+    rounds of texts of similar length; the progress events add up to the run's chunks and text."""
+    root = tmp_path / "many"
+    for i in range(600):
+        write(root / f"n{i:03}.txt", f"Note {i}\n\n" + " ".join(f"word{j}" for j in range(5 + i % 37)) + ".\n")
+    emb = Counting(embed_base.create(hash_settings))  # type: ignore[arg-type]
+    calls: list[list[str]] = []
+    inner = emb.embed
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return inner(texts)
+
+    emb.embed = embed  # type: ignore[method-assign]
+    prog = Recording()
+    report = runtime.run(index_paths([root], hash_settings, emb, progress=prog))  # type: ignore[arg-type]
+    assert report.chunks_added == 600
+    assert max(len(c) for c in calls) > 64
+    # within a call, lengths rise (sorted across the group, interleaved between parallel calls)
+    assert all([len(t) for t in c] == sorted(len(t) for t in c) for c in calls)
+    assert prog.chunks == 600 and len(prog.steps) > 1
+    assert prog.done == prog.queued
