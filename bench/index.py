@@ -52,6 +52,11 @@ print(json.dumps({"docs": len(docs), "nodes": len(index.docstore.docs), "seconds
 """
 
 LI_VENV = CACHE / "li-venv"
+DIM = 384  # the hash embedder's and MiniLM's dimension
+
+
+def vec_mib(report: dict) -> float:
+    return report["chunks"]["added"] * DIM * 4 / 2**20
 
 
 def write_txt_folder(corpus: Path, folder: Path) -> int:
@@ -192,7 +197,9 @@ def main() -> None:
         + ".",
         f"Big `.jsonl`, hash embedder: 20 MB ({n20:,} docs, {rep20['chunks']['added']:,} chunks) {s20:.0f} s, "
         f"peak RSS {rss20:.0f} MiB; 200 MB ({n200:,} docs, {rep200['chunks']['added']:,} chunks) {s200:.0f} s, "
-        f"peak RSS {rss200:.0f} MiB.",
+        f"peak RSS {rss200:.0f} MiB. The vectors the index must hold (chunks x {DIM} floats) are "
+        f"{vec_mib(rep20):.0f} and {vec_mib(rep200):.0f} MiB; the rest is {rss20 - vec_mib(rep20):.0f} and "
+        f"{rss200 - vec_mib(rep200):.0f} MiB (text in flight is bounded by the queue: 64 MiB).",
     ]
     write_section("Indexing (bench/index.py)", lines)
     print("\n".join(lines))

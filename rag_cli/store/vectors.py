@@ -46,17 +46,35 @@ def build_ivf(xb: Any, ids: Any, nprobe: int, seed: int = 1234) -> Any:
     """An IVF-Flat inner-product index over ``xb`` (n x d float32) with ``ids`` (int64)."""
     import numpy as np
 
+    n = len(xb)
+    sample = xb[train_rows(n, seed)] if n > train_size(n) else xb
+    batches = ((xb[s : s + 100_000], ids[s : s + 100_000]) for s in range(0, n, 100_000))
+    return build_ivf_from(np.ascontiguousarray(sample, dtype=np.float32), batches, n, nprobe, seed)
+
+
+def train_size(n: int) -> int:
+    return min(n, 40 * nlist_for(n))  # faiss wants >= 39 points per centroid
+
+
+def train_rows(n: int, seed: int = 1234) -> Any:
+    """Which of ``n`` rows (sorted positions) train the IVF index of ``n`` vectors."""
+    import numpy as np
+
+    return np.sort(np.random.default_rng(seed).choice(n, train_size(n), replace=False))
+
+
+def build_ivf_from(sample: Any, batches: Any, n: int, nprobe: int, seed: int = 1234) -> Any:
+    """An IVF-Flat inner-product index for ``n`` vectors, trained on ``sample`` and filled from ``batches``
+    of (vectors, ids): the vectors need not all be in memory at once."""
     f = faiss()
-    n, d = xb.shape
+    d = sample.shape[1]
     nlist = nlist_for(n)
     quantizer = f.IndexFlatIP(d)
     index = f.IndexIVFFlat(quantizer, d, nlist, f.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
-    train_n = min(n, 40 * nlist)  # faiss wants >= 39 points per centroid
-    sample = xb if train_n == n else xb[np.random.default_rng(seed).choice(n, train_n, replace=False)]
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    for start in range(0, n, 100_000):
-        index.add_with_ids(np.ascontiguousarray(xb[start : start + 100_000]), ids[start : start + 100_000])
+    index.train(sample)
+    for xb, ids in batches:
+        index.add_with_ids(xb, ids)
     index.nprobe = min(nprobe, nlist)
     return index
 

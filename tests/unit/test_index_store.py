@@ -239,6 +239,47 @@ def test_ivf_above_threshold_follows_adds_removes_and_shrinks(hash_settings: Set
     assert structure() == (False, 25)  # under half the threshold: exact again
 
 
+def test_ivf_trains_on_a_sample_read_from_the_vectors_table(
+    hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big index is made IVF from the vectors table in batches, trained on a sample of its rows (the
+    flat index in memory is let go first); the sample is exactly the rows asked for, and the index finds
+    each document."""
+    import sqlite3
+
+    import numpy as np
+
+    from rag_cli.store import vectors, writer
+    from rag_cli.store.writer import IndexWriter
+
+    monkeypatch.setattr(vectors, "train_size", lambda n: min(n, 48))  # fewer rows than vectors: a sample
+    monkeypatch.setattr(writer, "TABLE_BATCH", 7)  # samples and batches across many reads
+    settings = replace(hash_settings, index_ann_threshold=60, index_ann_nprobe=64)
+    docs = tmp_path / "docs"
+    for i in range(90):
+        write(docs / f"d{i:03d}.md", f"# Doc {i}\n\nsample{i} token{i * 7} word{i % 5}\n")
+    build(settings, docs)
+    reader = IndexReader(settings.index_dir)
+    try:
+        reader.refresh()
+        assert vectors.is_ivf(reader.index) and reader.index.ntotal == 90
+    finally:
+        reader.close()
+    for i in (3, 47, 88):
+        assert search(settings, f"sample{i} token{i * 7} word{i % 5}", "dense")[0] == f"d{i:03d}.md"
+    w = IndexWriter.__new__(IndexWriter)  # only its table reading
+    w.conn = sqlite3.connect(layout.require_data_dir(settings.index_dir) / layout.DB)
+    w.dim = create(settings).dim
+    try:
+        all_ids = np.concatenate([ids for _, ids in w._table_batches()])
+        rows = np.array([0, 6, 7, 9, 10, 13, 14, 89])
+        picked = list(w._table_batches(rows))
+        assert np.array_equal(np.concatenate([ids for _, ids in picked]), all_ids[rows])
+        assert sum(len(m) for m, _ in picked) == 8 and picked[0][0].shape[1] == w.dim
+    finally:
+        w.conn.close()
+
+
 def test_embed_parallel_keeps_row_order() -> None:
     """Split into concurrent calls, the vectors still line up with their texts."""
     import numpy as np
