@@ -52,7 +52,7 @@ print(json.dumps({"docs": len(docs), "nodes": len(index.docstore.docs), "seconds
 """
 
 LI_VENV = CACHE / "li-venv"
-DIM = 384  # the hash embedder's and MiniLM's dimension
+DIM = 256  # the hash embedder's dimension (the big-.jsonl runs use it)
 
 
 def vec_mib(report: dict) -> float:
