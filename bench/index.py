@@ -168,15 +168,21 @@ def main() -> None:
         # the one-time export, measured apart: every later run on the machine finds it cached
         export_cache = work / "onnx-cache"
         t_export, rep_export, _ = rag_index(folder, work / "h-export", RAG_ONNX_CACHE=str(export_cache))
+        one = work / "one"  # the int8 model is quantised from the fp32 one once too: not inside the timed runs
+        one.mkdir()
+        (one / "a.txt").write_text("warm-up\n")
+        rag_index(one, work / "h-warm", RAG_ONNX_CACHE=str(export_cache), RAG_EMBED_BACKEND="onnx",
+                  RAG_EMBED_ONNX_VARIANT="int8")  # fmt: skip
+        cached = {"RAG_ONNX_CACHE": str(export_cache)}  # every later run on the machine finds both cached
         runs: dict[str, tuple[float, float, dict | None]] = {}
         for name, path in (("files", folder), ("jsonl", corpus)):
             plain_s, out, plain_rss = timed([py, "-c", PLAIN, str(corpus)], rag_env(work))
             runs[f"plain-{name}"] = (plain_s, plain_rss, None)
             for label, extra in (("default", {}), ("torch", {"RAG_EMBED_DOC_BACKEND": "torch"}),
                                  ("int8", {"RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "int8"})):  # fmt: skip
-                secs, rep, rss = rag_index(path, work / f"h-{name}-{label}", **extra)
+                secs, rep, rss = rag_index(path, work / f"h-{name}-{label}", **cached, **extra)
                 runs[f"{label}-{name}"] = (secs, rss, rep)
-        reruns = [rag_index(folder, work / "h-files-default")[0] for _ in range(3)]
+        reruns = [rag_index(folder, work / "h-files-default", **cached)[0] for _ in range(3)]
         rerun = sorted(reruns)[1]
         li = None
         if not skip_li and ensure_llamaindex():
