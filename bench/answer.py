@@ -39,7 +39,12 @@ SETS = {
     "gitdocs": (SHARED / "eval" / "gitdocs" / "html", SHARED / "eval" / "gitdocs" / "qa.jsonl"),
     "sample": (ROOT / "sample_corpus", ROOT / "sample_corpus" / "qa.jsonl"),
 }
-BEFORE = {"answer_evidence": False, "answer_verify": False, "answer_k": 5}  # the previous defaults
+BEFORE = {
+    "answer_evidence": False,
+    "answer_verify": False,
+    "answer_k": 5,
+    "answer_min_evidence": 0.0,
+}  # the previous defaults
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "local": ("local", {}),
     "before": ("local", BEFORE),
@@ -132,7 +137,10 @@ def main() -> None:
     question = json.loads(SETS[args.sets[0]][1].read_text().splitlines()[0])["question"]
     for label, extra in (
         ("default", {}),
-        ("before", {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5"}),
+        (
+            "before",
+            {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5", "RAG_ANSWER_MIN_EVIDENCE": "0"},
+        ),
     ):
         secs = []
         for _ in range(3):

@@ -19,7 +19,7 @@ from typing import Any
 from . import runtime
 from .config import Settings
 from .errors import LLMError, NoRelevantPassages
-from .evidence import PROMPT_VERSION, joined, select
+from .evidence import PROMPT_VERSION, Sentence, joined, score, select
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt
 from .retrieve.fanout import SearchResult
@@ -191,6 +191,8 @@ async def answer(
             f"index {settings.index!r}; not answering rather than guessing",
             hint="index documents about it, or rephrase",
         )
+    embed = _embed_fn(retrieval)
+    scored = await _evidence_gate(question, hits, embed, settings) if hits and not given else None
     hits = given + hits  # the context given with the question comes first: [1], [2], ...
     if not hits:
         raise NoRelevantPassages(
@@ -198,8 +200,9 @@ async def answer(
             hint="rephrase, raise -k, or index more documents",
         )
     services = {"http": retrieval.http, **(services or {})}  # rag serve adds its generation slot ("replica")
-    embed = _embed_fn(retrieval)
     result.provenance = provenance(retrieval, settings)
+    if scored:
+        result.provenance["best_evidence"] = round(max(s.score for s in scored), 4)
     for name in backends or chain(settings):
         backend = llm_base.create(name, settings, services)
         load = getattr(backend, "load", None)
@@ -210,7 +213,7 @@ async def answer(
                 result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
             t_prompt = time.perf_counter()
             prompt, kept, best = await runtime.run_blocking(
-                lambda b=backend: _prompt(question, hits, b, settings, embed), stage="prompt"
+                lambda b=backend: _prompt(question, hits, b, settings, embed, scored), stage="prompt"
             )
         except LLMError as exc:
             result.fallbacks.append({"backend": name, "reason": exc.message})
@@ -305,8 +308,27 @@ def _embed_fn(retrieval: Any) -> Any:
     return lambda texts: embed_queries(embedder, texts)
 
 
-def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings,
-            embed: Any) -> tuple[Any, list[Hit], tuple[int, str] | None]:  # fmt: skip
+async def _evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Settings) -> list[Sentence] | None:
+    """The passages' sentences scored against the question (rag_cli/evidence.py), or None without sentence
+    embeddings (through a warm server; the score's scale is the embedding model's). Raises
+    NoRelevantPassages when even the best sentence scores under ``[answer] min_evidence``: the passages
+    share words and topic with the question but none says anything close to an answer."""
+    if embed is None:
+        return None
+    scored = await runtime.run_blocking(score, question, [h.text for h in hits], embed, stage="evidence")
+    best = max((s.score for s in scored), default=0.0)
+    if best < settings.answer_min_evidence:
+        raise NoRelevantPassages(
+            f"no passage of index {settings.index!r} comes close to answering {question!r} (best evidence "
+            f"sentence scores {best:.2f}, under [answer] min_evidence {settings.answer_min_evidence:g}); "
+            "not answering rather than guessing",
+            hint="rephrase, index documents about it, or lower [answer] min_evidence",
+        )
+    return scored
+
+
+def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
+            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit], tuple[int, str] | None]:  # fmt: skip
     """The prompt, the passages it holds (as retrieved), and the best evidence sentence (number, text).
 
     With ``[answer] evidence`` (the default) each passage is cut down to its evidence sentences
@@ -315,7 +337,7 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings,
     shown = hits
     if settings.answer_evidence and hits and getattr(backend, "wants_evidence", True):
         picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
-                        budget=settings.answer_evidence_tokens)  # fmt: skip
+                        budget=settings.answer_evidence_tokens, scored=scored)  # fmt: skip
         pairs = [(h, p) for h, p in zip(hits, picked, strict=True) if p]
         if pairs:
             hits = [h for h, _ in pairs]
@@ -356,15 +378,35 @@ _NAME = re.compile(r"[\w][\w.+-]*[\w]|\w")
 
 
 def names_in(question: str) -> list[str]:
-    """The question's names: capitalised words past its first (Dependabot, Mercurial) and words with digits."""
-    words = _NAME.findall(question)
-    out = []
-    for i, w in enumerate(words):
-        if w.lower() in STOP_WORDS or len(w) < 2:
-            continue
-        if (i > 0 and w[0].isupper()) or any(ch.isdigit() for ch in w):
+    """The question's names: capitalised words past its first (Dependabot, Mercurial) and words with digits,
+    then each run of such words next to each other as one name too ("Git 3.0": a corpus may say "Eclipse 3.0"
+    and "Git" and still never "Git 3.0")."""
+    matches = list(_NAME.finditer(question))
+    out: list[str] = []
+    run: list[re.Match[str]] = []
+    runs: list[str] = []
+
+    def close() -> None:
+        if len(run) > 1:
+            runs.append(question[run[0].start() : run[-1].end()])
+        run.clear()
+
+    for i, m in enumerate(matches):
+        w = m.group(0)
+        if w.lower() not in STOP_WORDS and len(w) >= 2 and ((i > 0 and w[0].isupper()) or any(c.isdigit() for c in w)):
+            if run and question[run[-1].end() : m.start()] != " ":
+                close()
             out.append(w)
-    return list(dict.fromkeys(out))
+            run.append(m)
+        else:
+            close()
+    close()
+    return list(dict.fromkeys(out + runs))
+
+
+def _holds(text: str, word: str) -> bool:
+    """``word`` appears in ``text`` as a word of its own ("3.0" is not in "v2.13.0"), case aside."""
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) is not None
 
 
 async def _unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> list[str]:
@@ -372,7 +414,7 @@ async def _unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> list
     source's): it asks about something the index does not know (on the QA sets here no answerable question
     has one). [] without a local index."""
     reader = getattr(retrieval, "reader", None)
-    names = [w for w in names_in(question) if not any(w.lower() in h.text.lower() for h in hits)]
+    names = [w for w in names_in(question) if not any(_holds(h.text, w) for h in hits)]
     if reader is None or not names:
         return []
     return await runtime.run_blocking(reader.unknown_words, names, stage="names")

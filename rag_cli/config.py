@@ -124,6 +124,9 @@ class Settings:
     answer_k: int = 0  # passages searched for an answer; 0: 10 with evidence (only their evidence reaches the
     # prompt), 5 without (whole passages: small local models do best with few)
     answer_min_score: float = 0.3  # dense cosine similarity under which a passage counts as unrelated
+    # the best evidence sentence's score (evidence.py: 0.6 cosine + 0.4 question words held) under which the
+    # passages are taken not to answer; calibrated on the QA sets by bench/refusal.py; 0 turns it off
+    answer_min_evidence: float = 0.44
     answer_evidence: bool = True  # the prompt holds each passage's evidence sentences, not the whole passage
     answer_evidence_tokens: int = 300  # token budget of the evidence
     answer_verify: bool = True  # check every answer sentence against the passages it cites
@@ -305,6 +308,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "llm_total_timeout": (0.001, 86400),
     "answer_k": (0, 1000),
     "answer_min_score": (-1, 1),
+    "answer_min_evidence": (0, 2),
     "server_connect_timeout": (0.001, 600),
     "serve_port": (0, 65535),
     "serve_max_body_kb": (1, 1_000_000),

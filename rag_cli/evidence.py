@@ -95,13 +95,11 @@ def coverage(question: set[str], sentence: set[str]) -> float:
 Embed = Callable[[Sequence[str]], Any]  # texts -> unit vectors (n x d)
 
 
-def select(question: str, texts: Sequence[str], embed: Embed | None = None, *, count: Callable[[str], int],
-           budget: int = 300, max_sentences: int = 8) -> list[list[Sentence]]:  # fmt: skip
-    """For each of ``texts`` (the passages, best first), the sentences kept as evidence, in order."""
+def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> list[Sentence]:
+    """Every sentence of ``texts`` (the passages, best first), scored against ``question``."""
     sents = [Sentence(p, i, s) for p, t in enumerate(texts) for i, s in enumerate(split_sentences(t))]
-    picked: list[list[Sentence]] = [[] for _ in texts]
     if not sents:
-        return picked
+        return sents
     q_terms = content_terms(question)
     cos = [0.0] * len(sents)
     if embed is not None:
@@ -109,6 +107,18 @@ def select(question: str, texts: Sequence[str], embed: Embed | None = None, *, c
         cos = [float(x) for x in vecs[1:] @ vecs[0]]
     for s, c in zip(sents, cos, strict=True):
         s.score = W_COS * c + W_COVER * coverage(q_terms, content_terms(s.text)) + W_RANK / (s.passage + 1)
+    return sents
+
+
+def select(question: str, texts: Sequence[str], embed: Embed | None = None, *, count: Callable[[str], int],
+           budget: int = 300, max_sentences: int = 8, scored: list[Sentence] | None = None
+           ) -> list[list[Sentence]]:  # fmt: skip
+    """For each of ``texts`` (the passages, best first), the sentences kept as evidence, in order
+    (``scored``: what :func:`score` gave for the same question and texts, not computed again)."""
+    sents = scored if scored is not None else score(question, texts, embed)
+    picked: list[list[Sentence]] = [[] for _ in texts]
+    if not sents:
+        return picked
     ranked = sorted(sents, key=lambda s: -s.score)
     by_pos = {(s.passage, s.index): s for s in sents}
     chosen: dict[tuple[int, int], Sentence] = {}

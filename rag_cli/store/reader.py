@@ -306,7 +306,8 @@ class IndexReader:
         return out
 
     def unknown_words(self, words: list[str]) -> list[str]:
-        """Those of ``words`` that no chunk holds (as FTS5 tokenizes them: stemmed, case-folded)."""
+        """Those of ``words`` that no chunk holds as written (as FTS5 tokenizes them: stemmed, case-folded;
+        a word of several tokens, "GitLab.com" or "3.0", as a phrase: its tokens in a row)."""
         if not words:
             return []
         if self._tokenizer is None:
@@ -316,9 +317,14 @@ class IndexReader:
         out = []
         for word in words:
             terms = self._tokenizer.terms(word)
-            if terms and all(
-                conn.execute("SELECT 1 FROM temp.rag_fts_row WHERE term = ?", (t,)).fetchone() is None for t in terms
-            ):
+            if not terms:
+                continue
+            if len(terms) == 1:
+                seen = conn.execute("SELECT 1 FROM temp.rag_fts_row WHERE term = ?", terms).fetchone() is not None
+            else:
+                phrase = '"' + word.replace('"', " ") + '"'
+                seen = conn.execute("SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT 1", (phrase,)).fetchone()
+            if not seen:
                 out.append(word)
         return out
 

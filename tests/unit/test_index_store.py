@@ -303,3 +303,17 @@ def test_embed_parallel_keeps_row_order() -> None:
     got = runtime.run(embed_parallel(emb, texts), workers=3)
     assert sorted(emb.calls) == [33, 33, 34]
     assert np.allclose(got, HashEmbedder().embed(texts))
+
+
+def test_unknown_words_checks_a_name_of_several_tokens_as_a_phrase(hash_settings: Settings, tmp_path: Path) -> None:
+    root = tmp_path / "docs"
+    write(root / "ide.md", "# Editors\n\nEclipse 3.0 on MacOSX works with Git over SSH. GitLab mirrors: example.com.\n")
+    build(hash_settings, root)
+    reader = IndexReader(hash_settings.index_dir)
+    try:
+        reader.refresh()
+        # every token is somewhere, but "Git 3.0" and "GitLab.com" are written nowhere; "Eclipse 3.0" is
+        assert reader.unknown_words(["Git", "3.0", "Eclipse 3.0", "Git 3.0", "GitLab.com", "Dependabot"]) == [
+            "Git 3.0", "GitLab.com", "Dependabot"]  # fmt: skip
+    finally:
+        reader.close()

@@ -217,8 +217,9 @@ class PgReader:
     def unknown_words(self, words: list[str]) -> list[str]:
         out = []
         for word in words:
-            row = self._rows("SELECT numnode(plainto_tsquery('english', %s)) = 0 OR EXISTS (SELECT 1 FROM {s}.chunks "
-                             "WHERE tsv @@ plainto_tsquery('english', %s))", (word, word))  # fmt: skip
+            # as written: a word of several tokens ("GitLab.com", "3.0") as a phrase
+            row = self._rows("SELECT numnode(phraseto_tsquery('english', %s)) = 0 OR EXISTS (SELECT 1 FROM {s}.chunks "
+                             "WHERE tsv @@ phraseto_tsquery('english', %s))", (word, word))  # fmt: skip
             if not row[0][0]:
                 out.append(word)
         return out
