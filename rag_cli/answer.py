@@ -48,6 +48,7 @@ class AnswerResult:
     complete: bool = True
     query: str = ""
     sentences: list[Any] = field(default_factory=list)  # verify.Verdict, one per answer sentence
+    dropped: list[str] = field(default_factory=list)  # sentences left out: they only restated the question
     evidence: list[dict[str, Any]] = field(default_factory=list)  # what the prompt held, per passage
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -68,6 +69,7 @@ class AnswerResult:
             "complete": self.complete,
             "verified": all(v.verified for v in self.sentences) if self.sentences else None,
             "sentences": [v.to_dict() for v in self.sentences],
+            "dropped": self.dropped,
             "provenance": {**self.provenance, "evidence": self.evidence},
             "timings": self.timings,
         }
@@ -266,14 +268,15 @@ async def answer(
         tail = filt.flush()
         if checker is not None:
             tail = await runtime.run_blocking(checker.finish, tail, stage="verify")
-            if not any(v.verified and v.claim for v in checker.verdicts) and best is not None:
-                # nothing verifiable was said: the best evidence, quoted with its number
+            if not any(v.verified and v.claim for v in checker.verdicts) and best:
+                # nothing verifiable was said: the best evidence, quoted with its numbers
                 said = "".join(pieces).strip() or tail.strip()
-                tail = tail.rstrip() + ("\n\n" if said else "") + checker.quote(*best)
+                tail = tail.rstrip() + ("\n\n" if said else "") + checker.quote(best)
                 yield Event(
                     "warning", "no sentence of the answer is supported by its sources; quoting the best evidence"
                 )
             result.sentences = checker.verdicts
+            result.dropped = [v.text for v in checker.dropped]
         if tail:
             pieces.append(tail)
             yield Event("token", tail)
@@ -327,13 +330,18 @@ async def _evidence_gate(question: str, hits: list[Hit], embed: Any, settings: S
     return scored
 
 
+QUOTE_PASSAGES = 3  # passages quoted (their best evidence sentence each) when nothing the model said holds
+
+
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
-            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit], tuple[int, str] | None]:  # fmt: skip
-    """The prompt, the passages it holds (as retrieved), and the best evidence sentence (number, text).
+            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit], list[tuple[int, str]]]:  # fmt: skip
+    """The prompt, the passages it holds (as retrieved), and the evidence to quote when nothing the model
+    says is supported: the best sentence of each of the ``QUOTE_PASSAGES`` passages with the best evidence,
+    best first, as (number, text).
 
     With ``[answer] evidence`` (the default) each passage is cut down to its evidence sentences
     (rag_cli/evidence.py) and passages without any leave the prompt."""
-    best = None
+    best: list[tuple[int, str]] = []
     shown = hits
     if settings.answer_evidence and hits and getattr(backend, "wants_evidence", True):
         picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
@@ -342,15 +350,14 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
         if pairs:
             hits = [h for h, _ in pairs]
             shown = [replace(h, text=joined(p)) for h, p in pairs]
-            top = max(((n, s) for n, (_, p) in enumerate(pairs, start=1) for s in p), key=lambda x: x[1].score)
-            best = (top[0], top[1].text)
+            tops = [(n, max(p, key=lambda s: s.score)) for n, (_, p) in enumerate(pairs, start=1)]
+            tops.sort(key=lambda x: -x[1].score)
+            best = [(n, s.text) for n, s in tops[:QUOTE_PASSAGES]]
     prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
                                 max_tokens=settings.llm_max_tokens)  # fmt: skip
-    if best is None and kept:
-        best = (1, kept[0].text[:300])
-    if best is not None and best[0] > len(kept):
-        best = None
-    return prompt, hits[: len(kept)], best
+    if not best and kept:
+        best = [(1, kept[0].text[:300])]
+    return prompt, hits[: len(kept)], [(n, t) for n, t in best if n <= len(kept)]
 
 
 def _model_of(backend: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ passage::
   else matches.
 
 A sentence that holds only the question's own content words restates it and answers nothing: it is
-not verified. A sentence is **verified** when a passage it cites reaches ``SUPPORT_AT``. Otherwise, if another passage
+left out of the answer (``SentenceStream.dropped``). A sentence is **verified** when a passage it cites reaches ``SUPPORT_AT``. Otherwise, if another passage
 does, the sentence is **re-cited** to it (and verified); else it is kept, marked ``(unverified)``. A
 sentence with no content words ("Yes.") makes no claim and passes. :class:`SentenceStream` applies this
 to a token stream one sentence at a time, so what a user sees streamed is the final answer, marks
@@ -142,6 +142,7 @@ class SentenceStream:
 
     verifier: Verifier
     verdicts: list[Verdict] = field(default_factory=list)
+    dropped: list[Verdict] = field(default_factory=list)  # sentences left out: they only restate the question
     buf: str = ""
 
     def push(self, text: str) -> list[tuple[str, str]]:
@@ -156,7 +157,7 @@ class SentenceStream:
         return out
 
     def render(self, sentences: list[tuple[str, str]]) -> str:
-        return "".join(self._one(s) + gap for s, gap in sentences)
+        return "".join(t + gap for s, gap in sentences if (t := self._one(s)))
 
     def finish(self, text: str = "") -> str:
         """Check what is left at the end of the stream (and ``text``, the last of it)."""
@@ -165,13 +166,19 @@ class SentenceStream:
         body = rest.rstrip()
         return done + (self._one(body) + rest[len(body) :] if body else rest)
 
-    def quote(self, n: int, text: str) -> str:
-        """The fallback when nothing said is supported: evidence sentence ``text`` of passage ``n``, quoted."""
-        shown = f'The sources say: "{text.strip()}" [{n}]'
-        self.verdicts.append(Verdict(shown, [n], True, 1.0))
-        return shown
+    def quote(self, evidence: list[tuple[int, str]]) -> str:
+        """The fallback when nothing said is supported: evidence sentences (passage number, text), quoted."""
+        lines = []
+        for n, text in evidence:
+            line = f'"{text.strip()}" [{n}]'
+            self.verdicts.append(Verdict(line, [n], True, 1.0))
+            lines.append(line)
+        return "The sources say:\n" + "\n".join(lines)
 
     def _one(self, sentence: str) -> str:
         v = self.verifier.check(sentence)
+        if v.restates:  # it says nothing the question did not: left out (kept in ``dropped``)
+            self.dropped.append(v)
+            return ""
         self.verdicts.append(v)
         return v.text if v.verified else v.text + UNVERIFIED

@@ -363,9 +363,13 @@ def explain_result(env: Env, result: Any) -> None:
     model = prov.get("model") or {}
     env.err(f"explain: index {prov.get('index')} (generation {prov.get('generation')}), prompt {prov.get('prompt')}, "
             f"backend {prov.get('backend')} {model.get('name', '')}".rstrip())  # fmt: skip
+    if prov.get("best_evidence") is not None:
+        env.err(f"  best evidence sentence scores {prov['best_evidence']:.2f} (declined under [answer] min_evidence)")
     for ev in result.evidence:
         env.err(clean(f"  evidence [{ev['n']}] {ev['url'] or rel(ev['location'] or '')}: {ev['text']}"))
     for v in result.sentences:
         mark = "verified" if v.verified else ("restates the question" if v.restates else "unverified")
         how = f", re-cited to {v.citations}" if v.recited else ""
         env.err(clean(f"  {mark} (support {v.support:.2f}{how}): {v.text}"))
+    for text in result.dropped:
+        env.err(clean(f"  left out (restates the question): {text}"))

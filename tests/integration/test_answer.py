@@ -124,8 +124,14 @@ def test_ask_json_and_stdin(sample_home: Path) -> None:
     # none quotes whole passages: no evidence step for it
     assert prov["embedder"]["dim"] == 384 and prov["prompt"] == "passages-1" and prov["backend"] == "none"
     assert prov["evidence"] == [] and prov["model"] == {"name": "none"}
+    assert 0.44 <= prov["best_evidence"] <= 1.1  # answered: its best evidence passed [answer] min_evidence
     out = run_cli("ask", Q, "--llm", "none", "--explain", env=env(sample_home))
     assert out.returncode == 0 and "explain: index default" in out.stderr and "verified (support" in out.stderr
+    assert "best evidence sentence scores" in out.stderr
+    # the same question with a bar its best evidence cannot reach: declined before any model, one clean line
+    out = run_cli("ask", Q, "--json", env={**env(sample_home), "RAG_ANSWER_MIN_EVIDENCE": "1.5"})
+    assert out.returncode == 7 and json.loads(out.stdout)["answer"] is None
+    assert "min_evidence 1.5" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_ask_jsonl_events(sample_home: Path) -> None:

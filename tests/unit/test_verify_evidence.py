@@ -159,3 +159,21 @@ def test_evidence_gate_declines_passages_that_say_nothing_close_to_an_answer(has
     # 0 turns it off
     off = replace(hash_settings, answer_min_evidence=0.0)
     assert runtime.run(_evidence_gate("How much does the Team plan cost?", hits, embedder.embed, off))
+
+
+def test_a_sentence_that_restates_the_question_is_left_out_of_the_stream() -> None:
+    stream = SentenceStream(Verifier([CACHE, REFLOG], question="How long does the cache daemon keep passwords?"))
+    shown = stream.render(stream.push("According to [1], the cache daemon keeps passwords. It keeps them "))
+    shown += stream.finish("for 900 seconds by default [1].")
+    assert shown == "It keeps them for 900 seconds by default [1]."
+    assert [v.text for v in stream.dropped] == ["According to [1], the cache daemon keeps passwords."]
+    assert len(stream.verdicts) == 1 and stream.verdicts[0].verified
+
+
+def test_fallback_quotes_each_evidence_sentence_with_its_number() -> None:
+    stream = SentenceStream(Verifier([CACHE, REFLOG]))
+    text = stream.quote([(2, "Unreachable entries expire after 30 days."), (1, "The timeout is 900 seconds.")])
+    assert (
+        text == 'The sources say:\n"Unreachable entries expire after 30 days." [2]\n"The timeout is 900 seconds." [1]'
+    )
+    assert [v.citations for v in stream.verdicts] == [[2], [1]] and all(v.verified for v in stream.verdicts)
