@@ -347,6 +347,9 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
         picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
                         budget=settings.answer_evidence_tokens, scored=scored)  # fmt: skip
         pairs = [(h, p) for h, p in zip(hits, picked, strict=True) if p]
+        # the passage with the best evidence first (a small model copies from the top of its prompt); the
+        # context given with the question stays first, as [1], [2], ...
+        pairs.sort(key=lambda hp: (hp[0].source != "context", -max(x.score for x in hp[1])))
         if pairs:
             hits = [h for h, _ in pairs]
             shown = [replace(h, text=joined(p)) for h, p in pairs]

@@ -138,3 +138,31 @@ def test_removed_citation_leaves_whole_sentences(chunks: list[str], want: str) -
     f = CitationFilter(n_passages=5)
     got = "".join(f.feed(c) for c in chunks) + f.flush()
     assert got.replace(" .", ".") == want or got == want, got
+
+
+class _Words:
+    """A backend stand-in for prompt building: words as tokens, a big window."""
+
+    wants_evidence = True
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def context_tokens(self) -> int:
+        return 4096
+
+
+def test_passage_with_the_best_evidence_comes_first_and_given_context_stays_first() -> None:
+    from rag_cli.answer import _prompt
+    from rag_cli.config import Settings
+
+    off = Hit(text="Branches are cheap. A branch is a pointer to a commit.", score=0.9, source="dense", path="a.md")
+    on = Hit(text="Stored credentials expire after a while. The cache daemon keeps passwords for 900 seconds by default.", score=0.5,
+             source="dense", path="b.md")  # fmt: skip
+    q = "How many seconds does the cache daemon keep passwords?"
+    prompt, kept, quotes = _prompt(q, [off, on], _Words(), Settings(), None)
+    assert kept[0].path == "b.md" and "[1] b.md" in prompt.completion  # retrieved second, shown first
+    assert quotes[0] == (1, "The cache daemon keeps passwords for 900 seconds by default.")
+    given = Hit(text="Our cache daemon keeps passwords for 60 seconds.", score=1.0, source="context", path="stdin")
+    _, kept, _ = _prompt(q, [given, off, on], _Words(), Settings(), None)
+    assert [h.path for h in kept][:2] == ["stdin", "b.md"]
