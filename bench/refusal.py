@@ -33,7 +33,7 @@ MAX_FALSE_REFUSAL = 0.05
 
 def signals(index: str, qa: Path) -> list[dict[str, Any]]:
     from rag_cli import runtime
-    from rag_cli.answer import _embed_fn, _unknown_names, answer_k, relevant
+    from rag_cli.answer import _unknown_names, answer_k, relevant, sentence_embedder
     from rag_cli.config import load_settings
     from rag_cli.evidence import score
     from rag_cli.retrieve.service import Retrieval
@@ -45,7 +45,7 @@ def signals(index: str, qa: Path) -> list[dict[str, Any]]:
         rows = []
         async with Retrieval(settings) as r:
             await r.prepare()
-            embed = _embed_fn(r)
+            embed = sentence_embedder(r)
             for it in items:
                 q = it["question"]
                 res = await r.search(q, k=answer_k(settings))

@@ -193,7 +193,7 @@ async def answer(
             f"index {settings.index!r}; not answering rather than guessing",
             hint="index documents about it, or rephrase",
         )
-    embed = _embed_fn(retrieval)
+    embed = sentence_embedder(retrieval)
     scored = await _evidence_gate(question, hits, embed, settings) if hits and not given else None
     hits = given + hits  # the context given with the question comes first: [1], [2], ...
     if not hits:
@@ -300,11 +300,14 @@ async def answer(
     )
 
 
-def _embed_fn(retrieval: Any) -> Any:
+def sentence_embedder(retrieval: Any) -> Any:
     """Sentence embeddings with the query encoder (ONNX when cached: no PyTorch import) when this process
-    has the model loaded; None through a warm server (evidence and verification then use words only)."""
+    has the model loaded, or from a warm server's /embed (the same vectors); None when neither is at hand
+    (evidence and verification then use words only, and there is no [answer] min_evidence check)."""
     from .embed.batcher import embed_queries
 
+    if getattr(retrieval, "can_embed", False):
+        return retrieval.embed_texts
     embedder = getattr(retrieval, "embedder", None)
     if embedder is None or not getattr(retrieval, "_model_loaded", False):
         return None

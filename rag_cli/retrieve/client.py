@@ -88,6 +88,27 @@ def discover(settings: Settings) -> str | None:
     return max(found)[1] if found else None
 
 
+EMBED_BATCH = 256  # texts per /embed request (the server takes up to 512)
+
+
+def _fit(texts: list[str], room: int, most: int) -> list[list[str]]:
+    """``texts`` in batches whose JSON fits ``room`` bytes, at most ``most`` each; a text too long for a
+    request of its own is cut (the encoder reads only its first 256 tokens anyway)."""
+    batches: list[list[str]] = [[]]
+    used = 0
+    for text in texts:
+        size = len(json.dumps(text)) + 2
+        while size > room and len(text) > 16:
+            text = text[: len(text) * 3 // 4]
+            size = len(json.dumps(text)) + 2
+        if batches[-1] and (used + size > room or len(batches[-1]) >= most):
+            batches.append([])
+            used = 0
+        batches[-1].append(text)
+        used += size
+    return [b for b in batches if b]
+
+
 def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str],
              timeout: float) -> tuple[int, Any]:  # fmt: skip
     """One blocking HTTP exchange with the stdlib client (on the pool): importing it costs nothing,
@@ -120,6 +141,8 @@ class ServerRetrieval:
 
     def __init__(self, settings: Settings, url: str) -> None:
         self.settings = settings
+        self.can_embed = False
+        self.max_body = 64 * 1024
         self.url = url.rstrip("/")
         self._session: Any = None
         token = settings.serve_token or registered_token(settings, self.url)
@@ -147,6 +170,8 @@ class ServerRetrieval:
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         if status != 200 or not isinstance(info, dict) or info.get("status") != "ok":
             raise ServerUnavailable("unexpected /healthz answer")
+        self.can_embed = bool(info.get("embed"))  # a server before /embed: evidence and verification use words
+        self.max_body = int(info.get("max_body_kb") or 64) * 1024
         served = info.get("indexes") or {info.get("index"): info}
         if self.settings.index not in served:
             raise ServerUnavailable(f"it serves index {info.get('index')!r}, not {self.settings.index!r}")
@@ -162,6 +187,24 @@ class ServerRetrieval:
             if status == 401:
                 raise ServerUnavailable("it refused the token (check RAG_SERVE_TOKEN)")
         return self
+
+    def embed_texts(self, texts: list[str]) -> Any:
+        """Unit vectors of ``texts`` from the server's query encoder (blocking: on the pool), the same the
+        in-process path computes, so that evidence scores and verification agree between the two."""
+        import numpy as np
+
+        out: list[Any] = []
+        for batch in _fit(list(texts), self.max_body - 1024, EMBED_BATCH):
+            try:
+                status, data = _request(self.url, "POST", "/embed", {"texts": batch, "index": self.settings.index},
+                                        self._headers, self.settings.retrieve_timeout + 10.0)  # fmt: skip
+            except (OSError, ValueError) as exc:
+                raise RagError(f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}",
+                               hint="stop it or use --server off") from None  # fmt: skip
+            if status != 200 or not isinstance(data, dict) or not isinstance(data.get("vectors"), list):
+                raise RagError(f"rag serve at {self.url} answered {status} to /embed")
+            out.extend(data["vectors"])
+        return np.asarray(out, dtype=np.float32)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -8,6 +8,8 @@ Routes (``index`` picks one of the served indexes; the first one given is the de
                   `Accept: text/event-stream` the `rag ask --jsonl` events as server-sent events
     GET  /v1/models, POST /v1/chat/completions          OpenAI-compatible (server/openai_api.py)
     POST /mcp                                           Model Context Protocol, streamable HTTP
+    POST /embed   {"texts", "index"}                    unit vectors of the index's query encoder (rag ask through
+                  a warm server scores evidence and verifies sentences with them)
     GET  /healthz[?index=NAME]                          liveness and index summary (no auth)
     GET  /metrics                                       Prometheus text format, per-index labels
 
@@ -30,12 +32,15 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import runtime
 from ..config import Settings
 from ..errors import AllSourcesFailed, RagError, UsageError
 from ..retrieve.service import Retrieval
 from .gate import Gate
 from .http import HttpError, count, error, filter_field, json_response, read_json, validate
 from .metrics import Metrics
+
+EMBED_MAX = 512  # texts per /embed request
 
 
 @dataclass
@@ -201,12 +206,40 @@ def create_app(hub: Hub) -> web.Application:
             return error(404, str(exc))
         return json_response({"index": name, **out})
 
+    async def embed_texts(request: web.Request) -> web.Response:
+        """``POST /embed {"texts": [...], "index"}``: the texts' unit vectors from the index's query encoder."""
+        try:
+            body = await read_json(request, settings.serve_max_body_kb)
+            name, _, retrieval = hub.pick(body.get("index"))
+            request["index"] = name
+            texts = body.get("texts")
+            if (
+                not isinstance(texts, list)
+                or not 1 <= len(texts) <= EMBED_MAX
+                or not all(isinstance(t, str) for t in texts)
+            ):
+                raise UsageError(f"texts: a list of 1 to {EMBED_MAX} strings")
+        except UsageError as exc:
+            return error(400, exc.message)
+        if limit.locked():
+            hub.metrics.rejections.labels("/embed", "inflight").inc()
+            return error(503, "server busy, try again")
+        from ..answer import sentence_embedder
+
+        async with limit:
+            await retrieval.prepare()
+            embed = sentence_embedder(retrieval)
+            if embed is None:
+                return error(503, "the embedding model is not loaded")
+            vectors = await runtime.run_blocking(lambda: embed(texts).round(6).tolist(), stage="embed")
+        return json_response({"vectors": vectors})
+
     async def healthz(request: web.Request) -> web.Response:
         wanted = request.query.get("index")
         if wanted is not None and wanted not in hub.indexes:
             return error(404, f"index {wanted!r} is not served here")
         name = wanted or hub.default
-        info = {**hub.summary(name), "auth": bool(token)}
+        info = {**hub.summary(name), "auth": bool(token), "embed": True, "max_body_kb": settings.serve_max_body_kb}
         if wanted is None:
             info["indexes"] = {n: hub.summary(n) for n in hub.indexes}
         if info["status"] != "ok":
@@ -224,6 +257,7 @@ def create_app(hub: Hub) -> web.Application:
     app.router.add_get("/search", search)
     app.router.add_post("/search", search)
     app.router.add_get("/get", get_document)
+    app.router.add_post("/embed", embed_texts)
     app.router.add_post("/ask", ask.ask_route)
     app.router.add_get("/v1/models", openai_api.models_route)
     app.router.add_post("/v1/chat/completions", openai_api.chat_route)

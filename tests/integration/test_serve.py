@@ -340,3 +340,23 @@ def test_cors_only_for_configured_origins(sample_home: Path, tmp_path: Path) -> 
     finally:
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(30)
+
+
+def test_warm_ask_scores_evidence_with_the_servers_model(served: Served, sample_home: Path) -> None:
+    """Through a warm server `rag ask` gets sentence vectors from /embed (in batches under the server's 4 KB
+    body limit here): the evidence score, and so the refusal gate, match the in-process path."""
+    env = {"RAG_HOME": str(sample_home), "RAG_SERVE_TOKEN": TOKEN}
+    q = "How many bits per weight does the Q4_K_M quantisation use on average?"
+    warm = run_cli("ask", q, "--llm", "none", "--json", "--server", served.url(""), env=env)
+    cold = run_cli("ask", q, "--llm", "none", "--json", "--server", "off", env=env)
+    assert warm.returncode == 0 and cold.returncode == 0, warm.stderr + cold.stderr
+    w, c = json.loads(warm.stdout)["provenance"], json.loads(cold.stdout)["provenance"]
+    assert w["best_evidence"] == pytest.approx(c["best_evidence"], abs=1e-3)
+    gated = run_cli("ask", q, "--llm", "none", "--server", served.url(""),
+                    env={**env, "RAG_ANSWER_MIN_EVIDENCE": "1.5"})  # fmt: skip
+    assert gated.returncode == 7 and "min_evidence 1.5" in gated.stderr
+    status, data = served.request("/embed", {"texts": ["retrieval", "fusion of ranked lists"]})
+    assert status == 200 and len(data["vectors"]) == 2 and len(data["vectors"][0]) == 384
+    assert abs(sum(x * x for x in data["vectors"][0]) - 1.0) < 1e-3  # unit vectors
+    assert served.request("/embed", {"texts": []})[0] == 400
+    assert served.request("/embed", {"texts": ["x"]}, token=None)[0] == 401
