@@ -205,6 +205,7 @@ async def answer(
     result.provenance = provenance(retrieval, settings)
     if scored:
         result.provenance["best_evidence"] = round(max(s.score for s in scored), 4)
+        result.provenance["min_evidence"] = settings.answer_min_evidence
     for name in backends or chain(settings):
         backend = llm_base.create(name, settings, services)
         load = getattr(backend, "load", None)
@@ -334,6 +335,7 @@ async def _evidence_gate(question: str, hits: list[Hit], embed: Any, settings: S
 
 
 QUOTE_PASSAGES = 3  # passages quoted (their best evidence sentence each) when nothing the model said holds
+QUOTE_FLOOR = 0.75  # ... each scoring at least this share of the best one (a weak third quote is noise)
 
 
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
@@ -358,7 +360,12 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
             shown = [replace(h, text=joined(p)) for h, p in pairs]
             tops = [(n, max(p, key=lambda s: s.score)) for n, (_, p) in enumerate(pairs, start=1)]
             tops.sort(key=lambda x: -x[1].score)
-            best = [(n, s.text) for n, s in tops[:QUOTE_PASSAGES]]
+            seen: set[str] = set()
+            for n, sent in tops:  # the same sentence twice (a page and its copy) is quoted once
+                key = " ".join(sent.text.lower().split())
+                if key not in seen and sent.score >= QUOTE_FLOOR * tops[0][1].score and len(best) < QUOTE_PASSAGES:
+                    best.append((n, sent.text))
+                seen.add(key)
     prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
                                 max_tokens=settings.llm_max_tokens)  # fmt: skip
     if not best and kept:

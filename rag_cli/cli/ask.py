@@ -364,7 +364,10 @@ def explain_result(env: Env, result: Any) -> None:
     env.err(f"explain: index {prov.get('index')} (generation {prov.get('generation')}), prompt {prov.get('prompt')}, "
             f"backend {prov.get('backend')} {model.get('name', '')}".rstrip())  # fmt: skip
     if prov.get("best_evidence") is not None:
-        env.err(f"  best evidence sentence scores {prov['best_evidence']:.2f} (declined under [answer] min_evidence)")
+        env.err(
+            f"  best evidence sentence scores {prov['best_evidence']:.2f} ([answer] min_evidence "
+            f"{prov.get('min_evidence', 0):g}: declined under it)"
+        )
     for ev in result.evidence:
         env.err(clean(f"  evidence [{ev['n']}] {ev['url'] or rel(ev['location'] or '')}: {ev['text']}"))
     for v in result.sentences:

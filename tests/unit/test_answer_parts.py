@@ -166,3 +166,17 @@ def test_passage_with_the_best_evidence_comes_first_and_given_context_stays_firs
     given = Hit(text="Our cache daemon keeps passwords for 60 seconds.", score=1.0, source="context", path="stdin")
     _, kept, _ = _prompt(q, [given, off, on], _Words(), Settings(), None)
     assert [h.path for h in kept][:2] == ["stdin", "b.md"]
+
+
+def test_fallback_quotes_skip_repeats_and_weak_sentences() -> None:
+    from rag_cli.answer import _prompt
+    from rag_cli.config import Settings
+
+    same = "The cache daemon keeps passwords for 900 seconds by default."
+    page = Hit(text=f"Stored credentials expire after a while. {same}", score=0.9, source="dense", path="a.md")
+    copy = Hit(text=same, score=0.8, source="dense", path="b.md")  # the same sentence in another page
+    weak = Hit(text="The cache daemon keeps its socket in your home folder.", score=0.7, source="dense", path="c.md")
+    q = "How many seconds does the cache daemon keep passwords?"
+    _, kept, quotes = _prompt(q, [page, copy, weak], _Words(), Settings(), None)
+    assert "c.md" in [h.path for h in kept]  # evidence for the prompt...
+    assert [t for _, t in quotes] == [same]  # quoted once; the weak sentence is not worth quoting
