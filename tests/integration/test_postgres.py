@@ -243,3 +243,15 @@ def test_a_dropped_connection_is_tried_again(pg: str, tmp_path: Path) -> None:
     assert killed >= 1
     hits = reader.bm25("kestrel doc1", 3)
     assert hits and reader.hits(hits, "bm25")[0].path.endswith("doc1.md")
+
+
+def test_a_name_of_several_tokens_is_looked_up_as_a_phrase(pg: str, tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    write(root / "ide.md", "# Editors\n\nEclipse 3.0 on MacOSX works with Git over SSH. GitLab mirrors: example.com.\n")
+    env = env_for(pg, tmp_path / "home", RAG_INDEX="names", RAG_ANSWER_MIN_EVIDENCE="0")
+    assert run_cli("index", str(root), env=env).returncode == 0
+    ok = run_cli("ask", "Does Eclipse 3.0 work with Git?", "--llm", "none", "--mode", "bm25", env=env)
+    assert ok.returncode == 0, ok.stderr
+    for q, name in (("When is Git 3.0 released?", "Git 3.0"), ("Is Git on GitLab.com mirrored?", "GitLab.com")):
+        out = run_cli("ask", q, "--llm", "none", "--mode", "bm25", env=env)
+        assert out.returncode == 7 and f"'{name}' appears in no document" in out.stderr, out.stderr
