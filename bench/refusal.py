@@ -33,9 +33,10 @@ MAX_FALSE_REFUSAL = 0.05
 
 def signals(index: str, qa: Path) -> list[dict[str, Any]]:
     from rag_cli import runtime
-    from rag_cli.answer import _unknown_names, answer_k, relevant, sentence_embedder
+    from rag_cli.answer import answer_k, sentence_embedder
     from rag_cli.config import load_settings
     from rag_cli.evidence import score
+    from rag_cli.refusal import relevant, unknown_names
     from rag_cli.retrieve.service import Retrieval
 
     items = [json.loads(line) for line in qa.read_text().splitlines() if line.strip()]
@@ -50,7 +51,7 @@ def signals(index: str, qa: Path) -> list[dict[str, Any]]:
                 q = it["question"]
                 res = await r.search(q, k=answer_k(settings))
                 hits = relevant(res.hits, settings.answer_min_score, res.best.get("dense"))
-                names = await _unknown_names(r, q, hits) if hits else []
+                names = await unknown_names(r, q, hits) if hits else []
                 best = max((s.score for s in score(q, [h.text for h in hits], embed)), default=0.0)
                 rows.append({"question": q, "unanswerable": bool(it.get("unanswerable")), "dense": res.best.get("dense"),
                              "other_check": not hits or bool(names), "names": names, "evidence": best})  # fmt: skip

@@ -19,11 +19,11 @@ from typing import Any
 from . import runtime
 from .config import Settings
 from .errors import LLMError, NoRelevantPassages
-from .evidence import PROMPT_VERSION, Sentence, joined, score, select
+from .evidence import PROMPT_VERSION, Sentence, joined, select
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt
+from .refusal import evidence_gate, relevant, unknown_names
 from .retrieve.fanout import SearchResult
-from .text import STOP_WORDS
 from .types import Degradation, Hit
 from .verify import SentenceStream, Verifier
 
@@ -89,22 +89,6 @@ def jsonl_event(ev: Event) -> dict[str, Any]:
 def source_dict(n: int, h: Hit) -> dict[str, Any]:
     return {"n": n, "path": h.path, "title": h.title, "url": h.url, "score": h.score, "location": h.location,
             "start_line": h.start_line, "end_line": h.end_line, "page": h.page, "doc_id": h.doc_id}  # fmt: skip
-
-
-def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = None) -> list[Hit]:
-    """The hits worth answering from; [] when the question looks unrelated to the index.
-
-    When dense search ran, the best dense cosine similarity over the whole index (``best_dense``,
-    else the best among ``hits``) must reach ``min_similarity``, else nothing is relevant: keyword
-    hits on an off-topic question (its few words appear somewhere) do not make it answerable.
-    Hits that dense scored below the threshold are dropped; hits only keyword search found are kept;
-    without a dense source (``--mode bm25``, remote only) every hit is kept.
-    """
-    dense = [h.extra.get("source_scores", {}).get("dense", h.score if h.source == "dense" else None) for h in hits]
-    scored = [d for d in dense if d is not None] + ([best_dense] if best_dense is not None else [])
-    if scored and max(scored) < min_similarity:
-        return []
-    return [h for h, d in zip(hits, dense, strict=True) if d is None or d >= min_similarity]
 
 
 CONTEXT_PIECE_CHARS = 1500  # --context is cut into passages of about this size at paragraph breaks
@@ -186,7 +170,7 @@ async def answer(
     if embed and (mode or settings.retrieve_mode) != "bm25":
         result.timings["embed_ms"] = round(embed[-1], 2)
     hits = relevant(res.hits, settings.answer_min_score, getattr(res, "best", {}).get("dense"))
-    unknown = await _unknown_names(retrieval, question, hits) if hits and not given else []
+    unknown = await unknown_names(retrieval, question, hits) if hits and not given else []
     if unknown:
         raise NoRelevantPassages(
             f"{', '.join(repr(w) for w in unknown)} {'appears' if len(unknown) == 1 else 'appear'} in no document of "
@@ -194,7 +178,7 @@ async def answer(
             hint="index documents about it, or rephrase",
         )
     embed = sentence_embedder(retrieval)
-    scored = await _evidence_gate(question, hits, embed, settings) if hits and not given else None
+    scored = await evidence_gate(question, hits, embed, settings) if hits and not given else None
     hits = given + hits  # the context given with the question comes first: [1], [2], ...
     if not hits:
         raise NoRelevantPassages(
@@ -315,25 +299,6 @@ def sentence_embedder(retrieval: Any) -> Any:
     return lambda texts: embed_queries(embedder, texts)
 
 
-async def _evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Settings) -> list[Sentence] | None:
-    """The passages' sentences scored against the question (rag_cli/evidence.py), or None without sentence
-    embeddings (through a warm server; the score's scale is the embedding model's). Raises
-    NoRelevantPassages when even the best sentence scores under ``[answer] min_evidence``: the passages
-    share words and topic with the question but none says anything close to an answer."""
-    if embed is None:
-        return None
-    scored = await runtime.run_blocking(score, question, [h.text for h in hits], embed, stage="evidence")
-    best = max((s.score for s in scored), default=0.0)
-    if best < settings.answer_min_evidence:
-        raise NoRelevantPassages(
-            f"no passage of index {settings.index!r} comes close to answering {question!r} (best evidence "
-            f"sentence scores {best:.2f}, under [answer] min_evidence {settings.answer_min_evidence:g}); "
-            "not answering rather than guessing",
-            hint="rephrase, index documents about it, or lower [answer] min_evidence",
-        )
-    return scored
-
-
 QUOTE_PASSAGES = 3  # passages quoted (their best evidence sentence each) when nothing the model said holds
 QUOTE_FLOOR = 0.75  # ... each scoring at least this share of the best one (a weak third quote is noise)
 
@@ -392,49 +357,3 @@ def provenance(retrieval: Any, settings: Settings) -> dict[str, Any]:
         "embedder": fp() if callable(fp) else None,
         "verified": bool(settings.answer_verify),
     }
-
-
-_NAME = re.compile(r"[\w][\w.+-]*[\w]|\w")
-
-
-def names_in(question: str) -> list[str]:
-    """The question's names: capitalised words past its first (Dependabot, Mercurial) and words with digits,
-    then each run of such words next to each other as one name too ("Git 3.0": a corpus may say "Eclipse 3.0"
-    and "Git" and still never "Git 3.0")."""
-    matches = list(_NAME.finditer(question))
-    out: list[str] = []
-    run: list[re.Match[str]] = []
-    runs: list[str] = []
-
-    def close() -> None:
-        if len(run) > 1:
-            runs.append(question[run[0].start() : run[-1].end()])
-        run.clear()
-
-    for i, m in enumerate(matches):
-        w = m.group(0)
-        if w.lower() not in STOP_WORDS and len(w) >= 2 and ((i > 0 and w[0].isupper()) or any(c.isdigit() for c in w)):
-            if run and question[run[-1].end() : m.start()] != " ":
-                close()
-            out.append(w)
-            run.append(m)
-        else:
-            close()
-    close()
-    return list(dict.fromkeys(out + runs))
-
-
-def _holds(text: str, word: str) -> bool:
-    """``word`` appears in ``text`` as a word of its own ("3.0" is not in "v2.13.0"), case aside."""
-    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) is not None
-
-
-async def _unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> list[str]:
-    """Names of the question that no chunk of the local index holds, nor any retrieved passage (a remote
-    source's): it asks about something the index does not know (on the QA sets here no answerable question
-    has one). [] without a local index."""
-    reader = getattr(retrieval, "reader", None)
-    names = [w for w in names_in(question) if not any(_holds(h.text, w) for h in hits)]
-    if reader is None or not names:
-        return []
-    return await runtime.run_blocking(reader.unknown_words, names, stage="names")

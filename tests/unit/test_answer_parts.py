@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from rag_cli.answer import relevant
 from rag_cli.chat import ChatState, is_follow_up
 from rag_cli.llm.base import Prompt
 from rag_cli.llm.extractive import ExtractiveBackend
 from rag_cli.prompting import ANSWER_PREFIX, CitationFilter, build_prompt, citations, label
+from rag_cli.refusal import relevant
 from rag_cli.types import Hit
 
 
@@ -113,7 +113,7 @@ def test_label_prefers_url() -> None:
 def test_keyword_only_hits_do_not_make_an_off_topic_question_answerable() -> None:
     """Issue 21, 2: "Who won the 2018 FIFA World Cup?" on the Git manual: the best dense score was 0.18,
     but keyword-only hits filled the top k, so the check never ran."""
-    from rag_cli.answer import relevant
+    from rag_cli.refusal import relevant
     from rag_cli.types import Hit
 
     kw = [Hit(text=f"t{i}", score=5.0 - i, source="bm25", path=f"/p{i}", chunk_id=i,

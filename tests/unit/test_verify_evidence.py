@@ -121,7 +121,7 @@ def test_a_sentence_without_an_end_is_not_held_forever() -> None:
 
 
 def test_names_in_a_question() -> None:
-    from rag_cli.answer import names_in
+    from rag_cli.refusal import names_in
 
     assert names_in("How do I configure Dependabot for my GitHub repo?") == ["Dependabot", "GitHub"]
     assert names_in("When is Git 3.0 released, and how do I undo it?") == ["Git", "3.0", "Git 3.0"]
@@ -129,7 +129,7 @@ def test_names_in_a_question() -> None:
 
 
 def test_names_next_to_each_other_are_also_one_name() -> None:
-    from rag_cli.answer import names_in
+    from rag_cli.refusal import names_in
 
     assert names_in("How tall is Mount Kilimanjaro?") == ["Mount", "Kilimanjaro", "Mount Kilimanjaro"]
     assert names_in("Is Git LFS on GitLab.com free?") == ["Git", "LFS", "GitLab.com", "Git LFS"]
@@ -140,9 +140,9 @@ def test_evidence_gate_declines_passages_that_say_nothing_close_to_an_answer(has
     from dataclasses import replace
 
     from rag_cli import runtime
-    from rag_cli.answer import _evidence_gate
     from rag_cli.embed.base import create
     from rag_cli.errors import NoRelevantPassages
+    from rag_cli.refusal import evidence_gate
     from rag_cli.types import Hit
 
     embedder = create(hash_settings)
@@ -150,15 +150,15 @@ def test_evidence_gate_declines_passages_that_say_nothing_close_to_an_answer(has
                 score=0.5, source="dense"),
             Hit(text="A branch is a movable pointer to a commit.", score=0.4, source="dense")]  # fmt: skip
     gate = replace(hash_settings, answer_min_evidence=0.44)
-    scored = runtime.run(_evidence_gate("When does git gc --auto pack loose objects?", hits, embedder.embed, gate))
+    scored = runtime.run(evidence_gate("When does git gc --auto pack loose objects?", hits, embedder.embed, gate))
     assert scored and max(s.score for s in scored) >= 0.44
     with pytest.raises(NoRelevantPassages, match="min_evidence"):
-        runtime.run(_evidence_gate("How much does the Team plan cost per user per month?", hits, embedder.embed, gate))
+        runtime.run(evidence_gate("How much does the Team plan cost per user per month?", hits, embedder.embed, gate))
     # without sentence embeddings (a warm server) the score's scale differs: no gate
-    assert runtime.run(_evidence_gate("How much does the Team plan cost?", hits, None, gate)) is None
+    assert runtime.run(evidence_gate("How much does the Team plan cost?", hits, None, gate)) is None
     # 0 turns it off
     off = replace(hash_settings, answer_min_evidence=0.0)
-    assert runtime.run(_evidence_gate("How much does the Team plan cost?", hits, embedder.embed, off))
+    assert runtime.run(evidence_gate("How much does the Team plan cost?", hits, embedder.embed, off))
 
 
 def test_a_sentence_that_restates_the_question_is_left_out_of_the_stream() -> None:

@@ -1,0 +1,96 @@
+"""The checks that decline a question before any model is called (``rag ask`` exits 7): nothing relevant
+(the best dense similarity under ``[answer] min_score``), a name that no document holds as written, and
+passages whose best evidence sentence scores under ``[answer] min_evidence`` (calibrated by bench/refusal.py)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import runtime
+from .config import Settings
+from .errors import NoRelevantPassages
+from .evidence import Sentence, score
+from .text import STOP_WORDS
+from .types import Hit
+
+
+def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = None) -> list[Hit]:
+    """The hits worth answering from; [] when the question looks unrelated to the index.
+
+    When dense search ran, the best dense cosine similarity over the whole index (``best_dense``,
+    else the best among ``hits``) must reach ``min_similarity``, else nothing is relevant: keyword
+    hits on an off-topic question (its few words appear somewhere) do not make it answerable.
+    Hits that dense scored below the threshold are dropped; hits only keyword search found are kept;
+    without a dense source (``--mode bm25``, remote only) every hit is kept.
+    """
+    dense = [h.extra.get("source_scores", {}).get("dense", h.score if h.source == "dense" else None) for h in hits]
+    scored = [d for d in dense if d is not None] + ([best_dense] if best_dense is not None else [])
+    if scored and max(scored) < min_similarity:
+        return []
+    return [h for h, d in zip(hits, dense, strict=True) if d is None or d >= min_similarity]
+
+
+async def evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Settings) -> list[Sentence] | None:
+    """The passages' sentences scored against the question (rag_cli/evidence.py), or None without sentence
+    embeddings (through a warm server; the score's scale is the embedding model's). Raises
+    NoRelevantPassages when even the best sentence scores under ``[answer] min_evidence``: the passages
+    share words and topic with the question but none says anything close to an answer."""
+    if embed is None:
+        return None
+    scored = await runtime.run_blocking(score, question, [h.text for h in hits], embed, stage="evidence")
+    best = max((s.score for s in scored), default=0.0)
+    if best < settings.answer_min_evidence:
+        raise NoRelevantPassages(
+            f"no passage of index {settings.index!r} comes close to answering {question!r} (best evidence "
+            f"sentence scores {best:.2f}, under [answer] min_evidence {settings.answer_min_evidence:g}); "
+            "not answering rather than guessing",
+            hint="rephrase, index documents about it, or lower [answer] min_evidence",
+        )
+    return scored
+
+
+_NAME = re.compile(r"[\w][\w.+-]*[\w]|\w")
+
+
+def names_in(question: str) -> list[str]:
+    """The question's names: capitalised words past its first (Dependabot, Mercurial) and words with digits,
+    then each run of such words next to each other as one name too ("Git 3.0": a corpus may say "Eclipse 3.0"
+    and "Git" and still never "Git 3.0")."""
+    matches = list(_NAME.finditer(question))
+    out: list[str] = []
+    run: list[re.Match[str]] = []
+    runs: list[str] = []
+
+    def close() -> None:
+        if len(run) > 1:
+            runs.append(question[run[0].start() : run[-1].end()])
+        run.clear()
+
+    for i, m in enumerate(matches):
+        w = m.group(0)
+        if w.lower() not in STOP_WORDS and len(w) >= 2 and ((i > 0 and w[0].isupper()) or any(c.isdigit() for c in w)):
+            if run and question[run[-1].end() : m.start()] != " ":
+                close()
+            out.append(w)
+            run.append(m)
+        else:
+            close()
+    close()
+    return list(dict.fromkeys(out + runs))
+
+
+def _holds(text: str, word: str) -> bool:
+    """``word`` appears in ``text`` as a word of its own ("3.0" is not in "v2.13.0"), case aside."""
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+async def unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> list[str]:
+    """Names of the question that no chunk of the local index holds, nor any retrieved passage (a remote
+    source's): it asks about something the index does not know (on the QA sets here no answerable question
+    has one). [] without a local index."""
+    reader = getattr(retrieval, "reader", None)
+    names = [w for w in names_in(question) if not any(_holds(h.text, w) for h in hits)]
+    if reader is None or not names:
+        return []
+    return await runtime.run_blocking(reader.unknown_words, names, stage="names")
