@@ -19,10 +19,10 @@ from typing import Any
 from . import runtime
 from .config import Settings
 from .errors import LLMError, NoRelevantPassages
-from .evidence import PROMPT_VERSION, Sentence, joined, select
+from .evidence import PROMPT_VERSION, Sentence, joined, remembering, select
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt
-from .refusal import evidence_gate, relevant, unknown_names
+from .refusal import evidence_gate, names_gate, relevant
 from .retrieve.fanout import SearchResult
 from .types import Degradation, Hit
 from .verify import SentenceStream, Verifier
@@ -170,14 +170,9 @@ async def answer(
     if embed and (mode or settings.retrieve_mode) != "bm25":
         result.timings["embed_ms"] = round(embed[-1], 2)
     hits = relevant(res.hits, settings.answer_min_score, getattr(res, "best", {}).get("dense"))
-    unknown = await unknown_names(retrieval, question, hits) if hits and not given else []
-    if unknown:
-        raise NoRelevantPassages(
-            f"{', '.join(repr(w) for w in unknown)} {'appears' if len(unknown) == 1 else 'appear'} in no document of "
-            f"index {settings.index!r}; not answering rather than guessing",
-            hint="index documents about it, or rephrase",
-        )
-    embed = sentence_embedder(retrieval)
+    if hits and not given:
+        await names_gate(retrieval, question, hits, settings)
+    embed = remembering(sentence_embedder(retrieval))
     scored = await evidence_gate(question, hits, embed, settings) if hits and not given else None
     hits = given + hits  # the context given with the question comes first: [1], [2], ...
     if not hits:
@@ -316,15 +311,14 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
     if settings.answer_evidence and hits and getattr(backend, "wants_evidence", True):
         picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
                         budget=settings.answer_evidence_tokens, scored=scored)  # fmt: skip
-        pairs = [(h, p) for h, p in zip(hits, picked, strict=True) if p]
-        # the passage with the best evidence first (a small model copies from the top of its prompt); the
-        # context given with the question stays first, as [1], [2], ...
-        pairs.sort(key=lambda hp: (hp[0].source != "context", -max(x.score for x in hp[1])))
-        if pairs:
-            hits = [h for h, _ in pairs]
-            shown = [replace(h, text=joined(p)) for h, p in pairs]
-            tops = [(n, max(p, key=lambda s: s.score)) for n, (_, p) in enumerate(pairs, start=1)]
-            tops.sort(key=lambda x: -x[1].score)
+        # (passage, its evidence, its best sentence); the passage with the best evidence first (a small model
+        # copies from the top of its prompt), the context given with the question staying first, as [1], [2], ...
+        triples = [(h, p, max(p, key=lambda s: s.score)) for h, p in zip(hits, picked, strict=True) if p]
+        triples.sort(key=lambda t: (t[0].source != "context", -t[2].score))
+        if triples:
+            hits = [h for h, _, _ in triples]
+            shown = [replace(h, text=joined(p)) for h, p, _ in triples]
+            tops = sorted(((n, top) for n, (_, _, top) in enumerate(triples, start=1)), key=lambda x: -x[1].score)
             seen: set[str] = set()
             for n, sent in tops:  # the same sentence twice (a page and its copy) is quoted once
                 key = " ".join(sent.text.lower().split())

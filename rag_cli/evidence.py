@@ -95,6 +95,24 @@ def coverage(question: set[str], sentence: set[str]) -> float:
 Embed = Callable[[Sequence[str]], Any]  # texts -> unit vectors (n x d)
 
 
+def remembering(embed: Embed | None) -> Embed | None:
+    """``embed`` that computes each distinct text once and remembers its vector (for one answer: evidence
+    scoring and verification embed the same passage sentences; through a warm server each is a request)."""
+    if embed is None:
+        return None
+    import numpy as np
+
+    known: dict[str, Any] = {}
+
+    def run(texts: Sequence[str]) -> Any:
+        new = [t for t in dict.fromkeys(texts) if t not in known]
+        if new:
+            known.update(zip(new, embed(new), strict=True))
+        return np.stack([known[t] for t in texts])
+
+    return run
+
+
 def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> list[Sentence]:
     """Every sentence of ``texts`` (the passages, best first), scored against ``question``."""
     sents = [Sentence(p, i, s) for p, t in enumerate(texts) for i, s in enumerate(split_sentences(t))]

@@ -33,7 +33,7 @@ def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = 
 
 async def evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Settings) -> list[Sentence] | None:
     """The passages' sentences scored against the question (rag_cli/evidence.py), or None without sentence
-    embeddings (through a warm server; the score's scale is the embedding model's). Raises
+    embeddings (neither this process's model nor a server's /embed: the score's scale is the model's). Raises
     NoRelevantPassages when even the best sentence scores under ``[answer] min_evidence``: the passages
     share words and topic with the question but none says anything close to an answer."""
     if embed is None:
@@ -83,6 +83,17 @@ def names_in(question: str) -> list[str]:
 def _holds(text: str, word: str) -> bool:
     """``word`` appears in ``text`` as a word of its own ("3.0" is not in "v2.13.0"), case aside."""
     return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+async def names_gate(retrieval: Any, question: str, hits: list[Hit], settings: Settings) -> None:
+    """Raises NoRelevantPassages when the question names something no document holds (:func:`unknown_names`)."""
+    unknown = await unknown_names(retrieval, question, hits)
+    if unknown:
+        raise NoRelevantPassages(
+            f"{', '.join(repr(w) for w in unknown)} {'appears' if len(unknown) == 1 else 'appear'} in no document of "
+            f"index {settings.index!r}; not answering rather than guessing",
+            hint="index documents about it, or rephrase",
+        )
 
 
 async def unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> list[str]:

@@ -177,3 +177,20 @@ def test_fallback_quotes_each_evidence_sentence_with_its_number() -> None:
         text == 'The sources say:\n"Unreachable entries expire after 30 days." [2]\n"The timeout is 900 seconds." [1]'
     )
     assert [v.citations for v in stream.verdicts] == [[2], [1]] and all(v.verified for v in stream.verdicts)
+
+
+def test_remembering_embeds_each_distinct_text_once() -> None:
+    from rag_cli.evidence import remembering
+
+    calls: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.array([[float(len(t)), 1.0] for t in texts])
+
+    once = remembering(embed)
+    assert once is not None and remembering(None) is None
+    first = once(["a", "bb", "a"])
+    again = once(["bb", "ccc"])
+    assert calls == [["a", "bb"], ["ccc"]]  # "a" twice in one call and "bb" in the next: embedded once each
+    assert first.tolist() == [[1.0, 1.0], [2.0, 1.0], [1.0, 1.0]] and again.tolist() == [[2.0, 1.0], [3.0, 1.0]]
