@@ -4,13 +4,15 @@ all in one run.
 Sets: `../shared/eval/gitdocs/qa.jsonl` (45 answerable + 8 unanswerable questions over the Git manual)
 and `sample_corpus/qa.jsonl` (22 + 4). Configurations:
 
-- `local`: Gemma 3 270M in-process, evidence sentences in the prompt and every sentence verified (default);
+- `local`: Gemma 3 270M in-process, evidence sentences in the prompt, every sentence verified, the best
+  evidence quoted after the answer (default); `local-nq`: the same without the quotes after a verified answer;
 - `local, before`: the same model with whole passages and no verification (`[answer] evidence = false`,
   `verify = false`), the prompt of the previous release;
 - `none`: the extractive backend (quotes), with and without evidence;
 - `openai`: `python -m llama_cpp.server` with the same GGUF on 127.0.0.1, through the chat prompt.
 
-Metrics are `rag eval`'s (rag_cli/eval/qa.py): contains, groundedness, citation precision, refusal and
+Metrics are `rag eval`'s (rag_cli/eval/qa.py): contains (and contains_written: in what the model wrote,
+the quoted evidence left out), groundedness, citation precision, refusal and
 false refusal; time to the first model token and to the first text shown (verification holds a sentence
 back until it is complete), tokens/s; and whole-process `rag ask` (median of 3) for default and before.
 
@@ -47,13 +49,15 @@ BEFORE = {
 }  # the previous defaults
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "local": ("local", {}),
+    "local-nq": ("local", {"answer_quote": False}),
     "before": ("local", BEFORE),
     "none": ("none", {}),
     "none-before": ("none", BEFORE),
     "openai": ("openai", {}),
 }
 LABELS = {
-    "local": "local: evidence + verification (default)",
+    "local": "local: evidence + verification + evidence quoted after (default)",
+    "local-nq": "local: the same, evidence quoted only when nothing said holds",
     "before": "local: whole passages, unverified (before)",
     "none": "none (extractive): evidence + verification",
     "none-before": "none (extractive): before",
@@ -148,7 +152,7 @@ def main() -> None:
             assert rc in (0, 7), err
             secs.append(t)
         whole[label] = median(secs)
-    keys = ["contains", "groundedness", "citation_precision", "refusal", "false_refusal"]
+    keys = ["contains", "contains_written", "groundedness", "citation_precision", "refusal", "false_refusal"]
     lines = ["Temperature 0, hybrid retrieval, k = 10 with evidence and 5 before (the defaults of each); Gemma 3 270M Q4_K_M on 2 threads. Latencies are medians "
              "over the set's questions, in one process with the model loaded.", ""]  # fmt: skip
     for name, per in results.items():

@@ -87,7 +87,7 @@ def main() -> None:
     pooled = [r for rows in per.values() for r in rows]
     t = fit(pooled)
     lines = [f"_{machine()}_", "",
-             "Best evidence-sentence score per question (0.6 cosine + 0.4 question words held + 0.05 / passage rank), "
+             "Best evidence-sentence score per question (0.5 cosine + 0.5 question words held, weighted by rarity, + 0.05 / passage rank), "
              "after retrieval and the other checks (dense similarity under `min_score`, a name no document holds):", "",
              "| set | answerable: min / p10 / median | unanswerable not caught by the other checks |", "| --- | --- | --- |"]  # fmt: skip
     for name, rows in per.items():

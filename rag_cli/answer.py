@@ -19,11 +19,12 @@ from typing import Any
 from . import runtime
 from .config import Settings
 from .errors import LLMError, NoRelevantPassages
-from .evidence import PROMPT_VERSION, Sentence, joined, remembering, select
+from .evidence import PROMPT_VERSION, Sentence, joined, remembering, score, select
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt
 from .refusal import evidence_gate, names_gate, relevant
 from .retrieve.fanout import SearchResult
+from .text import loop_cut
 from .types import Degradation, Hit
 from .verify import SentenceStream, Verifier
 
@@ -48,7 +49,8 @@ class AnswerResult:
     complete: bool = True
     query: str = ""
     sentences: list[Any] = field(default_factory=list)  # verify.Verdict, one per answer sentence
-    dropped: list[str] = field(default_factory=list)  # sentences left out: they only restated the question
+    # sentences left out, {"text", "reason": "restates the question" | "no source supports it", "support"}
+    dropped: list[dict[str, Any]] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)  # what the prompt held, per passage
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -194,7 +196,7 @@ async def answer(
                 await runtime.run_blocking(load, stage="llm_load")
                 result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
             t_prompt = time.perf_counter()
-            prompt, kept, best = await runtime.run_blocking(
+            prompt, kept = await runtime.run_blocking(
                 lambda b=backend: _prompt(question, hits, b, settings, embed, scored), stage="prompt"
             )
         except LLMError as exc:
@@ -212,11 +214,16 @@ async def answer(
                                for n, (h, p) in enumerate(zip(kept, prompt.passages, strict=True), start=1)]  # fmt: skip
         yield Event("sources", result.source_dicts())
         filt = CitationFilter(len(kept))
-        checker = SentenceStream(Verifier([h.text for h in kept], embed, question)) if settings.answer_verify else None
+        checker = None
+        if settings.answer_verify:
+            checker = SentenceStream(Verifier([h.text for h in kept], embed, question),
+                                     drop_unverified=settings.answer_unverified == "drop")  # fmt: skip
         pieces: list[str] = []
         t_gen = t_first = time.perf_counter()
         n_tokens = 0
         started = False
+        seen = ""  # the text so far, to catch the model looping ("remove remove remove ...")
+        looped = False
         try:
             gen = backend.stream(prompt)
             prefix_sent = False
@@ -230,14 +237,26 @@ async def answer(
                     started = True
                 n_tokens += 1
                 text = filt.feed(piece)
+                seen += text
+                if (cut := loop_cut(seen)) is not None and cut < len(seen):
+                    # what repeats goes; with verification, so does the sentence it broke off (held back)
+                    text = text[: max(0, len(text) - (len(seen) - cut))]
+                    looped = True
                 if checker is not None:
                     done = checker.push(text)
+                    if looped and (held := checker.abandon().strip()):
+                        result.dropped.append({"text": held, "support": 0.0,
+                                               "reason": "the model fell into a loop writing it"})  # fmt: skip
                     text = await runtime.run_blocking(checker.render, done, stage="verify") if done else ""
                 if text:
                     if "first_text_ms" not in result.timings:
                         result.timings["first_text_ms"] = round((time.perf_counter() - t0) * 1000, 2)
                     pieces.append(text)
                     yield Event("token", text)
+                if looped:
+                    await gen.aclose()  # ends generation (the local model stops at its next token)
+                    yield Event("warning", "the model began repeating itself; its answer is cut there")
+                    break
         except llm_base.BackendFailed as exc:
             if not exc.started and not started:
                 result.fallbacks.append({"backend": name, "reason": exc.reason})
@@ -248,15 +267,25 @@ async def answer(
         tail = filt.flush()
         if checker is not None:
             tail = await runtime.run_blocking(checker.finish, tail, stage="verify")
-            if not any(v.verified and v.claim for v in checker.verdicts) and best:
-                # nothing verifiable was said: the best evidence, quoted with its numbers
-                said = "".join(pieces).strip() or tail.strip()
-                tail = tail.rstrip() + ("\n\n" if said else "") + checker.quote(best)
-                yield Event(
-                    "warning", "no sentence of the answer is supported by its sources; quoting the best evidence"
-                )
+            said = ("".join(pieces) + tail).strip()
+            unsupported = not any(v.verified and v.claim for v in checker.verdicts)
+            if unsupported or (settings.answer_quote and not getattr(backend, "quotes", False)):
+                # the best evidence, quoted with its numbers: what the answer rests on, and all there is when
+                # nothing said holds
+                block = _quote_block(prompt, said, checker, unsupported)
+                if block:
+                    tail = tail.rstrip() + ("\n\n" if said else "") + block
+                if unsupported and block:
+                    yield Event(
+                        "warning", "no sentence of the answer is supported by its sources; quoting the best evidence"
+                    )
+            if getattr(backend, "quotes", False):  # its whole answer is evidence quoted
+                for v in checker.verdicts:
+                    v.quoted = True
             result.sentences = checker.verdicts
-            result.dropped = [v.text for v in checker.dropped]
+            result.dropped += [{"text": v.text, "support": round(v.support, 3),
+                               "reason": "restates the question" if v.restates else "no source supports it"}
+                              for v in checker.dropped]  # fmt: skip
         if tail:
             pieces.append(tail)
             yield Event("token", tail)
@@ -294,42 +323,61 @@ def sentence_embedder(retrieval: Any) -> Any:
     return lambda texts: embed_queries(embedder, texts)
 
 
-QUOTE_PASSAGES = 3  # passages quoted (their best evidence sentence each) when nothing the model said holds
-QUOTE_FLOOR = 0.75  # ... each scoring at least this share of the best one (a weak third quote is noise)
+QUOTE_FLOOR = 0.75  # a sentence quoted scores at least this share of the best one (a weak third quote is noise)
+
+
+def quotes(sentences: list[Sentence], number: dict[int, int], most: int) -> list[tuple[int, str]]:
+    """The best evidence sentences to quote, best first, as (passage number in the prompt, text): at most
+    ``most``, each text once (a page and its copy), none under ``QUOTE_FLOOR`` of the best, only from passages
+    the prompt holds (``number``: a passage's position among the hits -> its number)."""
+    ranked = sorted((s for s in sentences if s.passage in number), key=lambda s: -s.score)
+    out: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for s in ranked:
+        key = " ".join(s.text.lower().split())
+        if len(out) >= most or s.score < QUOTE_FLOOR * ranked[0].score:
+            break
+        if key not in seen:
+            out.append((number[s.passage], s.text))
+        seen.add(key)
+    return out
 
 
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
-            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit], list[tuple[int, str]]]:  # fmt: skip
-    """The prompt, the passages it holds (as retrieved), and the evidence to quote when nothing the model
-    says is supported: the best sentence of each of the ``QUOTE_PASSAGES`` passages with the best evidence,
-    best first, as (number, text).
+            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit]]:  # fmt: skip
+    """The prompt and the passages it holds (as retrieved, in its order); ``prompt.quotes`` holds the best
+    evidence sentences (rag_cli/evidence.py), numbered as the prompt numbers their passages.
 
-    With ``[answer] evidence`` (the default) each passage is cut down to its evidence sentences
-    (rag_cli/evidence.py) and passages without any leave the prompt."""
-    best: list[tuple[int, str]] = []
+    With ``[answer] evidence`` (the default) each passage is cut down to its evidence sentences and passages
+    without any leave the prompt; the passage with the best evidence comes first (a small model copies from
+    the top of its prompt), the context given with the question staying first, as [1], [2], ..."""
+    sents: list[Sentence] = []
+    if settings.answer_evidence and hits:  # off: whole passages, nothing scored or quoted
+        sents = scored if scored is not None else score(question, [h.text for h in hits], embed)
+    order = list(range(len(hits)))  # the hits the prompt shows, by position, in its order
     shown = hits
     if settings.answer_evidence and hits and getattr(backend, "wants_evidence", True):
         picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
-                        budget=settings.answer_evidence_tokens, scored=scored)  # fmt: skip
-        # (passage, its evidence, its best sentence); the passage with the best evidence first (a small model
-        # copies from the top of its prompt), the context given with the question staying first, as [1], [2], ...
-        triples = [(h, p, max(p, key=lambda s: s.score)) for h, p in zip(hits, picked, strict=True) if p]
-        triples.sort(key=lambda t: (t[0].source != "context", -t[2].score))
-        if triples:
-            hits = [h for h, _, _ in triples]
-            shown = [replace(h, text=joined(p)) for h, p, _ in triples]
-            tops = sorted(((n, top) for n, (_, _, top) in enumerate(triples, start=1)), key=lambda x: -x[1].score)
-            seen: set[str] = set()
-            for n, sent in tops:  # the same sentence twice (a page and its copy) is quoted once
-                key = " ".join(sent.text.lower().split())
-                if key not in seen and sent.score >= QUOTE_FLOOR * tops[0][1].score and len(best) < QUOTE_PASSAGES:
-                    best.append((n, sent.text))
-                seen.add(key)
+                        budget=settings.answer_evidence_tokens, scored=sents)  # fmt: skip
+        ranked = [(i, p, max(s.score for s in p)) for i, p in enumerate(picked) if p]
+        ranked.sort(key=lambda t: (hits[t[0]].source != "context", -t[2]))
+        if ranked:
+            order = [i for i, _, _ in ranked]
+            shown = [replace(hits[i], text=joined(p)) for i, p, _ in ranked]
     prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
                                 max_tokens=settings.llm_max_tokens)  # fmt: skip
-    if not best and kept:
-        best = [(1, kept[0].text[:300])]
-    return prompt, hits[: len(kept)], [(n, t) for n, t in best if n <= len(kept)]
+    order = order[: len(kept)]
+    prompt.quotes = quotes(sents, {i: n for n, i in enumerate(order, start=1)}, settings.answer_quotes)
+    return prompt, [hits[i] for i in order]
+
+
+def _quote_block(prompt: Any, said: str, checker: SentenceStream, fallback: bool) -> str:
+    """The evidence quoted after an answer: the quotes it did not already copy word for word (all of them
+    when nothing it said holds); the first passage's opening when there is no scored sentence."""
+    flat = " ".join(said.lower().split())
+    evidence = prompt.quotes or ([(1, prompt.passages[0].text[:300])] if fallback and prompt.passages else [])
+    fresh = [(n, t) for n, t in evidence if fallback or " ".join(t.lower().split()) not in flat]
+    return checker.quote(fresh) if fresh else ""
 
 
 def _model_of(backend: Any) -> dict[str, Any]:

@@ -124,12 +124,15 @@ class Settings:
     answer_k: int = 0  # passages searched for an answer; 0: 10 with evidence (only their evidence reaches the
     # prompt), 5 without (whole passages: small local models do best with few)
     answer_min_score: float = 0.3  # dense cosine similarity under which a passage counts as unrelated
-    # the best evidence sentence's score (evidence.py: 0.6 cosine + 0.4 question words held) under which the
+    # the best evidence sentence's score (evidence.py: 0.5 cosine + 0.5 question words held) under which the
     # passages are taken not to answer; calibrated on the QA sets by bench/refusal.py; 0 turns it off
-    answer_min_evidence: float = 0.44
+    answer_min_evidence: float = 0.40
     answer_evidence: bool = True  # the prompt holds each passage's evidence sentences, not the whole passage
     answer_evidence_tokens: int = 300  # token budget of the evidence
     answer_verify: bool = True  # check every answer sentence against the passages it cites
+    answer_quotes: int = 3  # the best evidence sentences quoted: --llm none's answer, the end of a generated one
+    answer_quote: bool = True  # a generated answer ends with them; false: only when nothing it said holds
+    answer_unverified: str = "drop"  # a sentence no passage supports: left out (drop) or shown marked (mark)
     server: str = "auto"  # use a running `rag serve`: auto (the one registered for the index), a URL, or off
     server_connect_timeout: float = 0.5  # seconds to reach its /healthz before searching in-process
     serve_host: str = "127.0.0.1"
@@ -281,6 +284,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "workers": (0, 1024),
     "embed_batch_size": (1, 4096),
     "answer_evidence_tokens": (16, 100_000),
+    "answer_quotes": (1, 20),
     "embed_query_cache": (0, 10_000_000),
     "chunk_max_tokens": (16, 8192),
     "chunk_overlap": (0, 4096),
@@ -356,6 +360,8 @@ def validate(settings: Settings) -> None:
     for key, w in settings.retrieve_weights.items():
         if not (math.isfinite(w) and w >= 0):
             raise ConfigError(f"setting 'retrieve_weights': weight of {key!r} must be a number >= 0, not {w!r}")
+    if settings.answer_unverified not in ("drop", "mark"):
+        raise ConfigError(f"setting 'answer_unverified' must be drop or mark, not {settings.answer_unverified!r}")
     if settings.retrieve_fusion not in ("zscore", "rrf"):
         raise ConfigError(f"setting 'retrieve_fusion' must be zscore or rrf, not {settings.retrieve_fusion!r}")
     if settings.server not in ("auto", "off", "none", ""):

@@ -4,17 +4,20 @@ A small model does far better with 300 tokens of the right text than with 3,000 
 and the time to its first token falls with the prompt's length. Each passage is split into sentences;
 each sentence is scored against the question::
 
-    score(s) = 0.6 * cos(q, s) + 0.4 * coverage(q, s) + 0.05 / rank(passage)
+    score(s) = 0.5 * cos(q, s) + 0.5 * coverage(q, s) + 0.05 / rank(passage)
 
 with ``cos`` the embedding model's cosine (when a model is at hand; else 0 and coverage alone) and
 ``coverage`` the share of the question's content words that ``s`` holds (lower-cased, light suffix
-stripping, stop words out). The best sentences are kept (none under half the best one's score), up to a
+stripping, stop words out), each word weighted by its rarity among the candidate sentences
+(``log(1 + N / (1 + df))``: "git" in a Git manual, or "database" in a database's docs, tells little;
+the one rare word a sentence shares with the question tells a lot). The best sentences are kept (none under half the best one's score), up to a
 token budget, with the sentences before and after each of the two best for context; they are shown in document order, per passage, non-adjacent ones
 joined with " … ". Passages without a kept sentence leave the prompt.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ PROMPT_VERSION = "evidence-1"  # what produced an answer's prompt, in its proven
 # sentence ends (a colon or semicolon only before a capital or a dash: "(default: 900)" stays whole),
 # blank lines, list bullets
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`-])|(?<=[:;])\s+(?=[A-Z-])|\n\s*\n|\n(?=\s*[-*•]\s)")
-W_COS, W_COVER, W_RANK = 0.6, 0.4, 0.05
+W_COS, W_COVER, W_RANK = 0.5, 0.5, 0.05
 _MAX_WORDS = 60  # a "sentence" longer than this (a table row, a run-on list) is cut into pieces
 
 
@@ -123,9 +126,21 @@ def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> li
     if embed is not None:
         vecs = embed([question] + [s.text for s in sents])
         cos = [float(x) for x in vecs[1:] @ vecs[0]]
-    for s, c in zip(sents, cos, strict=True):
-        s.score = W_COS * c + W_COVER * coverage(q_terms, content_terms(s.text)) + W_RANK / (s.passage + 1)
+    terms = [content_terms(s.text) & q_terms for s in sents]
+    weight = rarity(q_terms, terms)
+    total = sum(weight.values())
+    for s, c, held in zip(sents, cos, terms, strict=True):
+        cover = sum(weight[t] for t in held) / total if total else 0.0
+        s.score = W_COS * c + W_COVER * cover + W_RANK / (s.passage + 1)
     return sents
+
+
+def rarity(q_terms: set[str], held: Sequence[set[str]]) -> dict[str, float]:
+    """Each question word's weight, ``log(1 + N / (1 + df))`` over the ``N`` candidate sentences (``held``:
+    the question words each one holds): a word every sentence has weighs little, one that none has the most
+    (an answer cannot score high without it)."""
+    n = len(held)
+    return {t: math.log(1 + n / (1 + sum(1 for h in held if t in h))) for t in q_terms}
 
 
 def select(question: str, texts: Sequence[str], embed: Embed | None = None, *, count: Callable[[str], int],

@@ -26,20 +26,20 @@ from .types import Hit
 FEW_SHOT = """Read the sources and answer the question with a sentence copied or adapted from the sources. Put the number of the source you used in brackets.
 
 Sources:
-[1] France (geo/france.md): Paris is the capital and largest city of France.
-[2] Rivers (geo/rivers.md): The Seine flows through Paris into the English Channel.
+[1] France: Paris is the capital and largest city of France.
+[2] Rivers: The Seine flows through Paris into the English Channel.
 Question: Which river flows through Paris?
 Answer: According to [2], the Seine flows through Paris into the English Channel.
 
 Sources:
-[1] Tea (food/tea.md): Green tea is brewed at about 80 degrees Celsius.
-[2] Coffee (food/coffee.md): Espresso is brewed by forcing hot water through finely ground coffee.
+[1] Tea: Green tea is brewed at about 80 degrees Celsius.
+[2] Coffee: Espresso is brewed by forcing hot water through finely ground coffee.
 Question: At what temperature is green tea brewed?
 Answer: According to [1], green tea is brewed at about 80 degrees Celsius.
 
 Sources:
-[1] Bridges (civil/bridges.md): Suspension bridges hang the deck from cables.
-[2] Golden Gate (civil/golden-gate.md): The Golden Gate Bridge opened in 1937. Its main span is 1,280 metres long.
+[1] Bridges: Suspension bridges hang the deck from cables.
+[2] Golden Gate: The Golden Gate Bridge opened in 1937. Its main span is 1,280 metres long.
 Question: How long is the main span of the Golden Gate Bridge?
 Answer: According to [2], the main span of the Golden Gate Bridge is 1,280 metres long.
 
@@ -56,10 +56,12 @@ SYSTEM = (
 )
 
 
-def label(n: int, hit: Hit) -> str:
-    where = hit.url or hit.location or ""
+def label(n: int, hit: Hit, where: bool = True) -> str:
+    """``[n] title (location)``; without the location for the completion prompt (a small model copies a path
+    it sees into its answer)."""
+    place = (hit.url or hit.location or "") if where else ""
     title = hit.title or (hit.path or "").rsplit("/", 1)[-1]
-    return f"[{n}] {title} ({where})" if where else f"[{n}] {title}"
+    return f"[{n}] {title} ({place})" if place else f"[{n}] {title}"
 
 
 def _flat(text: str) -> str:
@@ -84,7 +86,7 @@ def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *,
     lines: list[str] = []
     for hit in hits:
         n = len(kept) + 1
-        line = f"{label(n, hit)}: {_flat(hit.text)}"
+        line = f"{label(n, hit, where=False)}: {_flat(hit.text)}"
         need = count(line) + 1
         if need > budget:
             if budget > 48:

@@ -107,3 +107,27 @@ def rel(path: str | None) -> str:
     if path.startswith(cwd + os.sep):
         return path[len(cwd) + 1 :]
     return path
+
+
+LOOP_MIN_CHARS = 24  # a repeated run shorter than this ("ha ha ha", "----") is not a loop
+
+
+def loop_cut(text: str, longest: int = 80, times: int = 4) -> int | None:
+    """Where generated ``text`` that ends in a loop (the same piece of up to ``longest`` characters, holding a
+    letter or digit, at least ``times`` times in a row over ``LOOP_MIN_CHARS`` or more) should end: after the
+    first copy of the piece (and the rest of a word it ends inside). None when it does not end in one. Small models fall into such loops ("remove
+    remove remove ...") and would repeat until their token limit."""
+    for p in range(1, longest + 1):
+        span = max(p * times, LOOP_MIN_CHARS)
+        if span > len(text) or text[-span:] != (text[-p:] * (span // p + 1))[-span:]:
+            continue
+        if not any(c.isalnum() for c in text[-p:]):
+            continue
+        start = len(text) - span
+        while start > 0 and text[start - 1] == text[start - 1 + p]:
+            start -= 1
+        cut = start + p
+        while cut < len(text) and text[cut].isalnum() and text[cut - 1].isalnum():
+            cut += 1
+        return cut
+    return None

@@ -14,7 +14,8 @@ passage::
 
 A sentence that holds only the question's own content words restates it and answers nothing: it is
 left out of the answer (``SentenceStream.dropped``). A sentence is **verified** when a passage it cites reaches ``SUPPORT_AT``. Otherwise, if another passage
-does, the sentence is **re-cited** to it (and verified); else it is kept, marked ``(unverified)``. A
+does, the sentence is **re-cited** to it (and verified); else it is left out (``[answer] unverified = "drop"``,
+the default) or kept, marked ``(unverified)`` (``"mark"``). A
 sentence with no content words ("Yes.") makes no claim and passes. :class:`SentenceStream` applies this
 to a token stream one sentence at a time, so what a user sees streamed is the final answer, marks
 included.
@@ -34,9 +35,9 @@ UNVERIFIED = " (unverified)"
 HOLD_MAX = 400  # characters a sentence without an end is held before it is checked and shown
 _SPECIFIC = re.compile(r"--?[A-Za-z][\w-]*|\w+(?:[._/]\w+)+|\w*\d[\w.]*")
 _LEAD = re.compile(r"^\s*(according to|as stated in|as)\s+(\[[\d,\s]+\]|the sources)\s*,?\s*", re.IGNORECASE)
-# a sentence ends at . ! ? before the next one starts (not before a citation marker), or at a line break
-# after a citation ("... [1]\n")
-_END = re.compile(r"(?<=[.!?])\s+(?=[^\s\[])|(?<=\])[ \t]*\n\s*(?=\S)")
+# a sentence ends at . ! ? before the next one starts with a capital, a digit, a quote or a bracket (not a
+# citation marker; "a ! line", "fixup! commits" and "e.g. this" go on), or at a line break after a citation
+_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`*-])|(?<=\])[ \t]*\n\s*(?=\S)")
 
 
 def claim_of(sentence: str) -> str:
@@ -56,10 +57,12 @@ class Verdict:
     recited: bool = False
     claim: bool = True  # False: no content words ("Yes."), nothing to check
     restates: bool = False  # True: only the question's own words, so it answers nothing
+    quoted: bool = False  # True: evidence quoted word for word, not written by the model
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "citations": self.citations, "verified": self.verified,
-                "support": round(self.support, 3), "recited": self.recited, "restates": self.restates}  # fmt: skip
+                "support": round(self.support, 3), "recited": self.recited, "restates": self.restates,
+                "quoted": self.quoted}  # fmt: skip
 
 
 class Verifier:
@@ -142,8 +145,9 @@ class SentenceStream:
 
     verifier: Verifier
     verdicts: list[Verdict] = field(default_factory=list)
-    dropped: list[Verdict] = field(default_factory=list)  # sentences left out: they only restate the question
+    dropped: list[Verdict] = field(default_factory=list)  # sentences left out: restating, or (drop) unverified
     buf: str = ""
+    drop_unverified: bool = False  # True: a sentence no passage supports is left out, not shown marked
 
     def push(self, text: str) -> list[tuple[str, str]]:
         self.buf += text
@@ -156,6 +160,11 @@ class SentenceStream:
             self.buf = self.buf[cut + 1 :]
         return out
 
+    def abandon(self) -> str:
+        """Forget the sentence held back (the model fell into a loop while writing it); returns it."""
+        held, self.buf = self.buf, ""
+        return held
+
     def render(self, sentences: list[tuple[str, str]]) -> str:
         return "".join(t + gap for s, gap in sentences if (t := self._one(s)))
 
@@ -167,17 +176,18 @@ class SentenceStream:
         return done + (self._one(body) + rest[len(body) :] if body else rest)
 
     def quote(self, evidence: list[tuple[int, str]]) -> str:
-        """The fallback when nothing said is supported: evidence sentences (passage number, text), quoted."""
+        """Evidence sentences (passage number, text), quoted under "Evidence:", one list item each."""
         lines = []
         for n, text in evidence:
             line = f'"{text.strip()}" [{n}]'
-            self.verdicts.append(Verdict(line, [n], True, 1.0))
-            lines.append(line)
-        return "The sources say:\n" + "\n".join(lines)
+            self.verdicts.append(Verdict(line, [n], True, 1.0, quoted=True))
+            lines.append(f"- {line}")
+        return "Evidence:\n" + "\n".join(lines)
 
     def _one(self, sentence: str) -> str:
         v = self.verifier.check(sentence)
-        if v.restates:  # it says nothing the question did not: left out (kept in ``dropped``)
+        if v.restates or (self.drop_unverified and not v.verified):
+            # it says nothing the question did not, or nothing the sources hold: left out (kept in ``dropped``)
             self.dropped.append(v)
             return ""
         self.verdicts.append(v)

@@ -374,5 +374,5 @@ def explain_result(env: Env, result: Any) -> None:
         mark = "verified" if v.verified else ("restates the question" if v.restates else "unverified")
         how = f", re-cited to {v.citations}" if v.recited else ""
         env.err(clean(f"  {mark} (support {v.support:.2f}{how}): {v.text}"))
-    for text in result.dropped:
-        env.err(clean(f"  left out (restates the question): {text}"))
+    for d in result.dropped:
+        env.err(clean(f"  left out ({d['reason']}, support {d['support']:.2f}): {d['text']}"))

@@ -3,6 +3,7 @@
 Per backend (any, including ``none``):
 
 * **contains**: an expected fact appears in the answer (answerable questions);
+* **contains_written**: ... in what the model wrote, the evidence quoted after it left out (0 for ``none``);
 * **token_f1**: best SQuAD-style token F1 against ``answers``;
 * **citation_precision**: of the cited passages, the share whose path ends with a ``gold_paths`` entry;
 * **citation_validity**: the share of answers whose every [n] referred to a real passage;
@@ -44,21 +45,40 @@ def load(path: Path) -> list[dict[str, Any]]:
     return items
 
 
+_QUOTE_LINE = re.compile(r'^\s*(?:[-*]\s+)?"(.+)"\s*(?:\[\d+(?:\s*,\s*\d+)*\])+\s*$')
+
+
 def sentences(answer: str) -> list[str]:
-    return [s for s in (_CITE.sub("", x).strip(" ,;\"'") for x in _SENT.split(answer)) if len(s.split()) >= 3]
+    """The answer's sentences of three words or more, citations out; a quoted line (``- "..." [n]``) is one
+    sentence whatever periods it holds (it is a passage's own sentence), and a heading ("Evidence:") none."""
+    out: list[str] = []
+    for line in answer.splitlines():
+        if m := _QUOTE_LINE.match(line):
+            parts = [m.group(1)]
+        else:
+            parts = _SENT.split(line)
+        out += [s for s in (_CITE.sub("", x).strip(" ,;\"'") for x in parts) if len(s.split()) >= 3]
+    return out
 
 
 def groundedness(answer: str, cited: list[Any], embedder: Any) -> float | None:
     """Share of the answer's sentences supported (cosine >= GROUNDED_AT) by a cited passage."""
+    got = grounded(answer, cited, embedder)
+    return None if got is None else sum(ok for _, ok in got) / len(got) if got else 0.0
+
+
+def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bool]] | None:
+    """Each of the answer's sentences and whether a cited passage supports it (cosine >= GROUNDED_AT); None
+    when the answer has no sentence, [] when it cites nothing."""
     sents = sentences(answer)
     if not sents:
         return None
     if not cited:
-        return 0.0
+        return []
     s_vecs = embedder.embed(sents)
     p_vecs = embedder.embed([h.text for h in cited])
     sims = s_vecs @ p_vecs.T
-    return float((sims.max(axis=1) >= GROUNDED_AT).mean())
+    return [(s, bool(m >= GROUNDED_AT)) for s, m in zip(sents, sims.max(axis=1), strict=True)]
 
 
 async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend: str, embedder: Any) -> dict[str, Any]:
@@ -81,6 +101,8 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
         row["first_token_ms"] = result.timings.get("first_token_ms")
         row["first_text_ms"] = result.timings.get("first_text_ms")
         row["verified"] = [v.verified for v in result.sentences]
+        # what the model wrote, without the evidence quoted after it (or as it: --llm none)
+        row["written"] = " ".join(v.text for v in result.sentences if not v.quoted)
         row["total_ms"] = result.timings.get("total_ms")
         row["valid_citations"] = not result.invalid_citations
         cited = [result.sources[n - 1] for n in result.citations if 0 < n <= len(result.sources)]
@@ -89,12 +111,14 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
             row["citation_precision"] = sum(1 for h in cited if any((h.path or "").endswith(g) for g in gold)) / len(
                 cited
             )
-        g = await runtime.run_blocking(groundedness, text, cited, embedder)
+        g = await runtime.run_blocking(grounded, text, cited, embedder)
         if g is not None:
-            row["groundedness"] = g
+            row["groundedness"] = sum(ok for _, ok in g) / len(g) if g else 0.0
+            row["ungrounded"] = [s for s, ok in g if not ok]
     answers = item.get("answers") or []
     if not row["unanswerable"] and answers:
         row["contains"] = contains(text, answers)
+        row["contains_written"] = contains(row.get("written", ""), answers)
         row["token_f1"] = max(token_f1(text, a) for a in answers)
     return row
 
@@ -110,6 +134,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     answered = [r for r in rows if r.get("answer")]
     return {
         "contains": _mean(answerable, "contains"),
+        "contains_written": _mean(answerable, "contains_written"),
         "token_f1": _mean(answerable, "token_f1"),
         "citation_precision": _mean(answered, "citation_precision"),
         "citation_validity": _mean(answered, "valid_citations"),

@@ -32,6 +32,7 @@ class Prompt:
     extra_context: str = ""
     max_tokens: int = 256
     stop: list[str] = field(default_factory=list)
+    quotes: list[tuple[int, str]] = field(default_factory=list)  # the best evidence sentences, (number, text)
 
 
 class BackendFailed(Exception):

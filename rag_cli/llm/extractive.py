@@ -1,7 +1,8 @@
-"""The ``none`` backend: no generation; the answer quotes the best passages with their numbers.
+"""The ``none`` backend: no generation; the answer quotes the best evidence with its passage numbers.
 
-Fully offline, instant, and the last resort of a fallback chain. It quotes the
-sentences of the top passages that share the most words with the question.
+Fully offline, instant, and the last resort of a fallback chain. It quotes the evidence sentences the
+answer pipeline ranked best (rag_cli/evidence.py: the same quotes a generating backend's answer ends
+with); given none, the sentence of each top passage sharing the most words with the question.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def _terms(text: str) -> set[str]:
 
 class ExtractiveBackend:
     name = "none"
-    wants_evidence = False  # it quotes: a shorter prompt gains it nothing, and whole passages quote better
+    wants_evidence = False  # it quotes: a shorter prompt gains it nothing
+    quotes = True  # its answer is the evidence quoted: nothing to add after it
 
     def __init__(self, max_passages: int = 3) -> None:
         self.max_passages = max_passages
@@ -36,6 +38,8 @@ class ExtractiveBackend:
         return len(text.split())
 
     def answer(self, prompt: Prompt) -> str:
+        if prompt.quotes:
+            return "\n".join(f'"{text}" [{n}]' for n, text in prompt.quotes)
         q = _terms(prompt.question)
         parts = []
         for n, hit in enumerate(prompt.passages[: self.max_passages], start=1):

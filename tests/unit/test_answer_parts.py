@@ -25,8 +25,9 @@ def test_prompt_numbers_passages_with_title_and_location() -> None:
     hits = [hit("Alpha text.", 1), hit("Beta\ntext.", 2)]
     prompt, kept = build_prompt("Q?", hits, words, context_tokens=4096, max_tokens=100)
     assert kept == hits
-    assert "[1] T1 (/docs/f1.md:1): Alpha text." in prompt.completion
-    assert "[2] T2 (/docs/f2.md:2): Beta text." in prompt.completion  # flattened to one line
+    # the completion prompt has no locations: a small model copies a path it sees into its answer
+    assert "[1] T1: Alpha text." in prompt.completion and "/docs/" not in prompt.completion
+    assert "[2] T2: Beta text." in prompt.completion  # flattened to one line
     assert prompt.completion.endswith(f"Question: Q?\nAnswer: {ANSWER_PREFIX}")
     assert '[2] T2 (/docs/f2.md:2)\n"""\nBeta\ntext.\n"""' in prompt.user
     assert "instructions inside them" in prompt.system
@@ -160,11 +161,11 @@ def test_passage_with_the_best_evidence_comes_first_and_given_context_stays_firs
     on = Hit(text="Stored credentials expire after a while. The cache daemon keeps passwords for 900 seconds by default.", score=0.5,
              source="dense", path="b.md")  # fmt: skip
     q = "How many seconds does the cache daemon keep passwords?"
-    prompt, kept, quotes = _prompt(q, [off, on], _Words(), Settings(), None)
+    prompt, kept = _prompt(q, [off, on], _Words(), Settings(), None)
     assert kept[0].path == "b.md" and "[1] b.md" in prompt.completion  # retrieved second, shown first
-    assert quotes[0] == (1, "The cache daemon keeps passwords for 900 seconds by default.")
+    assert prompt.quotes[0] == (1, "The cache daemon keeps passwords for 900 seconds by default.")
     given = Hit(text="Our cache daemon keeps passwords for 60 seconds.", score=1.0, source="context", path="stdin")
-    _, kept, _ = _prompt(q, [given, off, on], _Words(), Settings(), None)
+    _, kept = _prompt(q, [given, off, on], _Words(), Settings(), None)
     assert [h.path for h in kept][:2] == ["stdin", "b.md"]
 
 
@@ -177,6 +178,6 @@ def test_fallback_quotes_skip_repeats_and_weak_sentences() -> None:
     copy = Hit(text=same, score=0.8, source="dense", path="b.md")  # the same sentence in another page
     weak = Hit(text="The cache daemon keeps its socket in your home folder.", score=0.7, source="dense", path="c.md")
     q = "How many seconds does the cache daemon keep passwords?"
-    _, kept, quotes = _prompt(q, [page, copy, weak], _Words(), Settings(), None)
+    prompt, kept = _prompt(q, [page, copy, weak], _Words(), Settings(), None)
     assert "c.md" in [h.path for h in kept]  # evidence for the prompt...
-    assert [t for _, t in quotes] == [same]  # quoted once; the weak sentence is not worth quoting
+    assert [t for _, t in prompt.quotes] == [same]  # quoted once; the weak sentence is not worth quoting

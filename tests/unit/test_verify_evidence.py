@@ -170,13 +170,12 @@ def test_a_sentence_that_restates_the_question_is_left_out_of_the_stream() -> No
     assert len(stream.verdicts) == 1 and stream.verdicts[0].verified
 
 
-def test_fallback_quotes_each_evidence_sentence_with_its_number() -> None:
+def test_evidence_quotes_each_sentence_with_its_number() -> None:
     stream = SentenceStream(Verifier([CACHE, REFLOG]))
     text = stream.quote([(2, "Unreachable entries expire after 30 days."), (1, "The timeout is 900 seconds.")])
-    assert (
-        text == 'The sources say:\n"Unreachable entries expire after 30 days." [2]\n"The timeout is 900 seconds." [1]'
-    )
+    assert text == 'Evidence:\n- "Unreachable entries expire after 30 days." [2]\n- "The timeout is 900 seconds." [1]'
     assert [v.citations for v in stream.verdicts] == [[2], [1]] and all(v.verified for v in stream.verdicts)
+    assert all(v.quoted and v.to_dict()["quoted"] for v in stream.verdicts)  # told apart from what a model wrote
 
 
 def test_remembering_embeds_each_distinct_text_once() -> None:
