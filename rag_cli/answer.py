@@ -10,7 +10,6 @@ same stream: ``sources``, then ``token``s, ``warning``s, and one ``done``.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -19,9 +18,9 @@ from typing import Any
 from . import runtime
 from .config import Settings
 from .errors import LLMError, NoRelevantPassages
-from .evidence import PROMPT_VERSION, Sentence, joined, remembering, score, select
+from .evidence import PROMPT_VERSION, Sentence, joined, quotes, remembering, score, select
 from .llm import base as llm_base
-from .prompting import CitationFilter, build_prompt
+from .prompting import CitationFilter, build_prompt, context_hits
 from .refusal import evidence_gate, names_gate, relevant
 from .retrieve.fanout import SearchResult
 from .text import loop_cut
@@ -91,38 +90,6 @@ def jsonl_event(ev: Event) -> dict[str, Any]:
 def source_dict(n: int, h: Hit) -> dict[str, Any]:
     return {"n": n, "path": h.path, "title": h.title, "url": h.url, "score": h.score, "location": h.location,
             "start_line": h.start_line, "end_line": h.end_line, "page": h.page, "doc_id": h.doc_id}  # fmt: skip
-
-
-CONTEXT_PIECE_CHARS = 1500  # --context is cut into passages of about this size at paragraph breaks
-CONTEXT_PIECES = 8  # the first this many: evidence selection then picks the sentences that answer
-
-
-def context_hits(text: str, name: str) -> list[Hit]:
-    """``text`` given with the question as numbered passages (``name``: stdin or the file), paragraphs kept whole
-    where they fit."""
-    pieces: list[str] = []
-    current = ""
-    for para in re.split(r"\n\s*\n", text.strip()):
-        para = para.strip()
-        while para:
-            room = CONTEXT_PIECE_CHARS - len(current)
-            if len(para) <= room or (not current and len(para) <= CONTEXT_PIECE_CHARS):
-                current = f"{current}\n\n{para}" if current else para
-                para = ""
-            elif current:
-                pieces.append(current)
-                current = ""
-            else:
-                cut = para.rfind(" ", 0, CONTEXT_PIECE_CHARS)
-                cut = cut if cut > CONTEXT_PIECE_CHARS // 2 else CONTEXT_PIECE_CHARS
-                pieces.append(para[:cut].strip())
-                para = para[cut:].strip()
-        if len(pieces) >= CONTEXT_PIECES:
-            break
-    if current and len(pieces) < CONTEXT_PIECES:
-        pieces.append(current)
-    return [Hit(text=p, score=1.0, source="context", path=name, title="context given with the question")
-            for p in pieces[:CONTEXT_PIECES]]  # fmt: skip
 
 
 def answer_k(settings: Settings) -> int:
@@ -287,6 +254,7 @@ async def answer(
                                "reason": "restates the question" if v.restates else "no source supports it"}
                               for v in checker.dropped]  # fmt: skip
         if tail:
+            result.timings.setdefault("first_text_ms", round((time.perf_counter() - t0) * 1000, 2))
             pieces.append(tail)
             yield Event("token", tail)
         gen_s = time.perf_counter() - (t_first if started else t_gen)
@@ -321,26 +289,6 @@ def sentence_embedder(retrieval: Any) -> Any:
     if embedder is None or not getattr(retrieval, "_model_loaded", False):
         return None
     return lambda texts: embed_queries(embedder, texts)
-
-
-QUOTE_FLOOR = 0.75  # a sentence quoted scores at least this share of the best one (a weak third quote is noise)
-
-
-def quotes(sentences: list[Sentence], number: dict[int, int], most: int) -> list[tuple[int, str]]:
-    """The best evidence sentences to quote, best first, as (passage number in the prompt, text): at most
-    ``most``, each text once (a page and its copy), none under ``QUOTE_FLOOR`` of the best, only from passages
-    the prompt holds (``number``: a passage's position among the hits -> its number)."""
-    ranked = sorted((s for s in sentences if s.passage in number), key=lambda s: -s.score)
-    out: list[tuple[int, str]] = []
-    seen: set[str] = set()
-    for s in ranked:
-        key = " ".join(s.text.lower().split())
-        if len(out) >= most or s.score < QUOTE_FLOOR * ranked[0].score:
-            break
-        if key not in seen:
-            out.append((number[s.passage], s.text))
-        seen.add(key)
-    return out
 
 
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,

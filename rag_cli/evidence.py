@@ -191,3 +191,23 @@ def joined(sentences: list[Sentence]) -> str:
         out += s.text
         last = s.index
     return out
+
+
+QUOTE_FLOOR = 0.75  # a sentence quoted scores at least this share of the best one (a weak third quote is noise)
+
+
+def quotes(sentences: list[Sentence], number: dict[int, int], most: int) -> list[tuple[int, str]]:
+    """The best evidence sentences to quote, best first, as (passage number in the prompt, text): at most
+    ``most``, each text once (a page and its copy), none under ``QUOTE_FLOOR`` of the best, only from passages
+    the prompt holds (``number``: a passage's position among the hits -> its number)."""
+    ranked = sorted((s for s in sentences if s.passage in number), key=lambda s: -s.score)
+    out: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for s in ranked:
+        key = " ".join(s.text.lower().split())
+        if len(out) >= most or s.score < QUOTE_FLOOR * ranked[0].score:
+            break
+        if key not in seen:
+            out.append((number[s.passage], s.text))
+        seen.add(key)
+    return out

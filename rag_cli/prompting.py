@@ -205,3 +205,35 @@ class CitationFilter:
     def flush(self) -> str:
         rest, self.pending = self.pending, ""
         return rest
+
+
+CONTEXT_PIECE_CHARS = 1500  # --context is cut into passages of about this size at paragraph breaks
+CONTEXT_PIECES = 8  # the first this many: evidence selection then picks the sentences that answer
+
+
+def context_hits(text: str, name: str) -> list[Hit]:
+    """``text`` given with the question as numbered passages (``name``: stdin or the file), paragraphs kept whole
+    where they fit."""
+    pieces: list[str] = []
+    current = ""
+    for para in re.split(r"\n\s*\n", text.strip()):
+        para = para.strip()
+        while para:
+            room = CONTEXT_PIECE_CHARS - len(current)
+            if len(para) <= room or (not current and len(para) <= CONTEXT_PIECE_CHARS):
+                current = f"{current}\n\n{para}" if current else para
+                para = ""
+            elif current:
+                pieces.append(current)
+                current = ""
+            else:
+                cut = para.rfind(" ", 0, CONTEXT_PIECE_CHARS)
+                cut = cut if cut > CONTEXT_PIECE_CHARS // 2 else CONTEXT_PIECE_CHARS
+                pieces.append(para[:cut].strip())
+                para = para[cut:].strip()
+        if len(pieces) >= CONTEXT_PIECES:
+            break
+    if current and len(pieces) < CONTEXT_PIECES:
+        pieces.append(current)
+    return [Hit(text=p, score=1.0, source="context", path=name, title="context given with the question")
+            for p in pieces[:CONTEXT_PIECES]]  # fmt: skip

@@ -371,7 +371,7 @@ def explain_result(env: Env, result: Any) -> None:
     for ev in result.evidence:
         env.err(clean(f"  evidence [{ev['n']}] {ev['url'] or rel(ev['location'] or '')}: {ev['text']}"))
     for v in result.sentences:
-        mark = "verified" if v.verified else ("restates the question" if v.restates else "unverified")
+        mark = "quoted" if v.quoted else "verified" if v.verified else "unverified"
         how = f", re-cited to {v.citations}" if v.recited else ""
         env.err(clean(f"  {mark} (support {v.support:.2f}{how}): {v.text}"))
     for d in result.dropped:

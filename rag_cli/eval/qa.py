@@ -53,10 +53,7 @@ def sentences(answer: str) -> list[str]:
     sentence whatever periods it holds (it is a passage's own sentence), and a heading ("Evidence:") none."""
     out: list[str] = []
     for line in answer.splitlines():
-        if m := _QUOTE_LINE.match(line):
-            parts = [m.group(1)]
-        else:
-            parts = _SENT.split(line)
+        parts = [m.group(1)] if (m := _QUOTE_LINE.match(line)) else _SENT.split(line)
         out += [s for s in (_CITE.sub("", x).strip(" ,;\"'") for x in parts) if len(s.split()) >= 3]
     return out
 

@@ -86,7 +86,7 @@ def test_planted_contradiction_is_caught_with_the_real_gguf(sample_home: Path, m
     dropped = runtime.run(go(replace(settings, answer_unverified="drop")))[-1].data
     assert "9.5" not in dropped.answer and "4.5 bits per weight on average [1]." in dropped.answer
     assert any("9.5" in d["text"] and d["reason"] == "no source supports it" for d in dropped.dropped)
-    assert "\n\nEvidence:\n- \"" in dropped.answer and dropped.to_dict()["verified"] is True
+    assert '\n\nEvidence:\n- "' in dropped.answer and dropped.to_dict()["verified"] is True
     events = runtime.run(go(settings))  # [answer] unverified = "mark": shown, marked
     result = events[-1].data
     planted = [v for v in result.sentences if "9.5" in v.text]
@@ -223,7 +223,9 @@ def test_openai_stream_and_key(sample_home: Path, fake_llm: FakeOpenAI) -> None:
     data = json.loads(out.stdout)
     # the fake model's "Paris is the capital [1]." is in no passage: left out, and the best evidence is quoted
     assert data["answer"].startswith('Evidence:\n- "') and "Paris" not in data["answer"]
-    assert [(d["text"], d["reason"]) for d in data["dropped"]] == [("Paris is the capital [1].", "no source supports it")]
+    assert [(d["text"], d["reason"]) for d in data["dropped"]] == [
+        ("Paris is the capital [1].", "no source supports it")
+    ]
     assert data["dropped"][0]["support"] < 0.5
     assert data["backend"] == "openai" and data["verified"] is True
     assert data["sentences"] and all(v["verified"] and v["quoted"] for v in data["sentences"])

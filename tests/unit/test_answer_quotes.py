@@ -1,0 +1,171 @@
+"""The answer's end: the best evidence quoted after a generated answer (and as --llm none's), unsupported
+sentences left out, a model that loops cut and stopped. A fake retrieval and fake backends, no model."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from rag_cli import runtime
+from rag_cli.answer import answer
+from rag_cli.config import Settings
+from rag_cli.errors import ConfigError
+from rag_cli.eval.qa import sentences
+from rag_cli.llm import base as llm_base
+from rag_cli.llm.base import Prompt
+from rag_cli.retrieve.fanout import SearchResult
+from rag_cli.text import loop_cut
+from rag_cli.types import Hit
+from rag_cli.verify import SentenceStream, Verifier
+
+CACHE = "The credential cache daemon keeps passwords for 900 seconds by default. It listens on a socket."
+BRANCH = "A branch is a movable pointer to a commit. Branches are cheap to create."
+Q = "How many seconds does the credential cache keep passwords?"
+
+
+class FakeRetrieval:
+    http = None
+    fanout = None
+
+    def __init__(self, hits: list[Hit]) -> None:
+        self.hits = hits
+
+    async def search(self, query: str, **_: Any) -> SearchResult:
+        return SearchResult(query, "hybrid", list(self.hits))
+
+
+class Scripted:
+    """A backend that streams the given pieces (a generator: it may never end)."""
+
+    name = "scripted"
+    completion = False
+
+    def __init__(self, pieces: Any) -> None:
+        self.pieces = pieces
+        self.sent = 0
+
+    def context_tokens(self) -> int:
+        return 4096
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
+        for p in self.pieces:
+            self.sent += 1
+            yield p
+
+
+def run(backend: Any, settings: Settings | None = None, hits: list[Hit] | None = None) -> tuple[Any, list[Any]]:
+    llm_base.register("scripted", lambda s, services: backend)
+    hits = hits or [Hit(text=BRANCH, score=0.9, source="bm25", path="b.md"),
+                    Hit(text=CACHE, score=0.8, source="bm25", path="c.md")]  # fmt: skip
+    s = settings or Settings(answer_min_evidence=0.0)
+
+    async def go() -> list[Any]:
+        return [ev async for ev in answer(Q, FakeRetrieval(hits), s, backends=["scripted"])]
+
+    events = runtime.run(go())
+    return events[-1].data, events
+
+
+def test_a_verified_answer_ends_with_the_best_evidence_quoted() -> None:
+    result, events = run(Scripted(["According to [1], the cache keeps passwords ", "for 900 seconds [1]."]))
+    assert result.answer.startswith("According to [1], the cache keeps passwords for 900 seconds [1].\n\nEvidence:\n- ")
+    assert '- "The credential cache daemon keeps passwords for 900 seconds by default." [1]' in result.answer
+    assert "".join(e.data for e in events if e.kind == "token") == result.answer  # streamed = final
+    assert [v.quoted for v in result.sentences] == [False, True]
+    assert not any(e.kind == "warning" for e in events)
+    # [answer] quote = false: a verified answer stands alone
+    alone, _ = run(Scripted(["According to [1], the cache keeps passwords for 900 seconds [1]."]),
+                   Settings(answer_min_evidence=0.0, answer_quote=False))  # fmt: skip
+    assert "Evidence:" not in alone.answer
+
+
+def test_a_quote_the_model_already_copied_is_not_repeated() -> None:
+    said = "The credential cache daemon keeps passwords for 900 seconds by default. [1]"
+    result, _ = run(Scripted([said]))
+    assert result.answer.count("900 seconds by default") == 1
+
+
+def test_an_unsupported_sentence_is_left_out_and_the_evidence_quoted() -> None:
+    result, events = run(Scripted(["The cache keeps passwords for 30 days [1]."]))
+    assert "30 days" not in result.answer and result.answer.startswith("Evidence:\n- ")
+    assert result.dropped == [{"text": "The cache keeps passwords for 30 days [1].", "support": 0.0,
+                               "reason": "no source supports it"}]  # fmt: skip
+    assert any("no sentence of the answer is supported" in e.data for e in events if e.kind == "warning")
+    marked, _ = run(Scripted(["The cache keeps passwords for 30 days [1]."]),
+                    Settings(answer_min_evidence=0.0, answer_unverified="mark"))  # fmt: skip
+    assert marked.answer.startswith("The cache keeps passwords for 30 days [1]. (unverified)\n\nEvidence:")
+
+
+def test_none_answers_with_the_same_evidence_quotes() -> None:
+    from rag_cli.llm.extractive import ExtractiveBackend
+
+    result, _ = run(ExtractiveBackend())
+    # passages keep their retrieved numbers (no evidence reordering for none): the cache page is [2]
+    assert result.answer.startswith('"The credential cache daemon keeps passwords for 900 seconds by default." [2]')
+    assert "Evidence:" not in result.answer and all(v.quoted for v in result.sentences)
+
+
+def test_a_model_that_loops_is_cut_and_stopped() -> None:
+    def forever() -> Any:
+        yield "According to [1], the cache keeps passwords for 900 seconds [1]. "
+        yield "Then run git worktree"
+        for _ in range(10_000):
+            yield " remove"
+
+    backend = Scripted(forever())
+    result, events = run(backend)
+    assert backend.sent < 20  # generation stopped once the loop showed, not at the token limit
+    assert result.answer.startswith("According to [1], the cache keeps passwords for 900 seconds [1].")
+    assert "remove" not in result.answer  # the sentence it broke off is left out whole
+    assert result.dropped[0]["reason"] == "the model fell into a loop writing it"
+    assert result.dropped[0]["text"].startswith("Then run git worktree remove")
+    assert any("repeating itself" in e.data for e in events if e.kind == "warning")
+    assert "".join(e.data for e in events if e.kind == "token") == result.answer
+
+
+@pytest.mark.parametrize(
+    "text,kept",
+    [
+        ("git worktree remove remove remove remove remove", "git worktree remove"),
+        ("see a.html:16, a.html:16, a.html:16, a.html:16, a.html:16,", "see a.html:16,"),
+        ("ha ha ha ha", None),  # too short to be a loop
+        ("----------------------------------", None),  # no letter or digit: a rule, not a loop
+        ("A normal sentence. Another normal sentence.", None),
+    ],
+)
+def test_loop_cut(text: str, kept: str | None) -> None:
+    cut = loop_cut(text)
+    assert (text[:cut] if cut is not None else None) == kept
+
+
+def test_a_bang_inside_a_sentence_does_not_end_it() -> None:
+    stream = SentenceStream(Verifier(["A ! line re-includes a file. Use fixup! commits."]))
+    assert stream.push("According to [1], a ! line re-includes a file. Next") == [
+        ("According to [1], a ! line re-includes a file.", " ")
+    ]
+
+
+def test_rare_question_words_weigh_more_in_evidence() -> None:
+    from rag_cli.evidence import score
+
+    texts = ["Git stores git objects in git folders for git users.", "The reflog expires entries after 90 days."]
+    best = max(score("When does git expire reflog entries?", texts), key=lambda s: s.score)
+    assert best.text.startswith("The reflog expires")
+
+
+def test_the_judge_reads_a_quoted_line_as_one_sentence() -> None:
+    text = 'It is 900 seconds [1].\n\nEvidence:\n- "See also [FILES]. The timeout is 900 seconds." [1]'
+    assert sentences(text) == ["It is 900 seconds .", "See also [FILES]. The timeout is 900 seconds."]
+
+
+def test_unverified_setting_is_checked() -> None:
+    from rag_cli.config import validate
+
+    with pytest.raises(ConfigError, match="answer_unverified"):
+        validate(replace(Settings(), answer_unverified="hide"))
