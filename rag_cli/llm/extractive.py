@@ -39,7 +39,7 @@ class ExtractiveBackend:
 
     def answer(self, prompt: Prompt) -> str:
         if prompt.quotes:
-            return "\n".join(f'"{text}" [{n}]' for n, text in prompt.quotes)
+            return "\n".join(f'- "{text}" [{n}]' for n, text in prompt.quotes)  # a list: one line each as Markdown
         q = _terms(prompt.question)
         parts = []
         for n, hit in enumerate(prompt.passages[: self.max_passages], start=1):

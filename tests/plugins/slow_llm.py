@@ -31,7 +31,7 @@ class SlowLocal(ExtractiveBackend):
             if self.log is not None:
                 with self.log.open("a") as fh:
                     fh.write(f"{i}\n")
-            yield " word"
+            yield f" word{i}"  # never the same twice in a row: a repeated word is a loop, which rag cuts
 
 
 def _factory(settings: Any, services: dict[str, Any]) -> SlowLocal:

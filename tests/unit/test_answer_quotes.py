@@ -107,7 +107,7 @@ def test_none_answers_with_the_same_evidence_quotes() -> None:
 
     result, _ = run(ExtractiveBackend())
     # passages keep their retrieved numbers (no evidence reordering for none): the cache page is [2]
-    assert result.answer.startswith('"The credential cache daemon keeps passwords for 900 seconds by default." [2]')
+    assert result.answer.startswith('- "The credential cache daemon keeps passwords for 900 seconds by default." [2]')
     assert "Evidence:" not in result.answer and all(v.quoted for v in result.sentences)
 
 
