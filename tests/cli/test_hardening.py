@@ -324,8 +324,13 @@ def test_ask_ctrl_c_shows_the_partial_answer_once(sample_home: Path) -> None:
     emulator (pyte) and the screen a person would see is checked: each line of the answer once."""
     import pyte
 
-    env = {"RAG_HOME": str(sample_home), "RAG_PLUGINS": "tests.plugins.slow_llm", "RAG_TEST_LLM_DELAY": "0.15",
-           "RAG_TEST_LLM_TOKENS": "400", "RAG_ANSWER_UNVERIFIED": "mark"}  # fmt: skip  (its words are in no source)
+    env = {
+        "RAG_HOME": str(sample_home),
+        "RAG_PLUGINS": "tests.plugins.slow_llm",
+        "RAG_TEST_LLM_DELAY": "0.15",
+        "RAG_TEST_LLM_TOKENS": "400",
+        "RAG_ANSWER_UNVERIFIED": "mark",
+    }  # fmt: skip  (its words are in no source)
     q = "How many bits per weight does the Q4_K_M quantisation use?"
     code, screen = run_pty("ask", q, "--llm", "slow", "--fallback", "", env=env, timeout=180, cols=80, rows=60,
                            keys=[(b"word1 word2", b"\x03")])  # fmt: skip

@@ -127,12 +127,12 @@ def test_ask_json_and_stdin(sample_home: Path) -> None:
     assert all({"text", "citations", "verified", "support"} <= set(v) for v in data["sentences"])
     prov = data["provenance"]
     assert prov["index"] == "default" and isinstance(prov["generation"], int) and prov["generation"] >= 1
-    # none quotes whole passages: no evidence step for it
+    # none's prompt is whole passages (no evidence cut for it); its answer quotes the best evidence sentences
     assert prov["embedder"]["dim"] == 384 and prov["prompt"] == "passages-1" and prov["backend"] == "none"
     assert prov["evidence"] == [] and prov["model"] == {"name": "none"}
     assert 0.40 <= prov["best_evidence"] <= 1.1  # answered: its best evidence passed [answer] min_evidence
     out = run_cli("ask", Q, "--llm", "none", "--explain", env=env(sample_home))
-    assert out.returncode == 0 and "explain: index default" in out.stderr and "verified (support" in out.stderr
+    assert out.returncode == 0 and "explain: index default" in out.stderr and "quoted (support" in out.stderr
     assert "best evidence sentence scores" in out.stderr
     # the same question with a bar its best evidence cannot reach: declined before any model, one clean line
     out = run_cli("ask", Q, "--json", env={**env(sample_home), "RAG_ANSWER_MIN_EVIDENCE": "1.5"})
