@@ -98,8 +98,11 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
         row["first_token_ms"] = result.timings.get("first_token_ms")
         row["first_text_ms"] = result.timings.get("first_text_ms")
         row["verified"] = [v.verified for v in result.sentences]
-        # what the model wrote, without the evidence quoted after it (or as it: --llm none)
-        row["written"] = " ".join(v.text for v in result.sentences if not v.quoted)
+        # what the model wrote, without the evidence quoted after it (or as it: --llm none); unverified, all of it
+        if result.sentences:
+            row["written"] = " ".join(v.text for v in result.sentences if not v.quoted)
+        else:
+            row["written"] = "" if result.backend == "none" else text
         row["total_ms"] = result.timings.get("total_ms")
         row["valid_citations"] = not result.invalid_citations
         cited = [result.sources[n - 1] for n in result.citations if 0 < n <= len(result.sources)]
