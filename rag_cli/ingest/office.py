@@ -20,7 +20,8 @@ from xml.etree import ElementTree as ET
 
 from ..types import Block, Document
 from .budget import check
-from .loaders import SkipFile, _require_text, _stem_title, load_html, register_loader
+from .html_pages import load_html
+from .loaders import SkipFile, _require_text, _stem_title, register_loader
 from .records import table_blocks
 
 MAX_UNPACKED = 512 << 20  # a zip that unpacks past this is a bomb or not a document

@@ -20,12 +20,12 @@ from typing import Any
 
 from ..types import Block, Document
 from .budget import check
+from .html_pages import load_html
 from .loaders import (
     SkipFile,
     _require_text,
     _stem_title,
     decode_text,
-    load_html,
     load_markdown,
     loader_for,
     register_loader,
