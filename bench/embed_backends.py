@@ -68,7 +68,7 @@ def main() -> None:
     from rag_cli import runtime
     from rag_cli.config import load_settings
     from rag_cli.embed.base import create
-    from rag_cli.ingest.pipeline import embed_parallel
+    from rag_cli.ingest.vectors import embed_parallel
 
     raw: dict[str, float] = {}
     vecs = {}

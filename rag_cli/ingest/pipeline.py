@@ -17,8 +17,6 @@ import asyncio
 import functools
 import sqlite3
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +30,10 @@ from ..store.base import Writer
 from .chunking import ChunkerConfig
 from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
 from .stages import StageClock, timed_call
+from .vectors import KnownVectors
 from .walk import Filters, Found, walk
 
 EMBED_GROUP = 1024  # chunks embedded together, sorted by length across the group
-EMBED_SLICE = 256  # chunks per round of parallel embed calls within a group (progress is reported per round)
 QUEUE_BYTES = 64 * 2**20  # chunk text waiting for the embedder, at most (one item over it waits for an empty queue)
 
 
@@ -148,31 +146,6 @@ def chunker_config(settings: Settings, embedder: Embedder) -> ChunkerConfig:
     return ChunkerConfig(max_tokens=max_tokens, overlap=min(settings.chunk_overlap, max_tokens // 2))
 
 
-async def embed_parallel(embedder: Embedder, texts: list[str], done: Callable[[int], None] | None = None) -> Any:
-    """Embed ``texts`` on the pool: sorted by length, in rounds of ``EMBED_SLICE`` texts of similar length,
-    each round split into ``embedder.parallel_calls`` concurrent calls when it asks for that
-    (length-interleaved parts, so each pads about as little as the whole would); ``done(k)`` after
-    each round."""
-    import numpy as np
-
-    n = max(1, int(getattr(embedder, "parallel_calls", 1) or 1))
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    vecs: Any = None
-    for start in range(0, len(order), EMBED_SLICE * n):
-        idx = order[start : start + EMBED_SLICE * n]
-        parts = [idx[j::n] for j in range(n)] if len(idx) >= 16 * n else [idx]
-        outs = await asyncio.gather(
-            *(runtime.run_blocking(embedder.embed, [texts[i] for i in part], stage="embed") for part in parts)
-        )
-        if vecs is None:
-            vecs = np.empty((len(texts), outs[0].shape[1]), dtype=np.float32)
-        for part, out in zip(parts, outs, strict=True):
-            vecs[part] = out
-        if done is not None:
-            done(len(idx))
-    return vecs
-
-
 class _GroupProgress:
     """Reports a group's chunks and text as the embedder finishes them (the bar and its ETA move per
     round of the embedder, not per group)."""
@@ -197,52 +170,6 @@ def _sizes(found: list[Found]) -> list[int]:
         except OSError:
             out.append(0)
     return out
-
-
-class KnownVectors:
-    """Each distinct chunk text is embedded once per run (boilerplate, repeated headers and footers, the same
-    file twice), and a file whose content is already indexed under another name reuses its stored vectors.
-    Keeps the last ``limit`` vectors of the run (384 floats each: 20,000 are 31 MB)."""
-
-    def __init__(self, embedder: Embedder, writer: Writer, report: IndexReport, limit: int = 20_000) -> None:
-        self.embedder, self.writer, self.report, self.limit = embedder, writer, report, limit
-        self.cache: OrderedDict[str, Any] = OrderedDict()
-
-    async def embed(self, texts: list[str], digests: list[str], done: Callable[[int], None] | None = None) -> Any:
-        """Vectors of ``texts``; ``done(k)`` as k of them are ready."""
-        import numpy as np
-
-        for digest in dict.fromkeys(digests):
-            await self.remember(digest)
-        have = {t: self.cache[t] for t in texts if t in self.cache}
-        todo = [t for t in dict.fromkeys(texts) if t not in have]
-        if todo:
-            t = time.perf_counter()
-            new = await embed_parallel(self.embedder, todo, done)
-            self.report.clock.add("embed", time.perf_counter() - t)
-            for t, v in zip(todo, new, strict=True):
-                have[t] = v
-                self._keep(t, v)
-        self.report.chunks_embedded += len(todo)
-        if done is not None and len(texts) > len(todo):
-            done(len(texts) - len(todo))  # the ones known already
-        out = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            out[i] = have[t]
-        return out
-
-    async def remember(self, digest: str) -> None:
-        """Keep the stored vectors of the chunks of files whose content hash is ``digest``."""
-        lookup = timed_call(self.report.clock, "write", self.writer.vectors_of_content)
-        stored = await runtime.run_blocking(lookup, digest, self.embedder.dim)
-        for text, vec in stored.items():
-            self._keep(text, vec)
-
-    def _keep(self, text: str, vec: Any) -> None:
-        self.cache[text] = vec
-        self.cache.move_to_end(text)
-        while len(self.cache) > self.limit:
-            self.cache.popitem(last=False)
 
 
 async def index_paths(

@@ -285,7 +285,7 @@ def test_embed_parallel_keeps_row_order() -> None:
     import numpy as np
 
     from rag_cli.embed.hashing import HashEmbedder
-    from rag_cli.ingest.pipeline import embed_parallel
+    from rag_cli.ingest.vectors import embed_parallel
 
     class Parallel(HashEmbedder):
         parallel_calls = 3
