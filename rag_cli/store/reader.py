@@ -23,8 +23,9 @@ from ..text import WORD as _TOKEN
 from ..types import Hit
 from . import layout, schema, vectors
 from .allowed import Allowed, BoundedCache
-from .keyword import MemoryBM25, QueryTokenizer
+from .keyword import QueryTokenizer
 from .layout import REPAIR
+from .reader_memory import MemoryPostings
 
 
 def query_words(text: str) -> list[str]:
@@ -43,7 +44,7 @@ def _match(words: list[str]) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
-class IndexReader:
+class IndexReader(MemoryPostings):
     def __init__(self, index_dir: Path, fingerprint: dict[str, Any] | None = None, *, bm25_memory_max: int = 0) -> None:
         """``bm25_memory_max`` > 0: BM25 for indexes up to that many chunks is answered from memory
         (store/keyword.py), loaded in the background for each new generation; 0: always FTS5."""
@@ -62,9 +63,9 @@ class IndexReader:
         self.count = 0
         self._checked = 0.0
         self.bm25_memory_max = bm25_memory_max
-        self._memory: tuple[Path, MemoryBM25] | None = None
-        self._memory_job: tuple[Path, int, tuple[float, float, float]] | None = None  # being built or failed
-        self._tokenizer: QueryTokenizer | None = None
+        self._memory = None  # (data folder, postings) of the newest generation loaded
+        self._memory_job = None  # (data folder, generation, weights) being built or failed
+        self._tokenizer = None
         self.bm25_memory_error = ""
         self._allowed = BoundedCache()
         self._check_db()
@@ -207,16 +208,6 @@ class IndexReader:
             index = self.index
         return index
 
-    def _memory_phrases(self, words: list[str], w: tuple[float, float, float]) -> tuple[MemoryBM25, list[Any]] | None:
-        """The in-memory postings and the query's FTS5 terms, or None: FTS5 answers (no postings loaded, or a
-        word FTS5 splits into a phrase)."""
-        memory = self.bm25_memory(w)
-        if memory is None:
-            return None
-        assert self._tokenizer is not None
-        phrases = [self._tokenizer.terms(word) for word in words]
-        return (memory, phrases) if all(len(p) == 1 for p in phrases) else None
-
     def allowed(self, flt: Any) -> Allowed | None:
         """The chunks ``flt`` (a retrieve.filters.Filter) allows in this read's generation; None: no filter."""
         if not flt:
@@ -327,56 +318,6 @@ class IndexReader:
             if not seen:
                 out.append(word)
         return out
-
-    # -- BM25 from memory ------------------------------------------------------------
-    def bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:
-        """The in-memory postings of this read's generation, or None: FTS5 answers, and a background
-        load of the newest generation starts unless one ran for it (no I/O here: safe on the event loop)."""
-        if self.bm25_memory_max <= 0:
-            return None
-        pinned = getattr(self._local, "pinned_gen", None)
-        gen = self.generation if pinned is None else pinned
-        held = self._memory
-        if held is not None and held[0] == self.data_dir and held[1].generation == gen and held[1].weights == weights:
-            return held[1]
-        if 0 < self.count <= self.bm25_memory_max and gen == self.generation:
-            job = (self.data_dir, gen, weights)
-            with self._lock:
-                if self._memory_job == job:
-                    return None  # being built (or it failed for this generation)
-                self._memory_job = job
-            threading.Thread(target=self._load_quietly, args=(weights,), name="rag-bm25-load", daemon=True).start()
-        return None
-
-    def _load_quietly(self, weights: tuple[float, float, float]) -> None:
-        try:
-            self.load_bm25_memory(weights)
-        except Exception as exc:  # FTS5 keeps answering; the next generation tries again
-            self.bm25_memory_error = f"{type(exc).__name__}: {exc}"
-
-    def load_bm25_memory(self, weights: tuple[float, float, float]) -> MemoryBM25 | None:
-        """Read the postings of the newest generation into memory now; None if the index is over the limit."""
-        data_dir = self.data_dir
-        if self._tokenizer is None:
-            self._tokenizer = QueryTokenizer()
-        conn = schema.connect(data_dir / layout.DB)
-        try:
-            conn.execute("BEGIN")
-            gen, count = self._meta(conn)
-            memory = MemoryBM25(conn, gen, weights) if 0 < count <= self.bm25_memory_max else None
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-        if memory is not None:
-            with self._lock:
-                held = self._memory
-                if data_dir == self.data_dir and (held is None or held[0] != data_dir or held[1].generation <= gen):
-                    self._memory = (data_dir, memory)
-        return memory
-
-    def bm25_memory_bytes(self) -> int:
-        held = self._memory
-        return held[1].nbytes if held is not None else 0
 
     def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:

@@ -193,7 +193,7 @@ def test_a_failed_load_leaves_fts5_answering(hash_settings: Settings, tmp_path: 
         attempts.append(1)
         raise MemoryError("no room for postings")
 
-    monkeypatch.setattr("rag_cli.store.reader.MemoryBM25", broken)
+    monkeypatch.setattr("rag_cli.store.reader_memory.MemoryBM25", broken)
     reader = open_reader(hash_settings, 10**6)
     try:
         want = fts5_bm25(hash_settings, "retrieval", 5)
