@@ -16,7 +16,7 @@ Routes (``index`` picks one of the served indexes; the first one given is the de
 With a token (``--token`` or ``RAG_SERVE_TOKEN``) every route but ``/healthz`` needs
 ``Authorization: Bearer TOKEN`` (compared in constant time), else 401. Bodies over
 ``serve_max_body_kb`` get 413; over-long queries and out-of-range k get 400; more than
-``serve_max_inflight`` concurrent searches get 503 at once instead of queueing without bound;
+``serve_max_inflight`` concurrent searches (and ``/embed`` requests) get 503 at once instead of queueing without bound;
 answers wait for one of ``serve_ask_concurrency`` generation slots in a queue of at most
 ``serve_ask_queue``, past which they get 429 with ``Retry-After`` at once. No CORS headers are
 sent unless ``serve_cors_origins`` lists the browser origins allowed to call it.
@@ -25,8 +25,10 @@ sent unless ``serve_cors_origins`` lists the browser origins allowed to call it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +150,25 @@ def create_app(hub: Hub) -> web.Application:
             metrics.requests.labels(route, request.method, str(status), index).inc()
             metrics.latency.labels(route, index).observe(time.perf_counter() - t0)
 
+    def refused(route: str) -> web.Response | None:
+        """503 at once when ``serve_max_inflight`` searches and embeddings are running (counted per route)."""
+        if not limit.locked():
+            return None
+        hub.metrics.rejections.labels(route, "inflight").inc()
+        return error(503, "server busy, try again")
+
+    @contextlib.asynccontextmanager
+    async def slot() -> AsyncIterator[None]:
+        """One of the ``serve_max_inflight`` slots, counted in the in-flight gauge while held."""
+        async with limit:
+            state["inflight"] += 1
+            metrics.inflight.set(state["inflight"])
+            try:
+                yield
+            finally:
+                state["inflight"] -= 1
+                metrics.inflight.set(state["inflight"])
+
     async def search(request: web.Request) -> web.Response:
         try:
             if request.method == "POST":
@@ -166,12 +187,9 @@ def create_app(hub: Hub) -> web.Application:
             flt = filter_field(body)
         except UsageError as exc:
             return error(400, exc.message)
-        if limit.locked():
-            hub.metrics.rejections.labels("/search", "inflight").inc()
-            return error(503, "server busy, try again")
-        async with limit:
-            state["inflight"] += 1
-            metrics.inflight.set(state["inflight"])
+        if (busy := refused("/search")) is not None:
+            return busy
+        async with slot():
             try:
                 result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand, filter=flt)
             except AllSourcesFailed as exc:
@@ -180,9 +198,6 @@ def create_app(hub: Hub) -> web.Application:
                                      503)  # fmt: skip
             except RagError as exc:
                 return error(500, str(exc))
-            finally:
-                state["inflight"] -= 1
-                metrics.inflight.set(state["inflight"])
         out = result.to_dict()
         out["timings"] = result.timings
         return json_response(out)
@@ -221,12 +236,11 @@ def create_app(hub: Hub) -> web.Application:
                 raise UsageError(f"texts: a list of 1 to {EMBED_MAX} strings")
         except UsageError as exc:
             return error(400, exc.message)
-        if limit.locked():
-            hub.metrics.rejections.labels("/embed", "inflight").inc()
-            return error(503, "server busy, try again")
+        if (busy := refused("/embed")) is not None:
+            return busy
         from ..answer import sentence_embedder
 
-        async with limit:
+        async with slot():
             await retrieval.prepare()
             embed = sentence_embedder(retrieval)
             if embed is None:

@@ -33,7 +33,7 @@ class Metrics:
         self.loop_lag = Gauge("rag_event_loop_lag_seconds", "Event-loop lag", ["stat"], registry=reg)
         self.pool = Gauge("rag_pool_jobs", "Thread-pool jobs", ["state"], registry=reg)
         self.pool_workers = Gauge("rag_pool_workers", "Thread-pool size", registry=reg)
-        self.inflight = Gauge("rag_inflight_searches", "Searches in progress", registry=reg)
+        self.inflight = Gauge("rag_inflight_searches", "Searches (and /embed requests) in progress", registry=reg)
         self.bm25_memory = Gauge("rag_bm25_memory_bytes", "BM25 postings held in memory (0: FTS5 answers)",
                                  ["index"], registry=reg)  # fmt: skip
         self.chunks = Gauge("rag_index_chunks", "Chunks in the served generation", ["index"], registry=reg)

@@ -360,3 +360,30 @@ def test_warm_ask_scores_evidence_with_the_servers_model(served: Served, sample_
     assert abs(sum(x * x for x in data["vectors"][0]) - 1.0) < 1e-3  # unit vectors
     assert served.request("/embed", {"texts": []})[0] == 400
     assert served.request("/embed", {"texts": ["x"]}, token=None)[0] == 401
+
+
+def test_embed_shares_the_in_flight_limit(sample_home: Path, tmp_path: Path) -> None:
+    """/embed takes one of `serve.max_inflight` slots like /search: past them, 503 at once (counted by route),
+    and the in-flight gauge counts it while it runs and is back to 0 after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = start_serve(sample_home, tmp_path, env={"RAG_SERVE_MAX_INFLIGHT": "1", "RAG_SERVE_MAX_BODY_KB": "256"})
+    texts = [f"sentence {i} about reciprocal rank fusion of ranked lists from dense and keyword search" * 3
+             for i in range(64)]  # fmt: skip
+    gauge = re.compile(r"^rag_inflight_searches(?:\{[^}]*\})? (\d+)\.0$", re.M)
+    try:
+        with ThreadPoolExecutor(9) as pool:
+            sent = [pool.submit(s.request, "/embed", {"texts": texts}, None) for _ in range(48)]
+            seen = []  # the gauge while the embeddings run
+            while not all(f.done() for f in sent) and len(seen) < 2000:
+                if m := gauge.search(s.request("/metrics", token=None)[1]):
+                    seen.append(int(m.group(1)))
+            statuses = [f.result()[0] for f in sent]
+        assert set(statuses) <= {200, 503} and statuses.count(200) > 0 and statuses.count(503) > 0, statuses
+        assert max(seen) == 1, seen  # an /embed request holds the one slot, and the gauge shows it
+        metrics = s.request("/metrics", token=None)[1]
+        assert re.search(r'rag_rejections_total\{[^}]*route="/embed"[^}]*\} [1-9]', metrics), metrics
+        assert re.search(r"^rag_inflight_searches(\{[^}]*\})? 0\.0$", metrics, re.M), metrics
+    finally:
+        s.proc.send_signal(signal.SIGTERM)
+        s.proc.wait(30)
