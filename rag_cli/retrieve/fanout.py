@@ -122,11 +122,17 @@ class FanOut:
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
                      candidates: int | None = None, filter: Any = None) -> SearchResult:  # fmt: skip
         """Search every source of ``mode`` concurrently and fuse the results. ``filter`` (a
-        retrieve.filters.Filter) narrows the local index's dense and BM25 searches."""
+        retrieve.filters.Filter) narrows the local index's dense and BM25 searches and is sent to remote
+        ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so)."""
         t0 = time.perf_counter()
         chosen = self.select(mode)
+        unfiltered: list[Degradation] = []
+        if filter:  # a source that cannot narrow its results would slip hits past the filter: left out, said so
+            unfiltered = [Degradation(s.name, "cannot apply --path/--type/--since; left out of this search")
+                          for s in chosen if not (s.kind in ("dense", "bm25") or getattr(s, "filters", False))]  # fmt: skip
+            chosen = [s for s in chosen if s.kind in ("dense", "bm25") or getattr(s, "filters", False)]
         if not chosen:
-            raise AllSourcesFailed(f"no source available for mode {mode!r}")
+            raise AllSourcesFailed(f"no source available for mode {mode!r}" + (" with a filter" if filter else ""))
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
         ctx = QueryContext(query=query, k=fetch, filter=filter or None)
         timings: dict[str, float] = {}
@@ -143,7 +149,7 @@ class FanOut:
                 timings["complete"] = round((time.perf_counter() - t1) * 1000, 3)
         finally:
             ctx.cancel()
-        degraded = [Degradation(o.source.name, o.reason) for o in outcomes if o.reason is not None]
+        degraded = unfiltered + [Degradation(o.source.name, o.reason) for o in outcomes if o.reason is not None]
         ok = [o for o in outcomes if o.reason is None]
         timings.update({f"source.{o.source.name}": round(o.ms, 2) for o in outcomes})
         if not ok:

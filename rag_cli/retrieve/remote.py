@@ -294,9 +294,11 @@ RAG_MAX_K = 100  # `rag serve`'s default [serve] max_k
 
 
 class RagSource(HttpSource):
-    """Another ``rag serve``: POST /search with a bearer token; hits keep their paths and lines."""
+    """Another ``rag serve``: POST /search with a bearer token; hits keep their paths and lines; a filter
+    (``--path``, ``--type``, ``--since``) is sent along and applied by the other index."""
 
     kind = "rag"
+    filters = True
 
     def __init__(self, spec: dict[str, Any], settings: Settings, services: Any) -> None:
         base = str(spec.get("url", "")).rstrip("/")
@@ -315,6 +317,15 @@ class RagSource(HttpSource):
         if isinstance(body, dict):
             body = {**body, "k": min(2 * k, RAG_MAX_K), "candidates": min(k, RAG_MAX_K)}
         return method, url, headers, body
+
+    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        method, url, headers, body = self.request(ctx.query, ctx.k)
+        flt = ctx.filter
+        if flt and isinstance(body, dict):
+            body = {**body, **({"path": list(flt.paths)} if flt.paths else {}),
+                    **({"type": list(flt.types)} if flt.types else {}),
+                    **({"since": flt.since} if flt.since is not None else {})}  # fmt: skip
+        return self.to_hits(await self._parse(await self._call(method, url, headers, body, deadline)))
 
     async def document(self, path: str, start: int | None, end: int | None, deadline: float | None) -> dict[str, Any]:
         """What the other index holds of ``path`` (its ``GET /get``): ``{"path", "chunks"}``; SourceError

@@ -67,3 +67,50 @@ def test_rag_source_shard_hit_reaches_the_top(sample_hash_home: Path, tmp_path: 
     top = [h for h in hits[:3] if h["source"] == "shard1"]
     assert top and top[0]["path"].endswith("rrf.md"), [(h["source"], h["path"]) for h in hits]
     assert {"shard1.dense", "shard1.bm25"} & set(top[0]["source_scores"])
+
+
+def test_a_filter_reaches_a_rag_source_and_leaves_out_one_that_cannot_filter(sample_hash_home: Path,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    """`--path`/`--type` are sent to a remote `rag serve` (its hits obey them); an `http` source cannot apply
+    them, so it is left out of that search with a degradation rather than letting its hits past the filter."""
+    shard_home = tmp_path / "shard"
+    docs = tmp_path / "shard_docs"
+    write(docs / "rrf.md", "# Reciprocal rank fusion\n\nReciprocal rank fusion merges ranked lists by summing "
+          "1/(k + rank) over the lists in which a document appears.\n")  # fmt: skip
+    write(docs / "rrf.txt", "Reciprocal rank fusion notes\n\nReciprocal rank fusion merges ranked lists of "
+          "documents from several retrievers into one list.\n")  # fmt: skip
+    assert run_cli("index", str(docs), env={"RAG_HOME": str(shard_home), **HASH}).returncode == 0
+    s = start_serve(shard_home, tmp_path, env=HASH)
+    env = {"RAG_HOME": str(sample_hash_home), **HASH}
+    try:
+        with FakeSearchServer() as kb:
+            cfg = write(tmp_path / "rag.toml", f"""
+[[sources]]
+name = "shard1"
+type = "rag"
+url = "{s.url("")}"
+
+[[sources]]
+name = "wiki"
+type = "http"
+url = "{kb.url("/ok")}?q={{query}}"
+results = "data.results"
+fields = {{ text = "snippet", title = "title", url = "link", score = "score" }}
+""")  # fmt: skip
+            plain = run_cli("search", QUERY, "--json", "-k", "20", "--config", str(cfg), env=env)
+            out = run_cli("search", QUERY, "--json", "-k", "20", "--type", "txt", "--config", str(cfg), env=env)
+    finally:
+        s.proc.send_signal(signal.SIGTERM)
+        s.proc.wait(timeout=30)
+    assert plain.returncode == 0 and out.returncode == 0, out.stderr
+    unfiltered = json.loads(plain.stdout)["hits"]
+    assert {"shard1", "wiki"} <= {h["source"] for h in unfiltered}
+    assert any(h["source"] == "shard1" and h["path"].endswith("rrf.md") for h in unfiltered)
+    data = json.loads(out.stdout)
+    shard = [h for h in data["hits"] if h["source"] == "shard1"]
+    assert shard and all(h["path"].endswith(".txt") for h in shard), [(h["source"], h["path"]) for h in shard]
+    assert all(h["source"] != "wiki" for h in data["hits"])
+    assert [d["source"] for d in data["degraded"]] == ["wiki"] and "--path/--type/--since" in data["degraded"][0][
+        "reason"
+    ]
+    assert all(h["path"].endswith(".txt") for h in data["hits"] if h["source"] in ("dense", "bm25", "hybrid"))
