@@ -67,6 +67,9 @@ class QueryContext:
 
 @runtime_checkable
 class Source(Protocol):
+    """A retrieval source. One may also set ``filters = True``: it applies ``ctx.filter`` (``--path``,
+    ``--type``, ``--since``); a source without it is left out of a filtered search."""
+
     name: str
     kind: str
     weight: float

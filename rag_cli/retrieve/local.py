@@ -18,6 +18,7 @@ from .base import QueryContext
 
 class DenseSource:
     kind = "dense"
+    filters = True  # ctx.filter narrows the search inside the index
 
     def __init__(self, reader: IndexReader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
                  timeout: float | None = None, cache_size: int = 1024, parallel: int = 1) -> None:  # fmt: skip
@@ -37,6 +38,7 @@ class DenseSource:
 
 class BM25Source:
     kind = "bm25"
+    filters = True
 
     def __init__(self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None,
                  columns: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> None:  # fmt: skip
