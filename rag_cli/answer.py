@@ -23,7 +23,7 @@ from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt, context_hits
 from .refusal import evidence_gate, names_gate, relevant
 from .retrieve.fanout import SearchResult
-from .text import loop_cut
+from .text import folded, loop_cut
 from .types import Degradation, Hit
 from .verify import SentenceStream, Verifier
 
@@ -236,7 +236,8 @@ async def answer(
             tail = await runtime.run_blocking(checker.finish, tail, stage="verify")
             said = ("".join(pieces) + tail).strip()
             unsupported = not any(v.verified and v.claim for v in checker.verdicts)
-            if unsupported or (settings.answer_quote and not getattr(backend, "quotes", False)):
+            quoting = getattr(backend, "quotes", False)  # its whole answer is evidence quoted (--llm none)
+            if unsupported or (settings.answer_quote and not quoting):
                 # the best evidence, quoted with its numbers: what the answer rests on, and all there is when
                 # nothing said holds
                 block = _quote_block(prompt, said, checker, unsupported)
@@ -246,7 +247,7 @@ async def answer(
                     yield Event(
                         "warning", "no sentence of the answer is supported by its sources; quoting the best evidence"
                     )
-            if getattr(backend, "quotes", False):  # its whole answer is evidence quoted
+            if quoting:
                 for v in checker.verdicts:
                     v.quoted = True
             result.sentences = checker.verdicts
@@ -322,9 +323,9 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
 def _quote_block(prompt: Any, said: str, checker: SentenceStream, fallback: bool) -> str:
     """The evidence quoted after an answer: the quotes it did not already copy word for word (all of them
     when nothing it said holds); the first passage's opening when there is no scored sentence."""
-    flat = " ".join(said.lower().split())
+    flat = folded(said)
     evidence = prompt.quotes or ([(1, prompt.passages[0].text[:300])] if fallback and prompt.passages else [])
-    fresh = [(n, t) for n, t in evidence if fallback or " ".join(t.lower().split()) not in flat]
+    fresh = [(n, t) for n, t in evidence if fallback or folded(t) not in flat]
     return checker.quote(fresh) if fresh else ""
 
 

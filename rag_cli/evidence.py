@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .text import STOP_WORDS, WORD
+from .text import STOP_WORDS, WORD, folded
 
 PROMPT_VERSION = "evidence-1"  # what produced an answer's prompt, in its provenance
 
@@ -204,10 +204,15 @@ def quotes(sentences: list[Sentence], number: dict[int, int], most: int) -> list
     out: list[tuple[int, str]] = []
     seen: set[str] = set()
     for s in ranked:
-        key = " ".join(s.text.lower().split())
+        key = folded(s.text)
         if len(out) >= most or s.score < QUOTE_FLOOR * ranked[0].score:
             break
         if key not in seen:
             out.append((number[s.passage], s.text))
         seen.add(key)
     return out
+
+
+def quote_line(n: int, text: str) -> str:
+    """One evidence sentence quoted with its passage number, as a Markdown list item: ``- "..." [n]``."""
+    return f'- "{text.strip()}" [{n}]'

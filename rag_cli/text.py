@@ -109,6 +109,11 @@ def rel(path: str | None) -> str:
     return path
 
 
+def folded(text: str) -> str:
+    """``text`` lower-cased with its whitespace runs as single spaces: for comparing passages and quotes."""
+    return " ".join(text.lower().split())
+
+
 LOOP_MIN_CHARS = 24  # a repeated run shorter than this ("ha ha ha", "----") is not a loop
 
 

@@ -27,8 +27,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evidence import Embed, content_terms, coverage, split_sentences
+from .evidence import Embed, content_terms, coverage, quote_line, split_sentences
 from .prompting import _CITE, citations
+from .text import folded
 
 SUPPORT_AT = 0.5
 UNVERIFIED = " (unverified)"
@@ -73,7 +74,7 @@ class Verifier:
         self.question = content_terms(question)
         self.embed = embed
         self.terms = [content_terms(p) for p in passages]
-        self.lower = [" ".join(p.lower().split()) for p in passages]
+        self.lower = [folded(p) for p in passages]
         self._vecs: dict[int, Any] = {}
 
     def _similarity(self, claim_vec: Any, n: int) -> float:
@@ -179,9 +180,9 @@ class SentenceStream:
         """Evidence sentences (passage number, text), quoted under "Evidence:", one list item each."""
         lines = []
         for n, text in evidence:
-            line = f'"{text.strip()}" [{n}]'
-            self.verdicts.append(Verdict(line, [n], True, 1.0, quoted=True))
-            lines.append(f"- {line}")
+            line = quote_line(n, text)
+            self.verdicts.append(Verdict(line.removeprefix("- "), [n], True, 1.0, quoted=True))  # no list mark
+            lines.append(line)
         return "Evidence:\n" + "\n".join(lines)
 
     def _one(self, sentence: str) -> str:

@@ -58,12 +58,6 @@ def sentences(answer: str) -> list[str]:
     return out
 
 
-def groundedness(answer: str, cited: list[Any], embedder: Any) -> float | None:
-    """Share of the answer's sentences supported (cosine >= GROUNDED_AT) by a cited passage."""
-    got = grounded(answer, cited, embedder)
-    return None if got is None else sum(ok for _, ok in got) / len(got) if got else 0.0
-
-
 def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bool]] | None:
     """Each of the answer's sentences and whether a cited passage supports it (cosine >= GROUNDED_AT); None
     when the answer has no sentence, [] when it cites nothing."""

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..config import Settings
+from ..evidence import quote_line
 from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _WORD
 from .base import Prompt, register
@@ -39,7 +40,7 @@ class ExtractiveBackend:
 
     def answer(self, prompt: Prompt) -> str:
         if prompt.quotes:
-            return "\n".join(f'- "{text}" [{n}]' for n, text in prompt.quotes)  # a list: one line each as Markdown
+            return "\n".join(quote_line(n, text) for n, text in prompt.quotes)
         q = _terms(prompt.question)
         parts = []
         for n, hit in enumerate(prompt.passages[: self.max_passages], start=1):
