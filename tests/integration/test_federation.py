@@ -25,16 +25,21 @@ def sample_hash_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-def test_http_source_hit_reaches_the_top(sample_hash_home: Path, tmp_path: Path) -> None:
-    with FakeSearchServer() as kb:
-        cfg = write(tmp_path / "rag.toml", f"""
+def wiki_source(kb: FakeSearchServer) -> str:
+    """rag.toml lines for the fake search server's /ok as an `http` source named wiki."""
+    return f"""
 [[sources]]
 name = "wiki"
 type = "http"
 url = "{kb.url("/ok")}?q={{query}}"
 results = "data.results"
 fields = {{ text = "snippet", title = "title", url = "link", score = "score" }}
-""")  # fmt: skip
+"""
+
+
+def test_http_source_hit_reaches_the_top(sample_hash_home: Path, tmp_path: Path) -> None:
+    with FakeSearchServer() as kb:
+        cfg = write(tmp_path / "rag.toml", wiki_source(kb))
         out = run_cli(
             "search", QUERY, "--json", "-k", "5", "--config", str(cfg), env={"RAG_HOME": str(sample_hash_home), **HASH}
         )
@@ -84,19 +89,8 @@ def test_a_filter_reaches_a_rag_source_and_leaves_out_one_that_cannot_filter(sam
     env = {"RAG_HOME": str(sample_hash_home), **HASH}
     try:
         with FakeSearchServer() as kb:
-            cfg = write(tmp_path / "rag.toml", f"""
-[[sources]]
-name = "shard1"
-type = "rag"
-url = "{s.url("")}"
-
-[[sources]]
-name = "wiki"
-type = "http"
-url = "{kb.url("/ok")}?q={{query}}"
-results = "data.results"
-fields = {{ text = "snippet", title = "title", url = "link", score = "score" }}
-""")  # fmt: skip
+            shard = f'[[sources]]\nname = "shard1"\ntype = "rag"\nurl = "{s.url("")}"\n'
+            cfg = write(tmp_path / "rag.toml", shard + wiki_source(kb))
             plain = run_cli("search", QUERY, "--json", "-k", "20", "--config", str(cfg), env=env)
             out = run_cli("search", QUERY, "--json", "-k", "20", "--type", "txt", "--config", str(cfg), env=env)
     finally:
