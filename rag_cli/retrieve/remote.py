@@ -137,7 +137,9 @@ class HttpSource:
         self.max_bytes = int(max_mb * 1024 * 1024)
 
     # -- request -------------------------------------------------------------------------
-    def request(self, query: str, k: int) -> tuple[str, str, dict[str, str], Any]:
+    def request(self, query: str, k: int, flt: Any = None) -> tuple[str, str, dict[str, str], Any]:
+        """Method, URL, headers and body of a search (``flt``, the search's filter: only a source that
+        applies filters uses it)."""
         q = urllib.parse.quote(query, safe="")
         url = expand_env(self.url).replace("{query}", q).replace("{k}", str(k))
         headers = {key: expand_env(v) for key, v in self.headers.items()}
@@ -146,8 +148,8 @@ class HttpSource:
             body = {"query": query, "k": k}
         return self.method, url, headers, body
 
-    async def _fetch(self, query: str, k: int, deadline: float | None) -> Any:
-        method, url, headers, body = self.request(query, k)
+    async def _fetch(self, query: str, k: int, deadline: float | None, flt: Any = None) -> Any:
+        method, url, headers, body = self.request(query, k, flt)
         return await self._parse(await self._call(method, url, headers, body, deadline))
 
     async def _call(self, method: str, url: str, headers: dict[str, str], body: Any, deadline: float | None) -> bytes:
@@ -286,7 +288,7 @@ class HttpSource:
         return Hit(text=text, score=score, source=self.name, title=str(title or ""), url=str(url) if url else None)
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
-        data = await self._fetch(ctx.query, ctx.k, deadline)
+        data = await self._fetch(ctx.query, ctx.k, deadline, ctx.filter)
         return self.to_hits(data)
 
 
@@ -309,23 +311,18 @@ class RagSource(HttpSource):
         full["body"] = {"query": "{query}", "k": "{k}", **({"mode": spec["mode"]} if "mode" in spec else {})}
         super().__init__(full, settings, services)
 
-    def request(self, query: str, k: int) -> tuple[str, str, dict[str, str], Any]:
+    def request(self, query: str, k: int, flt: Any = None) -> tuple[str, str, dict[str, str], Any]:
         """As many candidates a method as we take ourselves (``k``), so its standardised scores are on our
         footing, and all of them back (up to twice ``k``, within the usual 100 of a server), as a local
-        index gives all of its own to fusion."""
+        index gives all of its own to fusion; the filter as /search takes it (``path``, ``type``, ``since``)."""
         method, url, headers, body = super().request(query, k)
         if isinstance(body, dict):
             body = {**body, "k": min(2 * k, RAG_MAX_K), "candidates": min(k, RAG_MAX_K)}
+            if flt:
+                body.update({**({"path": list(flt.paths)} if flt.paths else {}),
+                             **({"type": list(flt.types)} if flt.types else {}),
+                             **({"since": flt.since} if flt.since is not None else {})})  # fmt: skip
         return method, url, headers, body
-
-    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
-        method, url, headers, body = self.request(ctx.query, ctx.k)
-        flt = ctx.filter
-        if flt and isinstance(body, dict):
-            body = {**body, **({"path": list(flt.paths)} if flt.paths else {}),
-                    **({"type": list(flt.types)} if flt.types else {}),
-                    **({"since": flt.since} if flt.since is not None else {})}  # fmt: skip
-        return self.to_hits(await self._parse(await self._call(method, url, headers, body, deadline)))
 
     async def document(self, path: str, start: int | None, end: int | None, deadline: float | None) -> dict[str, Any]:
         """What the other index holds of ``path`` (its ``GET /get``): ``{"path", "chunks"}``; SourceError
