@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import layout, schema
 from .keyword import MemoryBM25, QueryTokenizer
@@ -27,8 +27,9 @@ class MemoryPostings:
     _memory_job: tuple[Path, int, tuple[float, float, float]] | None
     _tokenizer: QueryTokenizer | None
 
-    def _meta(self, conn: sqlite3.Connection | None = None) -> tuple[int, int]:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the reader's
+
+        def _meta(self, conn: sqlite3.Connection | None = None) -> tuple[int, int]: ...
 
     def _memory_phrases(self, words: list[str], w: tuple[float, float, float]) -> tuple[MemoryBM25, list[Any]] | None:
         """The in-memory postings and the query's FTS5 terms, or None: FTS5 answers (no postings loaded, or a
