@@ -18,7 +18,7 @@ from typing import Any
 from . import runtime
 from .config import Settings
 from .errors import LLMError, NoRelevantPassages
-from .evidence import PROMPT_VERSION, Sentence, joined, quotes, remembering, score, select
+from .evidence import PROMPT_VERSION, Sentence, hosts_of, joined, quotes, remembering, score, select
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt, context_hits
 from .refusal import evidence_gate, names_gate, relevant
@@ -183,7 +183,7 @@ async def answer(
         filt = CitationFilter(len(kept))
         checker = None
         if settings.answer_verify:
-            checker = SentenceStream(Verifier([h.text for h in kept], embed, question),
+            checker = SentenceStream(Verifier([h.text for h in kept], embed, question, hosts_of([h.url for h in kept])),
                                      drop_unverified=settings.answer_unverified == "drop")  # fmt: skip
         pieces: list[str] = []
         t_gen = t_first = time.perf_counter()
@@ -252,7 +252,7 @@ async def answer(
                     v.quoted = True
             result.sentences = checker.verdicts
             result.dropped += [{"text": v.text, "support": round(v.support, 3),
-                               "reason": "restates the question" if v.restates else "no source supports it"}
+                               "reason": v.left_out_because()}
                               for v in checker.dropped]  # fmt: skip
         if tail:
             result.timings.setdefault("first_text_ms", round((time.perf_counter() - t0) * 1000, 2))
@@ -316,7 +316,8 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
     prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
                                 max_tokens=settings.llm_max_tokens)  # fmt: skip
     order = order[: len(kept)]
-    prompt.quotes = quotes(sents, {i: n for n, i in enumerate(order, start=1)}, settings.answer_quotes)
+    prompt.quotes = quotes(sents, {i: n for n, i in enumerate(order, start=1)}, settings.answer_quotes,
+                           hosts_of([h.url for h in hits]))  # fmt: skip
     return prompt, [hits[i] for i in order]
 
 

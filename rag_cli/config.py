@@ -144,6 +144,8 @@ class Settings:
     serve_max_inflight: int = 256
     serve_shutdown_timeout: float = 5.0  # seconds in-flight requests get to finish after SIGTERM
     serve_cors_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the API (none)
+    # host names a request's Host may carry besides IP literals and localhost (DNS rebinding); "*": any
+    serve_allowed_hosts: list[str] = field(default_factory=list)
     serve_ask_concurrency: int = 1  # answers the local model writes at once (one model copy each)
     serve_ask_queue: int = 8  # answers that may wait for a slot; past it, 429 with Retry-After at once
     config_files: list[str] = field(default_factory=list)
@@ -374,9 +376,36 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"RAG_HOME {settings.home} is not a folder")
 
 
+_SECRET_PARAM = re.compile(r"((?:^|[?&;\s])(?:ssl)?pass(?:word|wd)?\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s;]*)", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """``url`` without its password (``postgresql://user:***@host/db``)."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """``url`` (or a libpq ``key=value`` string) without its password in any form: the userinfo
+    (``postgresql://user:***@host/db``), a ``password=`` / ``sslpassword=`` parameter (``?password=***``)."""
+    out = re.sub(r"(://[^:/@?#]*:)[^@]*@", r"\1***@", url, count=1)
+    return _SECRET_PARAM.sub(lambda m: m.group(1) + "***", out)
+
+
+def secrets_of(url: str) -> list[str]:
+    """The password(s) ``url`` carries, raw and percent-decoded, to scrub from a driver's message."""
+    from urllib.parse import unquote
+
+    found = [m.group(1) for m in re.finditer(r"://[^:/@?#]*:([^@]*)@", url)]
+    found += [m.group(2).strip("'") for m in _SECRET_PARAM.finditer(url)]
+    out: list[str] = []
+    for s in found:
+        for form in (s, unquote(s)):
+            if len(form) >= 3 and form not in out and form != "***":
+                out.append(form)
+    return sorted(out, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a database driver's message) without the secrets of ``url``, in whatever form it quotes them."""
+    out = redact(text)
+    for secret in secrets_of(url):
+        out = out.replace(secret, "***")
+    return out
 
 
 def replace(settings: Settings, **changes: Any) -> Settings:

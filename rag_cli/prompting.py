@@ -68,6 +68,16 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
+_FENCE = re.compile(r'"{3,}')
+
+
+def quoted(text: str) -> str:
+    """``text`` between the chat prompt's ``\"\"\"`` fences, with any run of three or more double quotes
+    inside it turned into typographic ones: a document cannot close its quote and write lines
+    (``Question:``, ``Instruction from the system:``, a fake ``[2]``) that stand outside it."""
+    return '"""\n' + _FENCE.sub(lambda m: "\u201d" * len(m.group(0)), text.strip()) + '\n"""'
+
+
 def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *, context_tokens: int,
                  max_tokens: int, extra_context: str = "") -> tuple[Prompt, list[Hit]]:  # fmt: skip
     """Number ``hits`` and fit as many as the context window allows (the last one trimmed if needed).
@@ -101,11 +111,11 @@ def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *,
     ctx_block = f"Context given with the question:\n{_flat(extra) if len(extra) < 2000 else extra}\n" if extra else ""
     completion = FEW_SHOT + f"Sources:\n{src}\n{ctx_block}Question: {q}\nAnswer: {ANSWER_PREFIX}"
     user_sources = "\n\n".join(
-        f'{label(i, h)}\n"""\n{h.text.strip()}\n"""' for i, h in enumerate(kept, start=1)
+        f"{label(i, h)}\n{quoted(h.text)}" for i, h in enumerate(kept, start=1)
     )  # fmt: skip
     user = f"Sources:\n\n{user_sources}\n\n"
     if extra:
-        user += f'Context given with the question:\n"""\n{extra}\n"""\n\n'
+        user += f"Context given with the question:\n{quoted(extra)}\n\n"
     user += f"Question: {question.strip()}"
     prompt = Prompt(
         question=question, passages=kept, completion=completion, system=SYSTEM, user=user, prefix=ANSWER_PREFIX,

@@ -52,6 +52,18 @@ def location_of(path: str, page: int | None, start_line: int | None) -> str:
     return path
 
 
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines, U+2028, U+0085, tabs) as one space: a title or
+    heading from a document then cannot start a line of its own in a prompt or a Sources list."""
+    return " ".join(text.split())
+
+
+def _flat_labels(obj: Chunk | Hit) -> None:
+    if not all(h.isprintable() for h in (obj.title, *obj.heading)):  # cheap for the usual clean labels
+        obj.title = one_line(obj.title)
+        obj.heading = tuple(one_line(h) for h in obj.heading)
+
+
 @dataclass(slots=True)
 class Chunk:
     """A unit of retrieval: text that fits the embedding model, with where it came from."""
@@ -65,6 +77,9 @@ class Chunk:
     page: int | None = None
     doc_id: str | None = None
     ordinal: int = 0
+
+    def __post_init__(self) -> None:
+        _flat_labels(self)
 
     def embedding_text(self) -> str:
         """What the embedder sees: the title and heading trail, then the text."""
@@ -93,6 +108,9 @@ class Hit:
     page: int | None = None
     doc_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _flat_labels(self)  # an index written before titles were flattened, a remote source
 
     @property
     def key(self) -> str:

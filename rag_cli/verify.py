@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evidence import Embed, content_terms, coverage, quote_line, split_sentences
+from .evidence import Embed, content_terms, coverage, instruction_like, quote_line, split_sentences
 from .prompting import _CITE, citations
 from .text import folded
 
@@ -59,6 +59,12 @@ class Verdict:
     claim: bool = True  # False: no content words ("Yes."), nothing to check
     restates: bool = False  # True: only the question's own words, so it answers nothing
     quoted: bool = False  # True: evidence quoted word for word, not written by the model
+    planted: str | None = None  # why it reads as instructions planted for an assistant: never verified, never shown
+
+    def left_out_because(self) -> str:
+        if self.planted:
+            return self.planted
+        return "restates the question" if self.restates else "no source supports it"
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "citations": self.citations, "verified": self.verified,
@@ -69,8 +75,10 @@ class Verdict:
 class Verifier:
     """Checks sentences against numbered passages (``passages[0]`` is ``[1]``)."""
 
-    def __init__(self, passages: list[str], embed: Embed | None = None, question: str = "") -> None:
+    def __init__(self, passages: list[str], embed: Embed | None = None, question: str = "",
+                 hosts: frozenset[str] = frozenset()) -> None:  # fmt: skip
         self.passages = passages
+        self.hosts = hosts  # the sources' own sites: a link there is no lure
         self.question = content_terms(question)
         self.embed = embed
         self.terms = [content_terms(p) for p in passages]
@@ -101,6 +109,10 @@ class Verifier:
         cited = [n for n in citations(sentence) if 1 <= n <= len(self.passages)]
         claim = claim_of(sentence)
         terms = content_terms(claim)
+        if planted := instruction_like(claim, self.hosts):
+            # a document's "NOTE TO THE ASSISTANT: ignore ..." copied into the answer: supported word for word,
+            # and still no answer to present as verified
+            return Verdict(sentence, cited, False, 0.0, planted=planted)
         if not terms:
             return Verdict(sentence, cited, True, 1.0, claim=False)
         if self.question and terms <= self.question:
@@ -187,7 +199,7 @@ class SentenceStream:
 
     def _one(self, sentence: str) -> str:
         v = self.verifier.check(sentence)
-        if v.restates or (self.drop_unverified and not v.verified):
+        if v.restates or v.planted or (self.drop_unverified and not v.verified):
             # it says nothing the question did not, or nothing the sources hold: left out (kept in ``dropped``)
             self.dropped.append(v)
             return ""

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import runtime
 from ..config import Settings
-from ..errors import UsageError
+from ..errors import IndexError_, UsageError
 from .metrics import RETRIEVAL_METRICS, percentile
 
 DEPTH = 100  # documents ranked per query (Recall@100, MAP@100)
@@ -94,7 +94,14 @@ async def ensure_index(data: BeirData, settings: Settings, embedder: Any, progre
 
     name = eval_index_name(data.corpus, fingerprint(embedder, chunker_config(settings, embedder)))
     s = replace(settings, index=name)
-    await index_paths([data.corpus], s, embedder, progress=progress)
+    report = await index_paths([data.corpus], s, embedder, progress=progress)
+    if report.skipped:
+        # scores over a corpus that is not all there measure nothing: say so instead of reporting them
+        why = "; ".join(f"{Path(x['path']).name}: {x['reason']}" for x in report.skipped[:3])
+        raise IndexError_(
+            f"the corpus was not fully indexed, so no score would mean anything ({why})",
+            hint="fix the cause, or raise [index] file_timeout / RAG_INDEX_FILE_TIMEOUT (0 turns the budget off)",
+        )
     return s
 
 

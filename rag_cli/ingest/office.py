@@ -177,45 +177,113 @@ _ODF_OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 _DC = "http://purl.org/dc/elements/1.1/"
 
 
-def _xml(z: zipfile.ZipFile, name: str, kind: str) -> ET.Element:
+MAX_MEMBER = 64 << 20  # bytes one XML/HTML part of a document may unpack to (a 20 MB document's text, marked up)
+
+
+def _member(z: zipfile.ZipFile, name: str, kind: str) -> bytes:
+    """One member's bytes, refused past :data:`MAX_MEMBER` by what it declares and by what it yields."""
     try:
-        return ET.fromstring(z.read(name))
+        info = z.getinfo(name)
     except KeyError:
         raise SkipFile(f"malformed {kind}: no {name}") from None
+    if info.file_size > MAX_MEMBER:
+        raise SkipFile(f"{kind}: {name} unpacks to {info.file_size >> 20} MiB, over {MAX_MEMBER >> 20} MiB")
+    with z.open(info) as fh:
+        data = fh.read(MAX_MEMBER + 1)
+    if len(data) > MAX_MEMBER:
+        raise SkipFile(f"{kind}: {name} unpacks to over {MAX_MEMBER >> 20} MiB")
+    return data
+
+
+def _xml(z: zipfile.ZipFile, name: str, kind: str) -> ET.Element:
+    data = _member(z, name, kind)
+    try:
+        return ET.fromstring(data)
     except ET.ParseError as exc:
         raise SkipFile(f"malformed {kind}: {name}: {exc}") from None
 
 
+class _Capped(io.RawIOBase):
+    """A zip member read through a byte cap (its header's size can lie)."""
+
+    def __init__(self, fh: Any, cap: int, what: str) -> None:
+        self.fh, self.left, self.what = fh, cap, what
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = self.fh.readinto(buf)
+        self.left -= n
+        if self.left < 0:
+            raise SkipFile(f"{self.what} unpacks to over {MAX_MEMBER >> 20} MiB")
+        return n
+
+
 def load_odt(path: str, data: bytes) -> list[Document]:
+    """Paragraphs and headings of ``content.xml``, parsed incrementally: each heading or paragraph is read
+    at its end and dropped, so memory follows the longest paragraph, not the document (a 306 KB file whose
+    150 MiB ``content.xml`` peaked at 1.9 GB parsed whole)."""
     z = _zip(data, "odt")
-    root = _xml(z, "content.xml", "odt")
     title = ""
     if "meta.xml" in z.namelist():
         t = _xml(z, "meta.xml", "odt").find(f".//{{{_DC}}}title")
         title = _clean(t.text or "") if t is not None else ""
-    body = root.find(f"{{{_ODF_OFFICE}}}body/{{{_ODF_OFFICE}}}text")
-    if body is None:
-        raise SkipFile("malformed odt: no text body")
+    try:
+        info = z.getinfo("content.xml")
+    except KeyError:
+        raise SkipFile("malformed odt: no content.xml") from None
+    if info.file_size > MAX_MEMBER:
+        raise SkipFile(f"odt: content.xml unpacks to {info.file_size >> 20} MiB, over {MAX_MEMBER >> 20} MiB")
+    with z.open(info) as raw:
+        try:
+            blocks, headings, first = _odt_body(io.BufferedReader(_Capped(raw, MAX_MEMBER, "odt: content.xml")))
+        except ET.ParseError as exc:
+            raise SkipFile(f"malformed odt: content.xml: {exc}") from None
+    return [Document(path, title or first or _stem_title(path), _require_text(blocks, headings), kind="odt")]
+
+
+def _odt_body(stream: Any) -> tuple[list[Block], list[tuple[int | None, str]], str]:
+    """(blocks, headings, first heading) of the ``office:body/office:text`` in an ODF content stream."""
+    body, h, p = f"{{{_ODF_OFFICE}}}text", f"{{{_ODF_TEXT}}}h", f"{{{_ODF_TEXT}}}p"
     trail: list[tuple[int, str]] = []
     headings: list[tuple[int | None, str]] = []
     blocks: list[Block] = []
-    for n, el in enumerate(body.iter()):
-        if not n & 255:
+    first = ""
+    stack: list[ET.Element] = []
+    inside = False  # within office:text
+    para = 0  # depth of open headings/paragraphs: their inner spans stay until the paragraph ends
+    seen_body = False
+    for n, (event, el) in enumerate(ET.iterparse(stream, events=("start", "end"))):
+        if not n & 1023:
             check()
-        if el.tag == f"{{{_ODF_TEXT}}}h":
+        if event == "start":
+            stack.append(el)
+            inside = inside or el.tag == body
+            para += el.tag in (h, p)
+            continue
+        stack.pop()
+        if el.tag == body:
+            inside, seen_body = False, True
+        if inside and el.tag in (h, p):
+            para -= 1
             text = _clean("".join(el.itertext()))
-            if text:
+            if text and el.tag == h:
                 level = int(el.get(f"{{{_ODF_TEXT}}}outline-level") or 1)
                 while trail and trail[-1][0] >= level:
                     trail.pop()
                 trail.append((level, text))
                 headings.append((None, text))
-                title = title or text
-        elif el.tag == f"{{{_ODF_TEXT}}}p":
-            text = _clean("".join(el.itertext()))
-            if text:
+                first = first or text
+            elif text and para == 0:
                 blocks.append(Block(text, tuple(t for _, t in trail)))
-    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="odt")]
+        elif el.tag in (h, p):
+            para -= 1
+        if para == 0 and stack:
+            stack[-1].remove(el)  # read (or outside the text): let it go
+    if not seen_body:
+        raise SkipFile("malformed odt: no text body")
+    return blocks, headings, first
 
 
 # -- EPUB -----------------------------------------------------------------------------------------
@@ -239,16 +307,22 @@ def load_epub(path: str, data: bytes) -> list[Document]:
     items = {i.get("id"): i.get("href") for i in opf.iter(f"{{{_OPF}}}item")}
     blocks: list[Block] = []
     chapter = 0
+    read: set[str] = set()  # a spine that lists one chapter 700 times reads it once
     for ref in opf.iter(f"{{{_OPF}}}itemref"):
         check()
         href = items.get(ref.get("idref"))
         if not href:
             continue
         name = posixpath.normpath(posixpath.join(base, href.split("#")[0]))
-        try:
-            html = z.read(name)
-        except KeyError:
+        if name in read:
             continue
+        read.add(name)
+        try:
+            html = _member(z, name, "epub")
+        except SkipFile as exc:
+            if "no " + name in exc.reason:
+                continue
+            raise
         try:
             (doc,) = load_html(name, html)
         except SkipFile:  # a cover image page or an empty separator

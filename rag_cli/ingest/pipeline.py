@@ -27,6 +27,7 @@ from ..embed.base import Embedder
 from ..errors import RagError
 from ..store import base as store_base
 from ..store.base import Writer
+from . import budget
 from .chunking import ChunkerConfig
 from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
 from .stages import StageClock, timed_call
@@ -35,6 +36,11 @@ from .walk import Filters, Found, walk
 
 EMBED_GROUP = 1024  # chunks embedded together, sorted by length across the group
 QUEUE_BYTES = 64 * 2**20  # chunk text waiting for the embedder, at most (one item over it waits for an empty queue)
+
+
+def _stuck(hard_timeout: float | None, budget_s: float) -> str:
+    return (f"parser stuck: no progress for {hard_timeout:g} s of running (time budget {budget_s:g} s of CPU"
+            " per file or document, index.file_timeout); left running")  # fmt: skip
 
 
 class _Room:
@@ -274,7 +280,21 @@ async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settin
     hard_timeout = budget_s * 2 + 1 if budget_s > 0 else None
 
     async def blocking(fn: Any, *args: Any) -> Any:
-        return await asyncio.wait_for(runtime.run_blocking(fn, *args, stage="load"), timeout=hard_timeout)
+        """``fn(*args)`` on the pool; TimeoutError once it has shown no life for ``hard_timeout`` s of
+        running (its wait in the pool's queue does not count)."""
+        if hard_timeout is None:
+            return await runtime.run_blocking(fn, *args, stage="load")
+        heart = budget.Heartbeat()
+        job = asyncio.ensure_future(runtime.run_blocking(budget.beating(heart, fn), *args, stage="load"))
+        try:
+            while True:
+                done, _ = await asyncio.wait({job}, timeout=min(1.0, hard_timeout / 4))
+                if done:
+                    return job.result()
+                if heart.stalled(hard_timeout):
+                    raise TimeoutError
+        finally:
+            job.cancel()  # a no-op once done; the pool thread of a stuck job finishes in the background
 
     async def hand_on(item: Prepared) -> None:
         for note in item.notes:
@@ -310,7 +330,7 @@ async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settin
             return None
         except TimeoutError:
             runtime.note_abandoned()
-            return Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running",
+            return Skip(f, _stuck(hard_timeout, budget_s),
                         partial=parts > 0)  # fmt: skip
         except Exception as exc:
             reason = segment_errors(exc)
@@ -337,7 +357,7 @@ async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settin
                                   clock)  # fmt: skip
         except TimeoutError:
             runtime.note_abandoned()
-            item = Skip(f, f"parser stuck for {hard_timeout:g} s (time budget {budget_s:g} s); left running")
+            item = Skip(f, _stuck(hard_timeout, budget_s))
         if isinstance(item, Big):
             item = await stream_big(f, item)
             if item is None:

@@ -9,7 +9,7 @@ part at a time, so a 300 MB file never sits in memory whole.
 from __future__ import annotations
 
 import hashlib
-import stat
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,19 +85,18 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
     path = found.path
     t_read = time.perf_counter()
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            return Skip(found, "not a regular file")
-        if st.st_size > max_bytes:
-            return Skip(found, f"too large: {st.st_size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit")
-        if st.st_size == 0:
-            return Skip(found, "empty file")
-        if state and not rebuild and state.size == st.st_size and state.mtime_ns == st.st_mtime_ns:
-            return Same(found, st.st_size, st.st_mtime_ns)
-        if segmentable(path, st.st_size):
-            return Big(found, st.st_size, st.st_mtime_ns)
-        # no following a link swapped in since the walk, no blocking on a FIFO swapped in since the stat
+        # opened before anything is looked at: no link anywhere on the path (one swapped in since the walk
+        # is refused), no blocking on a FIFO; what is checked is the file that is read
         with open_regular(path) as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_size > max_bytes:
+                return Skip(found, f"too large: {st.st_size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit")
+            if st.st_size == 0:
+                return Skip(found, "empty file")
+            if state and not rebuild and state.size == st.st_size and state.mtime_ns == st.st_mtime_ns:
+                return Same(found, st.st_size, st.st_mtime_ns)
+            if segmentable(path, st.st_size):
+                return Big(found, st.st_size, st.st_mtime_ns)
             data = fh.read(max_bytes + 1)
     except SkipFile as exc:
         return Skip(found, exc.reason)
@@ -140,6 +139,7 @@ def _chunks(docs: list[Document], count: Counter, cfg: ChunkerConfig, first_ordi
         for ch in chunk_document(doc, count, cfg):
             ch.ordinal = first_ordinal + len(chunks)
             chunks.append(ch)
+        budget.progress()  # a multi-document file is judged document by document
     return chunks
 
 

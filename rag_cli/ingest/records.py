@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from ..types import Block, Document
-from .budget import check
+from .budget import check, progress
 from .html_pages import load_html
 from .loaders import (
     SkipFile,
@@ -228,6 +228,7 @@ def load_mbox(path: str, data: bytes) -> list[Document]:
             continue
         doc.doc_id = str(msg.get("message-id") or n).strip()
         docs.append(doc)
+        progress()
     if not docs:
         raise SkipFile("empty: no messages with text")
     return docs
@@ -293,6 +294,7 @@ def load_jsonl(path: str, data: bytes) -> list[Document]:
         paras = [p for p in re.split(r"\n\s*\n", body) if p.strip()] or [title]
         blocks = [Block(p.strip(), (), lineno, lineno) for p in paras]
         docs.append(Document(path, title or doc_id, blocks, kind="jsonl", doc_id=doc_id))
+        progress()  # judged record by record: a big corpus is no pathological file
     if not docs:
         raise SkipFile(f"malformed JSONL: no usable document ({bad[0]})" if bad else "empty: no documents")
     docs[0].notes.extend(notes)

@@ -12,6 +12,7 @@ HTML and PDF are not line-based; they are loaded whole (within ``--max-file-mb``
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..types import Document
+from . import budget
 from .loaders import LOADERS, SkipFile, load_code, load_markdown, load_rst, load_text
 from .records import load_jsonl
 
@@ -41,6 +43,7 @@ def file_digest(path: str | Path, limit: int) -> tuple[str, int]:
         while n <= limit and (block := fh.read(2**20)):
             h.update(block)
             n += len(block)
+            budget.progress()  # reading is progress: a slow disk is no stuck parser
     return h.hexdigest(), n
 
 
@@ -110,17 +113,59 @@ def load_segment(loader: Callable[[str, bytes], list[Document]], path: str, data
     return out
 
 
+_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
 def open_regular(path: str | Path) -> BinaryIO:
-    """``path`` opened for reading without following a link or blocking on a FIFO; a SkipFile if it
-    is no longer a regular file."""
+    """``path`` (absolute, resolved by the walk) opened for reading without following a link in *any*
+    component and without blocking on a FIFO; a SkipFile if it is no longer a regular file.
+
+    The walk lists files first and they are opened later: a folder on the way swapped for a link in
+    between (``mv d/sub d/.x; ln -s /secret d/sub``) must not carry a file from outside the indexed
+    folders into the index. Each folder is opened from its parent's descriptor with ``O_NOFOLLOW |
+    O_DIRECTORY`` and the file from the last one with ``O_NOFOLLOW``, so a link anywhere is refused.
+    Where ``dir_fd`` is not supported, the opened file's real path must be the one the walk saw."""
     import stat
 
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    path = Path(path)
+    if os.open in os.supports_dir_fd and path.is_absolute():
+        fd = _open_beneath(path)
+    else:
+        fd = os.open(path, _FLAGS | getattr(os, "O_NONBLOCK", 0))
+        if os.path.realpath(path) != os.path.abspath(path):
+            os.close(fd)
+            raise SkipFile("a link on its path changed since the walk; not followed")
     fh = open(fd, "rb")  # noqa: SIM115 - the caller closes it
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         fh.close()
         raise SkipFile("not a regular file")
     return fh
+
+
+def _open_beneath(path: Path) -> int:
+    parts = path.parts
+    dir_flags = _FLAGS | getattr(os, "O_DIRECTORY", 0)
+    fd = os.open(parts[0], dir_flags)
+    try:
+        for name in parts[1:-1]:
+            try:
+                nxt = os.open(name, dir_flags, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise SkipFile(
+                        f"the folder {name!r} on its path became a link since the walk; not followed"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = nxt
+        try:
+            return os.open(parts[-1], _FLAGS | os.O_NONBLOCK, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SkipFile("it became a link since the walk; not followed") from None
+            raise
+    finally:
+        os.close(fd)
 
 
 def starts_with_bom(fh: BinaryIO) -> bool:

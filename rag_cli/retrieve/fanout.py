@@ -24,6 +24,8 @@ from .fusion import collapse_twins, dedupe, fuse
 MODES = ("dense", "bm25", "hybrid")
 Completer = Callable[[QueryContext, list[Hit]], Awaitable[None]]
 
+LOCAL_KINDS = ("dense", "bm25")  # the index's own sources
+
 
 @dataclass
 class SearchResult:
@@ -98,11 +100,15 @@ class FanOut:
         deadline = loop.time() + limit if limit and limit > 0 else None
         reason: str | None = None
         hits: list[Hit] | None = None
+        counts = True  # against the source's breaker, which every client shares
         try:
             async with asyncio.timeout_at(deadline):
                 hits = await src.search(ctx, deadline)
         except TimeoutError:
             reason = f"timed out after {limit:g}s"
+            # a late local search says this query was costly (a filter) or the machine busy, not that the index
+            # is down; a deadline or filter the client chose is the client's: neither opens the circuit for all
+            counts = not (src.kind in LOCAL_KINDS or ctx.filter or self._client_deadline(src, timeout))
         except SourceError as exc:
             reason = redact_urls(exc.reason)
         except asyncio.CancelledError:
@@ -115,9 +121,13 @@ class FanOut:
             self.observer(src.name, ms, reason)
         if reason is None:
             breaker.success()
-        else:
+        elif counts:
             breaker.failure()
         return _Outcome(src, hits, reason, ms)
+
+    def _client_deadline(self, src: Source, timeout: float | None) -> bool:
+        own = src.timeout if src.timeout is not None else self.default_timeout
+        return timeout is not None and timeout < own
 
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
                      candidates: int | None = None, filter: Any = None) -> SearchResult:  # fmt: skip
@@ -138,7 +148,7 @@ class FanOut:
         timings: dict[str, float] = {}
         try:
             outcomes = await asyncio.gather(*(self._one(s, ctx, timeout) for s in chosen))
-            local = {o.source.kind: o.hits for o in outcomes if o.reason is None and o.source.kind in ("dense", "bm25")}
+            local = {o.source.kind: o.hits for o in outcomes if o.reason is None and o.source.kind in LOCAL_KINDS}
             if self.complete is not None and self.fusion == "zscore" and len(local) == 2:
                 t1 = time.perf_counter()
                 try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import functools
 import os
 import re
 import time
@@ -45,11 +46,10 @@ class Filter:
                 return False
         if self.since is not None and (mtime is None or mtime < self.since):
             return False
-        include = [g for g in self.paths if not g.startswith("!")]
-        exclude = [g[1:] for g in self.paths if g.startswith("!")]
-        if include and not any(glob_matches(path, g) for g in include):
+        include, exclude = _compiled(self.paths, _cwd_for(self.paths))
+        if include is not None and not include.match(path):
             return False
-        return not any(glob_matches(path, g) for g in exclude)
+        return exclude is None or not exclude.match(path)
 
     def to_dict(self) -> dict[str, Any]:
         """The request fields of ``rag serve`` (and the MCP tool) that carry it."""
@@ -70,15 +70,55 @@ class Filter:
         return "; ".join(parts) or "none"
 
 
+MAX_GLOBS = 32
+MAX_GLOB_CHARS = 512
+MAX_WILDCARDS = 16  # "*" and "?" in one glob: fnmatch's patterns backtrack over each
+
+
+def _relative(glob: str) -> bool:
+    return glob.lstrip("!").startswith(("./", "../"))
+
+
+def _cwd_for(paths: tuple[str, ...]) -> str:
+    """The working directory when a glob is relative to it (part of the compiled filter's cache key)."""
+    return os.getcwd() if any(_relative(g) for g in paths) else ""
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(paths: tuple[str, ...], cwd: str) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """One regular expression for the including globs and one for the excluding ones (None: none), each
+    matching a path whole or any trailing part of it after a ``/``: compiled once per filter, not per path."""
+
+    def bare(glob: str) -> str:  # fnmatch's "(?s:BODY)\Z" -> BODY
+        glob = os.path.normpath(os.path.join(cwd, glob)) if _relative(glob) else glob
+        return fnmatch.translate(glob).removesuffix("\\Z").removeprefix("(?s:")[:-1]
+
+    def one(globs: list[str]) -> re.Pattern[str] | None:
+        if not globs:
+            return None
+        alts = "|".join(f"(?:{bare(g)})" for g in globs)
+        return re.compile(f"(?s:(?:.*/)?(?:{alts}))\\Z")
+
+    return one([g for g in paths if not g.startswith("!")]), one([g[1:] for g in paths if g.startswith("!")])
+
+
 def glob_matches(path: str, glob: str) -> bool:
     """``glob`` matches ``path`` whole or any trailing part of it (``*.md``, ``guides/*.pdf``); a glob
     relative to the working directory (``./docs/*``) is made absolute first."""
-    if glob.startswith(("./", "../")):
-        glob = os.path.normpath(os.path.join(os.getcwd(), glob))
-    if fnmatch.fnmatchcase(path, glob):
-        return True
-    parts = path.split("/")
-    return any(fnmatch.fnmatchcase("/".join(parts[i:]), glob) for i in range(1, len(parts)))
+    include, _ = _compiled((glob,), _cwd_for((glob,)))
+    return include is not None and include.match(path) is not None
+
+
+def check_globs(globs: tuple[str, ...]) -> None:
+    """A UsageError for globs past what a search may ask of every file (a 20,000-star glob held the pool
+    and the source's deadline for seconds a query)."""
+    if len(globs) > MAX_GLOBS:
+        raise UsageError(f"at most {MAX_GLOBS} path globs in one search (got {len(globs)})")
+    for g in globs:
+        if len(g) > MAX_GLOB_CHARS:
+            raise UsageError(f"a path glob is at most {MAX_GLOB_CHARS} characters (got {len(g)})")
+        if sum(g.count(c) for c in "*?") > MAX_WILDCARDS:
+            raise UsageError(f"a path glob holds at most {MAX_WILDCARDS} wildcards (* and ?)")
 
 
 def parse_since(value: str | float | None, now: float | None = None) -> float | None:
@@ -116,4 +156,5 @@ def make_filter(paths: list[str] | tuple[str, ...] | str | None = None, types: A
     globs = tuple(p.strip() for p in paths or [] if isinstance(p, str) and p.strip() not in ("", "!"))
     if paths and not all(isinstance(p, str) for p in paths):
         raise UsageError("path must be a glob or a list of globs")
+    check_globs(globs)
     return Filter(paths=globs, types=parse_types(types), since=parse_since(since))

@@ -39,7 +39,18 @@ from ..config import Settings
 from ..errors import AllSourcesFailed, RagError, UsageError
 from ..retrieve.service import Retrieval
 from .gate import Gate
-from .http import HttpError, count, error, filter_field, json_response, read_json, validate
+from .http import (
+    HttpError,
+    count,
+    error,
+    filter_field,
+    host_name,
+    json_response,
+    read_json,
+    trusted_host,
+    trusted_origin,
+    validate,
+)
 from .metrics import Metrics
 
 EMBED_MAX = 512  # texts per /embed request
@@ -115,6 +126,16 @@ def create_app(hub: Hub) -> web.Application:
             resp.headers["Vary"] = "Origin"
         return resp
 
+    def strange_caller(request: web.Request) -> web.Response | None:
+        """421 for a Host that is not this server's (DNS rebinding), 403 for a browser page of another
+        origin: on every route, before anything is read or answered."""
+        host = request.headers.get("Host", "")
+        if not trusted_host(host, settings.serve_host, settings.serve_allowed_hosts):
+            return error(421, f"host {host_name(host)[:80]!r} is not this server's; add it to [serve] allowed_hosts")
+        if not trusted_origin(request.headers.get("Origin", ""), host, cors):
+            return error(403, "requests from that origin are not allowed; add it to [serve] cors_origins")
+        return None
+
     @web.middleware
     async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
@@ -127,6 +148,9 @@ def create_app(hub: Hub) -> web.Application:
                 resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
                 resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Accept"
                 return resp
+            if refusal := strange_caller(request):
+                status = refusal.status
+                return refusal
             if token and request.path != "/healthz":
                 auth = request.headers.get("Authorization", "")
                 # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent

@@ -38,6 +38,52 @@ def error(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status)
 
 
+def host_name(value: str) -> str:
+    """The host of a ``Host`` header or an origin's authority, lower-cased, without port or brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):  # [::1]:8008
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _ip_literal(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def trusted_host(host: str, bind: str, allowed: list[str]) -> bool:
+    """Whether a request's ``Host`` may reach the server (DNS rebinding: a web page of ``evil.example``
+    whose name now resolves to 127.0.0.1 sends ``Host: evil.example``). An IP literal cannot be rebound,
+    ``localhost`` and the name the server was bound to are its own; other names only when ``[serve]
+    allowed_hosts`` lists them (or ``*``)."""
+    name = host_name(host).rstrip(".")
+    if not name or "*" in allowed:  # no Host at all is no browser's request
+        return True
+    if _ip_literal(name) or name in ("localhost", host_name(bind)) or name.endswith(".localhost"):
+        return True
+    return name in {host_name(a) for a in allowed}
+
+
+def trusted_origin(origin: str, host: str, cors: set[str]) -> bool:
+    """Whether a browser's ``Origin`` may call: the server's own (same host and port as ``Host``), or one
+    ``[serve] cors_origins`` lists. A page elsewhere gets no answer, simple requests (a form's ``text/plain``
+    POST) included."""
+    if not origin or origin in cors or "*" in cors:
+        return True
+    from urllib.parse import urlsplit
+
+    try:
+        authority = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(authority) and authority.lower() == host.strip().lower()
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -53,6 +99,10 @@ async def read_json(request: web.Request, max_kb: int) -> dict[str, Any]:
         raise
     except Exception as exc:  # aiohttp's decompression and payload errors: a malformed request
         raise HttpError(400, f"unreadable body ({type(exc).__name__})") from None
+    kind = request.content_type
+    if kind != "application/json" and not kind.endswith("+json"):
+        # a browser sends text/plain or a form across origins without asking first: JSON only, never that
+        raise HttpError(415, f"the body must be JSON with Content-Type: application/json (got {kind[:60]!r})")
     charset = request.charset or "utf-8"
     try:
         text = raw.decode(charset)

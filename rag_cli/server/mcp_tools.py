@@ -38,7 +38,7 @@ def resource_uri(index: str, path: str) -> str:
 def build(hub: Any) -> Any:
     """The MCPServer with rag's tools bound to ``hub`` (the served indexes), and every indexed
     document as a resource ``rag://INDEX/PATH`` (listed up to RESOURCE_LIST_MAX per index)."""
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.resources.templates import ResourceSecurity
     from mcp_types import Resource as MCPResource
 
@@ -87,14 +87,13 @@ def build(hub: Any) -> Any:
                          for i, h in enumerate(hits, start=1)],
                 "degraded": [d.to_dict() for d in res.degraded]}  # fmt: skip
 
-    @server.tool()
     async def ask(question: str, k: int | None = None, llm: str | None = None, path: str | list[str] | None = None,
                   type: str | None = None, since: str | None = None,
-                  index: str | None = None) -> dict[str, Any]:  # fmt: skip
+                  index: str | None = None, ctx: Any = None) -> dict[str, Any]:  # fmt: skip
         """Answer a question from an index. The answer cites numbered sources ([1], [2]); each sentence
         is checked against what it cites (`sentences[].verified`). `llm`: local, openai or none. `path`,
         `type`, `since`: answer from part of the index, as for `search`."""
-        from .ask import answer_events, answer_params
+        from .ask import Watch, answer_events, answer_params
 
         name, settings, retrieval = pick(index)
         try:
@@ -104,9 +103,14 @@ def build(hub: Any) -> Any:
             raise _tool_error(exc.message) from None
         result: AnswerResult | None = None
         try:
-            async for ev in answer_events(hub, name, settings, retrieval, route="mcp", **params):
-                if ev.kind == "done":
-                    result = ev.data
+            # aiohttp does not cancel a handler whose client left, and the SDK runs the tool in its own task:
+            # watch the HTTP request (None over stdio) so an abandoned call frees its generation slot at once
+            async with Watch(_http_request(ctx), hub.stopping) as watch:
+                async for ev in answer_events(hub, name, settings, retrieval, route="mcp", **params):
+                    if ev.kind == "done":
+                        result = ev.data
+            if watch.reason is not None:
+                return {"question": question, "answer": None, "error": f"stopped: {watch.reason}"}
         except HttpError as exc:
             raise _tool_error(f"{exc.message}; retry in {exc.retry_after or 5:.0f} s") from None
         except RagError as exc:
@@ -115,6 +119,9 @@ def build(hub: Any) -> Any:
         d = result.to_dict()
         return {k: d[k] for k in ("question", "answer", "citations", "sources", "verified", "sentences",
                                   "degraded", "backend")}  # fmt: skip
+
+    ask.__annotations__["ctx"] = Context  # the SDK injects the request context into a parameter of this type
+    server.tool()(ask)
 
     @server.tool()
     async def get(path: str | None = None, chunk_id: int | None = None, start_line: int | None = None,
@@ -182,6 +189,17 @@ async def read(retrieval: Any, path: str | None, chunk_id: int | None, start: in
 # -- streamable HTTP inside aiohttp ---------------------------------------------------------------
 
 
+def _http_request(ctx: Any) -> web.Request | None:
+    """The aiohttp request an MCP tool call came in on (``asgi`` puts it in the scope), or None (stdio)."""
+    try:
+        request = ctx.request_context.request
+    except (AttributeError, LookupError, ValueError):
+        return None
+    scope = request.scope if request is not None else {}
+    found = scope.get("rag.request")
+    return found if isinstance(found, web.Request) else None
+
+
 def add_routes(app: web.Application, hub: Any) -> None:
     """``/mcp`` on ``app``: the SDK's session manager runs for the app's lifetime."""
     state: dict[str, Any] = {}
@@ -239,6 +257,7 @@ async def asgi(app: Any, request: web.Request, max_kb: int) -> web.StreamRespons
         "query_string": request.query_string.encode(), "root_path": "",
         "headers": [(k.lower(), v) for k, v in request.raw_headers],
         "client": tuple(peer[:2]) if peer else None, "server": tuple(sock[:2]) if sock else None,
+        "rag.request": request,  # for a tool that must see its client leave (ask)
     }  # fmt: skip
     sent_body = False
     gone = asyncio.Event()

@@ -21,8 +21,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ...config import redact
-from ...errors import StoreUnavailable
+from ...config import redact, scrub
+from ...errors import StoreUnavailable, UsageError
 
 if TYPE_CHECKING:
     from ...config import Settings
@@ -32,8 +32,18 @@ _pools: dict[tuple[str, float], Any] = {}
 _pools_lock = threading.Lock()
 
 
+MAX_IDENTIFIER = 63  # bytes: PostgreSQL cuts longer names silently, so two long index names would share a schema
+
+
 def schema_name(index: str) -> str:
-    return PREFIX + index
+    """The schema of ``index``: ``rag_<name>``. A name too long for a PostgreSQL identifier is refused, never
+    cut (two names with the same first 59 bytes would read, and drop, each other's data)."""
+    name = PREFIX + index
+    if len(name.encode("utf-8")) > MAX_IDENTIFIER:
+        room = MAX_IDENTIFIER - len(PREFIX)
+        raise UsageError(f"index name {index[:20]!r}... is too long for a PostgreSQL store: at most {room} bytes "
+                         f"(it has {len(index.encode('utf-8'))})", hint="choose a shorter --index name")  # fmt: skip
+    return name
 
 
 def _quiet_pool_log() -> None:
@@ -93,6 +103,7 @@ def connection(settings: Settings) -> Iterator[Any]:
         ) from None
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = scrub(first, settings.store_url)
         raise StoreUnavailable(f"PostgreSQL at {redact(settings.store_url)}: {first}", hint="check --store / [store] url",
                                transient=True) from None  # fmt: skip
 
@@ -125,7 +136,7 @@ def _why(settings: Settings) -> str:
     try:
         psycopg.connect(settings.store_url, connect_timeout=max(1, int(settings.store_timeout))).close()
     except psycopg.Error as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in scrub(str(exc), settings.store_url).strip().splitlines() if ln.strip()]
         return "; ".join(lines)[:240] if lines else type(exc).__name__
     return f"no connection within {settings.store_timeout:g} s (every pooled one busy)"
 
