@@ -49,6 +49,7 @@ from .http import (
     read_json,
     trusted_host,
     trusted_origin,
+    valid_unicode,
     validate,
 )
 from .metrics import Metrics
@@ -239,6 +240,8 @@ def create_app(hub: Hub) -> web.Application:
             return error(400, "start_line, end_line and chunk_id must be integers")
         try:
             out = await read(retrieval, q.get("path"), nums["chunk_id"], nums["start_line"], nums["end_line"])
+        except UsageError as exc:
+            return error(400, exc.message)
         except Exception as exc:  # the reader's "not in the index" (an MCP ToolError): the client's miss
             if type(exc).__name__ != "ToolError":
                 raise
@@ -258,6 +261,8 @@ def create_app(hub: Hub) -> web.Application:
                 or not all(isinstance(t, str) for t in texts)
             ):
                 raise UsageError(f"texts: a list of 1 to {EMBED_MAX} strings")
+            if not all(valid_unicode(t) for t in texts):
+                raise UsageError("texts: a lone surrogate is not text")
         except UsageError as exc:
             return error(400, exc.message)
         if (busy := refused("/embed")) is not None:

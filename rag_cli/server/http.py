@@ -38,6 +38,15 @@ def error(status: int, message: str) -> web.Response:
     return json_response({"error": message}, status)
 
 
+def valid_unicode(text: str) -> bool:
+    """False for text with lone surrogates (JSON's ``"\\ud800"``): no encoder or model takes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def host_name(value: str) -> str:
     """The host of a ``Host`` header or an origin's authority, lower-cased, without port or brackets."""
     value = value.strip().lower()

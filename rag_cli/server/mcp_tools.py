@@ -129,7 +129,10 @@ def build(hub: Any) -> Any:
         """Read what the index holds of a document (by `path`, optionally a `start_line`-`end_line`
         range) or one chunk (by `chunk_id`, as `search` returns it)."""
         name, _, retrieval = pick(index)
-        return {"index": name, **(await read(retrieval, path, chunk_id, start_line, end_line))}
+        try:
+            return {"index": name, **(await read(retrieval, path, chunk_id, start_line, end_line))}
+        except UsageError as exc:
+            raise _tool_error(exc.message) from None
 
     @server.tool()
     async def indexes() -> dict[str, Any]:
@@ -170,6 +173,7 @@ def _tool_error(message: str) -> Exception:
 
 async def read(retrieval: Any, path: str | None, chunk_id: int | None, start: int | None,
                end: int | None) -> dict[str, Any]:  # fmt: skip
+    _check_read(path, chunk_id, start, end)
     reader = retrieval.reader
     if reader is None:
         raise _tool_error("this server has no local index to read from")
@@ -184,6 +188,23 @@ async def read(retrieval: Any, path: str | None, chunk_id: int | None, start: in
     if not chunks:
         raise _tool_error(f"{path!r} is not in the index" + (f" at lines {start}-{end}" if start or end else ""))
     return {"path": chunks[0]["path"], "chunks": chunks}
+
+
+_ROWID = 2**63 - 1  # SQLite's and PostgreSQL's largest id: a bigger number is no chunk, and no query to send
+
+
+def _check_read(path: str | None, chunk_id: int | None, start: int | None, end: int | None) -> None:
+    """A UsageError for what no index can hold: a path with NUL or lone surrogates, numbers past 64 bits."""
+    if path is not None:
+        if not isinstance(path, str) or "\x00" in path or len(path) > 4096:
+            raise UsageError("path must be text without NUL bytes, at most 4096 characters")
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError("path is not valid Unicode") from None
+    for label, n in (("chunk_id", chunk_id), ("start_line", start), ("end_line", end)):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= _ROWID):
+            raise UsageError(f"{label} must be a whole number from 0 to {_ROWID}")
 
 
 # -- streamable HTTP inside aiohttp ---------------------------------------------------------------

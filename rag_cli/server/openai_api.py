@@ -48,7 +48,10 @@ def _content(message: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if not all(isinstance(t, str) for t in parts):
+            raise UsageError("a text content part's text must be a string")
+        return "\n".join(parts)
     return ""
 
 

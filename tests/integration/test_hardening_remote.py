@@ -185,7 +185,7 @@ def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
 def test_serve_malformed_requests_are_4xx(hash_index: Path, tmp_path: Path) -> None:
     s = start_serve(hash_index, tmp_path, "--token", "tok-123", env=HASH)
     try:
-        post = b"POST /search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-123\r\n"
+        post = b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer tok-123\r\n"
         cases = [
             (b'{"query": "aardvarks", "k": Infinity}', b"Content-Type: application/json\r\n", 400),
             (b'{"query": "aardvarks", "k": 1e400}', b"Content-Type: application/json\r\n", 400),
@@ -199,7 +199,7 @@ def test_serve_malformed_requests_are_4xx(hash_index: Path, tmp_path: Path) -> N
         for body, headers, want in cases:
             status, data = raw_request(s.port, post + headers, body)
             assert status == want, (body[:60], headers, data[:300])
-        bad_auth = b"POST /search HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-\xff\xfe\r\nContent-Type: application/json\r\n"
+        bad_auth = b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer tok-\xff\xfe\r\nContent-Type: application/json\r\n"
         status, _ = raw_request(s.port, bad_auth, b'{"query": "aardvarks"}')
         assert status == 401
         status, _ = raw_request(s.port, post + b"Content-Type: application/json\r\n", b'{"query": "aardvarks"}')
@@ -245,3 +245,69 @@ def test_registration_is_private(hash_index: Path, tmp_path: Path) -> None:
     finally:
         stop(s)
     assert subprocess.run(["true"]).returncode == 0
+
+
+def test_serve_refuses_rebinding_hosts_foreign_origins_and_non_json_bodies(hash_index: Path, tmp_path: Path) -> None:
+    """Issue 29, item 5: a web page whose name was rebound to 127.0.0.1 sends its own Host; a page elsewhere
+    sends its Origin, and a form's text/plain POST needs no preflight. None of them gets an answer."""
+    s = start_serve(hash_index, tmp_path, env=HASH)  # the default: no token
+    try:
+        ok_json = b"Content-Type: application/json\r\n"
+        query = b'{"query": "aardvarks"}'
+        ask = b'{"question": "What do aardvarks eat?", "llm": "none"}'
+        chat = b'{"model": "rag/default", "messages": [{"role": "user", "content": "What do aardvarks eat?"}]}'
+        routes = [(b"GET", b"/get?path=" + str(hash_index).encode(), b"", b""),
+                  (b"GET", b"/search?q=aardvarks", b"", b""),
+                  (b"POST", b"/search", ok_json, query), (b"POST", b"/ask", ok_json, ask),
+                  (b"POST", b"/v1/chat/completions", ok_json, chat), (b"GET", b"/metrics", b"", b"")]  # fmt: skip
+        for method, path, headers, body in routes:
+            head = method + b" " + path + b" HTTP/1.1\r\n" + headers
+            status, data = raw_request(s.port, head + f"Host: rebind.evil.example:{s.port}\r\n".encode(), body)
+            assert status == 421, (path, data[-300:])
+            assert b"aardvark" not in data.lower().split(b"\r\n\r\n", 1)[1]
+            status, _ = raw_request(s.port, head + b"Host: 127.0.0.1\r\nOrigin: https://evil.example\r\n", body)
+            assert status == 403, path
+        for host in (f"127.0.0.1:{s.port}", f"localhost:{s.port}", f"[::1]:{s.port}"):
+            status, data = raw_request(s.port, b"POST /search HTTP/1.1\r\n" + ok_json + f"Host: {host}\r\n".encode(),
+                                       query)  # fmt: skip
+            assert status == 200 and b"Aardvarks" in data, host
+        same = f"Host: 127.0.0.1:{s.port}\r\nOrigin: http://127.0.0.1:{s.port}\r\n".encode()
+        assert raw_request(s.port, b"POST /search HTTP/1.1\r\n" + ok_json + same, query)[0] == 200
+        for kind in (b"text/plain", b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=x"):
+            head = b"POST /search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + kind + b"\r\n"
+            assert raw_request(s.port, head, query)[0] == 415, kind
+    finally:
+        stop(s)
+
+
+def test_serve_bounds_costly_filters_and_keeps_its_breaker_closed(hash_index: Path, tmp_path: Path) -> None:
+    """Issue 29, item 6: three searches with a 40,000-character glob used to time out and open the local
+    sources' breaker for every client for 26 s or more."""
+    s = start_serve(hash_index, tmp_path, env=HASH)
+    try:
+        costly = {"query": "aardvarks", "path": "*a" * 20000 + "N"}
+        for _ in range(4):
+            status, body = s.request("/search", costly, token=None)
+            assert status == 400 and "glob" in body["error"], body
+        many = {"query": "aardvarks", "path": [f"*{i}*.md" for i in range(100)]}
+        assert s.request("/search", many, token=None)[0] == 400
+        for _ in range(4):  # a short deadline the client chose: late, and not the index's fault
+            s.request("/search", {"query": "aardvarks", "timeout": 0.000001}, token=None)
+        status, body = s.request("/search", {"query": "aardvarks"}, token=None)
+        assert status == 200 and body["hits"] and not body["degraded"], body
+    finally:
+        stop(s)
+
+
+def test_serve_malformed_reads_are_400_not_500(hash_index: Path, tmp_path: Path) -> None:
+    """Issue 29, item 12."""
+    s = start_serve(hash_index, tmp_path, env=HASH)
+    try:
+        assert s.request("/get?path=%00", token=None)[0] == 400
+        assert s.request("/get?chunk_id=99999999999999999999999", token=None)[0] == 400
+        chat = {"model": "rag/default", "messages": [{"role": "user", "content": [{"type": "text", "text": 123}]}]}
+        assert s.request("/v1/chat/completions", chat, token=None)[0] == 400
+        assert s.request("/embed", raw=b'{"texts": ["\\ud800"]}', token=None)[0] == 400
+        assert "Traceback" not in s.log.read_text()
+    finally:
+        stop(s)

@@ -5,6 +5,7 @@ aiohttp, the `openai` package, the `mcp` SDK; the real packaged GGUF where the m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -278,6 +279,36 @@ def _check_mcp(out: dict[str, Any], indexes: set[str]) -> None:
     words = Path(path).read_text().split()
     assert text and words[0] in text and words[-1] in text
     assert out["unread"] is not None and "not in the index" in out["unread"]
+
+
+def test_an_mcp_client_that_leaves_stops_generation(served: Served) -> None:
+    """Issue 29, item 7: a `tools/call ask` abandoned mid-answer used to keep its generation slot to the end
+    (the SDK runs the tool in a task of its own, and the bridge told it of the disconnect only afterwards)."""
+    import aiohttp
+
+    log: Path = served.tokens_log  # type: ignore[attr-defined]
+    before = _metric(served, "rag_answers_total", route="mcp", outcome="cancelled")
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "ask", "arguments": {"question": Q, "llm": "slow"}}}  # fmt: skip
+    headers = {**AUTH, "Accept": "application/json, text/event-stream"}
+    start = _count_lines(log)
+
+    async def go() -> None:
+        async with aiohttp.ClientSession(headers=headers) as http:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.5):  # the answer takes 200 x 0.05 s: hang up well before
+                    resp = await http.post(served.url("/mcp"), json=call)
+                    await resp.read()
+
+    run(go())
+    deadline = time.monotonic() + 20
+    while _metric(served, "rag_answers_total", route="mcp", outcome="cancelled") <= before:
+        assert time.monotonic() < deadline, "the abandoned MCP answer was not cancelled"
+        time.sleep(0.1)
+    stopped_at = _count_lines(log)
+    time.sleep(0.5)
+    assert _count_lines(log) == stopped_at and stopped_at - start < 200
+    assert _metric(served, "rag_generation_active") == 0
 
 
 def test_mcp_over_streamable_http(served: Served) -> None:
