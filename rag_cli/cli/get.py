@@ -19,15 +19,25 @@ _RANGE = re.compile(r"^(?P<path>.+?):(?P<start>\d+)(?:-(?P<end>\d+))?$")
 _PART = re.compile(r"^(?P<path>.+?)#(?:page|slide|sheet|chapter|cell|message)=(?P<page>\d+)$")
 
 
+def _number(digits: str) -> int:
+    """A line or part number; a usage error past 18 digits (no file has that many lines, and int() of
+    thousands of digits is refused by Python itself)."""
+    if len(digits) > 18:
+        from ..errors import UsageError
+
+        raise UsageError(f"{digits[:12]}... is not a line or part number (at most 18 digits)")
+    return int(digits)
+
+
 def parse_target(target: str) -> tuple[str, int | None, int | None, int | None]:
     """``PATH``, ``PATH:LINE``, ``PATH:START-END`` or ``PATH#part=N`` → (path, start, end, page)."""
     m = _PART.match(target)
     if m:
-        return m["path"], None, None, int(m["page"])
+        return m["path"], None, None, _number(m["page"])
     m = _RANGE.match(target)
     if m:
-        start = int(m["start"])
-        end = int(m["end"]) if m["end"] else start
+        start = _number(m["start"])
+        end = _number(m["end"]) if m["end"] else start
         if end < start:
             from ..errors import UsageError
 

@@ -178,8 +178,8 @@ def _part_blocks(part: Any, trail: tuple[str, ...], page: int | None) -> list[Bl
         content = part.get_content()
     except (LookupError, ValueError):  # an unknown charset: the raw bytes as text
         content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
-    if not isinstance(content, str):
-        return []
+    if not isinstance(content, str) or _binary(content):
+        return []  # random bytes declared text/plain are no text: skipped as the same bytes in a .txt are
     if part.get_content_type() == "text/html":
         try:
             (doc,) = load_html("body.html", content.encode())
@@ -188,6 +188,13 @@ def _part_blocks(part: Any, trail: tuple[str, ...], page: int | None) -> list[Bl
         return [Block(b.text, trail + b.heading, page=page) for b in doc.blocks]
     paras = [p.strip() for p in re.split(r"\n\s*\n", content.replace("\r\n", "\n")) if p.strip()]
     return [Block(p, trail, page=page) for p in paras]
+
+
+def _binary(text: str) -> bool:
+    """Text that is mostly undecodable bytes (U+FFFD) or control characters: binary data in a text part."""
+    head = text[:4096]
+    bad = sum(1 for ch in head if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\n\r\t\f\v"))
+    return bad > 0.1 * max(1, len(head))
 
 
 def _parse(data: bytes) -> EmailMessage:

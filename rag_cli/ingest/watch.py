@@ -67,5 +67,13 @@ async def watch(paths: list[Path], settings: Any, embedder: Any, on_batch: Calla
             continue
         batch = Batch(changed=sorted({p for c, p in changes if c != Change.deleted}),
                       removed=sorted({p for c, p in changes if c == Change.deleted}))  # fmt: skip
-        batch.report = await index_paths(list(paths), settings, embedder, progress=progress)
+        alive = [p for p in paths if p.exists() or p.is_symlink()]
+        # a followed folder that was deleted: its files leave the index as in any run (they no longer exist)
+        batch.report = await index_paths(list(alive), settings, embedder, progress=progress)
         on_batch(batch)
+        if len(alive) < len(paths):
+            from ..errors import PathNotFound
+
+            gone = ", ".join(str(p) for p in paths if p not in alive)
+            raise PathNotFound(f"stopped watching: {gone} was deleted; its files left the index "
+                               f"(generation {batch.report.generation})")  # fmt: skip

@@ -123,9 +123,19 @@ def check_globs(globs: tuple[str, ...]) -> None:
 
 def parse_since(value: str | float | None, now: float | None = None) -> float | None:
     """``2026-01-01`` (UTC midnight), ``2026-01-01T12:00``, ``7d``/``12h``/``30m``/``2w`` ago, or epoch
-    seconds → epoch seconds; None for none."""
+    seconds → epoch seconds; None for none. A moment no calendar date can show (year 10000, an age of
+    10^20 days) is a UsageError."""
     if value is None or value == "":
         return None
+    when = _since(value, now)
+    try:
+        dt.datetime.fromtimestamp(when, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        raise UsageError(f"--since {str(value)[:40]!r} is outside the calendar (years 1 to 9999)") from None
+    return when
+
+
+def _since(value: str | float, now: float | None) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     text = str(value).strip()

@@ -255,3 +255,47 @@ def test_a_name_of_several_tokens_is_looked_up_as_a_phrase(pg: str, tmp_path: Pa
     for q, name in (("When is Git 3.0 released?", "Git 3.0"), ("Is Git on GitLab.com mirrored?", "GitLab.com")):
         out = run_cli("ask", q, "--llm", "none", "--mode", "bm25", env=env)
         assert out.returncode == 7 and f"'{name}' appears in no document" in out.stderr, out.stderr
+
+
+SECRET = "hunter2-s3cret"
+
+
+def _with_password_param(url: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"password={SECRET}"
+
+
+def test_a_password_given_as_a_url_parameter_is_never_printed(pg: str, tmp_path: Path) -> None:
+    """Issue 29, item 8: `?password=` was printed by `rag indexes` (text and --json) and in the one-line
+    error for a database that cannot be reached; a malformed percent-escape reached the user in the
+    driver's message."""
+    url = _with_password_param(pg)
+    env = env_for(url, tmp_path / "home")
+    assert run_cli("index", str(docs(tmp_path / "d", 2)), "--index", "pw", env=env).returncode == 0
+    for args in (("indexes",), ("indexes", "--json"), ("search", "kestrel", "--index", "pw", "--json")):
+        out = run_cli(*args, env=env)
+        assert out.returncode == 0, out.stderr
+        assert SECRET not in out.stdout + out.stderr, args
+    down = {
+        "param": f"postgresql://postgres@127.0.0.1:1/db?password={SECRET}&connect_timeout=1",
+        "userinfo": f"postgresql://postgres:{SECRET}@127.0.0.1:1/db?connect_timeout=1",
+        "bad escape": "postgresql://postgres:hunter2-%zzs3cret@127.0.0.1:1/db",
+        "conninfo": f"host=127.0.0.1 port=1 password={SECRET} dbname=db connect_timeout=1",
+    }
+    for what, bad in down.items():
+        for args in (("indexes",), ("indexes", "--json"), ("search", "kestrel")):
+            out = run_cli(*args, env={**env, "RAG_STORE_URL": bad, "RAG_STORE_TIMEOUT": "2"}, timeout=60)
+            assert out.returncode != 0, (what, args)
+            assert SECRET not in out.stdout + out.stderr and "%zzs3cret" not in out.stderr, (what, args, out.stderr)
+
+
+def test_long_index_names_cannot_share_a_schema(pg: str, tmp_path: Path) -> None:
+    """Issue 29, item 9: PostgreSQL cut names to 63 bytes, so two 100-character names with the same first
+    59 characters read (and dropped) each other's data."""
+    env = env_for(pg, tmp_path / "home")
+    stem = "x" * 59
+    out = run_cli("index", str(docs(tmp_path / "d", 1)), "--index", stem + "-one", env=env)
+    assert out.returncode == 2 and "too long for a PostgreSQL store" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    fits = "y" * 59  # rag_ + 59 bytes = 63: the longest name that fits
+    assert run_cli("index", str(docs(tmp_path / "e", 1)), "--index", fits, env=env).returncode == 0
+    assert fits in run_cli("indexes", env=env).stdout

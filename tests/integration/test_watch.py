@@ -110,6 +110,19 @@ def test_kill_9_while_watching_leaves_a_usable_index(watching: tuple[Path, Watch
     assert len(w.files("pelican")) == 20  # -k 20 of the 40: all indexed
 
 
+def test_deleting_the_watched_folder_removes_its_files_and_says_so(watching: tuple[Path, Watcher]) -> None:
+    """Issue 29, item 15: the run used to exit with one line and leave the deleted folder's files searchable."""
+    import shutil
+
+    docs, w = watching
+    assert w.files("otters") == ["first.md"]
+    shutil.rmtree(docs)
+    assert w.proc.wait(CONVERGE) == 2
+    assert w.files("otters") == []
+    err = w.err().strip().splitlines()
+    assert "was deleted; its files left the index" in err[-1] and "Traceback" not in w.err()
+
+
 @pytest.mark.parametrize(("name", "temporary"), [
     ("notes.md.swp", True), ("notes.md~", True), (".#notes.md", True), ("#notes.md#", True), ("4913", True),
     ("report.pdf.part", True), ("notes.md", False), ("draft.txt", False), ("temp-notes.md", False),
