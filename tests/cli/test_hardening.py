@@ -178,6 +178,25 @@ def test_follow_links_allows_links_out_explicitly(hostile_tree: dict[str, Path])
     assert len(json.loads(out.stdout)["hits"]) >= 1
 
 
+def test_a_folder_swapped_for_a_link_mid_run_brings_nothing_in(hostile_tree: dict[str, Path]) -> None:
+    """Issue 29, item 1: the walk lists files first and opens them later. A plugin loader swaps ``zzz`` for a
+    link to the folder of secrets on the first read (the files sort after it), as an attacker racing the run."""
+    root, outside, home = hostile_tree["root"], hostile_tree["outside"], hostile_tree["tmp"] / "home"
+    write(root / "aaa" / "0000.swap", "the first file read: it swaps zzz for a link out of the tree\n")
+    write(root / "zzz" / "secret.md", "# Zzz\n\nan innocent page, until the swap\n")
+    env = env_for(home, RAG_PLUGINS="tests.plugins.swap_loader", RAG_TEST_SWAP_DIR=str(root / "zzz"),
+                  RAG_TEST_SWAP_TARGET=str(outside))  # fmt: skip
+    out = run_cli("index", str(root), "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert (root / "zzz").is_symlink(), "the plugin did not swap the folder: the test tests nothing"
+    skipped = {Path(s["path"]).name: s["reason"] for s in json.loads(out.stdout)["skipped"]}
+    assert "link" in skipped.get("secret.md", ""), skipped
+    hits = run_cli("search", "canaryzebra0xdeadbeef secret key material", "--mode", "bm25", "--json", env=env)
+    assert hits.returncode == 0 and not any(CANARY in h["text"] for h in json.loads(hits.stdout)["hits"])
+    for target in (root / "zzz" / "secret.md", outside / "secret.md"):
+        assert CANARY not in run_cli("get", str(target), env=env).stdout
+
+
 def test_non_utf8_folder_name(tmp_path: Path) -> None:
     base = os.fsencode(tmp_path) + b"/d\xff\xfe"
     os.makedirs(base)
