@@ -317,9 +317,10 @@ def _raw(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
 def test_no_cors_and_no_files_outside_the_index(served: Served) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}", "Origin": "https://evil.example"}
     status, headers, _ = _raw(served.url("/search?q=fusion"), headers=auth)
-    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers  # a page elsewhere gets nothing
     status, headers, _ = _raw(served.url("/search"), method="OPTIONS", headers=auth)
     assert status >= 400 and "Access-Control-Allow-Origin" not in headers
+    auth = {"Authorization": f"Bearer {TOKEN}"}
     for path in ("/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/sample_corpus/glossary.txt", "/static/x"):
         status, _, body = _raw(served.url(path), headers=auth)
         assert status == 404 and "root:" not in body
