@@ -105,6 +105,7 @@ def load_sets(depth: int, fresh: bool) -> dict[str, list[dict]]:
     _, rc, out, err, _ = run_rag(["eval", str(CRANFIELD), "--mode", "bm25", "--json"], env)
     assert rc == 0, err
     index = json.loads(out)["index"]
+    (CACHE / "fusion-cranfield-index.json").write_text(json.dumps({"index": index}))  # for bench/bm25_variants.py
     from rag_cli.eval.beir import load
 
     data = load(CRANFIELD)
