@@ -281,6 +281,8 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
     return settings
 
 
+SEARCH_MODES = ("dense", "bm25", "hybrid")
+
 # (low, high) of numeric settings; a value outside, NaN or infinite is a ConfigError (exit 2)
 RANGES: dict[str, tuple[float, float]] = {
     "workers": (0, 1024),
@@ -352,6 +354,8 @@ def validate(settings: Settings) -> None:
     from .store.layout import check_index_name
 
     check_index_name(settings.index)
+    if settings.retrieve_mode not in SEARCH_MODES:  # before any work, whichever path (a server or in-process) runs
+        raise ConfigError(f"unknown mode {settings.retrieve_mode!r}; choose one of {', '.join(SEARCH_MODES)}")
     for name, (lo, hi) in RANGES.items():
         value = getattr(settings, name)
         if not (math.isfinite(value) and lo <= value <= hi):

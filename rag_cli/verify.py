@@ -49,6 +49,12 @@ def specifics(text: str) -> set[str]:
     return {m.group(0).lower().rstrip(".") for m in _SPECIFIC.finditer(text)}
 
 
+def holds_token(text: str, token: str) -> bool:
+    """``token`` (a number, version, option or dotted name) occurs in ``text`` as a whole token: "32" is not
+    in "bpo-13227" nor "80" in "8000", "gc.reflogexpire" not in "gc.reflogexpireunreachable"."""
+    return re.search(rf"(?<![\w.-]){re.escape(token)}(?![\w-]|\.\w)", text) is not None
+
+
 @dataclass
 class Verdict:
     text: str  # the sentence as shown (re-cited if it was)
@@ -99,7 +105,7 @@ class Verifier:
     def _support(self, terms: set[str], specific: set[str], n: int, claim_vec: Any) -> float:
         if not 0 <= n < len(self.passages):
             return 0.0
-        if any(tok not in self.lower[n] for tok in specific):
+        if any(not holds_token(self.lower[n], tok) for tok in specific):
             return 0.0
         cov = coverage(terms, self.terms[n])
         sim = self._similarity(claim_vec, n) if self.embed is not None and claim_vec is not None else cov

@@ -257,6 +257,12 @@ async def open_retrieval(settings: Settings, note: Callable[[str], None] | None 
     (``long_lived``: a process that answers many queries, see :class:`~.service.Retrieval`)."""
     choice = (settings.server or "off").strip()
     url = discover(settings) if choice == "auto" else None if choice in ("off", "none", "") else choice
+    if url and settings.retrieve_k > settings.serve_max_k:
+        # more than a server answers ([serve] max_k): the same search in-process, as with --server off
+        if choice != "auto" and note is not None:
+            note(f"-k {settings.retrieve_k} is more than a server answers ([serve] max_k {settings.serve_max_k}); "
+                 "searching in-process")  # fmt: skip
+        url = None
     if url:
         remote = ServerRetrieval(settings, url)
         try:

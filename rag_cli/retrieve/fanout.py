@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import runtime
+from ..config import SEARCH_MODES
 from ..errors import AllSourcesFailed, SourceError, UsageError
 from ..types import Degradation, Hit
 from .base import QueryContext, Source, redact_urls
 from .breaker import CircuitBreaker
 from .fusion import collapse_twins, dedupe, fuse
 
-MODES = ("dense", "bm25", "hybrid")
+MODES = SEARCH_MODES
 Completer = Callable[[QueryContext, list[Hit]], Awaitable[None]]
 
 LOCAL_KINDS = ("dense", "bm25")  # the index's own sources

@@ -343,6 +343,19 @@ def test_cors_only_for_configured_origins(sample_home: Path, tmp_path: Path) -> 
         s.proc.wait(30)
 
 
+def test_arguments_mean_the_same_with_and_without_a_running_server(served: Served, sample_home: Path) -> None:
+    """Issue 32, item 7: `-k 500` worked with --server off and exited 1 through a running server (its max_k is
+    100); `--mode fuzzy` exited 1 blaming the server instead of 2 before any work."""
+    env = {"RAG_HOME": str(sample_home), "RAG_SERVE_TOKEN": TOKEN}
+    for server in (["--server", "off"], ["--server", served.url("")], []):
+        out = run_cli("search", "fusion", "-k", "500", "--json", *server, env=env)
+        assert out.returncode == 0, (server, out.stderr)
+        assert len(json.loads(out.stdout)["hits"]) > 10
+        bad = run_cli("search", "fusion", "--mode", "fuzzy", *server, env=env)
+        assert bad.returncode == 2 and "unknown mode 'fuzzy'" in bad.stderr, (server, bad.stderr)
+        assert "server" not in bad.stderr
+
+
 def test_warm_ask_scores_evidence_with_the_servers_model(served: Served, sample_home: Path) -> None:
     """Through a warm server `rag ask` gets sentence vectors from /embed (in batches under the server's 4 KB
     body limit here): the evidence score, and so the refusal gate, match the in-process path."""

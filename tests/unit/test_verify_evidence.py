@@ -69,6 +69,17 @@ def test_contradicting_number_is_not_verified() -> None:
     assert not verdict.verified and verdict.support == 0.0  # "300" is in no passage
 
 
+@pytest.mark.parametrize(("sentence", "passage"), [
+    ("The default maxsize is 32 [1].", "The LRU cache holds maxsize=128 entries by default (bpo-13227)."),
+    ("The default port is 80 [1].", "The development server listens on port 8000 by default."),
+    ("Set gc.reflogExpire to change it [1].", "gc.reflogExpireUnreachable sets how long unreachable entries stay."),
+])  # fmt: skip
+def test_a_number_or_name_must_be_a_whole_token_of_its_support(sentence: str, passage: str) -> None:
+    """Issue 32, item 2: the check was a substring test, so "32" passed against "bpo-13227"."""
+    verdict = Verifier([passage], question="What is the default?").check(sentence)
+    assert not verdict.verified and verdict.support == 0.0
+
+
 def test_wrong_citation_is_re_cited_to_the_supporting_passage() -> None:
     v = Verifier([CACHE, REFLOG], question="When do unreachable reflog entries expire?")
     verdict = v.check("According to [1], gc.reflogExpireUnreachable defaults to 30 days.")
