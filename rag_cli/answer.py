@@ -80,8 +80,10 @@ def jsonl_event(ev: Event) -> dict[str, Any]:
     """An answer event as `rag ask --jsonl` prints it (and `rag serve`'s /ask streams it)."""
     if ev.kind == "sources":
         return {"event": "sources", "sources": ev.data}
-    if ev.kind == "token":
-        return {"event": "token", "text": ev.data}
+    if ev.kind in ("token", "draft"):
+        return {"event": ev.kind, "text": ev.data}
+    if ev.kind == "verdict":
+        return {"event": "verdict", **ev.data}
     if ev.kind == "warning":
         return {"event": "warning", "message": ev.data}
     return {"event": "done", **ev.data.to_dict()}
@@ -210,14 +212,23 @@ async def answer(
                     text = text[: max(0, len(text) - (len(seen) - cut))]
                     looped = True
                 if checker is not None:
+                    # the text as the model writes it (a terminal shows it at once, dimmed, until checked), then
+                    # each completed sentence's verdict and what the answer shows of it
+                    if text:
+                        result.timings.setdefault("first_draft_ms", round((time.perf_counter() - t0) * 1000, 2))
+                        yield Event("draft", text)
                     done = checker.push(text)
-                    if looped and (held := checker.abandon().strip()):
-                        result.dropped.append({"text": held, "support": 0.0,
+                    if looped and (held := checker.abandon()).strip():
+                        result.dropped.append({"text": held.strip(), "support": 0.0,
                                                "reason": "the model fell into a loop writing it"})  # fmt: skip
-                    text = await runtime.run_blocking(checker.render, done, stage="verify") if done else ""
-                if text:
-                    if "first_text_ms" not in result.timings:
-                        result.timings["first_text_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+                        yield Event("verdict", {"raw": held, "text": "", "shown": False, "verified": False,
+                                                "reason": "the model fell into a loop writing it"})  # fmt: skip
+                    checked = await runtime.run_blocking(checker.check_each, done, stage="verify") if done else []
+                    for ev in _checked_events(checked, pieces, result, t0):
+                        yield ev
+                elif text:
+                    result.timings.setdefault("first_draft_ms", round((time.perf_counter() - t0) * 1000, 2))
+                    result.timings.setdefault("first_text_ms", result.timings["first_draft_ms"])
                     pieces.append(text)
                     yield Event("token", text)
                 if looped:
@@ -233,8 +244,13 @@ async def answer(
             yield Event("warning", f"answer cut short: {exc.reason}")
         tail = filt.flush()
         if checker is not None:
-            tail = await runtime.run_blocking(checker.finish, tail, stage="verify")
-            said = ("".join(pieces) + tail).strip()
+            if tail:
+                yield Event("draft", tail)
+            checked = await runtime.run_blocking(checker.finish_each, tail, stage="verify")
+            for ev in _checked_events(checked, pieces, result, t0):
+                yield ev
+            tail = ""
+            said = "".join(pieces).strip()
             unsupported = not any(v.verified and v.claim for v in checker.verdicts)
             quoting = getattr(backend, "quotes", False)  # its whole answer is evidence quoted (--llm none)
             if unsupported or (settings.answer_quote and not quoting):
@@ -242,7 +258,7 @@ async def answer(
                 # nothing said holds
                 block = _quote_block(prompt, said, checker, unsupported)
                 if block:
-                    tail = tail.rstrip() + ("\n\n" if said else "") + block
+                    tail = ("\n\n" if said else "") + block
                 if unsupported and block:
                     yield Event(
                         "warning", "no sentence of the answer is supported by its sources; quoting the best evidence"
@@ -276,6 +292,19 @@ async def answer(
         "every LLM backend failed: " + "; ".join(f"{f['backend']}: {f['reason']}" for f in result.fallbacks),
         hint="check --llm, --base-url and --model, or use --llm none",
     )
+
+
+def _checked_events(checked: list[Any], pieces: list[str], result: AnswerResult, t0: float) -> list[Event]:
+    """A ``verdict`` event for each checked sentence, each followed by a ``token`` event with what the answer
+    shows of it (none when it is left out): the tokens joined are the answer, sentence by sentence."""
+    out = []
+    for c in checked:
+        out.append(Event("verdict", c.to_dict()))
+        if c.shown.strip():  # (the space after a sentence left out is left out with it)
+            result.timings.setdefault("first_text_ms", round((time.perf_counter() - t0) * 1000, 2))
+            pieces.append(c.shown)
+            out.append(Event("token", c.shown))
+    return out
 
 
 def sentence_embedder(retrieval: Any) -> Any:

@@ -52,7 +52,11 @@ def specifics(text: str) -> set[str]:
 def holds_token(text: str, token: str) -> bool:
     """``token`` (a number, version, option or dotted name) occurs in ``text`` as a whole token: "32" is not
     in "bpo-13227" nor "80" in "8000", "gc.reflogexpire" not in "gc.reflogexpireunreachable"."""
-    return re.search(rf"(?<![\w.-]){re.escape(token)}(?![\w-]|\.\w)", text) is not None
+    if token.startswith("-"):  # an option ("--timeout" is not "--timeout-ms"), or a word's tail ("-bit" of 16-bit)
+        lead, tail = r"(?<!-)", r"(?![\w-])"
+    else:
+        lead, tail = r"(?<![\w.])", r"(?!\w)"  # "16" is in "16-bit", not in "1600" or "bpo-1316"
+    return re.search(rf"{lead}{re.escape(token)}{tail}(?!\.\w)", text) is not None
 
 
 @dataclass
@@ -156,11 +160,28 @@ def recite(sentence: str, n: int) -> str:
 
 
 @dataclass
-class SentenceStream:
-    """Holds streamed text back until a sentence is complete, then lets it through checked.
+class Checked:
+    """One sentence of a streamed answer, checked: what the model wrote (with the gap after it) and what the
+    answer shows of it ("" when it is left out)."""
 
-    ``push`` (cheap: on the event loop) returns the sentences a piece of text completed; ``render`` and
-    ``finish`` check them (embedding inference: on the pool) and return the text to show."""
+    raw: str
+    shown: str
+    verdict: Verdict | None  # None: whitespace, nothing to check
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.verdict
+        return {"raw": self.raw, "text": self.shown, "shown": bool(self.shown.strip()) or v is None,
+                "verified": v.verified if v is not None else True,
+                "reason": v.left_out_because() if v is not None and not self.shown.strip() else None}  # fmt: skip
+
+
+@dataclass
+class SentenceStream:
+    """Checks streamed text a sentence at a time.
+
+    ``push`` (cheap: on the event loop) returns the sentences a piece of text completed; ``check_each`` and
+    ``finish_each`` check them (embedding inference: on the pool) and say, sentence by sentence, what the
+    answer shows of each (``render`` and ``finish``: the same, joined)."""
 
     verifier: Verifier
     verdicts: list[Verdict] = field(default_factory=list)
@@ -184,15 +205,30 @@ class SentenceStream:
         held, self.buf = self.buf, ""
         return held
 
-    def render(self, sentences: list[tuple[str, str]]) -> str:
-        return "".join(t + gap for s, gap in sentences if (t := self._one(s)))
+    def check_each(self, sentences: list[tuple[str, str]]) -> list[Checked]:
+        out = []
+        for s, gap in sentences:
+            shown, verdict = self._one(s)
+            out.append(Checked(s + gap, shown + gap if shown else "", verdict))
+        return out
 
-    def finish(self, text: str = "") -> str:
+    def render(self, sentences: list[tuple[str, str]]) -> str:
+        return "".join(c.shown for c in self.check_each(sentences))
+
+    def finish_each(self, text: str = "") -> list[Checked]:
         """Check what is left at the end of the stream (and ``text``, the last of it)."""
-        done = self.render(self.push(text))
+        out = self.check_each(self.push(text))
         rest, self.buf = self.buf, ""
         body = rest.rstrip()
-        return done + (self._one(body) + rest[len(body) :] if body else rest)
+        if body:
+            shown, verdict = self._one(body)
+            out.append(Checked(rest, shown + rest[len(body) :], verdict))
+        elif rest:
+            out.append(Checked(rest, rest, None))
+        return out
+
+    def finish(self, text: str = "") -> str:
+        return "".join(c.shown for c in self.finish_each(text))
 
     def quote(self, evidence: list[tuple[int, str]]) -> str:
         """Evidence sentences (passage number, text), quoted under "Evidence:", one list item each."""
@@ -203,11 +239,11 @@ class SentenceStream:
             lines.append(line)
         return "Evidence:\n" + "\n".join(lines)
 
-    def _one(self, sentence: str) -> str:
+    def _one(self, sentence: str) -> tuple[str, Verdict]:
         v = self.verifier.check(sentence)
         if v.restates or v.planted or (self.drop_unverified and not v.verified):
             # it says nothing the question did not, or nothing the sources hold: left out (kept in ``dropped``)
             self.dropped.append(v)
-            return ""
+            return "", v
         self.verdicts.append(v)
-        return v.text if v.verified else v.text + UNVERIFIED
+        return (v.text if v.verified else v.text + UNVERIFIED), v

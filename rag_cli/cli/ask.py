@@ -150,6 +150,8 @@ class Renderer:
         self.spinner: Any = None
         self._echo: Any = None
         self.sources: list[dict[str, Any]] = []
+        self.view = ""  # what the terminal shows: the answer, and the sentences left out struck through
+        self.draft = ""  # the model's words not yet checked (dimmed)
 
     def __enter__(self) -> Renderer:
         # on a terminal, a transient status on stderr fills the wait before the first token (retrieval,
@@ -202,15 +204,19 @@ class Renderer:
                 self.spinner.update(text=f"reading {len(ev.data)} passages…")
                 self.status.refresh()
             return
+        if ev.kind in ("draft", "verdict"):
+            # the model's words as it writes them, dimmed until their sentence is checked: on a terminal only
+            # (plain output cannot take text back, so it prints each sentence once it is checked)
+            if self.tty:
+                self._quiet()
+                self._draft(ev)
+            return
         self._quiet()
         if ev.kind == "token":
             self.text += ev.data
+            self.view += ev.data
             if self.tty:
-                if self.live is None:
-                    self._start_live()
-                from rich.markdown import Markdown
-
-                self.live.update(Markdown(clean(self.text)))
+                self._show()
             else:
                 self.env.write(ev.data)
         elif ev.kind == "warning":
@@ -218,12 +224,34 @@ class Renderer:
         elif ev.kind == "done":
             self.done(ev.data)
 
+    def _draft(self, ev: Any) -> None:
+        if ev.kind == "draft":
+            self.draft += ev.data
+        else:  # a sentence was checked: it leaves the draft; one left out stays visible, struck through
+            raw = ev.data["raw"]
+            self.draft = self.draft[len(raw) :] if self.draft.startswith(raw) else self.draft[len(raw) :].lstrip()
+            if not ev.data["shown"] and raw.strip():
+                self.view += f"~~{_no_marks(raw.strip())}~~ "
+        self._show()
+
+    def _show(self) -> None:
+        from rich.console import Group
+        from rich.markdown import Markdown
+        from rich.text import Text
+
+        if self.live is None:
+            self._start_live()
+        parts: list[Any] = [Markdown(clean(self.view))] if self.view.strip() else []
+        if self.draft.strip():
+            parts.append(Text(clean(self.draft.strip()), style="dim"))
+        self.live.update(Group(*parts))
+
     def done(self, result: Any) -> None:
         if self.live is not None:
             self._stop_live()
         elif self.text and not self.text.endswith("\n"):
             self.env.out("")
-        self.text = ""
+        self.text = self.view = self.draft = ""
         cited = [s for s in result.source_dicts() if s["n"] in result.citations]
         heading = "Sources:" if cited else "Passages used (none cited):"
         shown = cited or result.source_dicts()
@@ -243,6 +271,11 @@ class Renderer:
         if self.show_timings:
             t = result.timings
             self.env.err("timings: " + " ".join(f"{k}={v}" for k, v in t.items()) + f" backend={result.backend}")
+
+
+def _no_marks(text: str) -> str:
+    """A left-out sentence as struck-through Markdown: its own ``~`` and emphasis marks cannot end the strike."""
+    return text.replace("~", "\\~").replace("*", "\\*").replace("_", "\\_")
 
 
 @app.command("ask")
