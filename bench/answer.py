@@ -105,7 +105,7 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
                 s = replace(settings, llm_backend=backend, **changes)
                 rows = [await _one(item, r, s, backend, judge) for item in items]
                 summary = summarize(rows)
-                for key in ("first_token_ms", "first_text_ms", "total_ms"):
+                for key in ("first_token_ms", "first_draft_ms", "first_text_ms", "total_ms"):
                     vals = [x[key] for x in rows if x.get(key)]
                     summary[key] = percentile(vals, 50) if vals else None
                 out[name] = {"summary": summary, "rows": rows}
@@ -157,13 +157,14 @@ def main() -> None:
              "over the set's questions, in one process with the model loaded.", ""]  # fmt: skip
     for name, per in results.items():
         lines += [f"`{SETS[name][1].relative_to(ROOT.parent) if name == 'gitdocs' else 'sample_corpus/qa.jsonl'}`:", "",
-                  "| configuration | " + " | ".join(keys) + " | first token ms | first text ms | answer ms |",
-                  "| --- |" + " ---: |" * (len(keys) + 3)]  # fmt: skip
+                  "| configuration | " + " | ".join(keys) + " | first token ms | first visible ms | first checked ms | answer ms |",
+                  "| --- |" + " ---: |" * (len(keys) + 4)]  # fmt: skip
         for cfg, r in per.items():
             s = r["summary"]
             cells = ["—" if s.get(k) is None else f"{s[k]:.2f}" for k in keys]
             cells += [
-                "—" if s.get(k) is None else f"{s[k]:.0f}" for k in ("first_token_ms", "first_text_ms", "total_ms")
+                "—" if s.get(k) is None else f"{s[k]:.0f}"
+                for k in ("first_token_ms", "first_draft_ms", "first_text_ms", "total_ms")
             ]
             lines.append(f"| {LABELS[cfg]} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -90,6 +90,7 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
     row["answer"] = text
     if result is not None:
         row["first_token_ms"] = result.timings.get("first_token_ms")
+        row["first_draft_ms"] = result.timings.get("first_draft_ms")  # words on a terminal, before checking
         row["first_text_ms"] = result.timings.get("first_text_ms")
         row["verified"] = [v.verified for v in result.sentences]
         # what the model wrote, without the evidence quoted after it (or as it: --llm none); unverified, all of it
