@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from rag_cli import runtime
 from rag_cli.answer import answer, jsonl_event
 from rag_cli.config import Settings, replace
@@ -20,7 +22,7 @@ from rag_cli.ingest.pipeline import index_paths
 from rag_cli.llm import base as llm_base
 from rag_cli.llm.extractive import ExtractiveBackend
 from rag_cli.retrieve.service import Retrieval
-from tests.conftest import write
+from tests.conftest import run_pty, write
 
 SUPPORTED = "According to [1], kestrels hover over fields while hunting voles."
 UNSUPPORTED = " The moon is made of green cheese and tastes of walnuts [1]."
@@ -115,3 +117,17 @@ def test_a_terminal_shows_the_draft_then_strikes_what_is_left_out(hash_settings:
     assert "~~The moon is made of green cheese" in view.view
     assert view.view.startswith("According to [1], kestrels hover") and view.draft.strip() == ""
     view._stop_live()
+
+
+@pytest.mark.slow
+def test_words_reach_a_terminal_while_the_model_writes(sample_home: Path) -> None:
+    """Under a pseudo-terminal, with the default settings (unsupported sentences left out), the slow model's
+    words appear on screen as it writes them: the test types Ctrl-C when "word3" is on screen, mid-answer.
+    Before, they were held back until checked and then left out, so nothing of them ever reached the screen."""
+    env = {"RAG_HOME": str(sample_home), "RAG_PLUGINS": "tests.plugins.slow_llm", "RAG_TEST_LLM_DELAY": "0.1",
+           "RAG_TEST_LLM_TOKENS": "80"}  # fmt: skip
+    q = "How many bits per weight does the Q4_K_M quantisation use?"
+    code, screen = run_pty("ask", q, "--llm", "slow", "--fallback", "", env=env, timeout=120,
+                           keys=[(b"word3", b"\x03")])  # fmt: skip
+    assert b"word3" in screen
+    assert code == 130, screen[-800:]  # stopped mid-answer: the words were there before the end
