@@ -211,23 +211,23 @@ async def answer(
                     # what repeats goes; with verification, so does the sentence it broke off (held back)
                     text = text[: max(0, len(text) - (len(seen) - cut))]
                     looped = True
+                if text:
+                    result.timings.setdefault("first_draft_ms", round((time.perf_counter() - t0) * 1000, 2))
                 if checker is not None:
                     # the text as the model writes it (a terminal shows it at once, dimmed, until checked), then
                     # each completed sentence's verdict and what the answer shows of it
                     if text:
-                        result.timings.setdefault("first_draft_ms", round((time.perf_counter() - t0) * 1000, 2))
                         yield Event("draft", text)
                     done = checker.push(text)
                     if looped and (held := checker.abandon()).strip():
-                        result.dropped.append({"text": held.strip(), "support": 0.0,
-                                               "reason": "the model fell into a loop writing it"})  # fmt: skip
+                        why = "the model fell into a loop writing it"
+                        result.dropped.append({"text": held.strip(), "support": 0.0, "reason": why})
                         yield Event("verdict", {"raw": held, "text": "", "shown": False, "verified": False,
-                                                "reason": "the model fell into a loop writing it"})  # fmt: skip
+                                                "reason": why})  # fmt: skip
                     checked = await runtime.run_blocking(checker.check_each, done, stage="verify") if done else []
                     for ev in _checked_events(checked, pieces, result, t0):
                         yield ev
                 elif text:
-                    result.timings.setdefault("first_draft_ms", round((time.perf_counter() - t0) * 1000, 2))
                     result.timings.setdefault("first_text_ms", result.timings["first_draft_ms"])
                     pieces.append(text)
                     yield Event("token", text)

@@ -380,13 +380,14 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"RAG_HOME {settings.home} is not a folder")
 
 
+_USERINFO = re.compile(r"(://[^:/@?#]*:)([^@]*)@")  # scheme://user:PASSWORD@
 _SECRET_PARAM = re.compile(r"((?:^|[?&;\s])(?:ssl)?pass(?:word|wd)?\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s;]*)", re.IGNORECASE)
 
 
 def redact(url: str) -> str:
     """``url`` (or a libpq ``key=value`` string) without its password in any form: the userinfo
     (``postgresql://user:***@host/db``), a ``password=`` / ``sslpassword=`` parameter (``?password=***``)."""
-    out = re.sub(r"(://[^:/@?#]*:)[^@]*@", r"\1***@", url, count=1)
+    out = _USERINFO.sub(r"\1***@", url, count=1)
     return _SECRET_PARAM.sub(lambda m: m.group(1) + "***", out)
 
 
@@ -394,7 +395,7 @@ def secrets_of(url: str) -> list[str]:
     """The password(s) ``url`` carries, raw and percent-decoded, to scrub from a driver's message."""
     from urllib.parse import unquote
 
-    found = [m.group(1) for m in re.finditer(r"://[^:/@?#]*:([^@]*)@", url)]
+    found = [m.group(2) for m in _USERINFO.finditer(url)]
     found += [m.group(2).strip("'") for m in _SECRET_PARAM.finditer(url)]
     out: list[str] = []
     for s in found:

@@ -248,7 +248,7 @@ def instruction_like(text: str, hosts: frozenset[str] = frozenset()) -> str | No
     if _OVERRIDE.search(text) or _ADDRESSED.search(text):
         return "text addressed to an assistant, not an answer"
     for m in _LINK.finditer(text):
-        host = m.group(1).rsplit("@", 1)[-1].split(":", 1)[0].lower()
+        host = _host(m.group(1))
         if host not in hosts and _LURE.search(text):
             return f"sends the reader to {host}, which is none of the sources' own sites"
     return None
@@ -256,11 +256,12 @@ def instruction_like(text: str, hosts: frozenset[str] = frozenset()) -> str | No
 
 def hosts_of(urls: Sequence[str | None]) -> frozenset[str]:
     """The hosts of the passages' own URLs (remote sources), lower-cased."""
-    out = set()
-    for url in urls:
-        if url and (m := _LINK.match(url)):
-            out.add(m.group(1).rsplit("@", 1)[-1].split(":", 1)[0].lower())
-    return frozenset(out)
+    return frozenset(_host(m.group(1)) for url in urls if url and (m := _LINK.match(url)))
+
+
+def _host(authority: str) -> str:
+    """``user@Host:port`` -> ``host``."""
+    return authority.rsplit("@", 1)[-1].split(":", 1)[0].lower()
 
 
 def quote_line(n: int, text: str) -> str:

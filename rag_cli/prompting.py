@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 
 from .llm.base import Prompt
-from .types import Hit
+from .types import Hit, one_line
 
 FEW_SHOT = """Read the sources and answer the question with a sentence copied or adapted from the sources. Put the number of the source you used in brackets.
 
@@ -64,10 +64,6 @@ def label(n: int, hit: Hit, where: bool = True) -> str:
     return f"[{n}] {title} ({place})" if place else f"[{n}] {title}"
 
 
-def _flat(text: str) -> str:
-    return " ".join(text.split())
-
-
 _FENCE = re.compile(r'"{3,}')
 
 
@@ -84,7 +80,7 @@ def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *,
 
     Returns the prompt and the passages it actually contains (their numbers are their positions + 1).
     """
-    q = _flat(question)
+    q = one_line(question)
     extra = extra_context.strip()
     fixed = FEW_SHOT + f"Sources:\nQuestion: {q}\nAnswer: {ANSWER_PREFIX}" + SYSTEM
     budget = context_tokens - max_tokens - count(fixed) - 16
@@ -96,7 +92,7 @@ def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *,
     lines: list[str] = []
     for hit in hits:
         n = len(kept) + 1
-        line = f"{label(n, hit, where=False)}: {_flat(hit.text)}"
+        line = f"{label(n, hit, where=False)}: {one_line(hit.text)}"
         need = count(line) + 1
         if need > budget:
             if budget > 48:
@@ -108,7 +104,9 @@ def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *,
         kept.append(hit)
         budget -= need
     src = "\n".join(lines)
-    ctx_block = f"Context given with the question:\n{_flat(extra) if len(extra) < 2000 else extra}\n" if extra else ""
+    ctx_block = (
+        f"Context given with the question:\n{one_line(extra) if len(extra) < 2000 else extra}\n" if extra else ""
+    )
     completion = FEW_SHOT + f"Sources:\n{src}\n{ctx_block}Question: {q}\nAnswer: {ANSWER_PREFIX}"
     user_sources = "\n\n".join(
         f"{label(i, h)}\n{quoted(h.text)}" for i, h in enumerate(kept, start=1)

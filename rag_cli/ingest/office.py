@@ -180,19 +180,22 @@ _DC = "http://purl.org/dc/elements/1.1/"
 MAX_MEMBER = 64 << 20  # bytes one XML/HTML part of a document may unpack to (a 20 MB document's text, marked up)
 
 
-def _member(z: zipfile.ZipFile, name: str, kind: str) -> bytes:
-    """One member's bytes, refused past :data:`MAX_MEMBER` by what it declares and by what it yields."""
+def _open_member(z: zipfile.ZipFile, name: str, kind: str) -> io.BufferedReader:
+    """One member opened for reading, refused past :data:`MAX_MEMBER` by what it declares and, as it is
+    read, by what it yields (a header's size can lie)."""
     try:
         info = z.getinfo(name)
     except KeyError:
         raise SkipFile(f"malformed {kind}: no {name}") from None
     if info.file_size > MAX_MEMBER:
         raise SkipFile(f"{kind}: {name} unpacks to {info.file_size >> 20} MiB, over {MAX_MEMBER >> 20} MiB")
-    with z.open(info) as fh:
-        data = fh.read(MAX_MEMBER + 1)
-    if len(data) > MAX_MEMBER:
-        raise SkipFile(f"{kind}: {name} unpacks to over {MAX_MEMBER >> 20} MiB")
-    return data
+    return io.BufferedReader(_Capped(z.open(info), MAX_MEMBER, f"{kind}: {name}"))
+
+
+def _member(z: zipfile.ZipFile, name: str, kind: str) -> bytes:
+    """One member's bytes (:func:`_open_member`)."""
+    with _open_member(z, name, kind) as fh:
+        return fh.read()
 
 
 def _xml(z: zipfile.ZipFile, name: str, kind: str) -> ET.Element:
@@ -219,6 +222,10 @@ class _Capped(io.RawIOBase):
             raise SkipFile(f"{self.what} unpacks to over {MAX_MEMBER >> 20} MiB")
         return n
 
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
+
 
 def load_odt(path: str, data: bytes) -> list[Document]:
     """Paragraphs and headings of ``content.xml``, parsed incrementally: each heading or paragraph is read
@@ -229,15 +236,9 @@ def load_odt(path: str, data: bytes) -> list[Document]:
     if "meta.xml" in z.namelist():
         t = _xml(z, "meta.xml", "odt").find(f".//{{{_DC}}}title")
         title = _clean(t.text or "") if t is not None else ""
-    try:
-        info = z.getinfo("content.xml")
-    except KeyError:
-        raise SkipFile("malformed odt: no content.xml") from None
-    if info.file_size > MAX_MEMBER:
-        raise SkipFile(f"odt: content.xml unpacks to {info.file_size >> 20} MiB, over {MAX_MEMBER >> 20} MiB")
-    with z.open(info) as raw:
+    with _open_member(z, "content.xml", "odt") as stream:
         try:
-            blocks, headings, first = _odt_body(io.BufferedReader(_Capped(raw, MAX_MEMBER, "odt: content.xml")))
+            blocks, headings, first = _odt_body(stream)
         except ET.ParseError as exc:
             raise SkipFile(f"malformed odt: content.xml: {exc}") from None
     return [Document(path, title or first or _stem_title(path), _require_text(blocks, headings), kind="odt")]

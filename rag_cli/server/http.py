@@ -134,10 +134,8 @@ def text_field(settings: Settings, name: str, value: Any) -> str:
         raise UsageError(f"{name} is required")
     if len(value) > settings.serve_max_query_chars:
         raise UsageError(f"{name} longer than {settings.serve_max_query_chars} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError(f"{name} is not valid Unicode (a lone surrogate)") from None
+    if not valid_unicode(value):
+        raise UsageError(f"{name} is not valid Unicode (a lone surrogate)")
     return value
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from .. import runtime
 from ..answer import AnswerResult
 from ..errors import RagError, UsageError
-from .http import HttpError, check_mode, count, filter_field, text_field
+from .http import HttpError, check_mode, count, filter_field, text_field, valid_unicode
 
 INSTRUCTIONS = (
     "rag answers questions from local document indexes with numbered, checked citations. Use `search` to find "
@@ -198,10 +198,8 @@ def _check_read(path: str | None, chunk_id: int | None, start: int | None, end: 
     if path is not None:
         if not isinstance(path, str) or "\x00" in path or len(path) > 4096:
             raise UsageError("path must be text without NUL bytes, at most 4096 characters")
-        try:
-            path.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError("path is not valid Unicode") from None
+        if not valid_unicode(path):
+            raise UsageError("path is not valid Unicode")
     for label, n in (("chunk_id", chunk_id), ("start_line", start), ("end_line", end)):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= _ROWID):
             raise UsageError(f"{label} must be a whole number from 0 to {_ROWID}")
