@@ -1,31 +1,31 @@
-"""BM25 from memory: FTS5's own postings, scored with numpy exactly as FTS5 ``bm25()`` scores them.
+"""BM25 from memory: FTS5's own postings, scored with numpy as the FTS5 path scores them.
 
 A long-lived process (``rag serve``, ``rag chat``) answers many keyword queries. FTS5 scores every
 row that matches any query word (over half the rows for a typical OR query), which costs
 milliseconds per query. This module reads the index's postings once per generation through the
 ``fts5vocab`` *instance* table — the very terms FTS5 stored, so stemming and tokenization are
-identical — and scores with the formula of SQLite's ``fts5_aux.c``:
+identical — and scores with the formula of SQLite's ``fts5_aux.c`` but Lucene's idf (store/base.py):
 
-    idf(t)   = log((N - n(t) + 0.5) / (n(t) + 0.5)), at least 1e-6
+    idf(t)   = log(1 + (N - n(t) + 0.5) / (n(t) + 0.5))
     f(t, d)  = sum of the column weights over the instances of t in d
     score(d) = sum over query phrases of idf * ((f * (k1 + 1)) / (f + k1 * (1 - b + b * |d| / avgdl)))
 
 with ``k1 = 1.2``, ``b = 0.75``, ``|d|`` the tokens of ``d`` in all columns and ``avgdl`` their
-mean over the ``N`` rows. Scores equal FTS5's bit for bit (tests/integration/test_keyword_memory.py).
+mean over the ``N`` rows. Scores equal the FTS5 path's to rounding (tests/integration/test_keyword_memory.py).
 The caller leaves a query with a word that FTS5 would turn into a multi-token phrase to FTS5.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import threading
 from typing import Any
 
+from .base import BM25_B as B
+from .base import BM25_K1 as K1
+from .base import bm25_idf
 from .schema import TOKENIZE
 
-K1 = 1.2
-B = 0.75
 COLUMNS = ("title", "heading", "text")
 _SLICE = 250_000  # term instances read per query while loading (numpy then holds the GIL a few ms)
 
@@ -158,10 +158,7 @@ class MemoryBM25:
                 continue
             s, e = int(self.starts[tid]), int(self.starts[tid + 1])
             d, f = self.docs[s:e], self.freqs[s:e]
-            idf = math.log((self.rows - (e - s) + 0.5) / ((e - s) + 0.5))
-            if idf <= 0.0:
-                idf = 1e-6
-            scores[d] += idf * ((f * (K1 + 1.0)) / (f + self._norm[d]))
+            scores[d] += bm25_idf(self.rows, e - s) * ((f * (K1 + 1.0)) / (f + self._norm[d]))
             found[d] = True
             matched = True
         return scores, found, matched

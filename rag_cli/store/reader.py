@@ -21,6 +21,7 @@ from ..errors import IndexCorrupt
 from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _TOKEN
 from ..types import Hit
+from . import base as store_base
 from . import layout, schema, vectors
 from .allowed import Allowed, BoundedCache
 from .keyword import QueryTokenizer
@@ -253,15 +254,47 @@ class IndexReader(MemoryPostings):
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
         if (held := self._memory_phrases(words, w)) is not None:
             return held[0].search(held[1], k, None if allowed is None else allowed.mask(held[0].ids))
+        summed, args = self._rescaled(words, w)
+        if not summed:
+            return []
         if allowed is None:
-            sql = "SELECT rowid, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
-            rows = self._conn().execute(sql, (*w, _match(words), k))
+            rows = self._conn().execute(f"{summed} SELECT r, t FROM m ORDER BY t, r LIMIT ?", (*args, k))
         else:  # the matches once, then the allowed ones (a rowid IN on the FTS table runs the match per id)
-            sql = ("WITH m AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts "
-                   "WHERE chunks_fts MATCH ?) SELECT r, s FROM m WHERE r IN (SELECT value FROM json_each(?)) "
-                   "ORDER BY s LIMIT ?")  # fmt: skip
-            rows = self._conn().execute(sql, (*w, _match(words), allowed.json(), k))
+            sql = f"{summed} SELECT r, t FROM m WHERE r IN (SELECT value FROM json_each(?)) ORDER BY t, r LIMIT ?"
+            rows = self._conn().execute(sql, (*args, allowed.json(), k))
         return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def _rescaled(self, words: list[str], w: tuple[float, float, float]) -> tuple[str, list[Any]]:
+        """A ``WITH`` clause defining ``m(r, t)``: per matching row, the BM25 of the OR of the words with the idf
+        every store uses (negative: lower is better). One FTS5 query per word, its ``bm25()`` rescaled from
+        FTS5's idf to store/base.bm25_idf, summed per row (FTS5 sums its phrases' scores the same way); each
+        materialised, as ``bm25()`` cannot run inside an aggregate."""
+        if self._tokenizer is None:
+            self._tokenizer = QueryTokenizer()
+        conn = self._conn()
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.rag_fts_row USING fts5vocab(main, chunks_fts, row)")
+        rows = self._meta(conn)[1] or int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        parts: list[str] = []
+        args: list[Any] = []
+        for word in words:
+            terms = self._tokenizer.terms(word)
+            if not terms:
+                continue
+            phrase = _match([word])
+            if len(terms) == 1:
+                found = conn.execute("SELECT doc FROM temp.rag_fts_row WHERE term = ?", terms).fetchone()
+                holding = int(found[0]) if found else 0
+            else:  # a word FTS5 splits ("GitLab.com"): the rows holding its tokens in a row
+                holding = int(conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)).fetchone()[0])
+            if not holding:
+                continue
+            parts.append(f"p{len(parts)} AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) * ? AS s "
+                         "FROM chunks_fts WHERE chunks_fts MATCH ?)")  # fmt: skip
+            args += [*w, store_base.bm25_idf(rows, holding) / store_base.fts5_idf(rows, holding), phrase]
+        if not parts:
+            return "", []
+        union = " UNION ALL ".join(f"SELECT r, s FROM p{i}" for i in range(len(parts)))
+        return f"WITH {', '.join(parts)}, m AS MATERIALIZED (SELECT r, sum(s) AS t FROM ({union}) GROUP BY r)", args
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,
                    weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> dict[int, dict[str, float]]:  # fmt: skip
@@ -285,13 +318,12 @@ class IndexReader(MemoryPostings):
         held = self._memory_phrases(words, w)
         scored = held[0].score_ids(held[1], ids) if held is not None else None
         if scored is None:  # one pass over the matches (an ``IN`` on the FTS table runs the match per id)
-            marks = ",".join("?" * len(ids))
-            rows = self._conn().execute(
-                "WITH m AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) AS s FROM chunks_fts "
-                f"WHERE chunks_fts MATCH ?) SELECT r, s FROM m WHERE r IN ({marks})",
-                (*w, _match(words), *ids),
-            )
-            scored = {int(r[0]): -float(r[1]) for r in rows}
+            summed, args = self._rescaled(words, w)
+            scored = {}
+            if summed:
+                marks = ",".join("?" * len(ids))
+                rows = self._conn().execute(f"{summed} SELECT r, t FROM m WHERE r IN ({marks})", (*args, *ids))
+                scored = {int(r[0]): -float(r[1]) for r in rows}
         for i in ids:
             out[i]["bm25"] = scored.get(i, 0.0)
         return out

@@ -18,6 +18,7 @@ from ...errors import IndexNotFound
 from ...types import Hit
 from .. import schema as local_schema
 from ..allowed import BoundedCache
+from ..base import bm25_idf
 from ..layout import FORMAT_VERSION
 from ..reader import query_words
 from .common import connection, parse_vector, read, schema_made, schema_name, vector_text
@@ -138,9 +139,7 @@ class PgReader:
     # -- keyword search: Okapi BM25 from the tsvector's term statistics ---------------------------------
     def _terms(self, query: str) -> tuple[list[tuple[str, float]], float]:
         """The query's lexemes (english stemming, stop words out) with their idf in this generation:
-        ``ln((N - df + 0.5) / (df + 0.5))``, at least 1e-6 (as FTS5 clamps it); and the average chunk length."""
-        import math
-
+        store/base.bm25_idf, as every store; and the average chunk length."""
         words = query_words(query)
         if not words:
             return [], 1.0
@@ -159,11 +158,7 @@ class PgReader:
         lexemes, stats, dfs = read(self.settings, work)
         if not lexemes:
             return [], 1.0
-        out = []
-        for lex in lexemes:
-            df = dfs.get(lex, 0)
-            idf = math.log((stats[0] - df + 0.5) / (df + 0.5)) if stats[0] else 0.0
-            out.append((lex, max(idf, 1e-6)))
+        out = [(lex, bm25_idf(stats[0], dfs.get(lex, 0)) if stats[0] else 1e-6) for lex in lexemes]
         return out, float(stats[1]) or 1.0
 
     def _bm25_sql(self, where: str) -> str:
