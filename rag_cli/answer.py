@@ -75,6 +75,31 @@ class AnswerResult:
             "timings": self.timings,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AnswerResult:
+        """The result a warm ``rag serve`` sent as :meth:`to_dict` (its ``/ask`` ``done`` event)."""
+        from .verify import Verdict
+
+        def ints(key: str) -> list[int]:
+            return [int(n) for n in d.get(key) or [] if isinstance(n, int)]
+
+        prov = dict(d.get("provenance") or {})
+        evidence = prov.pop("evidence", None) or []
+        verdicts = [Verdict(text=str(v.get("text", "")), citations=[int(n) for n in v.get("citations") or []],
+                            verified=bool(v.get("verified")), support=float(v.get("support") or 0.0),
+                            recited=bool(v.get("recited")), restates=bool(v.get("restates")),
+                            quoted=bool(v.get("quoted"))) for v in d.get("sentences") or []]  # fmt: skip
+        return cls(
+            question=str(d.get("question") or ""), query=str(d.get("query") or ""), answer=str(d.get("answer") or ""),
+            citations=ints("citations"), invalid_citations=ints("invalid_citations"),
+            sources=[Hit.from_dict(h, keep_extra=False) for h in d.get("sources") or []],
+            degraded=[Degradation(str(x.get("source")), str(x.get("reason"))) for x in d.get("degraded") or []],
+            backend=str(d.get("backend") or ""), fallbacks=list(d.get("fallbacks") or []),
+            timings={k: float(v) for k, v in (d.get("timings") or {}).items() if isinstance(v, int | float)},
+            complete=bool(d.get("complete", True)), sentences=verdicts, dropped=list(d.get("dropped") or []),
+            evidence=list(evidence), provenance=prov,
+        )  # fmt: skip
+
 
 def jsonl_event(ev: Event) -> dict[str, Any]:
     """An answer event as `rag ask --jsonl` prints it (and `rag serve`'s /ask streams it)."""
@@ -141,10 +166,12 @@ async def answer(
     if embed and (mode or settings.retrieve_mode) != "bm25":
         result.timings["embed_ms"] = round(embed[-1], 2)
     hits = relevant(res.hits, settings.answer_min_score, getattr(res, "best", {}).get("dense"))
+    # the gates judge what was searched: a follow-up ("and what about b?") condensed with the turns before it
+    asked = query or question
     if hits and not given:
-        await names_gate(retrieval, question, hits, settings)
+        await names_gate(retrieval, asked, hits, settings)
     embed = remembering(sentence_embedder(retrieval))
-    scored = await evidence_gate(question, hits, embed, settings) if hits and not given else None
+    scored = await evidence_gate(asked, hits, embed, settings) if hits and not given else None
     hits = given + hits  # the context given with the question comes first: [1], [2], ...
     if not hits:
         raise NoRelevantPassages(

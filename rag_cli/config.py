@@ -113,6 +113,7 @@ class Settings:
     llm_backend: str = "local"
     llm_fallback: list[str] = field(default_factory=lambda: ["none"])
     llm_model: str = ""
+    llm_prompt: str = "auto"  # local backend: auto (chat template if the GGUF has one), chat, completion
     llm_base_url: str = "http://127.0.0.1:8080/v1"
     llm_api_key_env: str = "OPENAI_API_KEY"
     llm_max_tokens: int = 256
@@ -155,6 +156,18 @@ class Settings:
         from .store.layout import index_path
 
         return index_path(self.home, self.index)
+
+    def reader_key(self) -> str:
+        """A digest of everything that shapes an answer but the question, k, mode and filters: a warm
+        ``rag serve`` answers a client's ``rag ask`` only when its key is the client's (same backends,
+        model, prompt, decoding, evidence and verification), so that the answer is the one this process
+        would give. A digest, as ``/healthz`` needs no token and a base URL may hold credentials."""
+        import hashlib
+        import json
+
+        key = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name.startswith(("llm_", "answer_")) and f.name != "answer_k"}  # fmt: skip
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def effective_workers(self) -> int:
         from .runtime import default_workers
@@ -368,6 +381,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"setting 'retrieve_weights': weight of {key!r} must be a number >= 0, not {w!r}")
     if settings.answer_unverified not in ("drop", "mark"):
         raise ConfigError(f"setting 'answer_unverified' must be drop or mark, not {settings.answer_unverified!r}")
+    if settings.llm_prompt not in ("auto", "chat", "completion"):
+        raise ConfigError(f"setting 'llm_prompt' must be auto, chat or completion, not {settings.llm_prompt!r}")
     if settings.retrieve_fusion not in ("zscore", "rrf"):
         raise ConfigError(f"setting 'retrieve_fusion' must be zscore or rrf, not {settings.retrieve_fusion!r}")
     if settings.server not in ("auto", "off", "none", ""):

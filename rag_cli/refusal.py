@@ -86,22 +86,41 @@ def _holds(text: str, word: str) -> bool:
 
 
 async def names_gate(retrieval: Any, question: str, hits: list[Hit], settings: Settings) -> None:
-    """Raises NoRelevantPassages when the question names something no document holds (:func:`unknown_names`)."""
-    unknown = await unknown_names(retrieval, question, hits)
+    """Raises NoRelevantPassages when the question names something no document holds, or something only
+    a few documents hold and none of the passages retrieved for it (:func:`unknown_names`)."""
+    unknown, uncovered = await unknown_names(retrieval, question, hits)
     if unknown:
         raise NoRelevantPassages(
             f"{', '.join(repr(w) for w in unknown)} {'appears' if len(unknown) == 1 else 'appear'} in no document of "
             f"index {settings.index!r}; not answering rather than guessing",
             hint="index documents about it, or rephrase",
         )
+    if uncovered:
+        raise NoRelevantPassages(
+            f"the passages found for {question!r} in index {settings.index!r} never mention "
+            f"{', '.join(repr(w) for w in uncovered)}: they cover only the rest of the question; "
+            "not answering rather than guessing",
+            hint="rephrase, or index documents about it",
+        )
 
 
-async def unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> list[str]:
-    """Names of the question that no chunk of the local index holds, nor any retrieved passage (a remote
-    source's): it asks about something the index does not know (on the QA sets here no answerable question
-    has one). [] without a local index."""
+# a name held by under this share of the chunks distinguishes what it is about (a product, a version): when
+# the question names it and no retrieved passage holds it, they answer only the question's generic part.
+# A name the collection holds throughout (its own subject: "Git" in the Git manual) need not be repeated.
+DISTINGUISHING_SHARE = 0.01
+
+
+async def unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> tuple[list[str], list[str]]:
+    """Names of the question (:func:`names_in`) that no retrieved passage holds, split in two: those no
+    chunk of the local index holds at all (it asks about something the index does not know), and those
+    only a few chunks hold (under :data:`DISTINGUISHING_SHARE`) and the search did not find. ([], [])
+    without a local index (remote passages alone)."""
     reader = getattr(retrieval, "reader", None)
     names = [w for w in names_in(question) if not any(_holds(h.text, w) for h in hits)]
     if reader is None or not names:
-        return []
-    return await runtime.run_blocking(reader.unknown_words, names, stage="names")
+        return [], []
+    most = max(1, int(reader.count * DISTINGUISHING_SHARE))
+    held = await runtime.run_blocking(reader.chunks_holding, names, most, stage="names")
+    return [w for w, n in zip(names, held, strict=True) if n == 0], [
+        w for w, n in zip(names, held, strict=True) if 0 < n < most
+    ]

@@ -60,7 +60,7 @@ def _root(
 def _register() -> None:
     from . import index, indexes, search  # noqa: F401
 
-    for name in ("ask", "chat", "serve", "eval_cmd", "get"):
+    for name in ("ask", "chat", "serve", "eval_cmd", "get", "models"):
         try:
             __import__(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -278,6 +279,34 @@ def _no_marks(text: str) -> str:
     return text.replace("~", "\\~").replace("*", "\\*").replace("_", "\\_")
 
 
+async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **kw: Any) -> AsyncIterator[Any]:
+    """The answer's events: from a warm ``rag serve`` when it answers for this process (same reader
+    settings, no ``--context``), else in-process, as when the server cannot be reached at all."""
+    from ..answer import answer, answer_k
+    from ..retrieve.client import ServerRetrieval, ServerUnavailable
+
+    if isinstance(r, ServerRetrieval) and r.answers and not kw.get("extra_context", "").strip():
+        backends = kw.get("backends")
+        events = r.ask(question, query=kw.get("query"), k=kw.get("k") or answer_k(settings),
+                       mode=kw.get("mode") or settings.retrieve_mode, llm=backends[0] if backends else None,
+                       filter=kw.get("filter"))  # fmt: skip
+        try:
+            first = await anext(events)
+        except ServerUnavailable as exc:
+            if settings.server not in ("auto", ""):
+                env.warn(f"server {r.url} did not answer ({exc}); answering in-process")
+        except StopAsyncIteration:
+            return
+        else:
+            async with contextlib.aclosing(events):
+                yield first
+                async for ev in events:
+                    yield ev
+            return
+    async for ev in answer(question, r, settings, **kw):
+        yield ev
+
+
 @app.command("ask")
 def ask_cmd(
     question: Annotated[
@@ -317,7 +346,7 @@ def ask_cmd(
 ) -> None:
     """Answer a question from the index, citing numbered sources."""
     from .. import runtime
-    from ..answer import answer, jsonl_event
+    from ..answer import jsonl_event
     from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages
     from ..retrieve.client import open_retrieval
 
@@ -350,21 +379,22 @@ def ask_cmd(
         async with context_only(settings) if alone else open_retrieval(settings, env.warn) as r:
             await r.prepare()
             result = None
+
             if jsonl:
-                async for ev in answer(q, r, settings, extra_context=extra, context_name=name, filter=flt):
+                async for ev in answer_stream(env, q, r, settings, extra_context=extra, context_name=name, filter=flt):
                     env.json(jsonl_event(ev))
                     if ev.kind == "done":
                         result = ev.data
                 return result
             if json_out:
-                async for ev in answer(q, r, settings, extra_context=extra, context_name=name, filter=flt):
+                async for ev in answer_stream(env, q, r, settings, extra_context=extra, context_name=name, filter=flt):
                     if ev.kind == "warning":
                         env.warn(ev.data)
                     elif ev.kind == "done":
                         result = ev.data
                 return result
             with Renderer(env, timings) as view:
-                async for ev in answer(q, r, settings, extra_context=extra, context_name=name, filter=flt):
+                async for ev in answer_stream(env, q, r, settings, extra_context=extra, context_name=name, filter=flt):
                     view.event(ev)
                     if ev.kind == "done":
                         result = ev.data

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from .app import app
-from .ask import BaseUrlOpt, FallbackOpt, LlmOpt, ModelOpt, Renderer, llm_settings
+from .ask import BaseUrlOpt, FallbackOpt, LlmOpt, ModelOpt, Renderer, answer_stream, llm_settings
 from .common import (
     ConfigOpt,
     IndexOpt,
@@ -113,7 +113,6 @@ def chat_cmd(
 ) -> None:
     """Chat with your documents: follow-up questions, cited answers, /help for commands."""
     from .. import runtime
-    from ..answer import answer
     from ..chat import ChatState
     from ..errors import LLMError, NoRelevantPassages
     from ..retrieve.client import open_retrieval
@@ -151,7 +150,7 @@ def chat_cmd(
 
                 async def one(question: str = question, query: str = query) -> None:
                     with Renderer(env, timings) as view:
-                        async for ev in answer(question, r, settings, k=state.k, mode=state.mode,
+                        async for ev in answer_stream(env, question, r, settings, k=state.k, mode=state.mode,
                                                backends=[state.llm, *settings.llm_fallback], query=query,
                                                filter=state.filter):  # fmt: skip
                             view.event(ev)

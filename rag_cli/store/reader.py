@@ -285,7 +285,9 @@ class IndexReader(MemoryPostings):
                 found = conn.execute("SELECT doc FROM temp.rag_fts_row WHERE term = ?", terms).fetchone()
                 holding = int(found[0]) if found else 0
             else:  # a word FTS5 splits ("GitLab.com"): the rows holding its tokens in a row
-                holding = int(conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)).fetchone()[0])
+                holding = int(
+                    conn.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (phrase,)).fetchone()[0]
+                )
             if not holding:
                 continue
             parts.append(f"p{len(parts)} AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) * ? AS s "
@@ -331,6 +333,11 @@ class IndexReader(MemoryPostings):
     def unknown_words(self, words: list[str]) -> list[str]:
         """Those of ``words`` that no chunk holds as written (as FTS5 tokenizes them: stemmed, case-folded;
         a word of several tokens, "GitLab.com" or "3.0", as a phrase: its tokens in a row)."""
+        return [w for w, n in zip(words, self.chunks_holding(words, 1), strict=True) if n == 0]
+
+    def chunks_holding(self, words: list[str], most: int) -> list[int]:
+        """For each of ``words``, how many chunks hold it as written (as :meth:`unknown_words` matches),
+        counted up to ``most``; a word with no token counts as held by ``most``."""
         if not words:
             return []
         if self._tokenizer is None:
@@ -341,14 +348,14 @@ class IndexReader(MemoryPostings):
         for word in words:
             terms = self._tokenizer.terms(word)
             if not terms:
-                continue
-            if len(terms) == 1:
-                seen = conn.execute("SELECT 1 FROM temp.rag_fts_row WHERE term = ?", terms).fetchone() is not None
+                out.append(most)
+            elif len(terms) == 1:
+                row = conn.execute("SELECT doc FROM temp.rag_fts_row WHERE term = ?", terms).fetchone()
+                out.append(min(int(row[0]), most) if row else 0)
             else:
                 phrase = '"' + word.replace('"', " ") + '"'
-                seen = conn.execute("SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT 1", (phrase,)).fetchone()
-            if not seen:
-                out.append(word)
+                out.append(conn.execute("SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? "
+                                        "LIMIT ?)", (phrase, most)).fetchone()[0])  # fmt: skip
         return out
 
     def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:

@@ -63,7 +63,10 @@ def fts5_bm25(settings: Settings, query: str, k: int) -> list[tuple[int, float]]
 def same(got: list[tuple[int, float]], want: list[tuple[int, float]]) -> bool:
     """The same chunks, best first, with the same scores to rounding (the paths sum in different orders)."""
     if [c for c, _ in got] != [c for c, _ in want]:  # ties broken by id on both paths, near-ties by rounding
-        got, want = sorted(got, key=lambda p: (-round(p[1], 9), p[0])), sorted(want, key=lambda p: (-round(p[1], 9), p[0]))
+        got, want = (
+            sorted(got, key=lambda p: (-round(p[1], 9), p[0])),
+            sorted(want, key=lambda p: (-round(p[1], 9), p[0])),
+        )
     return [c for c, _ in got] == [c for c, _ in want] and all(
         g == pytest.approx(w, rel=1e-9, abs=1e-12) for (_, g), (_, w) in zip(got, want, strict=True)
     )

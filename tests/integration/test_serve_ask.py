@@ -363,3 +363,38 @@ def test_sigterm_ends_answer_streams_cleanly(two_homes: Path, tmp_path: Path) ->
             s.proc.kill()
     assert events[-1][0] == "error" and "shutting down" in events[-1][1]["message"]
     assert "Traceback" not in s.log.read_text()
+
+
+def test_rag_ask_sends_the_whole_question_to_a_warm_server(served: Served, two_homes: Path) -> None:
+    """Issue 31: with a `rag serve` registered for the index and the same reader settings, `rag ask` streams
+    the server's answer (its model loaded, no model in the CLI process): the same JSON and JSON Lines
+    contract as in-process, the same answer at temperature 0; other reader settings answer in-process."""
+    env = {"RAG_HOME": str(two_homes), "RAG_SERVE_TOKEN": TOKEN, "RAG_LLM_TEMPERATURE": "0",
+           "RAG_PLUGINS": "tests.plugins.slow_llm", "RAG_SERVE_ASK_QUEUE": "1"}  # fmt: skip
+    before = _metric(served, "rag_answers_total", route="/ask", outcome="ok")
+    warm = run_cli("ask", Q, "--json", "--server", served.url(""), env=env)
+    assert warm.returncode == 0, warm.stderr
+    assert _metric(served, "rag_answers_total", route="/ask", outcome="ok") == before + 1
+    cold = run_cli("ask", Q, "--json", "--server", "off", env=env)
+    assert cold.returncode == 0, cold.stderr
+    w, c = json.loads(warm.stdout), json.loads(cold.stdout)
+    assert set(w) == set(c) and w["backend"] == c["backend"] == "local"
+    for key in ("answer", "citations", "verified", "question", "query", "sentences", "dropped"):
+        assert w[key] == c[key], key
+    assert [s["location"] for s in w["sources"]] == [s["location"] for s in c["sources"]]
+
+    lines = run_cli("ask", Q, "--jsonl", "--server", served.url(""), env=env)
+    assert lines.returncode == 0, lines.stderr
+    events = [json.loads(line) for line in lines.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done" and "token" in kinds and "draft" in kinds
+    assert _metric(served, "rag_answers_total", route="/ask", outcome="ok") == before + 2
+
+    # another reader setting than the server's: the CLI answers itself (and says nothing: it was not asked to)
+    other = run_cli("ask", Q, "--json", "--llm", "none", "--server", served.url(""), env=env)
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["backend"] == "none"
+    assert _metric(served, "rag_answers_total", route="/ask", outcome="ok") == before + 2
+    # a declined question keeps its exit code and JSON object through the server
+    off = run_cli("ask", "What is the population of Tokyo?", "--json", "--server", served.url(""), env=env)
+    assert off.returncode == 7 and json.loads(off.stdout)["exit_code"] == 7, off.stderr

@@ -169,3 +169,32 @@ def test_unverified_setting_is_checked() -> None:
 
     with pytest.raises(ConfigError, match="answer_unverified"):
         validate(replace(Settings(), answer_unverified="hide"))
+
+
+def test_the_refusal_gates_judge_a_follow_up_by_its_condensed_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 32 item 4: "and what about b?" after "What does k1 control?" is judged as the standalone question
+    rag chat condensed (what was searched), not as its four words, which no evidence sentence is close to."""
+    from rag_cli import answer as answer_mod
+
+    judged: list[str] = []
+
+    async def names_gate(retrieval: Any, question: str, hits: list[Hit], settings: Settings) -> None:
+        judged.append(question)
+
+    async def evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Settings) -> None:
+        judged.append(question)
+
+    monkeypatch.setattr(answer_mod, "names_gate", names_gate)
+    monkeypatch.setattr(answer_mod, "evidence_gate", evidence_gate)
+    llm_base.register("scripted", lambda s, services: Scripted(["b controls length normalisation [1]."]))
+    hits = [Hit(text="k1 controls term frequency saturation. b controls length normalisation.", score=0.9,
+                source="bm25", path="bm25.md")]  # fmt: skip
+    condensed = "What does k1 control? and what about b?"
+
+    async def go() -> list[Any]:
+        return [ev async for ev in answer("and what about b?", FakeRetrieval(hits), Settings(),
+                                          backends=["scripted"], query=condensed)]  # fmt: skip
+
+    events = runtime.run(go())
+    assert judged == [condensed, condensed]
+    assert events[-1].data.question == "and what about b?" and events[-1].data.query == condensed

@@ -210,13 +210,16 @@ class PgReader:
         return out
 
     def unknown_words(self, words: list[str]) -> list[str]:
+        return [w for w, n in zip(words, self.chunks_holding(words, 1), strict=True) if n == 0]
+
+    def chunks_holding(self, words: list[str], most: int) -> list[int]:
         out = []
         for word in words:
-            # as written: a word of several tokens ("GitLab.com", "3.0") as a phrase
-            row = self._rows("SELECT numnode(phraseto_tsquery('english', %s)) = 0 OR EXISTS (SELECT 1 FROM {s}.chunks "
-                             "WHERE tsv @@ phraseto_tsquery('english', %s))", (word, word))  # fmt: skip
-            if not row[0][0]:
-                out.append(word)
+            # as written: a word of several tokens ("GitLab.com", "3.0") as a phrase; no token: held by `most`
+            row = self._rows("SELECT CASE WHEN numnode(phraseto_tsquery('english', %s)) = 0 THEN %s ELSE "
+                             "(SELECT count(*) FROM (SELECT 1 FROM {s}.chunks WHERE tsv @@ phraseto_tsquery('english', %s) "
+                             "LIMIT %s) AS held) END", (word, most, word, most))  # fmt: skip
+            out.append(int(row[0][0]))
         return out
 
     # -- rows -----------------------------------------------------------------------------------
