@@ -58,8 +58,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "none": ("none", {}),
     "none-before": ("none", BEFORE),
     "openai": ("openai", {}),
+    "none-noblock": ("none", {}),  # quotes stop at their colon (before issue 32 item 5): evidence.BLOCK_WORDS = 0
 }
 LABELS = {
+    "none-noblock": "none (extractive): quotes stop at their colon (before)",
     "local": "local: evidence + verification + evidence quoted after (default)",
     "local-nq": "local: the same, evidence quoted only when nothing said holds",
     "before": "local: whole passages, unverified (before)",
@@ -87,6 +89,77 @@ def start_llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("llama_cpp.server did not start")
 
 
+def timed_ask(args: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run `rag ask --jsonl ARGS` and return when its first words reached stdout (the first draft or token
+    event), when it ended, its exit code and its own peak RSS (MiB, from wait4 on that process alone)."""
+    import threading
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "ask", "--jsonl", *args], env=env, cwd=ROOT, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""))
+    reader.start()
+    first = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if first is None and json.loads(line).get("event") in ("draft", "token"):
+            first = time.perf_counter() - t0
+    _, status, usage = os.wait4(proc.pid, 0)
+    total = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    if proc.returncode not in (0, 7):
+        raise RuntimeError(f"rag ask {args} exited {proc.returncode}: {''.join(err)[-500:]}")
+    return {"first": first if first is not None else total, "total": total, "rc": proc.returncode,
+            "rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
+
+
+def start_rag_serve(index: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`rag serve --index INDEX` on a free loopback port, once it listens (registered for `server = auto`)."""
+    import re
+
+    proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "serve", "--index", index, "--port", "0"], env=env,
+                            cwd=ROOT, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if m:
+            return proc, m.group(1)
+    raise RuntimeError(f"rag serve exited {proc.wait()}")
+
+
+def warm_vs_cold(index: str, qa: Path, env: dict[str, str], n: int = 5) -> list[str]:
+    """Whole-process `rag ask` on the first ``n`` answerable questions of ``qa``, in-process (`--server off`,
+    the model loaded by the command) and through a warm `rag serve` of the same index (the whole question sent
+    to its /ask), alternating, in one run: first words on stdout and end, p50 and worst."""
+    from rag_cli.eval.metrics import percentile
+
+    items = [json.loads(x) for x in qa.read_text().splitlines() if x.strip()]
+    questions = [it["question"] for it in items if not it.get("unanswerable")][:n]
+    server, url = start_rag_serve(index, env)
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+    try:
+        timed_ask([questions[0], "--index", index, "--server", url], env)  # the server loads its model once
+        for q in questions:
+            runs["cold"].append(timed_ask([q, "--index", index, "--server", "off"], env))
+            runs["warm"].append(timed_ask([q, "--index", index, "--server", url], env))
+    finally:
+        server.terminate()
+        server.wait(30)
+    out = [f"Whole-process `rag ask` on the first {len(questions)} answerable questions of `{qa.name}` ({index}), "
+           "default reader, cold (in-process, `--server off`) and through a warm `rag serve` of the same index, "
+           "alternating in one run:", "",
+           "| route | first words p50 s | first words worst s | end p50 s | end worst s | peak RSS MB (client) |",
+           "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for route, rows in runs.items():
+        f, t = [r["first"] for r in rows], [r["total"] for r in rows]
+        out.append(f"| {route} | {percentile(f, 50):.2f} | {max(f):.2f} | {percentile(t, 50):.2f} | {max(t):.2f} | "
+                   f"{max(r['rss_mb'] for r in rows):.0f} |")  # fmt: skip
+    return out
+
+
 def _peak_rss_mb() -> float:
     import resource
 
@@ -109,13 +182,14 @@ def add_readers(names: list[str]) -> list[str]:
 
 
 def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str, dict[str, Any]]:
-    from rag_cli import runtime
+    from rag_cli import evidence, runtime
     from rag_cli.config import load_settings
     from rag_cli.embed import base as embed_base
     from rag_cli.eval.metrics import percentile
     from rag_cli.eval.qa import _one, load, summarize
     from rag_cli.retrieve.service import Retrieval
 
+    block_words = evidence.BLOCK_WORDS
     items = load(qa)
     settings = load_settings(index=index, llm_fallback=[], llm_base_url=base_url or None, llm_temperature=0.0,
                              retrieve_timeout=60.0)  # fmt: skip
@@ -128,6 +202,7 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
             for name in configs:
                 backend, changes = CONFIGS[name]
                 s = replace(settings, llm_backend=backend, **changes)
+                evidence.BLOCK_WORDS = 0 if name.endswith("-noblock") else block_words
                 rows = [await _one(item, r, s, backend, judge) for item in items]
                 summary = summarize(rows)
                 for key in ("first_token_ms", "first_draft_ms", "first_text_ms", "total_ms"):
@@ -148,6 +223,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--readers", nargs="*", default=[], help="packaged readers to add (rag models)")
+    ap.add_argument("--no-warm", action="store_true", help="skip the warm-server against cold whole-process run")
     args = ap.parse_args()
     readers = add_readers(args.readers)
     args.configs = [*args.configs, *readers]
@@ -173,13 +249,15 @@ def main() -> None:
     before = {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5", "RAG_ANSWER_MIN_EVIDENCE": "0"}
     runs: list[tuple[str, dict[str, str], list[str]]] = [("default", {}, []), ("before", before, [])]
     runs += [(r, {}, ["--model", r.split(":", 1)[1]]) for r in readers]
+    whole_first: dict[str, float] = {}
+    whole_rss: dict[str, float] = {}
     for label, extra, flags in runs:
-        secs = []
-        for _ in range(3):
-            t, rc, _, err, _ = run_rag(["ask", question, "--index", f"answer-{args.sets[0]}", *flags], {**env, **extra})
-            assert rc in (0, 7), err
-            secs.append(t)
-        whole[label] = median(secs)
+        got = [timed_ask([question, "--index", f"answer-{args.sets[0]}", "--server", "off", *flags], {**env, **extra})
+               for _ in range(3)]  # fmt: skip
+        whole[label] = median([g["total"] for g in got])
+        whole_first[label] = median([g["first"] for g in got])
+        whole_rss[label] = max(g["rss_mb"] for g in got)
+    warm = warm_vs_cold("answer-sample", SETS["sample"][1], env) if "sample" in args.sets and not args.no_warm else []
     keys = ["contains", "contains_written", "groundedness", "citation_precision", "refusal", "false_refusal"]
     lines = ["Temperature 0, hybrid retrieval, k = 10 with evidence and 5 before (the defaults of each); Gemma 3 270M Q4_K_M on 2 threads. Latencies are medians "
              "over the set's questions, in one process with the model loaded.", ""]  # fmt: skip
@@ -198,10 +276,12 @@ def main() -> None:
                       for k in ("tokens_per_s", "peak_rss_mb")]  # fmt: skip
             lines.append(f"| {LABELS[cfg]} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines.append(f"Whole-process `rag ask` (median of 3, question 1 of {args.sets[0]}): "
-                 + ", ".join(f"{k} {v:.1f} s" for k, v in whole.items()) + ".")  # fmt: skip
-    lines.append("Peak RSS is the bench process's high-water mark after each configuration (models stay loaded, so "
-                 "it only grows: read a reader's own cost as the step it adds).")  # fmt: skip
+    lines += [f"Whole-process `rag ask --server off` (median of 3, question 1 of {args.sets[0]}; the process's own peak RSS):", "",
+              "| run | first words s | end s | peak RSS MB |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [f"| {k} | {whole_first[k]:.1f} | {v:.1f} | {whole_rss[k]:.0f} |" for k, v in whole.items()]
+    lines += ["", "Peak RSS in the tables above is the bench process's high-water mark after each configuration (models "
+              "stay loaded, so it only grows); the whole-process table gives each reader's own.", ""]  # fmt: skip
+    lines += warm
     (CACHE / "answer-rows.json").write_text(json.dumps(results, default=str))
     write_section("Answers (bench/answer.py)", lines)
 

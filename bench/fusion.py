@@ -262,6 +262,30 @@ def pipeline(label: str) -> Callable[[dict], list[dict]]:
     return lambda row: row[label]
 
 
+def by_document(fn: Callable[[dict], list[dict]], beta: float) -> Callable[[dict], list[dict]]:
+    """Document-aware order of ``fn``'s passages: each document scores its best passage plus ``beta`` times the
+    sum of its further passages (scores min-max normalised over the list), so that a document a chunker split is
+    not ranked by a fragment alone; its passages follow in their own order (citations stay at the passage)."""
+
+    def rank(row: dict) -> list[dict]:
+        hits = fn(row)
+        if not hits:
+            return hits
+        if "score" in hits[0]:
+            s = [h["score"] for h in hits]
+            lo, span = min(s), (max(s) - min(s)) or 1.0
+            norm = [(h["score"] - lo) / span for h in hits]
+        else:  # a list without scores (the baseline's): 1/rank
+            norm = [1.0 / (60 + i) * 61 for i in range(len(hits))]
+        groups: dict[str, list[tuple[float, dict]]] = {}
+        for v, h in zip(norm, hits, strict=True):
+            groups.setdefault(h["doc"], []).append((v, h))
+        score = {d: g[0][0] + beta * sum(v for v, _ in g[1:]) for d, g in groups.items()}
+        return [h for d in sorted(groups, key=lambda d: -score[d]) for _, h in groups[d]]
+
+    return rank
+
+
 CANDIDATES: dict[str, Callable[[dict], list[dict]]] = {
     **{f"search: {label}": pipeline(label) for label in PIPELINES},
     "bm25": single("bm25"),
@@ -276,6 +300,15 @@ CANDIDATES: dict[str, Callable[[dict], list[dict]]] = {
     **{f"convex minmax a={a}": convex(a) for a in (0.3, 0.5, 0.7, 0.8)},
     **{f"convex TM2C2 a={a}": convex(a, "theory") for a in (0.3, 0.5, 0.7, 0.8)},
     **{f"completed {n} a={a}": completed(a, n) for n in ("z", "minmax", "tm") for a in (0.4, 0.5, 0.6)},
+    **{
+        f"by document b={b}: {m}": by_document(fn, b)
+        for b in (0.1, 0.25, 0.5)
+        for m, fn in (
+            ("bm25", single("bm25")),
+            ("dense", single("dense")),
+            ("default", pipeline(next(iter(PIPELINES)))),
+        )
+    },
 }
 
 

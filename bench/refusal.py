@@ -51,10 +51,11 @@ def signals(index: str, qa: Path) -> list[dict[str, Any]]:
                 q = it["question"]
                 res = await r.search(q, k=answer_k(settings))
                 hits = relevant(res.hits, settings.answer_min_score, res.best.get("dense"))
-                names = await unknown_names(r, q, hits) if hits else []
+                names, uncovered = await unknown_names(r, q, hits) if hits else ([], [])
                 best = max((s.score for s in score(q, [h.text for h in hits], embed)), default=0.0)
                 rows.append({"question": q, "unanswerable": bool(it.get("unanswerable")), "dense": res.best.get("dense"),
-                             "other_check": not hits or bool(names), "names": names, "evidence": best})  # fmt: skip
+                             "other_check": not hits or bool(names) or bool(uncovered), "names": names,
+                             "uncovered": uncovered, "evidence": best})  # fmt: skip
         return rows
 
     return runtime.run(go())
@@ -94,6 +95,23 @@ def main() -> None:
         a = sorted(r["evidence"] for r in rows if not r["unanswerable"])
         u = sorted(f"{r['evidence']:.3f}" for r in rows if r["unanswerable"] and not r["other_check"])
         lines.append(f"| {name} | {a[0]:.3f} / {a[len(a) // 10]:.3f} / {a[len(a) // 2]:.3f} | {', '.join(u) or '-'} |")
+    lines += ["", "The names check per set: questions it declines, by rule (a name no document holds / a name few documents "
+              "hold and no retrieved passage does):", "",
+              "| set | unanswerable declined: unknown / uncovered | answerable declined: unknown / uncovered |",
+              "| --- | ---: | ---: |"]  # fmt: skip
+    for name, rows in per.items():
+
+        def n(flag: bool, key: str, rows: list[dict[str, Any]] = rows) -> int:
+            return sum(1 for r in rows if r["unanswerable"] == flag and r[key])
+
+        total_u = sum(r["unanswerable"] for r in rows)
+        lines.append(f"| {name} | {n(True, 'names')} / {n(True, 'uncovered')} of {total_u} | "
+                     f"{n(False, 'names')} / {n(False, 'uncovered')} of {len(rows) - total_u} |")  # fmt: skip
+    for name, rows in per.items():
+        for r in rows:
+            if r["uncovered"]:
+                lines.append(f"- {name}: {'unanswerable' if r['unanswerable'] else 'ANSWERABLE'} "
+                             f"{r['question']!r}: uncovered {r['uncovered']}")  # fmt: skip
     lines += ["", "| threshold | fitted on | set | refusal | false refusal |", "| ---: | --- | --- | ---: | ---: |"]
     for name, rows in per.items():
         for label, thr in (("off (0)", 0.0), ("both sets", t)):

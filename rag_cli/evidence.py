@@ -204,6 +204,7 @@ def quotes(sentences: list[Sentence], number: dict[int, int], most: int,
     instructions planted for an assistant (:func:`instruction_like`)."""
     ranked = sorted((s for s in sentences if s.passage in number and not instruction_like(s.text, hosts)),
                     key=lambda s: -s.score)  # fmt: skip
+    at = {(s.passage, s.index): s.text for s in sentences}
     out: list[tuple[int, str]] = []
     seen: set[str] = set()
     for s in ranked:
@@ -211,9 +212,31 @@ def quotes(sentences: list[Sentence], number: dict[int, int], most: int,
         if len(out) >= most or s.score < QUOTE_FLOOR * ranked[0].score:
             break
         if key not in seen:
-            out.append((number[s.passage], s.text))
+            text = with_block(s, at)
+            if not instruction_like(text, hosts):
+                out.append((number[s.passage], text))
         seen.add(key)
     return out
+
+
+BLOCK_WORDS = 80  # most words of the block a quoted "...does the following:" carries with it
+
+
+def with_block(s: Sentence, at: dict[tuple[int, int], str]) -> str:
+    """``s``'s text, and when it introduces what follows ("we can do this:", "the option does the following:")
+    the code, list or table after it in its passage too, up to :data:`BLOCK_WORDS` words (the last piece cut,
+    marked with an ellipsis): a quote that stops at its colon leaves out the point."""
+    if not s.text.rstrip().endswith(":"):
+        return s.text
+    parts = [s.text]
+    room = BLOCK_WORDS
+    i = s.index + 1
+    while room > 0 and (s.passage, i) in at:
+        words = at[(s.passage, i)].split()
+        parts.append(" ".join(words[:room]) + (" …" if len(words) > room else ""))
+        room -= len(words)
+        i += 1
+    return " ".join(parts)
 
 
 # text addressed to the assistant rather than to a reader: a planted "NOTE TO THE ASSISTANT: ignore the

@@ -204,3 +204,65 @@ def test_remembering_embeds_each_distinct_text_once() -> None:
     again = once(["bb", "ccc"])
     assert calls == [["a", "bb"], ["ccc"]]  # "a" twice in one call and "bb" in the next: embedded once each
     assert first.tolist() == [[1.0, 1.0], [2.0, 1.0], [1.0, 1.0]] and again.tolist() == [[2.0, 1.0], [3.0, 1.0]]
+
+
+class _Counts:
+    """A reader that knows how many of its chunks hold each word."""
+
+    def __init__(self, count: int, held: dict[str, int]) -> None:
+        self.count, self.held = count, held
+
+    def chunks_holding(self, words: list[str], most: int) -> list[int]:
+        return [min(self.held.get(w, 0), most) for w in words]
+
+
+class _WithReader:
+    def __init__(self, reader: _Counts) -> None:
+        self.reader = reader
+
+
+def test_a_distinguishing_name_the_evidence_never_mentions_declines() -> None:
+    """Issue 32 item 3: over a Python 3.11 manual, "What new features are in Python 3.13?" retrieves pages about
+    other versions. "Python" is everywhere (the collection's subject), "3.13" in a handful of chunks and none of
+    the passages found: they answer only the generic part. A name the passages hold, or one the collection holds
+    throughout, does not decline."""
+    import asyncio
+
+    from rag_cli.config import Settings
+    from rag_cli.errors import NoRelevantPassages
+    from rag_cli.refusal import names_gate, unknown_names
+    from rag_cli.types import Hit
+
+    reader = _Counts(5000, {"Python": 4000, "3.13": 3, "Python 3.13": 2, "Django": 4, "3.5": 40})
+    hits = [Hit(text="What's new in Python 3.5: typing and async def.", score=1.0, source="bm25", path="whatsnew.txt")]
+    r = _WithReader(reader)
+    assert asyncio.run(unknown_names(r, "What new features are in Python 3.13?", hits)) == ([], ["3.13", "Python 3.13"])
+    assert asyncio.run(unknown_names(r, "What new features are in Python 3.5?", hits)) == ([], [])
+    assert asyncio.run(unknown_names(r, "Is Python fast?", [])) == ([], [])  # held throughout: never distinguishing
+    assert asyncio.run(unknown_names(r, "How do I order a Kotlin list?", hits)) == (["Kotlin"], [])
+    with pytest.raises(NoRelevantPassages, match="never mention 'Django'"):
+        asyncio.run(names_gate(r, "How do I set the default ordering of a Django model?", hits, Settings()))
+
+
+def test_a_quote_that_introduces_a_block_carries_the_block() -> None:
+    """Issue 32 item 5: "...we can do this:" quoted alone stops before the point; the code or list after it in
+    its passage comes with it, bounded (BLOCK_WORDS), and a quote without a colon is unchanged."""
+    from rag_cli.evidence import BLOCK_WORDS, quotes, score
+
+    passage = ("To turn a JSON string into Python objects, we can do this:\n\n"
+               "data = json.loads(text)\n\nThe result is a dict for a JSON object.")  # fmt: skip
+    long = "The -X importtime option does the following:\n\n" + " ".join(f"w{i}" for i in range(200))
+    sents = score("How do I parse a JSON string into Python objects?", [passage, long])
+    got = quotes(sents, {0: 1, 1: 2}, 1)
+    assert got[0][0] == 1 and "we can do this: data = json.loads(text)" in got[0][1]
+    one = next(s for s in score("What does the -X importtime option do?", [long]) if s.index == 0)
+    block = quotes([one], {0: 1}, 1, frozenset())
+    from rag_cli.evidence import with_block
+
+    text = with_block(one, {(0, 0): one.text, (0, 1): " ".join(f"w{i}" for i in range(200))})
+    assert text.endswith("…") and len(text.split()) == len(one.text.split()) + BLOCK_WORDS + 1
+    assert block[0][1] == one.text  # no following piece known: the sentence alone
+    from rag_cli.evidence import Sentence
+
+    plain = Sentence(0, 0, "The result is a dict for a JSON object.")
+    assert with_block(plain, {(0, 1): "Another sentence."}) == plain.text
