@@ -24,6 +24,7 @@ Metrics kept here (and exported by ``rag serve`` on ``/metrics``):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -191,13 +192,42 @@ def abandoned() -> int:
     return _abandoned
 
 
+_dropped: list[BoundedPool] = []
+
+
 def drop_pool() -> None:
     """Cancel queued jobs and forget the pool (running jobs finish; a new pool is made on next use)."""
     global _pool
     with _pool_lock:
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
+            _dropped.append(_pool)
             _pool = None
+
+
+def busy() -> int:
+    """Pool jobs still running, in the pool and in pools dropped after an interruption (an embedding batch
+    cannot be stopped midway: an interrupted command need not wait for it at exit)."""
+    with _pool_lock:
+        pools = [p for p in (_pool, *_dropped) if p is not None]
+    return sum(p.active for p in pools)
+
+
+async def run_aside(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on a thread of its own, not on the pool: clean-up that must not queue behind the
+    pool's running jobs (an interrupted index's rollback while embedding batches still run)."""
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def target() -> None:
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:  # handed to the awaiting task
+            done.set_exception(exc)
+
+    threading.Thread(target=target, name="rag-aside", daemon=True).start()
+    return await asyncio.wrap_future(done)
 
 
 async def run_blocking(fn: Callable[..., T], *args: Any, stage: str | None = None) -> T:

@@ -164,8 +164,9 @@ def run() -> None:
     if pg is not None:  # the database connections close before exit (their pool threads would wait)
         pg.close_pools()
     runtime = sys.modules.get("rag_cli.runtime")
-    if runtime is not None and runtime.abandoned():
-        # a parser stuck past its time budget still holds a pool thread: do not wait for it at exit
+    if runtime is not None and (runtime.abandoned() or (rc in (EXIT_INTERRUPTED, EXIT_TERMINATED) and runtime.busy())):
+        # a parser stuck past its time budget, or an embedding batch of an interrupted run, still holds a pool
+        # thread: do not wait for it at exit (what had to be rolled back or committed already was)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)

@@ -207,11 +207,16 @@ def index_cmd(
         next(iter(walk([p])), None)
     embedder = embed_base.create(settings)
     progress: Any = _RichProgress(env) if env.stderr_tty and not json_out else _PlainProgress(env)
-    with progress:
-        report = runtime.run(
-            index_paths(list(paths), settings, embedder, rebuild=rebuild, progress=progress),
-            workers=settings.effective_workers(),
-        )
+    try:
+        with progress:
+            report = runtime.run(
+                index_paths(list(paths), settings, embedder, rebuild=rebuild, progress=progress),
+                workers=settings.effective_workers(),
+            )
+    except KeyboardInterrupt:
+        # the work since the last checkpoint is rolled back at once (a running embedding batch is not waited for)
+        env.err(f"stopped: index {settings.index!r} keeps what its last checkpoint committed; run again to go on")
+        raise
     if json_out:
         env.json(report.to_dict())
     else:

@@ -222,7 +222,7 @@ async def index_paths(
         await runtime.run_blocking(timed_call(report.clock, "write", writer.__exit__), None, None, None)
     except (OSError, sqlite3.OperationalError) as exc:
         if not ok:
-            await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
+            await asyncio.shield(runtime.run_aside(writer.__exit__, RuntimeError, None, None))
         reason = getattr(exc, "strerror", None) or str(exc)
         raise RagError(
             f"cannot write index {settings.index!r}: {reason}",
@@ -230,7 +230,7 @@ async def index_paths(
         ) from None
     except BaseException:
         if not ok:
-            await asyncio.shield(runtime.run_blocking(writer.__exit__, RuntimeError, None, None))
+            await asyncio.shield(runtime.run_aside(writer.__exit__, RuntimeError, None, None))
         raise
     report.generation = writer.generation
     report.seconds = time.perf_counter() - t0

@@ -65,7 +65,7 @@ CATALOGUE: dict[str, Packaged] = {
             253_113_024,
             "Gemma terms of use",
             "completion",
-            "the default: fast, completion prompt",
+            "the default; gitdocs QA contains 0.51, written 0.09; rag ask 3.4 s (bench/answer.py 2026-12-03, AVX2, 2 cores)",
         ),
         Packaged(
             "qwen2.5-coder-1.5b",
@@ -78,7 +78,7 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice: slower",
+            "the quality choice; gitdocs QA contains 0.64, written 0.40; rag ask 11.6 s (bench/answer.py 2026-12-03, AVX2, 2 cores)",
         ),
         Packaged(
             "qwen2.5-coder-0.5b",
@@ -91,6 +91,7 @@ CATALOGUE: dict[str, Packaged] = {
             491_400_064,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
+            "gitdocs QA contains 0.49, written 0.20; rag ask 5.9 s (bench/answer.py 2026-12-03, AVX2, 2 cores)",
         ),
         Packaged(
             "smollm2-135m",
@@ -103,7 +104,7 @@ CATALOGUE: dict[str, Packaged] = {
             98_362_432,
             "Apache-2.0",
             "chat",
-            "tiny: for tests, not for answers",
+            "for tests; gitdocs QA contains 0.51, written 0.13, grounded 0.90; rag ask 5.9 s (bench/answer.py 2026-12-03, AVX2, 2 cores)",
         ),
         Packaged(
             "all-minilm-l6-v2",

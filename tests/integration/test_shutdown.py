@@ -94,6 +94,28 @@ def test_signal_during_index(tmp_path: Path, sig: int, rebuild: bool) -> None:
     assert files["seen"] == 120 and files["indexed"] + files["unchanged"] == 120 and files["skipped"] == 0
 
 
+def test_ctrl_c_on_index_does_not_wait_for_a_running_embedding_batch(tmp_path: Path) -> None:
+    """Issue 32 item 8: Ctrl-C while the pool embeds a batch that takes a minute stops at once: the rollback does
+    not queue behind the batch, the exit does not wait for its thread; a line says what the index keeps."""
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    make_corpus(docs, 20, seed=1)
+    env = {**SLOW, "RAG_HOME": str(home), "RAG_TEST_EMBED_DELAY": "0.01"}
+    assert run_cli("index", str(docs), env=env).returncode == 0
+    make_corpus(docs, 40, seed=2, variant=1)
+    mark = tmp_path / "embedding"
+    proc = index_proc(docs, home, env={"RAG_TEST_EMBED_DELAY": "60", "RAG_TEST_EMBED_MARK": str(mark)})
+    wait_for(lambda: mark.exists() or proc.poll() is not None)  # a batch is in the embedder's 60 s sleep
+    assert proc.poll() is None, errors(proc)
+    t0 = time.monotonic()
+    rc = stop(proc, signal.SIGINT, timeout=15)
+    assert rc == 130 and time.monotonic() - t0 < 15
+    err = errors(proc)
+    assert "keeps what its last checkpoint committed" in err and "Traceback" not in err, err
+    assert leftovers(home) == []
+    after = run_cli("search", "alpha river", "--json", "-k", "3", env=env)
+    assert after.returncode == 0 and json.loads(after.stdout)["hits"], after.stderr
+
+
 @pytest.mark.parametrize("sig", SIGNALS)
 @pytest.mark.parametrize("command", ["ask", "chat"])
 def test_signal_during_streamed_answer(sample_home: Path, tmp_path: Path, sig: int, command: str) -> None:

@@ -15,6 +15,10 @@ class SlowHashEmbedder(HashEmbedder):
         self.delay = float(os.environ.get("RAG_TEST_EMBED_DELAY", "0.02"))
 
     def embed(self, texts):  # type: ignore[no-untyped-def]
+        mark = os.environ.get("RAG_TEST_EMBED_MARK")
+        if mark:  # tells a test that a batch is being embedded now
+            with open(mark, "a") as fh:
+                fh.write(f"{len(texts)}\n")
         time.sleep(self.delay)
         return super().embed(texts)
 
