@@ -59,9 +59,11 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "none-before": ("none", BEFORE),
     "openai": ("openai", {}),
     "none-noblock": ("none", {}),  # quotes stop at their colon (before issue 32 item 5): evidence.BLOCK_WORDS = 0
+    "local-nobind": ("local", {}),  # numbers checked as whole tokens only (before issue 32 item 2's binding)
 }
 LABELS = {
     "none-noblock": "none (extractive): quotes stop at their colon (before)",
+    "local-nobind": "local: numbers not bound to the question's subject (before)",
     "local": "local: evidence + verification + evidence quoted after (default)",
     "local-nq": "local: the same, evidence quoted only when nothing said holds",
     "before": "local: whole passages, unverified (before)",
@@ -190,6 +192,13 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
     from rag_cli.retrieve.service import Retrieval
 
     block_words = evidence.BLOCK_WORDS
+    from rag_cli import verify
+
+    bound = verify.Verifier.bound
+
+    def unbound(self: Any, token: str, n: int) -> bool:
+        return True
+
     items = load(qa)
     settings = load_settings(index=index, llm_fallback=[], llm_base_url=base_url or None, llm_temperature=0.0,
                              retrieve_timeout=60.0)  # fmt: skip
@@ -203,6 +212,7 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
                 backend, changes = CONFIGS[name]
                 s = replace(settings, llm_backend=backend, **changes)
                 evidence.BLOCK_WORDS = 0 if name.endswith("-noblock") else block_words
+                verify.Verifier.bound = unbound if name.endswith("-nobind") else bound  # type: ignore[method-assign]
                 rows = [await _one(item, r, s, backend, judge) for item in items]
                 summary = summarize(rows)
                 for key in ("first_token_ms", "first_draft_ms", "first_text_ms", "total_ms"):

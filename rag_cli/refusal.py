@@ -11,7 +11,7 @@ from . import runtime
 from .config import Settings
 from .errors import NoRelevantPassages
 from .evidence import Sentence, score
-from .text import STOP_WORDS
+from .text import names_in
 from .types import Hit
 
 
@@ -43,41 +43,21 @@ async def evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Se
     if best < settings.answer_min_evidence:
         raise NoRelevantPassages(
             f"no passage of index {settings.index!r} comes close to answering {question!r} (best evidence "
-            f"sentence scores {best:.2f}, under [answer] min_evidence {settings.answer_min_evidence:g}); "
+            f"sentence scores {shown_under(best, settings.answer_min_evidence)}, under [answer] min_evidence "
+            f"{settings.answer_min_evidence:g}); "
             "not answering rather than guessing",
             hint="rephrase, index documents about it, or lower [answer] min_evidence",
         )
     return scored
 
 
-_NAME = re.compile(r"[\w][\w.+-]*[\w]|\w")
-
-
-def names_in(question: str) -> list[str]:
-    """The question's names: capitalised words past its first (Dependabot, Mercurial) and words with digits,
-    then each run of such words next to each other as one name too ("Git 3.0": a corpus may say "Eclipse 3.0"
-    and "Git" and still never "Git 3.0")."""
-    matches = list(_NAME.finditer(question))
-    out: list[str] = []
-    run: list[re.Match[str]] = []
-    runs: list[str] = []
-
-    def close() -> None:
-        if len(run) > 1:
-            runs.append(question[run[0].start() : run[-1].end()])
-        run.clear()
-
-    for i, m in enumerate(matches):
-        w = m.group(0)
-        if w.lower() not in STOP_WORDS and len(w) >= 2 and ((i > 0 and w[0].isupper()) or any(c.isdigit() for c in w)):
-            if run and question[run[-1].end() : m.start()] != " ":
-                close()
-            out.append(w)
-            run.append(m)
-        else:
-            close()
-    close()
-    return list(dict.fromkeys(out + runs))
+def shown_under(value: float, limit: float) -> str:
+    """``value`` with as many decimals as it takes to read as under ``limit`` (0.397 under 0.4 is "0.397", not
+    "0.40")."""
+    digits = 2
+    while digits < 6 and round(value, digits) >= limit:
+        digits += 1
+    return f"{value:.{digits}f}"
 
 
 def _holds(text: str, word: str) -> bool:

@@ -136,3 +136,33 @@ def loop_cut(text: str, longest: int = 80, times: int = 4) -> int | None:
             cut += 1
         return cut
     return None
+
+
+_NAME = re.compile(r"[\w][\w.+-]*[\w]|\w")
+
+
+def names_in(question: str) -> list[str]:
+    """The question's names: capitalised words past its first (Dependabot, Mercurial) and words with digits,
+    then each run of such words next to each other as one name too ("Git 3.0": a corpus may say "Eclipse 3.0"
+    and "Git" and still never "Git 3.0")."""
+    matches = list(_NAME.finditer(question))
+    out: list[str] = []
+    run: list[re.Match[str]] = []
+    runs: list[str] = []
+
+    def close() -> None:
+        if len(run) > 1:
+            runs.append(question[run[0].start() : run[-1].end()])
+        run.clear()
+
+    for i, m in enumerate(matches):
+        w = m.group(0)
+        if w.lower() not in STOP_WORDS and len(w) >= 2 and ((i > 0 and w[0].isupper()) or any(c.isdigit() for c in w)):
+            if run and question[run[-1].end() : m.start()] != " ":
+                close()
+            out.append(w)
+            run.append(m)
+        else:
+            close()
+    close()
+    return list(dict.fromkeys(out + runs))

@@ -29,9 +29,10 @@ from typing import Any
 
 from .evidence import Embed, content_terms, coverage, instruction_like, quote_line, split_sentences
 from .prompting import _CITE, citations
-from .text import folded
+from .text import folded, names_in
 
 SUPPORT_AT = 0.5
+BIND_SHARE = 0.5  # a number's sentence or row is at least half as much about the question as the passage's best
 UNVERIFIED = " (unverified)"
 HOLD_MAX = 400  # characters a sentence without an end is held before it is checked and shown
 _SPECIFIC = re.compile(r"--?[A-Za-z][\w-]*|\w+(?:[._/]\w+)+|\w*\d[\w.]*")
@@ -90,10 +91,12 @@ class Verifier:
         self.passages = passages
         self.hosts = hosts  # the sources' own sites: a link there is no lure
         self.question = content_terms(question)
+        self.names = [folded(w) for w in names_in(question) if " " not in w]  # what it names: "Paris", "3.13"
         self.embed = embed
         self.terms = [content_terms(p) for p in passages]
         self.lower = [folded(p) for p in passages]
         self._vecs: dict[int, Any] = {}
+        self._unit_cache: dict[int, Any] = {}
 
     def _similarity(self, claim_vec: Any, n: int) -> float:
         if n not in self._vecs:
@@ -106,10 +109,50 @@ class Verifier:
         """How well passage ``n`` (0-based) supports ``claim``, 0..1."""
         return self._support(content_terms(claim), specifics(claim), n, claim_vec)
 
+    def _units(self, n: int) -> tuple[list[tuple[str, set[str]]], list[tuple[str, set[str]]]]:
+        """Passage ``n``'s sentences (each with the sentence before it, which its "it" may name), and its table rows (lines of cells split by | or tabs, each with its
+        table's first row, the header), folded, with their content terms: where a number can be bound to what
+        it is the number of."""
+        if n not in self._unit_cache:
+            text = self.passages[n]
+            rows: list[str] = []
+            header = ""
+            for line in text.splitlines():
+                if line.count("|") >= 2 or "\t" in line:
+                    header = header or line
+                    rows.append(line if line == header else f"{header} {line}")
+                else:
+                    header = ""
+            units = split_sentences(text) or [text]
+            # a sentence with the one before it: "The --timeout option sets how long. It defaults to 900."
+            units = [f"{units[i - 1]} {u}" if i else u for i, u in enumerate(units)]
+            self._unit_cache[n] = ([(folded(u), content_terms(u)) for u in units],
+                                   [(folded(r), content_terms(r)) for r in rows])  # fmt: skip
+        return self._unit_cache[n]
+
+    def bound(self, token: str, n: int) -> bool:
+        """A number of an answer is bound to what the question asks about in passage ``n``: the table row, else
+        the sentence, holding it names what the question names (when the passage does: "Paris", "Q4_K_M") and
+        covers at least :data:`BIND_SHARE` of what the passage's most on-topic sentence covers of the question's
+        words. "about 140 euros" for Paris, where 140 is Berlin's row, or "uses about 250 MB" for bits per
+        weight, where 250 MB is the file size, is present and not bound."""
+        if not self.question:
+            return True
+        sentences, rows = self._units(n)
+        holding = [u for u in rows if holds_token(u[0], token)] or [u for u in sentences if holds_token(u[0], token)]
+        if not holding:  # the number is in the passage only across a sentence break: nothing to bind
+            return True
+        names = [w for w in self.names if holds_token(self.lower[n], w)]
+        holding = [u for u in holding if all(holds_token(u[0], w) for w in names)]
+        best = max(coverage(self.question, terms) for _, terms in sentences + rows)
+        return any(coverage(self.question, terms) >= BIND_SHARE * best for _, terms in holding)
+
     def _support(self, terms: set[str], specific: set[str], n: int, claim_vec: Any) -> float:
         if not 0 <= n < len(self.passages):
             return 0.0
         if any(not holds_token(self.lower[n], tok) for tok in specific):
+            return 0.0
+        if any(not self.bound(tok, n) for tok in specific if any(c.isdigit() for c in tok)):
             return 0.0
         cov = coverage(terms, self.terms[n])
         sim = self._similarity(claim_vec, n) if self.embed is not None and claim_vec is not None else cov

@@ -256,9 +256,8 @@ class Renderer:
         cited = [s for s in result.source_dicts() if s["n"] in result.citations]
         heading = "Sources:" if cited else "Passages used (none cited):"
         shown = cited or result.source_dicts()
-        lines = [heading] + [
-            f"  [{s['n']}] {s['url'] or rel(s['location'])}" + (f" — {s['title']}" if s["title"] else "") for s in shown
-        ]
+        lines = [heading] + [f"  [{s['n']}] {label}" + (f" — {s['title']}" if s["title"] else "")
+                             for s, label in zip(shown, source_labels(shown), strict=True)]  # fmt: skip
         if self.tty:
             con = self.env.console("stdout")
             con.print()
@@ -272,6 +271,18 @@ class Renderer:
         if self.show_timings:
             t = result.timings
             self.env.err("timings: " + " ".join(f"{k}={v}" for k, v in t.items()) + f" backend={result.backend}")
+
+
+def source_labels(sources: list[dict[str, Any]]) -> list[str]:
+    """Each source's location as the Sources list shows it; two passages of one place (two chunks of a PDF
+    page) are told apart as "(passage 1)", "(passage 2)" in their order, instead of one label twice."""
+    labels = [s["url"] or rel(s["location"]) for s in sources]
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(f"{label} (passage {seen[label]})" if labels.count(label) > 1 else label)
+    return out
 
 
 def _no_marks(text: str) -> str:

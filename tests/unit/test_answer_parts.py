@@ -181,3 +181,16 @@ def test_fallback_quotes_skip_repeats_and_weak_sentences() -> None:
     prompt, kept = _prompt(q, [page, copy, weak], _Words(), Settings(), None)
     assert "c.md" in [h.path for h in kept]  # evidence for the prompt...
     assert [t for _, t in prompt.quotes] == [same]  # quoted once; the weak sentence is not worth quoting
+
+
+def test_two_passages_of_one_page_get_labels_of_their_own() -> None:
+    """Issue 32 item 10: two cited chunks of `local-llms.pdf#page=1` were listed with the same label."""
+    from rag_cli.cli.ask import source_labels
+
+    def src(location: str, url: str | None = None) -> dict[str, object]:
+        return {"location": location, "url": url}
+
+    got = source_labels([src("/d/local-llms.pdf#page=1"), src("/d/a.md:3"), src("/d/local-llms.pdf#page=1"),
+                         src("x", "https://example.org/p")])  # fmt: skip
+    assert got[0].endswith("local-llms.pdf#page=1 (passage 1)") and got[2].endswith("local-llms.pdf#page=1 (passage 2)")
+    assert got[1].endswith("a.md:3") and got[3] == "https://example.org/p"

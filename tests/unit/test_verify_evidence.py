@@ -266,3 +266,31 @@ def test_a_quote_that_introduces_a_block_carries_the_block() -> None:
 
     plain = Sentence(0, 0, "The result is a dict for a JSON object.")
     assert with_block(plain, {(0, 1): "Another sentence."}) == plain.text
+
+
+def test_a_score_under_its_threshold_reads_as_under_it() -> None:
+    """Issue 32 item 10: "scores 0.40, under [answer] min_evidence 0.4"."""
+    from rag_cli.refusal import shown_under
+
+    assert (
+        shown_under(0.397, 0.4) == "0.397" and shown_under(0.21, 0.4) == "0.21" and shown_under(0.3999, 0.4) == "0.3999"
+    )
+
+
+def test_a_number_must_be_bound_to_what_the_question_asks_about() -> None:
+    """Issue 32 item 2: a number present in the cited passage but in another row or sentence does not verify
+    ("about 140 euros" for Paris where 140 is Berlin's; "uses about 250 MB" for bits per weight, where 250 MB is
+    the file size); the number in the row or sentence about the question's subject does."""
+    table = (
+        "Hotel budgets per night:\n\n| city | hotel budget (EUR) |\n| --- | --- |\n| Berlin | 140 |\n| Paris | 190 |"
+    )
+    v = Verifier([table], question="How much can I spend on a hotel in Paris?")
+    assert not v.check("You can spend about 140 euros on a hotel in Paris [1].").verified
+    assert v.check("You can spend about 190 euros on a hotel in Paris [1].").verified
+    pdf = ("Quantisation stores each weight with fewer bits. The Q4_K_M scheme uses about 4.5 bits\nper weight on "
+           "average. Gemma 3 270M is a 270 million parameter model. Its Q4_K_M\nfile is about 250 MB.")  # fmt: skip
+    v = Verifier([pdf], question="How many bits per weight does the Q4_K_M quantisation use?")
+    assert not v.check("According to [1], the Q4_K_M quantisation uses about 250 MB.").verified
+    assert v.check("The Q4_K_M scheme uses about 4.5 bits per weight [1].").verified
+    # without a question (a context summary) a number is checked as a whole token only
+    assert Verifier([table]).check("Berlin's budget is 140 euros [1].").verified
