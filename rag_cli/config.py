@@ -24,7 +24,7 @@ is ``chunk_max_tokens``, env ``RAG_CHUNK_MAX_TOKENS``)::
     timeout = 2.0
     weights = { dense = 1.0, bm25 = 1.0 }
 
-    [[sources]]          # remote sources, see README
+    [[sources]]          # remote sources, see docs/reference.md
     name = "wiki"
     type = "http"
     url = "https://kb.example/search?q={query}&n={k}"

