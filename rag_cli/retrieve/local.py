@@ -6,6 +6,7 @@ computed once per query and shared through the :class:`QueryContext`.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from .. import runtime
@@ -27,7 +28,9 @@ class DenseSource:
         self.name, self.weight, self.timeout = name, weight, timeout
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        t0 = time.perf_counter()
         vec: Any = await ctx.shared("embedding", lambda: self.batcher.embed(ctx.query))
+        ctx.timings.setdefault("embed", round((time.perf_counter() - t0) * 1000, 2))
 
         def run() -> list[Hit]:
             with self.reader.snapshot():

@@ -398,3 +398,9 @@ def test_rag_ask_sends_the_whole_question_to_a_warm_server(served: Served, two_h
     # a declined question keeps its exit code and JSON object through the server
     off = run_cli("ask", "What is the population of Tokyo?", "--json", "--server", served.url(""), env=env)
     assert off.returncode == 7 and json.loads(off.stdout)["exit_code"] == 7, off.stderr
+    # rag chat sends each turn, the follow-up with the query it condensed (searched and judged as such)
+    chat = run_cli("chat", "--server", served.url(""), env=env,
+                   input="How many bits per weight does Q4_K_M use?\nand what about the file size?\n")  # fmt: skip
+    assert chat.returncode == 0 and "rag: no relevant" not in chat.stderr, chat.stderr
+    assert chat.stdout.count("Sources:") == 2, chat.stdout
+    assert _metric(served, "rag_answers_total", route="/ask", outcome="ok") == before + 4

@@ -240,3 +240,35 @@ def test_fuse_zscore_http_source_is_still_a_peer() -> None:
     remote = [Hit(text="r1", score=42.0, source="wiki", url="http://kb/1")]
     out = fuse({"dense": dense, "bm25": bm25, "wiki": remote}, {**LOCAL_KINDS, "wiki": "http"}, {})
     assert [h.text for h in out] == ["a", "r1", "b"] and out[0].score == out[1].score == round(1 / 61, 6)
+
+
+def test_each_search_reports_its_own_query_embedding_time() -> None:
+    """Issue 33 item 5: a search's "embed" time is its own query's (from its QueryContext), not the last sample
+    of a process-wide list that a concurrent request may have written; the process-wide samples are bounded."""
+    import asyncio
+
+    from rag_cli import runtime
+    from rag_cli.retrieve.base import QueryContext
+    from rag_cli.retrieve.fanout import FanOut
+    from rag_cli.types import Hit
+
+    class Dense:
+        name, kind, weight, timeout, filters = "dense", "dense", 1.0, None, True
+
+        async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+            delay = 0.2 if ctx.query == "slow" else 0.0
+            await asyncio.sleep(delay)
+            ctx.timings["embed"] = delay * 1000
+            return [Hit(text=ctx.query, score=0.9, source="dense", path=f"{ctx.query}.md", chunk_id=1)]
+
+    async def go() -> list[dict[str, float]]:
+        fan = FanOut([Dense()], collapse=False)
+        results = await asyncio.gather(fan.search("slow", k=1), fan.search("fast", k=1))
+        return [r.timings for r in results]
+
+    slow, fast = asyncio.run(go())
+    assert slow["embed"] == 200 and fast["embed"] == 0
+    stamps = runtime.Timings(keep=3)
+    for ms in range(10):
+        stamps.record("embed", ms)
+    assert list(stamps.samples["embed"]) == [7, 8, 9]
