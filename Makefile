@@ -40,6 +40,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check rag_cli tests bench scripts
 	$(BIN)/ruff format --check rag_cli tests bench scripts
+	$(BIN)/python scripts/check_layers.py
 
 format: install
 	$(BIN)/ruff format rag_cli tests bench scripts

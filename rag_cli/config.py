@@ -40,7 +40,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
+from .text import clean
 
 
 def _user_data_dir() -> Path:
@@ -59,6 +60,46 @@ def user_cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("rag", appauthor=False))
+
+
+# letters, digits and _ first, then also . and -; at most 100: never a path (/ or ..), never empty or hidden
+_INDEX_NAME = re.compile(r"\w[\w.-]{0,99}")
+
+
+def valid_index_name(name: object) -> bool:
+    return isinstance(name, str) and _INDEX_NAME.fullmatch(name) is not None
+
+
+def check_index_name(name: str) -> str:
+    """``name`` when it is a safe index name, else a UsageError (so no name reaches outside RAG_HOME)."""
+    if not valid_index_name(name):
+        raise UsageError(
+            f"invalid index name {clean(repr(name))}",
+            hint="use letters, digits, '_', '.' and '-' (starting with a letter, digit or '_'), at most 100",
+        )
+    return name
+
+
+def index_path(home: Path, name: str) -> Path:
+    """Where the index ``name`` lives under ``home`` (the name checked first)."""
+    return home / "indexes" / check_index_name(name)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    env = os.environ.get("RAG_WORKERS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    return max(2, cpu_count())
 
 
 @dataclass
@@ -153,8 +194,6 @@ class Settings:
 
     @property
     def index_dir(self) -> Path:
-        from .store.layout import index_path
-
         return index_path(self.home, self.index)
 
     def reader_key(self) -> str:
@@ -170,8 +209,6 @@ class Settings:
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def effective_workers(self) -> int:
-        from .runtime import default_workers
-
         return self.workers if self.workers > 0 else default_workers()
 
 
@@ -363,8 +400,6 @@ def check_url(what: str, url: str) -> str:
 def validate(settings: Settings) -> None:
     """Range-check what files, the environment and flags gave (flags are checked by the CLI too)."""
     import math
-
-    from .store.layout import check_index_name
 
     check_index_name(settings.index)
     if settings.retrieve_mode not in SEARCH_MODES:  # before any work, whichever path (a server or in-process) runs

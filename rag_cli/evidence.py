@@ -285,8 +285,3 @@ def hosts_of(urls: Sequence[str | None]) -> frozenset[str]:
 def _host(authority: str) -> str:
     """``user@Host:port`` -> ``host``."""
     return authority.rsplit("@", 1)[-1].split(":", 1)[0].lower()
-
-
-def quote_line(n: int, text: str) -> str:
-    """One evidence sentence quoted with its passage number, as a Markdown list item: ``- "..." [n]``."""
-    return f'- "{text.strip()}" [{n}]'

@@ -135,13 +135,13 @@ def _trim(text: str, budget: int, count: Callable[[str], int]) -> str:
     return text[:lo].rstrip() + "…"
 
 
-_CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
 
 def citations(text: str) -> list[int]:
     """The passage numbers cited in ``text`` (``[2]``, ``[1, 3]``), in order of first use."""
     out: list[int] = []
-    for m in _CITE.finditer(text):
+    for m in CITE.finditer(text):
         for part in m.group(1).split(","):
             n = int(part)
             if n not in out:
@@ -169,7 +169,7 @@ class CitationFilter:
         self.before = ""  # the last characters let through (to repair the sentence around a dropped marker)
 
     def _check(self, marker: str, before: str = "") -> str:
-        m = _CITE.fullmatch(marker)
+        m = CITE.fullmatch(marker)
         if not m:
             return marker
         nums = [int(p) for p in m.group(1).split(",")]

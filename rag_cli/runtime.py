@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -35,14 +34,9 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .config import cpu_count, default_workers  # noqa: F401  (cpu_count: for the modules that size by cores)
+
 T = TypeVar("T")
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
 
 
 class BoundedPool:
@@ -149,16 +143,6 @@ _pool: BoundedPool | None = None
 _pool_lock = threading.Lock()
 timings = Timings()
 loop_lag = LoopLagMonitor()
-
-
-def default_workers() -> int:
-    env = os.environ.get("RAG_WORKERS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            pass
-    return max(2, cpu_count())
 
 
 def configure(workers: int | None = None) -> BoundedPool:

@@ -166,3 +166,30 @@ def names_in(question: str) -> list[str]:
             close()
     close()
     return list(dict.fromkeys(out + runs))
+
+
+# What a terminal could act on: C0 controls but tab and newline, DEL, C1 controls (0x9b is CSI in some
+# terminals), bidirectional overrides (text that reads other than it is stored), and lone surrogates
+# (undecodable bytes of a file name or argument, which would also fail to encode to UTF-8).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if 0xDC80 <= c <= 0xDCFF:  # a byte that surrogateescape kept: show the byte
+        return f"\\x{c - 0xDC00:02x}"
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def clean(text: str) -> str:
+    """``text`` safe to write to a terminal: every control character but newline and tab is shown
+    escaped (``\\x1b``), so a document, file name, remote source or model cannot clear the screen,
+    set the window title, write the clipboard (OSC 52) or hide text. CRLF becomes a newline."""
+    if "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    return _UNSAFE.sub(_escape, text)
+
+
+def quote_line(n: int, text: str) -> str:
+    """One evidence sentence quoted with its passage number, as a Markdown list item: ``- "..." [n]``."""
+    return f'- "{text.strip()}" [{n}]'

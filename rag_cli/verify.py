@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evidence import Embed, content_terms, coverage, instruction_like, quote_line, split_sentences
-from .prompting import _CITE, citations
-from .text import folded, names_in
+from .evidence import Embed, content_terms, coverage, instruction_like, split_sentences
+from .prompting import CITE, citations
+from .text import folded, names_in, quote_line
 
 SUPPORT_AT = 0.5
 BIND_SHARE = 0.5  # a number's sentence or row is at least half as much about the question as the passage's best
@@ -43,7 +43,7 @@ _END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`*-])|(?<=\])[ \t]*\n\s*(?=\S)")
 
 
 def claim_of(sentence: str) -> str:
-    return " ".join(_CITE.sub(" ", _LEAD.sub("", sentence)).split())
+    return " ".join(CITE.sub(" ", _LEAD.sub("", sentence)).split())
 
 
 def specifics(text: str) -> set[str]:
@@ -185,7 +185,7 @@ class Verifier:
 
 def recite(sentence: str, n: int) -> str:
     """``sentence`` citing passage ``n`` instead: its first marker becomes [n], the others go."""
-    if not _CITE.search(sentence):
+    if not CITE.search(sentence):
         body = sentence.rstrip()
         trail = sentence[len(body) :]
         end = body[-1] if body and body[-1] in ".!?" else ""
@@ -199,7 +199,7 @@ def recite(sentence: str, n: int) -> str:
             return f"[{n}]"
         return ""
 
-    return re.sub(r"\s+(?=[.,;!?])", "", _CITE.sub(swap, sentence).replace("  ", " "))
+    return re.sub(r"\s+(?=[.,;!?])", "", CITE.sub(swap, sentence).replace("  ", " "))
 
 
 @dataclass

@@ -290,6 +290,21 @@ def _no_marks(text: str) -> str:
     return text.replace("~", "\\~").replace("*", "\\*").replace("_", "\\_")
 
 
+def served_event(kind: str, data: dict[str, Any]) -> Any | None:
+    """A warm server's ``/ask`` event (its `--jsonl` object) back as the pipeline's Event."""
+    from ..answer import AnswerResult, Event
+
+    if kind == "sources":
+        return Event("sources", data.get("sources") or [])
+    if kind in ("token", "draft"):
+        return Event(kind, str(data.get("text") or ""))
+    if kind == "verdict":
+        return Event("verdict", data)
+    if kind == "warning":
+        return Event("warning", str(data.get("message") or ""))
+    return Event("done", AnswerResult.from_dict(data)) if kind == "done" else None  # a kind of a newer server
+
+
 async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **kw: Any) -> AsyncIterator[Any]:
     """The answer's events: from a warm ``rag serve`` when it answers for this process (same reader
     settings, no ``--context``), else in-process, as when the server cannot be reached at all."""
@@ -310,9 +325,12 @@ async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **k
             return
         else:
             async with contextlib.aclosing(events):
-                yield first
-                async for ev in events:
-                    yield ev
+                for kind, data in [first]:  # then the rest as they come
+                    if (ev := served_event(kind, data)) is not None:
+                        yield ev
+                async for kind, data in events:
+                    if (ev := served_event(kind, data)) is not None:
+                        yield ev
             return
     async for ev in answer(question, r, settings, **kw):
         yield ev

@@ -27,7 +27,7 @@ from .metrics import contains, percentile, token_f1
 
 GROUNDED_AT = 0.5
 _SENT = re.compile(r"(?<=[.!?])\s+")
-_CITE = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+CITE = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -54,7 +54,7 @@ def sentences(answer: str) -> list[str]:
     out: list[str] = []
     for line in answer.splitlines():
         parts = [m.group(1)] if (m := _QUOTE_LINE.match(line)) else _SENT.split(line)
-        out += [s for s in (_CITE.sub("", x).strip(" ,;\"'") for x in parts) if len(s.split()) >= 3]
+        out += [s for s in (CITE.sub("", x).strip(" ,;\"'") for x in parts) if len(s.split()) >= 3]
     return out
 
 

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from ..types import Block, Document
 from .budget import check
 from .encoding import SkipFile, decode_text
-from .loaders import _require_text, _stem_title, register_loader
+from .loaders import register_loader, require_text, stem_title
 
 # page chrome that is not the document: a site footer ("Last updated ...", copyright), a sidebar, a
 # menu. Matched on the element's id, class tokens or ARIA role; <footer> and <nav> are chrome by tag.
@@ -142,7 +142,7 @@ def load_html(path: str, data: bytes) -> list[Document]:
     if not title and parser.trail:
         title = parser.trail[0][1]
     headings = parser.headings or ([(None, title)] if title else [])
-    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="html", notes=notes)]
+    return [Document(path, title or stem_title(path), require_text(blocks, headings), kind="html", notes=notes)]
 
 
 for _ext in (".html", ".htm", ".xhtml"):

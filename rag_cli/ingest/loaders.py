@@ -29,7 +29,7 @@ CODE_EXTENSIONS = {
 }  # fmt: skip
 
 
-def _require_text(blocks: list[Block], headings: list[tuple[int | None, str]] | None = None) -> list[Block]:
+def require_text(blocks: list[Block], headings: list[tuple[int | None, str]] | None = None) -> list[Block]:
     """The blocks with text; a file of headings alone (``# Release checklist``) is its headings, one
     block (``headings``: line and text of each), so its words stay searchable. SkipFile when neither."""
     kept = [b for b in blocks if b.text.strip()]
@@ -61,7 +61,7 @@ def _paragraphs(lines: list[str], first_line: int, heading: tuple[str, ...], pag
     return out
 
 
-def _stem_title(path: str) -> str:
+def stem_title(path: str) -> str:
     return Path(path).stem.replace("_", " ").replace("-", " ").strip()
 
 
@@ -140,7 +140,7 @@ def load_markdown(path: str, data: bytes) -> list[Document]:
             flush(i)
         i += 1
     flush(len(lines))
-    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="markdown", notes=notes)]
+    return [Document(path, title or stem_title(path), require_text(blocks, headings), kind="markdown", notes=notes)]
 
 
 _RST_ADORN = re.compile(r"""^([=\-~^"'`#*+:.!$%&,/;<>?@\\_|])\1{2,}\s*$""")
@@ -211,7 +211,7 @@ def load_rst(path: str, data: bytes) -> list[Document]:
             flush(i)
         i += 1
     flush(len(lines))
-    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="rst", notes=notes)]
+    return [Document(path, title or stem_title(path), require_text(blocks, headings), kind="rst", notes=notes)]
 
 
 def load_text(path: str, data: bytes) -> list[Document]:
@@ -219,7 +219,7 @@ def load_text(path: str, data: bytes) -> list[Document]:
     text = decode_text(data, notes)
     lines = text.split("\n")
     blocks = _paragraphs(lines, 1, ())
-    return [Document(path, _text_title(lines) or _stem_title(path), _require_text(blocks), kind="text", notes=notes)]
+    return [Document(path, _text_title(lines) or stem_title(path), require_text(blocks), kind="text", notes=notes)]
 
 
 # a first line that is a header field (``Date: Fri, 19 Dec 2008``, ``From: ...``), a rule, or that runs on
@@ -269,7 +269,7 @@ def load_code(path: str, data: bytes) -> list[Document]:
         in_decorator = line.startswith("@")
     emit(start, len(lines))
     lang = CODE_EXTENSIONS.get(Path(path).suffix.lower(), "code")
-    return [Document(path, Path(path).name, _require_text(blocks), kind=f"code:{lang}", notes=notes)]
+    return [Document(path, Path(path).name, require_text(blocks), kind=f"code:{lang}", notes=notes)]
 
 
 def load_pdf(path: str, data: bytes) -> list[Document]:
@@ -308,7 +308,7 @@ def load_pdf(path: str, data: bytes) -> list[Document]:
     if not blocks:
         raise SkipFile("empty: PDF has no extractable text")
     title = meta_title or next((b.text.split("\n")[0] for b in blocks), "")[:120]
-    return [Document(path, title or _stem_title(path), blocks, kind="pdf")]
+    return [Document(path, title or stem_title(path), blocks, kind="pdf")]
 
 
 LOADERS: dict[str, Loader] = {

@@ -21,7 +21,7 @@ from xml.etree import ElementTree as ET
 from ..types import Block, Document
 from .budget import check
 from .html_pages import load_html
-from .loaders import SkipFile, _require_text, _stem_title, register_loader
+from .loaders import SkipFile, register_loader, require_text, stem_title
 from .records import table_blocks
 
 MAX_UNPACKED = 512 << 20  # a zip that unpacks past this is a bomb or not a document
@@ -99,7 +99,7 @@ def load_docx(path: str, data: bytes) -> list[Document]:
             text = "\n".join(r for r in rows if r.strip(" |"))
             if text:
                 blocks.append(Block(text, tuple(t for _, t in trail)))
-    return [Document(path, title or _stem_title(path), _require_text(blocks, headings), kind="docx")]
+    return [Document(path, title or stem_title(path), require_text(blocks, headings), kind="docx")]
 
 
 # -- PowerPoint -----------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def load_pptx(path: str, data: bytes) -> list[Document]:
         text = "\n".join(p for p in parts if p.strip(" |")) or head
         if text:
             blocks.append(Block(text, (head,) if head and text != head else (), page=n))
-    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="pptx")]
+    return [Document(path, title or stem_title(path), require_text(blocks), kind="pptx")]
 
 
 # -- Excel ----------------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def load_xlsx(path: str, data: bytes) -> list[Document]:
             blocks += table_blocks(rows(ws), (ws.title,), n)
     finally:
         wb.close()
-    return [Document(path, _stem_title(path), _require_text(blocks), kind="xlsx")]
+    return [Document(path, stem_title(path), require_text(blocks), kind="xlsx")]
 
 
 # -- OpenDocument text ----------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def load_odt(path: str, data: bytes) -> list[Document]:
             blocks, headings, first = _odt_body(stream)
         except ET.ParseError as exc:
             raise SkipFile(f"malformed odt: content.xml: {exc}") from None
-    return [Document(path, title or first or _stem_title(path), _require_text(blocks, headings), kind="odt")]
+    return [Document(path, title or first or stem_title(path), require_text(blocks, headings), kind="odt")]
 
 
 def _odt_body(stream: Any) -> tuple[list[Block], list[tuple[int | None, str]], str]:
@@ -333,7 +333,7 @@ def load_epub(path: str, data: bytes) -> list[Document]:
         for b in doc.blocks:
             trail = b.heading if b.heading and b.heading[0] == head else (head, *b.heading)
             blocks.append(Block(b.text, tuple(x for x in trail if x), page=chapter))
-    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="epub")]
+    return [Document(path, title or stem_title(path), require_text(blocks), kind="epub")]
 
 
 for _ext, _loader in ((".docx", load_docx), (".pptx", load_pptx), (".xlsx", load_xlsx), (".odt", load_odt),

@@ -23,12 +23,12 @@ from .budget import check, progress
 from .html_pages import load_html
 from .loaders import (
     SkipFile,
-    _require_text,
-    _stem_title,
     decode_text,
     load_markdown,
     loader_for,
     register_loader,
+    require_text,
+    stem_title,
 )
 
 ROWS_PER_BLOCK = 20
@@ -90,7 +90,7 @@ def _delimited(path: str, data: bytes, delimiter: str | None) -> list[Document]:
     except csv.Error as exc:
         raise SkipFile(f"malformed CSV at line {reader.line_num}: {exc}") from None
     kind = "tsv" if delimiter == "\t" else "csv"
-    return [Document(path, _stem_title(path), _require_text(blocks), kind=kind, notes=notes)]
+    return [Document(path, stem_title(path), require_text(blocks), kind=kind, notes=notes)]
 
 
 def load_csv(path: str, data: bytes) -> list[Document]:
@@ -137,8 +137,8 @@ def load_ipynb(path: str, data: bytes) -> list[Document]:
         raise SkipFile("empty: no cells with text")
     (doc,) = load_markdown(path, "\n".join(lines).encode())
     blocks = [Block(b.text, b.heading, page=cell_of[min(len(cell_of), b.start_line or 1) - 1]) for b in doc.blocks]
-    title = doc.title if doc.title != _stem_title(path) else ""
-    return [Document(path, title or _stem_title(path), _require_text(blocks), kind="ipynb")]
+    title = doc.title if doc.title != stem_title(path) else ""
+    return [Document(path, title or stem_title(path), require_text(blocks), kind="ipynb")]
 
 
 # -- mail -----------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def _message_doc(path: str, msg: EmailMessage, depth: int, page: int | None = No
                 blocks += [Block(b.text, trail + b.heading, page=page) for b in doc.blocks]
         except SkipFile:
             continue
-    return Document(path, subject or _stem_title(path), blocks, kind="email")
+    return Document(path, subject or stem_title(path), blocks, kind="email")
 
 
 def _part_blocks(part: Any, trail: tuple[str, ...], page: int | None) -> list[Block]:
@@ -207,7 +207,7 @@ def load_eml(path: str, data: bytes) -> list[Document]:
     if b"\x00" in data[:8192]:
         raise SkipFile("binary file (NUL bytes)")
     doc = _message_doc(path, _parse(data), 0)
-    doc.blocks = _require_text(doc.blocks)
+    doc.blocks = require_text(doc.blocks)
     return [doc]
 
 

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..config import Settings
-from ..evidence import quote_line
 from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _WORD
+from ..text import quote_line
 from .base import Prompt, register
 
 _SENT = re.compile(r"(?<=[.!?])\s+")

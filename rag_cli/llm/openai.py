@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..config import Settings
-from ..retrieve.remote import backoff
+from ..resilience import backoff
 from .base import BackendFailed, Prompt, register
 
 
@@ -41,7 +41,7 @@ class OpenAIBackend:
         return self.n_ctx
 
     def describe(self) -> dict[str, Any]:
-        from ..retrieve.base import redact_urls
+        from ..resilience import redact_urls
 
         return {"name": self.model, "base_url": redact_urls(self.base_url)}
 

@@ -10,7 +10,6 @@ turns failures and timeouts into visible degradations.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -20,20 +19,6 @@ from ..types import Hit
 
 if TYPE_CHECKING:
     from ..config import Settings
-
-
-_URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://([^\s/?#'\"<>]*)[^\s'\"<>]*")
-
-
-def redact_urls(text: str) -> str:
-    """``text`` with every URL cut to its scheme and host (no user:password, path or query, where
-    ``${ENV}`` secrets and the user's query go): ``https://kb.example/…``."""
-
-    def cut(m: re.Match[str]) -> str:
-        host = m.group(2).rsplit("@", 1)[-1]
-        return f"{m.group(1)}://{host}/…" if m.group(0) != f"{m.group(1)}://{host}" else m.group(0)
-
-    return _URL.sub(cut, text)
 
 
 @dataclass

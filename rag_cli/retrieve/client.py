@@ -196,8 +196,8 @@ class ServerRetrieval:
 
     async def ask(self, question: str, *, query: str | None = None, k: int | None = None, mode: str | None = None,
                   llm: str | None = None, filter: Any = None) -> AsyncIterator[Any]:  # fmt: skip
-        """The answer's events from the server's ``/ask`` (SSE), as :func:`~rag_cli.answer.answer` yields
-        them: the model stays loaded there and its prompt prefix cached. A declined or failed answer raises
+        """The answer's events from the server's ``/ask`` (SSE) as (kind, data), the `rag ask --jsonl` objects:
+        the model stays loaded there and its prompt prefix cached. A declined or failed answer raises
         the error the in-process answer would. :class:`ServerUnavailable` before the first event means
         nothing was shown and the caller may answer in-process; closing the iterator closes the
         connection, which stops the server's model."""
@@ -221,7 +221,7 @@ class ServerRetrieval:
                 raise ServerUnavailable(f"/ask answered {resp.status}: {text}")
             try:
                 async for kind, data in _sse(resp.content):
-                    yield _event(kind, data)
+                    yield _checked(kind, data)
             except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 raise RagError(f"rag serve at {self.url} stopped mid-answer: {type(exc).__name__}: {exc}",
                                hint="ask again, or use --server off") from None  # fmt: skip
@@ -303,27 +303,19 @@ async def _sse(stream: Any) -> AsyncIterator[tuple[str, dict[str, Any]]]:
             data.append(line[5:].lstrip(" "))
 
 
-def _event(kind: str, data: dict[str, Any]) -> Any:
-    """One ``/ask`` event back as the answer pipeline's :class:`~rag_cli.answer.Event` (errors raised)."""
-    from ..answer import AnswerResult, Event
+def _checked(kind: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """One ``/ask`` event as (kind, data); a server's error, or a declined or failed answer, raised as the
+    error the in-process answer raises (the CLI's exit codes 7, 8, 6)."""
     from ..errors import LLMError, NoRelevantPassages
 
-    if kind == "sources":
-        return Event("sources", data.get("sources") or [])
-    if kind in ("token", "draft"):
-        return Event(kind, str(data.get("text") or ""))
-    if kind == "verdict":
-        return Event("verdict", {k: v for k, v in data.items() if k != "event"})
-    if kind == "warning":
-        return Event("warning", str(data.get("message") or ""))
     if kind == "error":
         raise RagError(f"rag serve: {data.get('message') or 'error'}")
-    if data.get("answer") is None and data.get("error"):
+    if kind == "done" and data.get("answer") is None and data.get("error"):
         code = data.get("exit_code")
         cls = {NoRelevantPassages.exit_code: NoRelevantPassages, LLMError.exit_code: LLMError,
                AllSourcesFailed.exit_code: AllSourcesFailed}.get(code, RagError)  # fmt: skip
         raise cls(str(data["error"]))
-    return Event("done", AnswerResult.from_dict({k: v for k, v in data.items() if k != "event"}))
+    return kind, {k: v for k, v in data.items() if k != "event"}
 
 
 @contextlib.asynccontextmanager

@@ -17,9 +17,9 @@ from typing import Any
 from .. import runtime
 from ..config import SEARCH_MODES
 from ..errors import AllSourcesFailed, SourceError, UsageError
+from ..resilience import CircuitBreaker, redact_urls
 from ..types import Degradation, Hit
-from .base import QueryContext, Source, redact_urls
-from .breaker import CircuitBreaker
+from .base import QueryContext, Source
 from .fusion import collapse_twins, dedupe, fuse
 
 MODES = SEARCH_MODES

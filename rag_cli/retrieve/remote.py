@@ -16,7 +16,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from typing import Any
 from .. import runtime
 from ..config import Settings
 from ..errors import ConfigError, SourceError
+from ..resilience import backoff, retry_after
 from ..types import Hit
 from .base import QueryContext, register
 
@@ -69,27 +69,6 @@ def fill_template(tpl: Any, query: str, k: int) -> Any:
     if isinstance(tpl, list):
         return [fill_template(v, query, k) for v in tpl]
     return tpl
-
-
-def backoff(attempt: int, base: float = 0.1, cap: float = 2.0) -> float:
-    """Full jitter: a random wait in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2**attempt)))
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            import time
-
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
 
 
 def _number(source: str, key: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> float:
@@ -171,7 +150,7 @@ class HttpSource:
                         raise SourceError(
                             f"HTTP {resp.status}",
                             transient=True,
-                            retry_after=_retry_after(resp.headers.get("Retry-After")),
+                            retry_after=retry_after(resp.headers.get("Retry-After")),
                         )
                     if resp.status >= 400:
                         raise SourceError(f"HTTP {resp.status}")

@@ -27,34 +27,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import IndexCorrupt, IndexIncompatible, IndexNotFound, UsageError
+from ..config import check_index_name, index_path, valid_index_name  # noqa: F401  (where an index lives)
+from ..errors import IndexCorrupt, IndexIncompatible, IndexNotFound
 
 FORMAT_VERSION = 1
 REPAIR = "run `rag index PATH` to repair it from the database, or `rag index PATH --rebuild`"
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 DB = "rag.sqlite"
-
-
-# letters, digits and _ first, then also . and -; at most 100: never a path (/ or ..), never empty or hidden
-_INDEX_NAME = re.compile(r"\w[\w.-]{0,99}")
-
-
-def check_index_name(name: str) -> str:
-    """``name`` when it is a safe index name, else a UsageError (so no name reaches outside RAG_HOME)."""
-    if not isinstance(name, str) or not _INDEX_NAME.fullmatch(name):
-        from ..cli.output import clean
-
-        raise UsageError(
-            f"invalid index name {clean(repr(name))}",
-            hint="use letters, digits, '_', '.' and '-' (starting with a letter, digit or '_'), at most 100",
-        )
-    return name
-
-
-def index_path(home: Path, name: str) -> Path:
-    """Where the index ``name`` lives under ``home`` (the name checked first)."""
-    return home / "indexes" / check_index_name(name)
 
 
 _DATA_NAME = re.compile(r"data-[0-9a-f]{6,32}")
@@ -215,4 +195,4 @@ def list_indexes(home: Path) -> list[str]:
     root = home / "indexes"
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if _INDEX_NAME.fullmatch(p.name) and (p / CURRENT).is_file())
+    return sorted(p.name for p in root.iterdir() if valid_index_name(p.name) and (p / CURRENT).is_file())

@@ -106,3 +106,15 @@ def test_readme_config_examples_load(tmp_path: Path) -> None:
     f.write_text('[index]\nname = "books"\nfile_timeout = 3\n')
     s = load_settings(config=f)
     assert s.index == "books" and s.index_file_timeout == 3.0
+
+
+def test_modules_keep_to_their_layers() -> None:
+    """scripts/check_layers.py (make lint): no import from a layer above, sideways, or of a private name."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "check_layers.py"
+    spec = importlib.util.spec_from_file_location("check_layers", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.violations() == []

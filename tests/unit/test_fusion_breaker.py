@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_cli.retrieve.breaker import CircuitBreaker
+from rag_cli.resilience import CircuitBreaker
 from rag_cli.retrieve.fusion import dedupe, rrf
 from rag_cli.types import Hit
 

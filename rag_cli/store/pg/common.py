@@ -116,7 +116,7 @@ def read(settings: Settings, work: Any) -> Any:
     (the pool replaces it) with the remote sources' full-jitter backoff; timeouts and refusals are final."""
     import time
 
-    from ...retrieve.remote import backoff
+    from ...resilience import backoff
 
     for attempt in range(READ_ATTEMPTS):
         try:
