@@ -22,6 +22,7 @@ from .evidence import PROMPT_VERSION, Sentence, hosts_of, joined, quotes, rememb
 from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt, context_hits
 from .refusal import evidence_gate, names_gate, relevant
+from .retrieve.base import Retriever
 from .retrieve.fanout import SearchResult
 from .text import folded, loop_cut
 from .types import Degradation, Hit
@@ -135,7 +136,7 @@ def chain(settings: Settings) -> list[str]:
 
 async def answer(
     question: str,
-    retrieval: Any,  # Retrieval, or ServerRetrieval (the warm path)
+    retrieval: Retriever,
     settings: Settings,
     *,
     k: int | None = None,
@@ -154,15 +155,14 @@ async def answer(
     t0 = time.perf_counter()
     result = AnswerResult(question=question, query=query or question)
     given = context_hits(extra_context, context_name)
-    fanout = getattr(retrieval, "fanout", None)  # None through a warm server, which searches
-    if fanout is not None and not fanout.sources:
+    if retrieval.fanout is not None and not retrieval.fanout.sources:
         res = SearchResult(query or question, mode or settings.retrieve_mode, [])  # --no-index: the context alone
     else:
         res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode, filter=filter)
     result.degraded = res.degraded
     for name, ms in res.timings.items():  # this query's own: "embed" is its query vector's time
         result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms
-    hits = relevant(res.hits, settings.answer_min_score, getattr(res, "best", {}).get("dense"))
+    hits = relevant(res.hits, settings.answer_min_score, res.best.get("dense"))
     # the gates judge what was searched: a follow-up ("and what about b?") condensed with the turns before it
     asked = query or question
     if hits and not given:
@@ -182,12 +182,10 @@ async def answer(
         result.provenance["min_evidence"] = settings.answer_min_evidence
     for name in backends or chain(settings):
         backend = llm_base.create(name, settings, services)
-        load = getattr(backend, "load", None)
         try:
-            if callable(load):
-                t_load = time.perf_counter()
-                await runtime.run_blocking(load, stage="llm_load")
-                result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
+            t_load = time.perf_counter()
+            await runtime.run_blocking(backend.load, stage="llm_load")
+            result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
             t_prompt = time.perf_counter()
             prompt, kept = await runtime.run_blocking(
                 lambda b=backend: _prompt(question, hits, b, settings, embed, scored), stage="prompt"
@@ -199,8 +197,8 @@ async def answer(
         result.timings["prompt_ms"] = round((time.perf_counter() - t_prompt) * 1000, 2)
         result.sources = kept
         result.provenance["backend"] = name
-        result.provenance["model"] = _model_of(backend)
-        used_evidence = settings.answer_evidence and getattr(backend, "wants_evidence", True)
+        result.provenance["model"] = backend.describe()
+        used_evidence = settings.answer_evidence and backend.wants_evidence
         result.provenance["prompt"] = PROMPT_VERSION if used_evidence else "passages-1"
         if used_evidence:
             result.evidence = [{"n": n, "path": h.path, "url": h.url, "location": h.location, "text": p.text}
@@ -221,7 +219,7 @@ async def answer(
             gen = backend.stream(prompt)
             prefix_sent = False
             async for piece in gen:
-                if not prefix_sent and getattr(backend, "completion", False) and prompt.prefix:
+                if not prefix_sent and backend.completion and prompt.prefix:
                     piece = prompt.prefix + piece
                     prefix_sent = True
                 if not started:
@@ -276,7 +274,7 @@ async def answer(
             tail = ""
             said = "".join(pieces).strip()
             unsupported = not any(v.verified and v.claim for v in checker.verdicts)
-            quoting = getattr(backend, "quotes", False)  # its whole answer is evidence quoted (--llm none)
+            quoting = backend.quotes  # its whole answer is evidence quoted (--llm none)
             if unsupported or (settings.answer_quote and not quoting):
                 # the best evidence, quoted with its numbers: what the answer rests on, and all there is when
                 # nothing said holds
@@ -331,18 +329,9 @@ def _checked_events(checked: list[Any], pieces: list[str], result: AnswerResult,
     return out
 
 
-def sentence_embedder(retrieval: Any) -> Any:
-    """Sentence embeddings with the query encoder (ONNX when cached: no PyTorch import) when this process
-    has the model loaded, or from a warm server's /embed (the same vectors); None when neither is at hand
-    (evidence and verification then use words only, and there is no [answer] min_evidence check)."""
-    from .embed.batcher import embed_queries
-
-    if getattr(retrieval, "can_embed", False):
-        return retrieval.embed_texts
-    embedder = getattr(retrieval, "embedder", None)
-    if embedder is None or not getattr(retrieval, "_model_loaded", False):
-        return None
-    return lambda texts: embed_queries(embedder, texts)
+def sentence_embedder(retrieval: Retriever) -> Any:
+    """Sentence embeddings with the query encoder, or None (see :meth:`Retriever.sentence_embedder`)."""
+    return retrieval.sentence_embedder()
 
 
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
@@ -358,7 +347,7 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
         sents = scored if scored is not None else score(question, [h.text for h in hits], embed)
     order = list(range(len(hits)))  # the hits the prompt shows, by position, in its order
     shown = hits
-    if settings.answer_evidence and hits and getattr(backend, "wants_evidence", True):
+    if settings.answer_evidence and hits and backend.wants_evidence:
         picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
                         budget=settings.answer_evidence_tokens, scored=sents)  # fmt: skip
         ranked = [(i, p, max(s.score for s in p)) for i, p in enumerate(picked) if p]
@@ -383,22 +372,12 @@ def _quote_block(prompt: Any, said: str, checker: SentenceStream, fallback: bool
     return checker.quote(fresh) if fresh else ""
 
 
-def _model_of(backend: Any) -> dict[str, Any]:
-    describe = getattr(backend, "describe", None)
-    if callable(describe):
-        return describe()
-    return {"name": str(getattr(backend, "model", "") or getattr(backend, "name", ""))}
-
-
-def provenance(retrieval: Any, settings: Settings) -> dict[str, Any]:
+def provenance(retrieval: Retriever, settings: Settings) -> dict[str, Any]:
     """What produced an answer: index and generation, embedding model (backend, model and prompt
     template are added once a backend is chosen)."""
-    reader = getattr(retrieval, "reader", None)
-    embedder = getattr(retrieval, "embedder", None)
-    fp = getattr(embedder, "fingerprint", None)
     return {
         "index": settings.index,
-        "generation": getattr(reader, "generation", None),
-        "embedder": fp() if callable(fp) else None,
+        "generation": retrieval.reader.generation if retrieval.reader is not None else None,
+        "embedder": retrieval.embedder.fingerprint() if retrieval.embedder is not None else None,
         "verified": bool(settings.answer_verify),
     }

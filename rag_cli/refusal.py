@@ -95,7 +95,7 @@ async def unknown_names(retrieval: Any, question: str, hits: list[Hit]) -> tuple
     chunk of the local index holds at all (it asks about something the index does not know), and those
     only a few chunks hold (under :data:`DISTINGUISHING_SHARE`) and the search did not find. ([], [])
     without a local index (remote passages alone)."""
-    reader = getattr(retrieval, "reader", None)
+    reader = retrieval.reader
     names = [w for w in names_in(question) if not any(_holds(h.text, w) for h in hits)]
     if reader is None or not names:
         return [], []

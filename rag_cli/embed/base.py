@@ -40,6 +40,37 @@ class Embedder(Protocol):
         """One normalised query vector, shape (dim,). Blocking."""
         ...
 
+    # what indexing asks of a model with several ways to run (BaseEmbedder's defaults: one way, nothing to do)
+    fallback_reason: str  # why it settled on its slower way, or ""
+
+    def export_needed(self) -> bool:
+        """Whether :meth:`prepare_documents` has a one-off export to do first (worth a note to the user)."""
+        ...
+
+    def prepare_documents(self) -> str:
+        """Settle how documents are embedded (blocking, once per run); returns the backend's name."""
+        ...
+
+    def prepare_query_encoder(self) -> bool:
+        """After indexing, ready the fast query encoder for later searches (blocking); False: none."""
+        ...
+
+
+class BaseEmbedder:
+    """Defaults of :class:`Embedder`'s indexing hooks for a model with one way to run."""
+
+    name = "embedder"
+    fallback_reason = ""
+
+    def export_needed(self) -> bool:
+        return False
+
+    def prepare_documents(self) -> str:
+        return self.name
+
+    def prepare_query_encoder(self) -> bool:
+        return False
+
 
 EmbedderFactory = Callable[["Settings"], Embedder]
 _REGISTRY: dict[str, EmbedderFactory] = {}

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import register
+from .base import BaseEmbedder, register
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _WORD = re.compile(r"\w+")
 
 
-class HashEmbedder:
+class HashEmbedder(BaseEmbedder):
     name = "hash"
 
     def __init__(self, dim: int = 256, max_tokens: int = 256) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EmbedderError
-from .base import register
+from .base import BaseEmbedder, register
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +48,7 @@ def torch_threads(concurrent_calls: int = 1) -> int:
     return max(1, cpu_count() // max(1, concurrent_calls))
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(BaseEmbedder):
     name = "sentence-transformers"
 
     def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu", query_backend: str = "auto",

@@ -127,17 +127,14 @@ class Progress:
 async def settle_embedder(embedder: Embedder, prog: Progress) -> str:
     """Choose the document backend before the run (fp32 ONNX by default), exporting the model once,
     in the open: the export takes a while on a new machine and must not look like a slow first index."""
-    settle = getattr(embedder, "prepare_documents", None)
-    if not callable(settle):
-        return str(getattr(embedder, "name", ""))
-    needed = bool(getattr(embedder, "export_needed", lambda: False)())
+    needed = embedder.export_needed()
     if needed:
         prog.note("preparing the ONNX encoder of the embedding model (once per machine; needs PyTorch once)...")
     t = time.perf_counter()
-    backend = await runtime.run_blocking(settle, stage="export")
+    backend = await runtime.run_blocking(embedder.prepare_documents, stage="export")
     if needed and backend == "onnx":
         prog.note(f"ONNX encoder ready in {time.perf_counter() - t:.1f}s; documents embed with ONNX Runtime")
-    reason = getattr(embedder, "fallback_reason", "")
+    reason = embedder.fallback_reason
     if reason:
         prog.warn(f"ONNX encoder unavailable ({reason[:200]}); documents embed with PyTorch (slower, same vectors)")
     return str(backend)
@@ -235,11 +232,10 @@ async def index_paths(
     report.generation = writer.generation
     report.seconds = time.perf_counter() - t0
     report.loop_lag_ms = runtime.loop_lag.summary()  # how well the loop kept orchestrating while it all ran
-    prepare = getattr(embedder, "prepare_query_encoder", None)
-    if callable(prepare) and report.chunks_added:
+    if report.chunks_added:
         # the model is loaded now: export the fast query encoder once for later searches
         try:
-            await runtime.run_blocking(prepare, stage="prepare_queries")
+            await runtime.run_blocking(embedder.prepare_query_encoder, stage="prepare_queries")
         except Exception as exc:  # an optional speed-up; searching falls back to torch
             prog.warn(f"fast query encoder unavailable ({exc}); searches will use PyTorch")
     return report

@@ -44,7 +44,22 @@ class BackendFailed(Exception):
 
 @runtime_checkable
 class Backend(Protocol):
+    """What the answer pipeline uses of a backend. Built-ins and plugins subclass :class:`BaseBackend`, which
+    gives every capability its default, so the pipeline reads them directly instead of probing."""
+
     name: str
+    completion: bool  # it takes the completion-style prompt (a base model), not chat messages
+    wants_evidence: bool  # its prompt holds the passages' evidence sentences rather than whole passages
+    quotes: bool  # its whole answer is evidence quoted word for word (--llm none): nothing to add after it
+    runs_here: bool  # it generates on this machine's cores: rag serve gives it a generation slot
+
+    def load(self) -> None:
+        """Load what it needs before the first prompt (blocking: runs on the pool)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The model, for an answer's provenance."""
+        ...
 
     def context_tokens(self) -> int:
         """The context window, in tokens."""
@@ -57,6 +72,23 @@ class Backend(Protocol):
     def stream(self, prompt: Prompt) -> AsyncIterator[str]:
         """Yield the answer's text as it is generated."""
         ...
+
+
+class BaseBackend:
+    """The defaults of :class:`Backend`'s capabilities: a chat model, fed evidence, that writes its own words
+    somewhere else (a remote API), with nothing to load."""
+
+    name = "backend"
+    completion = False
+    wants_evidence = True
+    quotes = False
+    runs_here = False
+
+    def load(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
 
 
 BackendFactory = Callable[["Settings", dict[str, Any]], Backend]

@@ -15,7 +15,7 @@ from ..config import Settings
 from ..text import STOP_WORDS as _STOP
 from ..text import WORD as _WORD
 from ..text import quote_line
-from .base import Prompt, register
+from .base import BaseBackend, Prompt, register
 
 _SENT = re.compile(r"(?<=[.!?])\s+")
 
@@ -24,7 +24,7 @@ def _terms(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP}
 
 
-class ExtractiveBackend:
+class ExtractiveBackend(BaseBackend):
     name = "none"
     wants_evidence = False  # it quotes: a shorter prompt gains it nothing
     quotes = True  # its answer is the evidence quoted: nothing to add after it

@@ -26,7 +26,7 @@ from .. import runtime
 from ..config import Settings
 from ..errors import ConfigError, LLMError
 from . import packaged
-from .base import BackendFailed, Prompt, register
+from .base import BackendFailed, BaseBackend, Prompt, register
 
 _MODELS: dict[tuple[str, int, int, int], Any] = {}  # (path, n_ctx, threads, replica) -> Llama
 _GEN_LOCKS: dict[tuple[str, int, int, int], threading.Lock] = {}  # one generation at a time per model copy
@@ -86,7 +86,7 @@ def default_threads() -> int:
     return max(1, runtime.cpu_count())
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(BaseBackend):
     name = "local"
     runs_here = True  # generates on this machine's cores: rag serve gives it a generation slot
 

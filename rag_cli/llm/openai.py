@@ -19,10 +19,10 @@ from typing import Any
 
 from ..config import Settings
 from ..resilience import backoff
-from .base import BackendFailed, Prompt, register
+from .base import BackendFailed, BaseBackend, Prompt, register
 
 
-class OpenAIBackend:
+class OpenAIBackend(BaseBackend):
     name = "openai"
 
     def __init__(self, settings: Settings, services: dict[str, Any]) -> None:

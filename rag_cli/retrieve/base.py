@@ -21,6 +21,24 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 
+class Retriever(Protocol):
+    """What the answer pipeline uses of a retrieval: :class:`~rag_cli.retrieve.service.Retrieval` in this
+    process, or :class:`~rag_cli.retrieve.client.ServerRetrieval` through a warm ``rag serve``."""
+
+    fanout: Any  # the local fan-out (its sources), or None through a server, which searches
+    reader: Any  # the local index's reader, or None
+    embedder: Any  # the local embedding model, or None
+
+    async def search(self, query: str, k: int | None = None, mode: str | None = None,
+                     timeout: float | None = None, filter: Any = None) -> Any: ...  # fmt: skip
+    async def prepare(self, mode: str | None = None) -> None: ...
+    async def http(self) -> Any: ...
+    def sentence_embedder(self) -> Callable[[Any], Any] | None:
+        """Texts -> unit vectors with the query encoder (this process's loaded model, or a server's /embed),
+        for evidence and verification; None when neither is at hand (they then use words only)."""
+        ...
+
+
 @dataclass
 class QueryContext:
     """Per-query shared state: the text, and lazily computed, shared work (the embedding)."""

@@ -226,6 +226,11 @@ class ServerRetrieval:
                 raise RagError(f"rag serve at {self.url} stopped mid-answer: {type(exc).__name__}: {exc}",
                                hint="ask again, or use --server off") from None  # fmt: skip
 
+    def sentence_embedder(self) -> Any:
+        """The server's query encoder through /embed (the vectors the in-process path computes), or None for
+        a server without /embed."""
+        return self.embed_texts if self.can_embed else None
+
     def embed_texts(self, texts: list[str]) -> Any:
         """Unit vectors of ``texts`` from the server's query encoder (blocking: on the pool), the same the
         in-process path computes, so that evidence scores and verification agree between the two."""

@@ -41,6 +41,16 @@ class Retrieval:
         self._session_lock = asyncio.Lock()
         self._model_loaded = False
 
+    def sentence_embedder(self) -> Any:
+        """Sentence embeddings with the query encoder (ONNX when cached: no PyTorch import) once the model is
+        loaded; None before (evidence and verification then use words only)."""
+        from ..embed.batcher import embed_queries
+
+        embedder = self.embedder
+        if embedder is None or not self._model_loaded:
+            return None
+        return lambda texts: embed_queries(embedder, texts)
+
     # -- shared HTTP session ---------------------------------------------------------
     async def http(self) -> Any:
         """The process's one aiohttp session (created on first use)."""

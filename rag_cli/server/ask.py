@@ -56,7 +56,7 @@ def runs_here(backends: list[str], settings: Settings) -> bool:
 
     for name in backends:
         try:
-            if getattr(llm_base.create(name, settings, {}), "runs_here", False):
+            if llm_base.create(name, settings, {}).runs_here:
                 return True
         except RagError:  # a backend that cannot be made here fails in answer(), with its fallbacks
             continue

@@ -28,7 +28,10 @@ Q = "How many seconds does the credential cache keep passwords?"
 
 class FakeRetrieval:
     http = None
-    fanout = None
+    fanout = reader = embedder = None
+
+    def sentence_embedder(self) -> None:
+        return None
 
     def __init__(self, hits: list[Hit]) -> None:
         self.hits = hits
@@ -37,11 +40,10 @@ class FakeRetrieval:
         return SearchResult(query, "hybrid", list(self.hits))
 
 
-class Scripted:
+class Scripted(llm_base.BaseBackend):
     """A backend that streams the given pieces (a generator: it may never end)."""
 
     name = "scripted"
-    completion = False
 
     def __init__(self, pieces: Any) -> None:
         self.pieces = pieces
