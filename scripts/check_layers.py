@@ -46,9 +46,9 @@ def unit(module: str) -> str:
     return module.split(".")[0]
 
 
-def imports(path: Path) -> list[tuple[int, str, list[str]]]:
+def imports(path: Path, root: Path = ROOT) -> list[tuple[int, str, list[str]]]:
     """(line, absolute module under rag_cli, names imported) for every import of ``path`` within rag_cli."""
-    rel = path.relative_to(ROOT).with_suffix("")
+    rel = path.relative_to(root).with_suffix("")
     package = list(rel.parts[:-1])  # the package a relative import starts from (an __init__ is its own)
     out = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -72,21 +72,21 @@ def imports(path: Path) -> list[tuple[int, str, list[str]]]:
     return out
 
 
-def violations() -> list[str]:
+def violations(root: Path = ROOT) -> list[str]:
     found = []
-    for path in sorted(ROOT.rglob("*.py")):
-        rel = path.relative_to(ROOT).with_suffix("")
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).with_suffix("")
         me = unit(".".join(rel.parts))
         mine = LAYERS.get(me)
         if mine is None:
             found.append(f"{path}: module {me} has no layer in scripts/check_layers.py")
             continue
-        for line, target, names in imports(path):
+        for line, target, names in imports(path, root):
             if not target:
                 continue
             other = unit(target)
             theirs = LAYERS.get(other)
-            where = f"{path.relative_to(ROOT.parent)}:{line}"
+            where = f"{path.relative_to(root.parent)}:{line}"
             if theirs is None:
                 found.append(f"{where}: imports {target}, which has no layer")
             elif theirs < mine:
