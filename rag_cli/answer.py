@@ -10,6 +10,7 @@ same stream: ``sources``, then ``token``s, ``warning``s, and one ``done``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -151,10 +152,50 @@ async def answer(
     """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up).
 
     ``extra_context`` (``--context``) becomes the first numbered passages, cited and verified like the
-    index's; with a retrieval that has no sources (``--no-index``) they are all there is."""
+    index's; with a retrieval that has no sources (``--no-index``) they are all there is. The backends of the
+    chain are tried in turn until one answers; one that fails before its first token hands over to the next."""
     t0 = time.perf_counter()
     result = AnswerResult(question=question, query=query or question)
-    given = context_hits(extra_context, context_name)
+    hits, embed, scored = await _passages(question, query, retrieval, settings, result, k=k, mode=mode,
+                                          filter=filter, given=context_hits(extra_context, context_name))  # fmt: skip
+    services = {"http": retrieval.http, **(services or {})}  # rag serve adds its generation slot ("replica")
+    for name in backends or chain(settings):
+        backend = llm_base.create(name, settings, services)
+        try:
+            prompt, kept = await _prepared(question, hits, backend, settings, embed, scored, result)
+        except LLMError as exc:
+            result.fallbacks.append({"backend": name, "reason": exc.message})
+            yield Event("warning", f"LLM backend {name} unavailable: {exc.message}; trying the next")
+            continue
+        _record_prompt(result, name, backend, prompt, kept, settings)
+        yield Event("sources", result.source_dicts())
+        run = _Stream(result, backend, prompt, settings, _checker(settings, kept, embed, question), len(kept), t0)
+        try:
+            async with contextlib.aclosing(run.generate()) as events:  # a consumer that leaves closes it now
+                async for ev in events:
+                    yield ev
+        except llm_base.BackendFailed as exc:
+            if not exc.started and not run.started:
+                result.fallbacks.append({"backend": name, "reason": exc.reason})
+                yield Event("warning", f"LLM backend {name} failed before answering: {exc.reason}; trying the next")
+                continue
+            result.complete = False
+            yield Event("warning", f"answer cut short: {exc.reason}")
+        async with contextlib.aclosing(run.finish(name)) as events:
+            async for ev in events:
+                yield ev
+        return
+    raise LLMError(
+        "every LLM backend failed: " + "; ".join(f"{f['backend']}: {f['reason']}" for f in result.fallbacks),
+        hint="check --llm, --base-url and --model, or use --llm none",
+    )
+
+
+async def _passages(question: str, query: str | None, retrieval: Retriever, settings: Settings,
+                    result: AnswerResult, *, k: int | None, mode: str | None, filter: Any,
+                    given: list[Hit]) -> tuple[list[Hit], Any, list[Sentence] | None]:  # fmt: skip
+    """Search, then the gates that decline before any model (NoRelevantPassages): (the passages to answer
+    from, the context given with the question first; the sentence embedder; the scored evidence sentences)."""
     if retrieval.fanout is not None and not retrieval.fanout.sources:
         res = SearchResult(query or question, mode or settings.retrieve_mode, [])  # --no-index: the context alone
     else:
@@ -175,145 +216,173 @@ async def answer(
             f"no relevant passage for {question!r} in index {settings.index!r}; not answering rather than guessing",
             hint="rephrase, raise -k, or index more documents",
         )
-    services = {"http": retrieval.http, **(services or {})}  # rag serve adds its generation slot ("replica")
     result.provenance = provenance(retrieval, settings)
     if scored:
         result.provenance["best_evidence"] = round(max(s.score for s in scored), 4)
         result.provenance["min_evidence"] = settings.answer_min_evidence
-    for name in backends or chain(settings):
-        backend = llm_base.create(name, settings, services)
-        try:
-            t_load = time.perf_counter()
-            await runtime.run_blocking(backend.load, stage="llm_load")
-            result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
-            t_prompt = time.perf_counter()
-            prompt, kept = await runtime.run_blocking(
-                lambda b=backend: _prompt(question, hits, b, settings, embed, scored), stage="prompt"
-            )
-        except LLMError as exc:
-            result.fallbacks.append({"backend": name, "reason": exc.message})
-            yield Event("warning", f"LLM backend {name} unavailable: {exc.message}; trying the next")
-            continue
-        result.timings["prompt_ms"] = round((time.perf_counter() - t_prompt) * 1000, 2)
-        result.sources = kept
-        result.provenance["backend"] = name
-        result.provenance["model"] = backend.describe()
-        used_evidence = settings.answer_evidence and backend.wants_evidence
-        result.provenance["prompt"] = PROMPT_VERSION if used_evidence else "passages-1"
-        if used_evidence:
-            result.evidence = [{"n": n, "path": h.path, "url": h.url, "location": h.location, "text": p.text}
-                               for n, (h, p) in enumerate(zip(kept, prompt.passages, strict=True), start=1)]  # fmt: skip
-        yield Event("sources", result.source_dicts())
-        filt = CitationFilter(len(kept))
-        checker = None
-        if settings.answer_verify:
-            checker = SentenceStream(Verifier([h.text for h in kept], embed, question, hosts_of([h.url for h in kept])),
-                                     drop_unverified=settings.answer_unverified == "drop")  # fmt: skip
-        pieces: list[str] = []
-        t_gen = t_first = time.perf_counter()
-        n_tokens = 0
-        started = False
-        seen = ""  # the text so far, to catch the model looping ("remove remove remove ...")
-        looped = False
-        try:
-            gen = backend.stream(prompt)
-            prefix_sent = False
-            async for piece in gen:
-                if not prefix_sent and backend.completion and prompt.prefix:
-                    piece = prompt.prefix + piece
-                    prefix_sent = True
-                if not started:
-                    result.timings["first_token_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-                    t_first = time.perf_counter()
-                    started = True
-                n_tokens += 1
-                text = filt.feed(piece)
-                seen += text
-                if (cut := loop_cut(seen)) is not None and cut < len(seen):
-                    # what repeats goes; with verification, so does the sentence it broke off (held back)
-                    text = text[: max(0, len(text) - (len(seen) - cut))]
-                    looped = True
-                if text:
-                    result.timings.setdefault("first_draft_ms", round((time.perf_counter() - t0) * 1000, 2))
-                if checker is not None:
-                    # the text as the model writes it (a terminal shows it at once, dimmed, until checked), then
-                    # each completed sentence's verdict and what the answer shows of it
-                    if text:
-                        yield Event("draft", text)
-                    done = checker.push(text)
-                    if looped and (held := checker.abandon()).strip():
-                        why = "the model fell into a loop writing it"
-                        result.dropped.append({"text": held.strip(), "support": 0.0, "reason": why})
-                        yield Event("verdict", {"raw": held, "text": "", "shown": False, "verified": False,
-                                                "reason": why})  # fmt: skip
-                    checked = await runtime.run_blocking(checker.check_each, done, stage="verify") if done else []
-                    for ev in _checked_events(checked, pieces, result, t0):
-                        yield ev
-                elif text:
-                    result.timings.setdefault("first_text_ms", result.timings["first_draft_ms"])
-                    pieces.append(text)
-                    yield Event("token", text)
-                if looped:
-                    await gen.aclose()  # ends generation (the local model stops at its next token)
-                    yield Event("warning", "the model began repeating itself; its answer is cut there")
-                    break
-        except llm_base.BackendFailed as exc:
-            if not exc.started and not started:
-                result.fallbacks.append({"backend": name, "reason": exc.reason})
-                yield Event("warning", f"LLM backend {name} failed before answering: {exc.reason}; trying the next")
-                continue
-            result.complete = False
-            yield Event("warning", f"answer cut short: {exc.reason}")
-        tail = filt.flush()
-        if checker is not None:
+    return hits, embed, scored
+
+
+async def _prepared(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
+                    scored: list[Sentence] | None, result: AnswerResult) -> tuple[Any, list[Hit]]:  # fmt: skip
+    """The backend loaded and its prompt built (both on the pool), timed; LLMError when it cannot be."""
+    t_load = time.perf_counter()
+    await runtime.run_blocking(backend.load, stage="llm_load")
+    result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
+    t_prompt = time.perf_counter()
+    prompt, kept = await runtime.run_blocking(
+        lambda: _prompt(question, hits, backend, settings, embed, scored), stage="prompt"
+    )
+    result.timings["prompt_ms"] = round((time.perf_counter() - t_prompt) * 1000, 2)
+    return prompt, kept
+
+
+def _record_prompt(result: AnswerResult, name: str, backend: Any, prompt: Any, kept: list[Hit],
+                   settings: Settings) -> None:  # fmt: skip
+    """What the answer is made from: its sources, backend, model, prompt version and evidence."""
+    result.sources = kept
+    result.provenance["backend"] = name
+    result.provenance["model"] = backend.describe()
+    used_evidence = settings.answer_evidence and backend.wants_evidence
+    result.provenance["prompt"] = PROMPT_VERSION if used_evidence else "passages-1"
+    if used_evidence:
+        result.evidence = [{"n": n, "path": h.path, "url": h.url, "location": h.location, "text": p.text}
+                           for n, (h, p) in enumerate(zip(kept, prompt.passages, strict=True), start=1)]  # fmt: skip
+
+
+def _checker(settings: Settings, kept: list[Hit], embed: Any, question: str) -> SentenceStream | None:
+    """The sentence checker of ``[answer] verify`` (None when it is off)."""
+    if not settings.answer_verify:
+        return None
+    return SentenceStream(Verifier([h.text for h in kept], embed, question, hosts_of([h.url for h in kept])),
+                          drop_unverified=settings.answer_unverified == "drop")  # fmt: skip
+
+
+class _Stream:
+    """One backend's answer as it streams: citations checked, loops cut, sentences verified (drafts shown at
+    once, verdicts after), then the evidence quoted and the result completed."""
+
+    def __init__(self, result: AnswerResult, backend: Any, prompt: Any, settings: Settings,
+                 checker: SentenceStream | None, n_passages: int, t0: float) -> None:  # fmt: skip
+        self.result, self.backend, self.prompt, self.settings, self.checker, self.t0 = (
+            result, backend, prompt, settings, checker, t0)  # fmt: skip
+        self.filt = CitationFilter(n_passages)
+        self.pieces: list[str] = []
+        self.t_gen = self.t_first = time.perf_counter()
+        self.n_tokens = 0
+        self.started = False
+        self.seen = ""  # the text so far, to catch the model looping ("remove remove remove ...")
+
+    def _ms(self) -> float:
+        return round((time.perf_counter() - self.t0) * 1000, 2)
+
+    async def generate(self) -> AsyncIterator[Event]:
+        async with contextlib.aclosing(self.backend.stream(self.prompt)) as gen:
+            async for ev in self._pieces(gen):
+                yield ev
+
+    async def _pieces(self, gen: Any) -> AsyncIterator[Event]:
+        prefix_sent = False
+        async for piece in gen:
+            if not prefix_sent and self.backend.completion and self.prompt.prefix:
+                piece = self.prompt.prefix + piece
+                prefix_sent = True
+            if not self.started:
+                self.result.timings["first_token_ms"] = self._ms()
+                self.t_first = time.perf_counter()
+                self.started = True
+            self.n_tokens += 1
+            text, looped = self._cut_loop(self.filt.feed(piece))
+            if text:
+                self.result.timings.setdefault("first_draft_ms", self._ms())
+            async for ev in self._show(text, looped):
+                yield ev
+            if looped:
+                await gen.aclose()  # ends generation now (the local model stops at its next token)
+                yield Event("warning", "the model began repeating itself; its answer is cut there")
+                break
+
+    def _cut_loop(self, text: str) -> tuple[str, bool]:
+        """``text`` without what repeats once the answer so far falls into a loop, and whether it did."""
+        self.seen += text
+        cut = loop_cut(self.seen)
+        if cut is None or cut >= len(self.seen):
+            return text, False
+        return text[: max(0, len(text) - (len(self.seen) - cut))], True
+
+    async def _show(self, text: str, looped: bool) -> AsyncIterator[Event]:
+        if self.checker is None:
+            if text:
+                self.result.timings.setdefault("first_text_ms", self.result.timings["first_draft_ms"])
+                self.pieces.append(text)
+                yield Event("token", text)
+            return
+        # the text as the model writes it (a terminal shows it at once, dimmed, until checked), then each
+        # completed sentence's verdict and what the answer shows of it
+        if text:
+            yield Event("draft", text)
+        done = self.checker.push(text)
+        if looped and (held := self.checker.abandon()).strip():
+            why = "the model fell into a loop writing it"  # with verification, the sentence it broke off goes too
+            self.result.dropped.append({"text": held.strip(), "support": 0.0, "reason": why})
+            yield Event("verdict", {"raw": held, "text": "", "shown": False, "verified": False, "reason": why})
+        checked = await runtime.run_blocking(self.checker.check_each, done, stage="verify") if done else []
+        for ev in _checked_events(checked, self.pieces, self.result, self.t0):
+            yield ev
+
+    async def finish(self, name: str) -> AsyncIterator[Event]:
+        """The held-back end checked, the evidence quoted, the result completed, and its ``done`` event."""
+        result = self.result
+        tail = self.filt.flush()
+        if self.checker is not None:
             if tail:
                 yield Event("draft", tail)
-            checked = await runtime.run_blocking(checker.finish_each, tail, stage="verify")
-            for ev in _checked_events(checked, pieces, result, t0):
+            checked = await runtime.run_blocking(self.checker.finish_each, tail, stage="verify")
+            for ev in _checked_events(checked, self.pieces, result, self.t0):
                 yield ev
-            tail = ""
-            said = "".join(pieces).strip()
-            unsupported = not any(v.verified and v.claim for v in checker.verdicts)
-            quoting = backend.quotes  # its whole answer is evidence quoted (--llm none)
-            if unsupported or (settings.answer_quote and not quoting):
-                # the best evidence, quoted with its numbers: what the answer rests on, and all there is when
-                # nothing said holds
-                block = _quote_block(prompt, said, checker, unsupported)
-                if block:
-                    tail = ("\n\n" if said else "") + block
-                if unsupported and block:
-                    yield Event(
-                        "warning", "no sentence of the answer is supported by its sources; quoting the best evidence"
-                    )
-            if quoting:
-                for v in checker.verdicts:
-                    v.quoted = True
-            result.sentences = checker.verdicts
-            result.dropped += [{"text": v.text, "support": round(v.support, 3),
-                               "reason": v.left_out_because()}
-                              for v in checker.dropped]  # fmt: skip
+            tail, warning = self._quotes()
+            if warning:
+                yield Event("warning", warning)
         if tail:
-            result.timings.setdefault("first_text_ms", round((time.perf_counter() - t0) * 1000, 2))
-            pieces.append(tail)
+            result.timings.setdefault("first_text_ms", self._ms())
+            self.pieces.append(tail)
             yield Event("token", tail)
-        gen_s = time.perf_counter() - (t_first if started else t_gen)
+        gen_s = time.perf_counter() - (self.t_first if self.started else self.t_gen)
         result.backend = name
-        result.answer = "".join(pieces).strip()
-        result.citations = filt.valid
-        if checker is not None:  # re-cited sentences cite what supports them
-            result.citations = list(dict.fromkeys(n for v in checker.verdicts for n in v.citations))
-        result.invalid_citations = filt.invalid
-        if filt.invalid:
-            yield Event("warning", f"removed citations to passages that do not exist: {filt.invalid}")
-        result.timings["tokens"] = n_tokens
-        result.timings["tokens_per_s"] = round((n_tokens - 1) / gen_s, 1) if gen_s > 0 and n_tokens > 1 else 0.0
-        result.timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        result.answer = "".join(self.pieces).strip()
+        result.citations = self.filt.valid
+        if self.checker is not None:  # re-cited sentences cite what supports them
+            result.citations = list(dict.fromkeys(n for v in self.checker.verdicts for n in v.citations))
+        result.invalid_citations = self.filt.invalid
+        if self.filt.invalid:
+            yield Event("warning", f"removed citations to passages that do not exist: {self.filt.invalid}")
+        n = self.n_tokens
+        result.timings["tokens"] = n
+        result.timings["tokens_per_s"] = round((n - 1) / gen_s, 1) if gen_s > 0 and n > 1 else 0.0
+        result.timings["total_ms"] = self._ms()
         yield Event("done", result)
-        return
-    raise LLMError(
-        "every LLM backend failed: " + "; ".join(f"{f['backend']}: {f['reason']}" for f in result.fallbacks),
-        hint="check --llm, --base-url and --model, or use --llm none",
-    )
+
+    def _quotes(self) -> tuple[str, str]:
+        """The evidence quoted after what was said (all there is when nothing said holds), and a warning for
+        the latter; records the verdicts and what was left out."""
+        assert self.checker is not None
+        said = "".join(self.pieces).strip()
+        unsupported = not any(v.verified and v.claim for v in self.checker.verdicts)
+        quoting = self.backend.quotes  # its whole answer is evidence quoted (--llm none)
+        tail = warning = ""
+        if unsupported or (self.settings.answer_quote and not quoting):
+            block = _quote_block(self.prompt, said, self.checker, unsupported)
+            if block:
+                tail = ("\n\n" if said else "") + block
+            if unsupported and block:
+                warning = "no sentence of the answer is supported by its sources; quoting the best evidence"
+        if quoting:
+            for v in self.checker.verdicts:
+                v.quoted = True
+        self.result.sentences = self.checker.verdicts
+        self.result.dropped += [{"text": v.text, "support": round(v.support, 3), "reason": v.left_out_because()}
+                                for v in self.checker.dropped]  # fmt: skip
+        return tail, warning
 
 
 def _checked_events(checked: list[Any], pieces: list[str], result: AnswerResult, t0: float) -> list[Event]:
