@@ -113,199 +113,233 @@ class Hub:
         return info
 
 
-def create_app(hub: Hub) -> web.Application:
-    settings = hub.settings
-    metrics = hub.metrics
-    token = settings.serve_token.encode()
-    limit = asyncio.Semaphore(settings.serve_max_inflight)
-    state = {"inflight": 0}
-    cors = set(settings.serve_cors_origins)
+class Guard:
+    """Who may call the server and how many searches run at once: Host and Origin checks, the bearer token,
+    CORS for the configured origins, and the ``serve_max_inflight`` slots with their gauge."""
 
-    def allow_origin(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    def __init__(self, hub: Hub) -> None:
+        self.hub, self.settings = hub, hub.settings
+        self.token = hub.settings.serve_token.encode()
+        self.limit = asyncio.Semaphore(hub.settings.serve_max_inflight)
+        self.inflight = 0
+        self.cors = set(hub.settings.serve_cors_origins)
+
+    def allow_origin(self, request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
         origin = request.headers.get("Origin", "")
-        if origin and (origin in cors or "*" in cors) and not resp.prepared:
+        if origin and (origin in self.cors or "*" in self.cors) and not resp.prepared:
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers["Vary"] = "Origin"
         return resp
 
-    def strange_caller(request: web.Request) -> web.Response | None:
+    def preflight(self, request: web.Request) -> web.Response | None:
+        """The answer to a CORS preflight, only when origins are configured."""
+        if request.method != "OPTIONS" or not self.cors:
+            return None
+        resp = web.Response(status=204)
+        self.allow_origin(request, resp)
+        resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
+        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Accept"
+        return resp
+
+    def strange_caller(self, request: web.Request) -> web.Response | None:
         """421 for a Host that is not this server's (DNS rebinding), 403 for a browser page of another
         origin: on every route, before anything is read or answered."""
         host = request.headers.get("Host", "")
-        if not trusted_host(host, settings.serve_host, settings.serve_allowed_hosts):
+        if not trusted_host(host, self.settings.serve_host, self.settings.serve_allowed_hosts):
             return error(421, f"host {host_name(host)[:80]!r} is not this server's; add it to [serve] allowed_hosts")
-        if not trusted_origin(request.headers.get("Origin", ""), host, cors):
+        if not trusted_origin(request.headers.get("Origin", ""), host, self.cors):
             return error(403, "requests from that origin are not allowed; add it to [serve] cors_origins")
         return None
 
-    @web.middleware
-    async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            if request.method == "OPTIONS" and cors:  # CORS preflight, only when origins are configured
-                status = 204
-                resp = allow_origin(request, web.Response(status=204))
-                resp.headers["Access-Control-Allow-Methods"] = "GET, POST"
-                resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Accept"
-                return resp
-            if refusal := strange_caller(request):
-                status = refusal.status
-                return refusal
-            if token and request.path != "/healthz":
-                auth = request.headers.get("Authorization", "")
-                # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent
-                given = auth[7:].encode("utf-8", "surrogateescape") if auth.startswith("Bearer ") else b""
-                if not hmac.compare_digest(given, token):
-                    resp = error(401, "missing or wrong bearer token")
-                    resp.headers["WWW-Authenticate"] = "Bearer"
-                    status = 401
-                    return resp
-            try:
-                resp = await handler(request)
-            except HttpError as exc:
-                resp = exc.response()
-            status = resp.status
-            return allow_origin(request, resp) if cors else resp
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            index = str(request.get("index", ""))
-            metrics.requests.labels(route, request.method, str(status), index).inc()
-            metrics.latency.labels(route, index).observe(time.perf_counter() - t0)
-
-    def refused(route: str) -> web.Response | None:
-        """503 at once when ``serve_max_inflight`` searches and embeddings are running (counted per route)."""
-        if not limit.locked():
+    def unauthorized(self, request: web.Request) -> web.Response | None:
+        """401 without the server's bearer token (every route but /healthz, when it has one)."""
+        if not self.token or request.path == "/healthz":
             return None
-        hub.metrics.rejections.labels(route, "inflight").inc()
+        auth = request.headers.get("Authorization", "")
+        # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent
+        given = auth[7:].encode("utf-8", "surrogateescape") if auth.startswith("Bearer ") else b""
+        if hmac.compare_digest(given, self.token):
+            return None
+        resp = error(401, "missing or wrong bearer token")
+        resp.headers["WWW-Authenticate"] = "Bearer"
+        return resp
+
+    def refused(self, route: str) -> web.Response | None:
+        """503 at once when ``serve_max_inflight`` searches and embeddings are running (counted per route)."""
+        if not self.limit.locked():
+            return None
+        self.hub.metrics.rejections.labels(route, "inflight").inc()
         return error(503, "server busy, try again")
 
     @contextlib.asynccontextmanager
-    async def slot() -> AsyncIterator[None]:
+    async def slot(self) -> AsyncIterator[None]:
         """One of the ``serve_max_inflight`` slots, counted in the in-flight gauge while held."""
-        async with limit:
-            state["inflight"] += 1
-            metrics.inflight.set(state["inflight"])
+        async with self.limit:
+            self.inflight += 1
+            self.hub.metrics.inflight.set(self.inflight)
             try:
                 yield
             finally:
-                state["inflight"] -= 1
-                metrics.inflight.set(state["inflight"])
+                self.inflight -= 1
+                self.hub.metrics.inflight.set(self.inflight)
 
-    async def search(request: web.Request) -> web.Response:
+
+@web.middleware
+async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every request: the guard's checks first, then the route; its count and latency in the metrics."""
+    guard: Guard = request.app["guard"]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    t0 = time.perf_counter()
+    status = 500
+    try:
+        early = guard.preflight(request) or guard.strange_caller(request) or guard.unauthorized(request)
+        if early is not None:
+            status = early.status
+            return early
         try:
-            if request.method == "POST":
-                body = await read_json(request, settings.serve_max_body_kb)
-            else:
-                body = dict(request.query)
-                body.setdefault("query", body.get("q"))
-                if len(request.query.getall("path", [])) > 1:  # ?path=a&path=!b
-                    body["path"] = request.query.getall("path")
-            name, s, retrieval = hub.pick(body.get("index"))
-            request["index"] = name
-            query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"),
-                                               body.get("timeout"))  # fmt: skip
-            candidates = body.get("candidates")
-            cand = None if candidates is None else count(s, "candidates", candidates)
-            flt = filter_field(body)
-        except UsageError as exc:
-            return error(400, exc.message)
-        if (busy := refused("/search")) is not None:
-            return busy
-        async with slot():
-            try:
-                result = await retrieval.search(query, k=k, mode=mode, timeout=timeout, candidates=cand, filter=flt)
-            except AllSourcesFailed as exc:
-                return json_response({"query": query, "mode": mode, "hits": [], "error": exc.message,
-                                      "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]},
-                                     503)  # fmt: skip
-            except RagError as exc:
-                return error(500, str(exc))
-        out = result.to_dict()
-        out["timings"] = result.timings
-        return json_response(out)
+            resp = await handler(request)
+        except HttpError as exc:
+            resp = exc.response()
+        status = resp.status
+        return guard.allow_origin(request, resp) if guard.cors else resp
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        index = str(request.get("index", ""))
+        guard.hub.metrics.requests.labels(route, request.method, str(status), index).inc()
+        guard.hub.metrics.latency.labels(route, index).observe(time.perf_counter() - t0)
 
-    async def get_document(request: web.Request) -> web.Response:
-        """``GET /get?path=...&start_line=&end_line=`` or ``?chunk_id=``: what the index holds (rag get)."""
-        from .mcp_tools import read
 
-        q = request.query
-        name, _, retrieval = hub.pick(q.get("index"))
+def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tuple[str, Retrieval, dict[str, Any]]:
+    """The served index, its retrieval and the search arguments of a /search request (UsageError if bad)."""
+    name, s, retrieval = hub.pick(body.get("index"))
+    request["index"] = name
+    query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"), body.get("timeout"))
+    candidates = body.get("candidates")
+    cand = None if candidates is None else count(s, "candidates", candidates)
+    args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body)}
+    return name, retrieval, args
+
+
+async def search_route(request: web.Request) -> web.Response:
+    hub: Hub = request.app["hub"]
+    guard: Guard = request.app["guard"]
+    try:
+        if request.method == "POST":
+            body = await read_json(request, hub.settings.serve_max_body_kb)
+        else:
+            body = dict(request.query)
+            body.setdefault("query", body.get("q"))
+            if len(request.query.getall("path", [])) > 1:  # ?path=a&path=!b
+                body["path"] = request.query.getall("path")
+        _, retrieval, args = _search_request(hub, request, body)
+    except UsageError as exc:
+        return error(400, exc.message)
+    if (busy := guard.refused("/search")) is not None:
+        return busy
+    async with guard.slot():
+        query = args.pop("query")
+        try:
+            result = await retrieval.search(query, **args)
+        except AllSourcesFailed as exc:
+            return json_response({"query": query, "mode": args["mode"], "hits": [], "error": exc.message,
+                                  "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]}, 503)  # fmt: skip
+        except RagError as exc:
+            return error(500, str(exc))
+    out = result.to_dict()
+    out["timings"] = result.timings
+    return json_response(out)
+
+
+async def get_route(request: web.Request) -> web.Response:
+    """``GET /get?path=...&start_line=&end_line=`` or ``?chunk_id=``: what the index holds (rag get)."""
+    from .mcp_tools import read
+
+    q = request.query
+    name, _, retrieval = request.app["hub"].pick(q.get("index"))
+    request["index"] = name
+    try:
+        nums = {key: int(q[key]) if q.get(key) else None for key in ("start_line", "end_line", "chunk_id")}
+    except ValueError:
+        return error(400, "start_line, end_line and chunk_id must be integers")
+    try:
+        out = await read(retrieval, q.get("path"), nums["chunk_id"], nums["start_line"], nums["end_line"])
+    except UsageError as exc:
+        return error(400, exc.message)
+    except Exception as exc:  # the reader's "not in the index" (an MCP ToolError): the client's miss
+        if type(exc).__name__ != "ToolError":
+            raise
+        return error(404, str(exc))
+    return json_response({"index": name, **out})
+
+
+def _texts(body: dict[str, Any]) -> list[str]:
+    texts = body.get("texts")
+    if not isinstance(texts, list) or not 1 <= len(texts) <= EMBED_MAX or not all(isinstance(t, str) for t in texts):
+        raise UsageError(f"texts: a list of 1 to {EMBED_MAX} strings")
+    if not all(valid_unicode(t) for t in texts):
+        raise UsageError("texts: a lone surrogate is not text")
+    return texts
+
+
+async def embed_route(request: web.Request) -> web.Response:
+    """``POST /embed {"texts": [...], "index"}``: the texts' unit vectors from the index's query encoder."""
+    hub: Hub = request.app["hub"]
+    guard: Guard = request.app["guard"]
+    try:
+        body = await read_json(request, hub.settings.serve_max_body_kb)
+        name, _, retrieval = hub.pick(body.get("index"))
         request["index"] = name
-        try:
-            nums = {key: int(q[key]) if q.get(key) else None for key in ("start_line", "end_line", "chunk_id")}
-        except ValueError:
-            return error(400, "start_line, end_line and chunk_id must be integers")
-        try:
-            out = await read(retrieval, q.get("path"), nums["chunk_id"], nums["start_line"], nums["end_line"])
-        except UsageError as exc:
-            return error(400, exc.message)
-        except Exception as exc:  # the reader's "not in the index" (an MCP ToolError): the client's miss
-            if type(exc).__name__ != "ToolError":
-                raise
-            return error(404, str(exc))
-        return json_response({"index": name, **out})
+        texts = _texts(body)
+    except UsageError as exc:
+        return error(400, exc.message)
+    if (busy := guard.refused("/embed")) is not None:
+        return busy
+    async with guard.slot():
+        await retrieval.prepare()
+        embed = retrieval.sentence_embedder()
+        if embed is None:
+            return error(503, "the embedding model is not loaded")
+        vectors = await runtime.run_blocking(lambda: embed(texts).round(6).tolist(), stage="embed")
+    return json_response({"vectors": vectors})
 
-    async def embed_texts(request: web.Request) -> web.Response:
-        """``POST /embed {"texts": [...], "index"}``: the texts' unit vectors from the index's query encoder."""
-        try:
-            body = await read_json(request, settings.serve_max_body_kb)
-            name, _, retrieval = hub.pick(body.get("index"))
-            request["index"] = name
-            texts = body.get("texts")
-            if (
-                not isinstance(texts, list)
-                or not 1 <= len(texts) <= EMBED_MAX
-                or not all(isinstance(t, str) for t in texts)
-            ):
-                raise UsageError(f"texts: a list of 1 to {EMBED_MAX} strings")
-            if not all(valid_unicode(t) for t in texts):
-                raise UsageError("texts: a lone surrogate is not text")
-        except UsageError as exc:
-            return error(400, exc.message)
-        if (busy := refused("/embed")) is not None:
-            return busy
-        from ..answer import sentence_embedder
 
-        async with slot():
-            await retrieval.prepare()
-            embed = sentence_embedder(retrieval)
-            if embed is None:
-                return error(503, "the embedding model is not loaded")
-            vectors = await runtime.run_blocking(lambda: embed(texts).round(6).tolist(), stage="embed")
-        return json_response({"vectors": vectors})
+async def healthz_route(request: web.Request) -> web.Response:
+    hub: Hub = request.app["hub"]
+    wanted = request.query.get("index")
+    if wanted is not None and wanted not in hub.indexes:
+        return error(404, f"index {wanted!r} is not served here")
+    name = wanted or hub.default
+    info = {**hub.summary(name), "auth": bool(request.app["guard"].token), "embed": True,
+            "max_body_kb": hub.settings.serve_max_body_kb}  # fmt: skip
+    if wanted is None:
+        info["indexes"] = {n: hub.summary(n) for n in hub.indexes}
+    if info["status"] != "ok":
+        return json_response(info, 503)
+    return json_response(info)
 
-    async def healthz(request: web.Request) -> web.Response:
-        wanted = request.query.get("index")
-        if wanted is not None and wanted not in hub.indexes:
-            return error(404, f"index {wanted!r} is not served here")
-        name = wanted or hub.default
-        info = {**hub.summary(name), "auth": bool(token), "embed": True, "max_body_kb": settings.serve_max_body_kb}
-        if wanted is None:
-            info["indexes"] = {n: hub.summary(n) for n in hub.indexes}
-        if info["status"] != "ok":
-            return json_response(info, 503)
-        return json_response(info)
 
-    async def metrics_route(request: web.Request) -> web.Response:
-        body = metrics.render(hub.gate)
-        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+async def metrics_route(request: web.Request) -> web.Response:
+    hub: Hub = request.app["hub"]
+    body = hub.metrics.render(hub.gate)
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
+
+def create_app(hub: Hub) -> web.Application:
     from . import ask, mcp_tools, openai_api
 
-    app = web.Application(middlewares=[observe], client_max_size=settings.serve_max_body_kb * 1024)
+    app = web.Application(middlewares=[observe], client_max_size=hub.settings.serve_max_body_kb * 1024)
     app["hub"] = hub
-    app.router.add_get("/search", search)
-    app.router.add_post("/search", search)
-    app.router.add_get("/get", get_document)
-    app.router.add_post("/embed", embed_texts)
+    app["guard"] = Guard(hub)
+    app.router.add_get("/search", search_route)
+    app.router.add_post("/search", search_route)
+    app.router.add_get("/get", get_route)
+    app.router.add_post("/embed", embed_route)
     app.router.add_post("/ask", ask.ask_route)
     app.router.add_get("/v1/models", openai_api.models_route)
     app.router.add_post("/v1/chat/completions", openai_api.chat_route)
     mcp_tools.add_routes(app, hub)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", healthz_route)
     app.router.add_get("/metrics", metrics_route)
     return app
