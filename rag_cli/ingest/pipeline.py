@@ -244,90 +244,110 @@ async def index_paths(
 async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settings: Settings,
                embedder: Embedder, cfg: ChunkerConfig, rebuild: bool, prog: Progress,
                report: IndexReport) -> None:  # fmt: skip
-    states = await runtime.run_blocking(writer.file_states)
-    seen = {str(f.path) for f in found}
-    report.files_seen = len(found)
-    prog.start(len(found))
+    """One indexing run: files that left are removed, then a producer loads and chunks files on the pool while
+    a consumer embeds and writes them, through a queue bounded in files and in bytes."""
+    run = _IndexRun(writer, found, settings, embedder, cfg, rebuild, prog, report)
+    await run.remove_gone(dir_roots)
+    sizes = await runtime.run_blocking(_sizes, found)
+    prog.plan(sum(sizes))
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(run.produce(sizes))
+        tg.create_task(run.consume())
 
-    # files under the walked folders that are gone (or newly ignored) leave the index
-    def gone(path: str) -> bool:
-        p = Path(path)
-        return path not in seen and (rebuild or any(r == p or r in p.parents for r in dir_roots) or not p.exists())
 
-    known = KnownVectors(embedder, writer, report)
-    leaving = [p for p in states if gone(p)] if not rebuild else []
-    if leaving and seen - states.keys():
-        # a file that leaves while new ones arrive may have moved: keep its vectors for a new file
-        # with its content (a rename in one run, as `--watch` sees it), before its rows are removed
-        for path in leaving[: known.limit]:
-            await known.remember(states[path].hash)
-    for path in leaving:
-        report.chunks_removed += await runtime.run_blocking(writer.remove_file, path)
-        report.files_removed += 1
+class _IndexRun:
+    """The state one run's producer and consumer share (see :func:`_run`)."""
 
-    max_bytes = int(settings.index_max_file_mb * 1e6)
-    # what waits for the embedder is bounded in files and in text: one big file's parts, or many
-    # small files, never hold more than about QUEUE_BYTES of chunk text
-    queue: asyncio.Queue[Prepared | Skip | None] = asyncio.Queue(maxsize=max(1, settings.index_queue_files))
-    room = _Room(QUEUE_BYTES)
-    clock = report.clock
-    count = clock.counting(embedder.count_tokens)
-    budget_s = settings.index_file_timeout
-    hard_timeout = budget_s * 2 + 1 if budget_s > 0 else None
+    def __init__(self, writer: Writer, found: list[Found], settings: Settings, embedder: Embedder,
+                 cfg: ChunkerConfig, rebuild: bool, prog: Progress, report: IndexReport) -> None:  # fmt: skip
+        self.writer, self.found, self.settings, self.cfg = writer, found, settings, cfg
+        self.rebuild, self.prog, self.report = rebuild, prog, report
+        self.states: dict[str, Any] = {}
+        self.known = KnownVectors(embedder, writer, report)
+        self.max_bytes = int(settings.index_max_file_mb * 1e6)
+        # what waits for the embedder is bounded in files and in text: one big file's parts, or many
+        # small files, never hold more than about QUEUE_BYTES of chunk text
+        self.queue: asyncio.Queue[Prepared | Skip | None] = asyncio.Queue(maxsize=max(1, settings.index_queue_files))
+        self.room = _Room(QUEUE_BYTES)
+        self.clock = report.clock
+        self.count = self.clock.counting(embedder.count_tokens)
+        self.budget_s = settings.index_file_timeout
+        self.hard_timeout = self.budget_s * 2 + 1 if self.budget_s > 0 else None
 
-    async def blocking(fn: Any, *args: Any) -> Any:
+    async def remove_gone(self, dir_roots: list[Path]) -> None:
+        """Files under the walked folders that are gone (or newly ignored) leave the index."""
+        self.states = await runtime.run_blocking(self.writer.file_states)
+        seen = {str(f.path) for f in self.found}
+        self.report.files_seen = len(self.found)
+        self.prog.start(len(self.found))
+
+        def gone(path: str) -> bool:
+            p = Path(path)
+            return path not in seen and (self.rebuild or any(r == p or r in p.parents for r in dir_roots)
+                                         or not p.exists())  # fmt: skip
+
+        leaving = [p for p in self.states if gone(p)] if not self.rebuild else []
+        if leaving and seen - self.states.keys():
+            # a file that leaves while new ones arrive may have moved: keep its vectors for a new file
+            # with its content (a rename in one run, as `--watch` sees it), before its rows are removed
+            for path in leaving[: self.known.limit]:
+                await self.known.remember(self.states[path].hash)
+        for path in leaving:
+            self.report.chunks_removed += await runtime.run_blocking(self.writer.remove_file, path)
+            self.report.files_removed += 1
+
+    async def blocking(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` on the pool; TimeoutError once it has shown no life for ``hard_timeout`` s of
         running (its wait in the pool's queue does not count)."""
-        if hard_timeout is None:
+        if self.hard_timeout is None:
             return await runtime.run_blocking(fn, *args, stage="load")
         heart = budget.Heartbeat()
         job = asyncio.ensure_future(runtime.run_blocking(budget.beating(heart, fn), *args, stage="load"))
         try:
             while True:
-                done, _ = await asyncio.wait({job}, timeout=min(1.0, hard_timeout / 4))
+                done, _ = await asyncio.wait({job}, timeout=min(1.0, self.hard_timeout / 4))
                 if done:
                     return job.result()
-                if heart.stalled(hard_timeout):
+                if heart.stalled(self.hard_timeout):
                     raise TimeoutError
         finally:
             job.cancel()  # a no-op once done; the pool thread of a stuck job finishes in the background
 
-    async def hand_on(item: Prepared) -> None:
+    async def hand_on(self, item: Prepared) -> None:
         for note in item.notes:
-            report.warnings.append({"path": str(item.found.path), "message": note})
-            prog.warn(f"{item.found.path}: {note}")
-        prog.chunks_queued(len(item.chunks))
-        prog.text_queued(item.nbytes)
-        await room.take(item.nbytes)
-        await queue.put(item)
+            self.report.warnings.append({"path": str(item.found.path), "message": note})
+            self.prog.warn(f"{item.found.path}: {note}")
+        self.prog.chunks_queued(len(item.chunks))
+        self.prog.text_queued(item.nbytes)
+        await self.room.take(item.nbytes)
+        await self.queue.put(item)
 
-    async def stream_big(f: Found, big: Big) -> Prepared | Skip | Same | None:
+    async def stream_big(self, f: Found, big: Big) -> Prepared | Skip | Same | None:
         """Hand on a big file's parts; returns what to do with it when that is not parts."""
-        seg = SegmentedFile(big, max_bytes, count, cfg, clock)
-        state = states.get(str(f.path))
+        seg = SegmentedFile(big, self.max_bytes, self.count, self.cfg, self.clock)
+        state = self.states.get(str(f.path))
         parts = 0
         try:
-            digest = await blocking(seg.digest)
-            if state and not rebuild and state.hash == digest:
+            digest = await self.blocking(seg.digest)
+            if state and not self.rebuild and state.hash == digest:
                 return Same(f, big.size, big.mtime_ns)
-            if not await blocking(seg.open):
-                return await blocking(seg.whole)
+            if not await self.blocking(seg.open):
+                return await self.blocking(seg.whole)
             pending: Prepared | None = None
-            while (nxt := await blocking(seg.next_part, budget_s)) is not None:
+            while (nxt := await self.blocking(seg.next_part, self.budget_s)) is not None:
                 chunks, notes = nxt
                 if pending is not None:
-                    await hand_on(pending)
+                    await self.hand_on(pending)
                     parts += 1
                 pending = Prepared(f, big.size, big.mtime_ns, "", seg.kind, chunks, notes, part=parts, last=False)
             if pending is None:
                 return Skip(f, "empty: no text")
             pending.digest, pending.last = digest, True
-            await hand_on(pending)
+            await self.hand_on(pending)
             return None
         except TimeoutError:
             runtime.note_abandoned()
-            return Skip(f, _stuck(hard_timeout, budget_s),
-                        partial=parts > 0)  # fmt: skip
+            return Skip(f, _stuck(self.hard_timeout, self.budget_s), partial=parts > 0)
         except Exception as exc:
             reason = segment_errors(exc)
             if reason is None:
@@ -336,101 +356,107 @@ async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settin
         finally:
             await runtime.run_blocking(seg.close)
 
-    sizes = await runtime.run_blocking(_sizes, found)
-    prog.plan(sum(sizes))
-
-    async def produce() -> None:
-        for f, size in zip(found, sizes, strict=True):
-            await produce_one(f)
-            prog.read(size)
+    async def produce(self, sizes: list[int]) -> None:
+        for f, size in zip(self.found, sizes, strict=True):
+            await self.produce_one(f)
+            self.prog.read(size)
         # the end marker only on success: on failure or cancellation the TaskGroup cancels consume()
         # (a put in a finally could wait forever on a full queue whose consumer is gone)
-        await queue.put(None)
+        await self.queue.put(None)
 
-    async def produce_one(f: Found) -> None:
+    async def produce_one(self, f: Found) -> None:
         try:
-            item = await blocking(prepare, f, states.get(str(f.path)), max_bytes, rebuild, count, cfg, budget_s,
-                                  clock)  # fmt: skip
+            item = await self.blocking(prepare, f, self.states.get(str(f.path)), self.max_bytes, self.rebuild,
+                                       self.count, self.cfg, self.budget_s, self.clock)  # fmt: skip
         except TimeoutError:
             runtime.note_abandoned()
-            item = Skip(f, _stuck(hard_timeout, budget_s))
+            item = Skip(f, _stuck(self.hard_timeout, self.budget_s))
         if isinstance(item, Big):
-            item = await stream_big(f, item)
+            item = await self.stream_big(f, item)
             if item is None:
                 return
         if isinstance(item, Prepared):
-            await hand_on(item)
+            await self.hand_on(item)
             return
-        state = states.get(str(f.path))
-        if isinstance(item, Same):
-            report.files_unchanged += 1
-            if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
-                await runtime.run_blocking(writer.touch_file, state, item.size, item.mtime_ns)
-        else:
-            report.skipped.append({"path": str(f.path), "reason": item.reason})
-            prog.warn(f"skipped {f.path}: {item.reason}")
-            if item.partial:
-                await queue.put(item)  # the consumer drops the parts it wrote
-            elif state is not None and not rebuild:
-                report.chunks_removed += await runtime.run_blocking(writer.remove_file, str(f.path))
-        prog.file_done(str(f.path))
+        await self.settle(f, item)
+        self.prog.file_done(str(f.path))
 
-    async def consume() -> None:
+    async def settle(self, f: Found, item: Same | Skip) -> None:
+        """A file that is not (re)indexed: unchanged (its times refreshed), or skipped (and its old rows gone)."""
+        state = self.states.get(str(f.path))
+        if isinstance(item, Same):
+            self.report.files_unchanged += 1
+            if state and (state.size, state.mtime_ns) != (item.size, item.mtime_ns):
+                await runtime.run_blocking(self.writer.touch_file, state, item.size, item.mtime_ns)
+            return
+        self.report.skipped.append({"path": str(f.path), "reason": item.reason})
+        self.prog.warn(f"skipped {f.path}: {item.reason}")
+        if item.partial:
+            await self.queue.put(item)  # the consumer drops the parts it wrote
+        elif state is not None and not self.rebuild:
+            self.report.chunks_removed += await runtime.run_blocking(self.writer.remove_file, str(f.path))
+
+    async def consume(self) -> None:
         last_checkpoint = time.monotonic()
         partial: set[str] = set()  # files whose first parts are written and last part is not: no checkpoint
         done = False
         while not done:
-            group: list[Prepared] = []
-            n = 0
-            while n < EMBED_GROUP:
-                try:
-                    item = queue.get_nowait() if group else await queue.get()
-                except asyncio.QueueEmpty:
-                    break
-                if item is None:
-                    done = True
-                    break
-                if isinstance(item, Skip):  # a big file that failed half-way: drop what it had
-                    path = str(item.found.path)
-                    for g in [g for g in group if str(g.found.path) == path]:
-                        group.remove(g)
-                        n -= len(g.chunks)
-                        await room.give(g.nbytes)
-                    partial.discard(path)
-                    report.chunks_added -= await runtime.run_blocking(writer.remove_file, path)
-                    continue
-                group.append(item)
-                n += len(item.chunks)
+            group, n, done = await self.next_group(partial)
             if not group:
                 continue
-            texts = [c.embedding_text() for p in group for c in p.chunks]
-
-            embedded = _GroupProgress(prog, n, sum(p.nbytes for p in group))
-            t = time.perf_counter()
-            vecs = await known.embed(texts, [p.digest for p in group if p.part == 0 and p.last], embedded)
-            report.embed_seconds += time.perf_counter() - t
-            offset = 0
-            for p in group:
-                k = len(p.chunks)
-                path = str(p.found.path)
-                add = timed_call(clock, "write", functools.partial(writer.add_file, append=p.part > 0))
-                removed = await runtime.run_blocking(
-                    add, path, p.size, p.mtime_ns, p.digest, p.kind, p.chunks, vecs[offset : offset + k]
-                )
-                offset += k
-                report.chunks_added += k
-                report.chunks_removed += removed
-                await room.give(p.nbytes)
-                if p.last:
-                    partial.discard(path)
-                    report.files_indexed += 1
-                    prog.file_done(path)
-                else:
-                    partial.add(path)
-            if not partial and time.monotonic() - last_checkpoint >= settings.index_checkpoint_seconds:
-                await runtime.run_blocking(timed_call(clock, "write", writer.checkpoint), stage="checkpoint")
+            await self.write_group(group, n, partial)
+            if not partial and time.monotonic() - last_checkpoint >= self.settings.index_checkpoint_seconds:
+                await runtime.run_blocking(timed_call(self.clock, "write", self.writer.checkpoint), stage="checkpoint")
                 last_checkpoint = time.monotonic()
 
-    async with asyncio.TaskGroup() as tg:
-        tg.create_task(produce())
-        tg.create_task(consume())
+    async def next_group(self, partial: set[str]) -> tuple[list[Prepared], int, bool]:
+        """Up to EMBED_GROUP chunks of what waits (at least one item, waiting for it): (the files' items,
+        their chunks, whether the end marker came). A big file that failed half-way drops what it had."""
+        group: list[Prepared] = []
+        n = 0
+        while n < EMBED_GROUP:
+            try:
+                item = self.queue.get_nowait() if group else await self.queue.get()
+            except asyncio.QueueEmpty:
+                break
+            if item is None:
+                return group, n, True
+            if isinstance(item, Skip):
+                path = str(item.found.path)
+                for g in [g for g in group if str(g.found.path) == path]:
+                    group.remove(g)
+                    n -= len(g.chunks)
+                    await self.room.give(g.nbytes)
+                partial.discard(path)
+                self.report.chunks_added -= await runtime.run_blocking(self.writer.remove_file, path)
+                continue
+            group.append(item)
+            n += len(item.chunks)
+        return group, n, False
+
+    async def write_group(self, group: list[Prepared], n: int, partial: set[str]) -> None:
+        """Embed one group's chunks (vectors of known content reused) and write each file of it."""
+        report = self.report
+        texts = [c.embedding_text() for p in group for c in p.chunks]
+        embedded = _GroupProgress(self.prog, n, sum(p.nbytes for p in group))
+        t = time.perf_counter()
+        vecs = await self.known.embed(texts, [p.digest for p in group if p.part == 0 and p.last], embedded)
+        report.embed_seconds += time.perf_counter() - t
+        offset = 0
+        for p in group:
+            k = len(p.chunks)
+            path = str(p.found.path)
+            add = timed_call(self.clock, "write", functools.partial(self.writer.add_file, append=p.part > 0))
+            removed = await runtime.run_blocking(
+                add, path, p.size, p.mtime_ns, p.digest, p.kind, p.chunks, vecs[offset : offset + k]
+            )
+            offset += k
+            report.chunks_added += k
+            report.chunks_removed += removed
+            await self.room.give(p.nbytes)
+            if p.last:
+                partial.discard(path)
+                report.files_indexed += 1
+                self.prog.file_done(path)
+            else:
+                partial.add(path)
