@@ -57,106 +57,102 @@ class FakeSearchServer:
             }
         }
 
+    async def _ok(self, request: web.Request) -> web.Response:
+        self.calls["ok"] += 1
+        self.headers.append(dict(request.headers))
+        return web.json_response(self.results(request.query.get("q", ""), tag=request.query.get("tag", "fake")))
+
+    async def _slow(self, request: web.Request) -> web.Response:
+        self.calls["slow"] += 1
+        await asyncio.sleep(float(request.query.get("delay", "0.3")))
+        return web.json_response(self.results(request.query.get("q", ""), tag=request.query.get("tag", "slow")))
+
+    async def _hang(self, request: web.Request) -> web.Response:
+        self.calls["hang"] += 1
+        await asyncio.sleep(3600)
+        return web.json_response({})
+
+    async def _fail(self, request: web.Request) -> web.Response:
+        self.calls["fail"] += 1
+        return web.Response(status=500, text="boom")
+
+    async def _flaky(self, request: web.Request) -> web.Response:
+        self.calls["flaky"] += 1
+        if self.calls["flaky"] <= int(request.query.get("fails", "1")):
+            return web.Response(status=503, text="busy")
+        return web.json_response(self.results(request.query.get("q", ""), tag="flaky"))
+
+    async def _badjson(self, request: web.Request) -> web.Response:
+        self.calls["badjson"] += 1
+        return web.Response(text="{not json", content_type="application/json")
+
+    async def _wrongshape(self, request: web.Request) -> web.Response:
+        self.calls["wrongshape"] += 1
+        return web.json_response({"data": {"results": {"not": "a list"}}})
+
+    async def _huge(self, request: web.Request) -> web.StreamResponse:
+        self.calls["huge"] += 1
+        mb = int(request.query.get("mb", "100"))
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        block = b" " * (1024 * 1024)
+        try:
+            for _ in range(mb):
+                await resp.write(block)
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return resp
+
+    async def _drip(self, request: web.Request) -> web.StreamResponse:
+        self.calls["drip"] += 1
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        try:
+            for ch in json.dumps(self.results("drip")).encode():
+                await resp.write(bytes([ch]))
+                await asyncio.sleep(1.0)
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return resp
+
+    async def _ratelimit(self, request: web.Request) -> web.Response:
+        self.calls["ratelimit"] += 1
+        if self.calls["ratelimit"] == 1:
+            return web.Response(status=429, headers={"Retry-After": request.query.get("after", "0.3")})
+        return web.json_response(self.results(request.query.get("q", ""), tag="ratelimit"))
+
+    async def _auth(self, request: web.Request) -> web.Response:
+        self.calls["auth"] += 1
+        if request.headers.get("Authorization") != "Bearer s3cret-token":
+            return web.Response(status=401)
+        return web.json_response(self.results(request.query.get("q", ""), tag="auth"))
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.calls["reset"] += 1
+        assert request.transport is not None
+        request.transport.abort()
+        await asyncio.sleep(0.1)
+        return web.Response()
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        self.calls["redirect"] += 1
+        self.headers.append(dict(request.headers))
+        raise web.HTTPFound(request.query["to"])
+
+    async def _post_search(self, request: web.Request) -> web.Response:
+        self.calls["post"] += 1
+        body = await request.json()
+        return web.json_response(
+            {"hits": {"hits": [{"_source": {"body": f"es hit for {body['query']['match']['body']}"}, "_score": 2.0}]}}
+        )
+
     def _app(self) -> web.Application:
-        async def ok(request: web.Request) -> web.Response:
-            self.calls["ok"] += 1
-            self.headers.append(dict(request.headers))
-            return web.json_response(self.results(request.query.get("q", ""), tag=request.query.get("tag", "fake")))
-
-        async def slow(request: web.Request) -> web.Response:
-            self.calls["slow"] += 1
-            await asyncio.sleep(float(request.query.get("delay", "0.3")))
-            return web.json_response(self.results(request.query.get("q", ""), tag=request.query.get("tag", "slow")))
-
-        async def hang(request: web.Request) -> web.Response:
-            self.calls["hang"] += 1
-            await asyncio.sleep(3600)
-            return web.json_response({})
-
-        async def fail(request: web.Request) -> web.Response:
-            self.calls["fail"] += 1
-            return web.Response(status=500, text="boom")
-
-        async def flaky(request: web.Request) -> web.Response:
-            self.calls["flaky"] += 1
-            if self.calls["flaky"] <= int(request.query.get("fails", "1")):
-                return web.Response(status=503, text="busy")
-            return web.json_response(self.results(request.query.get("q", ""), tag="flaky"))
-
-        async def badjson(request: web.Request) -> web.Response:
-            self.calls["badjson"] += 1
-            return web.Response(text="{not json", content_type="application/json")
-
-        async def wrongshape(request: web.Request) -> web.Response:
-            self.calls["wrongshape"] += 1
-            return web.json_response({"data": {"results": {"not": "a list"}}})
-
-        async def huge(request: web.Request) -> web.StreamResponse:
-            self.calls["huge"] += 1
-            mb = int(request.query.get("mb", "100"))
-            resp = web.StreamResponse()
-            await resp.prepare(request)
-            block = b" " * (1024 * 1024)
-            try:
-                for _ in range(mb):
-                    await resp.write(block)
-            except (ConnectionResetError, RuntimeError):
-                pass
-            return resp
-
-        async def drip(request: web.Request) -> web.StreamResponse:
-            self.calls["drip"] += 1
-            resp = web.StreamResponse()
-            await resp.prepare(request)
-            try:
-                for ch in json.dumps(self.results("drip")).encode():
-                    await resp.write(bytes([ch]))
-                    await asyncio.sleep(1.0)
-            except (ConnectionResetError, RuntimeError):
-                pass
-            return resp
-
-        async def ratelimit(request: web.Request) -> web.Response:
-            self.calls["ratelimit"] += 1
-            if self.calls["ratelimit"] == 1:
-                return web.Response(status=429, headers={"Retry-After": request.query.get("after", "0.3")})
-            return web.json_response(self.results(request.query.get("q", ""), tag="ratelimit"))
-
-        async def auth(request: web.Request) -> web.Response:
-            self.calls["auth"] += 1
-            if request.headers.get("Authorization") != "Bearer s3cret-token":
-                return web.Response(status=401)
-            return web.json_response(self.results(request.query.get("q", ""), tag="auth"))
-
-        async def reset(request: web.Request) -> web.Response:
-            self.calls["reset"] += 1
-            assert request.transport is not None
-            request.transport.abort()
-            await asyncio.sleep(0.1)
-            return web.Response()
-
-        async def redirect(request: web.Request) -> web.Response:
-            self.calls["redirect"] += 1
-            self.headers.append(dict(request.headers))
-            raise web.HTTPFound(request.query["to"])
-
-        async def post_search(request: web.Request) -> web.Response:
-            self.calls["post"] += 1
-            body = await request.json()
-            return web.json_response(
-                {
-                    "hits": {
-                        "hits": [{"_source": {"body": f"es hit for {body['query']['match']['body']}"}, "_score": 2.0}]
-                    }
-                }
-            )
-
         app = web.Application()
-        for path, fn in [("/ok", ok), ("/slow", slow), ("/hang", hang), ("/fail", fail), ("/flaky", flaky),
-                         ("/badjson", badjson), ("/wrongshape", wrongshape), ("/huge", huge), ("/drip", drip),
-                         ("/ratelimit", ratelimit), ("/auth", auth), ("/reset", reset), ("/redirect", redirect)]:  # fmt: skip
+        for path, fn in [("/ok", self._ok), ("/slow", self._slow), ("/hang", self._hang), ("/fail", self._fail), ("/flaky", self._flaky),
+                         ("/badjson", self._badjson), ("/wrongshape", self._wrongshape), ("/huge", self._huge), ("/drip", self._drip),
+                         ("/ratelimit", self._ratelimit), ("/auth", self._auth), ("/reset", self._reset), ("/redirect", self._redirect)]:  # fmt: skip
             app.router.add_get(path, fn)
-        app.router.add_post("/es/_search", post_search)
+        app.router.add_post("/es/_search", self._post_search)
         return app
 
     def _run(self) -> None:

@@ -336,6 +336,27 @@ async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **k
         yield ev
 
 
+async def render(env: Env, events: AsyncIterator[Any], form: str, timings: bool = False) -> Any:
+    """Show an answer's events as ``form`` asks (JSON Lines, warnings only for one JSON object at the end,
+    or text: live on a terminal, plain into a pipe); returns the result (None if it never came)."""
+    from ..answer import jsonl_event
+
+    result = None
+    if form == "text":
+        with Renderer(env, timings) as view:
+            async for ev in events:
+                view.event(ev)
+                result = ev.data if ev.kind == "done" else result
+        return result
+    async for ev in events:
+        if form == "jsonl":
+            env.json(jsonl_event(ev))
+        elif ev.kind == "warning":
+            env.warn(ev.data)
+        result = ev.data if ev.kind == "done" else result
+    return result
+
+
 @app.command("ask")
 def ask_cmd(
     question: Annotated[
@@ -375,7 +396,6 @@ def ask_cmd(
 ) -> None:
     """Answer a question from the index, citing numbered sources."""
     from .. import runtime
-    from ..answer import jsonl_event
     from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages
     from ..retrieve.client import open_retrieval
 
@@ -407,27 +427,8 @@ def ask_cmd(
     async def go() -> Any:
         async with context_only(settings) if alone else open_retrieval(settings, env.warn) as r:
             await r.prepare()
-            result = None
-
-            if jsonl:
-                async for ev in answer_stream(env, q, r, settings, extra_context=extra, context_name=name, filter=flt):
-                    env.json(jsonl_event(ev))
-                    if ev.kind == "done":
-                        result = ev.data
-                return result
-            if json_out:
-                async for ev in answer_stream(env, q, r, settings, extra_context=extra, context_name=name, filter=flt):
-                    if ev.kind == "warning":
-                        env.warn(ev.data)
-                    elif ev.kind == "done":
-                        result = ev.data
-                return result
-            with Renderer(env, timings) as view:
-                async for ev in answer_stream(env, q, r, settings, extra_context=extra, context_name=name, filter=flt):
-                    view.event(ev)
-                    if ev.kind == "done":
-                        result = ev.data
-            return result
+            events = answer_stream(env, q, r, settings, extra_context=extra, context_name=name, filter=flt)
+            return await render(env, events, "jsonl" if jsonl else "json" if json_out else "text", timings)
 
     try:
         result = runtime.run(go(), workers=settings.effective_workers())

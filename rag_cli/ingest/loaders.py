@@ -71,76 +71,91 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 
 def load_markdown(path: str, data: bytes) -> list[Document]:
     notes: list[str] = []
-    text = decode_text(data, notes)
-    lines = text.split("\n")
-    i = 0
-    if lines and lines[0].strip() == "---":  # front matter
-        for j in range(1, min(len(lines), 200)):
-            if lines[j].strip() in ("---", "..."):
-                i = j + 1
-                break
-    trail: list[tuple[int, str]] = []
-    blocks: list[Block] = []
-    para: list[str] = []
-    para_start = 0
-    title = ""
+    md = _Markdown(decode_text(data, notes).split("\n"))
+    md.read()
+    return [Document(path, md.title or stem_title(path), require_text(md.blocks, md.headings), kind="markdown",
+                     notes=notes)]  # fmt: skip
 
-    def heading() -> tuple[str, ...]:
-        return tuple(t for _, t in trail)
 
-    def flush(end: int) -> None:
-        nonlocal para
-        if para:
-            blocks.append(Block("\n".join(para), heading(), para_start + 1, end))
-            para = []
+class _Markdown:
+    """Markdown read into blocks under their heading trail: paragraphs, fenced code whole, ATX and setext
+    headings; YAML front matter skipped."""
 
-    headings: list[tuple[int | None, str]] = []
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.i = self._after_front_matter()
+        self.trail: list[tuple[int, str]] = []
+        self.blocks: list[Block] = []
+        self.para: list[str] = []
+        self.para_start = 0
+        self.title = ""
+        self.headings: list[tuple[int | None, str]] = []
 
-    def set_heading(level: int, name: str) -> None:
-        nonlocal title
-        while trail and trail[-1][0] >= level:
-            trail.pop()
-        trail.append((level, name))
-        headings.append((i + 1, name))
-        if level == 1 and not title:
-            title = name
+    def _after_front_matter(self) -> int:
+        if self.lines and self.lines[0].strip() == "---":
+            for j in range(1, min(len(self.lines), 200)):
+                if self.lines[j].strip() in ("---", "..."):
+                    return j + 1
+        return 0
 
-    while i < len(lines):
-        if not i & 255:
-            check()
-        line = lines[i]
-        fence = _FENCE.match(line)
-        if fence:
-            flush(i)
-            marker = fence.group(1)
-            start = i
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith(marker):
-                i += 1
-            body = "\n".join(lines[start : i + 1])
-            blocks.append(Block(body, heading(), start + 1, min(i + 1, len(lines))))
-            i += 1
-            continue
-        m = _ATX.match(line)
-        if m:
-            flush(i)
-            set_heading(len(m.group(1)), m.group(2).strip())
-            i += 1
-            continue
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if line.strip() and not para and re.fullmatch(r"\s*(=+|-+)\s*", nxt) and len(nxt.strip()) >= 2:
-            set_heading(1 if nxt.strip()[0] == "=" else 2, line.strip())
-            i += 2
-            continue
+    def heading(self) -> tuple[str, ...]:
+        return tuple(t for _, t in self.trail)
+
+    def flush(self, end: int) -> None:
+        if self.para:
+            self.blocks.append(Block("\n".join(self.para), self.heading(), self.para_start + 1, end))
+            self.para = []
+
+    def set_heading(self, level: int, name: str) -> None:
+        while self.trail and self.trail[-1][0] >= level:
+            self.trail.pop()
+        self.trail.append((level, name))
+        self.headings.append((self.i + 1, name))
+        if level == 1 and not self.title:
+            self.title = name
+
+    def read(self) -> None:
+        lines = self.lines
+        while self.i < len(lines):
+            if not self.i & 255:
+                check()
+            line = lines[self.i]
+            if (fence := _FENCE.match(line)) is not None:
+                self.fenced(fence.group(1))
+            elif (m := _ATX.match(line)) is not None:
+                self.flush(self.i)
+                self.set_heading(len(m.group(1)), m.group(2).strip())
+            elif not self.setext(line):
+                self.text(line)
+            self.i += 1
+        self.flush(len(lines))
+
+    def fenced(self, marker: str) -> None:
+        """A fenced code block, kept whole (the fence lines included); ``i`` ends on its closing fence."""
+        self.flush(self.i)
+        start = self.i
+        self.i += 1
+        while self.i < len(self.lines) and not self.lines[self.i].strip().startswith(marker):
+            self.i += 1
+        body = "\n".join(self.lines[start : self.i + 1])
+        self.blocks.append(Block(body, self.heading(), start + 1, min(self.i + 1, len(self.lines))))
+
+    def setext(self, line: str) -> bool:
+        """A heading underlined with = or - (``i`` moves onto the underline), if this line starts one."""
+        nxt = self.lines[self.i + 1] if self.i + 1 < len(self.lines) else ""
+        if not line.strip() or self.para or not re.fullmatch(r"\s*(=+|-+)\s*", nxt) or len(nxt.strip()) < 2:
+            return False
+        self.set_heading(1 if nxt.strip()[0] == "=" else 2, line.strip())
+        self.i += 1
+        return True
+
+    def text(self, line: str) -> None:
         if line.strip():
-            if not para:
-                para_start = i
-            para.append(line.rstrip())
+            if not self.para:
+                self.para_start = self.i
+            self.para.append(line.rstrip())
         else:
-            flush(i)
-        i += 1
-    flush(len(lines))
-    return [Document(path, title or stem_title(path), require_text(blocks, headings), kind="markdown", notes=notes)]
+            self.flush(self.i)
 
 
 _RST_ADORN = re.compile(r"""^([=\-~^"'`#*+:.!$%&,/;<>?@\\_|])\1{2,}\s*$""")

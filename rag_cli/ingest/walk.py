@@ -113,17 +113,7 @@ def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skippe
 
 def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool,
               skip: Skipped, filters: Filters | None = None) -> Iterator[Found]:  # fmt: skip
-    specs: dict[Path, object] = {}
-
-    def ignored(p: Path, is_dir: bool) -> bool:
-        for base, sp in specs.items():
-            if p == base or base not in p.parents:
-                continue
-            rel = p.relative_to(base).as_posix() + ("/" if is_dir else "")
-            if sp.match_file(rel):  # type: ignore[attr-defined]
-                return True
-        return False
-
+    walk = _DirWalk(root, dir_roots, seen, follow_links, skip, filters)
     stack = [root]
     while stack:
         dirpath = stack.pop()
@@ -135,46 +125,77 @@ def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: 
             continue
         spec = _gitignore(dirpath)
         if spec is not None:
-            specs[dirpath] = spec
+            walk.specs[dirpath] = spec
         subdirs: list[Path] = []
         for entry in entries:
-            name = entry.name
-            if name.startswith("."):
+            if entry.name.startswith("."):
                 continue
-            full = dirpath / name
-            try:
-                is_link = entry.is_symlink()
-                is_dir = entry.is_dir(follow_symlinks=False)
-                is_file = entry.is_file(follow_symlinks=False)
-            except OSError as exc:
-                skip(full, f"unreadable: {exc.strerror or exc}")
-                continue
-            rel = full.relative_to(root).as_posix()
-            if is_dir:
-                keep = name not in SKIP_DIRS and not _is_venv(full) and not ignored(full, True)
-                if keep and (filters is None or not filters.skip_dir(rel)):
-                    subdirs.append(full)
-                continue
-            if loader_for(full) is None or ignored(full, False) or (filters is not None and filters.skip_file(rel)):
-                continue
-            if is_link:
-                try:
-                    resolved = full.resolve(strict=True)
-                except (OSError, RuntimeError):  # dangling, or a loop of links
-                    continue
-                if resolved.is_dir():
-                    continue
-                if not follow_links and not _within(resolved, dir_roots):
-                    skip(full, f"symlink to {resolved}, outside the indexed folders (--follow-links allows it)")
-                    continue
-                is_file = resolved.is_file()
-            else:
-                resolved = full
-            if not is_file:
-                skip(full, "not a regular file (FIFO, socket or device)")
-                continue
-            if resolved in seen:
-                continue
-            seen.add(resolved)
-            yield Found(resolved, root)
+            what = walk.kind(dirpath / entry.name, entry)
+            if what is not None and what[0] == "dir":
+                subdirs.append(what[1])
+            elif what is not None:
+                yield Found(what[1], root)
         stack.extend(reversed(subdirs))
+
+
+class _DirWalk:
+    """What the walk of one folder decides about each entry: a folder to enter, a file to index (its
+    resolved path), or nothing (hidden, ignored, filtered, not loadable, a link out, not a regular file)."""
+
+    def __init__(self, root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool, skip: Skipped,
+                 filters: Filters | None) -> None:  # fmt: skip
+        self.root, self.dir_roots, self.seen, self.follow_links = root, dir_roots, seen, follow_links
+        self.skip, self.filters = skip, filters
+        self.specs: dict[Path, object] = {}  # the .gitignore of each folder walked so far
+
+    def ignored(self, p: Path, is_dir: bool) -> bool:
+        for base, sp in self.specs.items():
+            if p == base or base not in p.parents:
+                continue
+            rel = p.relative_to(base).as_posix() + ("/" if is_dir else "")
+            if sp.match_file(rel):  # type: ignore[attr-defined]
+                return True
+        return False
+
+    def kind(self, full: Path, entry: os.DirEntry[str]) -> tuple[str, Path] | None:
+        """("dir", path) for a folder to enter, ("file", resolved path) for a file to index, or None."""
+        try:
+            is_link = entry.is_symlink()
+            is_dir = entry.is_dir(follow_symlinks=False)
+            is_file = entry.is_file(follow_symlinks=False)
+        except OSError as exc:
+            self.skip(full, f"unreadable: {exc.strerror or exc}")
+            return None
+        rel = full.relative_to(self.root).as_posix()
+        if is_dir:
+            keep = entry.name not in SKIP_DIRS and not _is_venv(full) and not self.ignored(full, True)
+            return ("dir", full) if keep and (self.filters is None or not self.filters.skip_dir(rel)) else None
+        if (
+            loader_for(full) is None
+            or self.ignored(full, False)
+            or (self.filters is not None and self.filters.skip_file(rel))
+        ):
+            return None
+        resolved = self.link_target(full) if is_link else full
+        if resolved is None:
+            return None
+        if not (resolved.is_file() if is_link else is_file):
+            self.skip(full, "not a regular file (FIFO, socket or device)")
+            return None
+        if resolved in self.seen:
+            return None
+        self.seen.add(resolved)
+        return "file", resolved
+
+    def link_target(self, full: Path) -> Path | None:
+        """Where a link to a file leads, if it may be followed (inside the indexed folders, or --follow-links)."""
+        try:
+            resolved = full.resolve(strict=True)
+        except (OSError, RuntimeError):  # dangling, or a loop of links
+            return None
+        if resolved.is_dir():
+            return None
+        if not self.follow_links and not _within(resolved, self.dir_roots):
+            self.skip(full, f"symlink to {resolved}, outside the indexed folders (--follow-links allows it)")
+            return None
+        return resolved

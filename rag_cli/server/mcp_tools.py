@@ -44,24 +44,12 @@ def build(hub: Any) -> Any:
 
     class Server(MCPServer):  # type: ignore[misc]
         async def list_resources(self) -> list[MCPResource]:
-            out: list[MCPResource] = []
-            for name, (_, retrieval) in hub.indexes.items():
-                if retrieval.reader is None:
-                    continue
-                docs = await runtime.run_blocking(retrieval.reader.documents, RESOURCE_LIST_MAX)
-                out += [MCPResource(uri=resource_uri(name, d["path"]), name=d["path"].rsplit("/", 1)[-1],
-                                    title=d["title"] or None, mime_type="text/plain", size=d["size"],
-                                    description=f"{d['kind']} in index {name}")
-                        for d in docs]  # fmt: skip
-            return out
+            return await resources(hub, MCPResource)
 
     server = Server("rag", instructions=INSTRUCTIONS, log_level="WARNING")
 
     def pick(index: str | None) -> tuple[str, Any, Any]:
-        try:
-            return hub.pick(index)
-        except HttpError as exc:
-            raise _tool_error(exc.message) from None
+        return _pick(hub, index)
 
     @server.tool()
     async def search(query: str, k: int = 5, mode: str = "hybrid", path: str | list[str] | None = None,
@@ -70,22 +58,7 @@ def build(hub: Any) -> Any:
         """Search an index. `mode`: hybrid, dense or bm25. `path`: a glob on the document path, or a list
         (`docs/*.md`; `!GLOB` excludes); `type`: file types (`md,pdf`); `since`: files modified since a date
         (`2026-01-01`) or an age (`7d`). Returns ranked passages with path, lines and text."""
-        name, settings, retrieval = pick(index)
-        try:
-            text_field(settings, "query", query)
-            k = count(settings, "k", k)
-            mode = check_mode(settings, mode)
-            flt = filter_field({"path": path, "type": type, "since": since})
-        except UsageError as exc:
-            raise _tool_error(exc.message) from None
-        res = await retrieval.search(query, k=k, mode=mode, filter=flt)
-        hits = res.hits[:k]
-        return {"index": name, "query": query, "mode": mode,
-                "hits": [{"rank": i, "path": h.path, "location": h.location, "title": h.title,
-                          "start_line": h.start_line, "end_line": h.end_line, "page": h.page,
-                          "chunk_id": h.chunk_id, "score": round(h.score, 6), "text": h.text}
-                         for i, h in enumerate(hits, start=1)],
-                "degraded": [d.to_dict() for d in res.degraded]}  # fmt: skip
+        return await search_tool(hub, query, k, mode, {"path": path, "type": type, "since": since}, index)
 
     async def ask(question: str, k: int | None = None, llm: str | None = None, path: str | list[str] | None = None,
                   type: str | None = None, since: str | None = None,
@@ -93,32 +66,8 @@ def build(hub: Any) -> Any:
         """Answer a question from an index. The answer cites numbered sources ([1], [2]); each sentence
         is checked against what it cites (`sentences[].verified`). `llm`: local, openai or none. `path`,
         `type`, `since`: answer from part of the index, as for `search`."""
-        from .ask import Watch, answer_events, answer_params
-
-        name, settings, retrieval = pick(index)
-        try:
-            params = answer_params(settings, {"question": question, "k": k, "llm": llm, "path": path, "type": type,
-                                              "since": since})  # fmt: skip
-        except UsageError as exc:
-            raise _tool_error(exc.message) from None
-        result: AnswerResult | None = None
-        try:
-            # aiohttp does not cancel a handler whose client left, and the SDK runs the tool in its own task:
-            # watch the HTTP request (None over stdio) so an abandoned call frees its generation slot at once
-            async with Watch(_http_request(ctx), hub.stopping) as watch:
-                async for ev in answer_events(hub, name, settings, retrieval, route="mcp", **params):
-                    if ev.kind == "done":
-                        result = ev.data
-            if watch.reason is not None:
-                return {"question": question, "answer": None, "error": f"stopped: {watch.reason}"}
-        except HttpError as exc:
-            raise _tool_error(f"{exc.message}; retry in {exc.retry_after or 5:.0f} s") from None
-        except RagError as exc:
-            return {"question": question, "answer": None, "error": exc.message, "exit_code": exc.exit_code}
-        assert result is not None
-        d = result.to_dict()
-        return {k: d[k] for k in ("question", "answer", "citations", "sources", "verified", "sentences",
-                                  "degraded", "backend")}  # fmt: skip
+        return await ask_tool(hub, question, {"question": question, "k": k, "llm": llm, "path": path, "type": type,
+                                              "since": since}, index, ctx)  # fmt: skip
 
     ask.__annotations__["ctx"] = Context  # the SDK injects the request context into a parameter of this type
     server.tool()(ask)
@@ -162,6 +111,77 @@ def build(hub: Any) -> Any:
         return "\n\n".join([*head, *(c["text"] for c in chunks)])
 
     return server
+
+
+def _pick(hub: Any, index: str | None) -> tuple[str, Any, Any]:
+    try:
+        return hub.pick(index)  # type: ignore[no-any-return]
+    except HttpError as exc:
+        raise _tool_error(exc.message) from None
+
+
+async def resources(hub: Any, resource: Any) -> list[Any]:
+    """Every indexed document as an MCP resource (up to RESOURCE_LIST_MAX per index)."""
+    out: list[Any] = []
+    for name, (_, retrieval) in hub.indexes.items():
+        if retrieval.reader is None:
+            continue
+        docs = await runtime.run_blocking(retrieval.reader.documents, RESOURCE_LIST_MAX)
+        out += [resource(uri=resource_uri(name, d["path"]), name=d["path"].rsplit("/", 1)[-1],
+                         title=d["title"] or None, mime_type="text/plain", size=d["size"],
+                         description=f"{d['kind']} in index {name}")
+                for d in docs]  # fmt: skip
+    return out
+
+
+async def search_tool(hub: Any, query: str, k: int, mode: str, filters: dict[str, Any],
+                      index: str | None) -> dict[str, Any]:  # fmt: skip
+    """The ``search`` tool: ranked passages with path, lines and text."""
+    name, settings, retrieval = _pick(hub, index)
+    try:
+        text_field(settings, "query", query)
+        k = count(settings, "k", k)
+        mode = check_mode(settings, mode)
+        flt = filter_field(filters)
+    except UsageError as exc:
+        raise _tool_error(exc.message) from None
+    res = await retrieval.search(query, k=k, mode=mode, filter=flt)
+    hits = res.hits[:k]
+    return {"index": name, "query": query, "mode": mode,
+            "hits": [{"rank": i, "path": h.path, "location": h.location, "title": h.title,
+                      "start_line": h.start_line, "end_line": h.end_line, "page": h.page,
+                      "chunk_id": h.chunk_id, "score": round(h.score, 6), "text": h.text}
+                     for i, h in enumerate(hits, start=1)],
+            "degraded": [d.to_dict() for d in res.degraded]}  # fmt: skip
+
+
+async def ask_tool(hub: Any, question: str, body: dict[str, Any], index: str | None, ctx: Any) -> dict[str, Any]:
+    """The ``ask`` tool: a cited, verified answer, or the error object `rag ask --json` prints."""
+    from .ask import Watch, answer_events, answer_params
+
+    name, settings, retrieval = _pick(hub, index)
+    try:
+        params = answer_params(settings, body)
+    except UsageError as exc:
+        raise _tool_error(exc.message) from None
+    result: AnswerResult | None = None
+    try:
+        # aiohttp does not cancel a handler whose client left, and the SDK runs the tool in its own task:
+        # watch the HTTP request (None over stdio) so an abandoned call frees its generation slot at once
+        async with Watch(_http_request(ctx), hub.stopping) as watch:
+            async for ev in answer_events(hub, name, settings, retrieval, route="mcp", **params):
+                if ev.kind == "done":
+                    result = ev.data
+        if watch.reason is not None:
+            return {"question": question, "answer": None, "error": f"stopped: {watch.reason}"}
+    except HttpError as exc:
+        raise _tool_error(f"{exc.message}; retry in {exc.retry_after or 5:.0f} s") from None
+    except RagError as exc:
+        return {"question": question, "answer": None, "error": exc.message, "exit_code": exc.exit_code}
+    assert result is not None
+    d = result.to_dict()
+    return {k: d[k] for k in ("question", "answer", "citations", "sources", "verified", "sentences",
+                              "degraded", "backend")}  # fmt: skip
 
 
 def _tool_error(message: str) -> Exception:
