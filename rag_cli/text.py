@@ -193,3 +193,29 @@ def clean(text: str) -> str:
 def quote_line(n: int, text: str) -> str:
     """One evidence sentence quoted with its passage number, as a Markdown list item: ``- "..." [n]``."""
     return f'- "{text.strip()}" [{n}]'
+
+
+_HOW_MANY = re.compile(r"\bhow many ([a-z][\w-]*)(?: (?!per\b)([a-z][\w-]*))?(?: per ([a-z][\w-]*))?", re.IGNORECASE)
+_WHAT_DEFAULT = re.compile(
+    r"\bwhat(?:'s| is| are) the (?:default|maximum|minimum|max|min) ([a-z][\w.-]*)", re.IGNORECASE
+)
+
+
+def asked_quantity(question: str) -> list[str]:
+    """What a question asks the number of, as word stems to look for: "How many bits per weight ..." ->
+    ["bit", "wei"]; "What is the default max_workers of ...?" -> ["max_wor"]; [] when it asks no such thing.
+    A number that answers it must stand beside one of them in its source. Stems are word beginnings (a word
+    less its last three letters, at least three kept; a plural s dropped), so "dimensions" finds
+    "384-dimensional" and "seconds" finds "900 seconds"."""
+    words: list[str] = []
+    if (m := _HOW_MANY.search(question)) is not None:
+        words = [w for w in m.groups() if w and w.lower() not in STOP_WORDS and w.lower() not in ("do", "does", "did")]
+    elif (m := _WHAT_DEFAULT.search(question)) is not None:
+        words = [m.group(1)]
+    return [_beginning(w.lower()) for w in words]
+
+
+def _beginning(word: str) -> str:
+    if len(word) <= 5:
+        return word[:-1] if word.endswith("s") and len(word) > 3 else word
+    return word[: max(3, len(word) - 3)]

@@ -29,7 +29,7 @@ from typing import Any
 
 from .evidence import Embed, content_terms, coverage, instruction_like, split_sentences
 from .prompting import CITE, citations
-from .text import folded, names_in, quote_line
+from .text import asked_quantity, folded, names_in, quote_line
 
 SUPPORT_AT = 0.5
 BIND_SHARE = 0.5  # a number's sentence or row is at least half as much about the question as the passage's best
@@ -92,6 +92,7 @@ class Verifier:
         self.hosts = hosts  # the sources' own sites: a link there is no lure
         self.question = content_terms(question)
         self.names = [folded(w) for w in names_in(question) if " " not in w]  # what it names: "Paris", "3.13"
+        self.asked = asked_quantity(question)  # what it asks the number of: "bits", "weight"
         self.embed = embed
         self.terms = [content_terms(p) for p in passages]
         self.lower = [folded(p) for p in passages]
@@ -132,8 +133,8 @@ class Verifier:
 
     def bound(self, token: str, n: int) -> bool:
         """A number of an answer is bound to what the question asks about in passage ``n``: the table row, else
-        the sentence, holding it names what the question names (when the passage does: "Paris", "Q4_K_M") and
-        covers at least :data:`BIND_SHARE` of what the passage's most on-topic sentence covers of the question's
+        the sentence, holding it names what the question names (when the passage does: "Paris", "Q4_K_M"),
+        holds what a "how many" or "what is the default" question counts (text.asked_quantity), and covers at least :data:`BIND_SHARE` of what the passage's most on-topic sentence covers of the question's
         words. "about 140 euros" for Paris, where 140 is Berlin's row, or "uses about 250 MB" for bits per
         weight, where 250 MB is the file size, is present and not bound."""
         if not self.question:
@@ -144,6 +145,8 @@ class Verifier:
             return True
         names = [w for w in self.names if holds_token(self.lower[n], w)]
         holding = [u for u in holding if all(holds_token(u[0], w) for w in names)]
+        if self.asked:  # "how many bits per weight": the number stands beside what is counted
+            holding = [u for u in holding if any(a in u[0] for a in self.asked)]
         best = max(coverage(self.question, terms) for _, terms in sentences + rows)
         return any(coverage(self.question, terms) >= BIND_SHARE * best for _, terms in holding)
 

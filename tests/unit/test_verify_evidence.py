@@ -294,3 +294,28 @@ def test_a_number_must_be_bound_to_what_the_question_asks_about() -> None:
     assert v.check("The Q4_K_M scheme uses about 4.5 bits per weight [1].").verified
     # without a question (a context summary) a number is checked as a whole token only
     assert Verifier([table]).check("Berlin's budget is 140 euros [1].").verified
+
+
+def test_a_number_must_stand_beside_what_the_question_counts() -> None:
+    """The demo's own answer (issue 32 item 10): over a passage that says only "Its Q4_K_M file is about 250 MB",
+    "the Q4_K_M quantisation uses about 250 MB" does not answer "How many bits per weight ...": 250 stands
+    beside no bit and no weight there. A number beside what is counted does."""
+    from rag_cli.text import asked_quantity
+
+    assert asked_quantity("How many bits per weight does the Q4_K_M quantisation use?") == ["bit", "wei"]
+    assert asked_quantity("How many dimensions do all-MiniLM-L6-v2 embeddings have?") == ["dimensi"]
+    assert asked_quantity("What is the default max_workers of ThreadPoolExecutor?") == ["max_work"]
+    assert asked_quantity("How much can I spend on a hotel in Paris?") == []
+    other = ("Gemma 3 270M is a 270 million parameter model released by Google in 2025. Its Q4_K_M\nfile is about "
+             "250 MB. It is a base model: it continues text rather than following chat instructions.")  # fmt: skip
+    right = (
+        "Quantisation stores each weight with fewer bits. The Q4_K_M scheme uses about 4.5 bits\nper weight on average."
+    )
+    v = Verifier([right, other], question="How many bits per weight does the Q4_K_M quantisation use?")
+    assert not v.check("According to [2], the Q4_K_M quantisation uses about 250 MB.").verified
+    assert v.check("It uses about 4.5 bits per weight [1].").verified
+    dims = Verifier(
+        ["Each of its embeddings is a vector of 384 dimensions."],
+        question="How many dimensions do its embeddings have?",
+    )
+    assert dims.check("Its embeddings have 384 dimensions [1].").verified
