@@ -238,6 +238,7 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS))
     ap.add_argument("--readers", nargs="*", default=[], help="packaged readers to add (rag models)")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm-server against cold whole-process run")
+    ap.add_argument("--section", default="Answers (bench/answer.py)", help="the section of bench/results.md to write")
     args = ap.parse_args()
     readers = add_readers(args.readers)
     args.configs = [*args.configs, *readers]
@@ -316,7 +317,7 @@ def main() -> None:
               "stay loaded, so it only grows); the whole-process table gives each reader's own.", ""]  # fmt: skip
     lines += warm
     (CACHE / "answer-rows.json").write_text(json.dumps(results, default=str))
-    write_section("Answers (bench/answer.py)", lines)
+    write_section(args.section, lines)
 
 
 if __name__ == "__main__":
