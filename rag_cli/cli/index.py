@@ -226,7 +226,10 @@ def index_cmd(
 
 
 def _summary(env: Env, report: Any) -> None:
-    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+    from ..ingest.encoding import EMPTY
+
+    empty = sum(1 for s in report.skipped if s["reason"] == EMPTY)
+    skipped = f", {len(report.skipped)} skipped" + (f" ({empty} empty)" if empty else "") if report.skipped else ""
     env.err(
         f"indexed {report.files_indexed} files ({report.chunks_added} chunks), "
         f"{report.files_unchanged} unchanged, {report.files_removed} removed{skipped} "

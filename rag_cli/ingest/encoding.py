@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+EMPTY = "empty: no text"  # why a file with nothing to index is skipped
+
 
 class SkipFile(Exception):
     """The file cannot be indexed; ``reason`` says why in a few words."""

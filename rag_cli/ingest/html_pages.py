@@ -94,7 +94,8 @@ class _HTMLText(HTMLParser):
             self.pre -= 1
             return
         if self.heading_level and tag == f"h{self.heading_level}":
-            name = re.sub(r"\s+", " ", "".join(self.heading_buf)).strip()
+            # Sphinx and MkDocs end each heading with a permalink mark "¶": not part of its name
+            name = re.sub(r"\s+", " ", "".join(self.heading_buf)).strip().rstrip("¶").strip()
             level = self.heading_level
             self.heading_level = 0
             self.buf = []

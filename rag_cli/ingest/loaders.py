@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..types import Block, Document
 from .budget import check
-from .encoding import SkipFile, decode_text
+from .encoding import EMPTY, SkipFile, decode_text
 
 Loader = Callable[[str, bytes], list[Document]]
 
@@ -37,7 +37,7 @@ def require_text(blocks: list[Block], headings: list[tuple[int | None, str]] | N
         names = [(line, name.strip()) for line, name in headings or [] if name.strip()]
         if names:
             return [Block("\n".join(n for _, n in names), (), names[0][0], names[-1][0])]
-        raise SkipFile("empty: no text")
+        raise SkipFile(EMPTY)
     return kept
 
 

@@ -29,6 +29,7 @@ from ..store import base as store_base
 from ..store.base import Writer
 from . import budget
 from .chunking import ChunkerConfig
+from .encoding import EMPTY
 from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
 from .stages import StageClock, timed_call
 from .vectors import KnownVectors
@@ -341,7 +342,7 @@ class _IndexRun:
                     parts += 1
                 pending = Prepared(f, big.size, big.mtime_ns, "", seg.kind, chunks, notes, part=parts, last=False)
             if pending is None:
-                return Skip(f, "empty: no text")
+                return Skip(f, EMPTY)
             pending.digest, pending.last = digest, True
             await self.hand_on(pending)
             return None
@@ -390,7 +391,8 @@ class _IndexRun:
                 await runtime.run_blocking(self.writer.touch_file, state, item.size, item.mtime_ns)
             return
         self.report.skipped.append({"path": str(f.path), "reason": item.reason})
-        self.prog.warn(f"skipped {f.path}: {item.reason}")
+        if item.reason != EMPTY:  # an empty file (an __init__.py) is counted in the summary, not warned of each run
+            self.prog.warn(f"skipped {f.path}: {item.reason}")
         if item.partial:
             await self.queue.put(item)  # the consumer drops the parts it wrote
         elif state is not None and not self.rebuild:

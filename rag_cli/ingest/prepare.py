@@ -19,6 +19,7 @@ from ..store.writer import FileState
 from ..types import Chunk, Document
 from . import budget
 from .chunking import ChunkerConfig, chunk_document
+from .encoding import EMPTY
 from .loaders import LOADERS, SkipFile, load_bytes, load_text
 from .segments import file_digest, iter_segments, load_segment, open_regular, segmentable, starts_with_bom
 from .stages import NULL, StageClock
@@ -92,7 +93,7 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
             if st.st_size > max_bytes:
                 return Skip(found, f"too large: {st.st_size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit")
             if st.st_size == 0:
-                return Skip(found, "empty file")
+                return Skip(found, EMPTY)
             if state and not rebuild and state.size == st.st_size and state.mtime_ns == st.st_mtime_ns:
                 return Same(found, st.st_size, st.st_mtime_ns)
             if segmentable(path, st.st_size):
@@ -129,7 +130,7 @@ def _load(found: Found, size: int, mtime_ns: int, digest: str, data: bytes, coun
     with clock.timed("chunk"):
         chunks = _chunks(docs, count, cfg, 0)
     if not chunks:
-        return Skip(found, "empty: no text")
+        return Skip(found, EMPTY)
     return Prepared(found, size, mtime_ns, digest, docs[0].kind, chunks, [n for d in docs for n in d.notes])
 
 

@@ -21,6 +21,17 @@ from .loaders import loader_for
 SKIP_DIRS = {".git", "node_modules", "__pycache__", "venv", ".venv", "env", ".tox", ".mypy_cache", "site-packages"}
 
 
+# what a Sphinx HTML build holds beside its pages: the search index (one JSON blob of every word), the reST
+# sources of the pages (twins of them, in raw markup), static files, the generated index and search pages
+SPHINX_BUILD_EXTRAS = frozenset({"_sources", "_static", "_images", "_downloads", "searchindex.js", "genindex.html",
+                                 "search.html", "py-modindex.html", "objects.inv"})  # fmt: skip
+
+
+def sphinx_build(names: set[str]) -> bool:
+    """Whether a folder holding ``names`` is the root of a Sphinx HTML build (its pages are what to index)."""
+    return "searchindex.js" in names and ("objects.inv" in names or "_sources" in names)
+
+
 @dataclass(frozen=True)
 class Found:
     path: Path
@@ -127,8 +138,9 @@ def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: 
         if spec is not None:
             walk.specs[dirpath] = spec
         subdirs: list[Path] = []
+        leave = SPHINX_BUILD_EXTRAS if sphinx_build({e.name for e in entries}) else frozenset()
         for entry in entries:
-            if entry.name.startswith("."):
+            if entry.name.startswith(".") or entry.name in leave:
                 continue
             what = walk.kind(dirpath / entry.name, entry)
             if what is not None and what[0] == "dir":

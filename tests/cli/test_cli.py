@@ -119,3 +119,16 @@ def test_modes(tmp_path: Path, mode: str) -> None:
     out = run_cli("search", "yellow bananas", "--mode", mode, "--json", env=env_for(home))
     data = json.loads(out.stdout)
     assert data["mode"] == mode and data["hits"][0]["path"].endswith("b.txt")
+
+
+def test_empty_files_are_counted_not_warned_of_one_by_one(tmp_path: Path) -> None:
+    """Issue 32 item 11: every empty __init__.py warned on every run."""
+    docs = tmp_path / "docs"
+    (docs / "pkg").mkdir(parents=True)
+    (docs / "pkg" / "__init__.py").write_text("")
+    (docs / "pkg" / "mod.py").write_text("def area(r):\n    return 3.14159 * r * r\n")
+    out = run_cli("index", str(docs), env=env_for(tmp_path / "home"))
+    assert out.returncode == 0, out.stderr
+    assert "__init__.py" not in out.stderr and "1 skipped (1 empty)" in out.stderr, out.stderr
+    data = json.loads(run_cli("index", str(docs), "--json", "--rebuild", env=env_for(tmp_path / "home")).stdout)
+    assert [s["reason"] for s in data["skipped"]] == ["empty: no text"]  # still listed for scripts

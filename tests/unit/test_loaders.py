@@ -168,3 +168,32 @@ def test_heading_only_files_are_indexed(name: str, data: bytes, text: str) -> No
     """Issue 19: a Markdown file holding only a heading was skipped as 'empty: no text'."""
     (doc,) = load_bytes(name, data)
     assert [b.text for b in doc.blocks] == [text]
+
+
+def test_a_sphinx_build_is_indexed_once_by_its_pages(tmp_path: Path) -> None:
+    """Issue 32 item 11: a Sphinx HTML build's searchindex.js blob and its _sources/*.rst.txt twins are left out
+    (they took half the top hits and put raw reST into answers); its pages are indexed, their headings without
+    the permalink mark."""
+    from rag_cli.ingest.html_pages import load_html
+    from rag_cli.ingest.walk import walk
+
+    build = tmp_path / "html"
+    (build / "_sources" / "library").mkdir(parents=True)
+    (build / "_static").mkdir()
+    (build / "library").mkdir()
+    (build / "searchindex.js").write_text("Search.setIndex({docnames:['index']})")
+    (build / "objects.inv").write_bytes(b"# Sphinx inventory")
+    (build / "_sources" / "library" / "json.rst.txt").write_text(":mod:`json` --- JSON encoder\n=====\n")
+    (build / "_static" / "doctools.js").write_text("var x = 1;")
+    page = "<html><body><h1>json — JSON encoder<a class='headerlink' href='#json'>¶</a></h1><p>Use json.loads.</p></body></html>"
+    (build / "library" / "json.html").write_text(page)
+    (build / "genindex.html").write_text("<html><body><p>Index</p></body></html>")
+    found = sorted(str(f.path.relative_to(build)) for f in walk([build]))
+    assert found == ["library/json.html"]
+    doc = load_html(str(build / "library" / "json.html"), page.encode())[0]
+    assert doc.blocks[0].heading == ("json — JSON encoder",)
+    # a folder with a searchindex.js of its own but no Sphinx build around it is walked as usual
+    other = tmp_path / "app"
+    other.mkdir()
+    (other / "searchindex.js").write_text("var index = {};")
+    assert [f.path.name for f in walk([other])] == ["searchindex.js"]
