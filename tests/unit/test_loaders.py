@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag_cli.ingest.loaders import SkipFile, decode_text, load_bytes
