@@ -239,6 +239,8 @@ def main() -> None:
     ap.add_argument("--readers", nargs="*", default=[], help="packaged readers to add (rag models)")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm-server against cold whole-process run")
     ap.add_argument("--section", default="Answers (bench/answer.py)", help="the section of bench/results.md to write")
+    ap.add_argument("--processes-only", action="store_true",
+                    help="only the whole-process runs (each reader, warm against cold), on a quiet machine")  # fmt: skip
     args = ap.parse_args()
     readers = add_readers(args.readers)
     args.configs = [*args.configs, *readers]
@@ -253,7 +255,7 @@ def main() -> None:
     server, base = start_llama_server(packaged_model_path()) if "openai" in args.configs else (None, "")
     results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
-        for name in args.sets:
+        for name in [] if args.processes_only else args.sets:
             results[name] = run_set(f"answer-{name}", SETS[name][1], args.configs, base)
     finally:
         if server is not None:
