@@ -14,6 +14,7 @@ what a 64-file queue of small files gave, cost 25% more model time than 1,024). 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import time
@@ -203,8 +204,16 @@ async def index_paths(
     cfg = chunker_config(settings, embedder)
     writer = store_base.open_writer(settings, fingerprint(embedder, cfg), dim=embedder.dim, rebuild=rebuild,
                                     on_wait=prog.warn)  # fmt: skip
+    entering = asyncio.ensure_future(runtime.run_blocking(writer.__enter__))
     try:
-        await runtime.run_blocking(writer.__enter__)
+        await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        # interrupted while the writer is being made (a --rebuild's new data folder): let it finish, then undo
+        # it at once, so an interrupted run leaves nothing behind
+        with contextlib.suppress(Exception):
+            await entering
+            await runtime.run_aside(writer.__exit__, asyncio.CancelledError, None, None)
+        raise
     except OSError as exc:  # RAG_HOME read-only, a file, on a full disk ...
         from ..errors import ConfigError
 

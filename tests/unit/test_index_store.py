@@ -317,3 +317,49 @@ def test_unknown_words_checks_a_name_of_several_tokens_as_a_phrase(hash_settings
             "Git 3.0", "GitLab.com", "Dependabot"]  # fmt: skip
     finally:
         reader.close()
+
+
+def test_an_interrupt_while_the_writer_opens_leaves_nothing_behind(hash_settings: Settings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A Ctrl-C that lands while a --rebuild's writer is being made (its new data folder created on the pool):
+    the writer finishes opening, then is undone at once; no data folder but the live one is left."""
+    import asyncio
+    import threading
+
+    from rag_cli.store import base as store_base
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nApples are red and sweet.\n")
+    build(hash_settings, docs)
+    live = {p.name for p in hash_settings.index_dir.glob("data-*")}
+    opening = threading.Event()
+    real = store_base.open_writer
+
+    def slow_writer(*args: object, **kw: object) -> object:
+        writer = real(*args, **kw)  # type: ignore[arg-type]
+        enter = writer.__enter__
+
+        def entering() -> object:
+            opening.set()
+            time.sleep(0.5)
+            return enter()
+
+        writer.__enter__ = entering  # type: ignore[method-assign]
+        return writer
+
+    monkeypatch.setattr(store_base, "open_writer", slow_writer)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(index_paths([docs], hash_settings, create(hash_settings), rebuild=True))
+        while not opening.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    runtime.run(go())
+    deadline = time.monotonic() + 10
+    while runtime.busy() and time.monotonic() < deadline:  # whatever still runs on the pool has finished
+        time.sleep(0.05)
+    assert {p.name for p in hash_settings.index_dir.glob("data-*")} == live
