@@ -32,6 +32,7 @@ from .prompting import CITE, citations
 from .text import asked_quantity, folded, names_in, quote_line
 
 SUPPORT_AT = 0.5
+_NUMBER = re.compile(r"\d[\d.,]*%?")  # a quantity ("256", "4.5", "1,398"), not a name with digits ("l6-v2")
 BIND_SHARE = 0.5  # a number's sentence or row is at least half as much about the question as the passage's best
 UNVERIFIED = " (unverified)"
 HOLD_MAX = 400  # characters a sentence without an end is held before it is checked and shown
@@ -132,8 +133,8 @@ class Verifier:
         return self._unit_cache[n]
 
     def bound(self, token: str, n: int) -> bool:
-        """A number of an answer is bound to what the question asks about in passage ``n``: the table row, else
-        the sentence, holding it names what the question names (when the passage does: "Paris", "Q4_K_M"),
+        """A number of an answer is bound to what the question asks about in passage ``n``: a table row holding
+        it names what the question names (when the passage does: "Paris"); the row, else the sentence,
         holds what a "how many" or "what is the default" question counts (text.asked_quantity), and covers at least :data:`BIND_SHARE` of what the passage's most on-topic sentence covers of the question's
         words. "about 140 euros" for Paris, where 140 is Berlin's row, or "uses about 250 MB" for bits per
         weight, where 250 MB is the file size, is present and not bound."""
@@ -143,8 +144,10 @@ class Verifier:
         holding = [u for u in rows if holds_token(u[0], token)] or [u for u in sentences if holds_token(u[0], token)]
         if not holding:  # the number is in the passage only across a sentence break: nothing to bind
             return True
-        names = [w for w in self.names if holds_token(self.lower[n], w)]
-        holding = [u for u in holding if all(holds_token(u[0], w) for w in names)]
+        in_rows = any(holds_token(u[0], token) for u in rows)
+        if in_rows:  # a table row names its own subject ("Paris"); prose says "its" for a name said before
+            names = [w for w in self.names if holds_token(self.lower[n], w)]
+            holding = [u for u in holding if all(holds_token(u[0], w) for w in names)]
         if self.asked:  # "how many bits per weight": the number stands beside what is counted
             holding = [u for u in holding if any(a in u[0] for a in self.asked)]
         best = max(coverage(self.question, terms) for _, terms in sentences + rows)
@@ -155,7 +158,7 @@ class Verifier:
             return 0.0
         if any(not holds_token(self.lower[n], tok) for tok in specific):
             return 0.0
-        if any(not self.bound(tok, n) for tok in specific if any(c.isdigit() for c in tok)):
+        if any(not self.bound(tok, n) for tok in specific if _NUMBER.fullmatch(tok)):
             return 0.0
         cov = coverage(terms, self.terms[n])
         sim = self._similarity(claim_vec, n) if self.embed is not None and claim_vec is not None else cov

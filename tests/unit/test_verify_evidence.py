@@ -319,3 +319,12 @@ def test_a_number_must_stand_beside_what_the_question_counts() -> None:
         question="How many dimensions do its embeddings have?",
     )
     assert dims.check("Its embeddings have 384 dimensions [1].").verified
+
+
+def test_prose_names_its_subject_once_and_a_name_with_digits_is_no_number() -> None:
+    """A correct paraphrase the binding dropped on sample QA: the passage names all-MiniLM-L6-v2 once and says
+    "Its maximum sequence length is 256" later; "l6-v2" in the answer is a name, not a number to bind."""
+    passage = ("The embedding model all-MiniLM-L6-v2 maps text to vectors. It was trained on a billion sentence pairs. "
+               "Its maximum sequence length is 256 word pieces; longer input is truncated.")  # fmt: skip
+    v = Verifier([passage], question="What is the maximum sequence length of all-MiniLM-L6-v2?")
+    assert v.check("According to [1], the maximum sequence length of all-MiniLM-L6-v2 is 256 word pieces.").verified
