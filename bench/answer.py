@@ -103,18 +103,31 @@ def timed_ask(args: list[str], env: dict[str, str]) -> dict[str, float]:
     reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""))
     reader.start()
     first = None
+    peak_kb = 0
     assert proc.stdout is not None
     for line in proc.stdout:
         if first is None and json.loads(line).get("event") in ("draft", "token"):
             first = time.perf_counter() - t0
-    _, status, usage = os.wait4(proc.pid, 0)
+        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))  # its own peak since exec (wait4's counts the fork's copy)
+    _, status, _ = os.wait4(proc.pid, 0)
     total = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join()
     if proc.returncode not in (0, 7):
         raise RuntimeError(f"rag ask {args} exited {proc.returncode}: {''.join(err)[-500:]}")
     return {"first": first if first is not None else total, "total": total, "rc": proc.returncode,
-            "rss_mb": usage.ru_maxrss / 1024}  # fmt: skip
+            "rss_mb": peak_kb / 1024}  # fmt: skip
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """A live process's peak resident set (VmHWM, kB), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def start_rag_serve(index: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
