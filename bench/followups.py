@@ -28,7 +28,7 @@ FOLDER = SHARED / "eval" / "gitdocs" / "html"
 
 async def gates(r: Any, settings: Any, judged: str, query: str) -> str:
     """'' when the refusal checks let ``judged`` through after searching ``query``, else which check declined."""
-    from rag_cli.answer import answer_k, sentence_embedder
+    from rag_cli.answer import answer_k
     from rag_cli.errors import NoRelevantPassages
     from rag_cli.refusal import evidence_gate, names_gate, relevant
 
@@ -41,7 +41,7 @@ async def gates(r: Any, settings: Any, judged: str, query: str) -> str:
     except NoRelevantPassages:
         return "names"
     try:
-        await evidence_gate(judged, hits, sentence_embedder(r), settings)
+        await evidence_gate(judged, hits, r.sentence_embedder(), settings)
     except NoRelevantPassages:
         return "evidence"
     return ""

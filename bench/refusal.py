@@ -33,7 +33,7 @@ MAX_FALSE_REFUSAL = 0.05
 
 def signals(index: str, qa: Path) -> list[dict[str, Any]]:
     from rag_cli import runtime
-    from rag_cli.answer import answer_k, sentence_embedder
+    from rag_cli.answer import answer_k
     from rag_cli.config import load_settings
     from rag_cli.evidence import score
     from rag_cli.refusal import relevant, unknown_names
@@ -46,7 +46,7 @@ def signals(index: str, qa: Path) -> list[dict[str, Any]]:
         rows = []
         async with Retrieval(settings) as r:
             await r.prepare()
-            embed = sentence_embedder(r)
+            embed = r.sentence_embedder()
             for it in items:
                 q = it["question"]
                 res = await r.search(q, k=answer_k(settings))

@@ -208,7 +208,7 @@ async def _passages(question: str, query: str | None, retrieval: Retriever, sett
     asked = query or question
     if hits and not given:
         await names_gate(retrieval, asked, hits, settings)
-    embed = remembering(sentence_embedder(retrieval))
+    embed = remembering(retrieval.sentence_embedder())
     scored = await evidence_gate(asked, hits, embed, settings) if hits and not given else None
     hits = given + hits  # the context given with the question comes first: [1], [2], ...
     if not hits:
@@ -396,11 +396,6 @@ def _checked_events(checked: list[Any], pieces: list[str], result: AnswerResult,
             pieces.append(c.shown)
             out.append(Event("token", c.shown))
     return out
-
-
-def sentence_embedder(retrieval: Retriever) -> Any:
-    """Sentence embeddings with the query encoder, or None (see :meth:`Retriever.sentence_embedder`)."""
-    return retrieval.sentence_embedder()
 
 
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,

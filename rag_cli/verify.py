@@ -112,9 +112,9 @@ class Verifier:
         return self._support(content_terms(claim), specifics(claim), n, claim_vec)
 
     def _units(self, n: int) -> tuple[list[tuple[str, set[str]]], list[tuple[str, set[str]]]]:
-        """Passage ``n``'s sentences (each with the sentence before it, which its "it" may name), and its table rows (lines of cells split by | or tabs, each with its
-        table's first row, the header), folded, with their content terms: where a number can be bound to what
-        it is the number of."""
+        """Passage ``n``'s sentences (each with the sentence before it, which its "it" may name), and its table
+        rows (lines of cells split by | or tabs, each with its table's first row, the header), folded, with
+        their content terms: where a number can be bound to what it is the number of."""
         if n not in self._unit_cache:
             text = self.passages[n]
             rows: list[str] = []
@@ -135,16 +135,17 @@ class Verifier:
     def bound(self, token: str, n: int) -> bool:
         """A number of an answer is bound to what the question asks about in passage ``n``: a table row holding
         it names what the question names (when the passage does: "Paris"); the row, else the sentence,
-        holds what a "how many" or "what is the default" question counts (text.asked_quantity), and covers at least :data:`BIND_SHARE` of what the passage's most on-topic sentence covers of the question's
+        holds what a "how many" or "what is the default" question counts (text.asked_quantity), and covers
+        at least :data:`BIND_SHARE` of what the passage's most on-topic sentence covers of the question's
         words. "about 140 euros" for Paris, where 140 is Berlin's row, or "uses about 250 MB" for bits per
         weight, where 250 MB is the file size, is present and not bound."""
         if not self.question:
             return True
         sentences, rows = self._units(n)
-        holding = [u for u in rows if holds_token(u[0], token)] or [u for u in sentences if holds_token(u[0], token)]
+        in_rows = [u for u in rows if holds_token(u[0], token)]
+        holding = in_rows or [u for u in sentences if holds_token(u[0], token)]
         if not holding:  # the number is in the passage only across a sentence break: nothing to bind
             return True
-        in_rows = any(holds_token(u[0], token) for u in rows)
         if in_rows:  # a table row names its own subject ("Paris"); prose says "its" for a name said before
             names = [w for w in self.names if holds_token(self.lower[n], w)]
             holding = [u for u in holding if all(holds_token(u[0], w) for w in names)]

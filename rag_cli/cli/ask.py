@@ -305,6 +305,13 @@ def served_event(kind: str, data: dict[str, Any]) -> Any | None:
     return Event("done", AnswerResult.from_dict(data)) if kind == "done" else None  # a kind of a newer server
 
 
+async def _after(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """``first``, then what ``rest`` yields."""
+    yield first
+    async for item in rest:
+        yield item
+
+
 async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **kw: Any) -> AsyncIterator[Any]:
     """The answer's events: from a warm ``rag serve`` when it answers for this process (same reader
     settings, no ``--context``), else in-process, as when the server cannot be reached at all."""
@@ -325,10 +332,7 @@ async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **k
             return
         else:
             async with contextlib.aclosing(events):
-                for kind, data in [first]:  # then the rest as they come
-                    if (ev := served_event(kind, data)) is not None:
-                        yield ev
-                async for kind, data in events:
+                async for kind, data in _after(first, events):
                     if (ev := served_event(kind, data)) is not None:
                         yield ev
             return

