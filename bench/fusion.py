@@ -32,12 +32,20 @@ GITDOCS = SHARED / "eval" / "gitdocs"
 
 
 # -- collecting the candidate lists ------------------------------------------------------------
-# the real search (FanOut.search, hybrid, 30 candidates a method as for k = 10) under each of these settings: fusion, dense weight, bm25 weight
+# the real search (FanOut.search, hybrid, 30 candidates a method as for k = 10) under each of these settings:
+# fusion, dense weight, bm25 weight, BM25 feedback (RM3 weight), dense feedback (Rocchio beta); the first is the default
+FEEDBACK = (0.3, 1.0)  # config.Settings.retrieve_feedback_bm25 / _dense
 PIPELINES = {
-    "zscore, weights 1 / 1 (default)": ("zscore", 1.0, 1.0),
-    "RRF k=60, weights 1 / 1 (baseline)": ("rrf", 1.0, 1.0),
-    "RRF k=60, weights 1 / 1.5 (before)": ("rrf", 1.0, 1.5),
+    "zscore + feedback (default)": ("zscore", 1.0, 1.0, *FEEDBACK),
+    "zscore, no feedback (before)": ("zscore", 1.0, 1.0, 0.0, 0.0),
+    "zscore + Rocchio only": ("zscore", 1.0, 1.0, 0.0, FEEDBACK[1]),
+    "zscore + RM3 l=0.6 + Rocchio": ("zscore", 1.0, 1.0, 0.6, FEEDBACK[1]),
+    "zscore + RM3 l=0.3 + Rocchio b=0.5": ("zscore", 1.0, 1.0, 0.3, 0.5),
+    "RRF k=60 + feedback": ("rrf", 1.0, 1.0, *FEEDBACK),
+    "RRF k=60, no feedback": ("rrf", 1.0, 1.0, 0.0, 0.0),
 }
+SINGLES = {"dense": ("dense", 0.0), "bm25": ("bm25", 0.0), "dense + Rocchio": ("dense", FEEDBACK[1]),
+           "bm25 + RM3": ("bm25", FEEDBACK[0])}  # fmt: skip
 
 
 def collect(name: str, index: str, queries: list[dict], depth: int, env: dict[str, str]) -> list[dict]:
@@ -59,18 +67,21 @@ def collect(name: str, index: str, queries: list[dict], depth: int, env: dict[st
             assert fan is not None and reader is not None
             for q in queries:
                 row = dict(q)
-                for mode in ("dense", "bm25"):
+                for label, (mode, fb) in SINGLES.items():
+                    for src in fan.sources:
+                        src.feedback = fb
                     res = await fan.search(q["text"], k=depth, mode=mode)
-                    row[mode] = [{"key": h.key, "doc": doc_of(name, h), "score": h.score} for h in res.hits]
+                    row[label] = [{"key": h.key, "doc": doc_of(name, h), "score": h.score} for h in res.hits]
                 ids = sorted({int(h["key"].rsplit(":", 1)[1]) for m in ("dense", "bm25") for h in row[m]})
                 vec = r.embedder.embed_query(q["text"])
                 with reader.snapshot():
                     full = reader.scores_for(ids, vec, q["text"], r.bm25_columns)
                 row["full"] = {f"chunk:{path}:{i}": full[i] for path, i in _paths(row, ids)}
-                for label, (fusion, wd, wb) in PIPELINES.items():
+                for label, (fusion, wd, wb, fb_bm25, fb_dense) in PIPELINES.items():
                     fan.fusion = fusion
                     for src in fan.sources:
                         src.weight = wd if src.kind == "dense" else wb
+                        src.feedback = fb_dense if src.kind == "dense" else fb_bm25
                     res = await fan.search(q["text"], k=depth, mode="hybrid", candidates=depth)
                     row[label] = [{"key": h.key, "doc": doc_of(name, h), "score": h.score} for h in res.hits]
                 out.append(row)
@@ -122,7 +133,7 @@ def load_sets(depth: int, fresh: bool) -> dict[str, list[dict]]:
             [{"text": i["question"], "rel": i["gold_paths"]} for i in items if i.get("gold_paths")],
         )
     for name, (index, queries) in specs.items():
-        cache = CACHE / f"fusion-v2-{name}-{depth}.json"
+        cache = CACHE / f"fusion-v3-{name}-{depth}.json"
         if fresh or not cache.exists():
             cache.write_text(json.dumps(collect(name, index, queries, depth, env)))
         sets[name] = json.loads(cache.read_text())
@@ -288,8 +299,7 @@ def by_document(fn: Callable[[dict], list[dict]], beta: float) -> Callable[[dict
 
 CANDIDATES: dict[str, Callable[[dict], list[dict]]] = {
     **{f"search: {label}": pipeline(label) for label in PIPELINES},
-    "bm25": single("bm25"),
-    "dense": single("dense"),
+    **{label: single(label) for label in SINGLES},
     "baseline bm25 (bm25s + Snowball)": single("base_bm25"),
     "baseline dense (MiniLM exact)": single("base_dense"),
     "baseline RRF k=60": single("base_rrf"),
@@ -348,7 +358,7 @@ def main() -> None:
         mine = per_query(s_name, rows, CANDIDATES[default])[m]
         baseline = max(plain, key=lambda x: table[x][s_name][m])
         base = per_query(s_name, rows, CANDIDATES[baseline])[m]
-        single_name = max(("bm25", "dense"), key=lambda x: table[x][s_name][m])
+        single_name = max(SINGLES, key=lambda x: table[x][s_name][m])
         single_q = per_query(s_name, rows, CANDIDATES[single_name])[m]
         n = len(mine)
         lines.append(f"| {s_name} {m} | {(sum(mine) - sum(base)) / n:+.4f} ({baseline}) | {paired_p(mine, base):.3f} | "

@@ -118,7 +118,8 @@ def jsonl_event(ev: Event) -> dict[str, Any]:
 
 def source_dict(n: int, h: Hit) -> dict[str, Any]:
     return {"n": n, "path": h.path, "title": h.title, "url": h.url, "score": h.score, "location": h.location,
-            "start_line": h.start_line, "end_line": h.end_line, "page": h.page, "doc_id": h.doc_id}  # fmt: skip
+            "heading": list(h.heading), "start_line": h.start_line, "end_line": h.end_line, "page": h.page,
+            "doc_id": h.doc_id}  # fmt: skip
 
 
 def answer_k(settings: Settings) -> int:

@@ -142,6 +142,9 @@ class Settings:
     # RRF weights per source (others: 1.0); BM25 1.5 measured best across Cranfield and sample_corpus (bench/tune.py)
     retrieve_weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "bm25": 1.0})
     retrieve_fusion: str = "zscore"  # zscore: both scores of every candidate, standardised; rrf: ranks
+    # pseudo-relevance feedback (retrieve/feedback.py): RM3's expansion weight for BM25, Rocchio's beta for dense
+    retrieve_feedback_bm25: float = 0.3
+    retrieve_feedback_dense: float = 1.0
     retrieve_bm25_columns: list[float] = field(default_factory=lambda: [2.0, 2.0, 1.0])  # title, heading, body
     # serve and chat score BM25 in memory for indexes up to this many chunks (postings ~110 MiB per 100k
     # chunks of ~120 words, loaded in the background per generation), else FTS5 scores; 0: never (bench/keyword.py)
@@ -354,6 +357,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "retrieve_k": (1, 1000),
     "retrieve_timeout": (0.001, 3600),
     "retrieve_rrf_k": (0, 100_000),
+    "retrieve_feedback_bm25": (0, 100),
+    "retrieve_feedback_dense": (0, 100),
     "retrieve_bm25_memory_chunks": (0, 10**10),
     "retrieve_breaker_failures": (1, 1_000_000),
     "retrieve_breaker_cooldown": (0, 86400),

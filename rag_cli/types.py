@@ -150,7 +150,11 @@ class Hit:
         except (TypeError, ValueError):
             score = 0.0
         heading = item.get("heading")
-        extra = {k: v for k, v in item.items() if k not in _HIT_FIELDS and k != "rank"} if keep_extra else {}
+        extra = (
+            {k: v for k, v in item.items() if k not in _HIT_FIELDS and k not in ("rank", "location")}
+            if keep_extra
+            else {}
+        )
         return cls(
             text=str(item.get("text") or ""), score=score,
             source=source if source is not None else str(item.get("source") or ""),

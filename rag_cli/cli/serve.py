@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,8 +44,9 @@ def serve_cmd(
     workers: WorkersOpt = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the web page in a browser once serving.")] = False,
 ) -> None:
-    """Serve /search, /ask, /v1 (OpenAI-compatible), /mcp, /healthz and /metrics over HTTP."""
+    """Serve a web page (/), /search, /ask, /v1 (OpenAI-compatible), /mcp, /healthz and /metrics over HTTP."""
     from .. import runtime
     from ..server import serve
 
@@ -57,7 +58,21 @@ def serve_cmd(
     if settings.serve_host not in ("127.0.0.1", "localhost", "::1") and not settings.serve_token:
         env.warn(f"serving on {settings.serve_host} without a token: anyone who can reach it can search the index")
     names = _names(settings, index, all_)
-    runtime.run(serve(settings, names, log=env.err), workers=settings.effective_workers())
+    ready = _opener(settings.serve_host) if open_page else None
+    runtime.run(serve(settings, names, log=env.err, ready=ready), workers=settings.effective_workers())
+
+
+def _opener(host: str) -> Any:
+    """Opens the page once the server listens (in a thread: a browser may take its time to start)."""
+    import threading
+    import webbrowser
+
+    def opened(port: int) -> None:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        threading.Thread(target=webbrowser.open, args=(f"http://{shown}:{port}/",), daemon=True).start()
+
+    return opened
 
 
 @app.command("mcp")

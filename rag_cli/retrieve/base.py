@@ -49,6 +49,10 @@ class QueryContext:
     # this query's own stage times in ms ("embed": how long its query vector took, batched or cached), which
     # the search result reports: process-wide samples would mix concurrent requests up
     timings: dict[str, float] = field(default_factory=dict)
+    # what a source learnt that fusion's score completion must reuse: "dense_vector" (the vector the dense
+    # search finally used), "bm25_expansion" ((words, weight) added to the BM25 query); see retrieve/feedback.py
+    notes: dict[str, Any] = field(default_factory=dict)
+    feedback: bool = True  # pseudo-relevance feedback allowed (not when peers' scores are pooled with ours)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     def shared(self, key: str, factory: Callable[[], Any]) -> asyncio.Task[Any]:

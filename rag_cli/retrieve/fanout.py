@@ -42,6 +42,7 @@ class SearchResult:
         for rank, h in enumerate(self.hits, start=1):
             d = h.to_dict()
             d["rank"] = rank
+            d["location"] = h.location  # path:line, path#page=N or the url, as `rag search` prints it
             hits.append(d)
         return {
             "query": self.query,
@@ -131,7 +132,8 @@ class FanOut:
         return timeout is not None and timeout < own
 
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
-                     candidates: int | None = None, filter: Any = None) -> SearchResult:  # fmt: skip
+                     candidates: int | None = None, filter: Any = None,
+                     feedback: bool | None = None) -> SearchResult:  # fmt: skip
         """Search every source of ``mode`` concurrently and fuse the results. ``filter`` (a
         retrieve.filters.Filter) narrows the local index's dense and BM25 searches and is sent to remote
         ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so)."""
@@ -145,7 +147,9 @@ class FanOut:
         if not chosen:
             raise AllSourcesFailed(f"no source available for mode {mode!r}" + (" with a filter" if filter else ""))
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
-        ctx = QueryContext(query=query, k=fetch, filter=filter or None)
+        if feedback is None:  # peers' plain cosines are pooled with ours: ours must be plain too
+            feedback = not any(s.kind == "rag" for s in chosen)
+        ctx = QueryContext(query=query, k=fetch, filter=filter or None, feedback=feedback)
         timings: dict[str, float] = {}
         try:
             outcomes = await asyncio.gather(*(self._one(s, ctx, timeout) for s in chosen))

@@ -15,6 +15,7 @@ from ..embed.batcher import QueryBatcher
 from ..store.reader import IndexReader
 from ..types import Hit
 from .base import QueryContext
+from .feedback import BM25_DOCS, DENSE_DOCS, combine, expansion_terms, rocchio
 
 
 class DenseSource:
@@ -22,8 +23,11 @@ class DenseSource:
     filters = True  # ctx.filter narrows the search inside the index
 
     def __init__(self, reader: IndexReader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
-                 timeout: float | None = None, cache_size: int = 1024, parallel: int = 1) -> None:  # fmt: skip
+                 timeout: float | None = None, cache_size: int = 1024, parallel: int = 1,
+                 feedback: float = 0.0) -> None:  # fmt: skip
+        """``feedback``: Rocchio's beta (retrieve/feedback.py); 0 searches with the query vector alone."""
         self.reader, self.embedder = reader, embedder
+        self.feedback = feedback
         self.batcher = QueryBatcher(embedder, cache_size=cache_size, parallel=parallel)
         self.name, self.weight, self.timeout = name, weight, timeout
 
@@ -32,11 +36,22 @@ class DenseSource:
         vec: Any = await ctx.shared("embedding", lambda: self.batcher.embed(ctx.query))
         ctx.timings.setdefault("embed", round((time.perf_counter() - t0) * 1000, 2))
 
-        def run() -> list[Hit]:
+        def run() -> tuple[list[Hit], Any]:
             with self.reader.snapshot():
-                return self.reader.hits(self.reader.dense(vec, ctx.k, self.reader.allowed(ctx.filter)), self.name)
+                allowed = self.reader.allowed(ctx.filter)
+                # feedback reads the same first passages whatever k is asked
+                beta = self.feedback if ctx.feedback else 0.0
+                scored = self.reader.dense(vec, max(ctx.k, DENSE_DOCS) if beta > 0 else ctx.k, allowed)
+                used = vec
+                if beta > 0 and scored:
+                    top = self.reader.vectors([i for i, _ in scored[:DENSE_DOCS]])
+                    used = rocchio(vec, list(top.values()), beta)
+                    scored = self.reader.dense(used, ctx.k, allowed)
+                return self.reader.hits(scored, self.name), used
 
-        return await runtime.run_blocking(run, stage="faiss")
+        hits, used = await runtime.run_blocking(run, stage="faiss")
+        ctx.notes["dense_vector"] = used
+        return hits
 
 
 class BM25Source:
@@ -44,15 +59,47 @@ class BM25Source:
     filters = True
 
     def __init__(self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None,
-                 columns: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> None:  # fmt: skip
+                 columns: tuple[float, float, float] = (2.0, 2.0, 1.0), feedback: float = 0.0) -> None:  # fmt: skip
+        """``feedback``: the weight of RM3's expansion words (retrieve/feedback.py); 0: the query alone."""
         self.reader = reader
+        self.feedback = feedback
         self.columns = columns
         self.name, self.weight, self.timeout = name, weight, timeout
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
-        def run() -> list[Hit]:
+        def run() -> tuple[list[Hit], list[str]]:
             with self.reader.snapshot():
                 allowed = self.reader.allowed(ctx.filter)
-                return self.reader.hits(self.reader.bm25(ctx.query, ctx.k, self.columns, allowed), self.name)
+                lam = self.feedback if ctx.feedback else 0.0
+                first = max(ctx.k, BM25_DOCS) if lam > 0 else ctx.k  # the same voters whatever k is
+                scored = self.reader.bm25(ctx.query, first, self.columns, allowed)
+                words: list[str] = []
+                if lam > 0 and scored:
+                    scored, words = self._expanded(ctx, scored, allowed)
+                scored = scored[: ctx.k]
+                return self.reader.hits(scored, self.name), words
 
-        return await runtime.run_blocking(run, stage="bm25")
+        hits, words = await runtime.run_blocking(run, stage="bm25")
+        if words:
+            ctx.notes["bm25_expansion"] = (words, self.feedback)
+        return hits
+
+    def _expanded(self, ctx: QueryContext, scored: list[tuple[int, float]],
+                  allowed: Any) -> tuple[list[tuple[int, float]], list[str]]:  # fmt: skip
+        """RM3: the first list's best passages pick words; the union of both searches, each chunk scored by
+        both queries (a chunk one search did not return gets its score by that query), best ``ctx.k``."""
+        reader = self.reader
+        top = scored[:BM25_DOCS]
+        got = reader.chunks([i for i, _ in top])
+        held = [(got[i]["text"], s) for i, s in top if i in got]
+        words = expansion_terms(ctx.query, [t for t, _ in held], [s for _, s in held])
+        if not words:
+            return scored, []
+        extra_query = " ".join(words)
+        base, extra = dict(scored), dict(reader.bm25(extra_query, ctx.k, self.columns, allowed))
+        for query, scores, other in ((ctx.query, base, extra), (extra_query, extra, base)):
+            missing = [i for i in other if i not in scores]
+            if missing:
+                scores.update({i: s.get("bm25", 0.0) for i, s in reader.scores_for(missing, None, query,
+                                                                                     self.columns).items()})  # fmt: skip
+        return combine(base, extra, self.feedback)[: ctx.k], words

@@ -296,7 +296,9 @@ class RagSource(HttpSource):
         index gives all of its own to fusion; the filter as /search takes it (``path``, ``type``, ``since``)."""
         method, url, headers, body = super().request(query, k)
         if isinstance(body, dict):
-            body = {**body, "k": min(2 * k, RAG_MAX_K), "candidates": min(k, RAG_MAX_K)}
+            # plain scores (no pseudo-relevance feedback): a cosine moved toward each index's own first results
+            # is not comparable across indexes, and fusion pools the peers' cosines with ours
+            body = {**body, "k": min(2 * k, RAG_MAX_K), "candidates": min(k, RAG_MAX_K), "feedback": False}
             if flt:
                 body.update({**({"path": list(flt.paths)} if flt.paths else {}),
                              **({"type": list(flt.types)} if flt.types else {}),

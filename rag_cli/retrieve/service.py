@@ -88,9 +88,11 @@ class Retrieval:
                     weight=weights.get("dense", 1.0),
                     cache_size=s.embed_query_cache,
                     parallel=self.concurrent_queries,
+                    feedback=s.retrieve_feedback_dense,
                 )
             )
-            sources.append(BM25Source(self.reader, weight=weights.get("bm25", 1.0), columns=self.bm25_columns))
+            sources.append(BM25Source(self.reader, weight=weights.get("bm25", 1.0), columns=self.bm25_columns,
+                                      feedback=s.retrieve_feedback_bm25))  # fmt: skip
         names = {src.name for src in sources}
         for spec in s.sources:
             if not isinstance(spec, dict) or not spec.get("name"):
@@ -114,15 +116,26 @@ class Retrieval:
 
     async def _complete(self, ctx: QueryContext, hits: list[Hit]) -> None:
         """Give every local candidate both scores: the cosine of a BM25-only hit, the BM25 score of a
-        dense-only hit (0.0 if it does not match), into ``extra["source_scores"]``."""
+        dense-only hit (0.0 if it does not match), into ``extra["source_scores"]``; each by the query the
+        method finally searched with (pseudo-relevance feedback: the moved vector, the expanded words)."""
         reader = self.reader
         assert reader is not None
-        vec = ctx.result("embedding")  # dense search computed it
+        vec = ctx.notes.get("dense_vector")
+        if vec is None:
+            vec = ctx.result("embedding")  # dense search computed it
         ids = sorted({h.chunk_id for h in hits if h.chunk_id is not None})
+        expansion: tuple[list[str], float] | None = ctx.notes.get("bm25_expansion")
 
         def run() -> dict[int, dict[str, float]]:
             with reader.snapshot():
-                return reader.scores_for(ids, vec, ctx.query, self.bm25_columns)
+                scores = reader.scores_for(ids, vec, ctx.query, self.bm25_columns)
+                if expansion is not None:
+                    words, lam = expansion
+                    more = reader.scores_for(ids, None, " ".join(words), self.bm25_columns)
+                    for i, s in more.items():
+                        if "bm25" in scores.get(i, {}):
+                            scores[i]["bm25"] += lam * s.get("bm25", 0.0)
+                return scores
 
         scores = await runtime.run_blocking(run, stage="complete_scores")
         for h in hits:
@@ -152,13 +165,14 @@ class Retrieval:
     # -- queries ----------------------------------------------------------------------
     async def search(self, query: str, k: int | None = None, mode: str | None = None,
                      timeout: float | None = None, candidates: int | None = None,
-                     filter: Any = None) -> SearchResult:  # fmt: skip
+                     filter: Any = None, feedback: bool | None = None) -> SearchResult:  # fmt: skip
         """``candidates``: taken from each method before fusion (default max(3k, 30)); ``filter``: a
         retrieve.filters.Filter for the local index."""
         assert self.fanout is not None, "call open() first"
         mode = mode or self.settings.retrieve_mode
         await self.prepare(mode)
-        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates, filter)
+        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates, filter,
+                                        feedback)  # fmt: skip
 
     async def prepare(self, mode: str | None = None) -> None:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""

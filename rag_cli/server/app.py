@@ -3,8 +3,8 @@
 Routes (``index`` picks one of the served indexes; the first one given is the default)::
 
     GET  /search?q=...&k=10&mode=hybrid&index=NAME   same JSON as `rag search --json`
-    POST /search  {"query", "k", "mode", "timeout", "candidates", "index", "path", "type", "since"}
-    POST /ask     {"question", "k", "mode", "llm", "index"}   `rag ask --json`, or with
+    POST /search  {"query", "k", "mode", "timeout", "candidates", "index", "path", "type", "since", "feedback"}
+    POST /ask     {"question", "k", "mode", "llm", "index", "history"}   `rag ask --json`, or with
                   `Accept: text/event-stream` the `rag ask --jsonl` events as server-sent events
     GET  /v1/models, POST /v1/chat/completions          OpenAI-compatible (server/openai_api.py)
     POST /mcp                                           Model Context Protocol, streamable HTTP
@@ -12,6 +12,7 @@ Routes (``index`` picks one of the served indexes; the first one given is the de
                   a warm server scores evidence and verifies sentences with them)
     GET  /healthz[?index=NAME]                          liveness and index summary (no auth)
     GET  /metrics                                       Prometheus text format, per-index labels
+    GET  /                                              the web page (server/page.py; public, like /healthz)
 
 With a token (``--token`` or ``RAG_SERVE_TOKEN``) every route but ``/healthz`` needs
 ``Authorization: Bearer TOKEN`` (compared in constant time), else 401. Bodies over
@@ -38,6 +39,7 @@ from .. import runtime
 from ..config import Settings
 from ..errors import AllSourcesFailed, RagError, UsageError
 from ..retrieve.service import Retrieval
+from . import page
 from .gate import Gate
 from .http import (
     HttpError,
@@ -153,7 +155,7 @@ class Guard:
 
     def unauthorized(self, request: web.Request) -> web.Response | None:
         """401 without the server's bearer token (every route but /healthz, when it has one)."""
-        if not self.token or request.path == "/healthz":
+        if not self.token or request.path == "/healthz" or request.path in page.PUBLIC:
             return None
         auth = request.headers.get("Authorization", "")
         # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent
@@ -218,7 +220,11 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
     query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"), body.get("timeout"))
     candidates = body.get("candidates")
     cand = None if candidates is None else count(s, "candidates", candidates)
-    args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body)}
+    feedback = {"true": True, "false": False}.get(body["feedback"], body["feedback"]) if "feedback" in body else None
+    if feedback is not None and not isinstance(feedback, bool):
+        raise UsageError("feedback must be true or false")
+    args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body),
+            "feedback": feedback}  # fmt: skip
     return retrieval, args
 
 
@@ -342,4 +348,5 @@ def create_app(hub: Hub) -> web.Application:
     mcp_tools.add_routes(app, hub)
     app.router.add_get("/healthz", healthz_route)
     app.router.add_get("/metrics", metrics_route)
+    page.add_routes(app)
     return app

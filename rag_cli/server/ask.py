@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ..answer import Event, answer, chain, jsonl_event
+from ..chat import condense
 from ..config import Settings
 from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, RagError, UsageError
 from ..retrieve.service import Retrieval
@@ -47,6 +48,16 @@ def answer_params(settings: Settings, body: dict[str, Any], question_key: str = 
         raise UsageError(f"llm must be one of {', '.join(names())}")
     return {"question": question, "k": None if k is None else count(settings, "k", k),
             "mode": check_mode(settings, body.get("mode")), "llm": llm, "filter": filter_field(body)}  # fmt: skip
+
+
+HISTORY_MAX = 20  # earlier questions a request may send
+
+
+def history_field(settings: Settings, value: Any) -> list[str]:
+    """``history``: the conversation's earlier questions, earliest first (the web page keeps them)."""
+    if not isinstance(value, list) or len(value) > HISTORY_MAX:
+        raise UsageError(f"history must be a list of at most {HISTORY_MAX} earlier questions")
+    return [text_field(settings, "history", q) for q in value]
 
 
 def runs_here(backends: list[str], settings: Settings) -> bool:
@@ -160,6 +171,8 @@ async def ask_route(request: web.Request) -> web.StreamResponse:
         params = answer_params(settings, body)
         if body.get("query") is not None:  # what to search for: a follow-up condensed by `rag chat`
             params["query"] = text_field(settings, "query", body["query"])
+        elif body.get("history") is not None:  # the conversation's earlier questions: condensed here
+            params["query"] = condense([*history_field(settings, body["history"]), params["question"]])
     except UsageError as exc:
         raise HttpError(400, exc.message) from None
     events = answer_events(hub, name, settings, retrieval, route="/ask", **params)

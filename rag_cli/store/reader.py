@@ -330,6 +330,12 @@ class IndexReader(MemoryPostings):
             out[i]["bm25"] = scored.get(i, 0.0)
         return out
 
+    def vectors(self, ids: list[int]) -> dict[int, Any]:
+        """The stored vectors of the chunks ``ids`` this read's index holds (float32 arrays)."""
+        index = self._current_index()
+        found = {i: vectors.reconstruct(index, i) for i in ids}
+        return {i: v for i, v in found.items() if v is not None}
+
     def unknown_words(self, words: list[str]) -> list[str]:
         """Those of ``words`` that no chunk holds as written (as FTS5 tokenizes them: stemmed, case-folded;
         a word of several tokens, "GitLab.com" or "3.0", as a phrase: its tokens in a row)."""

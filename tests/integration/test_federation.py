@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import SAMPLE, run_cli, write
 from tests.fakeserver import FakeSearchServer
-from tests.integration.test_serve import start_serve
+from tests.serving import start_serve
 
 HASH = {"RAG_EMBED_BACKEND": "hash"}
 QUERY = "how does reciprocal rank fusion merge lists"

@@ -21,7 +21,7 @@ from rag_cli.errors import AllSourcesFailed, ConfigError
 from rag_cli.retrieve.service import Retrieval
 from tests.conftest import run_cli, write
 from tests.fakeserver import FakeSearchServer
-from tests.integration.test_serve import Served, start_serve
+from tests.serving import Served, start_serve
 
 FIELDS = {"text": "snippet", "title": "title", "url": "link", "score": "score"}
 HASH = {"RAG_EMBED_BACKEND": "hash"}

@@ -163,7 +163,7 @@ def test_kill_9_mid_run_leaves_no_partial_file(pg: str, tmp_path: Path) -> None:
 
 
 def test_two_serve_replicas_answer_alike(pg: str, tmp_path: Path) -> None:
-    from tests.integration.test_serve import start_serve
+    from tests.serving import start_serve
 
     root = docs(tmp_path / "d", 8)
     env = env_for(pg, tmp_path / "home", RAG_INDEX="replicas")
@@ -196,7 +196,7 @@ def test_database_down_is_one_clear_line(tmp_path: Path) -> None:
 def test_database_stopped_while_serving(tmp_path: Path) -> None:
     """The database goes away under a running `rag serve`: searches fail fast with the reason (503, every
     source degraded), the server stays up, and answers again once the database is back."""
-    from tests.integration.test_serve import start_serve
+    from tests.serving import start_serve
 
     data = tmp_path / "pgdata"
     server = pgserver.get_server(str(data), cleanup_mode="stop")

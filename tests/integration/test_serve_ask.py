@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.integration.test_serve import Served, start_serve
+from tests.serving import Served, start_serve
 
 pytestmark = pytest.mark.slow
 TOKEN = "ask-t0ken"
@@ -124,7 +124,8 @@ def test_ask_rejects_bad_requests(served: Served, body: dict[str, Any], token: s
 
 def test_ask_declines_off_topic_like_the_cli(served: Served) -> None:
     status, data = served.request("/ask", {"question": "What is the population of Tokyo?"}, token=TOKEN)
-    assert status == 200 and data["answer"] is None and data["exit_code"] == 7 and "no relevant" in data["error"]
+    assert status == 200 and data["answer"] is None and data["exit_code"] == 7
+    assert "no relevant" in data["error"] or "'Tokyo' appears in no document" in data["error"]
 
 
 def _metric(served: Served, name: str, **labels: str) -> float:

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import ROOT, run_cli
 from tests.fakeserver import FakeOpenAI
 from tests.integration.test_crash_safety import SLOW, errors, index_proc, make_corpus
-from tests.integration.test_serve import start_serve
+from tests.serving import start_serve
 
 pytestmark = pytest.mark.slow
 CODES = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated")}

@@ -209,6 +209,12 @@ class PgReader:
                 out[i]["bm25"] = float(found.get(i, 0.0))
         return out
 
+    def vectors(self, ids: list[int]) -> dict[int, Any]:
+        if not ids:
+            return {}
+        rows = self._rows("SELECT id, embedding::text FROM {s}.chunks WHERE id = ANY(%s)", (list(ids),))
+        return {int(i): parse_vector(text, self.dim) for i, text in rows}
+
     def unknown_words(self, words: list[str]) -> list[str]:
         return [w for w, n in zip(words, self.chunks_holding(words, 1), strict=True) if n == 0]
 
