@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,6 @@ DEPTH = 100
 FB_DOCS, FB_TERMS, FB_DOCS_DENSE = 10, 10, 3
 LAMBDAS = (0.3, 0.6)
 BETAS = (0.5, 1.0)
-_WORD = re.compile(r"[a-z][a-z0-9_-]{2,}")
 
 
 def specs(env: dict[str, str]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
@@ -57,20 +54,10 @@ def specs(env: dict[str, str]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
 
 
 def expansion(query: str, texts: list[str], scores: list[float]) -> list[str]:
-    """RM3's feedback terms: each passage's term shares weighted by its min-max normalised score."""
-    from rag_cli.text import STOP_WORDS
+    """RM3's feedback terms, as the search computes them (retrieve/feedback.py)."""
+    from rag_cli.retrieve.feedback import expansion_terms
 
-    asked = set(_WORD.findall(query.lower()))
-    lo, hi = min(scores), max(scores)
-    votes: Counter[str] = Counter()
-    for text, s in zip(texts, scores, strict=True):
-        words = [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
-        if not words:
-            continue
-        weight = (s - lo) / ((hi - lo) or 1.0) + 1e-3
-        for w, c in Counter(words).items():
-            votes[w] += weight * c / len(words)
-    return [w for w, _ in votes.most_common() if w not in asked][:FB_TERMS]
+    return expansion_terms(query, texts, scores, FB_TERMS)
 
 
 def collect(name: str, index: str, queries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, float]]:
