@@ -46,6 +46,7 @@ from .http import (
     count,
     error,
     filter_field,
+    flag_field,
     host_name,
     json_response,
     read_json,
@@ -220,11 +221,8 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
     query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"), body.get("timeout"))
     candidates = body.get("candidates")
     cand = None if candidates is None else count(s, "candidates", candidates)
-    feedback = {"true": True, "false": False}.get(body["feedback"], body["feedback"]) if "feedback" in body else None
-    if feedback is not None and not isinstance(feedback, bool):
-        raise UsageError("feedback must be true or false")
     args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body),
-            "feedback": feedback}  # fmt: skip
+            "feedback": flag_field(body, "feedback")}  # fmt: skip
     return retrieval, args
 
 

@@ -176,6 +176,17 @@ def filter_field(body: dict[str, Any]) -> Any:
     return make_filter(paths, types, since) or None
 
 
+def flag_field(body: dict[str, Any], name: str) -> bool | None:
+    """A true/false field of a request (JSON ``true``/``false``, or ``"true"``/``"false"`` from a query
+    string), or None when absent."""
+    value = body.get(name)
+    if value is None or isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise UsageError(f"{name} must be true or false")
+
+
 def count(settings: Settings, name: str, value: Any) -> int:
     """``k`` or ``candidates``: an integer from 1 to ``[serve] max_k``."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):

@@ -45,6 +45,12 @@ def test_search_get_and_post_match_cli_contract(served: Served) -> None:
     assert status == 200 and 4 <= len(hyb["hits"]) <= 8  # the union of 4 candidates a method
     for h in hyb["hits"]:
         assert set(h["source_scores"]) == {"dense", "bm25"} and set(h["standard_scores"]) == {"dense", "bm25"}
+    # without pseudo-relevance feedback (what a federating peer asks for), GET and POST alike
+    status, plain = served.request("/search?q=reciprocal+rank+fusion&k=3&mode=bm25&feedback=false")
+    assert status == 200 and len(plain["hits"]) == 3
+    status, posted = served.request("/search", {"query": "reciprocal rank fusion", "k": 3, "mode": "bm25",
+                                                "feedback": False})  # fmt: skip
+    assert status == 200 and [h["chunk_id"] for h in posted["hits"]] == [h["chunk_id"] for h in plain["hits"]]
 
 
 def test_search_filters_over_http_and_the_warm_path(served: Served, sample_home: Path) -> None:
@@ -97,6 +103,8 @@ def wait_bm25_memory(served: Served) -> None:
         ("/search", {"query": "x", "mode": "weird"}, None, 400),
         ("/search", {"query": "x", "candidates": 0}, None, 400),
         ("/search", {"query": "x", "candidates": "many"}, None, 400),
+        ("/search", {"query": "x", "feedback": "maybe"}, None, 400),
+        ("/search", {"query": "x", "feedback": []}, None, 400),  # not a flag (it was a 500)
         ("/search", None, b"{nope", 400),
         ("/search", None, b'{"query": "' + b"x" * 10_000 + b'"}', 413),
         ("/nowhere", None, None, 404),
