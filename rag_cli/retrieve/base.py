@@ -63,13 +63,6 @@ class QueryContext:
             self._tasks[key] = task
         return task
 
-    def result(self, key: str) -> Any:
-        """The result of the shared work ``key`` if it has finished, else None."""
-        task = self._tasks.get(key)
-        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-            return None
-        return task.result()
-
     def cancel(self) -> None:
         for t in self._tasks.values():
             t.cancel()

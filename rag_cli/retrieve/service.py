@@ -120,9 +120,7 @@ class Retrieval:
         method finally searched with (pseudo-relevance feedback: the moved vector, the expanded words)."""
         reader = self.reader
         assert reader is not None
-        vec = ctx.notes.get("dense_vector")
-        if vec is None:
-            vec = ctx.result("embedding")  # dense search computed it
+        vec = ctx.notes.get("dense_vector")  # the dense search's (it ran: completion needs both lists)
         ids = sorted({h.chunk_id for h in hits if h.chunk_id is not None})
         expansion: tuple[list[str], float] | None = ctx.notes.get("bm25_expansion")
 

@@ -58,6 +58,7 @@ from .http import (
 from .metrics import Metrics
 
 EMBED_MAX = 512  # texts per /embed request
+PUBLIC = frozenset({"/healthz", *page.PUBLIC})  # the routes a token does not guard: they hold no data
 
 
 @dataclass
@@ -155,8 +156,8 @@ class Guard:
         return None
 
     def unauthorized(self, request: web.Request) -> web.Response | None:
-        """401 without the server's bearer token (every route but /healthz, when it has one)."""
-        if not self.token or request.path == "/healthz" or request.path in page.PUBLIC:
+        """401 without the server's bearer token (every route but the :data:`PUBLIC` ones, when it has one)."""
+        if not self.token or request.path in PUBLIC:
             return None
         auth = request.headers.get("Authorization", "")
         # aiohttp keeps undecodable header bytes as surrogates: compare the bytes as sent

@@ -9,6 +9,7 @@ connections to this server only and no inline script; document text is inserted 
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from aiohttp import web
@@ -23,6 +24,7 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
            "X-Frame-Options": "DENY", "Cache-Control": "no-cache"}  # fmt: skip
 
 
+@functools.cache  # read once a process: the files do not change under a running server
 def _body(name: str) -> bytes:
     return resources.files(__package__).joinpath("web", name).read_bytes()
 

@@ -307,12 +307,9 @@ class IndexReader(MemoryPostings):
 
         out: dict[int, dict[str, float]] = {i: {} for i in ids}
         if ids and query_vec is not None:
-            index = self._current_index()
             q = np.asarray(query_vec, dtype=np.float32).reshape(-1)
-            for i in ids:
-                vec = vectors.reconstruct(index, i)
-                if vec is not None:
-                    out[i]["dense"] = float(vec @ q)
+            for i, vec in self.vectors(ids).items():
+                out[i]["dense"] = float(vec @ q)
         words = query_words(query)
         if not words or not ids:
             return out

@@ -266,6 +266,7 @@
   async function ask(question) {
     const turn = new Turn(question);
     const body = { question, history: state.history.slice(-8), ...options() };
+    turn.index = body.index;  // its citations open in the index it was answered from
     const llm = $("llm").value;
     if (llm) body.llm = llm;
     const controller = new AbortController();
@@ -316,40 +317,46 @@
     }
   }
 
-  function panel(title, location, trail) {
+  // the side panel for a passage (an answer's source or a search hit) of ``index``; "Open whole document" reads
+  // the whole file from that index
+  function panel(s, index) {
     $("layout").classList.add("with-source");
     $("source").hidden = false;
-    $("source-title").textContent = inert(title || "");
-    $("source-loc").textContent = inert(location || "");
-    $("source-trail").textContent = inert((trail || []).join(" › "));
+    $("source-title").textContent = inert(s.title || s.path || s.url || "");
+    $("source-loc").textContent = inert(s.location || "");
+    $("source-trail").textContent = inert((s.heading || []).join(" › "));
+    $("whole").hidden = !s.path;
+    $("whole").onclick = () => wholeDocument(s.path, index);
+  }
+
+  // what the index holds of a file (a line range, or all of it) through /get; null after showing why not
+  async function fetchDocument(params, index) {
+    const q = new URLSearchParams(params);
+    if (index) q.set("index", index);
+    const resp = await api(`/get?${q}`);
+    if (!resp.ok) { $("source-text").textContent = inert(await problem(resp)); return null; }
+    return resp.json();
   }
 
   async function openSource(turn, n) {
     const s = turn.sources.find((x) => x.n === n);
     if (!s) return;
-    panel(s.title || s.path || s.url, s.location, s.heading);
+    panel(s, turn.index);
     const claims = turn.sentences.filter((v) => (v.citations || []).includes(n)).map((v) => v.text);
     $("source-text").textContent = "…";
-    $("whole").hidden = !s.path;
-    $("whole").onclick = () => wholeDocument(s.path);
     if (!s.path) { showPassage(s.text || "", claims); return; }
-    const q = new URLSearchParams({ path: s.path });
-    if (s.start_line != null) q.set("start_line", s.start_line);
-    if (s.end_line != null) q.set("end_line", s.end_line);
-    if ($("index").value) q.set("index", $("index").value);
-    const resp = await api(`/get?${q}`);
-    if (!resp.ok) { $("source-text").textContent = inert(await problem(resp)); return; }
-    const doc = await resp.json();
+    const range = { path: s.path };
+    if (s.start_line != null) range.start_line = s.start_line;
+    if (s.end_line != null) range.end_line = s.end_line;
+    const doc = await fetchDocument(range, turn.index);
+    if (!doc) return;
     const chunks = (doc.chunks || []).filter((c) => s.page == null || c.page == null || c.page === s.page);
     showPassage(chunks.map((c) => c.text).join("\n\n"), claims);
   }
 
-  async function wholeDocument(path) {
-    const q = new URLSearchParams({ path });
-    if ($("index").value) q.set("index", $("index").value);
-    const resp = await api(`/get?${q}`);
-    if (!resp.ok) { $("source-text").textContent = inert(await problem(resp)); return; }
-    const doc = await resp.json();
+  async function wholeDocument(path, index) {
+    const doc = await fetchDocument({ path }, index);
+    if (!doc) return;
     $("source-loc").textContent = inert(doc.path || path);
     showPassage((doc.chunks || []).map((c) => c.text).join("\n\n"), []);
   }
@@ -361,7 +368,8 @@
     $("thread").append(box);
     setStatus("searching…");
     try {
-      const resp = await api("/search", { method: "POST", body: JSON.stringify({ query, ...options() }) });
+      const body = { query, ...options() };
+      const resp = await api("/search", { method: "POST", body: JSON.stringify(body) });
       if (!resp.ok) { box.append(el("p", "notice error", await problem(resp))); return; }
       const result = await resp.json();
       for (const d of result.degraded || []) box.append(el("p", "notice warn", `${d.source}: ${d.reason}`));
@@ -370,12 +378,7 @@
         const item = el("div", "hit");
         const open = el("button", "open", `${h.rank}. ${h.location}`);
         open.type = "button";
-        open.addEventListener("click", () => {
-          panel(h.title || h.path || h.url, h.location, h.heading);
-          $("whole").hidden = !h.path;
-          $("whole").onclick = () => wholeDocument(h.path);
-          showPassage(h.text, []);
-        });
+        open.addEventListener("click", () => { panel(h, body.index); showPassage(h.text, []); });
         item.append(open);
         if (h.heading && h.heading.length) item.append(el("div", "trail", h.heading.join(" › ")));
         item.append(el("div", "passage", h.text));

@@ -247,10 +247,6 @@ class PgReader:
         rows = self.chunks([i for i, _ in scored])
         return [Hit(score=score, source=source, **rows[cid]) for cid, score in scored if cid in rows]
 
-    def vector(self, chunk_id: int) -> Any:
-        rows = self._rows("SELECT embedding::text FROM {s}.chunks WHERE id = %s", (chunk_id,))
-        return parse_vector(rows[0][0], self.dim) if rows else None
-
     def document(self, path: str, start_line: int | None = None, end_line: int | None = None) -> list[dict[str, Any]]:
         from pathlib import Path
 
