@@ -2,8 +2,8 @@
 
 - **BM25, RM3-style expansion** (:func:`expansion_terms`): the top ``docs`` passages of the first BM25
   search vote for words (each word's share of a passage's words, weighted by the passage's min-max
-  normalised score); the ``terms`` best words the query does not hold form a second query whose BM25
-  scores are added with weight ``lam``::
+  normalised score); the ``terms`` best words the query does not hold are added to it with weight ``lam``
+  (the store's ``bm25(..., expansion=(words, lam))``, store/base.Expansion)::
 
       score(d) = bm25(q, d) + lam * bm25(expansion, d)
 
@@ -46,14 +46,6 @@ def expansion_terms(query: str, texts: Sequence[str], scores: Sequence[float], t
             votes[w] += weight * c / len(words)
     ranked = sorted(votes.items(), key=lambda x: (-x[1], x[0]))  # ties by word: the same terms every run
     return [w for w, _ in ranked if w not in asked][:terms]
-
-
-def combine(base: dict[int, float], extra: dict[int, float], lam: float) -> list[tuple[int, float]]:
-    """``base + lam * extra`` per chunk, best first (ties by chunk id)."""
-    acc = dict(base)
-    for i, s in extra.items():
-        acc[i] = acc.get(i, 0.0) + lam * s
-    return sorted(acc.items(), key=lambda x: (-x[1], x[0]))
 
 
 def rocchio(query_vec: Any, feedback: Sequence[Any], beta: float) -> Any:

@@ -15,7 +15,7 @@ from ..embed.batcher import QueryBatcher
 from ..store.reader import IndexReader
 from ..types import Hit
 from .base import QueryContext
-from .feedback import BM25_DOCS, DENSE_DOCS, combine, expansion_terms, rocchio
+from .feedback import BM25_DOCS, DENSE_DOCS, expansion_terms, rocchio
 
 
 class DenseSource:
@@ -86,20 +86,12 @@ class BM25Source:
 
     def _expanded(self, ctx: QueryContext, scored: list[tuple[int, float]],
                   allowed: Any) -> tuple[list[tuple[int, float]], list[str]]:  # fmt: skip
-        """RM3: the first list's best passages pick words; the union of both searches, each chunk scored by
-        both queries (a chunk one search did not return gets its score by that query), best ``ctx.k``."""
-        reader = self.reader
+        """RM3: the first list's best passages pick words; the query searched again with them added at the
+        feedback's weight (the store scores every chunk either matches), best ``ctx.k``."""
         top = scored[:BM25_DOCS]
-        got = reader.chunks([i for i, _ in top])
+        got = self.reader.chunks([i for i, _ in top])
         held = [(got[i]["text"], s) for i, s in top if i in got]
         words = expansion_terms(ctx.query, [t for t, _ in held], [s for _, s in held])
         if not words:
             return scored, []
-        extra_query = " ".join(words)
-        base, extra = dict(scored), dict(reader.bm25(extra_query, ctx.k, self.columns, allowed))
-        for query, scores, other in ((ctx.query, base, extra), (extra_query, extra, base)):
-            missing = [i for i in other if i not in scores]
-            if missing:
-                scores.update({i: s.get("bm25", 0.0) for i, s in reader.scores_for(missing, None, query,
-                                                                                     self.columns).items()})  # fmt: skip
-        return combine(base, extra, self.feedback)[: ctx.k], words
+        return self.reader.bm25(ctx.query, ctx.k, self.columns, allowed, (words, self.feedback)), words

@@ -122,18 +122,11 @@ class Retrieval:
         assert reader is not None
         vec = ctx.notes.get("dense_vector")  # the dense search's (it ran: completion needs both lists)
         ids = sorted({h.chunk_id for h in hits if h.chunk_id is not None})
-        expansion: tuple[list[str], float] | None = ctx.notes.get("bm25_expansion")
+        expansion = ctx.notes.get("bm25_expansion")  # the words the BM25 search added, with their weight
 
         def run() -> dict[int, dict[str, float]]:
             with reader.snapshot():
-                scores = reader.scores_for(ids, vec, ctx.query, self.bm25_columns)
-                if expansion is not None:
-                    words, lam = expansion
-                    more = reader.scores_for(ids, None, " ".join(words), self.bm25_columns)
-                    for i, s in more.items():
-                        if "bm25" in scores.get(i, {}):
-                            scores[i]["bm25"] += lam * s.get("bm25", 0.0)
-                return scores
+                return reader.scores_for(ids, vec, ctx.query, self.bm25_columns, expansion)
 
         scores = await runtime.run_blocking(run, stage="complete_scores")
         for h in hits:

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from ..types import Chunk, Hit
 
 
+# words added to a BM25 query with their weight (pseudo-relevance feedback, retrieve/feedback.py): the score is
+# BM25(query) + weight * BM25(words), each word scored as the query's are
+Expansion = tuple[Sequence[str], float]
+
+
 class Reader(Protocol):
     """Read side of one index (thread-safe; blocking calls run on the runtime pool)."""
 
@@ -52,10 +57,10 @@ class Reader(Protocol):
     def snapshot(self) -> Any: ...
     def allowed(self, flt: Any) -> Any: ...
     def dense(self, query_vec: Any, k: int, allowed: Any = None) -> list[tuple[int, float]]: ...
-    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = ..., allowed: Any = None
-             ) -> list[tuple[int, float]]: ...  # fmt: skip
-    def scores_for(self, ids: list[int], query_vec: Any, query: str, weights: tuple[float, float, float] = ...
-                   ) -> dict[int, dict[str, float]]: ...  # fmt: skip
+    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = ..., allowed: Any = None,
+             expansion: Expansion | None = None) -> list[tuple[int, float]]: ...  # fmt: skip
+    def scores_for(self, ids: list[int], query_vec: Any, query: str, weights: tuple[float, float, float] = ...,
+                   expansion: Expansion | None = None) -> dict[int, dict[str, float]]: ...  # fmt: skip
     def vectors(self, ids: list[int]) -> dict[int, Any]: ...
     def unknown_words(self, words: list[str]) -> list[str]: ...
     def chunks_holding(self, words: list[str], most: int) -> list[int]: ...

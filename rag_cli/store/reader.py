@@ -36,6 +36,14 @@ def query_words(text: str) -> list[str]:
     return list(dict.fromkeys(kept))[:64]
 
 
+def weighted_words(query: str, expansion: Any = None) -> list[tuple[str, float]]:
+    """The query's words with weight 1, then an expansion's (store/base.Expansion) with its weight."""
+    out = [(w, 1.0) for w in query_words(query)]
+    if expansion is not None and expansion[1] > 0:
+        out += [(w, float(expansion[1])) for w in query_words(" ".join(expansion[0]))]
+    return out
+
+
 def fts_query(text: str) -> str:
     """An FTS5 MATCH expression: the query's words, quoted, joined by OR."""
     return _match(query_words(text))
@@ -243,17 +251,19 @@ class IndexReader(MemoryPostings):
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-             allowed: Allowed | None = None) -> list[tuple[int, float]]:  # fmt: skip
+             allowed: Allowed | None = None, expansion: Any = None) -> list[tuple[int, float]]:  # fmt: skip
         """FTS5 BM25 (k1=1.2, b=0.75) with column weights (title, heading, body). Higher is better.
-        ``allowed``: only those chunks score (the statistics stay the whole index's)."""
-        words = query_words(query)
+        ``allowed``: only those chunks score (the statistics stay the whole index's); ``expansion``: weighted
+        words added to the query (store/base.Expansion)."""
+        words = weighted_words(query, expansion)
         if not words or k <= 0 or (allowed is not None and not len(allowed)):
             return []
         if allowed is not None and allowed.everything:
             allowed = None
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
-        if (held := self._memory_phrases(words, w)) is not None:
-            return held[0].search(held[1], k, None if allowed is None else allowed.mask(held[0].ids))
+        if (held := self._memory_phrases([x for x, _ in words], w)) is not None:
+            mask = None if allowed is None else allowed.mask(held[0].ids)
+            return held[0].search(held[1], k, mask, [f for _, f in words])
         summed, args = self._rescaled(words, w)
         if not summed:
             return []
@@ -264,11 +274,11 @@ class IndexReader(MemoryPostings):
             rows = self._conn().execute(sql, (*args, allowed.json(), k))
         return [(int(r[0]), -float(r[1])) for r in rows]
 
-    def _rescaled(self, words: list[str], w: tuple[float, float, float]) -> tuple[str, list[Any]]:
+    def _rescaled(self, words: list[tuple[str, float]], w: tuple[float, float, float]) -> tuple[str, list[Any]]:
         """A ``WITH`` clause defining ``m(r, t)``: per matching row, the BM25 of the OR of the words with the idf
-        every store uses (negative: lower is better). One FTS5 query per word, its ``bm25()`` rescaled from
-        FTS5's idf to store/base.bm25_idf, summed per row (FTS5 sums its phrases' scores the same way); each
-        materialised, as ``bm25()`` cannot run inside an aggregate."""
+        every store uses (negative: lower is better), each word's score times its weight. One FTS5 query per
+        word, its ``bm25()`` rescaled from FTS5's idf to store/base.bm25_idf, summed per row (FTS5 sums its
+        phrases' scores the same way); each materialised, as ``bm25()`` cannot run inside an aggregate."""
         if self._tokenizer is None:
             self._tokenizer = QueryTokenizer()
         conn = self._conn()
@@ -276,7 +286,7 @@ class IndexReader(MemoryPostings):
         rows = self._meta(conn)[1] or int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
         parts: list[str] = []
         args: list[Any] = []
-        for word in words:
+        for word, factor in words:
             terms = self._tokenizer.terms(word)
             if not terms:
                 continue
@@ -292,17 +302,18 @@ class IndexReader(MemoryPostings):
                 continue
             parts.append(f"p{len(parts)} AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) * ? AS s "
                          "FROM chunks_fts WHERE chunks_fts MATCH ?)")  # fmt: skip
-            args += [*w, store_base.bm25_idf(rows, holding) / store_base.fts5_idf(rows, holding), phrase]
+            args += [*w, factor * store_base.bm25_idf(rows, holding) / store_base.fts5_idf(rows, holding), phrase]
         if not parts:
             return "", []
         union = " UNION ALL ".join(f"SELECT r, s FROM p{i}" for i in range(len(parts)))
         return f"WITH {', '.join(parts)}, m AS MATERIALIZED (SELECT r, sum(s) AS t FROM ({union}) GROUP BY r)", args
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,
-                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> dict[int, dict[str, float]]:  # fmt: skip
+                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+                   expansion: Any = None) -> dict[int, dict[str, float]]:  # fmt: skip
         """Both methods' scores of the chunks ``ids``: ``{"dense": cosine, "bm25": score}``, BM25 0.0 for
-        a chunk that does not match (as ranking by ``bm25()`` leaves it out). Fusion needs both scores of
-        every candidate, not only of those in each method's own top list."""
+        a chunk that does not match (as ranking by ``bm25()`` leaves it out), with ``expansion`` as :meth:`bm25`
+        takes it. Fusion needs both scores of every candidate, not only of those in each method's own top list."""
         import numpy as np
 
         out: dict[int, dict[str, float]] = {i: {} for i in ids}
@@ -310,12 +321,12 @@ class IndexReader(MemoryPostings):
             q = np.asarray(query_vec, dtype=np.float32).reshape(-1)
             for i, vec in self.vectors(ids).items():
                 out[i]["dense"] = float(vec @ q)
-        words = query_words(query)
+        words = weighted_words(query, expansion)
         if not words or not ids:
             return out
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
-        held = self._memory_phrases(words, w)
-        scored = held[0].score_ids(held[1], ids) if held is not None else None
+        held = self._memory_phrases([x for x, _ in words], w)
+        scored = held[0].score_ids(held[1], ids, [f for _, f in words]) if held is not None else None
         if scored is None:  # one pass over the matches (an ``IN`` on the FTS table runs the match per id)
             summed, args = self._rescaled(words, w)
             scored = {}

@@ -122,9 +122,8 @@ def test_phrase_words_fall_back_to_fts5(
         assert keyword.QueryTokenizer().terms("Crème") == ("creme",)
         calls: list[int] = []
         search = keyword.MemoryBM25.search
-        monkeypatch.setattr(
-            keyword.MemoryBM25, "search", lambda self, p, k, mask=None: calls.append(1) or search(self, p, k, mask)
-        )
+        monkeypatch.setattr(keyword.MemoryBM25, "search",
+                            lambda self, p, k, mask=None, factors=None: calls.append(1) or search(self, p, k, mask, factors))  # fmt: skip
         with mem.snapshot():
             phrase = mem.bm25("foo_bar", 10)
             plain = mem.bm25("café", 10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_cli.retrieve.feedback import combine, expansion_terms, rocchio
+from rag_cli.retrieve.feedback import expansion_terms, rocchio
 
 
 def test_expansion_words_come_from_the_best_passages_and_leave_the_query_out() -> None:
@@ -24,11 +24,6 @@ def test_expansion_is_deterministic_and_bounded() -> None:
     assert a == expansion_terms("q", texts, [1.0, 1.0], terms=2) == ["alpha", "beta"]
     assert expansion_terms("q", [], [], terms=5) == []
     assert expansion_terms("q", ["a an the"], [1.0]) == []  # no word of three letters or more that is not a stop word
-
-
-def test_combine_adds_the_weighted_expansion_score() -> None:
-    ranked = combine({1: 5.0, 2: 4.0}, {2: 3.0, 3: 10.0}, 0.5)
-    assert ranked == [(2, 5.5), (1, 5.0), (3, 5.0)]  # ties by chunk id
 
 
 def test_rocchio_moves_toward_the_feedback_and_stays_unit() -> None:

@@ -319,6 +319,32 @@ def test_unknown_words_checks_a_name_of_several_tokens_as_a_phrase(hash_settings
         reader.close()
 
 
+def test_bm25_expansion_adds_the_weighted_score_of_its_words(hash_settings: Settings, tmp_path: Path) -> None:
+    """Pseudo-relevance feedback's expanded query: BM25(query) + weight * BM25(words) for every chunk either
+    matches (a chunk only the words match included), ranked and scored alike, from FTS5 and from memory."""
+    build(hash_settings, corpus(tmp_path / "docs"))
+    reader = IndexReader(hash_settings.index_dir, bm25_memory_max=1000)
+    try:
+        reader.refresh()
+        cols = (2.0, 2.0, 1.0)
+        for memory in (False, True):
+            if memory:
+                assert reader.load_bm25_memory(cols) is not None
+            base = dict(reader.bm25("apples red", 100, cols))
+            extra = dict(reader.bm25("bananas cherries", 100, cols))
+            want = {i: base.get(i, 0.0) + 0.5 * extra.get(i, 0.0) for i in base.keys() | extra.keys()}
+            got = reader.bm25("apples red", 100, cols, None, (["bananas", "cherries"], 0.5))
+            assert set(extra) - set(base) and dict(got) == pytest.approx(want, rel=1e-12), memory
+            assert [s for _, s in got] == sorted(want.values(), reverse=True)
+            scored = reader.scores_for(sorted(want), None, "apples red", cols, (["bananas", "cherries"], 0.5))
+            assert {i: s["bm25"] for i, s in scored.items()} == pytest.approx(want, rel=1e-12), memory
+            assert reader.bm25("apples red", 100, cols, None, (["bananas"], 0.0)) == reader.bm25(
+                "apples red", 100, cols
+            )
+    finally:
+        reader.close()
+
+
 def test_an_interrupt_while_the_writer_opens_leaves_nothing_behind(hash_settings: Settings, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """A Ctrl-C that lands while a --rebuild's writer is being made (its new data folder created on the pool):

@@ -161,6 +161,15 @@ class PgReader:
         out = [(lex, bm25_idf(stats[0], dfs.get(lex, 0)) if stats[0] else 1e-6) for lex in lexemes]
         return out, float(stats[1]) or 1.0
 
+    def _weighted_terms(self, query: str, expansion: Any) -> tuple[list[tuple[str, float]], float]:
+        """:meth:`_terms` of the query, then of an expansion's words (store/base.Expansion) with their idf times
+        its weight (a lexeme of both lists counts in each, as two queries' scores added would)."""
+        terms, avgdl = self._terms(query)
+        if terms and expansion is not None and expansion[1] > 0:
+            extra, _ = self._terms(" ".join(expansion[0]))
+            terms += [(lex, idf * float(expansion[1])) for lex, idf in extra]
+        return terms, avgdl
+
     def _bm25_sql(self, where: str) -> str:
         """Per matching chunk: sum over the query's lexemes of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len /
         avglen)), k1 1.2, b 0.75; tf counts each occurrence by its column's weight (title and heading A, text B).
@@ -178,10 +187,10 @@ class PgReader:
                 "lex": [lex for lex, _ in terms], "idf": [idf for _, idf in terms]}  # fmt: skip
 
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-             allowed: PgAllowed | None = None) -> list[tuple[int, float]]:  # fmt: skip
+             allowed: PgAllowed | None = None, expansion: Any = None) -> list[tuple[int, float]]:  # fmt: skip
         if k <= 0 or (allowed is not None and not len(allowed)):
             return []
-        terms, avgdl = self._terms(query)
+        terms, avgdl = self._weighted_terms(query, expansion)
         if not terms:
             return []
         narrow = allowed is not None and not allowed.everything
@@ -193,7 +202,8 @@ class PgReader:
         return [(int(i), float(s)) for i, s in self._rows(sql, args)]
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,
-                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0)) -> dict[int, dict[str, float]]:  # fmt: skip
+                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+                   expansion: Any = None) -> dict[int, dict[str, float]]:  # fmt: skip
         out: dict[int, dict[str, float]] = {i: {} for i in ids}
         if not ids:
             return out
@@ -201,7 +211,7 @@ class PgReader:
             for i, s in self._rows("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks WHERE id = ANY(%s)",
                                    (vector_text(query_vec), ids)):  # fmt: skip
                 out[int(i)]["dense"] = float(s)
-        terms, avgdl = self._terms(query)
+        terms, avgdl = self._weighted_terms(query, expansion)
         if terms:
             args = {**self._bm25_args(terms, avgdl, weights), "ids": list(ids)}
             found = dict(self._rows(self._bm25_sql(" AND c.id = ANY(%(ids)s)"), args))
