@@ -1,7 +1,10 @@
 """The web page of `rag serve` (issue 34), driven in headless Chromium (Debian's chromium and chromedriver,
 installed by `make test`; Selenium with the system browser, nothing downloaded): ask with quotes only and with
 the real packaged model (text before the end), citations open their passage, search with a path filter, Stop
-frees the server, a hostile document stays inert text, a wrong token gets the prompt, CSP, a phone's width."""
+frees the server, a hostile document stays inert text, a wrong token gets the prompt, CSP, a phone's width.
+
+Screenshots of the page (an answer with its source open, a search with filters; desktop and phone widths) are
+saved to $RAG_SCREENSHOTS (default build/screenshots/); docs/img/ holds the README's copies."""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from tests.serving import TOKEN, Served, start_serve
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SHOTS = Path(os.environ.get("RAG_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "build" / "screenshots")
+PHONE, DESKTOP = (360, 800), (1200, 900)
 HOSTILE = """# Hostile page
 
 Plain words before. <script>window.pwned = 'script'</script> and <img src=x onerror="window.pwned='img'">
@@ -132,6 +137,22 @@ new MutationObserver(() => {
 """
 
 
+def shoot(driver: Any, name: str) -> Path:
+    """Save the whole page as it is now (the window's width, its full height up to 2400 px) to SHOTS/NAME.png."""
+    import base64
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    width, height = driver.execute_script(
+        "return [document.documentElement.clientWidth, Math.min(2400, document.documentElement.scrollHeight)]")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})  # fmt: skip
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 10_000  # a page, not an empty frame
+    return path
+
+
 def metric(served: Served, name: str) -> float:
     req = urllib.request.Request(served.url("/metrics"), headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
@@ -172,6 +193,7 @@ def test_ask_with_quotes_then_open_a_citation(served: Served, browser: Any) -> N
     wait(browser, lambda d: css(d, "#source-text mark"))
     assert "4.5 bits per weight" in " ".join(m.text for m in css(browser, "#source-text mark"))
     assert "local-llms.pdf#page=1" in browser.find_element("id", "source-loc").text
+    shoot(browser, "ask-sources-desktop")
     browser.find_element("id", "whole").click()  # the whole document through /get
     wait(browser, lambda d: "#page" not in d.find_element("id", "source-loc").text)
     assert "Memory bandwidth" in browser.find_element("id", "source-text").text
@@ -220,6 +242,7 @@ def test_search_with_a_path_filter(served: Served, browser: Any) -> None:
     wait(browser, lambda d: css(d, ".hit"))
     locations = [h.find_element("css selector", "button.open").text for h in css(browser, ".hit")]
     assert locations and all("/concepts/" in loc for loc in locations), locations
+    shoot(browser, "search-filters-desktop")
     css(browser, ".hit button.open")[0].click()
     wait(browser, lambda d: d.find_element("id", "source").is_displayed())
 
@@ -243,17 +266,31 @@ def test_hostile_document_is_inert_text(served: Served, browser: Any) -> None:
     assert all(h == "#" for h in hrefs), hrefs
 
 
+def fits(driver: Any) -> None:
+    width = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], width  # nothing wider than the phone's screen
+
+
 def test_phone_width_and_dark_scheme(served: Served, browser: Any) -> None:
-    browser.set_window_size(360, 800)
+    browser.set_window_size(*PHONE)
     try:
         open_page(browser, served)
-        choose(browser, "search")
+        choose(browser, "search", path="concepts/*")
         send(browser, "reciprocal rank fusion")
         wait(browser, lambda d: css(d, ".hit"))
-        width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
-        assert width[0] <= width[1], width  # nothing wider than the phone's screen
+        fits(browser)
+        shoot(browser, "search-filters-phone")
+        open_page(browser, served)
+        choose(browser, "ask", llm="none")
+        browser.find_element("css selector", "#options summary").click()  # options folded: the answer shows
+        send(browser, "How many bits per weight does the Q4_K_M quantisation use?")
+        wait(browser, lambda d: css(d, ".turn .sources li"))
+        css(browser, ".turn a.cite")[0].click()
+        wait(browser, lambda d: css(d, "#source-text mark"))
+        fits(browser)
+        shoot(browser, "ask-sources-phone")
     finally:
-        browser.set_window_size(1200, 900)
+        browser.set_window_size(*DESKTOP)
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
                                                                           "value": "dark"}]})  # fmt: skip
     try:
@@ -261,3 +298,22 @@ def test_phone_width_and_dark_scheme(served: Served, browser: Any) -> None:
         assert bg != "rgb(255, 255, 255)", bg
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
+def test_refusal_is_a_notice_and_tables_render(served: Served, browser: Any) -> None:
+    open_page(browser, served)
+    choose(browser, "ask", llm="none")
+    send(browser, "What is the population of Tokyo?")  # nothing in sample_corpus: declined
+    wait(browser, lambda d: css(d, ".turn:last-child .notice"))
+    notice = css(browser, ".turn:last-child .notice")[0]
+    assert "info" in notice.get_attribute("class").split() and "error" not in notice.get_attribute("class"), notice.text
+    assert not css(browser, ".turn:last-child .answer p")
+    # a Markdown table as a model writes one: cells, citations as links, markup in a cell inert
+    got = browser.execute_script("""
+        const box = document.createElement('div');
+        rag.markdown(box, 'Prices:\\n\\n| city | hotel |\\n| --- | ---: |\\n| Paris | 190 [1] |\\n| <img src=x onerror="window.pwned=1"> | 140 |\\n\\nAfter.');
+        return {cells: [...box.querySelectorAll('td, th')].map(c => c.textContent), cites: box.querySelectorAll('td a.cite').length,
+                imgs: box.querySelectorAll('img').length, paras: [...box.querySelectorAll('p')].map(p => p.textContent)};
+    """)
+    assert got["cells"] == ["city", "hotel", "Paris", "190 [1]", '<img src=x onerror="window.pwned=1">', "140"], got
+    assert got["cites"] == 1 and got["imgs"] == 0 and got["paras"] == ["Prices:", "After."], got

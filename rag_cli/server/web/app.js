@@ -55,7 +55,29 @@
     if (last < text.length) parent.append(document.createTextNode(inert(text.slice(last))));
   }
 
-  // block Markdown: paragraphs, lists, code fences, quotes, headings
+  // a GitHub table's row: its cells, the outer pipes dropped ("a | b" and "| a | b |" alike)
+  function cells(line) {
+    return line.trim().replace(/^\|/, "").replace(/\|$/, "").split("|").map((c) => c.trim());
+  }
+  const TABLE_RULE = /^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$/;
+
+  // a table from its header line, the rows below the rule line (each cell inline Markdown, so citations link)
+  function table(lines, i, onCite) {
+    const t = el("table"), head = el("tr");
+    for (const c of cells(lines[i])) { const th = el("th"); inline(th, c, onCite); head.append(th); }
+    t.append(el("thead"), el("tbody"));
+    t.firstChild.append(head);
+    let j = i + 2;
+    for (; j < lines.length && lines[j].includes("|") && lines[j].trim(); j++) {
+      const tr = el("tr");
+      for (const c of cells(lines[j])) { const td = el("td"); inline(td, c, onCite); tr.append(td); }
+      t.lastChild.append(tr);
+    }
+    const box = el("div", "table"); box.append(t);
+    return [box, j - 1];
+  }
+
+  // block Markdown: paragraphs, lists, code fences, quotes, headings, tables
   function markdown(container, text, onCite) {
     container.replaceChildren();
     const lines = String(text).split("\n");
@@ -72,6 +94,11 @@
         const code = [];
         for (i++; i < lines.length && !/^\s*```/.test(lines[i]); i++) code.push(lines[i]);
         const pre = el("pre"); pre.append(el("code", null, code.join("\n"))); container.append(pre);
+      } else if (line.includes("|") && i + 1 < lines.length && TABLE_RULE.test(lines[i + 1])) {
+        flush();
+        const [box, end] = table(lines, i, onCite);
+        container.append(box);
+        i = end;
       } else if ((m = line.match(/^\s*([-*+]|\d+[.)])\s+(.*)$/))) {
         const kind = /\d/.test(m[1]) ? "ol" : "ul";
         if (para.length || quote) flush();
@@ -400,6 +427,9 @@
   }
   function stop() { if (state.controller) state.controller.abort(); }
   const what = () => document.querySelector("input[name=what]:checked").value;
+
+  // the renderer, for a test or a user's console: rag.markdown(node, text) renders as answers are rendered
+  window.rag = Object.freeze({ markdown: (node, text) => markdown(node, text, () => {}) });
 
   async function start() {
     $("token-form").addEventListener("submit", tokenGiven);
