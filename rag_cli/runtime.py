@@ -184,6 +184,7 @@ def drop_pool() -> None:
     """Cancel queued jobs and forget the pool (running jobs finish; a new pool is made on next use)."""
     global _pool
     with _pool_lock:
+        _dropped[:] = [p for p in _dropped if p.active]  # a dropped pool is kept only while a job of it runs
         if _pool is not None:
             _pool.shutdown(wait=False, cancel_futures=True)
             _dropped.append(_pool)
@@ -194,6 +195,7 @@ def busy() -> int:
     """Pool jobs still running, in the pool and in pools dropped after an interruption (an embedding batch
     cannot be stopped midway: an interrupted command need not wait for it at exit)."""
     with _pool_lock:
+        _dropped[:] = [p for p in _dropped if p.active]
         pools = [p for p in (_pool, *_dropped) if p is not None]
     return sum(p.active for p in pools)
 

@@ -54,6 +54,33 @@ def test_pool_counts_active_and_queued() -> None:
     pool.shutdown()
 
 
+def test_a_dropped_pool_is_counted_while_its_job_runs_then_forgotten() -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def job() -> None:
+        started.set()
+        release.wait(10)
+
+    try:
+        runtime.configure(1)
+        fut = runtime.pool().submit(job)
+        assert started.wait(10)
+        runtime.drop_pool()  # an interruption: the running job keeps its thread
+        assert runtime.busy() == 1
+        release.set()
+        fut.result(10)
+        assert runtime.busy() == 0
+        for _ in range(3):  # pools dropped with nothing running are not kept
+            runtime.pool()
+            runtime.drop_pool()
+        assert len(runtime._dropped) <= 1  # the last one, until the next drop or count
+        assert runtime.busy() == 0 and runtime._dropped == []
+    finally:
+        release.set()
+        runtime.configure()
+
+
 def test_run_blocking_keeps_loop_free() -> None:
     async def main() -> float:
         runtime.loop_lag.reset()
