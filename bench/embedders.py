@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -92,7 +91,9 @@ def chunks(index_dir: Path) -> list[tuple[int, str, str | None, str]]:
             for cid, path, doc, title, heading, text in got]  # fmt: skip
 
 
-def cached_vectors(label: str, set_name: str, texts: list[str], encode: Callable[[Sequence[str]], np.ndarray]) -> np.ndarray:
+def cached_vectors(
+    label: str, set_name: str, texts: list[str], encode: Callable[[Sequence[str]], np.ndarray]
+) -> np.ndarray:
     digest = hashlib.sha256("\n\x00".join(texts).encode()).hexdigest()[:16]
     path = CACHE / "embedders" / f"{label.replace('/', '_')}-{set_name}-{digest}.npy"
     if path.exists():
@@ -136,7 +137,13 @@ def speed(encoder: Encoder, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
-COLS = (("cranfield", "ndcg@10"), ("gitdocs", "hit@5"), ("gitdocs", "ndcg@10"), ("sample", "hit@5"), ("sample", "ndcg@10"))
+COLS = (
+    ("cranfield", "ndcg@10"),
+    ("gitdocs", "hit@5"),
+    ("gitdocs", "ndcg@10"),
+    ("sample", "hit@5"),
+    ("sample", "ndcg@10"),
+)
 
 
 def main() -> None:
@@ -179,7 +186,9 @@ def main() -> None:
         for s, m in cols:
             d, h = (sum(v) / len(v) for v in (per_query(s, sets[s], f)[m] for f in ranks[label]))
             cells.append(f"{d:.4f} / {h:.4f}")
-        lines.append(f"| {label} | {rates[label]:.1f} | {rates[label] / rates[default]:.2f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {label} | {rates[label]:.1f} | {rates[label] / rates[default]:.2f} | " + " | ".join(cells) + " |"
+        )
     lines += ["", f"Paired randomisation test (two-sided, per query) of each model against {default}, dense and hybrid:", "",
               "| model | " + " | ".join(f"{s} {m} dense (p) / hybrid (p)" for s, m in cols) + " |",
               "| --- |" + " ---: |" * len(cols)]  # fmt: skip

@@ -377,6 +377,10 @@ class _Stream:
                 tail = ("\n\n" if said else "") + block
             if unsupported and block:
                 warning = "no sentence of the answer is supported by its sources; quoting the best evidence"
+                if self.result.sources and all(h.source == "context" for h in self.result.sources):
+                    warning = ("the reader wrote nothing the given context supports, so "
+                               "these are the context's best sentences quoted, not a summary; a larger reader summarises "
+                               "(`rag models`, --model)")  # fmt: skip
         if quoting:
             for v in self.checker.verdicts:
                 v.quoted = True

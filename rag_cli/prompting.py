@@ -243,5 +243,11 @@ def context_hits(text: str, name: str) -> list[Hit]:
             break
     if current and len(pieces) < CONTEXT_PIECES:
         pieces.append(current)
-    return [Hit(text=p, score=1.0, source="context", path=name, title="context given with the question")
-            for p in pieces[:CONTEXT_PIECES]]  # fmt: skip
+    hits, at = [], 0
+    for piece in pieces[:CONTEXT_PIECES]:  # each cited as NAME:LINE, the line its piece starts on
+        found = text.find(piece[:80], at)
+        at = found if found >= 0 else at
+        line = text.count("\n", 0, at) + 1
+        hits.append(Hit(text=piece, score=1.0, source="context", path=name, title="context given with the question",
+                        start_line=line, end_line=line + piece.count("\n")))  # fmt: skip
+    return hits

@@ -144,7 +144,8 @@ def shoot(driver: Any, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     width, height = driver.execute_script(
-        "return [document.documentElement.clientWidth, Math.min(2400, document.documentElement.scrollHeight)]")
+        "return [document.documentElement.clientWidth, Math.min(2400, document.documentElement.scrollHeight)]"
+    )
     shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})  # fmt: skip

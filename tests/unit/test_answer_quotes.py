@@ -104,6 +104,39 @@ def test_an_unsupported_sentence_is_left_out_and_the_evidence_quoted() -> None:
     assert marked.answer.startswith("The cache keeps passwords for 30 days [1]. (unverified)\n\nEvidence:")
 
 
+def test_given_context_alone_cited_by_line_and_an_unsupported_summary_said_plainly() -> None:
+    from rag_cli.prompting import context_hits
+
+    text = "commit 1a2b\nAuthor: me\n\n" + CACHE + "\n\n" + ("filler words here " * 80) + "\n\n" + BRANCH
+    given = context_hits(text, "notes.txt")
+    assert given[0].location == "notes.txt:1"
+    assert given[-1].text.endswith(BRANCH) and given[-1].start_line == 8
+    llm_base.register("scripted", lambda s, services: Scripted(["Tomorrow the weather turns sunny and warm [1]."]))
+
+    async def go() -> list[Any]:
+        return [
+            ev
+            async for ev in answer(
+                "summarise",
+                FakeRetrieval([]),
+                Settings(answer_min_evidence=0.0),
+                backends=["scripted"],
+                extra_context=text,
+                context_name="notes.txt",
+            )
+        ]
+
+    events = runtime.run(go())
+    result = events[-1].data
+    assert result.source_dicts()[0]["location"] == "notes.txt:1"
+    warned = [e.data for e in events if e.kind == "warning"]
+    assert any("nothing the given context supports" in w and "not a summary" in w for w in warned), warned
+    assert result.answer.startswith("Evidence:\n- ")
+    # with an index's passages among the sources, the usual warning
+    _, events = run(Scripted(["Tomorrow the weather turns sunny and warm [1]."]))
+    assert any("no sentence of the answer is supported" in e.data for e in events if e.kind == "warning")
+
+
 def test_none_answers_with_the_same_evidence_quotes() -> None:
     from rag_cli.llm.extractive import ExtractiveBackend
 
