@@ -42,6 +42,7 @@ lint: install
 	$(BIN)/ruff check rag_cli tests bench scripts
 	$(BIN)/ruff format --check rag_cli tests bench scripts
 	$(BIN)/python scripts/check_layers.py
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format rag_cli tests bench scripts

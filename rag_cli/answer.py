@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -149,7 +149,7 @@ async def answer(
     services: dict[str, Any] | None = None,
     context_name: str = "stdin",
     filter: Any = None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Answer ``question`` (retrieving with ``query`` if given, e.g. a condensed follow-up).
 
     ``extra_context`` (``--context``) becomes the first numbered passages, cited and verified like the
@@ -277,12 +277,12 @@ class _Stream:
     def _ms(self) -> float:
         return round((time.perf_counter() - self.t0) * 1000, 2)
 
-    async def generate(self) -> AsyncIterator[Event]:
+    async def generate(self) -> AsyncGenerator[Event, None]:
         async with contextlib.aclosing(self.backend.stream(self.prompt)) as gen:
             async for ev in self._pieces(gen):
                 yield ev
 
-    async def _pieces(self, gen: Any) -> AsyncIterator[Event]:
+    async def _pieces(self, gen: Any) -> AsyncGenerator[Event, None]:
         prefix_sent = False
         async for piece in gen:
             if not prefix_sent and self.backend.completion and self.prompt.prefix:
@@ -311,7 +311,7 @@ class _Stream:
             return text, False
         return text[: max(0, len(text) - (len(self.seen) - cut))], True
 
-    async def _show(self, text: str, looped: bool) -> AsyncIterator[Event]:
+    async def _show(self, text: str, looped: bool) -> AsyncGenerator[Event, None]:
         if self.checker is None:
             if text:
                 self.result.timings.setdefault("first_text_ms", self.result.timings["first_draft_ms"])
@@ -331,7 +331,7 @@ class _Stream:
         for ev in _checked_events(checked, self.pieces, self.result, self.t0):
             yield ev
 
-    async def finish(self, name: str) -> AsyncIterator[Event]:
+    async def finish(self, name: str) -> AsyncGenerator[Event, None]:
         """The held-back end checked, the evidence quoted, the result completed, and its ``done`` event."""
         result = self.result
         tail = self.filt.flush()

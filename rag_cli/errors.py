@@ -29,6 +29,8 @@ request to stop and exits 0 after a graceful shutdown.
 
 from __future__ import annotations
 
+from typing import Any
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -113,6 +115,10 @@ class EmbedderError(RagError):
 
 class AllSourcesFailed(RagError):
     exit_code = EXIT_ALL_SOURCES_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None, degraded: list[Any] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.degraded = degraded or []  # each failed source and why (retrieve.base.Degradation)
 
 
 class NoRelevantPassages(RagError):

@@ -84,7 +84,7 @@ _CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
 def content_terms(text: str) -> set[str]:
     """Stemmed content words; a camelCase name also counts as its parts (gc.reflogExpire: reflog, expir)."""
-    out = set()
+    out: set[str] = set()
     for w in WORD.findall(text):
         parts = [w, *_CAMEL.findall(w)] if any(c.isupper() for c in w[1:]) else [w]
         out.update(stem(p) for p in parts if p.lower() not in STOP_WORDS and (len(p) > 1 or p.isdigit()))

@@ -39,7 +39,7 @@ def _usage_metavar(self: typer.core.TyperArgument, ctx: object, *, usage: bool =
     return var
 
 
-typer.core.TyperArgument.make_metavar = _usage_metavar  # type: ignore[method-assign,assignment]
+typer.core.TyperArgument.make_metavar = _usage_metavar  # type: ignore[method-assign]
 
 
 def _version(value: bool) -> None:

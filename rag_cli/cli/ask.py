@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -305,14 +305,14 @@ def served_event(kind: str, data: dict[str, Any]) -> Any | None:
     return Event("done", AnswerResult.from_dict(data)) if kind == "done" else None  # a kind of a newer server
 
 
-async def _after(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _after(first: Any, rest: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
     """``first``, then what ``rest`` yields."""
     yield first
     async for item in rest:
         yield item
 
 
-async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **kw: Any) -> AsyncIterator[Any]:
+async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **kw: Any) -> AsyncGenerator[Any, None]:
     """The answer's events: from a warm ``rag serve`` when it answers for this process (same reader
     settings, no ``--context``), else in-process, as when the server cannot be reached at all."""
     from ..answer import answer, answer_k
@@ -340,7 +340,7 @@ async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **k
         yield ev
 
 
-async def render(env: Env, events: AsyncIterator[Any], form: str, timings: bool = False) -> Any:
+async def render(env: Env, events: AsyncGenerator[Any, None], form: str, timings: bool = False) -> Any:
     """Show an answer's events as ``form`` asks (JSON Lines, warnings only for one JSON object at the end,
     or text: live on a terminal, plain into a pipe); returns the result (None if it never came)."""
     from ..answer import jsonl_event
@@ -439,7 +439,7 @@ def ask_cmd(
     except (NoRelevantPassages, LLMError, AllSourcesFailed) as exc:
         # scripts get an object on stdout for every answer that could not be given (exit 7, 8, 6)
         if json_out or jsonl:
-            payload = {"question": q, "answer": None, "error": exc.message, "exit_code": exc.exit_code,
+            payload: dict[str, Any] = {"question": q, "answer": None, "error": exc.message, "exit_code": exc.exit_code,
                        "citations": [], "sources": []}  # fmt: skip
             env.json({"event": "done", **payload} if jsonl else payload)
         raise

@@ -115,12 +115,13 @@ def _from_sources(settings: Any, path: str, start: int | None, end: int | None, 
 
     from .. import runtime
     from ..errors import SourceError
+    from ..retrieve.remote import RagSource
     from ..retrieve.service import Retrieval
 
     async def go() -> list[dict[str, Any]]:
         async with Retrieval(replace(settings, server="off"), use_index=False) as r:
             loop = asyncio.get_running_loop()
-            for src in [s for s in r.fanout.sources if s.kind == "rag"] if r.fanout else []:
+            for src in [s for s in r.fanout.sources if isinstance(s, RagSource)] if r.fanout else []:
                 limit = src.timeout or settings.retrieve_timeout
                 try:
                     got = await src.document(path, start, end, loop.time() + limit)

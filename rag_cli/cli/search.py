@@ -72,9 +72,9 @@ def render_hits(env: Env, result: SearchResult) -> None:
             con.print(Padding(Text(clean(snippet(h.text, 240))), (0, 0, 0, 4)))
         return
     for i, h in enumerate(result.hits, start=1):
-        where = h.url or rel(h.location)
+        place = h.url or rel(h.location)
         head = f" [{' > '.join(h.heading)}]" if h.heading else ""
-        env.out(f"{i}. {where}{head} ({h.score:.3f}, {h.source})")
+        env.out(f"{i}. {place}{head} ({h.score:.3f}, {h.source})")
         env.out(f"   {snippet(h.text)}")
 
 

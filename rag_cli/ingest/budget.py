@@ -65,7 +65,7 @@ def limit(seconds: float | None) -> Iterator[None]:
     (None or <= 0: no limit)."""
     prev = getattr(_local, "deadline", None), getattr(_local, "seconds", None)
     _local.seconds = seconds if seconds and seconds > 0 else None
-    _local.deadline = _cpu() + seconds if _local.seconds else None
+    _local.deadline = _cpu() + _local.seconds if _local.seconds else None
     try:
         yield
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -25,7 +25,7 @@ from .segments import file_digest, iter_segments, load_segment, open_regular, se
 from .stages import NULL, StageClock
 from .walk import Found
 
-Counter = Callable[[list[str]], list[int]]
+Counter = Callable[[Sequence[str]], list[int]]
 
 
 @dataclass

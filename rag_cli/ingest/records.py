@@ -112,8 +112,8 @@ def load_ipynb(path: str, data: bytes) -> list[Document]:
     cells = nb.get("cells") if isinstance(nb, dict) else None
     if not isinstance(cells, list):
         raise SkipFile("malformed notebook: no cells")
-    meta = nb.get("metadata") if isinstance(nb.get("metadata"), dict) else {}
-    info = meta.get("language_info") if isinstance(meta.get("language_info"), dict) else {}
+    meta = nb["metadata"] if isinstance(nb.get("metadata"), dict) else {}
+    info = meta["language_info"] if isinstance(meta.get("language_info"), dict) else {}
     lang = str(info.get("name") or "")
     # the cells as one Markdown text (code cells fenced), so a heading's scope runs across cells; each
     # block is then cited by the cell it starts in

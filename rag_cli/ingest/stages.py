@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 ORDER = ("walk", "read", "parse", "chunk", "tokenize", "embed", "write")
@@ -34,10 +34,10 @@ class StageClock:
         finally:
             self.add(stage, time.perf_counter() - t)
 
-    def counting(self, count: Callable[[list[str]], list[int]]) -> Callable[[list[str]], list[int]]:
+    def counting(self, count: Callable[[Sequence[str]], list[int]]) -> Callable[[Sequence[str]], list[int]]:
         """``count`` (the tokenizer's token counter) timed as ``tokenize``."""
 
-        def timed_count(texts: list[str]) -> list[int]:
+        def timed_count(texts: Sequence[str]) -> list[int]:
             with self.timed("tokenize"):
                 return count(texts)
 

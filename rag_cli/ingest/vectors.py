@@ -63,12 +63,12 @@ class KnownVectors:
         have = {t: self.cache[t] for t in texts if t in self.cache}
         todo = [t for t in dict.fromkeys(texts) if t not in have]
         if todo:
-            t = time.perf_counter()
+            t0 = time.perf_counter()
             new = await embed_parallel(self.embedder, todo, done)
-            self.report.clock.add("embed", time.perf_counter() - t)
-            for t, v in zip(todo, new, strict=True):
-                have[t] = v
-                self._keep(t, v)
+            self.report.clock.add("embed", time.perf_counter() - t0)
+            for text, v in zip(todo, new, strict=True):
+                have[text] = v
+                self._keep(text, v)
         self.report.chunks_embedded += len(todo)
         if done is not None and len(texts) > len(todo):
             done(len(texts) - len(todo))  # the ones known already

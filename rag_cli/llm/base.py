@@ -48,7 +48,10 @@ class Backend(Protocol):
     gives every capability its default, so the pipeline reads them directly instead of probing."""
 
     name: str
-    completion: bool  # it takes the completion-style prompt (a base model), not chat messages
+
+    @property
+    def completion(self) -> bool: ...  # it takes the completion-style prompt (a base model), not chat messages
+
     wants_evidence: bool  # its prompt holds the passages' evidence sentences rather than whole passages
     quotes: bool  # its whole answer is evidence quoted word for word (--llm none): nothing to add after it
     runs_here: bool  # it generates on this machine's cores: rag serve gives it a generation slot
@@ -79,10 +82,13 @@ class BaseBackend:
     somewhere else (a remote API), with nothing to load."""
 
     name = "backend"
-    completion = False
     wants_evidence = True
     quotes = False
     runs_here = False
+
+    @property
+    def completion(self) -> bool:
+        return False
 
     def load(self) -> None:
         return None

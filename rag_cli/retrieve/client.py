@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +194,7 @@ class ServerRetrieval:
         return self
 
     async def ask(self, question: str, *, query: str | None = None, k: int | None = None, mode: str | None = None,
-                  llm: str | None = None, filter: Any = None) -> AsyncIterator[Any]:  # fmt: skip
+                  llm: str | None = None, filter: Any = None) -> AsyncGenerator[Any, None]:  # fmt: skip
         """The answer's events from the server's ``/ask`` (SSE) as (kind, data), the `rag ask --jsonl` objects:
         the model stays loaded there and its prompt prefix cached. A declined or failed answer raises
         the error the in-process answer would. :class:`ServerUnavailable` before the first event means
@@ -277,9 +277,7 @@ class ServerRetrieval:
             raise RagError(f"rag serve at {self.url} sent an unexpected answer")
         degraded = [Degradation(str(d.get("source")), str(d.get("reason"))) for d in data.get("degraded") or []]
         if status == 503 and "hits" in data:
-            exc = AllSourcesFailed(str(data.get("error") or "all sources failed"))
-            exc.degraded = degraded  # type: ignore[attr-defined]
-            raise exc
+            raise AllSourcesFailed(str(data.get("error") or "all sources failed"), degraded=degraded)
         if status == 503 and "gone" in str(data.get("error", "")):
             from ..errors import IndexNotFound
 
@@ -294,7 +292,7 @@ class ServerRetrieval:
 
 async def _sse(stream: Any) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """(event, JSON data) of each server-sent event; a line longer than the reader's limit is an error."""
-    kind, data = "message", []
+    kind, data = "message", list[str]()
     async for raw in stream:
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not line:
@@ -317,7 +315,7 @@ def _checked(kind: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if kind == "done" and data.get("answer") is None and data.get("error"):
         code = data.get("exit_code")
         cls = {NoRelevantPassages.exit_code: NoRelevantPassages, LLMError.exit_code: LLMError,
-               AllSourcesFailed.exit_code: AllSourcesFailed}.get(code, RagError)  # fmt: skip
+               AllSourcesFailed.exit_code: AllSourcesFailed}.get(code if isinstance(code, int) else -1, RagError)  # fmt: skip
         raise cls(str(data["error"]))
     return kind, {k: v for k, v in data.items() if k != "event"}
 

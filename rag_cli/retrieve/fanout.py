@@ -170,11 +170,8 @@ class FanOut:
         timings.update(ctx.timings)
         if not ok:
             detail = "; ".join(f"{d.source}: {d.reason}" for d in degraded)
-            err = AllSourcesFailed(
-                f"every retrieval source failed ({detail})", hint="check `rag search --timings` and rag.toml"
-            )
-            err.degraded = degraded  # type: ignore[attr-defined]
-            raise err
+            raise AllSourcesFailed(f"every retrieval source failed ({detail})",
+                                   hint="check `rag search --timings` and rag.toml", degraded=degraded)  # fmt: skip
         t1 = time.perf_counter()
         if len(ok) == 1:
             hits = dedupe(ok[0].hits or [])

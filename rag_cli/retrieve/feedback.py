@@ -18,7 +18,7 @@ in bench/prf.py and bench/fusion.py against the same search without them (docs/b
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,7 +36,7 @@ def expansion_terms(query: str, texts: Sequence[str], scores: Sequence[float], t
         return []
     asked = set(_WORD.findall(query.lower()))
     lo, hi = min(scores), max(scores)
-    votes: Counter[str] = Counter()
+    votes: dict[str, float] = defaultdict(float)
     for text, s in zip(texts, scores, strict=True):
         words = [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
         if not words:

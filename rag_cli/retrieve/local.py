@@ -12,7 +12,7 @@ from typing import Any
 from .. import runtime
 from ..embed.base import Embedder
 from ..embed.batcher import QueryBatcher
-from ..store.reader import IndexReader
+from ..store.base import Reader
 from ..types import Hit
 from .base import QueryContext
 from .feedback import BM25_DOCS, DENSE_DOCS, expansion_terms, rocchio
@@ -22,7 +22,7 @@ class DenseSource:
     kind = "dense"
     filters = True  # ctx.filter narrows the search inside the index
 
-    def __init__(self, reader: IndexReader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
+    def __init__(self, reader: Reader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
                  timeout: float | None = None, cache_size: int = 1024, parallel: int = 1,
                  feedback: float = 0.0) -> None:  # fmt: skip
         """``feedback``: Rocchio's beta (retrieve/feedback.py); 0 searches with the query vector alone."""
@@ -58,7 +58,7 @@ class BM25Source:
     kind = "bm25"
     filters = True
 
-    def __init__(self, reader: IndexReader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None,
+    def __init__(self, reader: Reader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None,
                  columns: tuple[float, float, float] = (2.0, 2.0, 1.0), feedback: float = 0.0) -> None:  # fmt: skip
         """``feedback``: the weight of RM3's expansion words (retrieve/feedback.py); 0: the query alone."""
         self.reader = reader

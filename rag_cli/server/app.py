@@ -109,7 +109,7 @@ class Hub:
         if reader is not None:
             info["generation"] = reader.generation
             info["chunks"] = reader.count
-            info["bm25"] = getattr(reader, "keyword", None) or ("memory" if reader.bm25_memory_bytes() else "fts5")
+            info["bm25"] = reader.keyword or ("memory" if reader.bm25_memory_bytes() else "fts5")
             if reader.bm25_memory_error:  # the postings failed to load: FTS5 answers
                 info["bm25_error"] = reader.bm25_memory_error
         info["sources"] = [s.name for s in retrieval.fanout.sources] if retrieval.fanout else []
@@ -249,7 +249,7 @@ async def search_route(request: web.Request) -> web.Response:
             result = await retrieval.search(query, **args)
         except AllSourcesFailed as exc:
             return json_response({"query": query, "mode": args["mode"], "hits": [], "error": exc.message,
-                                  "degraded": [d.to_dict() for d in getattr(exc, "degraded", [])]}, 503)  # fmt: skip
+                                  "degraded": [d.to_dict() for d in exc.degraded]}, 503)  # fmt: skip
         except RagError as exc:
             return error(500, str(exc))
     out = result.to_dict()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiohttp import web
@@ -125,7 +125,7 @@ class Watch:
 
 async def answer_events(hub: Any, name: str, settings: Settings, retrieval: Retrieval, *, route: str,
                         question: str, k: int | None = None, mode: str | None = None, llm: str | None = None,
-                        query: str | None = None, filter: Any = None) -> AsyncIterator[Event]:  # fmt: skip
+                        query: str | None = None, filter: Any = None) -> AsyncGenerator[Event, None]:  # fmt: skip
     """The answer's events, holding a generation slot when the local model may write. Metrics per route."""
     m = hub.metrics
     backends = list(dict.fromkeys([llm, *settings.llm_fallback])) if llm else chain(settings)
@@ -230,7 +230,7 @@ ANSWER_ERRORS = (HttpError, NoRelevantPassages, LLMError, AllSourcesFailed)
 
 
 async def stream_answer(
-    request: web.Request, hub: Any, events: AsyncIterator[Event], framing: Framing
+    request: web.Request, hub: Any, events: AsyncGenerator[Event, None], framing: Framing
 ) -> web.StreamResponse:
     """Stream ``events`` as server-sent events framed by ``framing``. The response starts with the first
     event, so a full queue is still a plain 429 and not a stream that fails; a client that goes away or a
@@ -289,6 +289,8 @@ class _AskFraming(Framing):
         return [sse_frame({"event": "error", "message": "server shutting down"}, "error")]
 
 
-async def stream_sse(request: web.Request, hub: Any, events: AsyncIterator[Event], question: str) -> web.StreamResponse:
+async def stream_sse(
+    request: web.Request, hub: Any, events: AsyncGenerator[Event, None], question: str
+) -> web.StreamResponse:
     """The events of ``/ask`` as SSE (``event: KIND``, ``data:`` the JSON Lines object)."""
     return await stream_answer(request, hub, events, _AskFraming(question))

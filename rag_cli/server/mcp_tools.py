@@ -42,7 +42,7 @@ def build(hub: Any) -> Any:
     from mcp.server.mcpserver.resources.templates import ResourceSecurity
     from mcp_types import Resource as MCPResource
 
-    class Server(MCPServer):  # type: ignore[misc]
+    class Server(MCPServer):
         async def list_resources(self) -> list[MCPResource]:
             return await resources(hub, MCPResource)
 
@@ -115,7 +115,7 @@ def build(hub: Any) -> Any:
 
 def _pick(hub: Any, index: str | None) -> tuple[str, Any, Any]:
     try:
-        return hub.pick(index)  # type: ignore[no-any-return]
+        return hub.pick(index)
     except HttpError as exc:
         raise _tool_error(exc.message) from None
 

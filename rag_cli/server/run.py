@@ -108,7 +108,7 @@ async def _serve_app(hub: Hub, *, ready: Any, log: Any) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
             pass
-    port = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else settings.serve_port  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else settings.serve_port  # type: ignore[attr-defined]
     names = ", ".join(repr(n) for n in hub.indexes)
     if log:
         log(f"rag serve: listening on http://{settings.serve_host}:{port} (index {names})")

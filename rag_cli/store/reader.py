@@ -54,6 +54,8 @@ def _match(words: list[str]) -> str:
 
 
 class IndexReader(MemoryPostings):
+    keyword = ""  # BM25 is FTS5's or the in-memory postings' (stats say which)
+
     def __init__(self, index_dir: Path, fingerprint: dict[str, Any] | None = None, *, bm25_memory_max: int = 0) -> None:
         """``bm25_memory_max`` > 0: BM25 for indexes up to that many chunks is answered from memory
         (store/keyword.py), loaded in the background for each new generation; 0: always FTS5."""

@@ -176,7 +176,7 @@ class PgWriter:
                     "INSERT INTO {s}.files(path, size, mtime_ns, hash, kind, owner, indexed_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"),
                     (db_path, size, mtime_ns, digest, kind, self.owner, time.time())).fetchone()[0]  # fmt: skip
-            mat = np.asarray(vecs, dtype=np.float32).reshape(len(chunks), self.dim) if chunks else None
+            mat = np.asarray(vecs, dtype=np.float32).reshape(len(chunks), self.dim)
             with conn.cursor() as cur:
                 cur.executemany(self._q(
                     "INSERT INTO {s}.chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page, "
