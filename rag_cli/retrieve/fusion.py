@@ -59,18 +59,37 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(w for w in re.findall(r"\w+", text.lower()) if len(w) > 1)
 
 
+def _copies(a: Hit, b: Hit) -> bool:
+    """Whether two hits of different files can be one document twice: the same name in two formats or places
+    (``x.html`` and ``x.txt``, ``a/intro.md`` and ``b/intro.md``, a Sphinx page and its ``x.rst.txt``), or
+    the same title with the passage at the same line (a copy under another name). Two different documents
+    that share a passage (an included section, an option described on two pages) are not copies: each is a
+    result of its own."""
+    if a.path is None or b.path is None or a.path == b.path:
+        return False
+    if _base(a.path) == _base(b.path):
+        return True
+    return bool(a.title) and a.title == b.title and a.start_line is not None and a.start_line == b.start_line
+
+
+def _base(path: str) -> str:
+    """A file's name up to its first dot: ``x.rst.txt`` and ``x.html`` are both ``x``."""
+    return path.replace("\\", "/").rsplit("/", 1)[-1].split(".", 1)[0].lower()
+
+
 def collapse_twins(hits: list[Hit], limit: int | None = None) -> list[Hit]:
-    """Drop a hit whose passage is near-identical to a better-ranked one of another file (the same page as
-    ``x.html`` and ``x.txt``, a copy under two names): it would fill a result slot with nothing new. The
-    kept hit lists the others in ``extra["twins"]``. Two passages are twins when the larger holds at least
-    ``TWIN_OVERLAP`` of the smaller's words (words of two or more characters, passages of 8 words or more)."""
+    """Drop a hit whose passage is near-identical to a better-ranked one of a copy of its document (the same
+    page as ``x.html`` and ``x.txt``, a copy under two names: ``_copies``): it would fill a result slot with
+    nothing new. The kept hit lists the others in ``extra["twins"]``. Two passages are twins when the larger
+    holds at least ``TWIN_OVERLAP`` of the smaller's words (words of two or more characters, passages of 8
+    words or more)."""
     kept: list[tuple[Hit, frozenset[str]]] = []
     for h in hits:
         words = _words(h.text)
         twin = None
         if len(words) >= 8:
             for other, ow in kept:
-                if other.path == h.path and h.path is not None:
+                if not _copies(other, h):
                     continue
                 small, large = (words, ow) if len(words) <= len(ow) else (ow, words)
                 if len(small) >= 8 and len(small & large) >= TWIN_OVERLAP * len(small):

@@ -48,21 +48,33 @@ def test_index_exclude_removes_what_it_no_longer_covers(tmp_path: Path) -> None:
     assert all("drafts" not in h["path"] for h in json.loads(out.stdout)["hits"])
 
 
-def _hit(path: str, text: str, score: float) -> Hit:
-    return Hit(text=text, score=score, source="bm25", path=path, chunk_id=hash(path) % 1000)
+def _hit(path: str, text: str, score: float, title: str = "", line: int | None = None) -> Hit:
+    return Hit(text=text, score=score, source="bm25", path=path, chunk_id=hash(path) % 1000, title=title,
+               start_line=line)  # fmt: skip
 
 
 def test_twins_take_one_slot() -> None:
-    hits = [_hit("revert.html", PAGE, 3.0), _hit("revert.txt", PAGE.replace(";", ","), 2.9),
+    hits = [_hit("man/revert.html", PAGE, 3.0, "git-revert", 12), _hit("txt/revert.txt", PAGE.replace(";", ","), 2.9),
             _hit("reset.html", "git-reset moves the branch head to another commit and can rewrite the index.", 2.0),
-            _hit("revert-copy.html", "Title. " + PAGE, 1.5)]  # fmt: skip
+            _hit("revert-copy.html", "Title. " + PAGE, 1.5, "git-revert", 12)]  # fmt: skip
     out = collapse_twins(hits, 5)
-    assert [h.path for h in out] == ["revert.html", "reset.html"]
-    assert out[0].extra["twins"] == ["revert.txt", "revert-copy.html"]
-    assert [h.path for h in collapse_twins(hits, 1)] == ["revert.html"]
+    assert [h.path for h in out] == ["man/revert.html", "reset.html"]
+    # the same name in another format or folder; a copy under another name (same title, same line)
+    assert out[0].extra["twins"] == ["txt/revert.txt", "revert-copy.html:12"]
+    assert [h.path for h in collapse_twins(hits, 1)] == ["man/revert.html"]
     # short passages are never twins (a heading, a one-line definition)
-    short = [_hit("a.md", "Install it", 2.0), _hit("b.md", "Install it", 1.0)]
+    short = [_hit("a.md", "Install it", 2.0), _hit("a.txt", "Install it", 1.0)]
     assert len(collapse_twins(short, 5)) == 2
+
+
+def test_different_documents_sharing_a_passage_are_each_a_result() -> None:
+    """An option described on two pages (git-init's and git-clone's --initial-branch, an included section):
+    each page is a result of its own, and page-level rankings keep both (gitdocs nDCG@10 +0.023)."""
+    shared = "Use the specified name for the initial branch in the newly created repository; default from init.defaultBranch."
+    hits = [_hit("git-init.html", shared, 2.0, "git-init", 40), _hit("git-clone.html", shared, 1.9, "git-clone", 77),
+            _hit("git-init-db.html", shared, 1.8, "git-init-db", 40)]  # fmt: skip
+    assert [h.path for h in collapse_twins(hits, 5)] == ["git-init.html", "git-clone.html", "git-init-db.html"]
+    assert not any("twins" in h.extra for h in hits)
 
 
 def test_search_collapses_twin_files(tmp_path: Path) -> None:
