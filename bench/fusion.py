@@ -269,6 +269,28 @@ def completed(alpha: float, norm: str) -> Callable[[dict], list[dict]]:
     return rank
 
 
+def adaptive(rule: str, power: float = 1.0) -> Callable[[dict], list[dict]]:
+    """Query-adaptive weights for "completed z": each method weighted by how far its best candidates stand out
+    of the candidates' scores (``top``: its best z-score; ``top3``: the mean of its best three; ``gap``: best
+    minus tenth), to the ``power``, so a flat (weak) list for this query counts less."""
+
+    def rank(row: dict) -> list[dict]:
+        hit = {h["key"]: h for m in ("bm25", "dense") for h in row[m]}
+        z: dict[str, dict[str, float]] = {}
+        w: dict[str, float] = {}
+        for m in ("dense", "bm25"):
+            v = {x: row["full"][x].get(m, 0.0) for x in hit}
+            mu, sd = statistics.mean(v.values()), statistics.pstdev(v.values()) or 1.0
+            z[m] = {x: (s - mu) / sd for x, s in v.items()}
+            own = sorted(z[m].values(), reverse=True)
+            stand = {"top": own[0], "top3": statistics.mean(own[:3]), "gap": own[0] - own[min(9, len(own) - 1)]}[rule]
+            w[m] = max(stand, 0.1) ** power
+        acc = {x: sum(w[m] * z[m][x] for m in w) / sum(w.values()) for x in hit}
+        return [hit[x] for x in sorted(acc, key=lambda x: -acc[x])]
+
+    return rank
+
+
 def pipeline(label: str) -> Callable[[dict], list[dict]]:
     return lambda row: row[label]
 
@@ -310,6 +332,7 @@ CANDIDATES: dict[str, Callable[[dict], list[dict]]] = {
     **{f"convex minmax a={a}": convex(a) for a in (0.3, 0.5, 0.7, 0.8)},
     **{f"convex TM2C2 a={a}": convex(a, "theory") for a in (0.3, 0.5, 0.7, 0.8)},
     **{f"completed {n} a={a}": completed(a, n) for n in ("z", "minmax", "tm") for a in (0.4, 0.5, 0.6)},
+    **{f"completed z, adaptive {r}^{p}": adaptive(r, p) for r in ("top", "top3", "gap") for p in (1, 2)},
     **{
         f"by document b={b}: {m}": by_document(fn, b)
         for b in (0.1, 0.25, 0.5)
