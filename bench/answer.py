@@ -201,15 +201,16 @@ def add_readers(names: list[str]) -> list[str]:
 
 
 def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str, dict[str, Any]]:
-    from rag_cli import evidence, runtime
+    from rag_cli import runtime
     from rag_cli.config import load_settings
     from rag_cli.embed import base as embed_base
     from rag_cli.eval.metrics import percentile
     from rag_cli.eval.qa import _one, load, summarize
+    from rag_cli.pipeline import evidence
     from rag_cli.retrieve.service import Retrieval
 
     block_words = evidence.BLOCK_WORDS
-    from rag_cli import verify
+    from rag_cli.pipeline import verify
 
     bound = verify.Verifier.bound
 

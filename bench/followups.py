@@ -28,9 +28,9 @@ FOLDER = SHARED / "eval" / "gitdocs" / "html"
 
 async def gates(r: Any, settings: Any, judged: str, query: str) -> str:
     """'' when the refusal checks let ``judged`` through after searching ``query``, else which check declined."""
-    from rag_cli.answer import answer_k
     from rag_cli.errors import NoRelevantPassages
-    from rag_cli.refusal import evidence_gate, names_gate, relevant
+    from rag_cli.pipeline.answer import answer_k
+    from rag_cli.pipeline.refusal import evidence_gate, names_gate, relevant
 
     res = await r.search(query, k=answer_k(settings))
     hits = relevant(res.hits, settings.answer_min_score, res.best.get("dense"))
@@ -54,10 +54,10 @@ def main() -> None:
     _, rc, _, err, _ = run_rag(["index", str(FOLDER), "--index", "answer-gitdocs"], env)
     assert rc == 0, err
     from rag_cli import runtime
-    from rag_cli.answer import answer
-    from rag_cli.chat import follow_on, is_follow_up
     from rag_cli.config import load_settings
     from rag_cli.errors import NoRelevantPassages
+    from rag_cli.pipeline.answer import answer
+    from rag_cli.pipeline.chat import follow_on, is_follow_up
     from rag_cli.retrieve.service import Retrieval
 
     pairs = [json.loads(x) for x in PAIRS.read_text().splitlines() if x.strip()]

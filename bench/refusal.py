@@ -33,10 +33,10 @@ MAX_FALSE_REFUSAL = 0.05
 
 def signals(index: str, qa: Path) -> list[dict[str, Any]]:
     from rag_cli import runtime
-    from rag_cli.answer import answer_k
     from rag_cli.config import load_settings
-    from rag_cli.evidence import score
-    from rag_cli.refusal import relevant, unknown_names
+    from rag_cli.pipeline.answer import answer_k
+    from rag_cli.pipeline.evidence import score
+    from rag_cli.pipeline.refusal import relevant, unknown_names
     from rag_cli.retrieve.service import Retrieval
 
     items = [json.loads(line) for line in qa.read_text().splitlines() if line.strip()]

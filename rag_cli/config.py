@@ -169,7 +169,7 @@ class Settings:
     answer_k: int = 0  # passages searched for an answer; 0: 10 with evidence (only their evidence reaches the
     # prompt), 5 without (whole passages: small local models do best with few)
     answer_min_score: float = 0.3  # dense cosine similarity under which a passage counts as unrelated
-    # the best evidence sentence's score (evidence.py: 0.5 cosine + 0.5 question words held) under which the
+    # the best evidence sentence's score (pipeline/evidence.py: 0.5 cosine + 0.5 question words held) under which the
     # passages are taken not to answer; calibrated on the QA sets by bench/refusal.py; 0 turns it off
     answer_min_evidence: float = 0.40
     answer_evidence: bool = True  # the prompt holds each passage's evidence sentences, not the whole passage

@@ -4,7 +4,7 @@ from layers below it, and only public names (no ``_private`` name of another mod
 Layers, top to bottom (docs/architecture.md):
 
 1. cli, server, __main__                       the command line and the HTTP server
-2. answer, chat, evidence, prompting, refusal, verify, eval     the answer pipeline (and its evaluation)
+2. pipeline, eval                              the answer pipeline (and its evaluation)
 3. retrieve, ingest, llm                       retrieval, indexing, generation
 4. embed, store                                embeddings and storage
 5. runtime, resilience, plugins                the pool, the loop, retry/backoff/redaction, plugin loading
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "rag_cli"
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("cli", "server", "__main__"), 1),
-    **dict.fromkeys(("answer", "chat", "evidence", "prompting", "refusal", "verify", "eval"), 2),
+    **dict.fromkeys(("pipeline", "eval"), 2),
     **dict.fromkeys(("retrieve", "ingest", "llm"), 3),
     **dict.fromkeys(("embed", "store"), 4),
     **dict.fromkeys(("runtime", "resilience", "plugins"), 5),
@@ -33,10 +33,10 @@ LAYERS: dict[str, int] = {
     "__init__": 0,  # the package's face: `import rag_cli` offers the main entry points of every layer
 }
 # units of one layer that form one whole and may use each other: the command line and the server it starts;
-# the answer pipeline's modules; the plain base modules (errors below them all)
+# the answer pipeline and its evaluation; the plain base modules (errors below them all)
 PEERS = [
     {"cli", "server", "__main__"},
-    {"answer", "chat", "evidence", "prompting", "refusal", "verify", "eval"},
+    {"pipeline", "eval"},
     {"config", "errors", "types", "text"},
 ]
 

@@ -292,7 +292,7 @@ def _no_marks(text: str) -> str:
 
 def served_event(kind: str, data: dict[str, Any]) -> Any | None:
     """A warm server's ``/ask`` event (its `--jsonl` object) back as the pipeline's Event."""
-    from ..answer import AnswerResult, Event
+    from ..pipeline.answer import AnswerResult, Event
 
     if kind == "sources":
         return Event("sources", data.get("sources") or [])
@@ -315,7 +315,7 @@ async def _after(first: Any, rest: AsyncIterator[Any]) -> AsyncGenerator[Any, No
 async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **kw: Any) -> AsyncGenerator[Any, None]:
     """The answer's events: from a warm ``rag serve`` when it answers for this process (same reader
     settings, no ``--context``), else in-process, as when the server cannot be reached at all."""
-    from ..answer import answer, answer_k
+    from ..pipeline.answer import answer, answer_k
     from ..retrieve.client import ServerRetrieval, ServerUnavailable
 
     if isinstance(r, ServerRetrieval) and r.answers and not kw.get("extra_context", "").strip():
@@ -343,7 +343,7 @@ async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **k
 async def render(env: Env, events: AsyncGenerator[Any, None], form: str, timings: bool = False) -> Any:
     """Show an answer's events as ``form`` asks (JSON Lines, warnings only for one JSON object at the end,
     or text: live on a terminal, plain into a pipe); returns the result (None if it never came)."""
-    from ..answer import jsonl_event
+    from ..pipeline.answer import jsonl_event
 
     result = None
     if form == "text":

@@ -113,8 +113,8 @@ def chat_cmd(
 ) -> None:
     """Chat with your documents: follow-up questions, cited answers, /help for commands."""
     from .. import runtime
-    from ..chat import ChatState
     from ..errors import LLMError, NoRelevantPassages
+    from ..pipeline.chat import ChatState
     from ..retrieve.client import open_retrieval
 
     env = get_env()
@@ -122,7 +122,7 @@ def chat_cmd(
         config, store_url=store, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
         fallback=fallback, workers=workers, server=server,
     )  # fmt: skip
-    from ..answer import answer_k
+    from ..pipeline.answer import answer_k
 
     state = ChatState(k=answer_k(settings), mode=settings.retrieve_mode, llm=settings.llm_backend,
                       filter=filter_from(path, type_, since))  # fmt: skip

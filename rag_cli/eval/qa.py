@@ -73,7 +73,7 @@ def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bo
 
 
 async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend: str, embedder: Any) -> dict[str, Any]:
-    from ..answer import answer
+    from ..pipeline.answer import answer
 
     row: dict[str, Any] = {"question": item["question"], "unanswerable": bool(item.get("unanswerable"))}
     result = None

@@ -1,7 +1,7 @@
 """The ``none`` backend: no generation; the answer quotes the best evidence with its passage numbers.
 
 Fully offline, instant, and the last resort of a fallback chain. It quotes the evidence sentences the
-answer pipeline ranked best (rag_cli/evidence.py: the same quotes a generating backend's answer ends
+answer pipeline ranked best (rag_cli/pipeline/evidence.py: the same quotes a generating backend's answer ends
 with); given none, the sentence of each top passage sharing the most words with the question.
 """
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..answer import Event, answer, chain, jsonl_event
-from ..chat import condense
 from ..config import Settings
 from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, RagError, UsageError
+from ..pipeline.answer import Event, answer, chain, jsonl_event
+from ..pipeline.chat import condense
 from ..retrieve.service import Retrieval
 from .http import (
     HttpError,

@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import runtime
-from ..answer import AnswerResult
 from ..errors import RagError, UsageError
+from ..pipeline.answer import AnswerResult
 from .http import HttpError, check_mode, count, filter_field, text_field, valid_unicode
 
 INSTRUCTIONS = (

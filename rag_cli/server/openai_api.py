@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..answer import AnswerResult
-from ..chat import condense
 from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, UsageError
+from ..pipeline.answer import AnswerResult
+from ..pipeline.chat import condense
 from .ask import STATUS, Framing, Watch, answer_events, answer_params, stream_answer
 from .http import HttpError, json_response, read_json, sse_frame
 

@@ -31,8 +31,8 @@ def env(home: Path, **extra: str) -> dict[str, str]:
 
 def test_local_gguf_in_process(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag_cli import runtime
-    from rag_cli.answer import answer
     from rag_cli.config import load_settings
+    from rag_cli.pipeline.answer import answer
     from rag_cli.retrieve.service import Retrieval
 
     monkeypatch.setenv("RAG_HOME", str(sample_home))
@@ -59,10 +59,10 @@ def test_planted_contradiction_is_caught_with_the_real_gguf(sample_home: Path, m
     (9.5 bits). Verification passes the first and marks the second, and what was streamed is the final answer.
     The model's own sentences are not asserted on: greedy output differs between CPUs (AVX2 vs AVX-512 kernels)."""
     from rag_cli import runtime
-    from rag_cli.answer import answer
     from rag_cli.config import load_settings
     from rag_cli.llm import base as llm_base
     from rag_cli.llm.local import LlamaCppBackend
+    from rag_cli.pipeline.answer import answer
     from rag_cli.retrieve.service import Retrieval
 
     class Planted(LlamaCppBackend):

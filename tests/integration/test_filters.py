@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from rag_cli import runtime
-from rag_cli.chat import ChatState
 from rag_cli.config import Settings
 from rag_cli.embed.base import create
 from rag_cli.ingest.pipeline import index_paths
+from rag_cli.pipeline.chat import ChatState
 from rag_cli.retrieve.filters import Filter, glob_matches, make_filter, parse_since
 from rag_cli.store.reader import IndexReader
 from tests.conftest import run_cli, write

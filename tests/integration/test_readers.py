@@ -25,9 +25,9 @@ def smollm2() -> None:
 
 def test_instruct_gguf_answers_through_its_chat_template(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag_cli import runtime
-    from rag_cli.answer import answer
     from rag_cli.config import load_settings
     from rag_cli.llm.base import create
+    from rag_cli.pipeline.answer import answer
     from rag_cli.retrieve.service import Retrieval
 
     monkeypatch.setenv("RAG_HOME", str(sample_home))

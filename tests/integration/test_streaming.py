@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 import pytest
 
 from rag_cli import runtime
-from rag_cli.answer import answer, jsonl_event
 from rag_cli.config import Settings, replace
 from rag_cli.embed.base import create
 from rag_cli.ingest.pipeline import index_paths
 from rag_cli.llm import base as llm_base
 from rag_cli.llm.extractive import ExtractiveBackend
+from rag_cli.pipeline.answer import answer, jsonl_event
 from rag_cli.retrieve.service import Retrieval
 from tests.conftest import run_pty, write
 

@@ -4,11 +4,11 @@ import asyncio
 
 import pytest
 
-from rag_cli.chat import ChatState, is_follow_up
 from rag_cli.llm.base import Prompt
 from rag_cli.llm.extractive import ExtractiveBackend
-from rag_cli.prompting import ANSWER_PREFIX, CitationFilter, build_prompt, citations, label
-from rag_cli.refusal import relevant
+from rag_cli.pipeline.chat import ChatState, is_follow_up
+from rag_cli.pipeline.prompting import ANSWER_PREFIX, CitationFilter, build_prompt, citations, label
+from rag_cli.pipeline.refusal import relevant
 from rag_cli.types import Hit
 
 
@@ -114,7 +114,7 @@ def test_label_prefers_url() -> None:
 def test_keyword_only_hits_do_not_make_an_off_topic_question_answerable() -> None:
     """Issue 21, 2: "Who won the 2018 FIFA World Cup?" on the Git manual: the best dense score was 0.18,
     but keyword-only hits filled the top k, so the check never ran."""
-    from rag_cli.refusal import relevant
+    from rag_cli.pipeline.refusal import relevant
     from rag_cli.types import Hit
 
     kw = [Hit(text=f"t{i}", score=5.0 - i, source="bm25", path=f"/p{i}", chunk_id=i,
@@ -154,8 +154,8 @@ class _Words:
 
 
 def test_passage_with_the_best_evidence_comes_first_and_given_context_stays_first() -> None:
-    from rag_cli.answer import _prompt
     from rag_cli.config import Settings
+    from rag_cli.pipeline.answer import _prompt
 
     off = Hit(text="Branches are cheap. A branch is a pointer to a commit.", score=0.9, source="dense", path="a.md")
     on = Hit(text="Stored credentials expire after a while. The cache daemon keeps passwords for 900 seconds by default.", score=0.5,
@@ -170,8 +170,8 @@ def test_passage_with_the_best_evidence_comes_first_and_given_context_stays_firs
 
 
 def test_fallback_quotes_skip_repeats_and_weak_sentences() -> None:
-    from rag_cli.answer import _prompt
     from rag_cli.config import Settings
+    from rag_cli.pipeline.answer import _prompt
 
     same = "The cache daemon keeps passwords for 900 seconds by default."
     page = Hit(text=f"Stored credentials expire after a while. {same}", score=0.9, source="dense", path="a.md")

@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 
 from rag_cli import runtime
-from rag_cli.answer import answer
 from rag_cli.config import Settings
 from rag_cli.errors import ConfigError
 from rag_cli.eval.qa import sentences
 from rag_cli.llm import base as llm_base
 from rag_cli.llm.base import Prompt
+from rag_cli.pipeline.answer import answer
+from rag_cli.pipeline.verify import SentenceStream, Verifier
 from rag_cli.retrieve.fanout import SearchResult
 from rag_cli.text import loop_cut
 from rag_cli.types import Hit
-from rag_cli.verify import SentenceStream, Verifier
 
 CACHE = "The credential cache daemon keeps passwords for 900 seconds by default. It listens on a socket."
 BRANCH = "A branch is a movable pointer to a commit. Branches are cheap to create."
@@ -105,7 +105,7 @@ def test_an_unsupported_sentence_is_left_out_and_the_evidence_quoted() -> None:
 
 
 def test_given_context_alone_cited_by_line_and_an_unsupported_summary_said_plainly() -> None:
-    from rag_cli.prompting import context_hits
+    from rag_cli.pipeline.prompting import context_hits
 
     text = "commit 1a2b\nAuthor: me\n\n" + CACHE + "\n\n" + ("filler words here " * 80) + "\n\n" + BRANCH
     given = context_hits(text, "notes.txt")
@@ -187,7 +187,7 @@ def test_a_bang_inside_a_sentence_does_not_end_it() -> None:
 
 
 def test_rare_question_words_weigh_more_in_evidence() -> None:
-    from rag_cli.evidence import score
+    from rag_cli.pipeline.evidence import score
 
     texts = ["Git stores git objects in git folders for git users.", "The reflog expires entries after 90 days."]
     best = max(score("When does git expire reflog entries?", texts), key=lambda s: s.score)
@@ -209,7 +209,7 @@ def test_unverified_setting_is_checked() -> None:
 def test_the_refusal_gates_judge_a_follow_up_by_its_condensed_question(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 32 item 4: "and what about b?" after "What does k1 control?" is judged as the standalone question
     rag chat condensed (what was searched), not as its four words, which no evidence sentence is close to."""
-    from rag_cli import answer as answer_mod
+    from rag_cli.pipeline import answer as answer_mod
 
     judged: list[str] = []
 

@@ -158,13 +158,13 @@ def test_the_layer_check_finds_what_breaks_the_layers(tmp_path: Path) -> None:
     spec.loader.exec_module(mod)
     pkg = tmp_path / "rag_cli"
     for name, body in {"store/layout.py": "from ..cli.output import clean\n", "llm/openai.py": "from ..retrieve.remote import backoff\n",
-                       "verify.py": "from .prompting import _CITE\n", "text.py": "import os\n",
-                       "retrieve/client.py": "def f():\n    from ..answer import Event\n"}.items():  # fmt: skip
+                       "pipeline/verify.py": "from .prompting import _CITE\n", "text.py": "import os\n",
+                       "retrieve/client.py": "def f():\n    from ..pipeline.answer import Event\n"}.items():  # fmt: skip
         (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         (pkg / name).write_text(body)
     found = "\n".join(mod.violations(pkg))
     assert "store/layout.py:1: imports cli.output from a layer above" in found
     assert "llm/openai.py:1: imports retrieve.remote sideways" in found
-    assert "verify.py:1: imports private _CITE" in found
-    assert "retrieve/client.py:2: imports answer from a layer above" in found  # a lazy import counts too
+    assert "pipeline/verify.py:1: imports private _CITE" in found
+    assert "retrieve/client.py:2: imports pipeline.answer from a layer above" in found  # a lazy import counts too
     assert "text.py" not in found

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_cli.evidence import joined, select, split_sentences
-from rag_cli.verify import UNVERIFIED, SentenceStream, Verifier, claim_of, recite
+from rag_cli.pipeline.evidence import joined, select, split_sentences
+from rag_cli.pipeline.verify import UNVERIFIED, SentenceStream, Verifier, claim_of, recite
 
 REFLOG = (
     "git reflog expire prunes older reflog entries. gc.reflogExpire sets how long entries are kept. "
@@ -132,7 +132,7 @@ def test_a_sentence_without_an_end_is_not_held_forever() -> None:
 
 
 def test_names_in_a_question() -> None:
-    from rag_cli.refusal import names_in
+    from rag_cli.pipeline.refusal import names_in
 
     assert names_in("How do I configure Dependabot for my GitHub repo?") == ["Dependabot", "GitHub"]
     assert names_in("When is Git 3.0 released, and how do I undo it?") == ["Git", "3.0", "Git 3.0"]
@@ -140,7 +140,7 @@ def test_names_in_a_question() -> None:
 
 
 def test_names_next_to_each_other_are_also_one_name() -> None:
-    from rag_cli.refusal import names_in
+    from rag_cli.pipeline.refusal import names_in
 
     assert names_in("How tall is Mount Kilimanjaro?") == ["Mount", "Kilimanjaro", "Mount Kilimanjaro"]
     assert names_in("Is Git LFS on GitLab.com free?") == ["Git", "LFS", "GitLab.com", "Git LFS"]
@@ -153,7 +153,7 @@ def test_evidence_gate_declines_passages_that_say_nothing_close_to_an_answer(has
     from rag_cli import runtime
     from rag_cli.embed.base import create
     from rag_cli.errors import NoRelevantPassages
-    from rag_cli.refusal import evidence_gate
+    from rag_cli.pipeline.refusal import evidence_gate
     from rag_cli.types import Hit
 
     embedder = create(hash_settings)
@@ -190,7 +190,7 @@ def test_evidence_quotes_each_sentence_with_its_number() -> None:
 
 
 def test_remembering_embeds_each_distinct_text_once() -> None:
-    from rag_cli.evidence import remembering
+    from rag_cli.pipeline.evidence import remembering
 
     calls: list[list[str]] = []
 
@@ -230,7 +230,7 @@ def test_a_distinguishing_name_the_evidence_never_mentions_declines() -> None:
 
     from rag_cli.config import Settings
     from rag_cli.errors import NoRelevantPassages
-    from rag_cli.refusal import names_gate, unknown_names
+    from rag_cli.pipeline.refusal import names_gate, unknown_names
     from rag_cli.types import Hit
 
     reader = _Counts(5000, {"Python": 4000, "3.13": 3, "Python 3.13": 2, "Django": 4, "3.5": 40})
@@ -247,7 +247,7 @@ def test_a_distinguishing_name_the_evidence_never_mentions_declines() -> None:
 def test_a_quote_that_introduces_a_block_carries_the_block() -> None:
     """Issue 32 item 5: "...we can do this:" quoted alone stops before the point; the code or list after it in
     its passage comes with it, bounded (BLOCK_WORDS), and a quote without a colon is unchanged."""
-    from rag_cli.evidence import BLOCK_WORDS, quotes, score
+    from rag_cli.pipeline.evidence import BLOCK_WORDS, quotes, score
 
     passage = ("To turn a JSON string into Python objects, we can do this:\n\n"
                "data = json.loads(text)\n\nThe result is a dict for a JSON object.")  # fmt: skip
@@ -257,12 +257,12 @@ def test_a_quote_that_introduces_a_block_carries_the_block() -> None:
     assert got[0][0] == 1 and "we can do this: data = json.loads(text)" in got[0][1]
     one = next(s for s in score("What does the -X importtime option do?", [long]) if s.index == 0)
     block = quotes([one], {0: 1}, 1, frozenset())
-    from rag_cli.evidence import with_block
+    from rag_cli.pipeline.evidence import with_block
 
     text = with_block(one, {(0, 0): one.text, (0, 1): " ".join(f"w{i}" for i in range(200))})
     assert text.endswith("…") and len(text.split()) == len(one.text.split()) + BLOCK_WORDS + 1
     assert block[0][1] == one.text  # no following piece known: the sentence alone
-    from rag_cli.evidence import Sentence
+    from rag_cli.pipeline.evidence import Sentence
 
     plain = Sentence(0, 0, "The result is a dict for a JSON object.")
     assert with_block(plain, {(0, 1): "Another sentence."}) == plain.text
@@ -270,7 +270,7 @@ def test_a_quote_that_introduces_a_block_carries_the_block() -> None:
 
 def test_a_score_under_its_threshold_reads_as_under_it() -> None:
     """Issue 32 item 10: "scores 0.40, under [answer] min_evidence 0.4"."""
-    from rag_cli.refusal import shown_under
+    from rag_cli.pipeline.refusal import shown_under
 
     assert (
         shown_under(0.397, 0.4) == "0.397" and shown_under(0.21, 0.4) == "0.21" and shown_under(0.3999, 0.4) == "0.3999"

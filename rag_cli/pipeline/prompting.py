@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .llm.base import Prompt
-from .types import Hit, one_line
+from ..llm.base import Prompt
+from ..types import Hit, one_line
 
 FEW_SHOT = """Read the sources and answer the question with a sentence copied or adapted from the sources. Put the number of the source you used in brackets.
 

@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..text import asked_quantity, folded, names_in, quote_line
 from .evidence import Embed, content_terms, coverage, instruction_like, split_sentences
 from .prompting import CITE, citations
-from .text import asked_quantity, folded, names_in, quote_line
 
 SUPPORT_AT = 0.5
 _NUMBER = re.compile(r"\d[\d.,]*%?")  # a quantity ("256", "4.5", "1,398"), not a name with digits ("l6-v2")

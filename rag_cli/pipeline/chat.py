@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .retrieve.fanout import MODES
+from ..retrieve.fanout import MODES
 
 _FOLLOW = re.compile(
     r"^(and|also|but|so|then|what about|how about|why|how come|same for|more on|tell me more|explain)\b|"
@@ -87,7 +87,7 @@ class ChatState:
             self.mode = args[0]
             return f"mode = {self.mode}", True
         if cmd == "/llm":
-            from .llm.base import names
+            from ..llm.base import names
 
             if len(args) != 1 or args[0] not in names():
                 return f"usage: /llm {' | '.join(names())}", True
@@ -96,7 +96,7 @@ class ChatState:
         if cmd == "/sources":
             if self.last is None:
                 return "no answer yet", True
-            from .text import rel
+            from ..text import rel
 
             cited = set(self.last.citations)
             lines = [f"[{s['n']}]{'*' if s['n'] in cited else ' '} {s['url'] or rel(s['location'])} — {s['title']}".rstrip(" —")
@@ -113,8 +113,8 @@ class ChatState:
         """``/filter path GLOB ... type md,pdf since 7d``, ``/filter off``, or ``/filter`` to show it."""
         import shlex
 
-        from .errors import UsageError
-        from .retrieve.filters import make_filter
+        from ..errors import UsageError
+        from ..retrieve.filters import make_filter
 
         if not rest:
             return f"filter: {self._filter_text()}"

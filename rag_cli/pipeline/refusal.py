@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import runtime
-from .config import Settings
-from .errors import NoRelevantPassages
+from .. import runtime
+from ..config import Settings
+from ..errors import NoRelevantPassages
+from ..text import names_in
+from ..types import Hit
 from .evidence import Sentence, score
-from .text import names_in
-from .types import Hit
 
 
 def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = None) -> list[Hit]:
@@ -32,7 +32,7 @@ def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = 
 
 
 async def evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Settings) -> list[Sentence] | None:
-    """The passages' sentences scored against the question (rag_cli/evidence.py), or None without sentence
+    """The passages' sentences scored against the question (rag_cli/pipeline/evidence.py), or None without sentence
     embeddings (neither this process's model nor a server's /embed: the score's scale is the model's). Raises
     NoRelevantPassages when even the best sentence scores under ``[answer] min_evidence``: the passages
     share words and topic with the question but none says anything close to an answer."""

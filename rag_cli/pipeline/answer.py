@@ -16,17 +16,17 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import runtime
-from .config import Settings
-from .errors import LLMError, NoRelevantPassages
+from .. import runtime
+from ..config import Settings
+from ..errors import LLMError, NoRelevantPassages
+from ..llm import base as llm_base
+from ..retrieve.base import Retriever
+from ..retrieve.fanout import SearchResult
+from ..text import folded, loop_cut
+from ..types import Degradation, Hit
 from .evidence import PROMPT_VERSION, Sentence, hosts_of, joined, quotes, remembering, score, select
-from .llm import base as llm_base
 from .prompting import CitationFilter, build_prompt, context_hits
 from .refusal import evidence_gate, names_gate, relevant
-from .retrieve.base import Retriever
-from .retrieve.fanout import SearchResult
-from .text import folded, loop_cut
-from .types import Degradation, Hit
 from .verify import SentenceStream, Verifier
 
 
@@ -406,7 +406,7 @@ def _checked_events(checked: list[Any], pieces: list[str], result: AnswerResult,
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
             scored: list[Sentence] | None = None) -> tuple[Any, list[Hit]]:  # fmt: skip
     """The prompt and the passages it holds (as retrieved, in its order); ``prompt.quotes`` holds the best
-    evidence sentences (rag_cli/evidence.py), numbered as the prompt numbers their passages.
+    evidence sentences (rag_cli/pipeline/evidence.py), numbered as the prompt numbers their passages.
 
     With ``[answer] evidence`` (the default) each passage is cut down to its evidence sentences and passages
     without any leave the prompt; the passage with the best evidence comes first (a small model copies from

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .text import STOP_WORDS, WORD, folded
+from ..text import STOP_WORDS, WORD, folded
 
 PROMPT_VERSION = "evidence-1"  # what produced an answer's prompt, in its provenance
 
