@@ -43,6 +43,12 @@ _LEAD = re.compile(r"^\s*(according to|as stated in|as)\s+(\[[\d,\s]+\]|the sour
 _END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(`*-])|(?<=\])[ \t]*\n\s*(?=\S)")
 
 
+def _plain(terms: set[str]) -> set[str]:
+    """Stems with a plural or third-person "s" dropped as well ("gets" is "get"; the light stem keeps short
+    words whole): for telling whether a sentence only says the question's own words again."""
+    return {t[:-1] if len(t) > 3 and t.endswith("s") and not t.endswith("ss") else t for t in terms}
+
+
 def claim_of(sentence: str) -> str:
     return " ".join(CITE.sub(" ", _LEAD.sub("", sentence)).split())
 
@@ -175,8 +181,9 @@ class Verifier:
             return Verdict(sentence, cited, False, 0.0, planted=planted)
         if not terms:
             return Verdict(sentence, cited, True, 1.0, claim=False)
-        if self.question and terms <= self.question:
-            # it says nothing the question did not ("the pragma enables write-ahead logging"): no answer
+        if self.question and _plain(terms) <= _plain(self.question):
+            # it says nothing the question did not ("the pragma enables write-ahead logging"; "... gets before
+            # git gc removes it" for "how old does ... get before git gc removes it?"): no answer
             return Verdict(sentence, cited, False, 0.0, restates=True)
         vec = self.embed([claim])[0] if self.embed is not None else None
         specific = specifics(claim)

@@ -92,6 +92,14 @@ def test_unsupported_claim_and_restated_question() -> None:
     assert not v.check("According to [2], Mercurial stores revlogs in a packed format.").verified
     restated = v.check("According to [1], the pragma enables write-ahead logging in SQLite.")
     assert not restated.verified and restated.restates
+    # a verb's "s" the light stem keeps on a short word does not make it an answer (gitdocs, Gemma 270M)
+    q = "How old does the admin data of a worktree whose directory has disappeared get before git gc removes it?"
+    w = Verifier(["The admin data of a worktree whose directory has disappeared is removed after 3 months."], None, q)
+    said = w.check(
+        "According to [1], the admin data of a worktree whose directory has disappeared gets before git gc removes it."
+    )
+    assert said.restates and not said.verified
+    assert not w.check("The admin data is removed after 3 months [1].").restates
     assert v.check("It is.").verified  # no content word: no claim to check
 
 
