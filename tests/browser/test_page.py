@@ -318,3 +318,36 @@ def test_refusal_is_a_notice_and_tables_render(served: Served, browser: Any) -> 
     """)
     assert got["cells"] == ["city", "hotel", "Paris", "190 [1]", '<img src=x onerror="window.pwned=1">', "140"], got
     assert got["cites"] == 1 and got["imgs"] == 0 and got["paras"] == ["Prices:", "After."], got
+
+
+def test_a_failed_source_is_a_notice_not_an_error(tmp_path: Path, sample_home: Path, browser: Any) -> None:
+    """A configured remote source that refuses connections: the search and the answer go on without it, and the
+    page says so in a warning notice."""
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = write(tmp_path / "rag.toml", f'[[sources]]\nname = "wiki"\ntype = "http"\n'
+                f'url = "http://127.0.0.1:{port}/search?q={{query}}"\nretries = 0\ntimeout = 5\n')  # fmt: skip
+    home = tmp_path / "home"
+    shutil.copytree(sample_home, home, ignore=shutil.ignore_patterns("run", "*.lock"))
+    served = start_serve(home, tmp_path, "--token", TOKEN, env={"RAG_CONFIG": str(cfg)})
+    try:
+        open_page(browser, served)
+        choose(browser, "search")
+        send(browser, "reciprocal rank fusion")
+        wait(browser, lambda d: css(d, ".hit"))
+        warned = [n.text for n in css(browser, ".notice.warn")]
+        assert any(w.startswith("wiki:") for w in warned), warned
+        assert not css(browser, ".notice.error")
+        choose(browser, "ask", llm="none")
+        send(browser, "What is reciprocal rank fusion?")
+        wait(browser, lambda d: css(d, ".turn:last-child .sources li"))
+        last = css(browser, ".turn")[-1]
+        warned = [n.text for n in last.find_elements("css selector", ".notice.warn")]
+        assert any("wiki" in w and "answered without it" in w for w in warned), warned
+        assert not last.find_elements("css selector", ".notice.error")
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(60) == 0
