@@ -318,6 +318,23 @@ def test_refusal_is_a_notice_and_tables_render(served: Served, browser: Any) -> 
     """)
     assert got["cells"] == ["city", "hotel", "Paris", "190 [1]", '<img src=x onerror="window.pwned=1">', "140"], got
     assert got["cites"] == 1 and got["imgs"] == 0 and got["paras"] == ["Prices:", "After."], got
+    # what verification left out is struck through, what it could not verify is marked: each visibly different
+    marks = browser.execute_script("""
+        const box = document.createElement('div');
+        document.body.append(box);
+        rag.markdown(box, 'Kept [1]. ~~Left out [2].~~ \\uE000Not verified [1].\\uE001');
+        const del = box.querySelector('del.dropped'), span = box.querySelector('span.unverified');
+        const out = {del: del && del.textContent, span: span && span.textContent,
+                     delLine: del && getComputedStyle(del).textDecorationLine,
+                     spanStyle: span && [getComputedStyle(span).textDecorationLine, getComputedStyle(span).borderBottomStyle,
+                                         getComputedStyle(span).backgroundColor].join(' '),
+                     plain: [getComputedStyle(box).textDecorationLine, getComputedStyle(box).borderBottomStyle,
+                             getComputedStyle(box).backgroundColor].join(' ')};
+        box.remove();
+        return out;
+    """)
+    assert marks["del"] == "Left out [2]." and "line-through" in marks["delLine"], marks
+    assert marks["span"] == "Not verified [1]." and marks["spanStyle"] != marks["plain"], marks
 
 
 def test_a_failed_source_is_a_notice_not_an_error(tmp_path: Path, sample_home: Path, browser: Any) -> None:
