@@ -76,12 +76,12 @@ def cranfield() -> tuple[np.ndarray, np.ndarray]:
     os.environ["RAG_HOME"] = str(home)
     from rag_cli.config import load_settings
     from rag_cli.embed.base import create
-    from rag_cli.store import vectors
+    from rag_cli.store import faiss_index
     from rag_cli.store.reader import IndexReader
 
     reader = IndexReader(home / "indexes" / "cranfield")
     reader.refresh()
-    xb, _ = vectors.flat_contents(reader.index)
+    xb, _ = faiss_index.flat_contents(reader.index)
     reader.close()
     texts = [json.loads(line)["text"] for line in (CRANFIELD / "queries.jsonl").read_text().splitlines()]
     q = create(load_settings()).embed_queries(texts)
@@ -89,12 +89,12 @@ def cranfield() -> tuple[np.ndarray, np.ndarray]:
 
 
 def measure(name: str, xb: np.ndarray, q: np.ndarray, probes: tuple[int, ...]) -> list[str]:
-    from rag_cli.store import vectors
+    from rag_cli.store import faiss_index
 
     ids = np.arange(1, len(xb) + 1, dtype=np.int64)
     m0 = rss_mib()
     t0 = time.perf_counter()
-    flat = vectors.empty_index(D)
+    flat = faiss_index.empty_index(D)
     for s in range(0, len(xb), 100_000):
         flat.add_with_ids(xb[s : s + 100_000], ids[s : s + 100_000])
     flat_build, flat_mem = time.perf_counter() - t0, rss_mib() - m0
@@ -102,7 +102,7 @@ def measure(name: str, xb: np.ndarray, q: np.ndarray, probes: tuple[int, ...]) -
     del flat
     m0 = rss_mib()
     t0 = time.perf_counter()
-    ivf = vectors.build_ivf(xb, ids, nprobe=32)
+    ivf = faiss_index.build_ivf(xb, ids, nprobe=32)
     ivf_build, ivf_mem = time.perf_counter() - t0, rss_mib() - m0
     lines = [f"| {name} | flat (exact) | {flat_build:.1f} | {flat_mem:.0f} | {median(flat_times):.2f} | "
              f"{pct(flat_times, 99):.2f} | 1.000 |"]  # fmt: skip

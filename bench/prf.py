@@ -65,7 +65,7 @@ def collect(name: str, index: str, queries: list[dict[str, Any]]) -> tuple[list[
 
     from rag_cli.config import load_settings
     from rag_cli.embed import base as embed_base
-    from rag_cli.store import vectors
+    from rag_cli.store import faiss_index
     from rag_cli.store.base import open_reader
 
     settings = load_settings(index=index)
@@ -99,7 +99,7 @@ def collect(name: str, index: str, queries: list[dict[str, Any]]) -> tuple[list[
             dense = reader.dense(vec, DEPTH)
             row["dense"] = dense
             t0 = time.perf_counter()
-            fb = np.stack([vectors.reconstruct(reader.index, i) for i, _ in dense[:FB_DOCS_DENSE]]).mean(axis=0)
+            fb = np.stack([faiss_index.reconstruct(reader.index, i) for i, _ in dense[:FB_DOCS_DENSE]]).mean(axis=0)
             for beta in BETAS:
                 v = vec + beta * fb
                 row[f"dense rocchio b={beta}"] = reader.dense((v / np.linalg.norm(v)).astype(np.float32), DEPTH)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ..store.writer import FileState
+from ..store.rows import FileState
 from ..types import Chunk, Document
 from . import budget
 from .chunking import ChunkerConfig, chunk_document

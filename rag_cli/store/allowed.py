@@ -40,7 +40,7 @@ class Allowed:
         return len(self.ids) == self.total
 
     def selector(self) -> Any:
-        from .vectors import faiss
+        from .faiss_index import faiss
 
         with self._lock:
             if self._selector is None:

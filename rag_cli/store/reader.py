@@ -18,22 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IndexCorrupt
-from ..text import STOP_WORDS as _STOP
-from ..text import WORD as _TOKEN
 from ..types import Hit
 from . import base as store_base
-from . import layout, schema, vectors
+from . import faiss_index, layout, schema
 from .allowed import Allowed, BoundedCache
-from .keyword import QueryTokenizer
+from .bm25_memory import QueryTokenizer
 from .layout import REPAIR
 from .reader_memory import MemoryPostings
-
-
-def query_words(text: str) -> list[str]:
-    """The words keyword search looks for: lower-cased, stop words dropped (unless nothing else is left), once each."""
-    words = [w.lower() for w in _TOKEN.findall(text)]
-    kept = [w for w in words if w not in _STOP] or words
-    return list(dict.fromkeys(kept))[:64]
+from .rows import query_words
 
 
 def weighted_words(query: str, expansion: Any = None) -> list[tuple[str, float]]:
@@ -58,7 +50,7 @@ class IndexReader(MemoryPostings):
 
     def __init__(self, index_dir: Path, fingerprint: dict[str, Any] | None = None, *, bm25_memory_max: int = 0) -> None:
         """``bm25_memory_max`` > 0: BM25 for indexes up to that many chunks is answered from memory
-        (store/keyword.py), loaded in the background for each new generation; 0: always FTS5."""
+        (store/bm25_memory.py), loaded in the background for each new generation; 0: always FTS5."""
         self.index_dir = index_dir
         self.name = index_dir.name
         self.wanted = fingerprint
@@ -166,7 +158,7 @@ class IndexReader(MemoryPostings):
         with self._lock:
             if gen == self.generation and self.index is not None:
                 return self.index
-        index = vectors.with_lookup(vectors.read_index(layout.vectors_file(self.data_dir, gen)))
+        index = faiss_index.with_lookup(faiss_index.read_index(layout.vectors_file(self.data_dir, gen)))
         if index.ntotal != count:
             raise IndexCorrupt(f"index is inconsistent: {index.ntotal} vectors for {count} chunks", hint=REPAIR)
         with self._lock:
@@ -239,9 +231,9 @@ class IndexReader(MemoryPostings):
         if allowed is None or allowed.everything:
             scores, ids = index.search(q, min(k, index.ntotal))
         else:
-            f = vectors.faiss()
+            f = faiss_index.faiss()
             want = min(k, len(allowed))
-            if vectors.is_ivf(index):
+            if faiss_index.is_ivf(index):
                 scores, ids = index.search(
                     q, want, params=f.SearchParametersIVF(sel=allowed.selector(), nprobe=index.nprobe)
                 )
@@ -343,7 +335,7 @@ class IndexReader(MemoryPostings):
     def vectors(self, ids: list[int]) -> dict[int, Any]:
         """The stored vectors of the chunks ``ids`` this read's index holds (float32 arrays)."""
         index = self._current_index()
-        found = {i: vectors.reconstruct(index, i) for i in ids}
+        found = {i: faiss_index.reconstruct(index, i) for i in ids}
         return {i: v for i, v in found.items() if v is not None}
 
     def unknown_words(self, words: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import layout, schema
-from .keyword import MemoryBM25, QueryTokenizer
+from .bm25_memory import MemoryBM25, QueryTokenizer
 
 
 class MemoryPostings:

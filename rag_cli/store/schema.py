@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 
-TOKENIZE = "porter unicode61 remove_diacritics 2"  # FTS5 tokenizer of chunks_fts (and of store/keyword.py)
+# how any store writes a chunk's fields (store/rows.py), named here too for the local store's modules
+from .rows import HEADING_SEP as HEADING_SEP
+from .rows import path_from_db as path_from_db
+from .rows import path_to_db as path_to_db
+from .rows import text_to_db as text_to_db
+
+TOKENIZE = "porter unicode61 remove_diacritics 2"  # FTS5 tokenizer of chunks_fts (and of store/bm25_memory.py)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,38 +51,6 @@ CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
     DELETE FROM vectors WHERE id = old.id;
 END;
 """
-
-HEADING_SEP = " > "
-
-# SQLite text is UTF-8, but a Linux file name is bytes: Python hands undecodable bytes over as lone
-# surrogates (U+DC80-U+DCFF, PEP 383), which SQLite cannot store. files.path keeps them losslessly by
-# writing each as U+E000 followed by U+E100 + byte, and a literal U+E000 as two of them, so every
-# path that is valid UTF-8 and holds no U+E000 is stored unchanged.
-_PATH_ESC = "\ue000"
-_PATH_ENCODE = re.compile("[\ue000\udc80-\udcff]")
-_PATH_DECODE = re.compile("\ue000([\ue000\ue180-\ue1ff])")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def path_to_db(path: str) -> str:
-    """``path`` (possibly with surrogate-escaped bytes) as text SQLite can store; see :func:`path_from_db`."""
-    return _PATH_ENCODE.sub(
-        lambda m: _PATH_ESC + (_PATH_ESC if m.group() == _PATH_ESC else chr(ord(m.group()) + 0x500)), path
-    )
-
-
-def path_from_db(text: str) -> str:
-    """The file-system path that :func:`path_to_db` stored (undecodable bytes back as surrogates)."""
-    if _PATH_ESC not in text:
-        return text
-    return _PATH_DECODE.sub(lambda m: _PATH_ESC if m.group(1) == _PATH_ESC else chr(ord(m.group(1)) - 0x500), text)
-
-
-def text_to_db(text: str) -> str:
-    """Document text (titles come from file names) with any lone surrogate written as ``\\xNN``."""
-    if not _SURROGATE.search(text):
-        return text
-    return _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}" if m.group() >= "\udc80" else "\ufffd", text)
 
 
 def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:

@@ -13,17 +13,11 @@ from typing import Any, TypeVar
 
 from ..errors import IndexCorrupt
 from ..types import Chunk
-from . import layout, schema, vectors
+from . import faiss_index, layout, schema
 from .lock import IndexLock
+from .rows import FileState
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class FileState:
-    __slots__ = ("hash", "id", "mtime_ns", "path", "size")
-
-    def __init__(self, id: int, path: str, size: int, mtime_ns: int, hash: str) -> None:
-        self.id, self.path, self.size, self.mtime_ns, self.hash = id, path, size, mtime_ns, hash
 
 
 def _serialized(method: F) -> F:
@@ -115,8 +109,8 @@ class IndexWriter:
             self.data_dir = layout.new_data_dir(self.index_dir)
             layout.write_manifest(self.data_dir, self.fingerprint)
             self.conn = schema.connect(self.data_dir / layout.DB, create=True)
-            self.index = vectors.empty_index(self.dim)
-            vectors.write_index(self.index, layout.vectors_file(self.data_dir, 0))
+            self.index = faiss_index.empty_index(self.dim)
+            faiss_index.write_index(self.index, layout.vectors_file(self.data_dir, 0))
             # a first build is published at its first checkpoint (later runs resume from it); one stopped
             # before any leaves no index behind, not an empty one (a --rebuild publishes at its end)
             self.first_build = live is None
@@ -127,7 +121,7 @@ class IndexWriter:
         path = layout.vectors_file(self.data_dir, self.generation)
         count = int(schema.get_meta(self.conn, "chunk_count", "0"))
         try:
-            index = vectors.read_index(path)
+            index = faiss_index.read_index(path)
         except (FileNotFoundError, IndexCorrupt):
             index = None
         if index is None or index.ntotal != count:
@@ -176,13 +170,13 @@ class IndexWriter:
 
         assert self.conn is not None
         n = self.conn.execute("SELECT count(*) FROM vectors").fetchone()[0]
-        rows = vectors.train_rows(n) if n > vectors.train_size(n) else None
+        rows = faiss_index.train_rows(n) if n > faiss_index.train_size(n) else None
         sample = np.concatenate([m for m, _ in self._table_batches(rows)])
-        return vectors.build_ivf_from(sample, self._table_batches(), n, self.ann_nprobe)
+        return faiss_index.build_ivf_from(sample, self._table_batches(), n, self.ann_nprobe)
 
     def _flat_from_table(self) -> Any:
         """An exact index of every vector in the SQLite vectors table (the source of truth)."""
-        index = vectors.empty_index(self.dim)
+        index = faiss_index.empty_index(self.dim)
         for mat, ids in self._table_batches():
             index.add_with_ids(mat, ids)
         return index
@@ -298,7 +292,7 @@ class IndexWriter:
 
     def _apply_removals(self) -> None:
         if self._pending_remove:
-            vectors.remove_ids(self.index, self._pending_remove)
+            faiss_index.remove_ids(self.index, self._pending_remove)
             self._pending_remove = []
 
     # -- commits ---------------------------------------------------------------
@@ -313,11 +307,11 @@ class IndexWriter:
         if count != self.index.ntotal:
             self.conn.execute("ROLLBACK")
             raise IndexCorrupt(f"internal: {count} chunks but {self.index.ntotal} vectors; nothing was committed")
-        decision = vectors.wants_ivf(self.index, count, self.ann_threshold)
+        decision = faiss_index.wants_ivf(self.index, count, self.ann_threshold)
         if decision is not None:
             self.index = self._restructure(decision)
         gen = self.generation + 1
-        vectors.write_index(self.index, layout.vectors_file(self.data_dir, gen))
+        faiss_index.write_index(self.index, layout.vectors_file(self.data_dir, gen))
         schema.set_meta(self.conn, "generation", str(gen))
         schema.set_meta(self.conn, "chunk_count", str(count))
         schema.set_meta(self.conn, "updated_at", str(time.time()))

@@ -96,7 +96,7 @@ def test_ivf_index_with_a_narrow_filter_still_returns_k(hash_settings: Settings,
     reader = IndexReader(settings.index_dir)
     try:
         reader.refresh()
-        from rag_cli.store.vectors import is_ivf
+        from rag_cli.store.faiss_index import is_ivf
 
         assert is_ivf(reader._current_index())
         allowed = reader.allowed(Filter(types=("txt",)))

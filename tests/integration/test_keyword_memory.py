@@ -1,4 +1,4 @@
-"""BM25 from memory (store/keyword.py) against the FTS5 path (FTS5's bm25() rescaled to Lucene's idf) on real
+"""BM25 from memory (store/bm25_memory.py) against the FTS5 path (FTS5's bm25() rescaled to Lucene's idf) on real
 indexes: the same chunks in the same order with the same scores to rounding, and both against a plain reference."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rag_cli import runtime
 from rag_cli.config import Settings
 from rag_cli.embed.base import create
 from rag_cli.ingest.pipeline import index_paths
-from rag_cli.store import keyword
+from rag_cli.store import bm25_memory as keyword
 from rag_cli.store.reader import IndexReader
 from tests.conftest import SAMPLE, write
 

@@ -207,7 +207,7 @@ def test_fts_query_quotes_terms() -> None:
 def test_ivf_above_threshold_follows_adds_removes_and_shrinks(hash_settings: Settings, tmp_path: Path) -> None:
     """Past ``index_ann_threshold`` the vector file is IVF; updates and deletions keep it consistent with
     the chunks; searching it finds each document by its own words; shrinking goes back to exact flat."""
-    from rag_cli.store import vectors
+    from rag_cli.store import faiss_index
 
     settings = replace(hash_settings, index_ann_threshold=60, index_ann_nprobe=64)
     docs = tmp_path / "docs"
@@ -219,7 +219,7 @@ def test_ivf_above_threshold_follows_adds_removes_and_shrinks(hash_settings: Set
         reader = IndexReader(settings.index_dir)
         try:
             reader.refresh()
-            return vectors.is_ivf(reader.index), reader.index.ntotal
+            return faiss_index.is_ivf(reader.index), reader.index.ntotal
         finally:
             reader.close()
 
@@ -249,10 +249,10 @@ def test_ivf_trains_on_a_sample_read_from_the_vectors_table(
 
     import numpy as np
 
-    from rag_cli.store import vectors, writer
+    from rag_cli.store import faiss_index, writer
     from rag_cli.store.writer import IndexWriter
 
-    monkeypatch.setattr(vectors, "train_size", lambda n: min(n, 48))  # fewer rows than vectors: a sample
+    monkeypatch.setattr(faiss_index, "train_size", lambda n: min(n, 48))  # fewer rows than vectors: a sample
     monkeypatch.setattr(writer, "TABLE_BATCH", 7)  # samples and batches across many reads
     settings = replace(hash_settings, index_ann_threshold=60, index_ann_nprobe=64)
     docs = tmp_path / "docs"
@@ -262,7 +262,7 @@ def test_ivf_trains_on_a_sample_read_from_the_vectors_table(
     reader = IndexReader(settings.index_dir)
     try:
         reader.refresh()
-        assert vectors.is_ivf(reader.index) and reader.index.ntotal == 90
+        assert faiss_index.is_ivf(reader.index) and reader.index.ntotal == 90
     finally:
         reader.close()
     for i in (3, 47, 88):

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import IndexNotFound
 from ...types import Hit
-from .. import schema as local_schema
 from ..allowed import BoundedCache
 from ..base import bm25_idf
 from ..layout import FORMAT_VERSION
-from ..reader import query_words
+from ..rows import HEADING_SEP, path_from_db, path_to_db, query_words
 from .common import connection, parse_vector, read, schema_made, schema_name, vector_text
 
 if TYPE_CHECKING:
@@ -111,9 +110,7 @@ class PgReader:
         def make() -> PgAllowed:
             rows = self._rows("SELECT f.id, f.path, f.mtime_ns, count(c.id) FROM {s}.files f "
                               "LEFT JOIN {s}.chunks c ON c.file_id = f.id GROUP BY f.id")  # fmt: skip
-            keep = [
-                (fid, n) for fid, path, mtime, n in rows if flt.allows(local_schema.path_from_db(path), mtime / 1e9)
-            ]
+            keep = [(fid, n) for fid, path, mtime, n in rows if flt.allows(path_from_db(path), mtime / 1e9)]
             return PgAllowed([f for f, _ in keep], sum(n for _, n in keep), sum(r[3] for r in rows))
 
         return self._allowed.get((self.generation, flt), make)
@@ -244,8 +241,8 @@ class PgReader:
 
     @staticmethod
     def _chunk(r: Any) -> dict[str, Any]:
-        return {"chunk_id": int(r[0]), "path": local_schema.path_from_db(r[1]), "title": r[2],
-                "heading": tuple(h for h in r[3].split(local_schema.HEADING_SEP) if h) if r[3] else (),
+        return {"chunk_id": int(r[0]), "path": path_from_db(r[1]), "title": r[2],
+                "heading": tuple(h for h in r[3].split(HEADING_SEP) if h) if r[3] else (),
                 "text": r[4], "start_line": r[5], "end_line": r[6], "page": r[7], "doc_id": r[8]}  # fmt: skip
 
     def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -261,7 +258,7 @@ class PgReader:
         from pathlib import Path
 
         for p in (path, str(Path(path).expanduser().resolve())):
-            rows = self._rows(self._CHUNK + "WHERE f.path = %s ORDER BY c.ordinal", (local_schema.path_to_db(p),))
+            rows = self._rows(self._CHUNK + "WHERE f.path = %s ORDER BY c.ordinal", (path_to_db(p),))
             if rows:
                 break
         out = [self._chunk(r) for r in rows]
@@ -271,7 +268,7 @@ class PgReader:
     def documents(self, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._rows("SELECT f.path, f.kind, f.size, f.mtime_ns, (SELECT title FROM {s}.chunks c WHERE "
                           "c.file_id = f.id ORDER BY ordinal LIMIT 1) FROM {s}.files f ORDER BY f.path LIMIT %s", (limit,))  # fmt: skip
-        return [{"path": local_schema.path_from_db(p), "kind": k, "size": s, "mtime": m / 1e9, "title": t or ""}
+        return [{"path": path_from_db(p), "kind": k, "size": s, "mtime": m / 1e9, "title": t or ""}
                 for p, k, s, m, t in rows]  # fmt: skip
 
     def stats(self) -> dict[str, Any]:

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import StoreUnavailable
 from ...types import Chunk
-from .. import schema as local_schema
 from ..layout import FORMAT_VERSION, check_fingerprint
-from ..writer import FileState
+from ..rows import HEADING_SEP, FileState, path_from_db, path_to_db, text_to_db
 from .common import connection, parse_vector, pool, schema_made, schema_name, vector_text
 
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ class PgWriter:
     def file_states(self) -> dict[str, FileState]:
         with connection(self.settings) as conn:
             rows = conn.execute(self._q("SELECT id, path, size, mtime_ns, hash FROM {s}.files")).fetchall()
-        return {local_schema.path_from_db(r[1]): FileState(r[0], local_schema.path_from_db(r[1]), *r[2:]) for r in rows}
+        return {path_from_db(r[1]): FileState(r[0], path_from_db(r[1]), *r[2:]) for r in rows}
 
     def vectors_of_content(self, digest: str, dim: int) -> dict[str, Any]:
         with connection(self.settings) as conn:
@@ -121,15 +120,13 @@ class PgWriter:
                 "ON c.file_id = f.id WHERE f.hash = %s AND f.hash != ''"), (digest,)).fetchall()  # fmt: skip
         out: dict[str, Any] = {}
         for title, heading, text, vec in rows:
-            trail = tuple(h for h in heading.split(local_schema.HEADING_SEP) if h)
+            trail = tuple(h for h in heading.split(HEADING_SEP) if h)
             out[Chunk("", text, title, trail).embedding_text()] = parse_vector(vec, dim)
         return out
 
     # -- changes: each file one transaction ----------------------------------------------------
     def _lock_file(self, conn: Any, path: str) -> None:
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (self.schema, local_schema.path_to_db(path))
-        )
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (self.schema, path_to_db(path)))
 
     def _delete(self, conn: Any, db_path: str) -> int:
         cur = conn.execute(self._q("DELETE FROM {s}.chunks WHERE file_id IN (SELECT id FROM {s}.files WHERE path = %s)"),
@@ -147,7 +144,7 @@ class PgWriter:
     def remove_file(self, path: str) -> int:
         with connection(self.settings) as conn, conn.transaction():
             self._lock_file(conn, path)
-            return self._delete(conn, local_schema.path_to_db(path))
+            return self._delete(conn, path_to_db(path))
 
     def add_file(self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk],
                  vecs: Any, *, append: bool = False) -> int:  # fmt: skip
@@ -155,7 +152,7 @@ class PgWriter:
         A part before a file's last (``digest`` "") keeps the transaction open for the next."""
         import numpy as np
 
-        db_path = local_schema.path_to_db(path)
+        db_path = path_to_db(path)
         conn = self._held.pop(path, None) if append else None
         if conn is None:
             try:
@@ -164,7 +161,7 @@ class PgWriter:
                 raise StoreUnavailable(f"no PostgreSQL connection for {path}: {type(exc).__name__}") from None
         try:
             removed = 0
-            txt = local_schema.text_to_db
+            txt = text_to_db
             if append and conn.info.transaction_status != 0:  # the same transaction, the next part
                 file_id = conn.execute(self._q("SELECT id FROM {s}.files WHERE path = %s"), (db_path,)).fetchone()[0]
                 conn.execute(self._q("UPDATE {s}.files SET size = %s, mtime_ns = %s, hash = %s WHERE id = %s"),
@@ -182,7 +179,7 @@ class PgWriter:
                     "INSERT INTO {s}.chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page, "
                     "embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector)"),
                     [(file_id, ch.ordinal, None if ch.doc_id is None else txt(ch.doc_id), txt(ch.title),
-                      txt(local_schema.HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line,
+                      txt(HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line,
                       ch.page, vector_text(mat[j])) for j, ch in enumerate(chunks)])  # fmt: skip
             # BM25's statistics of the new chunks (doclen 0 until now): each lexeme's occurrences in title or
             # heading (weight A) and in the text (B), and the chunk's length, as the tsvector counts them
