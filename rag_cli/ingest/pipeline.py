@@ -34,7 +34,7 @@ from .encoding import EMPTY
 from .prepare import Big, Prepared, Same, SegmentedFile, Skip, prepare, segment_errors
 from .stages import StageClock, timed_call
 from .vectors import KnownVectors
-from .walk import Filters, Found, walk
+from .walk import Found, IndexRules, walk
 
 EMBED_GROUP = 1024  # chunks embedded together, sorted by length across the group
 QUEUE_BYTES = 64 * 2**20  # chunk text waiting for the embedder, at most (one item over it waits for an empty queue)
@@ -193,7 +193,7 @@ async def index_paths(
     found: list[Found] = await runtime.run_blocking(
         timed_call(report.clock, "walk", lambda: list(
             walk(paths, follow_links=settings.index_follow_links, on_skip=lambda p, r: walk_skips.append((p, r)),
-                 filters=Filters(settings.index_include, settings.index_exclude))
+                 filters=IndexRules(settings.index_include, settings.index_exclude))
         )),
         stage="walk",
     )  # fmt: skip

@@ -72,7 +72,7 @@ def _within(path: Path, roots: list[Path]) -> bool:
 Skipped = Callable[[Path, str], None]
 
 
-class Filters:
+class IndexRules:
     """``--include`` / ``--exclude`` (and ``[index] include`` / ``exclude``): gitignore-style patterns matched
     against a path relative to the folder being walked. Excluded folders are not entered; with includes, a
     file is kept only if one matches. Files named on the command line are always kept."""
@@ -93,7 +93,7 @@ class Filters:
 
 
 def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skipped | None = None,
-         filters: Filters | None = None) -> Iterator[Found]:  # fmt: skip
+         filters: IndexRules | None = None) -> Iterator[Found]:  # fmt: skip
     """Yield indexable files under ``paths`` (sorted, each once). Missing paths raise PathNotFound.
 
     A symlink whose target resolves outside every folder given in ``paths`` is skipped (it could
@@ -123,7 +123,7 @@ def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skippe
 
 
 def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool,
-              skip: Skipped, filters: Filters | None = None) -> Iterator[Found]:  # fmt: skip
+              skip: Skipped, filters: IndexRules | None = None) -> Iterator[Found]:  # fmt: skip
     walk = _DirWalk(root, dir_roots, seen, follow_links, skip, filters)
     stack = [root]
     while stack:
@@ -155,7 +155,7 @@ class _DirWalk:
     resolved path), or nothing (hidden, ignored, filtered, not loadable, a link out, not a regular file)."""
 
     def __init__(self, root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool, skip: Skipped,
-                 filters: Filters | None) -> None:  # fmt: skip
+                 filters: IndexRules | None) -> None:  # fmt: skip
         self.root, self.dir_roots, self.seen, self.follow_links = root, dir_roots, seen, follow_links
         self.skip, self.filters = skip, filters
         self.specs: dict[Path, object] = {}  # the .gitignore of each folder walked so far

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rag_cli.ingest.walk import Filters, walk
+from rag_cli.ingest.walk import IndexRules, walk
 from rag_cli.retrieve.fusion import collapse_twins
 from rag_cli.types import Hit
 from tests.conftest import run_cli, write
@@ -23,7 +23,7 @@ def _tree(root: Path) -> Path:
 
 
 def _names(root: Path, **kw: list[str]) -> list[str]:
-    return sorted(f.path.relative_to(root.resolve()).as_posix() for f in walk([root], filters=Filters(**kw)))
+    return sorted(f.path.relative_to(root.resolve()).as_posix() for f in walk([root], filters=IndexRules(**kw)))
 
 
 def test_include_and_exclude_globs(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_include_and_exclude_globs(tmp_path: Path) -> None:
     assert _names(root, exclude=["drafts/"]) == ["docs/a.md", "notes.txt", "src/tool.py"]
     assert _names(root, include=["docs/**"], exclude=["*.py", "docs/drafts/"]) == ["docs/a.md"]
     # a file named on the command line is always kept
-    assert [f.path.name for f in walk([root / "notes.txt"], filters=Filters(include=["*.md"]))] == ["notes.txt"]
+    assert [f.path.name for f in walk([root / "notes.txt"], filters=IndexRules(include=["*.md"]))] == ["notes.txt"]
 
 
 def test_index_exclude_removes_what_it_no_longer_covers(tmp_path: Path) -> None:
