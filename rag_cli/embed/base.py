@@ -42,6 +42,15 @@ class Embedder(Protocol):
 
     # what indexing asks of a model with several ways to run (BaseEmbedder's defaults: one way, nothing to do)
     fallback_reason: str  # why it settled on its slower way, or ""
+    parallel_calls: int  # document batches worth embedding at once (one per core for a single-threaded runtime)
+
+    def concurrent_queries(self, calls: int) -> None:
+        """Share the cores among ``calls`` query encodes running at once (before the first query)."""
+        ...
+
+    def load_for_queries(self) -> None:
+        """Make :meth:`embed_query` ready now (blocking): loading the model is start-up, not a search's time."""
+        ...
 
     def export_needed(self) -> bool:
         """Whether :meth:`prepare_documents` has a one-off export to do first (worth a note to the user)."""
@@ -61,6 +70,13 @@ class BaseEmbedder:
 
     name = "embedder"
     fallback_reason = ""
+    parallel_calls = 1
+
+    def concurrent_queries(self, calls: int) -> None:
+        return None
+
+    def load_for_queries(self) -> None:
+        return None
 
     def export_needed(self) -> bool:
         return False

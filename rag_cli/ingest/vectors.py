@@ -27,7 +27,7 @@ async def embed_parallel(embedder: Embedder, texts: list[str], done: Callable[[i
     each round."""
     import numpy as np
 
-    n = max(1, int(getattr(embedder, "parallel_calls", 1) or 1))
+    n = max(1, embedder.parallel_calls)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     vecs: Any = None
     for start in range(0, len(order), EMBED_SLICE * n):

@@ -70,13 +70,14 @@ class QueryContext:
 
 @runtime_checkable
 class Source(Protocol):
-    """A retrieval source. One may also set ``filters = True``: it applies ``ctx.filter`` (``--path``,
-    ``--type``, ``--since``); a source without it is left out of a filtered search."""
+    """A retrieval source. ``filters``: it applies ``ctx.filter`` (``--path``, ``--type``, ``--since``); a source
+    that cannot is left out of a filtered search."""
 
     name: str
     kind: str
     weight: float
     timeout: float | None
+    filters: bool
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]: ...
 

@@ -142,8 +142,8 @@ class FanOut:
         unfiltered: list[Degradation] = []
         if filter:  # a source that cannot narrow its results would slip hits past the filter: left out, said so
             unfiltered = [Degradation(s.name, "cannot apply --path/--type/--since; left out of this search")
-                          for s in chosen if not getattr(s, "filters", False)]  # fmt: skip
-            chosen = [s for s in chosen if getattr(s, "filters", False)]
+                          for s in chosen if not s.filters]  # fmt: skip
+            chosen = [s for s in chosen if s.filters]
         if not chosen:
             raise AllSourcesFailed(f"no source available for mode {mode!r}" + (" with a filter" if filter else ""))
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)

@@ -84,6 +84,7 @@ class HttpSource:
     """A JSON search API described in ``[[sources]]`` (see docs/reference.md: url, method, body, results, fields)."""
 
     kind = "http"
+    filters = False  # a search API knows nothing of this index's paths, types and times
 
     def __init__(self, spec: dict[str, Any], settings: Settings, services: Any) -> None:
         self.name = str(spec["name"])

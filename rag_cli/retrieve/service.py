@@ -73,9 +73,8 @@ class Retrieval:
         weights = s.retrieve_weights
         if self.use_index:
             self.embedder = embed_base.create(s)
-            share = getattr(self.embedder, "concurrent_queries", None)
-            if self.concurrent_queries > 1 and callable(share):
-                share(self.concurrent_queries)
+            if self.concurrent_queries > 1:
+                self.embedder.concurrent_queries(self.concurrent_queries)
             wanted = {"embedder": self.embedder.fingerprint()}
             self.reader = await runtime.run_blocking(
                 functools.partial(store_base.open_reader, s, wanted, bm25_memory_max=self.bm25_memory_max),
@@ -179,7 +178,5 @@ class Retrieval:
 
     async def load_model(self) -> None:
         if self.embedder is not None and not self._model_loaded:
-            load = getattr(self.embedder, "load_for_queries", None) or getattr(self.embedder, "model", None)
-            if callable(load):
-                await runtime.run_blocking(load, stage="load_model")
+            await runtime.run_blocking(self.embedder.load_for_queries, stage="load_model")
             self._model_loaded = True
