@@ -332,5 +332,7 @@ def test_real_llama_cpp_server(sample_home: Path, llama_server: str) -> None:
     events = [json.loads(line) for line in out.stdout.splitlines()]
     done = events[-1]
     assert done["event"] == "done" and done["backend"] == "openai" and done["answer"]
-    assert sum(1 for e in events if e["event"] == "token") >= 2
-    assert done["timings"]["first_token_ms"] > 0
+    # the server's reply arrives in pieces as the model writes (draft events), whatever verification then keeps
+    # of it (a sentence that only restates the question is left out: the answer's tokens may be the quotes alone)
+    assert sum(1 for e in events if e["event"] == "draft") >= 2
+    assert any(e["event"] == "token" for e in events) and done["timings"]["first_token_ms"] > 0
