@@ -98,6 +98,7 @@ class Verifier:
         self.passages = passages
         self.hosts = hosts  # the sources' own sites: a link there is no lure
         self.question = content_terms(question)
+        self._asked = _plain(self.question)  # the question's words as the restatement check compares them
         self.names = [folded(w) for w in names_in(question) if " " not in w]  # what it names: "Paris", "3.13"
         self.asked = asked_quantity(question)  # what it asks the number of: "bits", "weight"
         self.embed = embed
@@ -181,7 +182,7 @@ class Verifier:
             return Verdict(sentence, cited, False, 0.0, planted=planted)
         if not terms:
             return Verdict(sentence, cited, True, 1.0, claim=False)
-        if self.question and _plain(terms) <= _plain(self.question):
+        if self.question and _plain(terms) <= self._asked:
             # it says nothing the question did not ("the pragma enables write-ahead logging"; "... gets before
             # git gc removes it" for "how old does ... get before git gc removes it?"): no answer
             return Verdict(sentence, cited, False, 0.0, restates=True)
