@@ -12,7 +12,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from . import schema
+from .rows import path_from_db
 
 
 class Allowed:
@@ -20,7 +20,7 @@ class Allowed:
         import numpy as np
 
         files = [fid for fid, path, mtime_ns in conn.execute("SELECT id, path, mtime_ns FROM files")
-                 if flt.allows(schema.path_from_db(path), mtime_ns / 1e9)]  # fmt: skip
+                 if flt.allows(path_from_db(path), mtime_ns / 1e9)]  # fmt: skip
         rows = conn.execute(
             "SELECT id FROM chunks WHERE file_id IN (SELECT value FROM json_each(?)) ORDER BY id", (json.dumps(files),)
         )

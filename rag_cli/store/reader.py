@@ -25,7 +25,7 @@ from .allowed import Allowed, BoundedCache
 from .bm25_memory import QueryTokenizer
 from .layout import REPAIR
 from .reader_memory import MemoryPostings
-from .rows import query_words
+from .rows import HEADING_SEP, path_from_db, path_to_db, query_words
 
 
 def weighted_words(query: str, expansion: Any = None) -> list[tuple[str, float]]:
@@ -378,8 +378,8 @@ class IndexReader(MemoryPostings):
         out = {}
         for r in rows:
             out[r[0]] = {
-                "chunk_id": r[0], "path": schema.path_from_db(r[1]), "title": r[2],
-                "heading": tuple(h for h in r[3].split(schema.HEADING_SEP) if h) if r[3] else (),
+                "chunk_id": r[0], "path": path_from_db(r[1]), "title": r[2],
+                "heading": tuple(h for h in r[3].split(HEADING_SEP) if h) if r[3] else (),
                 "text": r[4], "start_line": r[5], "end_line": r[6], "page": r[7], "doc_id": r[8],
             }  # fmt: skip
         return out
@@ -391,7 +391,7 @@ class IndexReader(MemoryPostings):
         candidates = [path, str(Path(path).expanduser().resolve())]
         row = None
         for p in candidates:
-            row = conn.execute("SELECT id FROM files WHERE path = ?", (schema.path_to_db(p),)).fetchone()
+            row = conn.execute("SELECT id FROM files WHERE path = ?", (path_to_db(p),)).fetchone()
             if row:
                 break
         if row is None:
@@ -409,7 +409,7 @@ class IndexReader(MemoryPostings):
             "ORDER BY ordinal LIMIT 1) FROM files f ORDER BY f.path LIMIT ?",
             (limit,),
         )
-        return [{"path": schema.path_from_db(p), "kind": kind, "size": size, "mtime": mtime / 1e9, "title": title or ""}
+        return [{"path": path_from_db(p), "kind": kind, "size": size, "mtime": mtime / 1e9, "title": title or ""}
                 for p, kind, size, mtime, title in rows]  # fmt: skip
 
     def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]:

@@ -5,12 +5,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-# how any store writes a chunk's fields (store/rows.py), named here too for the local store's modules
-from .rows import HEADING_SEP as HEADING_SEP
-from .rows import path_from_db as path_from_db
-from .rows import path_to_db as path_to_db
-from .rows import text_to_db as text_to_db
-
 TOKENIZE = "porter unicode61 remove_diacritics 2"  # FTS5 tokenizer of chunks_fts (and of store/bm25_memory.py)
 
 SCHEMA = f"""

@@ -15,7 +15,7 @@ from ..errors import IndexCorrupt
 from ..types import Chunk
 from . import faiss_index, layout, schema
 from .lock import IndexLock
-from .rows import FileState
+from .rows import HEADING_SEP, FileState, path_from_db, path_to_db, text_to_db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -202,7 +202,7 @@ class IndexWriter:
     def file_states(self) -> dict[str, FileState]:
         assert self.conn is not None
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, hash FROM files")
-        return {schema.path_from_db(r[1]): FileState(r[0], schema.path_from_db(r[1]), *r[2:]) for r in rows}
+        return {path_from_db(r[1]): FileState(r[0], path_from_db(r[1]), *r[2:]) for r in rows}
 
     @_serialized
     def vectors_of_content(self, digest: str, dim: int) -> dict[str, Any]:
@@ -218,7 +218,7 @@ class IndexWriter:
         )
         out: dict[str, Any] = {}
         for title, heading, text, blob in rows:
-            trail = tuple(h for h in heading.split(schema.HEADING_SEP) if h)
+            trail = tuple(h for h in heading.split(HEADING_SEP) if h)
             out[Chunk("", text, title, trail).embedding_text()] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return out
 
@@ -233,7 +233,7 @@ class IndexWriter:
     def remove_file(self, path: str) -> int:
         """Drop a file and its chunks; returns the number of chunks removed."""
         assert self.conn is not None
-        row = self.conn.execute("SELECT id FROM files WHERE path = ?", (schema.path_to_db(path),)).fetchone()
+        row = self.conn.execute("SELECT id FROM files WHERE path = ?", (path_to_db(path),)).fetchone()
         if row is None:
             return 0
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE file_id = ?", (row[0],))]
@@ -256,7 +256,7 @@ class IndexWriter:
         import numpy as np
 
         assert self.conn is not None
-        db_path = schema.path_to_db(path)
+        db_path = path_to_db(path)
         row = self.conn.execute("SELECT id FROM files WHERE path = ?", (db_path,)).fetchone() if append else None
         if row is not None:
             removed = 0
@@ -271,13 +271,13 @@ class IndexWriter:
             )
             file_id = cur.lastrowid
         ids = []
-        txt = schema.text_to_db
+        txt = text_to_db
         for ch in chunks:
             c = self.conn.execute(
                 "INSERT INTO chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (file_id, ch.ordinal, None if ch.doc_id is None else txt(ch.doc_id), txt(ch.title),
-                 txt(schema.HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line, ch.page),
+                 txt(HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line, ch.page),
             )  # fmt: skip
             ids.append(c.lastrowid)
         if ids:
