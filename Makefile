@@ -41,6 +41,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check rag_cli tests bench scripts
 	$(BIN)/ruff format --check rag_cli tests bench scripts
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python scripts/check_layers.py
 	$(BIN)/mypy
 

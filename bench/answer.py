@@ -11,7 +11,7 @@ and `sample_corpus/qa.jsonl` (22 + 4). Configurations:
 - `none`: the extractive backend (quotes), with and without evidence;
 - `openai`: `python -m llama_cpp.server` with the same GGUF on 127.0.0.1, through the chat prompt.
 
-Metrics are `rag eval`'s (rag_cli/eval/qa.py): contains (and contains_written: in what the model wrote,
+Metrics are `rag eval`'s (rag_cli/eval/qa.py): contains (contains_lead: in the answer's first paragraph; contains_written: in what the model wrote,
 the quoted evidence left out), groundedness, citation precision, refusal and
 false refusal; time to the first model token and to the first text shown (verification holds a sentence
 back until it is complete), tokens/s; and whole-process `rag ask` (median of 3) for default and before.
@@ -54,6 +54,7 @@ BEFORE = {
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "local": ("local", {}),
     "local-nq": ("local", {"answer_quote": False}),
+    "local-leadanswer": ("local", {"answer_lead": "answer"}),  # the model's sentences always first (before item 6)
     "before": ("local", BEFORE),
     "none": ("none", {}),
     "none-before": ("none", BEFORE),
@@ -66,6 +67,7 @@ LABELS = {
     "local-nobind": "local: numbers not bound to the question's subject (before)",
     "local": "local: evidence + verification + evidence quoted after (default)",
     "local-nq": "local: the same, evidence quoted only when nothing said holds",
+    "local-leadanswer": "local: the model's sentences always lead (before)",
     "before": "local: whole passages, unverified (before)",
     "none": "none (extractive): evidence + verification",
     "none-before": "none (extractive): before",
@@ -289,7 +291,15 @@ def main() -> None:
         whole_first[label] = median([g["first"] for g in got])
         whole_rss[label] = max(g["rss_mb"] for g in got)
     warm = warm_vs_cold("answer-sample", SETS["sample"][1], env) if "sample" in args.sets and not args.no_warm else []
-    keys = ["contains", "contains_written", "groundedness", "citation_precision", "refusal", "false_refusal"]
+    keys = [
+        "contains",
+        "contains_written",
+        "contains_lead",
+        "groundedness",
+        "citation_precision",
+        "refusal",
+        "false_refusal",
+    ]
     lines = ["Temperature 0, hybrid retrieval, k = 10 with evidence and 5 before (the defaults of each); Gemma 3 270M Q4_K_M on 2 threads. Latencies are medians "
              "over the set's questions, in one process with the model loaded.", ""]  # fmt: skip
     for name, per in results.items():

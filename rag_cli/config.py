@@ -178,6 +178,9 @@ class Settings:
     answer_quotes: int = 3  # the best evidence sentences quoted: --llm none's answer, the end of a generated one
     answer_quote: bool = True  # a generated answer ends with them; false: only when nothing it said holds
     answer_unverified: str = "drop"  # a sentence no passage supports: left out (drop) or shown marked (mark)
+    # what a generated answer opens with: auto (the evidence quotes when the model's first sentence is unverified or
+    # less on the question than the best quote, else the model's sentences), answer (always the model's sentences)
+    answer_lead: str = "auto"
     server: str = "auto"  # use a running `rag serve`: auto (the one registered for the index), a URL, or off
     server_connect_timeout: float = 0.5  # seconds to reach its /healthz before searching in-process
     serve_host: str = "127.0.0.1"
@@ -421,6 +424,8 @@ def validate(settings: Settings) -> None:
             raise ConfigError(f"setting 'retrieve_weights': weight of {key!r} must be a number >= 0, not {w!r}")
     if settings.answer_unverified not in ("drop", "mark"):
         raise ConfigError(f"setting 'answer_unverified' must be drop or mark, not {settings.answer_unverified!r}")
+    if settings.answer_lead not in ("auto", "answer"):
+        raise ConfigError(f"setting 'answer_lead' must be auto or answer, not {settings.answer_lead!r}")
     if settings.llm_prompt not in ("auto", "chat", "completion"):
         raise ConfigError(f"setting 'llm_prompt' must be auto, chat or completion, not {settings.llm_prompt!r}")
     if settings.retrieve_fusion not in ("zscore", "rrf"):

@@ -4,6 +4,8 @@ Per backend (any, including ``none``):
 
 * **contains**: an expected fact appears in the answer (answerable questions);
 * **contains_written**: ... in what the model wrote, the evidence quoted after it left out (0 for ``none``);
+* **contains_lead**: ... in what the answer opens with, its first paragraph (the model's first sentences,
+  or the evidence quotes when they lead): what a reader sees first;
 * **token_f1**: best SQuAD-style token F1 against ``answers``;
 * **citation_precision**: of the cited passages, the share whose path ends with a ``gold_paths`` entry;
 * **citation_validity**: the share of answers whose every [n] referred to a real passage;
@@ -114,6 +116,7 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
     if not row["unanswerable"] and answers:
         row["contains"] = contains(text, answers)
         row["contains_written"] = contains(row.get("written", ""), answers)
+        row["contains_lead"] = contains(text.strip().split("\n\n", 1)[0], answers)
         row["token_f1"] = max(token_f1(text, a) for a in answers)
         if result is not None:  # where an expected fact was lost: not retrieved, not in the evidence, not written
             row["in_passages"] = contains(" ".join(h.text for h in result.sources), answers)
@@ -135,6 +138,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "contains": _mean(answerable, "contains"),
         "contains_written": _mean(answerable, "contains_written"),
+        "contains_lead": _mean(answerable, "contains_lead"),
         "token_f1": _mean(answerable, "token_f1"),
         "citation_precision": _mean(answered, "citation_precision"),
         "citation_validity": _mean(answered, "valid_citations"),

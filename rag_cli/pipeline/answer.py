@@ -24,10 +24,21 @@ from ..retrieve.base import Retriever
 from ..retrieve.fanout import SearchResult
 from ..text import folded, loop_cut
 from ..types import Degradation, Hit
-from .evidence import PROMPT_VERSION, Sentence, hosts_of, joined, quotes, remembering, score, select
+from .evidence import (
+    PROMPT_VERSION,
+    LeadJudge,
+    Sentence,
+    hosts_of,
+    joined,
+    lead_judge,
+    quotes,
+    remembering,
+    score,
+    select,
+)
 from .prompting import CitationFilter, build_prompt, context_hits
 from .refusal import evidence_gate, names_gate, relevant
-from .verify import SentenceStream, Verifier
+from .verify import Checked, SentenceStream, Verifier, claim_of
 
 
 @dataclass
@@ -163,7 +174,7 @@ async def answer(
     for name in backends or chain(settings):
         backend = llm_base.create(name, settings, services)
         try:
-            prompt, kept = await _prepared(question, hits, backend, settings, embed, scored, result)
+            prompt, kept, judge = await _prepared(question, hits, backend, settings, embed, scored, result)
         except LLMError as exc:
             result.fallbacks.append({"backend": name, "reason": exc.message})
             yield Event("warning", f"LLM backend {name} unavailable: {exc.message}; trying the next")
@@ -171,6 +182,7 @@ async def answer(
         _record_prompt(result, name, backend, prompt, kept, settings)
         yield Event("sources", result.source_dicts())
         run = _Stream(result, backend, prompt, settings, _checker(settings, kept, embed, question), len(kept), t0)
+        run.judge = judge if settings.answer_lead == "auto" and not backend.quotes else None
         try:
             async with contextlib.aclosing(run.generate()) as events:  # a consumer that leaves closes it now
                 async for ev in events:
@@ -225,17 +237,18 @@ async def _passages(question: str, query: str | None, retrieval: Retriever, sett
 
 
 async def _prepared(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
-                    scored: list[Sentence] | None, result: AnswerResult) -> tuple[Any, list[Hit]]:  # fmt: skip
+                    scored: list[Sentence] | None, result: AnswerResult
+                    ) -> tuple[Any, list[Hit], LeadJudge | None]:  # fmt: skip
     """The backend loaded and its prompt built (both on the pool), timed; LLMError when it cannot be."""
     t_load = time.perf_counter()
     await runtime.run_blocking(backend.load, stage="llm_load")
     result.timings["llm_load_ms"] = round((time.perf_counter() - t_load) * 1000, 2)
     t_prompt = time.perf_counter()
-    prompt, kept = await runtime.run_blocking(
+    prompt, kept, judge = await runtime.run_blocking(
         lambda: _prompt(question, hits, backend, settings, embed, scored), stage="prompt"
     )
     result.timings["prompt_ms"] = round((time.perf_counter() - t_prompt) * 1000, 2)
-    return prompt, kept
+    return prompt, kept, judge
 
 
 def _record_prompt(result: AnswerResult, name: str, backend: Any, prompt: Any, kept: list[Hit],
@@ -273,6 +286,10 @@ class _Stream:
         self.n_tokens = 0
         self.started = False
         self.seen = ""  # the text so far, to catch the model looping ("remove remove remove ...")
+        # [answer] lead = auto: the evidence quoted ahead of a first sentence that does not answer as well as it
+        self.judge: LeadJudge | None = None
+        self.lead: str | None = None  # "answer" | "evidence": what the answer opens with, once known
+        self._weak: Checked | None = None  # the sentence the evidence is to be quoted before
 
     def _ms(self) -> float:
         return round((time.perf_counter() - self.t0) * 1000, 2)
@@ -327,9 +344,49 @@ class _Stream:
             why = "the model fell into a loop writing it"  # with verification, the sentence it broke off goes too
             self.result.dropped.append({"text": held.strip(), "support": 0.0, "reason": why})
             yield Event("verdict", {"raw": held, "text": "", "shown": False, "verified": False, "reason": why})
-        checked = await runtime.run_blocking(self.checker.check_each, done, stage="verify") if done else []
-        for ev in _checked_events(checked, self.pieces, self.result, self.t0):
+        checked = (
+            await runtime.run_blocking(self._checked, self.checker.check_each, done, stage="verify") if done else []
+        )
+        for ev in self._events(checked):
             yield ev
+
+    def _checked(self, check: Any, text: Any) -> list[Checked]:
+        """``check(text)``'s checked sentences (on the pool), and what the answer opens with decided at its first
+        shown claim: the model's sentence when it answers as well as the evidence (:class:`LeadJudge`), else the
+        evidence, quoted ahead of it."""
+        checked: list[Checked] = check(text)
+        if self.lead is not None:
+            return checked
+        for c in checked:
+            v = c.verdict
+            if v is None or not c.shown.strip() or not v.claim:
+                continue
+            if self.judge is None or (v.verified and self.judge.answers(claim_of(v.text))):
+                self.lead = "answer"
+            else:
+                self.lead, self._weak = "evidence", c
+            break
+        return checked
+
+    def _events(self, checked: list[Checked]) -> list[Event]:
+        """A ``verdict`` event for each checked sentence, each followed by a ``token`` event with what the answer
+        shows of it (none when it is left out), the evidence quoted before the sentence it leads: the tokens
+        joined are the answer."""
+        out = []
+        for c in checked:
+            out.append(Event("verdict", c.to_dict()))
+            if c is self._weak and self.checker is not None:
+                self._weak = None
+                if block := _quote_block(self.prompt, "", self.checker, False, before=c.verdict):
+                    out.append(self._token(block + "\n\n"))
+            if c.shown.strip():  # (the space after a sentence left out is left out with it)
+                out.append(self._token(c.shown))
+        return out
+
+    def _token(self, text: str) -> Event:
+        self.result.timings.setdefault("first_text_ms", self._ms())
+        self.pieces.append(text)
+        return Event("token", text)
 
     async def finish(self, name: str) -> AsyncGenerator[Event, None]:
         """The held-back end checked, the evidence quoted, the result completed, and its ``done`` event."""
@@ -338,8 +395,8 @@ class _Stream:
         if self.checker is not None:
             if tail:
                 yield Event("draft", tail)
-            checked = await runtime.run_blocking(self.checker.finish_each, tail, stage="verify")
-            for ev in _checked_events(checked, self.pieces, result, self.t0):
+            checked = await runtime.run_blocking(self._checked, self.checker.finish_each, tail, stage="verify")
+            for ev in self._events(checked):
                 yield ev
             tail, warning = self._quotes()
             if warning:
@@ -351,6 +408,7 @@ class _Stream:
         gen_s = time.perf_counter() - (self.t_first if self.started else self.t_gen)
         result.backend = name
         result.answer = "".join(self.pieces).strip()
+        result.provenance["lead"] = self.lead if result.answer else None
         result.citations = self.filt.valid
         if self.checker is not None:  # re-cited sentences cite what supports them
             result.citations = list(dict.fromkeys(n for v in self.checker.verdicts for n in v.citations))
@@ -368,19 +426,22 @@ class _Stream:
         the latter; records the verdicts and what was left out."""
         assert self.checker is not None
         said = "".join(self.pieces).strip()
-        unsupported = not any(v.verified and v.claim for v in self.checker.verdicts)
+        unsupported = not any(v.verified and v.claim and not v.quoted for v in self.checker.verdicts)
         quoting = self.backend.quotes  # its whole answer is evidence quoted (--llm none)
-        tail = warning = ""
-        if unsupported or (self.settings.answer_quote and not quoting):
+        if quoting or not said:
+            self.lead = "evidence"
+        tail = warning = block = ""
+        led = bool(said) and self.lead == "evidence" and not quoting  # quoted already, ahead of what was said
+        if not led and (unsupported or (self.settings.answer_quote and not quoting)):
             block = _quote_block(self.prompt, said, self.checker, unsupported)
             if block:
                 tail = ("\n\n" if said else "") + block
-            if unsupported and block:
-                warning = "no sentence of the answer is supported by its sources; quoting the best evidence"
-                if self.result.sources and all(h.source == "context" for h in self.result.sources):
-                    warning = ("the reader wrote nothing the given context supports, so "
-                               "these are the context's best sentences quoted, not a summary; a larger reader summarises "
-                               "(`rag models`, --model)")  # fmt: skip
+        if unsupported and (block or led):
+            warning = "no sentence of the answer is supported by its sources; quoting the best evidence"
+            if self.result.sources and all(h.source == "context" for h in self.result.sources):
+                warning = ("the reader wrote nothing the given context supports, so "
+                           "these are the context's best sentences quoted, not a summary; a larger reader summarises "
+                           "(`rag models`, --model)")  # fmt: skip
         if quoting:
             for v in self.checker.verdicts:
                 v.quoted = True
@@ -390,23 +451,11 @@ class _Stream:
         return tail, warning
 
 
-def _checked_events(checked: list[Any], pieces: list[str], result: AnswerResult, t0: float) -> list[Event]:
-    """A ``verdict`` event for each checked sentence, each followed by a ``token`` event with what the answer
-    shows of it (none when it is left out): the tokens joined are the answer, sentence by sentence."""
-    out = []
-    for c in checked:
-        out.append(Event("verdict", c.to_dict()))
-        if c.shown.strip():  # (the space after a sentence left out is left out with it)
-            result.timings.setdefault("first_text_ms", round((time.perf_counter() - t0) * 1000, 2))
-            pieces.append(c.shown)
-            out.append(Event("token", c.shown))
-    return out
-
-
 def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
-            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit]]:  # fmt: skip
-    """The prompt and the passages it holds (as retrieved, in its order); ``prompt.quotes`` holds the best
-    evidence sentences (rag_cli/pipeline/evidence.py), numbered as the prompt numbers their passages.
+            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit], LeadJudge | None]:  # fmt: skip
+    """The prompt and the passages it holds (as retrieved, in its order), and the judge of whether the
+    model's first sentence answers well enough to lead (None without evidence); ``prompt.quotes`` holds the
+    best evidence sentences (rag_cli/pipeline/evidence.py), numbered as the prompt numbers their passages.
 
     With ``[answer] evidence`` (the default) each passage is cut down to its evidence sentences and passages
     without any leave the prompt; the passage with the best evidence comes first (a small model copies from
@@ -427,18 +476,20 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
     prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
                                 max_tokens=settings.llm_max_tokens)  # fmt: skip
     order = order[: len(kept)]
-    prompt.quotes = quotes(sents, {i: n for n, i in enumerate(order, start=1)}, settings.answer_quotes,
-                           hosts_of([h.url for h in hits]))  # fmt: skip
-    return prompt, [hits[i] for i in order]
+    number = {i: n for n, i in enumerate(order, start=1)}
+    prompt.quotes = quotes(sents, number, settings.answer_quotes, hosts_of([h.url for h in hits]))
+    judge = lead_judge(question, sents, number, embed) if prompt.quotes else None
+    return prompt, [hits[i] for i in order], judge
 
 
-def _quote_block(prompt: Any, said: str, checker: SentenceStream, fallback: bool) -> str:
-    """The evidence quoted after an answer: the quotes it did not already copy word for word (all of them
-    when nothing it said holds); the first passage's opening when there is no scored sentence."""
+def _quote_block(prompt: Any, said: str, checker: SentenceStream, fallback: bool, before: Any = None) -> str:
+    """The evidence quoted after an answer (or ahead of sentence ``before``'s verdict): the quotes it did not
+    already copy word for word (all of them when nothing it said holds); the first passage's opening when
+    there is no scored sentence."""
     flat = folded(said)
     evidence = prompt.quotes or ([(1, prompt.passages[0].text[:300])] if fallback and prompt.passages else [])
     fresh = [(n, t) for n, t in evidence if fallback or folded(t) not in flat]
-    return checker.quote(fresh) if fresh else ""
+    return checker.quote(fresh, before=before) if fresh else ""
 
 
 def provenance(retrieval: Retriever, settings: Settings) -> dict[str, Any]:

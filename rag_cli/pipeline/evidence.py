@@ -135,6 +135,24 @@ def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> li
     return sents
 
 
+def relevance(question: str, scored: Sequence[Sentence], embed: Embed | None = None) -> Callable[[str], float]:
+    """A scorer of other text (a sentence the model wrote) on the scale :func:`score` gave the passages'
+    sentences (``scored``): the same cosine, coverage weighted by the same rarities, no passage-rank bonus."""
+    q_terms = content_terms(question)
+    weight = rarity(q_terms, [content_terms(s.text) & q_terms for s in scored])
+    total = sum(weight.values())
+
+    def of(text: str) -> float:
+        cover = sum(weight[t] for t in content_terms(text) & q_terms) / total if total else 0.0
+        cos = 0.0
+        if embed is not None:
+            vecs = embed([question, text])
+            cos = float(vecs[1] @ vecs[0])
+        return W_COS * cos + W_COVER * cover
+
+    return of
+
+
 def rarity(q_terms: set[str], held: Sequence[set[str]]) -> dict[str, float]:
     """Each question word's weight, ``log(1 + N / (1 + df))`` over the ``N`` candidate sentences (``held``:
     the question words each one holds): a word every sentence has weighs little, one that none has the most
@@ -217,6 +235,30 @@ def quotes(sentences: list[Sentence], number: dict[int, int], most: int,
                 out.append((number[s.passage], text))
         seen.add(key)
     return out
+
+
+@dataclass
+class LeadJudge:
+    """Whether a sentence the model wrote answers the question well enough to lead the answer, ahead of the
+    evidence: on the evidence's own scale (:func:`relevance`) it reaches ``QUOTE_FLOOR`` of the best sentence
+    there is to quote (its passage-rank bonus aside), as an evidence sentence must to be quoted at all."""
+
+    of: Callable[[str], float]
+    bar: float
+
+    def answers(self, text: str) -> bool:
+        return self.of(text) >= self.bar
+
+
+def lead_judge(question: str, sentences: list[Sentence], number: dict[int, int],
+               embed: Embed | None = None) -> LeadJudge | None:  # fmt: skip
+    """The :class:`LeadJudge` for an answer from the passages ``number`` maps (position -> number in the
+    prompt); None when they hold no sentence to quote."""
+    held = [s for s in sentences if s.passage in number]
+    if not held:
+        return None
+    top = max(held, key=lambda s: s.score)
+    return LeadJudge(relevance(question, sentences, embed), QUOTE_FLOOR * (top.score - W_RANK / (top.passage + 1)))
 
 
 BLOCK_WORDS = 80  # most words of the block a quoted "...does the following:" carries with it

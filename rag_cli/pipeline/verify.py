@@ -288,12 +288,15 @@ class SentenceStream:
     def finish(self, text: str = "") -> str:
         return "".join(c.shown for c in self.finish_each(text))
 
-    def quote(self, evidence: list[tuple[int, str]]) -> str:
-        """Evidence sentences (passage number, text), quoted under "Evidence:", one list item each."""
+    def quote(self, evidence: list[tuple[int, str]], before: Verdict | None = None) -> str:
+        """Evidence sentences (passage number, text), quoted under "Evidence:", one list item each; their
+        verdicts go after those so far, or ahead of ``before``'s when the quotes lead the answer."""
         lines = []
+        at = next((i for i, v in enumerate(self.verdicts) if v is before), len(self.verdicts))
         for n, text in evidence:
             line = quote_line(n, text)
-            self.verdicts.append(Verdict(line.removeprefix("- "), [n], True, 1.0, quoted=True))  # no list mark
+            self.verdicts.insert(at, Verdict(line.removeprefix("- "), [n], True, 1.0, quoted=True))  # no list mark
+            at += 1
             lines.append(line)
         return "Evidence:\n" + "\n".join(lines)
 

@@ -161,11 +161,11 @@ def test_passage_with_the_best_evidence_comes_first_and_given_context_stays_firs
     on = Hit(text="Stored credentials expire after a while. The cache daemon keeps passwords for 900 seconds by default.", score=0.5,
              source="dense", path="b.md")  # fmt: skip
     q = "How many seconds does the cache daemon keep passwords?"
-    prompt, kept = _prompt(q, [off, on], _Words(), Settings(), None)
+    prompt, kept, _ = _prompt(q, [off, on], _Words(), Settings(), None)
     assert kept[0].path == "b.md" and "[1] b.md" in prompt.completion  # retrieved second, shown first
     assert prompt.quotes[0] == (1, "The cache daemon keeps passwords for 900 seconds by default.")
     given = Hit(text="Our cache daemon keeps passwords for 60 seconds.", score=1.0, source="context", path="stdin")
-    _, kept = _prompt(q, [given, off, on], _Words(), Settings(), None)
+    _, kept, _ = _prompt(q, [given, off, on], _Words(), Settings(), None)
     assert [h.path for h in kept][:2] == ["stdin", "b.md"]
 
 
@@ -178,7 +178,7 @@ def test_fallback_quotes_skip_repeats_and_weak_sentences() -> None:
     copy = Hit(text=same, score=0.8, source="dense", path="b.md")  # the same sentence in another page
     weak = Hit(text="The cache daemon keeps its socket in your home folder.", score=0.7, source="dense", path="c.md")
     q = "How many seconds does the cache daemon keep passwords?"
-    prompt, kept = _prompt(q, [page, copy, weak], _Words(), Settings(), None)
+    prompt, kept, _ = _prompt(q, [page, copy, weak], _Words(), Settings(), None)
     assert "c.md" in [h.path for h in kept]  # evidence for the prompt...
     assert [t for _, t in prompt.quotes] == [same]  # quoted once; the weak sentence is not worth quoting
 

@@ -101,7 +101,41 @@ def test_an_unsupported_sentence_is_left_out_and_the_evidence_quoted() -> None:
     assert any("no sentence of the answer is supported" in e.data for e in events if e.kind == "warning")
     marked, _ = run(Scripted(["The cache keeps passwords for 30 days [1]."]),
                     Settings(answer_min_evidence=0.0, answer_unverified="mark"))  # fmt: skip
-    assert marked.answer.startswith("The cache keeps passwords for 30 days [1]. (unverified)\n\nEvidence:")
+    # shown marked, an unverified sentence does not lead: the evidence comes first (issue 32 item 6)
+    assert marked.answer.startswith('Evidence:\n- "The credential cache daemon keeps passwords for 900 seconds')
+    assert marked.answer.endswith("\n\nThe cache keeps passwords for 30 days [1]. (unverified)")
+    assert marked.provenance["lead"] == "evidence"
+    first, _ = run(Scripted(["The cache keeps passwords for 30 days [1]."]),
+                   Settings(answer_min_evidence=0.0, answer_unverified="mark", answer_lead="answer"))  # fmt: skip
+    assert first.answer.startswith("The cache keeps passwords for 30 days [1]. (unverified)\n\nEvidence:")
+
+
+def test_the_evidence_leads_when_the_first_sentence_holds_but_does_not_answer() -> None:
+    """Issue 32 item 6: a true sentence beside the point (the passage supports it; the question's words are not
+    in it) is no lead; the best evidence is quoted ahead of it, in the stream as in the result."""
+    said = "According to [1], a branch is a movable pointer to a commit [1]. The cache keeps passwords for 900 seconds [1]."
+    hits = [Hit(text=BRANCH + " " + CACHE, score=0.9, source="bm25", path="b.md")]
+    result, events = run(Scripted([said[:40], said[40:]]), hits=hits)
+    quote = '- "The credential cache daemon keeps passwords for 900 seconds by default." [1]'
+    assert result.answer.startswith("Evidence:\n" + quote + "\n\nAccording to [1], a branch is a movable pointer")
+    assert result.answer.count("900 seconds by default") == 1  # not quoted again at the end
+    assert "".join(e.data for e in events if e.kind == "token") == result.answer
+    assert [v.quoted for v in result.sentences] == [True, False, False]  # in the answer's order
+    assert result.provenance["lead"] == "evidence"
+    assert not any(e.kind == "warning" for e in events)
+    # the token with the quotes comes right after the verdict of the sentence they lead, before its text
+    kinds = [(e.kind, e.data if e.kind == "token" else "") for e in events if e.kind in ("verdict", "token")]
+    assert kinds[0][0] == "verdict" and kinds[1][1].startswith("Evidence:") and kinds[2][1].startswith("According")
+    before, _ = run(Scripted([said]), Settings(answer_min_evidence=0.0, answer_lead="answer"), hits)
+    assert before.answer.startswith("According to [1], a branch") and before.provenance["lead"] == "answer"
+
+
+def test_an_answering_first_sentence_leads_and_the_evidence_follows() -> None:
+    result, _ = run(Scripted(["The credential cache keeps passwords for 900 seconds [1]."]))
+    assert result.answer.startswith("The credential cache keeps passwords for 900 seconds [1].\n\nEvidence:")
+    assert result.provenance["lead"] == "answer"
+    none, _ = run(Scripted([]))  # nothing written: the quotes are the answer
+    assert none.answer.startswith("Evidence:") and none.provenance["lead"] == "evidence"
 
 
 def test_given_context_alone_cited_by_line_and_an_unsupported_summary_said_plainly() -> None:

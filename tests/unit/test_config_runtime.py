@@ -168,3 +168,37 @@ def test_the_layer_check_finds_what_breaks_the_layers(tmp_path: Path) -> None:
     assert "pipeline/verify.py:1: imports private _CITE" in found
     assert "retrieve/client.py:2: imports pipeline.answer from a layer above" in found  # a lazy import counts too
     assert "text.py" not in found
+
+
+def test_the_import_linter_contract_breaks_on_a_wrong_import(tmp_path: Path) -> None:
+    """pyproject's import-linter layers contract (make lint), run on a small tree of the same packages: kept for
+    downward imports, broken by an upward one (store -> cli) and a sideways one (llm -> retrieve)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "pyproject.toml").write_text((root / "pyproject.toml").read_text())
+    pkg = tmp_path / "rag_cli"
+    units = ["cli", "server", "pipeline", "eval", "retrieve", "ingest", "llm", "embed", "store", "runtime",
+             "resilience", "plugins", "config", "errors", "types", "text"]  # fmt: skip
+    for unit in units:
+        (pkg / unit).mkdir(parents=True)
+        (pkg / unit / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("from . import cli\n")
+    (pkg / "cli" / "ask.py").write_text("from ..pipeline import answer\nfrom ..text import x\n")
+    lint = [str(Path(sys.executable).parent / "lint-imports"), "--no-logo", "--no-cache"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(lint, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    kept = run()
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    (pkg / "store" / "layout.py").write_text("from ..cli import ask\n")
+    (pkg / "llm" / "openai.py").write_text("from ..retrieve import remote\n")
+    broken = run()
+    assert broken.returncode == 1
+    assert "rag_cli.store.layout -> rag_cli.cli" in broken.stdout
+    assert "rag_cli.llm.openai -> rag_cli.retrieve" in broken.stdout
