@@ -190,6 +190,7 @@ class Settings:
     serve_max_query_chars: int = 2000
     serve_max_k: int = 100
     serve_max_inflight: int = 256
+    serve_access_log: bool = False  # one logfmt line a request on stderr (rag.serve.access): method, path, status, ms
     serve_shutdown_timeout: float = 5.0  # seconds in-flight requests get to finish after SIGTERM
     serve_cors_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the API (none)
     # host names a request's Host may carry besides IP literals and localhost (DNS rebinding); "*": any

@@ -8,7 +8,7 @@ Layers, top to bottom (docs/architecture.md):
 3. retrieve, ingest, llm                       retrieval, indexing, generation
 4. embed, store                                embeddings and storage
 5. runtime, resilience, plugins                the pool, the loop, retry/backoff/redaction, plugin loading
-6. config, errors, types, text                 plain base modules
+6. config, errors, types, text, logs           plain base modules (logs: the `rag` logger)
 
 The package's `__init__` is its face (layer 0). Peers within a layer may use each other: cli and server, the
 answer pipeline's modules, the base modules. Across other units of one layer (retrieve and llm) an import is
@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("retrieve", "ingest", "llm"), 3),
     **dict.fromkeys(("embed", "store"), 4),
     **dict.fromkeys(("runtime", "resilience", "plugins"), 5),
-    **dict.fromkeys(("config", "errors", "types", "text"), 6),
+    **dict.fromkeys(("config", "errors", "types", "text", "logs"), 6),
     "__init__": 0,  # the package's face: `import rag_cli` offers the main entry points of every layer
 }
 # units of one layer that form one whole and may use each other: the command line and the server it starts;
@@ -37,7 +37,7 @@ LAYERS: dict[str, int] = {
 PEERS = [
     {"cli", "server", "__main__"},
     {"pipeline", "eval"},
-    {"config", "errors", "types", "text"},
+    {"config", "errors", "types", "text", "logs"},
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from .. import __version__, logs
 from ..errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, RagError, Terminated
 from .output import get_env
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (``rag`` calls ``sys.exit`` with it)."""
     _register()
     env = get_env()
+    logs.setup(stream=env.stderr)
     _on_sigterm_raise()
     try:
         # non-standalone typer returns the exit code of typer.Exit (and 130 for Ctrl-C) instead of raising

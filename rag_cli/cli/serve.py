@@ -45,6 +45,10 @@ def serve_cmd(
     store: StoreOpt = None,
     config: ConfigOpt = None,
     open_page: Annotated[bool, typer.Option("--open", help="Open the web page in a browser once serving.")] = False,
+    access_log: Annotated[
+        bool | None,
+        typer.Option("--access-log/--no-access-log", help="One logfmt line a request on stderr ([serve] access_log)."),
+    ] = None,
 ) -> None:
     """Serve a web page (/), /search, /ask, /v1 (OpenAI-compatible), /mcp, /healthz and /metrics over HTTP."""
     from .. import runtime
@@ -53,7 +57,14 @@ def serve_cmd(
     env = get_env()
     first = index[0] if index else None
     settings = settings_from(
-        config, store_url=store, index=first, serve_host=host, serve_port=port, serve_token=token, workers=workers
+        config,
+        store_url=store,
+        index=first,
+        serve_host=host,
+        serve_port=port,
+        serve_token=token,
+        workers=workers,
+        serve_access_log=access_log,
     )
     if settings.serve_host not in ("127.0.0.1", "localhost", "::1") and not settings.serve_token:
         env.warn(f"serving on {settings.serve_host} without a token: anyone who can reach it can search the index")

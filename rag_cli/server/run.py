@@ -11,8 +11,11 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
-from .. import runtime
+from .. import logs, runtime
 from ..config import Settings
 from ..errors import UsageError
 from ..retrieve.service import Retrieval
@@ -81,13 +84,27 @@ class _OneLine(logging.Handler):
             pass
 
 
+class AccessLog(AbstractAccessLogger):
+    """``rag serve --access-log``: one logfmt record a request on the ``rag.serve.access`` logger (method, path
+    without its query string, which may hold a user's question, status, milliseconds, bytes, client address)."""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        fields = {"method": request.method, "path": request.path, "status": response.status,
+                  "ms": round(time * 1000, 1), "bytes": response.body_length, "remote": request.remote or "-"}  # fmt: skip
+        self.logger.info("", extra={"fields": fields})
+
+
 async def _serve_app(hub: Hub, *, ready: Any, log: Any) -> None:
     settings = hub.settings
     app = create_app(hub)
     # in-flight requests get serve_shutdown_timeout seconds to finish; a connection that is open
     # but has sent nothing would otherwise hold the shutdown for aiohttp's default 60 s
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=settings.serve_shutdown_timeout)  # fmt: skip
+    access: dict[str, Any] = {"access_log": None}
+    if settings.serve_access_log:
+        log_access = logs.get("serve.access")
+        log_access.setLevel(logging.INFO)  # asked for: shown whatever RAG_LOG_LEVEL says
+        access = {"access_log": log_access, "access_log_class": AccessLog}
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.serve_shutdown_timeout, **access)
     await runner.setup()
     site = web.TCPSite(runner, settings.serve_host, settings.serve_port, backlog=1024)
     try:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def served(tmp_path_factory: pytest.TempPathFactory, sample_home: Path) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("serve")
     home = sample_home
-    s = start_serve(home, tmp, "--token", TOKEN, env={"RAG_SERVE_MAX_BODY_KB": "4"})
+    s = start_serve(home, tmp, "--token", TOKEN, "--access-log", env={"RAG_SERVE_MAX_BODY_KB": "4"})
     yield s
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(30) == 0
@@ -358,3 +358,18 @@ def test_embed_shares_the_in_flight_limit(sample_home: Path, tmp_path: Path) -> 
     finally:
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(30)
+
+
+def test_access_log_one_logfmt_line_a_request_without_the_query(served: Served) -> None:
+    """--access-log: each request is one `rag.serve.access` line on stderr; the query string (a user's
+    question) is not logged."""
+    status, _ = served.request("/search?q=secret+question+words&k=1")
+    assert status == 200
+    status, _ = served.request("/search?q=x", token="wrong")
+    assert status == 401
+    lines = [ln for ln in served.log.read_text().splitlines() if "logger=rag.serve.access" in ln]
+    ok = [ln for ln in lines if "path=/search status=200" in ln]
+    assert ok and ok[-1].startswith("ts=") and " level=info " in ok[-1] and " method=GET " in ok[-1]
+    assert " ms=" in ok[-1] and " remote=127.0.0.1" in ok[-1]
+    assert any("path=/search status=401" in ln for ln in lines)
+    assert not any("secret" in ln for ln in lines)
