@@ -233,8 +233,10 @@ def test_openai_stream_and_key(sample_home: Path, fake_llm: FakeOpenAI) -> None:
     assert data["sentences"] and all(v["verified"] and v["quoted"] for v in data["sentences"])
     assert "no sentence of the answer is supported" in out.stderr
     marked = json.loads(ask_openai(sample_home, fake_llm, "ok", "--json", RAG_ANSWER_UNVERIFIED="mark").stdout)
-    assert marked["answer"].startswith('Paris is the capital [1]. (unverified)\n\nEvidence:\n- "')
-    assert marked["verified"] is False and [v["verified"] for v in marked["sentences"]][:2] == [False, True]
+    # shown marked, an unverified sentence does not lead: the evidence does, then the sentence (issue 32 item 6)
+    assert marked["answer"].startswith('Evidence:\n- "') and marked["answer"].endswith("\n\nParis is the capital [1]. (unverified)")
+    assert marked["verified"] is False and [v["verified"] for v in marked["sentences"]][-1:] == [False]
+    assert marked["provenance"]["lead"] == "evidence"
     body = fake_llm.bodies[-1]
     assert (
         body["stream"] is True and body["messages"][0]["role"] == "system" and "[1]" in body["messages"][1]["content"]
