@@ -34,12 +34,54 @@ def hash_settings(rag_home: Path):
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+            cwd: Path | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """``rag ARGS`` with ``env`` added to the environment, ``input`` on stdin (else none), in ``cwd`` (the repo):
+    through the CLI's entry point in this process (:func:`run_cli_here`), or with ``process=True`` as the real
+    command in a fresh interpreter (startup, imports, signals, exit, what a shell sees), bounded by ``timeout``.
+    A run that loads plugins or sets the interpreter's own variables (``PYTHON*``) is always a process: a plugin
+    is imported once per process, and those variables act at startup."""
+    if not process and not any(k == "RAG_PLUGINS" or k.startswith("PYTHON") for k in env or {}):
+        return run_cli_here(*args, env=env, input=input, cwd=cwd)
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [*RAG, *args], capture_output=True, text=True, env=full_env, input=input, timeout=timeout, cwd=cwd or ROOT,
         stdin=None if input is not None else subprocess.DEVNULL,
     )  # fmt: skip
+
+
+def run_cli_here(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """The CLI's entry point (``rag_cli.cli.app.main``) in this process, ``env`` set, ``input`` as stdin, stdout
+    and stderr captured (the environment, working directory, output streams and SIGTERM handler restored
+    after): the same result as the real command without starting an interpreter and loading its models."""
+    import contextlib
+    import importlib
+    import io
+    import signal
+
+    from rag_cli.cli import output
+
+    cli_app = importlib.import_module("rag_cli.cli.app")
+
+    saved_environ, saved_env, saved_cwd = dict(os.environ), output.get_env(), os.getcwd()
+    saved_sigterm = signal.getsignal(signal.SIGTERM)
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env or {})
+    output.set_env(output.Env(stdout=out, stderr=err, stdin=io.StringIO(input or "")))
+    os.chdir(cwd or ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = cli_app.main(list(args))
+            except SystemExit as exc:  # what a process would exit with
+                rc = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        output.set_env(saved_env)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        signal.signal(signal.SIGTERM, saved_sigterm)
+    return subprocess.CompletedProcess(["rag", *args], rc, out.getvalue(), err.getvalue())
 
 
 IMPORTTIME = {"PYTHONPROFILEIMPORTTIME": "1"}  # env for run_cli: stderr lists every import (-X importtime)

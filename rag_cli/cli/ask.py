@@ -450,7 +450,7 @@ def ask_cmd(
     for d in result.degraded if result is not None else []:
         env.warn(f"source {d.source} degraded: {d.reason}")
     if result is not None and not result.complete:
-        sys.exit(1)
+        raise typer.Exit(1)  # a partial answer: exit 1 through the CLI's one boundary
 
 
 def explain_result(env: Env, result: Any) -> None:

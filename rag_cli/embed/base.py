@@ -105,14 +105,17 @@ def _load_builtins() -> None:
     from . import hashing, sentence  # noqa: F401  (registering is their import side effect)
 
 
-_CACHE: dict[tuple[str, str, int, str, str], Embedder] = {}
+_CACHE: dict[tuple[str, ...], Embedder] = {}
 
 
 def create(settings: Settings) -> Embedder:
     """The embedder for ``settings`` (cached per process: models load once)."""
     _load_builtins()
-    key = (settings.embed_backend, settings.embed_model, settings.embed_batch_size, settings.embed_device,
-           settings.embed_onnx_variant)  # fmt: skip
+    # every setting the embedder is built from: one process asking for another (documents through torch
+    # instead of ONNX Runtime, queries through ONNX) gets that, not the first one cached
+    key = (settings.embed_backend, settings.embed_model, str(settings.embed_batch_size), settings.embed_device,
+           settings.embed_onnx_variant, settings.embed_doc_backend, settings.embed_query_backend,
+           str(settings.embed_query_cache))  # fmt: skip
     if key in _CACHE:
         return _CACHE[key]
     factory = _REGISTRY.get(settings.embed_backend)

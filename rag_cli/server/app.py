@@ -188,10 +188,15 @@ class Guard:
                 self.hub.metrics.inflight.set(self.inflight)
 
 
+# the application's state, typed (aiohttp warns on string keys)
+HUB = web.AppKey("hub", Hub)
+GUARD = web.AppKey("guard", Guard)
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every request: the guard's checks first, then the route; its count and latency in the metrics."""
-    guard: Guard = request.app["guard"]
+    guard: Guard = request.app[GUARD]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     t0 = time.perf_counter()
     status = 500
@@ -228,8 +233,8 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
 
 
 async def search_route(request: web.Request) -> web.Response:
-    hub: Hub = request.app["hub"]
-    guard: Guard = request.app["guard"]
+    hub: Hub = request.app[HUB]
+    guard: Guard = request.app[GUARD]
     try:
         if request.method == "POST":
             body = await read_json(request, hub.settings.serve_max_body_kb)
@@ -262,7 +267,7 @@ async def get_route(request: web.Request) -> web.Response:
     from .mcp_tools import read
 
     q = request.query
-    name, _, retrieval = request.app["hub"].pick(q.get("index"))
+    name, _, retrieval = request.app[HUB].pick(q.get("index"))
     request["index"] = name
     try:
         nums = {key: int(q[key]) if q.get(key) else None for key in ("start_line", "end_line", "chunk_id")}
@@ -290,8 +295,8 @@ def _texts(body: dict[str, Any]) -> list[str]:
 
 async def embed_route(request: web.Request) -> web.Response:
     """``POST /embed {"texts": [...], "index"}``: the texts' unit vectors from the index's query encoder."""
-    hub: Hub = request.app["hub"]
-    guard: Guard = request.app["guard"]
+    hub: Hub = request.app[HUB]
+    guard: Guard = request.app[GUARD]
     try:
         body = await read_json(request, hub.settings.serve_max_body_kb)
         name, _, retrieval = hub.pick(body.get("index"))
@@ -311,12 +316,12 @@ async def embed_route(request: web.Request) -> web.Response:
 
 
 async def healthz_route(request: web.Request) -> web.Response:
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[HUB]
     wanted = request.query.get("index")
     if wanted is not None and wanted not in hub.indexes:
         return error(404, f"index {wanted!r} is not served here")
     name = wanted or hub.default
-    info = {**hub.summary(name), "auth": bool(request.app["guard"].token), "embed": True,
+    info = {**hub.summary(name), "auth": bool(request.app[GUARD].token), "embed": True,
             "max_body_kb": hub.settings.serve_max_body_kb}  # fmt: skip
     if wanted is None:
         info["indexes"] = {n: hub.summary(n) for n in hub.indexes}
@@ -326,7 +331,7 @@ async def healthz_route(request: web.Request) -> web.Response:
 
 
 async def metrics_route(request: web.Request) -> web.Response:
-    hub: Hub = request.app["hub"]
+    hub: Hub = request.app[HUB]
     body = hub.metrics.render(hub.gate)
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
@@ -335,8 +340,8 @@ def create_app(hub: Hub) -> web.Application:
     from . import ask, mcp_tools, openai_api
 
     app = web.Application(middlewares=[observe], client_max_size=hub.settings.serve_max_body_kb * 1024)
-    app["hub"] = hub
-    app["guard"] = Guard(hub)
+    app[HUB] = hub
+    app[GUARD] = Guard(hub)
     app.router.add_get("/search", search_route)
     app.router.add_post("/search", search_route)
     app.router.add_get("/get", get_route)

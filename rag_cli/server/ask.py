@@ -20,6 +20,7 @@ from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, RagError, U
 from ..pipeline.answer import Event, answer, chain, jsonl_event
 from ..pipeline.chat import condense
 from ..retrieve.service import Retrieval
+from .app import HUB
 from .http import (
     HttpError,
     check_mode,
@@ -163,7 +164,7 @@ async def answer_events(hub: Any, name: str, settings: Settings, retrieval: Retr
 
 
 async def ask_route(request: web.Request) -> web.StreamResponse:
-    hub = request.app["hub"]
+    hub = request.app[HUB]
     body = await read_json(request, hub.settings.serve_max_body_kb)
     name, settings, retrieval = hub.pick(body.get("index"))
     request["index"] = name

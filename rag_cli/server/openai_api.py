@@ -20,6 +20,7 @@ from aiohttp import web
 from ..errors import AllSourcesFailed, LLMError, NoRelevantPassages, UsageError
 from ..pipeline.answer import AnswerResult
 from ..pipeline.chat import condense
+from .app import HUB
 from .ask import STATUS, Framing, Watch, answer_events, answer_params, stream_answer
 from .http import HttpError, json_response, read_json, sse_frame
 
@@ -32,7 +33,7 @@ def _error(status: int, message: str, code: str, kind: str = "invalid_request_er
 
 
 async def models_route(request: web.Request) -> web.Response:
-    hub = request.app["hub"]
+    hub = request.app[HUB]
     data = []
     for name, (_, retrieval) in hub.indexes.items():
         created = 0
@@ -78,7 +79,7 @@ def _citations(result: AnswerResult) -> list[dict[str, Any]]:
 
 
 async def chat_route(request: web.Request) -> web.StreamResponse:
-    hub = request.app["hub"]
+    hub = request.app[HUB]
     try:
         body = await read_json(request, hub.settings.serve_max_body_kb)
     except HttpError as exc:

@@ -83,7 +83,7 @@ def test_index_and_search_with_the_int8_backend(tmp_path: Path, vectors: dict[st
     """The real CLI: `rag index` with int8 ONNX, then a search finds the right file; torch is never imported."""
     env = {"RAG_HOME": str(tmp_path / "home"), "RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "int8",
            **IMPORTTIME}  # fmt: skip
-    out = run_cli("index", str(SAMPLE), "--json", env=env, timeout=600)
+    out = run_cli("index", str(SAMPLE), "--json", env=env, timeout=600, process=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["chunks"]["added"] > 0
     assert {"torch", "sentence_transformers"}.isdisjoint(imported_modules(out.stderr))  # export cached (fixture)
@@ -124,12 +124,15 @@ def test_default_index_embeds_with_fp32_onnx_exported_once_in_the_open(tmp_path:
 
     cache = tmp_path / "onnx-cache"
     base = {"RAG_ONNX_CACHE": str(cache)}
+    # fresh processes: one that has loaded the encoder already has nothing to prepare
     first = run_cli("index", str(SAMPLE / "concepts"), "--json", env={**base, "RAG_HOME": str(tmp_path / "h1")},
-                    timeout=900)  # fmt: skip
+                    timeout=900, process=True)  # fmt: skip
     assert first.returncode == 0, first.stderr[-2000:]
     assert "preparing the ONNX encoder" in first.stderr and "ONNX encoder ready" in first.stderr
     assert json.loads(first.stdout)["documents_embedded_by"] == "onnx"
-    again = run_cli("index", str(SAMPLE / "concepts"), "--json", env={**base, "RAG_HOME": str(tmp_path / "h2")})
+    again = run_cli(
+        "index", str(SAMPLE / "concepts"), "--json", env={**base, "RAG_HOME": str(tmp_path / "h2")}, process=True
+    )
     assert again.returncode == 0 and "ONNX" not in again.stderr, again.stderr[-2000:]
     torch_env = {**base, "RAG_HOME": str(tmp_path / "h3"), "RAG_EMBED_DOC_BACKEND": "torch"}
     old = run_cli("index", str(SAMPLE / "concepts"), "--json", env=torch_env)

@@ -234,7 +234,7 @@ def test_warm_path_uses_the_running_server(served: Served, sample_home: Path) ->
     local = run_cli("search", "reciprocal rank fusion", "--json", "-k", "3", "--server", "off", env=env)
     for server in (["--server", served.url("")], []):  # explicit URL, then auto-discovery
         out = run_cli("search", "reciprocal rank fusion", "--json", "-k", "3", *server, env={**env, **IMPORTTIME},
-                      timeout=60)  # fmt: skip
+                      timeout=60, process=True)  # fmt: skip
         assert out.returncode == 0, out.stderr
         assert {"faiss", "onnxruntime", "torch", "sentence_transformers", "numpy"}.isdisjoint(
             imported_modules(out.stderr)

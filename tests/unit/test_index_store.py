@@ -389,3 +389,18 @@ def test_an_interrupt_while_the_writer_opens_leaves_nothing_behind(hash_settings
     while runtime.busy() and time.monotonic() < deadline:  # whatever still runs on the pool has finished
         time.sleep(0.05)
     assert {p.name for p in hash_settings.index_dir.glob("data-*")} == live
+
+
+def test_the_embedder_cache_tells_apart_every_setting_it_is_built_from() -> None:
+    """One process asking for documents through torch after ONNX Runtime gets what it asked for (found when the
+    CLI tests began to run in one process: the second index was embedded by the first one's backend)."""
+    from dataclasses import replace
+
+    from rag_cli.config import Settings
+    from rag_cli.embed import base as embed_base
+
+    s = Settings(embed_backend="hash")
+    first = embed_base.create(s)
+    assert embed_base.create(replace(s)) is first  # the same settings: loaded once
+    for change in ({"embed_doc_backend": "torch"}, {"embed_query_backend": "onnx"}, {"embed_query_cache": 0}):
+        assert embed_base.create(replace(s, **change)) is not first, change
