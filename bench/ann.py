@@ -76,8 +76,8 @@ def cranfield() -> tuple[np.ndarray, np.ndarray]:
     os.environ["RAG_HOME"] = str(home)
     from rag_cli.config import load_settings
     from rag_cli.embed.base import create
-    from rag_cli.store import faiss_index
-    from rag_cli.store.reader import IndexReader
+    from rag_cli.store.local import faiss_index
+    from rag_cli.store.local.reader import IndexReader
 
     reader = IndexReader(home / "indexes" / "cranfield")
     reader.refresh()
@@ -89,7 +89,7 @@ def cranfield() -> tuple[np.ndarray, np.ndarray]:
 
 
 def measure(name: str, xb: np.ndarray, q: np.ndarray, probes: tuple[int, ...]) -> list[str]:
-    from rag_cli.store import faiss_index
+    from rag_cli.store.local import faiss_index
 
     ids = np.arange(1, len(xb) + 1, dtype=np.int64)
     m0 = rss_mib()

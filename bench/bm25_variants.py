@@ -1,6 +1,6 @@
 """Why rag's BM25 is under bm25s on some sets: scoring variants over the same FTS5 postings (issue 30).
 
-Every variant scores the postings FTS5 stored (store/bm25_memory.py reads them: the same tokens, Porter stemming,
+Every variant scores the postings FTS5 stored (store/local/bm25_memory.py reads them: the same tokens, Porter stemming,
 column weights), so only the formula differs: FTS5's idf ``log((N - n + 0.5) / (n + 0.5))``, clamped to 1e-6
 for a term in over half the chunks, against Lucene's (and bm25s's) ``log(1 + (N - n + 0.5) / (n + 0.5))``,
 each with rag's column weights (title 2, heading 2, text 1) and with equal ones. Top 30 chunks a query (no
@@ -34,7 +34,7 @@ IDF: dict[str, Callable[[int, int], float]] = {
 def ranked(m: Any, idf: Callable[[int, int], float], terms: list[str], depth: int = 30) -> list[int]:
     import numpy as np
 
-    from rag_cli.store.bm25_memory import K1
+    from rag_cli.store.local.bm25_memory import K1
 
     scores = np.zeros(m.rows)
     for term in terms:
@@ -52,7 +52,7 @@ def main() -> None:
     from rag_cli.eval.beir import load
     from rag_cli.eval.metrics import ndcg_at
     from rag_cli.store import layout
-    from rag_cli.store.bm25_memory import MemoryBM25, QueryTokenizer
+    from rag_cli.store.local.bm25_memory import MemoryBM25, QueryTokenizer
     from rag_cli.store.rows import query_words
 
     indexes = CACHE / "home" / "indexes"

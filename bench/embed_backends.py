@@ -33,7 +33,7 @@ BACKENDS = {  # label -> settings
 
 
 def chunk_texts(home: Path) -> list[str]:
-    from rag_cli.store.reader import IndexReader
+    from rag_cli.store.local.reader import IndexReader
     from rag_cli.types import Chunk
 
     reader = IndexReader(home / "indexes" / "cranfield")

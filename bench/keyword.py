@@ -1,4 +1,4 @@
-"""BM25 from memory (store/bm25_memory.py) against FTS5 bm25(): per-query time, load time and memory.
+"""BM25 from memory (store/local/bm25_memory.py) against FTS5 bm25(): per-query time, load time and memory.
 
 Two indexes: the Cranfield index of bench/search.py (1,400 abstracts), and a synthetic one of 100,000
 chunks (the default `[retrieve] bm25_memory_chunks` limit) whose texts are random runs of Cranfield
@@ -60,7 +60,7 @@ def synthetic_index(root: Path, n: int) -> Path:
 
 
 def measure(index_dir: Path, queries: list[str]) -> dict[str, float]:
-    from rag_cli.store.reader import IndexReader
+    from rag_cli.store.local.reader import IndexReader
 
     fts = IndexReader(index_dir)
     mem = IndexReader(index_dir, bm25_memory_max=10**9)

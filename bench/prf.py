@@ -65,8 +65,8 @@ def collect(name: str, index: str, queries: list[dict[str, Any]]) -> tuple[list[
 
     from rag_cli.config import load_settings
     from rag_cli.embed import base as embed_base
-    from rag_cli.store import faiss_index
     from rag_cli.store.base import open_reader
+    from rag_cli.store.local import faiss_index
 
     settings = load_settings(index=index)
     reader = open_reader(settings)

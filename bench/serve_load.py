@@ -69,9 +69,9 @@ def main() -> None:
     off = {"RAG_EMBED_QUERY_CACHE": "0"}
     fts5 = {"RAG_RETRIEVE_BM25_MEMORY_CHUNKS": "0"}  # the baseline: BM25 scored by FTS5 on every query
     runs = [("hybrid (repeated queries hit the query-vector cache)", "hybrid", home, {}),
-            ("hybrid, query vectors cached, BM25 by FTS5 (before store/bm25_memory.py)", "hybrid", home, fts5),
+            ("hybrid, query vectors cached, BM25 by FTS5 (before store/local/bm25_memory.py)", "hybrid", home, fts5),
             ("bm25", "bm25", home, {}),
-            ("bm25 by FTS5 (before store/bm25_memory.py)", "bm25", home, fts5),
+            ("bm25 by FTS5 (before store/local/bm25_memory.py)", "bm25", home, fts5),
             ("hybrid, query cache off (every query embedded, fp32)", "hybrid", home, off),
             ("hybrid, query cache off, int8 index (documents and queries int8)", "hybrid", home8, {**off, **INT8})]  # fmt: skip
     for i, (label, mode, h, extra) in enumerate(runs):

@@ -102,7 +102,7 @@ def drop_cmd(
     """Delete an index and all its files."""
     from ..errors import IndexNotFound, UsageError
     from ..store.layout import is_index_dir
-    from ..store.lock import IndexLock
+    from ..store.local.lock import IndexLock
 
     env = get_env()
     settings = settings_from(config, index=name, store_url=store)  # the name is checked: no path, no '..', not empty

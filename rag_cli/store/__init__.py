@@ -1,7 +1,6 @@
 """The local store: FAISS vectors plus SQLite (files, chunks, FTS5), atomic generations, a lock."""
 
 from .layout import list_indexes
-from .reader import IndexReader
-from .writer import IndexWriter
+from .local import IndexReader, IndexWriter
 
 __all__ = ["IndexReader", "IndexWriter", "list_indexes"]

@@ -111,7 +111,7 @@ def open_reader(settings: Settings, wanted: dict[str, Any] | None = None, *, bm2
 
         reader: Reader = PgReader(settings)
     else:
-        from .reader import IndexReader
+        from .local.reader import IndexReader
 
         reader = IndexReader(settings.index_dir, bm25_memory_max=bm25_memory_max)
     if wanted:
@@ -129,7 +129,7 @@ def open_writer(settings: Settings, fingerprint: dict[str, Any], *, dim: int, re
         from .pg.writer import PgWriter
 
         return PgWriter(settings, fingerprint, dim=dim, rebuild=rebuild)
-    from .writer import IndexWriter
+    from .local.writer import IndexWriter
 
     return IndexWriter(settings.index_dir, fingerprint, dim=dim, rebuild=rebuild, lock_wait=settings.index_lock_wait,
                        on_wait=on_wait, ann_threshold=settings.index_ann_threshold, ann_nprobe=settings.index_ann_nprobe)  # fmt: skip

@@ -206,7 +206,7 @@ def test_big_file_read_in_segments(hash_settings: Settings, tmp_path: Path, monk
     rep = runtime.run(index_paths([root], hash_settings, create(hash_settings)))
     assert rep.files_indexed == 2 and not rep.skipped
     assert len(loads) > 20 and max(loads) <= 4096
-    from rag_cli.store.reader import IndexReader
+    from rag_cli.store.local.reader import IndexReader
 
     reader = IndexReader(hash_settings.index_dir)
     try:

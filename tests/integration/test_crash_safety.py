@@ -62,7 +62,7 @@ def errors(proc: subprocess.Popen[str]) -> str:
 def snapshot(home: Path) -> list[tuple[str, int, str]]:
     """(path, ordinal, text) of every chunk in the live generation, via a reader."""
     code = (
-        "import json,sys; from rag_cli.store.reader import IndexReader; from pathlib import Path;"
+        "import json,sys; from rag_cli.store.local.reader import IndexReader; from pathlib import Path;"
         "r = IndexReader(Path(sys.argv[1])); r.refresh();"
         "rows = r._conn().execute('SELECT f.path, c.ordinal, c.text FROM chunks c JOIN files f ON f.id=c.file_id').fetchall();"
         "assert r.index.ntotal == len(rows), (r.index.ntotal, len(rows));"
@@ -160,7 +160,7 @@ def test_reader_during_writes_sees_whole_generations(tmp_path: Path) -> None:
     import numpy as np
 
     from rag_cli.embed.hashing import HashEmbedder
-    from rag_cli.store.reader import IndexReader
+    from rag_cli.store.local.reader import IndexReader
     from rag_cli.types import Chunk
 
     docs, home = tmp_path / "docs", tmp_path / "home"

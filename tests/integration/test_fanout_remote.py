@@ -185,7 +185,7 @@ retries = 0
 def test_loop_not_blocked_by_embedding_and_faiss(server: FakeSearchServer, rag_home: Path) -> None:
     """While the real model embeds and FAISS searches on the pool, a loopback request is still served promptly."""
     from rag_cli.embed.base import create
-    from rag_cli.store.faiss_index import empty_index
+    from rag_cli.store.local.faiss_index import empty_index
 
     settings = load_settings()
     emb = create(settings)

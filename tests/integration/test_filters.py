@@ -18,7 +18,7 @@ from rag_cli.embed.base import create
 from rag_cli.ingest.pipeline import index_paths
 from rag_cli.pipeline.chat import ChatState
 from rag_cli.retrieve.filters import Filter, glob_matches, make_filter, parse_since
-from rag_cli.store.reader import IndexReader
+from rag_cli.store.local.reader import IndexReader
 from tests.conftest import run_cli, write
 
 HASH = {"RAG_EMBED_BACKEND": "hash"}
@@ -96,7 +96,7 @@ def test_ivf_index_with_a_narrow_filter_still_returns_k(hash_settings: Settings,
     reader = IndexReader(settings.index_dir)
     try:
         reader.refresh()
-        from rag_cli.store.faiss_index import is_ivf
+        from rag_cli.store.local.faiss_index import is_ivf
 
         assert is_ivf(reader._current_index())
         allowed = reader.allowed(Filter(types=("txt",)))

@@ -1,4 +1,4 @@
-"""BM25 from memory (store/bm25_memory.py) against the FTS5 path (FTS5's bm25() rescaled to Lucene's idf) on real
+"""BM25 from memory (store/local/bm25_memory.py) against the FTS5 path (FTS5's bm25() rescaled to Lucene's idf) on real
 indexes: the same chunks in the same order with the same scores to rounding, and both against a plain reference."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from rag_cli import runtime
 from rag_cli.config import Settings
 from rag_cli.embed.base import create
 from rag_cli.ingest.pipeline import index_paths
-from rag_cli.store import bm25_memory as keyword
-from rag_cli.store.reader import IndexReader
+from rag_cli.store.local import bm25_memory as keyword
+from rag_cli.store.local.reader import IndexReader
 from tests.conftest import SAMPLE, write
 
 WEIGHTS = (2.0, 2.0, 1.0)
@@ -206,7 +206,7 @@ def test_a_failed_load_leaves_fts5_answering(hash_settings: Settings, tmp_path: 
         attempts.append(1)
         raise MemoryError("no room for postings")
 
-    monkeypatch.setattr("rag_cli.store.reader_memory.MemoryBM25", broken)
+    monkeypatch.setattr("rag_cli.store.local.reader_memory.MemoryBM25", broken)
     reader = open_reader(hash_settings, 10**6)
     try:
         want = fts5_bm25(hash_settings, "retrieval", 5)

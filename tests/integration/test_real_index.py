@@ -79,7 +79,7 @@ def test_search_cli_json_contract(real_home: Path) -> None:
 def test_chunks_fit_the_model(real_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from rag_cli.config import load_settings
     from rag_cli.embed.base import create
-    from rag_cli.store.reader import IndexReader
+    from rag_cli.store.local.reader import IndexReader
     from rag_cli.types import Chunk
 
     monkeypatch.setenv("RAG_HOME", str(real_home))

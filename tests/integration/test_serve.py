@@ -86,7 +86,7 @@ def test_auth(served: Served) -> None:
 
 
 def wait_bm25_memory(served: Served) -> None:
-    """serve starts loading the BM25 postings into memory at start, in the background (store/bm25_memory.py)."""
+    """serve starts loading the BM25 postings into memory at start, in the background (store/local/bm25_memory.py)."""
     deadline = time.monotonic() + 30
     while served.request("/healthz")[1]["bm25"] != "memory":
         assert time.monotonic() < deadline, "BM25 postings were not loaded"

@@ -13,7 +13,7 @@ from rag_cli.cli.index import Eta
 from rag_cli.embed import base as embed_base
 from rag_cli.ingest.pipeline import Progress, index_paths
 from rag_cli.ingest.stages import ORDER
-from rag_cli.store.reader import IndexReader
+from rag_cli.store.local.reader import IndexReader
 from tests.conftest import write
 
 FOOTER = "This page is part of the widget handbook. Copyright the widget makers, all rights reserved."

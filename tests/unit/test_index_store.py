@@ -14,8 +14,8 @@ from rag_cli.embed.base import create
 from rag_cli.errors import IndexIncompatible, IndexLocked, IndexNotFound
 from rag_cli.ingest.pipeline import IndexReport, index_paths
 from rag_cli.store import layout
-from rag_cli.store.lock import IndexLock
-from rag_cli.store.reader import IndexReader, fts_query
+from rag_cli.store.local.lock import IndexLock
+from rag_cli.store.local.reader import IndexReader, fts_query
 from tests.conftest import write
 
 
@@ -207,7 +207,7 @@ def test_fts_query_quotes_terms() -> None:
 def test_ivf_above_threshold_follows_adds_removes_and_shrinks(hash_settings: Settings, tmp_path: Path) -> None:
     """Past ``index_ann_threshold`` the vector file is IVF; updates and deletions keep it consistent with
     the chunks; searching it finds each document by its own words; shrinking goes back to exact flat."""
-    from rag_cli.store import faiss_index
+    from rag_cli.store.local import faiss_index
 
     settings = replace(hash_settings, index_ann_threshold=60, index_ann_nprobe=64)
     docs = tmp_path / "docs"
@@ -249,8 +249,8 @@ def test_ivf_trains_on_a_sample_read_from_the_vectors_table(
 
     import numpy as np
 
-    from rag_cli.store import faiss_index, writer
-    from rag_cli.store.writer import IndexWriter
+    from rag_cli.store.local import faiss_index, writer
+    from rag_cli.store.local.writer import IndexWriter
 
     monkeypatch.setattr(faiss_index, "train_size", lambda n: min(n, 48))  # fewer rows than vectors: a sample
     monkeypatch.setattr(writer, "TABLE_BATCH", 7)  # samples and batches across many reads

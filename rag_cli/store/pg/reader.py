@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import IndexNotFound
 from ...types import Hit
-from ..allowed import BoundedCache
 from ..base import bm25_idf
+from ..cache import BoundedCache
 from ..layout import FORMAT_VERSION
 from ..rows import HEADING_SEP, path_from_db, path_to_db, query_words
 from .common import connection, parse_vector, read, schema_made, schema_name, vector_text

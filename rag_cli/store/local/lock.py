@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import IndexLocked
+from ...errors import IndexLocked
 
 
 class IndexLock:

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import IndexCorrupt
-from .layout import REPAIR, fsync_dir
+from ...errors import IndexCorrupt
+from ..layout import REPAIR, fsync_dir
 
 
 def faiss() -> Any:

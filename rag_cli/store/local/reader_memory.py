@@ -9,12 +9,13 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import layout, schema
+from .. import layout
+from . import schema
 from .bm25_memory import MemoryBM25, QueryTokenizer
 
 
 class MemoryPostings:
-    """Mixed into :class:`~rag_cli.store.reader.IndexReader`, whose state it reads."""
+    """Mixed into :class:`~rag_cli.store.local.reader.IndexReader`, whose state it reads."""
 
     bm25_memory_max: int
     bm25_memory_error: str

@@ -17,15 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import IndexCorrupt
-from ..types import Hit
-from . import base as store_base
-from . import faiss_index, layout, schema
-from .allowed import Allowed, BoundedCache
+from ...errors import IndexCorrupt
+from ...types import Hit
+from .. import base as store_base
+from .. import layout
+from ..cache import BoundedCache
+from ..layout import REPAIR
+from ..rows import HEADING_SEP, path_from_db, path_to_db, query_words
+from . import faiss_index, schema
+from .allowed import Allowed
 from .bm25_memory import QueryTokenizer
-from .layout import REPAIR
 from .reader_memory import MemoryPostings
-from .rows import HEADING_SEP, path_from_db, path_to_db, query_words
 
 
 def weighted_words(query: str, expansion: Any = None) -> list[tuple[str, float]]:
@@ -50,7 +52,7 @@ class IndexReader(MemoryPostings):
 
     def __init__(self, index_dir: Path, fingerprint: dict[str, Any] | None = None, *, bm25_memory_max: int = 0) -> None:
         """``bm25_memory_max`` > 0: BM25 for indexes up to that many chunks is answered from memory
-        (store/bm25_memory.py), loaded in the background for each new generation; 0: always FTS5."""
+        (store/local/bm25_memory.py), loaded in the background for each new generation; 0: always FTS5."""
         self.index_dir = index_dir
         self.name = index_dir.name
         self.wanted = fingerprint

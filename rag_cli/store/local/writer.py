@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import IndexCorrupt
-from ..types import Chunk
-from . import faiss_index, layout, schema
+from ...errors import IndexCorrupt
+from ...types import Chunk
+from .. import layout
+from ..rows import HEADING_SEP, FileState, path_from_db, path_to_db, text_to_db
+from . import faiss_index, schema
 from .lock import IndexLock
-from .rows import HEADING_SEP, FileState, path_from_db, path_to_db, text_to_db
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-TOKENIZE = "porter unicode61 remove_diacritics 2"  # FTS5 tokenizer of chunks_fts (and of store/bm25_memory.py)
+TOKENIZE = "porter unicode61 remove_diacritics 2"  # FTS5 tokenizer of chunks_fts (and of store/local/bm25_memory.py)
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +49,7 @@ END;
 
 def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     if not create and not path.is_file():
-        from ..errors import IndexCorrupt
+        from ...errors import IndexCorrupt
 
         raise IndexCorrupt(f"index database missing: {path}", hint="run `rag index --rebuild`")
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)

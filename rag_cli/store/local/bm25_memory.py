@@ -21,9 +21,9 @@ import sqlite3
 import threading
 from typing import Any
 
-from .base import BM25_B as B
-from .base import BM25_K1 as K1
-from .base import bm25_idf
+from ..base import BM25_B as B
+from ..base import BM25_K1 as K1
+from ..base import bm25_idf
 from .schema import TOKENIZE
 
 COLUMNS = ("title", "heading", "text")
