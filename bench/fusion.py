@@ -245,24 +245,24 @@ def convex(alpha: float, norm: str = "minmax") -> Callable[[dict], list[dict]]:
     return rank
 
 
+def normed(row: dict, hit: dict, m: str, norm: str = "z") -> dict[str, float]:
+    """Method ``m``'s scores of the candidates ``hit`` (each has both), standardised (z), min-max or max-scaled."""
+    v = {x: row["full"][x].get(m, 0.0) for x in hit}
+    if norm == "z":
+        mu = statistics.mean(v.values())
+        sd = statistics.pstdev(v.values()) or 1.0
+        return {x: (s - mu) / sd for x, s in v.items()}
+    lo = min(v.values()) if norm == "minmax" else 0.0
+    span = (max(v.values()) - lo) or 1.0
+    return {x: (s - lo) / span for x, s in v.items()}
+
+
 def completed(alpha: float, norm: str) -> Callable[[dict], list[dict]]:
     """alpha * N(dense) + (1 - alpha) * N(bm25) over the union of candidates, each with both scores."""
 
     def rank(row: dict) -> list[dict]:
         hit = {h["key"]: h for m in ("bm25", "dense") for h in row[m]}
-        full = row["full"]
-
-        def normed(m: str) -> dict[str, float]:
-            v = {x: full[x].get(m, 0.0) for x in hit}
-            if norm == "z":
-                mu = statistics.mean(v.values())
-                sd = statistics.pstdev(v.values()) or 1.0
-                return {x: (s - mu) / sd for x, s in v.items()}
-            lo = min(v.values()) if norm == "minmax" else 0.0
-            span = (max(v.values()) - lo) or 1.0
-            return {x: (s - lo) / span for x, s in v.items()}
-
-        d, b = normed("dense"), normed("bm25")
+        d, b = normed(row, hit, "dense", norm), normed(row, hit, "bm25", norm)
         acc = {x: alpha * d[x] + (1 - alpha) * b[x] for x in hit}
         return [hit[x] for x in sorted(acc, key=lambda x: -acc[x])]
 
@@ -279,9 +279,7 @@ def adaptive(rule: str, power: float = 1.0) -> Callable[[dict], list[dict]]:
         z: dict[str, dict[str, float]] = {}
         w: dict[str, float] = {}
         for m in ("dense", "bm25"):
-            v = {x: row["full"][x].get(m, 0.0) for x in hit}
-            mu, sd = statistics.mean(v.values()), statistics.pstdev(v.values()) or 1.0
-            z[m] = {x: (s - mu) / sd for x, s in v.items()}
+            z[m] = normed(row, hit, m)
             own = sorted(z[m].values(), reverse=True)
             stand = {"top": own[0], "top3": statistics.mean(own[:3]), "gap": own[0] - own[min(9, len(own) - 1)]}[rule]
             w[m] = max(stand, 0.1) ** power
