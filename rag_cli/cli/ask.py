@@ -274,15 +274,24 @@ class Renderer:
 
 
 def source_labels(sources: list[dict[str, Any]]) -> list[str]:
-    """Each source's location as the Sources list shows it; two passages of one place (two chunks of a PDF
+    """Each source's location as the Sources list shows it: a passage with no line or page to point at (a Word
+    document's) names its section, ``report.docx § Hotels``; two passages of one place (two chunks of a PDF
     page) are told apart as "(passage 1)", "(passage 2)" in their order, instead of one label twice."""
-    labels = [s["url"] or rel(s["location"]) for s in sources]
+    labels = [s["url"] or rel(s["location"]) + _section(s) for s in sources]
     seen: dict[str, int] = {}
     out = []
     for label in labels:
         seen[label] = seen.get(label, 0) + 1
         out.append(f"{label} (passage {seen[label]})" if labels.count(label) > 1 else label)
     return out
+
+
+def _section(source: dict[str, Any]) -> str:
+    """`` § HEADING`` (the passage's innermost heading) for a source located by its path alone, else ""."""
+    heading = source.get("heading") or []
+    if source.get("start_line") is None and source.get("page") is None and heading:
+        return f" § {heading[-1]}"
+    return ""
 
 
 def _no_marks(text: str) -> str:

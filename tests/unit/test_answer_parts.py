@@ -194,3 +194,7 @@ def test_two_passages_of_one_page_get_labels_of_their_own() -> None:
                          src("x", "https://example.org/p")])  # fmt: skip
     assert got[0].endswith("local-llms.pdf#page=1 (passage 1)") and got[2].endswith("local-llms.pdf#page=1 (passage 2)")
     assert got[1].endswith("a.md:3") and got[3] == "https://example.org/p"
+    # a Word document's passages have no line or page: their section tells them apart (issue 32 item 11)
+    word = [{"location": "/d/policy.docx", "url": None, "heading": ["Travel policy", h], "start_line": None,
+             "page": None} for h in ("Hotels", "Trains")]  # fmt: skip
+    assert [g.rsplit("/", 1)[-1] for g in source_labels(word)] == ["policy.docx § Hotels", "policy.docx § Trains"]
