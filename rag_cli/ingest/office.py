@@ -15,6 +15,7 @@ import posixpath
 import re
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -95,10 +96,12 @@ def load_docx(path: str, data: bytes) -> list[Document]:
                 continue
             blocks.append(Block(text, tuple(t for _, t in trail)))
         elif tag == "tbl":
-            rows = [" | ".join(_clean(c.text) for c in row.cells) for row in Table(el, doc).rows]
-            text = "\n".join(r for r in rows if r.strip(" |"))
-            if text:
-                blocks.append(Block(text, tuple(t for _, t in trail)))
+            # each row on a line of its own, its cells named by the header row ("City: Paris; Cap: 190"), as
+            # CSV and spreadsheet rows are: a quote or a verified number keeps what it is; a Word document has
+            # no line numbers, so the row numbers are not kept as lines
+            rows = [(r, [_clean(c.text) for c in row.cells]) for r, row in enumerate(Table(el, doc).rows, start=1)]
+            blocks += [replace(b, start_line=None, end_line=None)
+                       for b in table_blocks(rows, tuple(t for _, t in trail))]  # fmt: skip
     return [Document(path, title or stem_title(path), require_text(blocks, headings), kind="docx")]
 
 
