@@ -111,6 +111,11 @@ def test_eta_follows_text_left_not_files() -> None:
     eta.done(100)  # 100 characters a second
     # left: 400 queued - 200 embedded, plus 500 unread bytes at 0.8 characters a byte = 600 characters
     assert eta.seconds_left() == 6.0
+    # the one bar shown (issue 32 item 11): 200 of the estimated 800 characters embedded, whatever the file count
+    assert eta.text_total() == 800 and eta.share_done() == 0.25
+    eta.read_bytes, eta.queued = 1000, 800
+    eta.done(600)
+    assert eta.share_done() == 1.0 and eta.seconds_left() == 0.0
 
 
 def test_progress_protocol_has_the_eta_events() -> None:
