@@ -62,6 +62,10 @@ def run_cli_here(*args: str, env: dict[str, str] | None = None, input: str | Non
     from rag_cli.cli import output
 
     cli_app = importlib.import_module("rag_cli.cli.app")
+    # a library that binds sys.stderr at import (mcp: stdio_client's errlog=sys.stderr default) is imported
+    # before the streams are redirected, or it would keep this run's capture for the rest of the session
+    with contextlib.suppress(ImportError):
+        importlib.import_module("mcp")
 
     saved_environ, saved_env, saved_cwd = dict(os.environ), output.get_env(), os.getcwd()
     saved_sigterm = signal.getsignal(signal.SIGTERM)
