@@ -65,6 +65,10 @@ def test_citation_filter_streams_and_drops_invalid() -> None:
     out = "".join(f.feed(p) for p in pieces) + f.flush()
     assert out == "According to [2], yes  and [1]. Arrays like a[i] stay. [x]"
     assert f.valid == [2, 1] and f.invalid == [7, 9]
+    # an index in code glued to its name is no citation: kept, and no "removed citations ... [0]" (issue 32 item 10)
+    code = CitationFilter(n_passages=2)
+    out = code.feed("Use sys.argv[0] or row[7] or f(x)[5]; see [") + code.feed("1] and [8].") + code.flush()
+    assert out == "Use sys.argv[0] or row[7] or f(x)[5]; see [1] and ." and code.invalid == [8]
 
 
 def test_relevance_threshold() -> None:
