@@ -191,8 +191,13 @@ def clean(text: str) -> str:
 
 
 def quote_line(n: int, text: str) -> str:
-    """One evidence sentence quoted with its passage number, as a Markdown list item: ``- "..." [n]``."""
-    return f'- "{text.strip()}" [{n}]'
+    """One evidence sentence quoted with its passage number, as a Markdown list item: ``- "..." [n]``; a text that
+    itself starts or ends with a double quote (a Python docstring's triple quotes) is set in “...” instead,
+    so the quote does not open with four quote marks."""
+    body = text.strip()
+    if body.startswith('"') or body.endswith('"'):
+        return f"- \u201c{body}\u201d [{n}]"
+    return f'- "{body}" [{n}]'
 
 
 _HOW_MANY = re.compile(r"\bhow many ([a-z][\w-]*)(?: (?!per\b)([a-z][\w-]*))?(?: per ([a-z][\w-]*))?", re.IGNORECASE)

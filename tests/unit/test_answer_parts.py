@@ -202,3 +202,11 @@ def test_two_passages_of_one_page_get_labels_of_their_own() -> None:
     word = [{"location": "/d/policy.docx", "url": None, "heading": ["Travel policy", h], "start_line": None,
              "page": None} for h in ("Hotels", "Trains")]  # fmt: skip
     assert [g.rsplit("/", 1)[-1] for g in source_labels(word)] == ["policy.docx § Hotels", "policy.docx § Trains"]
+
+
+def test_a_quoted_docstring_does_not_open_with_four_quote_marks() -> None:
+    """Issue 32 item 10: a Python docstring was quoted as `""" "Return ...`." ""
+    from rag_cli.text import quote_line
+
+    assert quote_line(2, ' """Return the thing.""" ') == '- \u201c"""Return the thing."""\u201d [2]'
+    assert quote_line(1, "Plain text.") == '- "Plain text." [1]'
