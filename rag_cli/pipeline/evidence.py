@@ -127,11 +127,9 @@ def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> li
         vecs = embed([question] + [s.text for s in sents])
         cos = [float(x) for x in vecs[1:] @ vecs[0]]
     terms = [content_terms(s.text) & q_terms for s in sents]
-    weight = rarity(q_terms, terms)
-    total = sum(weight.values())
+    cover = weighted_cover(q_terms, terms)
     for s, c, held in zip(sents, cos, terms, strict=True):
-        cover = sum(weight[t] for t in held) / total if total else 0.0
-        s.score = W_COS * c + W_COVER * cover + W_RANK / (s.passage + 1)
+        s.score = W_COS * c + W_COVER * cover(held) + W_RANK / (s.passage + 1)
     return sents
 
 
@@ -139,18 +137,24 @@ def relevance(question: str, scored: Sequence[Sentence], embed: Embed | None = N
     """A scorer of other text (a sentence the model wrote) on the scale :func:`score` gave the passages'
     sentences (``scored``): the same cosine, coverage weighted by the same rarities, no passage-rank bonus."""
     q_terms = content_terms(question)
-    weight = rarity(q_terms, [content_terms(s.text) & q_terms for s in scored])
-    total = sum(weight.values())
+    cover = weighted_cover(q_terms, [content_terms(s.text) & q_terms for s in scored])
 
     def of(text: str) -> float:
-        cover = sum(weight[t] for t in content_terms(text) & q_terms) / total if total else 0.0
         cos = 0.0
         if embed is not None:
             vecs = embed([question, text])
             cos = float(vecs[1] @ vecs[0])
-        return W_COS * cos + W_COVER * cover
+        return W_COS * cos + W_COVER * cover(content_terms(text) & q_terms)
 
     return of
+
+
+def weighted_cover(q_terms: set[str], held: Sequence[set[str]]) -> Callable[[set[str]], float]:
+    """The coverage measure of :func:`score`: question words -> their share of the question's weight, each word
+    weighted by its :func:`rarity` among the candidate sentences (``held``: the question words each holds)."""
+    weight = rarity(q_terms, held)
+    total = sum(weight.values())
+    return lambda words: sum(weight[t] for t in words) / total if total else 0.0
 
 
 def rarity(q_terms: set[str], held: Sequence[set[str]]) -> dict[str, float]:
