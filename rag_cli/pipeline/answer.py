@@ -402,9 +402,7 @@ class _Stream:
             if warning:
                 yield Event("warning", warning)
         if tail:
-            result.timings.setdefault("first_text_ms", self._ms())
-            self.pieces.append(tail)
-            yield Event("token", tail)
+            yield self._token(tail)
         gen_s = time.perf_counter() - (self.t_first if self.started else self.t_gen)
         result.backend = name
         result.answer = "".join(self.pieces).strip()

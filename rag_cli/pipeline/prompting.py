@@ -174,7 +174,7 @@ class CitationFilter:
             return marker
         nums = [int(p) for p in m.group(1).split(",")]
         good = [n for n in nums if 1 <= n <= self.n]
-        if not good and before[-1:].isalnum() | (before[-1:] in ("_", ")", "]")):
+        if not good and (before[-1:].isalnum() or before[-1:] in ("_", ")", "]")):
             return marker  # an index in code, glued to its name ("sys.argv[0]", "row[7]"): no citation
         for n in nums:
             target = self.valid if 1 <= n <= self.n else self.invalid
