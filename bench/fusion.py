@@ -33,16 +33,19 @@ GITDOCS = SHARED / "eval" / "gitdocs"
 
 # -- collecting the candidate lists ------------------------------------------------------------
 # the real search (FanOut.search, hybrid, 30 candidates a method as for k = 10) under each of these settings:
-# fusion, dense weight, bm25 weight, BM25 feedback (RM3 weight), dense feedback (Rocchio beta); the first is the default
+# fusion, dense weight, bm25 weight, BM25 feedback (RM3 weight), dense feedback (Rocchio beta), document bonus;
+# the first is the default
 FEEDBACK = (0.3, 1.0)  # config.Settings.retrieve_feedback_bm25 / _dense
+BONUS = 0.25  # config.Settings.retrieve_document_bonus
 PIPELINES = {
-    "zscore + feedback (default)": ("zscore", 1.0, 1.0, *FEEDBACK),
-    "zscore, no feedback (before)": ("zscore", 1.0, 1.0, 0.0, 0.0),
-    "zscore + Rocchio only": ("zscore", 1.0, 1.0, 0.0, FEEDBACK[1]),
-    "zscore + RM3 l=0.6 + Rocchio": ("zscore", 1.0, 1.0, 0.6, FEEDBACK[1]),
-    "zscore + RM3 l=0.3 + Rocchio b=0.5": ("zscore", 1.0, 1.0, 0.3, 0.5),
-    "RRF k=60 + feedback": ("rrf", 1.0, 1.0, *FEEDBACK),
-    "RRF k=60, no feedback": ("rrf", 1.0, 1.0, 0.0, 0.0),
+    "zscore + feedback + document order (default)": ("zscore", 1.0, 1.0, *FEEDBACK, BONUS),
+    "zscore + feedback, passage order (before)": ("zscore", 1.0, 1.0, *FEEDBACK, 0.0),
+    "zscore + feedback + document order b=0.1": ("zscore", 1.0, 1.0, *FEEDBACK, 0.1),
+    "zscore + feedback + document order b=0.5": ("zscore", 1.0, 1.0, *FEEDBACK, 0.5),
+    "zscore, no feedback, passage order": ("zscore", 1.0, 1.0, 0.0, 0.0, 0.0),
+    "zscore + Rocchio only": ("zscore", 1.0, 1.0, 0.0, FEEDBACK[1], BONUS),
+    "RRF k=60 + feedback + document order": ("rrf", 1.0, 1.0, *FEEDBACK, BONUS),
+    "RRF k=60, no feedback, passage order": ("rrf", 1.0, 1.0, 0.0, 0.0, 0.0),
 }
 SINGLES = {"dense": ("dense", 0.0), "bm25": ("bm25", 0.0), "dense + Rocchio": ("dense", FEEDBACK[1]),
            "bm25 + RM3": ("bm25", FEEDBACK[0])}  # fmt: skip
@@ -77,8 +80,9 @@ def collect(name: str, index: str, queries: list[dict], depth: int, env: dict[st
                 with reader.snapshot():
                     full = reader.scores_for(ids, vec, q["text"], r.bm25_columns)
                 row["full"] = {f"chunk:{path}:{i}": full[i] for path, i in _paths(row, ids)}
-                for label, (fusion, wd, wb, fb_bm25, fb_dense) in PIPELINES.items():
+                for label, (fusion, wd, wb, fb_bm25, fb_dense, bonus) in PIPELINES.items():
                     fan.fusion = fusion
+                    fan.document_bonus = bonus
                     for src in fan.sources:
                         src.weight = wd if src.kind == "dense" else wb
                         src.feedback = fb_dense if src.kind == "dense" else fb_bm25
@@ -133,7 +137,7 @@ def load_sets(depth: int, fresh: bool) -> dict[str, list[dict]]:
             [{"text": i["question"], "rel": i["gold_paths"]} for i in items if i.get("gold_paths")],
         )
     for name, (index, queries) in specs.items():
-        cache = CACHE / f"fusion-v3-{name}-{depth}.json"
+        cache = CACHE / f"fusion-v4-{name}-{depth}.json"
         if fresh or not cache.exists():
             cache.write_text(json.dumps(collect(name, index, queries, depth, env)))
         sets[name] = json.loads(cache.read_text())
@@ -317,6 +321,37 @@ def by_document(fn: Callable[[dict], list[dict]], beta: float) -> Callable[[dict
     return rank
 
 
+def lifted(fn: Callable[[dict], list[dict]], beta: float, spread: bool = False) -> Callable[[dict], list[dict]]:
+    """Document-aware order that keeps passages apart: a document's best passage is lifted by ``beta`` times the
+    sum of its further passages' scores (min-max normalised over the list); the further passages keep their own
+    score (``spread``: they come after every document's best passage instead)."""
+
+    def rank(row: dict) -> list[dict]:
+        hits = fn(row)
+        if not hits or "score" not in hits[0]:
+            return hits
+        s = [h["score"] for h in hits]
+        lo, span = min(s), (max(s) - min(s)) or 1.0
+        first: dict[str, int] = {}
+        extra: dict[str, float] = {}
+        for i, h in enumerate(hits):
+            if h["doc"] in first:
+                extra[h["doc"]] = extra.get(h["doc"], 0.0) + (h["score"] - lo) / span
+            else:
+                first[h["doc"]] = i
+        best = set(first.values())
+        key = {}
+        for i, h in enumerate(hits):
+            own = (h["score"] - lo) / span
+            key[i] = (
+                0 if i in best or not spread else 1,
+                -(own + beta * extra.get(h["doc"], 0.0) if i in best else own),
+            )
+        return [hits[i] for i in sorted(key, key=lambda i: key[i])]
+
+    return rank
+
+
 CANDIDATES: dict[str, Callable[[dict], list[dict]]] = {
     **{f"search: {label}": pipeline(label) for label in PIPELINES},
     **{label: single(label) for label in SINGLES},
@@ -331,13 +366,18 @@ CANDIDATES: dict[str, Callable[[dict], list[dict]]] = {
     **{f"convex TM2C2 a={a}": convex(a, "theory") for a in (0.3, 0.5, 0.7, 0.8)},
     **{f"completed {n} a={a}": completed(a, n) for n in ("z", "minmax", "tm") for a in (0.4, 0.5, 0.6)},
     **{f"completed z, adaptive {r}^{p}": adaptive(r, p) for r in ("top", "top3", "gap") for p in (1, 2)},
+    # the document order computed here from the passage order, as a check of the search's own
+    f"lifted b={BONUS} spread: passage order": lifted(
+        pipeline("zscore + feedback, passage order (before)"), BONUS, True
+    ),
+    f"lifted b={BONUS} in place: passage order": lifted(pipeline("zscore + feedback, passage order (before)"), BONUS),
     **{
         f"by document b={b}: {m}": by_document(fn, b)
         for b in (0.1, 0.25, 0.5)
         for m, fn in (
             ("bm25", single("bm25")),
             ("dense", single("dense")),
-            ("default", pipeline(next(iter(PIPELINES)))),
+            ("passage order", pipeline("zscore + feedback, passage order (before)")),
         )
     },
 }

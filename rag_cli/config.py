@@ -152,6 +152,9 @@ class Settings:
     retrieve_breaker_failures: int = 3
     retrieve_breaker_cooldown: float = 30.0
     retrieve_collapse_twins: bool = True  # near-identical passages of two files (x.html, x.txt) take one slot
+    # hybrid results in document order: each document's best passage first, lifted by this share of its further
+    # passages' scores, further passages after (retrieve/fusion.by_document); 0 = the fused passage order
+    retrieve_document_bonus: float = 0.25
     retrieve_max_body_mb: float = 8.0
     sources: list[dict[str, Any]] = field(default_factory=list)
     llm_backend: str = "local"
@@ -363,6 +366,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "retrieve_rrf_k": (0, 100_000),
     "retrieve_feedback_bm25": (0, 100),
     "retrieve_feedback_dense": (0, 100),
+    "retrieve_document_bonus": (0, 100),
     "retrieve_bm25_memory_chunks": (0, 10**10),
     "retrieve_breaker_failures": (1, 1_000_000),
     "retrieve_breaker_cooldown": (0, 86400),

@@ -20,7 +20,7 @@ from ..errors import AllSourcesFailed, SourceError, UsageError
 from ..resilience import CircuitBreaker, redact_urls
 from ..types import Degradation, Hit
 from .base import QueryContext, Source
-from .fusion import collapse_twins, dedupe, fuse
+from .fusion import by_document, collapse_twins, dedupe, fuse
 
 MODES = SEARCH_MODES
 Completer = Callable[[QueryContext, list[Hit]], Awaitable[None]]
@@ -66,12 +66,14 @@ class FanOut:
                  breaker_failures: int = 3, breaker_cooldown: float = 30.0,
                  observer: Callable[[str, float, str | None], None] | None = None,
                  fusion: str = "zscore", complete: Completer | None = None,
-                 collapse: bool = True) -> None:  # fmt: skip
+                 collapse: bool = True, document_bonus: float = 0.0) -> None:  # fmt: skip
         """``complete`` (the local index): fills in each local candidate's score by the other method
         before fusion, so every candidate is judged on both. ``collapse``: near-identical passages of
-        different files take one result slot (fusion.collapse_twins)."""
+        different files take one result slot (fusion.collapse_twins). ``document_bonus``: fused results in
+        document order (fusion.by_document)."""
         self.sources = list(sources)
         self.collapse = collapse
+        self.document_bonus = document_bonus
         self.fusion = fusion
         self.complete = complete
         self.observer = observer  # called with (source, ms, failure reason or None) after every source call
@@ -180,7 +182,11 @@ class FanOut:
             kinds = {o.source.name: o.source.kind for o in ok}
             hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=None,
                         method=self.fusion)  # fmt: skip
-        hits = collapse_twins(hits, k) if self.collapse else hits[:k]
+        depth = max(fetch, k)
+        hits = collapse_twins(hits, depth) if self.collapse else hits[:depth]
+        if len(ok) > 1:  # the fused candidates (measured there: bench/fusion.py "lifted")
+            hits = by_document(hits, self.document_bonus)
+        hits = hits[:k]
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
         runtime.timings.record("retrieve", timings["total"])

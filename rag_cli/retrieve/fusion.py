@@ -104,6 +104,46 @@ def collapse_twins(hits: list[Hit], limit: int | None = None) -> list[Hit]:
     return [h for h, _ in kept]
 
 
+DOCUMENT_BONUS = 0.25  # [retrieve] document_bonus: a further passage of a document counts this much toward it
+
+
+def document_of(hit: Hit) -> str:
+    """The document a passage belongs to: its file (and record id in a one-file collection), a remote page's
+    address without its fragment, else the passage itself."""
+    if hit.path:
+        return f"{hit.path}\0{hit.doc_id or ''}"
+    if hit.url:
+        return hit.url.split("#", 1)[0]
+    return hit.key
+
+
+def by_document(hits: list[Hit], bonus: float = DOCUMENT_BONUS) -> list[Hit]:
+    """Document-aware order of a ranked list: every document's best passage first, ranked by its own score
+    plus ``bonus`` times the scores of the document's further passages in the list (each over the list's
+    lowest), so that a document a chunker split into several matching passages is not ranked by one fragment;
+    then the further passages in their own order. The passages stay the results (a citation points at the
+    passage); each one's ``score`` becomes the score it is ranked by, so scores still fall down the list: a
+    further passage's is its own lowered by the list's score range. ``bonus`` 0 returns ``hits`` as they are."""
+    if bonus <= 0 or len(hits) < 2:
+        return hits
+    lo = min(h.score for h in hits)
+    span = (max(h.score for h in hits) - lo) or 1.0
+    lead: dict[str, int] = {}
+    support: dict[str, float] = {}
+    for i, h in enumerate(hits):
+        doc = document_of(h)
+        if doc in lead:
+            support[doc] = support.get(doc, 0.0) + h.score - lo
+        else:
+            lead[doc] = i
+    ranked = [
+        replace(hits[i], score=round(hits[i].score + bonus * support.get(doc, 0.0), 6)) for doc, i in lead.items()
+    ]
+    ranked.sort(key=lambda h: -h.score)
+    leads = set(lead.values())
+    return ranked + [replace(h, score=round(h.score - span, 6)) for i, h in enumerate(hits) if i not in leads]
+
+
 LOCAL_METHODS = ("dense", "bm25")
 FUSIONS = ("zscore", "rrf")
 # cosine similarities of one model are comparable across indexes; BM25 scores are not (idf and

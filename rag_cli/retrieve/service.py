@@ -110,6 +110,7 @@ class Retrieval:
             fusion=s.retrieve_fusion,
             complete=self._complete if self.reader is not None else None,
             collapse=s.retrieve_collapse_twins,
+            document_bonus=s.retrieve_document_bonus,
         )
         return self
 

@@ -272,3 +272,60 @@ def test_each_search_reports_its_own_query_embedding_time() -> None:
     for ms in range(10):
         stamps.record("embed", ms)
     assert list(stamps.samples["embed"]) == [7, 8, 9]
+
+
+def _passage(doc: str, n: int, score: float) -> Hit:
+    return Hit(text=f"{doc} {n}", score=score, source="dense+bm25", path=f"/{doc}.md", chunk_id=hash((doc, n)) % 10**6)
+
+
+def test_by_document_lifts_a_document_with_further_matching_passages_and_spreads_the_rest() -> None:
+    """Issue 30, document-aware ranking: a document's best passage counts its further passages (0.25 of their
+    scores over the list's lowest), every document's best passage comes before any second passage, and each
+    result's score is the one it is ranked by, so scores still fall down the list."""
+    from rag_cli.retrieve.fusion import by_document
+
+    hits = [_passage("a", 1, 1.0), _passage("b", 1, 0.9), _passage("b", 2, 0.8), _passage("b", 3, 0.7),
+            _passage("c", 1, 0.5), _passage("d", 1, 0.0)]  # fmt: skip
+    out = by_document(hits, 0.25)
+    # b: 0.9 + 0.25 * (0.8 + 0.7) = 1.275 > a: 1.0; then c, d; then b's further passages in their order
+    assert [h.text for h in out] == ["b 1", "a 1", "c 1", "d 1", "b 2", "b 3"]
+    assert [h.score for h in out] == pytest.approx([1.275, 1.0, 0.5, 0.0, -0.2, -0.3])
+    assert [h.score for h in hits] == [1.0, 0.9, 0.8, 0.7, 0.5, 0.0]  # the input is left as it was
+    assert [h.text for h in by_document(hits, 0.05)] == ["a 1", "b 1", "c 1", "d 1", "b 2", "b 3"]
+    assert by_document(hits, 0.0) == hits
+
+
+def test_by_document_tells_records_of_one_file_and_pages_of_one_site_apart() -> None:
+    from rag_cli.retrieve.fusion import by_document, document_of
+
+    one = Hit(text="x", score=1.0, source="bm25", path="/corpus.jsonl", doc_id="1", chunk_id=1)
+    two = Hit(text="y", score=0.9, source="bm25", path="/corpus.jsonl", doc_id="2", chunk_id=2)
+    web = [Hit(text="p", score=0.5, source="w", url="http://kb/page#a"), Hit(text="q", score=0.4, source="w",
+           url="http://kb/page#b"), Hit(text="r", score=0.3, source="w", url="http://kb/other")]  # fmt: skip
+    assert document_of(one) != document_of(two)
+    assert document_of(web[0]) == document_of(web[1]) != document_of(web[2])
+    assert [h.text for h in by_document([one, two, *web])] == ["x", "y", "p", "r", "q"]
+
+
+def test_the_fanout_puts_fused_results_in_document_order_and_leaves_a_single_list_alone() -> None:
+    import asyncio
+
+    from rag_cli.retrieve.base import QueryContext
+    from rag_cli.retrieve.fanout import FanOut
+
+    class Listed:
+        weight, timeout, filters = 1.0, None, True
+
+        def __init__(self, kind: str) -> None:
+            self.name = self.kind = kind
+
+        async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+            return [_passage("a", 1, 0.9), _passage("a", 2, 0.85), _passage("b", 1, 0.6)]
+
+    async def go(sources: list[Listed], bonus: float) -> list[str]:
+        fan = FanOut(sources, fusion="rrf", collapse=False, document_bonus=bonus)
+        return [h.text for h in (await fan.search("q", k=3)).hits]
+
+    assert asyncio.run(go([Listed("dense"), Listed("bm25")], 0.25)) == ["a 1", "b 1", "a 2"]
+    assert asyncio.run(go([Listed("dense"), Listed("bm25")], 0.0)) == ["a 1", "a 2", "b 1"]
+    assert asyncio.run(go([Listed("dense")], 0.25)) == ["a 1", "a 2", "b 1"]
