@@ -52,6 +52,15 @@ def main() -> None:
                         await r.search(q, k=10, mode=mode, feedback=feedback)
                         times.append((time.perf_counter() - t0) * 1000)
                     out[mode if feedback else f"{mode}, no feedback"] = times
+            assert r.fanout is not None  # the search before document order (issue 30)
+            bonus, r.fanout.document_bonus = r.fanout.document_bonus, 0.0
+            times = []
+            for q in queries:
+                t0 = time.perf_counter()
+                await r.search(q, k=10, mode="hybrid")
+                times.append((time.perf_counter() - t0) * 1000)
+            out["hybrid, passage order"] = times
+            r.fanout.document_bonus = bonus
         return out
 
     lat = runtime.run(go())
@@ -90,9 +99,12 @@ def main() -> None:
     ]
     for mode, times in lat.items():
         note = " (target p50 <= 15)" if mode == "hybrid" else ""
-        plain = lat.get(f"{mode}, no feedback")
+        plain = lat.get(f"{mode}, no feedback") if mode != "hybrid, passage order" else None
         ratio = f"{median(times) / median(plain):.2f}x" if plain else ""
         lines.append(f"| {mode} | {median(times):.1f}{note} | {pct(times, 99):.1f} | {ratio} |")
+    doc, passages = median(lat["hybrid"]), median(lat["hybrid, passage order"])
+    lines += ["", f"Document order (issue 30) against the fused passage order, hybrid p50: {doc:.1f} vs {passages:.1f} ms "
+              f"({doc / passages:.2f}x)."]  # fmt: skip
     lines += [
         "",
         "Whole-process `rag search --json` (median of 5; imports, index open, model load included):",

@@ -30,7 +30,8 @@ class Retriever(Protocol):
     embedder: Any  # the local embedding model, or None
 
     async def search(self, query: str, k: int | None = None, mode: str | None = None,
-                     timeout: float | None = None, *, filter: Any = None) -> Any: ...  # fmt: skip
+                     timeout: float | None = None, *, filter: Any = None,
+                     documents: bool | None = None) -> Any: ...  # fmt: skip
     async def prepare(self, mode: str | None = None) -> None: ...
     async def http(self) -> Any: ...
     def sentence_embedder(self) -> Callable[[Any], Any] | None:

@@ -257,7 +257,8 @@ class ServerRetrieval:
         return None
 
     async def search(self, query: str, k: int | None = None, mode: str | None = None,
-                     timeout: float | None = None, filter: Any = None) -> SearchResult:  # fmt: skip
+                     timeout: float | None = None, filter: Any = None,
+                     documents: bool | None = None) -> SearchResult:  # fmt: skip
         s = self.settings
         per_source = timeout or s.retrieve_timeout
         body = {
@@ -267,6 +268,7 @@ class ServerRetrieval:
             "timeout": per_source,
             "index": s.index,
             **(filter.to_dict() if filter else {}),
+            **({"documents": documents} if documents is not None else {}),
         }
         try:
             status, data = await self._call("POST", "/search", body, per_source + 10.0)

@@ -135,7 +135,7 @@ class FanOut:
 
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
                      candidates: int | None = None, filter: Any = None,
-                     feedback: bool | None = None) -> SearchResult:  # fmt: skip
+                     feedback: bool | None = None, documents: bool | None = None) -> SearchResult:  # fmt: skip
         """Search every source of ``mode`` concurrently and fuse the results. ``filter`` (a
         retrieve.filters.Filter) narrows the local index's dense and BM25 searches and is sent to remote
         ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so)."""
@@ -184,7 +184,7 @@ class FanOut:
                         method=self.fusion)  # fmt: skip
         depth = max(fetch, k)
         hits = collapse_twins(hits, depth) if self.collapse else hits[:depth]
-        if len(ok) > 1:  # the fused candidates (measured there: bench/fusion.py "lifted")
+        if len(ok) > 1 and documents is not False:  # fused candidates (bench/fusion.py)
             hits = by_document(hits, self.document_bonus)
         hits = hits[:k]
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)

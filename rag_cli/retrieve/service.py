@@ -156,14 +156,16 @@ class Retrieval:
     # -- queries ----------------------------------------------------------------------
     async def search(self, query: str, k: int | None = None, mode: str | None = None,
                      timeout: float | None = None, candidates: int | None = None,
-                     filter: Any = None, feedback: bool | None = None) -> SearchResult:  # fmt: skip
+                     filter: Any = None, feedback: bool | None = None,
+                     documents: bool | None = None) -> SearchResult:  # fmt: skip
         """``candidates``: taken from each method before fusion (default max(3k, 30)); ``filter``: a
-        retrieve.filters.Filter for the local index."""
+        retrieve.filters.Filter for the local index; ``documents``: results in document order (None: as
+        ``[retrieve] document_bonus`` says; False: the fused passage order, which an answer's evidence wants)."""
         assert self.fanout is not None, "call open() first"
         mode = mode or self.settings.retrieve_mode
         await self.prepare(mode)
         return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates, filter,
-                                        feedback)  # fmt: skip
+                                        feedback, documents)  # fmt: skip
 
     async def prepare(self, mode: str | None = None) -> None:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""

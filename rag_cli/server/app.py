@@ -3,7 +3,8 @@
 Routes (``index`` picks one of the served indexes; the first one given is the default)::
 
     GET  /search?q=...&k=10&mode=hybrid&index=NAME   same JSON as `rag search --json`
-    POST /search  {"query", "k", "mode", "timeout", "candidates", "index", "path", "type", "since", "feedback"}
+    POST /search  {"query", "k", "mode", "timeout", "candidates", "index", "path", "type", "since", "feedback",
+                   "documents"}
     POST /ask     {"question", "k", "mode", "llm", "index", "history"}   `rag ask --json`, or with
                   `Accept: text/event-stream` the `rag ask --jsonl` events as server-sent events
     GET  /v1/models, POST /v1/chat/completions          OpenAI-compatible (server/openai_api.py)
@@ -228,7 +229,7 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
     candidates = body.get("candidates")
     cand = None if candidates is None else count(s, "candidates", candidates)
     args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body),
-            "feedback": flag_field(body, "feedback")}  # fmt: skip
+            "feedback": flag_field(body, "feedback"), "documents": flag_field(body, "documents")}  # fmt: skip
     return retrieval, args
 
 

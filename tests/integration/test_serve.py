@@ -51,6 +51,16 @@ def test_search_get_and_post_match_cli_contract(served: Served) -> None:
     status, posted = served.request("/search", {"query": "reciprocal rank fusion", "k": 3, "mode": "bm25",
                                                 "feedback": False})  # fmt: skip
     assert status == 200 and [h["chunk_id"] for h in posted["hits"]] == [h["chunk_id"] for h in plain["hits"]]
+    # results in document order (each file's best passage first), or the fused passage order an answer takes
+    status, docs = served.request("/search", {"query": "reciprocal rank fusion", "k": 8})
+    status2, passages = served.request("/search?q=reciprocal+rank+fusion&k=8&documents=false")
+    assert status == status2 == 200 and len(docs["hits"]) == len(passages["hits"]) == 8
+    assert [h["path"] for h in docs["hits"]] != [h["path"] for h in passages["hits"]]
+    paths = [h["path"] for h in docs["hits"]]
+    firsts = list(dict.fromkeys(paths))
+    assert paths[: len(firsts)] == firsts  # every file's first passage before any file's second
+    assert [h["score"] for h in docs["hits"]] == sorted((h["score"] for h in docs["hits"]), reverse=True)
+    assert served.request("/search", {"query": "x", "documents": "maybe"})[0] == 400
 
 
 def test_search_filters_over_http_and_the_warm_path(served: Served, sample_home: Path) -> None:

@@ -35,8 +35,10 @@ class FakeRetrieval:
 
     def __init__(self, hits: list[Hit]) -> None:
         self.hits = hits
+        self.asked: list[dict[str, Any]] = []
 
-    async def search(self, query: str, **_: Any) -> SearchResult:
+    async def search(self, query: str, **kw: Any) -> SearchResult:
+        self.asked.append(kw)
         return SearchResult(query, "hybrid", list(self.hits))
 
 
@@ -85,6 +87,20 @@ def test_a_verified_answer_ends_with_the_best_evidence_quoted() -> None:
     alone, _ = run(Scripted(["According to [1], the cache keeps passwords for 900 seconds [1]."]),
                    Settings(answer_min_evidence=0.0, answer_quote=False))  # fmt: skip
     assert "Evidence:" not in alone.answer
+
+
+def test_an_answer_takes_its_evidence_in_passage_order_not_document_order() -> None:
+    """Issue 30: search results come in document order, but an answer's evidence is the fused passage order
+    (a page's further passages often hold the fact: bench/answer.py measured document order worse)."""
+    retrieval = FakeRetrieval([Hit(text=CACHE, score=0.8, source="bm25", path="c.md")])
+    llm_base.register("scripted", lambda s, services: Scripted(["The cache keeps them 900 seconds [1]."]))
+
+    async def go() -> None:
+        async for _ in answer(Q, retrieval, Settings(answer_min_evidence=0.0), backends=["scripted"]):
+            pass
+
+    runtime.run(go())
+    assert retrieval.asked and all(kw.get("documents") is False for kw in retrieval.asked)
 
 
 def test_a_quote_the_model_already_copied_is_not_repeated() -> None:
