@@ -197,8 +197,10 @@ def test_sigterm_graceful(tmp_path: Path) -> None:
     assert "Traceback" not in s.log.read_text()
 
 
-def test_load_5000_requests_50_clients(served: Served) -> None:
-    """Issue 8: bounded load on loopback: every request answered 200, memory and threads bounded."""
+def test_load_2000_requests_50_clients(served: Served) -> None:
+    """Issue 8: bounded load on loopback: every request answered 200, memory and threads bounded. 208 distinct
+    queries, each asked about ten times by 2,000 requests, bring every cache to its steady state (throughput is
+    bench/serve_load.py's: three rounds of 2,000 requests)."""
     import asyncio
 
     from bench.loadgen import rss_mib, run_load, threads
@@ -208,11 +210,11 @@ def test_load_5000_requests_50_clients(served: Served) -> None:
     base = f"http://127.0.0.1:{served.port}"
     asyncio.run(run_load(base, queries, total=200, concurrency=10, token=TOKEN))
     rss0, th0 = rss_mib(served.proc.pid), threads(served.proc.pid)
-    res = asyncio.run(run_load(base, queries, total=5000, concurrency=50, token=TOKEN, timeout=60))
+    res = asyncio.run(run_load(base, queries, total=2000, concurrency=50, token=TOKEN, timeout=60))
     rss1, th1 = rss_mib(served.proc.pid), threads(served.proc.pid)
-    print(f"\n5000 requests: {res.rps:.0f} rps, p50 {res.pct(50):.0f} ms, p99 {res.pct(99):.0f} ms, "
+    print(f"\n2000 requests: {res.rps:.0f} rps, p50 {res.pct(50):.0f} ms, p99 {res.pct(99):.0f} ms, "
           f"RSS {rss0:.0f} -> {rss1:.0f} MiB, threads {th0} -> {th1}")  # fmt: skip
-    assert res.errors == {} and res.statuses == {200: 5000}
+    assert res.errors == {} and res.statuses == {200: 2000}
     assert th1 <= th0 + 2  # no thread per request
     assert rss1 < rss0 + 150  # bounded: caches are capped
 
