@@ -159,7 +159,8 @@ class FakeSearchServer:
         asyncio.set_event_loop(self.loop)
 
         async def main() -> None:
-            runner = web.AppRunner(self._app(), access_log=None)
+            # a hanging handler (/hang) is cancelled at once on the way out, not waited for
+            runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.2)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()

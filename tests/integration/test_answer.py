@@ -26,7 +26,9 @@ Q = "How many bits per weight does the Q4_K_M quantisation use on average?"
 
 
 def env(home: Path, **extra: str) -> dict[str, str]:
-    return {"RAG_HOME": str(home), "RAG_LLM_TEMPERATURE": "0", **extra}
+    # 48 tokens: the real model's first sentence or two, not the rest of a long reply (a test checks the
+    # pipeline, not how much the model writes)
+    return {"RAG_HOME": str(home), "RAG_LLM_TEMPERATURE": "0", "RAG_LLM_MAX_TOKENS": "48", **extra}
 
 
 def test_local_gguf_in_process(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
