@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 
 SLOW = {"RAG_EMBED_BACKEND": "slow-hash", "RAG_PLUGINS": "tests.plugins.slow_embed", "RAG_TEST_EMBED_DELAY": "0.3",
         "RAG_INDEX_CHECKPOINT_SECONDS": "0.2", "RAG_INDEX_QUEUE_FILES": "4"}  # fmt: skip
+FAST = {"RAG_TEST_EMBED_DELAY": "0.01"}  # the same embedder at full speed, for the runs nothing interrupts
 
 
 def make_corpus(root: Path, n: int, seed: int, variant: int = 0) -> None:
@@ -79,7 +80,7 @@ def test_kill_9_at_random_points(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     docs, home = tmp_path / "docs", tmp_path / "home"
     make_corpus(docs, 60, seed)
-    first = index_proc(docs, home)
+    first = index_proc(docs, home, env=FAST)
     assert first.wait(120) == 0, errors(first)
     base = snapshot(home)
     assert base
@@ -105,12 +106,12 @@ def test_kill_9_at_random_points(tmp_path: Path, seed: int) -> None:
         assert json.loads(search.stdout)["hits"]
 
     assert killed_mid_run >= 2, "the kills should land while indexing runs"
-    done = index_proc(docs, home)
+    done = index_proc(docs, home, env=FAST)
     assert done.wait(180) == 0
     final = snapshot(home)
 
     clean_home = tmp_path / "clean"
-    clean = index_proc(docs, clean_home)
+    clean = index_proc(docs, clean_home, env=FAST)
     assert clean.wait(180) == 0
     assert final == snapshot(clean_home)
     # nothing left behind: one data folder, at most two vector generations, no temp files

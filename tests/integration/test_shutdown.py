@@ -71,7 +71,8 @@ def stop(proc: subprocess.Popen[str], sig: int, timeout: float = 20) -> int:
 def test_signal_during_index(tmp_path: Path, sig: int, rebuild: bool) -> None:
     docs, home = tmp_path / "docs", tmp_path / "home"
     make_corpus(docs, 30, seed=1)
-    env = {**SLOW, "RAG_HOME": str(home)}
+    # the runs around the interrupted one embed at full speed; only the interrupted one is slow (index_proc)
+    env = {**SLOW, "RAG_HOME": str(home), "RAG_TEST_EMBED_DELAY": "0.01"}
     assert run_cli("index", str(docs), env=env).returncode == 0
     before = run_cli("search", "alpha river", "--json", "-k", "5", env=env)
     make_corpus(docs, 120, seed=2, variant=1)  # changes plus new files: a long second run
@@ -120,9 +121,10 @@ def test_ctrl_c_on_index_does_not_wait_for_a_running_embedding_batch(tmp_path: P
 @pytest.mark.parametrize("command", ["ask", "chat"])
 def test_signal_during_streamed_answer(sample_home: Path, tmp_path: Path, sig: int, command: str) -> None:
     with FakeOpenAI() as llm:
-        # the drip model's words are in no source: shown marked, not left out, so the stream is seen on stdout
+        # the drip model's words never end a sentence: unchecked, they are on stdout as they come (checked, they
+        # would be held until the ~60-word cut of a run-on sentence, 18 s of drip)
         full = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(sample_home), "OPENAI_API_KEY": "sk-x",
-                "RAG_ANSWER_UNVERIFIED": "mark"}  # fmt: skip
+                "RAG_ANSWER_VERIFY": "0"}  # fmt: skip
         args = ["--llm", "openai", "--base-url", llm.base_url, "--model", "drip"]
         argv = [sys.executable, "-m", "rag_cli", command, *args]
         if command == "ask":
