@@ -190,7 +190,8 @@ def test_loop_not_blocked_by_embedding_and_faiss(server: FakeSearchServer, rag_h
     settings = load_settings()
     emb = create(settings)
     emb.model()  # load first: loading is start-up, measured elsewhere
-    texts = [f"sentence number {i} about retrieval and thread pools" * 3 for i in range(400)]
+    # seconds of embedding on 2 cores; the test needs only over a second of it, on any machine
+    texts = [f"sentence number {i} about retrieval and thread pools" * 3 for i in range(200)]
     import numpy as np
 
     index = empty_index(emb.dim)
