@@ -125,14 +125,14 @@ def test_kill_9_at_random_points(tmp_path: Path, seed: int) -> None:
 def test_kill_9_during_rebuild_keeps_old_index(tmp_path: Path) -> None:
     docs, home = tmp_path / "docs", tmp_path / "home"
     make_corpus(docs, 40, 7)
-    assert index_proc(docs, home).wait(120) == 0
+    assert index_proc(docs, home, env=FAST).wait(120) == 0
     before = snapshot(home)
     proc = index_proc(docs, home, "--rebuild")
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     assert snapshot(home) == before
-    assert index_proc(docs, home, "--rebuild").wait(120) == 0
+    assert index_proc(docs, home, "--rebuild", env=FAST).wait(120) == 0
     assert snapshot(home) == before
     assert len(list((home / "indexes" / "default").glob("data-*"))) == 1
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.fakeserver import FakeOpenAI
-from tests.integration.test_crash_safety import SLOW, errors, index_proc, make_corpus
+from tests.integration.test_crash_safety import FAST, SLOW, errors, index_proc, make_corpus
 from tests.serving import start_serve
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ def test_signal_during_index(tmp_path: Path, sig: int, rebuild: bool) -> None:
     docs, home = tmp_path / "docs", tmp_path / "home"
     make_corpus(docs, 30, seed=1)
     # the runs around the interrupted one embed at full speed; only the interrupted one is slow (index_proc)
-    env = {**SLOW, "RAG_HOME": str(home), "RAG_TEST_EMBED_DELAY": "0.01"}
+    env = {**SLOW, "RAG_HOME": str(home), **FAST}
     assert run_cli("index", str(docs), env=env).returncode == 0
     before = run_cli("search", "alpha river", "--json", "-k", "5", env=env)
     make_corpus(docs, 120, seed=2, variant=1)  # changes plus new files: a long second run
@@ -100,7 +100,7 @@ def test_ctrl_c_on_index_does_not_wait_for_a_running_embedding_batch(tmp_path: P
     not queue behind the batch, the exit does not wait for its thread; a line says what the index keeps."""
     docs, home = tmp_path / "docs", tmp_path / "home"
     make_corpus(docs, 20, seed=1)
-    env = {**SLOW, "RAG_HOME": str(home), "RAG_TEST_EMBED_DELAY": "0.01"}
+    env = {**SLOW, "RAG_HOME": str(home), **FAST}
     assert run_cli("index", str(docs), env=env).returncode == 0
     make_corpus(docs, 40, seed=2, variant=1)
     mark = tmp_path / "embedding"
@@ -188,5 +188,5 @@ def test_interrupted_first_index_is_not_listed(tmp_path: Path) -> None:
     assert listed.returncode == 0 and json.loads(listed.stdout)["indexes"] == []
     out = run_cli("search", "alpha river", env=env)
     assert out.returncode == 3 and "no index" in out.stderr
-    assert run_cli("index", str(docs), env=env).returncode == 0  # and the next run builds it
+    assert run_cli("index", str(docs), env={**env, **FAST}).returncode == 0  # and the next run builds it
     assert [i["name"] for i in json.loads(run_cli("indexes", "--json", env=env).stdout)["indexes"]] == ["default"]
