@@ -33,7 +33,7 @@ $(VENV)/.test-models: $(VENV)/.installed rag_cli/llm/packaged.py
 
 test: install $(VENV)/.test-models
 	bash scripts/browser.sh
-	$(BIN)/python -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest tests --durations=20; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 test-fast: install
 	$(BIN)/python -m pytest tests/unit -q
