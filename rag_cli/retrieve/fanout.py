@@ -182,11 +182,12 @@ class FanOut:
             kinds = {o.source.name: o.source.kind for o in ok}
             hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=None,
                         method=self.fusion)  # fmt: skip
-        depth = max(fetch, k)
+        # document order ranks the fused candidates (bench/fusion.py); otherwise only the first k are needed
+        ordered = len(ok) > 1 and documents is not False and self.document_bonus > 0
+        depth = max(fetch, k) if ordered else k
         hits = collapse_twins(hits, depth) if self.collapse else hits[:depth]
-        if len(ok) > 1 and documents is not False:  # fused candidates (bench/fusion.py)
-            hits = by_document(hits, self.document_bonus)
-        hits = hits[:k]
+        if ordered:
+            hits = by_document(hits, self.document_bonus)[:k]
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
         runtime.timings.record("retrieve", timings["total"])

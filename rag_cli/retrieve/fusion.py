@@ -104,9 +104,6 @@ def collapse_twins(hits: list[Hit], limit: int | None = None) -> list[Hit]:
     return [h for h, _ in kept]
 
 
-DOCUMENT_BONUS = 0.25  # [retrieve] document_bonus: a further passage of a document counts this much toward it
-
-
 def document_of(hit: Hit) -> str:
     """The document a passage belongs to: its file (and record id in a one-file collection), a remote page's
     address without its fragment, else the passage itself."""
@@ -117,7 +114,7 @@ def document_of(hit: Hit) -> str:
     return hit.key
 
 
-def by_document(hits: list[Hit], bonus: float = DOCUMENT_BONUS) -> list[Hit]:
+def by_document(hits: list[Hit], bonus: float) -> list[Hit]:
     """Document-aware order of a ranked list: every document's best passage first, ranked by its own score
     plus ``bonus`` times the scores of the document's further passages in the list (each over the list's
     lowest), so that a document a chunker split into several matching passages is not ranked by one fragment;

@@ -304,7 +304,7 @@ def test_by_document_tells_records_of_one_file_and_pages_of_one_site_apart() -> 
            url="http://kb/page#b"), Hit(text="r", score=0.3, source="w", url="http://kb/other")]  # fmt: skip
     assert document_of(one) != document_of(two)
     assert document_of(web[0]) == document_of(web[1]) != document_of(web[2])
-    assert [h.text for h in by_document([one, two, *web])] == ["x", "y", "p", "r", "q"]
+    assert [h.text for h in by_document([one, two, *web], 0.25)] == ["x", "y", "p", "r", "q"]
 
 
 def test_the_fanout_puts_fused_results_in_document_order_and_leaves_a_single_list_alone() -> None:
