@@ -61,8 +61,6 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "openai": ("openai", {}),
     "none-noblock": ("none", {}),  # quotes stop at their colon (before issue 32 item 5): evidence.BLOCK_WORDS = 0
     "local-nobind": ("local", {}),  # numbers checked as whole tokens only (before issue 32 item 2's binding)
-    "local-passages": ("local", {"retrieve_document_bonus": 0.0}),  # fused passage order (before document order)
-    "none-passages": ("none", {"retrieve_document_bonus": 0.0}),
 }
 LABELS = {
     "none-noblock": "none (extractive): quotes stop at their colon (before)",
@@ -74,8 +72,6 @@ LABELS = {
     "none": "none (extractive): evidence + verification",
     "none-before": "none (extractive): before",
     "openai": "openai -> llama_cpp.server, same GGUF",
-    "local-passages": "local: search results in fused passage order (before)",
-    "none-passages": "none (extractive): search results in fused passage order (before)",
 }
 
 
@@ -235,8 +231,6 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
             for name in configs:
                 backend, changes = CONFIGS[name]
                 s = replace(settings, llm_backend=backend, **changes)
-                assert r.fanout is not None
-                r.fanout.document_bonus = s.retrieve_document_bonus
                 evidence.BLOCK_WORDS = 0 if name.endswith("-noblock") else block_words
                 verify.Verifier.bound = unbound if name.endswith("-nobind") else bound  # type: ignore[method-assign]
                 rows = [await _one(item, r, s, backend, judge) for item in items]

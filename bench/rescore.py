@@ -38,11 +38,9 @@ def chunk_id(key: str) -> int:
 
 def features(name: str, rows: list[dict], top: int) -> None:
     """Each row gains ``stage2``: chunk key -> {"maxcos", "evidence"} for its default list's first ``top``."""
-    import numpy as np
-
     from rag_cli import runtime
     from rag_cli.config import load_settings
-    from rag_cli.pipeline.evidence import score, split_sentences
+    from rag_cli.pipeline.evidence import remembering, score
     from rag_cli.retrieve.service import Retrieval
 
     os.environ.update({k: v for k, v in rag_env(CACHE / "home").items() if k in ("RAG_HOME", "HF_HUB_OFFLINE")})
@@ -55,14 +53,8 @@ def features(name: str, rows: list[dict], top: int) -> None:
             await r.prepare()
             reader = r.reader
             assert reader is not None
-            known: dict[str, object] = {}
-
-            def embed(texts: list[str]) -> object:
-                new = [t for t in dict.fromkeys(texts) if t not in known]
-                if new:
-                    known.update(zip(new, r.embedder.embed(new), strict=True))
-                return np.stack([known[t] for t in texts])
-
+            embed = remembering(r.embedder.embed)  # each distinct sentence embedded once
+            assert embed is not None
             for row in rows:
                 hits = row[DEFAULT][:top]
                 ids = [chunk_id(h["key"]) for h in hits]
@@ -71,17 +63,16 @@ def features(name: str, rows: list[dict], top: int) -> None:
                 texts = [chunks[i]["text"] if i in chunks else "" for i in ids]
                 t0 = time.perf_counter()
                 sents = score(row["text"], texts, embed)
-                q = embed([row["text"]])[0]
+                cosines = embed([s.text for s in sents]) @ embed([row["text"]])[0] if sents else []
                 best_cos: dict[int, float] = {}
                 best_ev: dict[int, float] = {}
-                for s in sents:
-                    c = float(known[s.text] @ q)  # type: ignore[operator]
+                for s, cos in zip(sents, cosines, strict=True):
+                    c = float(cos)
                     best_cos[s.passage] = max(best_cos.get(s.passage, -1.0), c)
                     ev = s.score - 0.05 / (s.passage + 1)  # without the evidence's passage-rank bonus
                     best_ev[s.passage] = max(best_ev.get(s.passage, -1.0), ev)
                 spent += time.perf_counter() - t0
-                row["stage2"] = {h["key"]: {"maxcos": best_cos.get(p, 0.0), "evidence": best_ev.get(p, 0.0),
-                                            "sentences": len(split_sentences(texts[p]))}
+                row["stage2"] = {h["key"]: {"maxcos": best_cos.get(p, 0.0), "evidence": best_ev.get(p, 0.0)}
                                  for p, h in enumerate(hits)}  # fmt: skip
         return spent
 
