@@ -255,6 +255,9 @@ def main() -> None:
     ap.add_argument("--readers", nargs="*", default=[], help="packaged readers to add (rag models)")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm-server against cold whole-process run")
     ap.add_argument("--section", default="Answers (bench/answer.py)", help="the section of bench/results.md to write")
+    ap.add_argument("--no-processes", action="store_true",
+                    help="skip the whole-process runs (quality only; latencies then come from one process)")  # fmt: skip
+    ap.add_argument("--rows", default="answer-rows.json", help="where under bench/.cache the per-question rows go")
     ap.add_argument("--processes-only", action="store_true",
                     help="only the whole-process runs (each reader, warm against cold), on a quiet machine")  # fmt: skip
     args = ap.parse_args()
@@ -284,13 +287,14 @@ def main() -> None:
     runs += [(r, {}, ["--model", r.split(":", 1)[1]]) for r in readers]
     whole_first: dict[str, float] = {}
     whole_rss: dict[str, float] = {}
-    for label, extra, flags in runs:
+    for label, extra, flags in [] if args.no_processes else runs:
         got = [timed_ask([question, "--index", f"answer-{args.sets[0]}", "--server", "off", *flags], {**env, **extra})
                for _ in range(3)]  # fmt: skip
         whole[label] = median([g["total"] for g in got])
         whole_first[label] = median([g["first"] for g in got])
         whole_rss[label] = max(g["rss_mb"] for g in got)
-    warm = warm_vs_cold("answer-sample", SETS["sample"][1], env) if "sample" in args.sets and not args.no_warm else []
+    warm = (warm_vs_cold("answer-sample", SETS["sample"][1], env)
+            if "sample" in args.sets and not args.no_warm and not args.no_processes else [])  # fmt: skip
     keys = [
         "contains",
         "contains_written",
@@ -336,13 +340,14 @@ def main() -> None:
             dropped = sum(x.get("dropped_correct", 0) for x in rows)
             lines.append(f"| {name} | {LABELS[cfg]} | " + " | ".join(map(str, lost)) + f" | {dropped} |")
     lines.append("")
-    lines += [f"Whole-process `rag ask --server off` (median of 3, question 1 of {args.sets[0]}; the process's own peak RSS):", "",
-              "| run | first words s | end s | peak RSS MB |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
-    lines += [f"| {k} | {whole_first[k]:.1f} | {v:.1f} | {whole_rss[k]:.0f} |" for k, v in whole.items()]
+    if whole:
+        lines += [f"Whole-process `rag ask --server off` (median of 3, question 1 of {args.sets[0]}; the process's own peak RSS):", "",
+                  "| run | first words s | end s | peak RSS MB |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        lines += [f"| {k} | {whole_first[k]:.1f} | {v:.1f} | {whole_rss[k]:.0f} |" for k, v in whole.items()]
     lines += ["", "Peak RSS in the tables above is the bench process's high-water mark after each configuration (models "
               "stay loaded, so it only grows); the whole-process table gives each reader's own.", ""]  # fmt: skip
     lines += warm
-    (CACHE / "answer-rows.json").write_text(json.dumps(results, default=str))
+    (CACHE / args.rows).write_text(json.dumps(results, default=str))
     write_section(args.section, lines)
 
 

@@ -166,12 +166,16 @@ s = load_settings(retrieve_timeout=60.0)
 s.sources = json.loads(sys.argv[2])
 remote = set(json.loads(sys.argv[3]))
 async def go():
+    import time
     nd = share = n = 0.0
     degraded = 0
+    took = []
     async with Retrieval(s) as r:
         await r.prepare()
         for qid, text in data.queries.items():
+            t0 = time.perf_counter()
             res = await r.search(text, k=10, mode="hybrid")
+            took.append((time.perf_counter() - t0) * 1000)
             degraded += bool(res.degraded)
             ranked = []
             for h in res.hits:
@@ -181,7 +185,9 @@ async def go():
             nd += ndcg_at(ranked[:10], data.qrels[qid], 10)
             share += sum(1 for d in ranked[:10] if d in remote) / max(1, len(ranked[:10]))
             n += 1
-    return {"ndcg@10": nd / n, "remote_share": share / n, "queries": n, "degraded_queries": degraded}
+    took.sort()
+    return {"ndcg@10": nd / n, "remote_share": share / n, "queries": n, "degraded_queries": degraded,
+            "p50_ms": took[len(took) // 2]}
 print(json.dumps(runtime.run(go())))
 """
     out = subprocess.run([sys.executable, "-c", code, str(corpus_dir), json.dumps(sources), json.dumps(sorted(remote_ids))],
@@ -244,14 +250,15 @@ def main() -> None:
                         s.__exit__()
     lines = [f"Corpus `{args.corpus.name}`, hybrid, k = 10, all judged queries; shards by a hash of the document id; "
              "the single index is measured in the same run.", "",
-             "| setup | nDCG@10 | vs single | remote share of top 10 | expected share | queries degraded |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+             "| setup | nDCG@10 | vs single | remote share of top 10 | expected share | queries degraded | search p50 ms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     base = whole["ndcg@10"]
     for name, n, r in rows:
         exp = "—" if n == 1 else f"{(n - 1) / n:.2f}"
         share = "—" if n == 1 else f"{r['remote_share']:.2f}"
         lines.append(
-            f"| {name} | {r['ndcg@10']:.4f} | {r['ndcg@10'] - base:+.4f} | {share} | {exp} | {int(r['degraded_queries'])} |"
+            f"| {name} | {r['ndcg@10']:.4f} | {r['ndcg@10'] - base:+.4f} | {share} | {exp} | {int(r['degraded_queries'])} "
+            f"| {r['p50_ms']:.0f} |"
         )
     write_section("Federated retrieval (bench/federated.py)", lines)
 

@@ -122,7 +122,9 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
             row["in_passages"] = contains(" ".join(h.text for h in result.sources), answers)
             row["in_evidence"] = contains(" ".join(e.get("text", "") for e in result.evidence), answers) \
                 if result.evidence else row["in_passages"]  # fmt: skip
-            row["dropped_correct"] = sum(1 for d in result.dropped if contains(d.get("text", ""), answers))
+            correct = [d for d in result.dropped if contains(d.get("text", ""), answers)]
+            row["dropped_correct"] = len(correct)
+            row["dropped_correct_texts"] = correct  # to read why verification left them out
     return row
 
 

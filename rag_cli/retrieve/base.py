@@ -53,7 +53,12 @@ class QueryContext:
     # what a source learnt that fusion's score completion must reuse: "dense_vector" (the vector the dense
     # search finally used), "bm25_expansion" ((words, weight) added to the BM25 query); see retrieve/feedback.py
     notes: dict[str, Any] = field(default_factory=dict)
-    feedback: bool = True  # pseudo-relevance feedback allowed (not when peers' scores are pooled with ours)
+    feedback: bool = True  # pseudo-relevance feedback allowed
+    # the dense search's query vector when it is given, used as it is (no feedback of its own): one moved by
+    # a feedback every index of a federated search shares, so that their cosines pool fairly
+    vector: Any = None
+    vector_model: str = ""  # the model and dimension of ``vector`` ("MODEL/DIM"), for a peer to check
+    expansion: tuple[list[str], float] | None = None  # BM25's feedback words and weight when given (shared)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     def shared(self, key: str, factory: Callable[[], Any]) -> asyncio.Task[Any]:
@@ -81,6 +86,27 @@ class Source(Protocol):
     filters: bool
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]: ...
+
+
+@runtime_checkable
+class FeedbackVoter(Protocol):
+    """A source whose first results vote in the pseudo-relevance feedback every index of a federated search
+    shares (the local dense and BM25 searches, a ``rag`` peer): its best ``most`` passages of ``method`` by the
+    plain query, as ``(score, stored vector)`` for ``"dense"`` and ``(score, text)`` for ``"bm25"``."""
+
+    async def first_passages(self, ctx: QueryContext, method: str, most: int,
+                             deadline: float | None) -> list[tuple[float, Any]]: ...  # fmt: skip
+
+
+@runtime_checkable
+class FeedbackLeader(FeedbackVoter, Protocol):
+    """A local method in a federated search: it turns every index's first passages (``feedback_docs`` each)
+    into the one feedback all of them search with, ``ctx.vector`` (and ``ctx.vector_model``) for dense,
+    ``ctx.expansion`` for BM25."""
+
+    feedback_docs: int
+
+    async def share_feedback(self, ctx: QueryContext, votes: list[list[tuple[float, Any]]]) -> None: ...
 
 
 SourceFactory = Callable[[dict[str, Any], "Settings", Any], Source]

@@ -19,7 +19,7 @@ from ..config import SEARCH_MODES
 from ..errors import AllSourcesFailed, SourceError, UsageError
 from ..resilience import CircuitBreaker, redact_urls
 from ..types import Degradation, Hit
-from .base import QueryContext, Source
+from .base import FeedbackLeader, FeedbackVoter, QueryContext, Source
 from .fusion import by_document, collapse_twins, dedupe, fuse
 
 MODES = SEARCH_MODES
@@ -97,11 +97,9 @@ class FanOut:
             return _Outcome(
                 src, None, f"circuit open after repeated failures (retry in {breaker.retry_in():.0f}s)", 0.0
             )
-        limit = src.timeout if src.timeout is not None else self.default_timeout
-        if timeout is not None:
-            limit = timeout if src.timeout is None else min(limit, timeout)
+        limit = self._limit(src, timeout)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit if limit and limit > 0 else None
+        deadline = loop.time() + limit if limit else None
         reason: str | None = None
         hits: list[Hit] | None = None
         counts = True  # against the source's breaker, which every client shares
@@ -129,16 +127,58 @@ class FanOut:
             breaker.failure()
         return _Outcome(src, hits, reason, ms)
 
+    async def _shared_feedback(self, ctx: QueryContext, chosen: list[Source], timeout: float | None) -> None:
+        """A federated search's one feedback: for each local method, the local index and every ``rag`` peer
+        give their first passages by the plain query (all concurrently), and the method's feedback is made
+        from all of them (one Rocchio vector, one set of RM3 words); every index then searches with it
+        (``ctx.vector``, ``ctx.expansion``), so cosines pooled across indexes stay comparable and no index's own
+        first results are favoured. A peer that fails or is late here only gives no votes (its search proper
+        then tells); a local method that cannot answer shares nothing, and nobody's feedback runs for it."""
+        leaders = [s for s in chosen if s.kind in LOCAL_KINDS and isinstance(s, FeedbackLeader)]
+        peers = [s for s in chosen if s.kind == "rag" and isinstance(s, FeedbackVoter)
+                 and self.breakers[s.name].state == CircuitBreaker.CLOSED]  # fmt: skip
+        t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+
+        async def votes(src: Source, method: str, most: int) -> list[tuple[float, Any]] | None:
+            limit = self._limit(src, timeout)
+            deadline = loop.time() + limit if limit else None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await src.first_passages(ctx, method, most, deadline)  # type: ignore[attr-defined]
+            except Exception:  # late, failed or a bug: no votes (its search proper reports it)
+                return None
+
+        asked = [(lead, voter) for lead in leaders for voter in [lead, *peers]]
+        got = await asyncio.gather(*(votes(voter, lead.kind, lead.feedback_docs) for lead, voter in asked))
+        for lead in leaders:
+            lists = [g for (ld, _), g in zip(asked, got, strict=True) if ld is lead]
+            if lists[0] is not None:  # the local method's own first passages
+                await lead.share_feedback(ctx, [g for g in lists if g])
+        ctx.feedback = False  # what is shared is given; no index runs a feedback of its own
+        ctx.timings["shared_feedback"] = round((time.perf_counter() - t0) * 1000, 2)
+
+    def _limit(self, src: Source, timeout: float | None) -> float | None:
+        """``src``'s time limit for one call: its own (or the default), within the client's ``timeout``."""
+        limit = src.timeout if src.timeout is not None else self.default_timeout
+        if timeout is not None:
+            limit = timeout if src.timeout is None else min(limit, timeout)
+        return limit if limit and limit > 0 else None
+
     def _client_deadline(self, src: Source, timeout: float | None) -> bool:
         own = src.timeout if src.timeout is not None else self.default_timeout
         return timeout is not None and timeout < own
 
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
                      candidates: int | None = None, filter: Any = None,
-                     feedback: bool | None = None, documents: bool | None = None) -> SearchResult:  # fmt: skip
+                     feedback: bool | None = None, documents: bool | None = None,
+                     vector: Any = None, expansion: tuple[list[str], float] | None = None) -> SearchResult:  # fmt: skip
         """Search every source of ``mode`` concurrently and fuse the results. ``filter`` (a
         retrieve.filters.Filter) narrows the local index's dense and BM25 searches and is sent to remote
-        ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so)."""
+        ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so).
+        ``feedback`` False: no pseudo-relevance feedback. ``vector``, ``expansion``: the dense search's query
+        vector and BM25's feedback words, used as they are (a federating index's). With ``rag`` peers the dense feedback is one for all indexes
+        (:meth:`_shared_feedback`: a round of first passages before the search proper)."""
         t0 = time.perf_counter()
         chosen = self.select(mode)
         unfiltered: list[Degradation] = []
@@ -149,11 +189,12 @@ class FanOut:
         if not chosen:
             raise AllSourcesFailed(f"no source available for mode {mode!r}" + (" with a filter" if filter else ""))
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
-        if feedback is None:  # peers' plain cosines are pooled with ours: ours must be plain too
-            feedback = not any(s.kind == "rag" for s in chosen)
-        ctx = QueryContext(query=query, k=fetch, filter=filter or None, feedback=feedback)
+        ctx = QueryContext(query=query, k=fetch, filter=filter or None, feedback=feedback is not False,
+                           vector=vector, expansion=expansion)  # fmt: skip
         timings: dict[str, float] = {}
         try:
+            if vector is None and expansion is None and any(s.kind == "rag" for s in chosen):
+                await self._shared_feedback(ctx, chosen, timeout)
             outcomes = await asyncio.gather(*(self._one(s, ctx, timeout) for s in chosen))
             local = {o.source.kind: o.hits for o in outcomes if o.reason is None and o.source.kind in LOCAL_KINDS}
             if self.complete is not None and self.fusion == "zscore" and len(local) == 2:

@@ -31,16 +31,52 @@ class DenseSource:
         self.batcher = QueryBatcher(embedder, cache_size=cache_size, parallel=parallel)
         self.name, self.weight, self.timeout = name, weight, timeout
 
-    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+    def model(self) -> str:
+        """What a peer must run for this search's vector to be its own query vector: model and dimension."""
+        fp = self.embedder.fingerprint()
+        return f"{fp.get('model')}/{fp.get('dim')}"
+
+    async def _query_vector(self, ctx: QueryContext) -> Any:
         t0 = time.perf_counter()
-        vec: Any = await ctx.shared("embedding", lambda: self.batcher.embed(ctx.query))
+        vec = await ctx.shared("embedding", lambda: self.batcher.embed(ctx.query))
         ctx.timings.setdefault("embed", round((time.perf_counter() - t0) * 1000, 2))
+        return vec
+
+    feedback_docs = DENSE_DOCS
+
+    async def first_passages(self, ctx: QueryContext, method: str, most: int,
+                             deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
+        """The best ``most`` passages by the plain query vector, as ``(cosine, stored vector)`` (FeedbackVoter)."""
+        vec = await self._query_vector(ctx)
+
+        def run() -> list[tuple[float, Any]]:
+            with self.reader.snapshot():
+                scored = self.reader.dense(vec, most, self.reader.allowed(ctx.filter))
+                stored = self.reader.vectors([i for i, _ in scored])
+            return [(s, stored[i]) for i, s in scored if i in stored]
+
+        return await runtime.run_blocking(run, stage="faiss")
+
+    async def share_feedback(self, ctx: QueryContext, votes: list[list[tuple[float, Any]]]) -> None:
+        """The query vector moved toward the best :data:`DENSE_DOCS` passages of every index's first ones
+        (cosines of one model are comparable across indexes), as one index's feedback moves it toward its own:
+        the vector all the indexes of a federated search use. The plain query vector when feedback is off."""
+        vec = await self._query_vector(ctx)
+        ctx.vector, ctx.vector_model = vec, self.model()
+        if self.feedback > 0 and ctx.feedback:
+            pooled = [v for vs in votes for v in vs if len(v[1]) == len(vec)]
+            best = sorted(pooled, key=lambda v: -v[0])[:DENSE_DOCS]
+            ctx.vector = rocchio(vec, [v for _, v in best], self.feedback)
+
+    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        given = ctx.vector is not None  # shared by a federated search's indexes, moved by its feedback already
+        vec: Any = ctx.vector if given else await self._query_vector(ctx)
 
         def run() -> tuple[list[Hit], Any]:
             with self.reader.snapshot():
                 allowed = self.reader.allowed(ctx.filter)
                 # feedback reads the same first passages whatever k is asked
-                beta = self.feedback if ctx.feedback else 0.0
+                beta = self.feedback if ctx.feedback and not given else 0.0
                 scored = self.reader.dense(vec, max(ctx.k, DENSE_DOCS) if beta > 0 else ctx.k, allowed)
                 used = vec
                 if beta > 0 and scored:
@@ -50,7 +86,7 @@ class DenseSource:
                 return self.reader.hits(scored, self.name), used
 
         hits, used = await runtime.run_blocking(run, stage="faiss")
-        ctx.notes["dense_vector"] = used
+        ctx.notes["dense_vector"], ctx.notes["dense_model"] = used, self.model()
         return hits
 
 
@@ -66,7 +102,39 @@ class BM25Source:
         self.columns = columns
         self.name, self.weight, self.timeout = name, weight, timeout
 
+    feedback_docs = BM25_DOCS
+
+    async def first_passages(self, ctx: QueryContext, method: str, most: int,
+                             deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
+        """The best ``most`` passages by the plain query, as ``(BM25 score, text)`` (FeedbackVoter)."""
+
+        def run() -> list[tuple[float, Any]]:
+            with self.reader.snapshot():
+                scored = self.reader.bm25(ctx.query, most, self.columns, self.reader.allowed(ctx.filter))
+                got = self.reader.chunks([i for i, _ in scored])
+            return [(s, got[i]["text"]) for i, s in scored if i in got]
+
+        return await runtime.run_blocking(run, stage="bm25")
+
+    async def share_feedback(self, ctx: QueryContext, votes: list[list[tuple[float, Any]]]) -> None:
+        """The words all the indexes of a federated search add to their BM25 query, with their weight
+        (``ctx.expansion``): RM3 over every index's first passages, each list's scores min-max normalised on
+        its own (BM25 scores are each index's own scale), so the words come from all of them alike."""
+        if self.feedback <= 0 or not ctx.feedback:
+            return
+        texts: list[str] = []
+        weights: list[float] = []
+        for vs in votes:
+            lo, hi = min((s for s, _ in vs), default=0.0), max((s for s, _ in vs), default=0.0)
+            texts += [str(t) for _, t in vs]
+            weights += [(s - lo) / ((hi - lo) or 1.0) for s, _ in vs]
+        words = expansion_terms(ctx.query, texts, weights)
+        ctx.expansion = (words, self.feedback) if words else None
+
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        if ctx.expansion is not None:  # shared by a federated search's indexes
+            return await self._search_expanded(ctx)
+
         def run() -> tuple[list[Hit], list[str]]:
             with self.reader.snapshot():
                 allowed = self.reader.allowed(ctx.filter)
@@ -82,6 +150,21 @@ class BM25Source:
         hits, words = await runtime.run_blocking(run, stage="bm25")
         if words:
             ctx.notes["bm25_expansion"] = (words, self.feedback)
+        return hits
+
+    async def _search_expanded(self, ctx: QueryContext) -> list[Hit]:
+        """The query with the given words at the given weight (``ctx.expansion``), in one search."""
+        words, weight = ctx.expansion or ([], 0.0)
+
+        def run() -> list[Hit]:
+            with self.reader.snapshot():
+                allowed = self.reader.allowed(ctx.filter)
+                scored = self.reader.bm25(ctx.query, ctx.k, self.columns, allowed, (words, weight) if words else None)
+                return self.reader.hits(scored, self.name)
+
+        hits = await runtime.run_blocking(run, stage="bm25")
+        if words:
+            ctx.notes["bm25_expansion"] = (words, weight)
         return hits
 
     def _expanded(self, ctx: QueryContext, scored: list[tuple[int, float]],

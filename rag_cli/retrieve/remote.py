@@ -306,6 +306,35 @@ class RagSource(HttpSource):
                              **({"since": flt.since} if flt.since is not None else {})})  # fmt: skip
         return method, url, headers, body
 
+    async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
+        """The other index searched with the feedback the federated search shares (``ctx.vector``: one query
+        vector for every index's dense search, so that its cosines and ours are to one vector; ``ctx.expansion``:
+        one set of BM25 words), and no feedback of its own. Without a vector: its own plain embedding."""
+        method, url, headers, body = self.request(ctx.query, ctx.k, ctx.filter)
+        if isinstance(body, dict):
+            if ctx.vector is not None:
+                body = {**body, "vector": [round(float(x), 6) for x in ctx.vector], "vector_model": ctx.vector_model}
+            if ctx.expansion is not None:
+                body = {**body, "expansion": list(ctx.expansion[0]), "expansion_weight": ctx.expansion[1]}
+        return self.to_hits(await self._parse(await self._call(method, url, headers, body, deadline)))
+
+    async def first_passages(self, ctx: QueryContext, method: str, most: int,
+                             deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
+        """The other index's best ``most`` passages of ``method`` by the plain query (``/search`` without
+        feedback): ``(cosine, stored vector)`` for dense (``"vectors": true``), ``(BM25 score, text)`` for bm25:
+        its votes in the federated search's shared feedback (FeedbackVoter)."""
+        verb, url, headers, body = self.request(ctx.query, most, ctx.filter)
+        if not isinstance(body, dict):
+            return []
+        body = {**body, "k": most, "candidates": most, "mode": method, "feedback": False, "vectors": method == "dense"}
+        data = await self._parse(await self._call(verb, url, headers, body, deadline))
+        out: list[tuple[float, Any]] = []
+        for item in (data.get("hits") or []) if isinstance(data, dict) else []:
+            got, score = item.get("vector" if method == "dense" else "text"), item.get("score")
+            if got and isinstance(score, int | float) and math.isfinite(score):
+                out.append((float(score), got))
+        return out
+
     async def document(self, path: str, start: int | None, end: int | None, deadline: float | None) -> dict[str, Any]:
         """What the other index holds of ``path`` (its ``GET /get``): ``{"path", "chunks"}``; SourceError
         when it does not hold it (HTTP 404) or cannot be asked."""

@@ -157,15 +157,37 @@ class Retrieval:
     async def search(self, query: str, k: int | None = None, mode: str | None = None,
                      timeout: float | None = None, candidates: int | None = None,
                      filter: Any = None, feedback: bool | None = None,
-                     documents: bool | None = None) -> SearchResult:  # fmt: skip
+                     documents: bool | None = None, vector: tuple[list[float], str] | None = None,
+                     expansion: tuple[list[str], float] | None = None) -> SearchResult:  # fmt: skip
         """``candidates``: taken from each method before fusion (default max(3k, 30)); ``filter``: a
         retrieve.filters.Filter for the local index; ``documents``: results in document order (None: as
-        ``[retrieve] document_bonus`` says; False: the fused passage order, which an answer's evidence wants)."""
+        ``[retrieve] document_bonus`` says; False: the fused passage order, which an answer's evidence wants);
+        ``vector``: ``(values, model)``, a federating index's query vector for the dense search, used when it
+        is of this index's model (else the query is embedded here, without feedback: cosines that cannot be
+        made comparable are at least plain); ``expansion``: ``(words, weight)``, a federating index's BM25
+        feedback words, used as they are."""
         assert self.fanout is not None, "call open() first"
         mode = mode or self.settings.retrieve_mode
         await self.prepare(mode)
+        given = None
+        if vector is not None:
+            given = self.own_vector(*vector)
+            feedback = False if given is None else feedback
         return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates, filter,
-                                        feedback, documents)  # fmt: skip
+                                        feedback, documents, given, expansion)  # fmt: skip
+
+    def own_vector(self, values: list[float], model: str) -> Any:
+        """``values`` as this index's query vector (unit length, float32) if ``model`` is its model; else None."""
+        import numpy as np
+
+        if self.embedder is None:
+            return None
+        fp = self.embedder.fingerprint()
+        if model != f"{fp.get('model')}/{fp.get('dim')}" or len(values) != fp.get("dim"):
+            return None
+        vec = np.asarray(values, dtype=np.float32)
+        norm = float(np.linalg.norm(vec))
+        return vec / norm if norm > 0 else None
 
     async def prepare(self, mode: str | None = None) -> None:
         """Pick up a newer index generation and load what ``mode`` needs (the model for dense)."""

@@ -4,7 +4,7 @@ Routes (``index`` picks one of the served indexes; the first one given is the de
 
     GET  /search?q=...&k=10&mode=hybrid&index=NAME   same JSON as `rag search --json`
     POST /search  {"query", "k", "mode", "timeout", "candidates", "index", "path", "type", "since", "feedback",
-                   "documents"}
+                   "documents", "vector", "vector_model", "expansion", "expansion_weight", "vectors"}
     POST /ask     {"question", "k", "mode", "llm", "index", "history"}   `rag ask --json`, or with
                   `Accept: text/event-stream` the `rag ask --jsonl` events as server-sent events
     GET  /v1/models, POST /v1/chat/completions          OpenAI-compatible (server/openai_api.py)
@@ -46,6 +46,7 @@ from .http import (
     HttpError,
     count,
     error,
+    expansion_field,
     filter_field,
     flag_field,
     host_name,
@@ -55,6 +56,7 @@ from .http import (
     trusted_origin,
     valid_unicode,
     validate,
+    vector_field,
 )
 from .metrics import Metrics
 
@@ -229,7 +231,9 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
     candidates = body.get("candidates")
     cand = None if candidates is None else count(s, "candidates", candidates)
     args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body),
-            "feedback": flag_field(body, "feedback"), "documents": flag_field(body, "documents")}  # fmt: skip
+            "feedback": flag_field(body, "feedback"), "documents": flag_field(body, "documents"),
+            "vector": vector_field(body), "expansion": expansion_field(body),
+            "vectors": flag_field(body, "vectors")}  # fmt: skip
     return retrieval, args
 
 
@@ -250,7 +254,7 @@ async def search_route(request: web.Request) -> web.Response:
     if (busy := guard.refused("/search")) is not None:
         return busy
     async with guard.slot():
-        query = args.pop("query")
+        query, vectors = args.pop("query"), args.pop("vectors")
         try:
             result = await retrieval.search(query, **args)
         except AllSourcesFailed as exc:
@@ -260,7 +264,29 @@ async def search_route(request: web.Request) -> web.Response:
             return error(500, str(exc))
     out = result.to_dict()
     out["timings"] = result.timings
+    if vectors:  # a federating index's votes in its shared feedback: each hit's stored vector
+        await _with_vectors(retrieval, out["hits"])
     return json_response(out)
+
+
+async def _with_vectors(retrieval: Retrieval, hits: list[dict[str, Any]]) -> None:
+    reader = retrieval.reader
+    ids = [
+        h["chunk_id"]
+        for h in hits  # this index's own chunks (a peer's hit has its own index's ids)
+        if isinstance(h.get("chunk_id"), int) and set(str(h.get("source")).split("+")) <= {"dense", "bm25"}
+    ]
+    if reader is None or not ids:
+        return
+
+    def run() -> dict[int, list[float]]:
+        with reader.snapshot():
+            return {i: [round(float(x), 6) for x in v] for i, v in reader.vectors(ids).items()}
+
+    found = await runtime.run_blocking(run, stage="vectors")
+    for h in hits:
+        if h.get("chunk_id") in found:
+            h["vector"] = found[h["chunk_id"]]
 
 
 async def get_route(request: web.Request) -> web.Response:

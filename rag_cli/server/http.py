@@ -176,6 +176,42 @@ def filter_field(body: dict[str, Any]) -> Any:
     return make_filter(paths, types, since) or None
 
 
+VECTOR_MAX = 4096  # dimensions of a query vector a request may send
+
+
+def vector_field(body: dict[str, Any]) -> tuple[list[float], str] | None:
+    """A federating index's query vector (``vector``: a list of numbers) with its model (``vector_model``,
+    as ``MODEL/DIM``), or None when absent."""
+    import math
+
+    values, model = body.get("vector"), body.get("vector_model")
+    if values is None:
+        return None
+    if (not isinstance(values, list) or not 1 <= len(values) <= VECTOR_MAX
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)):  # fmt: skip
+        raise UsageError(f"vector: a list of 1 to {VECTOR_MAX} finite numbers")
+    if not isinstance(model, str) or not model:
+        raise UsageError("vector_model: the model that made the vector, as MODEL/DIM")
+    return [float(v) for v in values], model
+
+
+EXPANSION_MAX = 32  # feedback words a request may send
+
+
+def expansion_field(body: dict[str, Any]) -> tuple[list[str], float] | None:
+    """A federating index's BM25 feedback words (``expansion``: a list of words) with their weight
+    (``expansion_weight``, 0 to 100; default 0.3), or None when absent."""
+    words, weight = body.get("expansion"), body.get("expansion_weight", 0.3)
+    if words is None:
+        return None
+    if (not isinstance(words, list) or len(words) > EXPANSION_MAX
+            or not all(isinstance(w, str) and 0 < len(w) <= 64 and valid_unicode(w) for w in words)):  # fmt: skip
+        raise UsageError(f"expansion: a list of at most {EXPANSION_MAX} words of 1 to 64 characters")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 100:
+        raise UsageError("expansion_weight: a number from 0 to 100")
+    return list(words), float(weight)
+
+
 def flag_field(body: dict[str, Any], name: str) -> bool | None:
     """A true/false field of a request (JSON ``true``/``false``, or ``"true"``/``"false"`` from a query
     string), or None when absent."""

@@ -63,6 +63,46 @@ def test_search_get_and_post_match_cli_contract(served: Served) -> None:
     assert served.request("/search", {"query": "x", "documents": "maybe"})[0] == 400
 
 
+def test_search_by_a_federating_index_s_vector(served: Served) -> None:
+    """Issue 30: a federating index sends the vector its dense search used (`vector`, `vector_model`); the
+    served index searches with it as it is when it is of its own model, else embeds the query itself without
+    feedback. Here the vector is another question's embedding (from /embed): the results must be that
+    question's plain dense results, and with a vector of another model, the query's own."""
+    query, other = "how are chunks embedded", "which license does the project use"
+
+    def dense(q: str, **extra: Any) -> list[int]:
+        status, data = served.request("/search", {"query": q, "k": 3, "mode": "dense", **extra})
+        assert status == 200 and len(data["hits"]) == 3, data
+        return [h["chunk_id"] for h in data["hits"]]
+
+    plain, plain_other = dense(query, feedback=False), dense(other, feedback=False)
+    assert plain != plain_other
+    status, emb = served.request("/embed", {"texts": [other]})
+    assert status == 200
+    vec = [round(v, 4) for v in emb["vectors"][0]]  # within the fixture's 4 KB body limit
+    model = f"sentence-transformers/all-MiniLM-L6-v2/{len(vec)}"
+    assert dense(query, vector=vec, vector_model=model) == plain_other  # searched by the vector, unmoved
+    assert dense(query, vector=vec, vector_model=f"other/{len(vec)}") == plain  # not its model: its own
+    # its first passages' stored vectors (its votes in a federated search's shared feedback)
+    status, voted = served.request("/search", {"query": query, "k": 2, "mode": "dense", "feedback": False,
+                                               "vectors": True})  # fmt: skip
+    assert status == 200 and [len(h["vector"]) for h in voted["hits"]] == [len(vec)] * 2
+    status, own = served.request("/embed", {"texts": [query]})
+    top = voted["hits"][0]
+    cos = sum(a * b for a, b in zip(top["vector"], own["vectors"][0], strict=True))
+    assert status == 200 and cos == pytest.approx(top["score"], abs=0.02)  # the vector its cosine was of
+    # the BM25 feedback words it shares: added to the query at their weight
+    status, words = served.request("/search", {"query": query, "k": 3, "mode": "bm25", "feedback": False,
+                                               "expansion": ["quantisation", "gguf"], "expansion_weight": 5})  # fmt: skip
+    assert status == 200 and "quantis" in words["hits"][0]["text"].lower()
+    assert "quantis" not in served.request("/search", {"query": query, "k": 1, "mode": "bm25",
+                                                     "feedback": False})[1]["hits"][0]["text"].lower()  # fmt: skip
+    assert served.request("/search", {"query": "x", "expansion": "license"})[0] == 400
+    assert served.request("/search", {"query": "x", "expansion": ["a"], "expansion_weight": -1})[0] == 400
+    assert served.request("/search", {"query": "x", "vector": ["a"], "vector_model": model})[0] == 400
+    assert served.request("/search", {"query": "x", "vector": [0.1, 0.2]})[0] == 400  # which model made it?
+
+
 def test_search_filters_over_http_and_the_warm_path(served: Served, sample_home: Path) -> None:
     """Issue 19: path, type and since narrow /search (GET and POST) inside the retrieval; a CLI search with
     --path through the running server gets the same hits as in-process."""

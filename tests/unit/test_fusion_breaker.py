@@ -329,3 +329,166 @@ def test_the_fanout_puts_fused_results_in_document_order_and_leaves_a_single_lis
     assert asyncio.run(go([Listed("dense"), Listed("bm25")], 0.25)) == ["a 1", "b 1", "a 2"]
     assert asyncio.run(go([Listed("dense"), Listed("bm25")], 0.0)) == ["a 1", "a 2", "b 1"]
     assert asyncio.run(go([Listed("dense")], 0.25)) == ["a 1", "a 2", "b 1"]
+
+
+class _Peer:
+    """A ``rag`` source: its first passages vote, and it records the feedback it is asked to search with."""
+
+    name = kind = "rag"
+    weight, timeout, filters = 1.0, None, True
+
+    def __init__(self, votes: dict[str, list[tuple[float, object]]], fail: bool = False) -> None:
+        self.votes, self.fail = votes, fail
+        self.got: list[tuple[object, ...]] = []
+
+    async def first_passages(self, ctx: object, method: str, most: int,
+                             deadline: float | None) -> list[tuple[float, object]]:  # fmt: skip
+        from rag_cli.errors import SourceError
+
+        if self.fail:
+            raise SourceError("down")
+        return self.votes[method][:most]
+
+    async def search(self, ctx: object, deadline: float | None) -> list[Hit]:
+        from rag_cli.retrieve.base import QueryContext
+
+        assert isinstance(ctx, QueryContext)
+        self.got.append((ctx.vector, ctx.vector_model, ctx.expansion, ctx.feedback))
+        return [Hit(text="remote", score=0.5, source="rag", url="http://peer/x")]
+
+
+def test_a_federated_search_shares_one_feedback_among_its_indexes() -> None:
+    """Issue 30, federated parity: the local dense and BM25 searches and every ``rag`` peer give their first
+    passages; one Rocchio vector (toward the best three of them all: the peer's count as much as ours) and one
+    set of RM3 words (from every index's first passages) are made, and the local searches and the peers all
+    search with them and with no feedback of their own, so pooled cosines are to one query. A peer that fails
+    here gives no votes; a local method that cannot answer leaves every index its plain query."""
+    import asyncio
+
+    import numpy as np
+
+    from rag_cli.retrieve.base import QueryContext
+    from rag_cli.retrieve.fanout import FanOut
+    from rag_cli.retrieve.local import BM25Source, DenseSource
+
+    class Reader:
+        """Two stored passages a method; the query vector is (1, 0)."""
+
+        def __init__(self, fail: bool = False) -> None:
+            self.fail = fail
+            self.searched: list[tuple[str, object]] = []
+
+        def snapshot(self) -> object:
+            import contextlib
+
+            return contextlib.nullcontext()
+
+        def allowed(self, flt: object) -> None:
+            return None
+
+        def dense(self, vec: object, k: int, allowed: object) -> list[tuple[int, float]]:
+            if self.fail:
+                raise RuntimeError("broken index")
+            self.searched.append(("dense", vec))
+            return [(1, 0.9), (2, 0.2)][:k]
+
+        def vectors(self, ids: list[int]) -> dict[int, object]:
+            return {i: np.array([0.0, 1.0], dtype=np.float32) for i in ids}
+
+        def bm25(self, query: str, k: int, columns: object, allowed: object,
+                 expansion: object = None) -> list[tuple[int, float]]:  # fmt: skip
+            self.searched.append(("bm25", expansion))
+            return [(1, 12.0), (2, 3.0)][:k]
+
+        def chunks(self, ids: list[int]) -> dict[int, dict[str, str]]:
+            return {i: {"text": "tomato sauce recipe" if i == 1 else "pasta boiling water"} for i in ids}
+
+        def hits(self, scored: list[tuple[int, float]], name: str) -> list[Hit]:
+            return [Hit(text=f"{name} {i}", score=s, source=name, path=f"/{i}.md", chunk_id=i) for i, s in scored]
+
+    class Embedder:
+        dim = 2
+
+        def fingerprint(self) -> dict[str, object]:
+            return {"model": "m", "dim": 2}
+
+        def embed_query(self, text: str) -> np.ndarray:
+            return np.array([1.0, 0.0], dtype=np.float32)
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            return np.array([[1.0, 0.0]] * len(texts), dtype=np.float32)
+
+    theirs = {"dense": [(0.8, [1.0, 0.0]), (0.7, [1.0, 0.0])], "bm25": [(30.0, "olive oil garlic"), (1.0, "x")]}
+
+    def go(peer: _Peer, reader: Reader | None = None) -> tuple[Reader, tuple[object, ...]]:
+        reader = reader or Reader()
+        dense = DenseSource(reader, Embedder(), feedback=1.0)  # type: ignore[arg-type]
+        bm25 = BM25Source(reader, feedback=0.3)  # type: ignore[arg-type]
+        asyncio.run(FanOut([dense, bm25, peer], fusion="rrf", collapse=False, default_timeout=5).search("q", k=3))  # type: ignore[list-item]
+        return reader, peer.got[0]
+
+    reader, (vec, model, expansion, feedback) = go(_Peer(theirs))
+    # the best three of all: ours 0.9 (0, 1), theirs 0.8 and 0.7 (1, 0) -> mean (2/3, 1/3), plus the query (1, 0)
+    expected = np.array([5 / 3, 1 / 3]) / np.linalg.norm([5 / 3, 1 / 3])
+    assert np.allclose(vec, expected) and model == "m/2" and feedback is False  # type: ignore[arg-type]
+    last_dense = [v for m, v in reader.searched if m == "dense"][-1]
+    assert np.allclose(last_dense, expected)  # type: ignore[arg-type]  # the local search used the same vector
+    assert expansion is not None and {"tomato", "olive"} <= set(expansion[0]) and expansion[1] == 0.3  # type: ignore[index]
+    assert [e for m, e in reader.searched if m == "bm25"][-1] == expansion  # one BM25 query for every index
+    _, (vec, _, expansion, _) = go(_Peer(theirs, fail=True))
+    assert np.allclose(vec, np.array([1, 1]) / np.sqrt(2)) and "olive" not in expansion[0]  # type: ignore[arg-type, index]  # ours only
+    _, (vec, model, expansion, _) = go(_Peer(theirs), Reader(fail=True))
+    assert vec is None and model == "" and expansion is not None  # no local dense: the peer embeds the query itself
+    assert QueryContext(query="q", k=1).expansion is None
+
+
+def test_a_given_vector_is_used_as_it_is_and_only_from_the_same_model() -> None:
+    """The peer side: Retrieval takes a federating index's vector only when it is of its own model and size
+    (else it embeds the query itself, without feedback); the dense source then searches with it unmoved."""
+    import asyncio
+
+    import numpy as np
+
+    from rag_cli.retrieve.base import QueryContext
+    from rag_cli.retrieve.local import DenseSource
+    from rag_cli.retrieve.service import Retrieval
+
+    class Embedder:
+        dim = 2
+
+        def fingerprint(self) -> dict[str, object]:
+            return {"model": "m", "dim": 2}
+
+        def embed_query(self, text: str) -> np.ndarray:
+            raise AssertionError("a given vector is not embedded again")
+
+    r = Retrieval.__new__(Retrieval)
+    r.embedder = Embedder()  # type: ignore[assignment]
+    assert np.allclose(r.own_vector([3.0, 4.0], "m/2"), [0.6, 0.8])
+    assert r.own_vector([3.0, 4.0], "other/2") is None and r.own_vector([1.0, 0, 0], "m/2") is None
+
+    class Reader:
+        def __init__(self) -> None:
+            self.searched: list[list[float]] = []
+
+        def snapshot(self) -> object:
+            import contextlib
+
+            return contextlib.nullcontext()
+
+        def allowed(self, flt: object) -> None:
+            return None
+
+        def dense(self, vec: np.ndarray, k: int, allowed: object) -> list[tuple[int, float]]:
+            self.searched.append(list(vec))
+            return [(1, 0.5)]
+
+        def hits(self, scored: list[tuple[int, float]], name: str) -> list[Hit]:
+            return [Hit(text="x", score=s, source=name, chunk_id=i) for i, s in scored]
+
+    reader = Reader()
+    src = DenseSource(reader, Embedder(), feedback=1.0)  # type: ignore[arg-type]
+    ctx = QueryContext(query="q", k=5, vector=np.array([0.6, 0.8], dtype=np.float32))
+    asyncio.run(src.search(ctx, None))
+    assert reader.searched == [pytest.approx([0.6, 0.8])]  # one search, no feedback round
+    assert ctx.notes["dense_model"] == "m/2"
