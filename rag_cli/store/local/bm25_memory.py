@@ -11,7 +11,7 @@ identical — and scores with the formula of SQLite's ``fts5_aux.c`` but Lucene'
     score(d) = sum over query phrases of idf * ((f * (k1 + 1)) / (f + k1 * (1 - b + b * |d| / avgdl)))
 
 with ``k1 = 1.2``, ``b = 0.75``, ``|d|`` the tokens of ``d`` in all columns and ``avgdl`` their
-mean over the ``N`` rows. Scores equal the FTS5 path's to rounding (tests/integration/test_keyword_memory.py).
+mean over the ``N`` rows. Scores equal the FTS5 path's to rounding (tests/integration/store/test_keyword_memory.py).
 The caller leaves a query with a word that FTS5 would turn into a multi-token phrase to FTS5.
 """
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.fakeserver import FakeOpenAI
-from tests.integration.test_crash_safety import FAST, SLOW, errors, index_proc, make_corpus
+from tests.integration.ingest.test_crash_safety import FAST, SLOW, errors, index_proc, make_corpus
 from tests.serving import start_serve
 
 pytestmark = pytest.mark.slow

@@ -121,7 +121,7 @@ def test_readme_config_examples_load(tmp_path: Path) -> None:
 
     from rag_cli.config import load_settings
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     readme = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
     assert len(blocks) >= 2
@@ -139,7 +139,7 @@ def test_modules_keep_to_their_layers() -> None:
     """scripts/check_layers.py (make lint): no import from a layer above, sideways, or of a private name."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "check_layers.py"
+    path = Path(__file__).resolve().parents[3] / "scripts" / "check_layers.py"
     spec = importlib.util.spec_from_file_location("check_layers", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -151,7 +151,7 @@ def test_the_layer_check_finds_what_breaks_the_layers(tmp_path: Path) -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "check_layers", Path(__file__).resolve().parents[2] / "scripts" / "check_layers.py"
+        "check_layers", Path(__file__).resolve().parents[3] / "scripts" / "check_layers.py"
     )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -177,7 +177,7 @@ def test_the_import_linter_contract_breaks_on_a_wrong_import(tmp_path: Path) -> 
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     (tmp_path / "pyproject.toml").write_text((root / "pyproject.toml").read_text())
     pkg = tmp_path / "rag_cli"
     import re
