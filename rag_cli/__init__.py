@@ -8,12 +8,14 @@ Public API::
     report = runtime.run(index_paths(["./docs"], settings, embed.create(settings)))
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["Retrieval", "__version__", "index_paths", "load_settings"]
 
 
-def __getattr__(name: str):  # lazy: importing rag_cli stays cheap
+def __getattr__(name: str) -> Any:  # lazy: importing rag_cli stays cheap
     if name == "load_settings":
         from .config import load_settings
 

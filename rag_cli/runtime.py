@@ -34,7 +34,8 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .config import cpu_count, default_workers  # noqa: F401  (cpu_count: for the modules that size by cores)
+from .config import cpu_count as cpu_count  # re-exported: for the modules that size by cores
+from .config import default_workers
 
 T = TypeVar("T")
 
@@ -65,7 +66,7 @@ class BoundedPool:
 
         return job
 
-    def submit(self, fn: Callable[..., T], *args: Any):  # -> concurrent.futures.Future[T]
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         with self._lock:
             self.queued += 1
             self.max_queued = max(self.max_queued, self.queued)

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..text import clean, rel  # noqa: F401  (re-exported for the commands)
+from ..text import clean as clean  # re-exported for the commands
+from ..text import rel as rel
 
 # JSON escapes C0 itself; these it would keep as they are (see text.clean for why each is unsafe)
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")

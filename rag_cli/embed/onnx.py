@@ -48,8 +48,8 @@ def export(model_dir: Path, out: Path) -> Path:
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
         raise EmbedderError(f"exporting to ONNX needs torch and transformers: {exc}") from None
-    hf_logging.disable_progress_bar()  # stderr is for rag's own progress
-    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # stderr is for rag's own progress
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     try:  # eager attention exports the plain MatMul/Softmax pattern the fusion below recognises
         base = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
     except (TypeError, ValueError):

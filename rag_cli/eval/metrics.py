@@ -19,7 +19,8 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def recall_at(ranked: Sequence[str], rel: set[str], k: int) -> float:
@@ -53,7 +54,7 @@ def ap_at(ranked: Sequence[str], rel: set[str], k: int) -> float:
     return total / len(rel)
 
 
-RETRIEVAL_METRICS = {
+RETRIEVAL_METRICS: dict[str, Callable[[Sequence[str], Any], float]] = {
     "ndcg@10": lambda r, rel: ndcg_at(r, rel, 10),
     "recall@10": lambda r, rel: recall_at(r, rel, 10),
     "recall@100": lambda r, rel: recall_at(r, rel, 100),

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..types import Block, Document
 from .budget import check
-from .encoding import EMPTY, SkipFile, decode_text
+from .encoding import EMPTY
+from .encoding import SkipFile as SkipFile  # re-exported: what loaders raise
+from .encoding import decode_text as decode_text
 
 Loader = Callable[[str, bytes], list[Document]]
 

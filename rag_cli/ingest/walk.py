@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import PathNotFound
 from .loaders import loader_for
@@ -42,7 +43,7 @@ class Found:
 IGNORE_FILES = (".gitignore", ".ragignore")
 
 
-def _gitignore(dirpath: Path):  # -> pathspec.PathSpec | None
+def _gitignore(dirpath: Path) -> Any:  # a pathspec.PathSpec, or None
     lines: list[str] = []
     for name in IGNORE_FILES:
         gi = dirpath / name
