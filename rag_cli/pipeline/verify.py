@@ -24,6 +24,7 @@ included.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,12 @@ _NUMBER = re.compile(r"\d[\d.,]*%?")  # a quantity ("256", "4.5", "1,398"), not 
 BIND_SHARE = 0.5  # a number's sentence or row is at least half as much about the question as the passage's best
 UNVERIFIED = " (unverified)"
 HOLD_MAX = 400  # characters a sentence without an end is held before it is checked and shown
-_SPECIFIC = re.compile(r"--?[A-Za-z][\w-]*|\w+(?:[._/]\w+)+|\w*\d[\w.]*")
+# an option where a word starts ("--staged", not "-line" of "command-line"), a unit after a number ("-bit" of
+# "16-bit"), a dot-file (".git-credentials"), a dotted or slashed name, a word with digits
+_SPECIFIC = re.compile(
+    r"(?<![\w-])--?[A-Za-z][\w-]*|(?<=\d)-[A-Za-z][\w-]*|(?<![\w.])\.[A-Za-z][\w.-]*\w"
+    r"|\w+(?:[._/]\w+)+|\w*\d[\w.]*"
+)
 _LEAD = re.compile(r"^\s*(according to|as stated in|as)\s+(\[[\d,\s]+\]|the sources)\s*,?\s*", re.IGNORECASE)
 # a sentence ends at . ! ? before the next one starts with a capital, a digit, a quote or a bracket (not a
 # citation marker; "a ! line", "fixup! commits" and "e.g. this" go on), or at a line break after a citation
@@ -51,6 +57,18 @@ def _plain(terms: set[str]) -> set[str]:
 
 def claim_of(sentence: str) -> str:
     return " ".join(CITE.sub(" ", _LEAD.sub("", sentence)).split())
+
+
+_CODE = re.compile(r"```[^\n]*\n(.*?)```|`([^`\n]+)`", re.DOTALL)
+_PLACEHOLDER = re.compile(r"<[A-Za-z][\w.-]*>")
+
+
+def code_lines(text: str) -> list[str]:
+    """The lines of code in a sentence (fenced blocks and `inline` spans), folded."""
+    out: list[str] = []
+    for m in _CODE.finditer(text):
+        out += [folded(line.strip()) for line in (m.group(1) or m.group(2) or "").splitlines() if line.strip()]
+    return out
 
 
 def specifics(text: str) -> set[str]:
@@ -99,6 +117,7 @@ class Verifier:
         self.hosts = hosts  # the sources' own sites: a link there is no lure
         self.question = content_terms(question)
         self._asked = _plain(self.question)  # the question's words as the restatement check compares them
+        self._asked_specific = specifics(question)
         self.names = [folded(w) for w in names_in(question) if " " not in w]  # what it names: "Paris", "3.13"
         self.asked = asked_quantity(question)  # what it asks the number of: "bits", "weight"
         self.embed = embed
@@ -119,7 +138,7 @@ class Verifier:
         return self._support(content_terms(claim), specifics(claim), n, claim_vec)
 
     def _units(self, n: int) -> tuple[list[tuple[str, set[str]]], list[tuple[str, set[str]]]]:
-        """Passage ``n``'s sentences (each with the sentence before it, which its "it" may name), and its table
+        """Passage ``n``'s sentences (each with the sentence or two before it, which its "it" may name), and its table
         rows (lines of cells split by | or tabs, each with its table's first row, the header), folded, with
         their content terms: where a number can be bound to what it is the number of."""
         if n not in self._unit_cache:
@@ -133,8 +152,11 @@ class Verifier:
                 else:
                     header = ""
             units = split_sentences(text) or [text]
-            # a sentence with the one before it: "The --timeout option sets how long. It defaults to 900."
-            units = [f"{units[i - 1]} {u}" if i else u for i, u in enumerate(units)]
+            # a sentence with the one before it ("The --timeout option sets how long. It defaults to 900."), and
+            # the one before that when the one between holds no number of its own ("merge.renameLimit: the number
+            # of files ... If not specified, ... . If neither is, it defaults to 7000.")
+            units = [" ".join(units[max(0, i - (2 if i > 1 and not _NUMBER.search(units[i - 1]) else 1)) : i + 1])
+                     for i in range(len(units))]  # fmt: skip
             self._unit_cache[n] = ([(folded(u), content_terms(u)) for u in units],
                                    [(folded(r), content_terms(r)) for r in rows])  # fmt: skip
         return self._unit_cache[n]
@@ -161,10 +183,23 @@ class Verifier:
         best = max(coverage(self.question, terms) for _, terms in sentences + rows)
         return any(coverage(self.question, terms) >= BIND_SHARE * best for _, terms in holding)
 
-    def _support(self, terms: set[str], specific: set[str], n: int, claim_vec: Any) -> float:
+    def fills_placeholder(self, token: str, code: Sequence[str], n: int) -> bool:
+        """``token`` stands in a line of code whose command passage ``n`` writes with ``<placeholders>``: "git
+        restore --staged path/to/file" for "git restore [--staged] <pathspec>", an example value, not a claim."""
+        if token.startswith("-") or not _PLACEHOLDER.search(self.passages[n]):  # an option is never an example
+            return False
+        for line in code:
+            words = line.split()
+            command = " ".join(words[:2])
+            if (len(words) >= 2 and holds_token(line, token) and not holds_token(command, token)
+                    and re.search(rf"(?<![\w-]){re.escape(command)}(?![\w-])", self.lower[n])):  # fmt: skip
+                return True
+        return False
+
+    def _support(self, terms: set[str], specific: set[str], n: int, claim_vec: Any, code: Sequence[str] = ()) -> float:
         if not 0 <= n < len(self.passages):
             return 0.0
-        if any(not holds_token(self.lower[n], tok) for tok in specific):
+        if any(not holds_token(self.lower[n], tok) and not self.fills_placeholder(tok, code, n) for tok in specific):
             return 0.0
         if any(not self.bound(tok, n) for tok in specific if _NUMBER.fullmatch(tok)):
             return 0.0
@@ -182,13 +217,17 @@ class Verifier:
             return Verdict(sentence, cited, False, 0.0, planted=planted)
         if not terms:
             return Verdict(sentence, cited, True, 1.0, claim=False)
-        if self.question and _plain(terms) <= self._asked:
+        specific = specifics(claim)
+        if self.question and _plain(terms) <= self._asked and specific <= self._asked_specific:
             # it says nothing the question did not ("the pragma enables write-ahead logging"; "... gets before
             # git gc removes it" for "how old does ... get before git gc removes it?"): no answer
             return Verdict(sentence, cited, False, 0.0, restates=True)
         vec = self.embed([claim])[0] if self.embed is not None else None
-        specific = specifics(claim)
-        scores = {n: self._support(terms, specific, n - 1, vec) for n in range(1, len(self.passages) + 1)}
+        # the claim's words beyond the question's are what a passage must hold (the question's own, said again
+        # as the sentence's frame, need no support: "the default value of b is 0.75" stands on "b = 0.75")
+        said = {t for t in terms if t not in self.question} or terms
+        code = code_lines(sentence)
+        scores = {n: self._support(said, specific, n - 1, vec, code) for n in range(1, len(self.passages) + 1)}
         best_cited = max((scores[n] for n in cited), default=0.0)
         if best_cited >= SUPPORT_AT:
             return Verdict(sentence, cited, True, best_cited)

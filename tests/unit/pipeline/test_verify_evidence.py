@@ -336,3 +336,53 @@ def test_prose_names_its_subject_once_and_a_name_with_digits_is_no_number() -> N
                "Its maximum sequence length is 256 word pieces; longer input is truncated.")  # fmt: skip
     v = Verifier([passage], question="What is the maximum sequence length of all-MiniLM-L6-v2?")
     assert v.check("According to [1], the maximum sequence length of all-MiniLM-L6-v2 is 256 word pieces.").verified
+
+
+def test_correct_paraphrases_of_an_instruct_reader_are_verified() -> None:
+    """Issue 31: sentences a larger reader writes in its own words, which verification used to leave out although
+    they held the expected answer (bench/answer.py, "dropped but correct"), each with the wrong claim beside it
+    that must still be refused."""
+    # the question's own words said again as the sentence's frame need no support: the new words must
+    fts = "SQLite's FTS5 extension provides a built-in bm25() ranking function with k1 = 1.2 and b = 0.75."
+    v = Verifier([fts], question="What is the usual default value of the BM25 parameter b?")
+    assert v.check("The usual default value of the BM25 parameter b is 0.75.").verified
+    assert not v.check("The usual default value of the BM25 parameter b is 0.5.").verified
+    # "command-line" is a word, not an option "-line" that the passage must hold
+    tty = "A tool checks whether its output is a terminal. Tools turn colour off when NO_COLOR is set."
+    v = Verifier([tty], question="What environment variable turns colour off in command-line tools?")
+    assert v.check("Command-line tools turn colour off when the NO_COLOR environment variable is set [1].").verified
+    assert not v.check("Command-line tools turn colour off when the TERM_COLOR variable is set [1].").verified
+    # a sentence that names the answer in the question's words is no restatement
+    store = "The credential store helper writes credentials to ~/.git-credentials by default."
+    v = Verifier([store], question="Which file does the git credential store helper write my passwords to?")
+    said = v.check("The .git-credentials file is where the git credential store helper writes passwords [1].")
+    assert said.verified and not said.restates
+    assert v.check("The git credential store helper writes my passwords to a file.").restates
+
+
+def test_a_number_binds_across_a_sentence_without_a_number_of_its_own() -> None:
+    doc = ("merge.renameLimit: The number of files to consider in the exhaustive portion of rename detection during "
+           "a merge. If not specified, defaults to the value of diff.renameLimit. If neither merge.renameLimit nor "
+           "diff.renameLimit are specified, currently defaults to 7000.")  # fmt: skip
+    v = Verifier([doc], question="By default, how many files does rename detection look at during a merge?")
+    assert v.check("The default value of `merge.renameLimit` is 7000 [1].").verified
+    # a sentence between that holds a number of its own still ends the reach (250 MB is the file's size)
+    pdf = ("The Q4_K_M scheme uses about 4.5 bits per weight. Gemma 3 270M is a 270 million parameter model. "
+           "Its Q4_K_M file is about 250 MB.")  # fmt: skip
+    v = Verifier([pdf], question="How many bits per weight does the Q4_K_M quantisation use?")
+    assert not v.check("According to [1], the Q4_K_M quantisation uses about 250 MB.").verified
+
+
+def test_an_example_value_in_a_command_the_passage_writes_with_a_placeholder() -> None:
+    synopsis = ("git restore [<options>] [--source=<tree>] [--staged] [--worktree] [--] <pathspec>… Restore specified "
+                "paths in the working tree. --staged restores the index, unstaging the file.")  # fmt: skip
+    v = Verifier([synopsis], question="How do I unstage a file using the newer git restore command?")
+    example = "To unstage a file, restore it in the index:\n```\ngit restore --staged path/to/file\n```\n"
+    assert v.check(example).verified
+    # an option the passage does not have is still a claim it must hold
+    assert not v.check(
+        "To unstage a file, restore it in the index:\n```\ngit restore --cached path/to/file\n```\n"
+    ).verified
+    # and a passage without placeholders takes no example values
+    v = Verifier(["--staged restores the index of git restore, unstaging the file."], question="How do I unstage?")
+    assert not v.check(example).verified
