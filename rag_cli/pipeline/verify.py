@@ -5,12 +5,14 @@ passage::
 
     support = 0.5 * coverage + 0.5 * similarity        (0 if a specific token is missing)
 
-* ``coverage``: the share of the claim's content words (stemmed, stop words out) that the passage holds;
+* ``coverage``: the share of the claim's content words (stemmed, stop words out) that the passage holds,
+  the question's own words left out when the claim has others (said again, they are the sentence's frame);
 * ``similarity``: the best cosine between the claim and the passage's sentences (the embedding model;
   without one, coverage counts twice);
-* specific tokens — numbers, versions, ``--options``, ``dotted.names``, ``snake_case`` — must appear in
+* specific tokens — numbers, versions, ``--options``, ``.dot-files``, ``dotted.names``, ``snake_case`` — must appear in
   the passage as they are: "30 days" against a passage that says "90 days" is not supported however much
-  else matches.
+  else matches; except an example value in a line of code whose command the passage writes with
+  ``<placeholders>`` (``git restore --staged path/to/file`` for ``git restore [--staged] <pathspec>``).
 
 A sentence that holds only the question's own content words restates it and answers nothing: it is
 left out of the answer (``SentenceStream.dropped``). A sentence is **verified** when a passage it cites reaches ``SUPPORT_AT``. Otherwise, if another passage
