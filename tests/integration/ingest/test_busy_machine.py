@@ -31,13 +31,15 @@ def test_waiting_spends_no_budget_and_work_does() -> None:
 
 
 def test_a_corpus_of_many_records_is_judged_record_by_record() -> None:
-    # ~2 s of CPU to load in all, under a budget of 0.05 s: each record is quick, so none is pathological
+    # ~2 s of CPU to load in all, under a budget of 0.25 s: each record is quick, so none is pathological (a
+    # budget of 0.05 s was once spent by one record on a machine busy with a benchmark: a collection of the
+    # garbage the 60,000 records make, or cache contention, counts in the record's CPU time)
     corpus = "".join(json.dumps({"_id": str(i), "title": f"t{i}", "text": f"record {i} " * 20}) + "\n"
                      for i in range(60_000)).encode()  # fmt: skip
     t = time.thread_time()
-    with budget.limit(0.05):
+    with budget.limit(0.25):
         docs = load_bytes("corpus.jsonl", corpus)
-    assert time.thread_time() - t > 0.05, "the corpus must cost more than one budget for the test to mean anything"
+    assert time.thread_time() - t > 0.5, "the corpus must cost more than one budget for the test to mean anything"
     assert len(docs) == 60_000
 
 
