@@ -92,6 +92,13 @@ EmbedderFactory = Callable[["Settings"], Embedder]
 _REGISTRY: dict[str, EmbedderFactory] = {}
 
 
+def model_id(embedder: Embedder) -> str:
+    """``MODEL/DIM`` from the embedder's fingerprint: what another index must run for a query vector made here
+    to be its own (a federated search's shared vector)."""
+    fp = embedder.fingerprint()
+    return f"{fp.get('model')}/{fp.get('dim')}"
+
+
 def register(name: str, factory: EmbedderFactory) -> None:
     _REGISTRY[name] = factory
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from .. import runtime
-from ..embed.base import Embedder
+from ..embed.base import Embedder, model_id
 from ..embed.batcher import QueryBatcher
 from ..store.base import Reader
 from ..types import Hit
@@ -30,11 +30,6 @@ class DenseSource:
         self.feedback = feedback
         self.batcher = QueryBatcher(embedder, cache_size=cache_size, parallel=parallel)
         self.name, self.weight, self.timeout = name, weight, timeout
-
-    def model(self) -> str:
-        """What a peer must run for this search's vector to be its own query vector: model and dimension."""
-        fp = self.embedder.fingerprint()
-        return f"{fp.get('model')}/{fp.get('dim')}"
 
     async def _query_vector(self, ctx: QueryContext) -> Any:
         t0 = time.perf_counter()
@@ -62,7 +57,7 @@ class DenseSource:
         (cosines of one model are comparable across indexes), as one index's feedback moves it toward its own:
         the vector all the indexes of a federated search use. The plain query vector when feedback is off."""
         vec = await self._query_vector(ctx)
-        ctx.vector, ctx.vector_model = vec, self.model()
+        ctx.vector, ctx.vector_model = vec, model_id(self.embedder)
         if self.feedback > 0 and ctx.feedback:
             pooled = [v for vs in votes for v in vs if len(v[1]) == len(vec)]
             best = sorted(pooled, key=lambda v: -v[0])[:DENSE_DOCS]
@@ -86,7 +81,7 @@ class DenseSource:
                 return self.reader.hits(scored, self.name), used
 
         hits, used = await runtime.run_blocking(run, stage="faiss")
-        ctx.notes["dense_vector"], ctx.notes["dense_model"] = used, self.model()
+        ctx.notes["dense_vector"] = used
         return hits
 
 

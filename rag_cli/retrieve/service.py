@@ -182,8 +182,7 @@ class Retrieval:
 
         if self.embedder is None:
             return None
-        fp = self.embedder.fingerprint()
-        if model != f"{fp.get('model')}/{fp.get('dim')}" or len(values) != fp.get("dim"):
+        if model != embed_base.model_id(self.embedder) or len(values) != self.embedder.dim:
             return None
         vec = np.asarray(values, dtype=np.float32)
         norm = float(np.linalg.norm(vec))

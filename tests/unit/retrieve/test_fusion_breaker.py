@@ -491,4 +491,4 @@ def test_a_given_vector_is_used_as_it_is_and_only_from_the_same_model() -> None:
     ctx = QueryContext(query="q", k=5, vector=np.array([0.6, 0.8], dtype=np.float32))
     asyncio.run(src.search(ctx, None))
     assert reader.searched == [pytest.approx([0.6, 0.8])]  # one search, no feedback round
-    assert ctx.notes["dense_model"] == "m/2"
+    assert ctx.notes["dense_vector"] is ctx.vector  # what score completion uses: the given vector, unmoved
