@@ -159,7 +159,7 @@ import json, sys
 from rag_cli import runtime
 from rag_cli.config import load_settings
 from rag_cli.eval.beir import load
-from rag_cli.eval.metrics import ndcg_at
+from rag_cli.eval.metrics import ndcg_at, percentile
 from rag_cli.retrieve.service import Retrieval
 data = load(__import__("pathlib").Path(sys.argv[1]))
 s = load_settings(retrieve_timeout=60.0)
@@ -185,9 +185,8 @@ async def go():
             nd += ndcg_at(ranked[:10], data.qrels[qid], 10)
             share += sum(1 for d in ranked[:10] if d in remote) / max(1, len(ranked[:10]))
             n += 1
-    took.sort()
     return {"ndcg@10": nd / n, "remote_share": share / n, "queries": n, "degraded_queries": degraded,
-            "p50_ms": took[len(took) // 2]}
+            "p50_ms": percentile(took, 50)}
 print(json.dumps(runtime.run(go())))
 """
     out = subprocess.run([sys.executable, "-c", code, str(corpus_dir), json.dumps(sources), json.dumps(sorted(remote_ids))],

@@ -135,10 +135,6 @@ class Verifier:
         vecs = self._vecs[n]
         return float((vecs @ claim_vec).max()) if vecs is not None and len(vecs) else 0.0
 
-    def support(self, claim: str, n: int, claim_vec: Any = None) -> float:
-        """How well passage ``n`` (0-based) supports ``claim``, 0..1."""
-        return self._support(content_terms(claim), specifics(claim), n, claim_vec)
-
     def _units(self, n: int) -> tuple[list[tuple[str, set[str]]], list[tuple[str, set[str]]]]:
         """Passage ``n``'s sentences (each with the sentence or two before it, which its "it" may name), and its table
         rows (lines of cells split by | or tabs, each with its table's first row, the header), folded, with

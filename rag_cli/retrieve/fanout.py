@@ -177,8 +177,9 @@ class FanOut:
         retrieve.filters.Filter) narrows the local index's dense and BM25 searches and is sent to remote
         ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so).
         ``feedback`` False: no pseudo-relevance feedback. ``vector``, ``expansion``: the dense search's query
-        vector and BM25's feedback words, used as they are (a federating index's). With ``rag`` peers the dense feedback is one for all indexes
-        (:meth:`_shared_feedback`: a round of first passages before the search proper)."""
+        vector and BM25's feedback words, used as they are (a federating index's). With ``rag`` peers the
+        feedback, dense and BM25, is one for all indexes (:meth:`_shared_feedback`: a round of first passages
+        before the search proper)."""
         t0 = time.perf_counter()
         chosen = self.select(mode)
         unfiltered: list[Degradation] = []

@@ -232,7 +232,7 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
     cand = None if candidates is None else count(s, "candidates", candidates)
     args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body),
             "feedback": flag_field(body, "feedback"), "documents": flag_field(body, "documents"),
-            "vector": vector_field(body), "expansion": expansion_field(body),
+            "vector": vector_field(body), "expansion": expansion_field(body, s.retrieve_feedback_bm25),
             "vectors": flag_field(body, "vectors")}  # fmt: skip
     return retrieval, args
 

@@ -198,10 +198,10 @@ def vector_field(body: dict[str, Any]) -> tuple[list[float], str] | None:
 EXPANSION_MAX = 32  # feedback words a request may send
 
 
-def expansion_field(body: dict[str, Any]) -> tuple[list[str], float] | None:
+def expansion_field(body: dict[str, Any], weight_default: float) -> tuple[list[str], float] | None:
     """A federating index's BM25 feedback words (``expansion``: a list of words) with their weight
-    (``expansion_weight``, 0 to 100; default 0.3), or None when absent."""
-    words, weight = body.get("expansion"), body.get("expansion_weight", 0.3)
+    (``expansion_weight``, 0 to 100; default ``weight_default``, the index's own), or None when absent."""
+    words, weight = body.get("expansion"), body.get("expansion_weight", weight_default)
     if words is None:
         return None
     if (not isinstance(words, list) or len(words) > EXPANSION_MAX
