@@ -59,6 +59,11 @@ class QueryContext:
     vector: Any = None
     vector_model: str = ""  # the model and dimension of ``vector`` ("MODEL/DIM"), for a peer to check
     expansion: tuple[list[str], float] | None = None  # BM25's feedback words and weight when given (shared)
+    # a federated search's collection statistics (store/base.Collection): every index scores BM25 with their
+    # idf, so that BM25 scores pool across indexes; ``counts``: each index's share, by source name, gathered
+    # with the first passages of a federated search (BM25's voters)
+    collection: tuple[int, dict[str, int]] | None = None
+    counts: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     def shared(self, key: str, factory: Callable[[], Any]) -> asyncio.Task[Any]:

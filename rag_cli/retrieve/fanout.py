@@ -20,12 +20,14 @@ from ..errors import AllSourcesFailed, SourceError, UsageError
 from ..resilience import CircuitBreaker, redact_urls
 from ..types import Degradation, Hit
 from .base import FeedbackLeader, FeedbackVoter, QueryContext, Source
-from .fusion import by_document, collapse_twins, dedupe, fuse
+from .fusion import BY_SCORE, by_document, collapse_twins, dedupe, fuse
 
 MODES = SEARCH_MODES
 Completer = Callable[[QueryContext, list[Hit]], Awaitable[None]]
 
 LOCAL_KINDS = ("dense", "bm25")  # the index's own sources
+# with one collection's idf (a federated search's shared statistics) BM25 scores pool across indexes as cosines do
+POOLED = frozenset(LOCAL_KINDS)
 
 
 @dataclass
@@ -172,12 +174,14 @@ class FanOut:
     async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
                      candidates: int | None = None, filter: Any = None,
                      feedback: bool | None = None, documents: bool | None = None,
-                     vector: Any = None, expansion: tuple[list[str], float] | None = None) -> SearchResult:  # fmt: skip
+                     vector: Any = None, expansion: tuple[list[str], float] | None = None,
+                     collection: tuple[int, dict[str, int]] | None = None) -> SearchResult:  # fmt: skip
         """Search every source of ``mode`` concurrently and fuse the results. ``filter`` (a
         retrieve.filters.Filter) narrows the local index's dense and BM25 searches and is sent to remote
         ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so).
-        ``feedback`` False: no pseudo-relevance feedback. ``vector``, ``expansion``: the dense search's query
-        vector and BM25's feedback words, used as they are (a federating index's). With ``rag`` peers the
+        ``feedback`` False: no pseudo-relevance feedback. ``vector``, ``expansion``, ``collection``: the dense
+        search's query vector, BM25's feedback words and the idf BM25 scores with (store/base.Collection), used
+        as they are (a federating index's). With ``rag`` peers the
         feedback, dense and BM25, is one for all indexes (:meth:`_shared_feedback`: a round of first passages
         before the search proper)."""
         t0 = time.perf_counter()
@@ -191,10 +195,10 @@ class FanOut:
             raise AllSourcesFailed(f"no source available for mode {mode!r}" + (" with a filter" if filter else ""))
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
         ctx = QueryContext(query=query, k=fetch, filter=filter or None, feedback=feedback is not False,
-                           vector=vector, expansion=expansion)  # fmt: skip
+                           vector=vector, expansion=expansion, collection=collection)  # fmt: skip
         timings: dict[str, float] = {}
         try:
-            if vector is None and expansion is None and any(s.kind == "rag" for s in chosen):
+            if vector is None and expansion is None and collection is None and any(s.kind == "rag" for s in chosen):
                 await self._shared_feedback(ctx, chosen, timeout)
             outcomes = await asyncio.gather(*(self._one(s, ctx, timeout) for s in chosen))
             local = {o.source.kind: o.hits for o in outcomes if o.reason is None and o.source.kind in LOCAL_KINDS}
@@ -223,7 +227,7 @@ class FanOut:
             weights = {o.source.name: o.source.weight for o in ok}
             kinds = {o.source.name: o.source.kind for o in ok}
             hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=None,
-                        method=self.fusion)  # fmt: skip
+                        method=self.fusion, pooled=POOLED if ctx.collection is not None else BY_SCORE)  # fmt: skip
         # document order ranks the fused candidates (bench/fusion.py); otherwise only the first k are needed
         ordered = len(ok) > 1 and documents is not False and self.document_bonus > 0
         depth = max(fetch, k) if ordered else k

@@ -144,12 +144,13 @@ def by_document(hits: list[Hit], bonus: float) -> list[Hit]:
 LOCAL_METHODS = ("dense", "bm25")
 FUSIONS = ("zscore", "rrf")
 # cosine similarities of one model are comparable across indexes; BM25 scores are not (idf and
-# document lengths are each index's own: a one-document index scores every word near 0)
+# document lengths are each index's own: a one-document index scores every word near 0), unless every index
+# scored with one collection's idf (a federated search's shared statistics, store/base.Collection)
 BY_SCORE = frozenset({"dense"})
 
 
 def fuse(lists: dict[str, list[Hit]], kinds: dict[str, str], weights: dict[str, float], *, k: int = 60,
-         limit: int | None = None, method: str = "zscore") -> list[Hit]:  # fmt: skip
+         limit: int | None = None, method: str = "zscore", pooled: frozenset[str] = BY_SCORE) -> list[Hit]:  # fmt: skip
     """Fuse what every source returned so that each source is one fair voice.
 
     1. **The index**: the candidates of the local dense and BM25 lists and of every ``rag`` source
@@ -163,9 +164,11 @@ def fuse(lists: dict[str, list[Hit]], kinds: dict[str, str], weights: dict[str, 
 
        Dense cosines of one model are comparable across indexes, so their mean and deviation are
        taken over the pooled candidates of all of them; BM25 scores are not (idf and lengths are each
-       index's own), so they are standardised within each index. A score still unknown counts as the
-       lowest of its pool. ``method = "rrf"``: the pooled lists ranked per method (dense by cosine,
-       BM25 by rank within each index) and ``index(d) = sum_m w_m / (k + rank_m(d))``.
+       index's own), so they are standardised within each index, unless every index scored with one
+       collection's statistics (a federated search's, store/base.Collection): ``pooled`` names the methods
+       whose scores pool across indexes. A score still unknown counts as the lowest of its pool.
+       ``method = "rrf"``: the pooled lists ranked per method (dense by cosine, BM25 by rank within each
+       index) and ``index(d) = sum_m w_m / (k + rank_m(d))``.
     2. **Peers**: the index list and each other source (an ``http`` API with scores on its own scale,
        or a ``rag`` source whose hits carry no per-method scores) by weighted RRF::
 
@@ -217,7 +220,7 @@ def fuse(lists: dict[str, list[Hit]], kinds: dict[str, str], weights: dict[str, 
     if method == "rrf":
         index = _pooled({m: p for m, p in pools.items() if p}, method_weight, k)
     else:
-        index = _standardised(groups, method_weight, found, standard)
+        index = _standardised(groups, method_weight, found, {} if "bm25" in pooled else standard, pooled)
     if not peers:
         return index[:limit] if limit else index
     return _peers({"index": index, **peers}, {"index": 1.0, **{n: weights.get(n, 1.0) for n in peers}}, k, limit)
@@ -241,20 +244,16 @@ def _zscores(values: dict[str, float]) -> dict[str, float]:
 
 
 def _standardised(groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]], weights: dict[str, float],
-                  found: dict[str, list[str]], standard: dict[str, float]) -> list[Hit]:  # fmt: skip
+                  found: dict[str, list[str]], standard: dict[str, float],
+                  pooled: frozenset[str] = BY_SCORE) -> list[Hit]:  # fmt: skip
     # dense: one pool over every index (one model's cosines are comparable); bm25: each index on its own,
-    # a remote index's as it sent them (standardised over all of its candidates; we see its best few).
+    # a remote index's as it sent them (standardised over all of its candidates; we see its best few), or
+    # pooled as dense when every index scored with one collection's idf.
     # Measured (bench/federated.py): standardising the pooled cosines with the local candidates' mean and
     # deviation instead came out 0.001 lower on Cranfield shards.
     dense = _zscores({f"{g}\0{key}": per["dense"] for g, hits in groups.items() for key, (_, per) in hits.items()
                       if "dense" in per})  # fmt: skip
-    bm25: dict[str, float] = {}
-    for g, hits in groups.items():
-        sent = {f"{g}\0{key}": standard[f"{g}\0{key}"] for key in hits if f"{g}\0{key}" in standard}
-        if g and len(sent) == len(hits):
-            bm25.update(sent)
-            continue
-        bm25.update(_zscores({f"{g}\0{key}": per["bm25"] for key, (_, per) in hits.items() if "bm25" in per}))
+    bm25 = _bm25_standardised(groups, standard, "bm25" in pooled)
     used = {m: z for m, z in (("dense", dense), ("bm25", bm25)) if z and weights.get(m, 1.0) > 0}
     floor = {m: min(z.values()) for m, z in used.items()}
     total = sum(weights.get(m, 1.0) for m in used) or 1.0
@@ -279,6 +278,23 @@ def _standardised(groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]], we
     out = _emit(scores, best, found, raw, None)
     for hit in out:  # what a federating rag takes as this index's own standardised scores
         hit.extra["standard_scores"] = zs[hit.key]
+    return out
+
+
+def _bm25_standardised(groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]], standard: dict[str, float],
+                       pooled: bool) -> dict[str, float]:  # fmt: skip
+    """BM25 z-scores by ``index\0key``: over every index's candidates together when they scored with one
+    collection's idf (``pooled``), else within each index (a remote one's as it sent them, when it did)."""
+
+    def own(g: str, hits: dict[str, tuple[Hit, dict[str, float]]]) -> dict[str, float]:
+        return {f"{g}\0{key}": per["bm25"] for key, (_, per) in hits.items() if "bm25" in per}
+
+    if pooled:
+        return _zscores({gk: v for g, hits in groups.items() for gk, v in own(g, hits).items()})
+    out: dict[str, float] = {}
+    for g, hits in groups.items():
+        sent = {f"{g}\0{key}": standard[f"{g}\0{key}"] for key in hits if f"{g}\0{key}" in standard}
+        out.update(sent if g and len(sent) == len(hits) else _zscores(own(g, hits)))
     return out
 
 

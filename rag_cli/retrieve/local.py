@@ -12,7 +12,7 @@ from typing import Any
 from .. import runtime
 from ..embed.base import Embedder, model_id
 from ..embed.batcher import QueryBatcher
-from ..store.base import Reader
+from ..store.base import Reader, summed, word_counts
 from ..types import Hit
 from .base import QueryContext
 from .feedback import BM25_DOCS, DENSE_DOCS, expansion_terms, rocchio
@@ -101,20 +101,25 @@ class BM25Source:
 
     async def first_passages(self, ctx: QueryContext, method: str, most: int,
                              deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
-        """The best ``most`` passages by the plain query, as ``(BM25 score, text)`` (FeedbackVoter)."""
+        """The best ``most`` passages by the plain query, as ``(BM25 score, text)`` (FeedbackVoter); this index's
+        word counts into ``ctx.counts`` (store/base.word_counts)."""
 
-        def run() -> list[tuple[float, Any]]:
+        def run() -> tuple[list[tuple[float, Any]], Any]:
             with self.reader.snapshot():
                 scored = self.reader.bm25(ctx.query, most, self.columns, self.reader.allowed(ctx.filter))
                 got = self.reader.chunks([i for i, _ in scored])
-            return [(s, got[i]["text"]) for i, s in scored if i in got]
+                counts = word_counts(self.reader, ctx.query)
+            return [(s, got[i]["text"]) for i, s in scored if i in got], counts
 
-        return await runtime.run_blocking(run, stage="bm25")
+        votes, ctx.counts[self.name] = await runtime.run_blocking(run, stage="bm25")
+        return votes
 
     async def share_feedback(self, ctx: QueryContext, votes: list[list[tuple[float, Any]]]) -> None:
         """The words all the indexes of a federated search add to their BM25 query, with their weight
         (``ctx.expansion``): RM3 over every index's first passages, each list's scores min-max normalised on
-        its own (BM25 scores are each index's own scale), so the words come from all of them alike."""
+        its own (BM25 scores are each index's own scale), so the words come from all of them alike. And the collection statistics every index then
+        scores BM25 with (``ctx.collection``: the word counts of the indexes that gave theirs, summed)."""
+        ctx.collection = summed(list(ctx.counts.values()))
         if self.feedback <= 0 or not ctx.feedback:
             return
         texts: list[str] = []
@@ -135,7 +140,7 @@ class BM25Source:
                 allowed = self.reader.allowed(ctx.filter)
                 lam = self.feedback if ctx.feedback else 0.0
                 first = max(ctx.k, BM25_DOCS) if lam > 0 else ctx.k  # the same voters whatever k is
-                scored = self.reader.bm25(ctx.query, first, self.columns, allowed)
+                scored = self.reader.bm25(ctx.query, first, self.columns, allowed, collection=ctx.collection)
                 words: list[str] = []
                 if lam > 0 and scored:
                     scored, words = self._expanded(ctx, scored, allowed)
@@ -154,7 +159,9 @@ class BM25Source:
         def run() -> list[Hit]:
             with self.reader.snapshot():
                 allowed = self.reader.allowed(ctx.filter)
-                scored = self.reader.bm25(ctx.query, ctx.k, self.columns, allowed, (words, weight) if words else None)
+                scored = self.reader.bm25(
+                    ctx.query, ctx.k, self.columns, allowed, (words, weight) if words else None, ctx.collection
+                )
                 return self.reader.hits(scored, self.name)
 
         hits = await runtime.run_blocking(run, stage="bm25")
@@ -172,4 +179,4 @@ class BM25Source:
         words = expansion_terms(ctx.query, [t for t, _ in held], [s for _, s in held])
         if not words:
             return scored, []
-        return self.reader.bm25(ctx.query, ctx.k, self.columns, allowed, (words, self.feedback)), words
+        return self.reader.bm25(ctx.query, ctx.k, self.columns, allowed, (words, self.feedback), ctx.collection), words

@@ -25,6 +25,7 @@ from .. import runtime
 from ..config import Settings
 from ..errors import ConfigError, SourceError
 from ..resilience import backoff, retry_after
+from ..store.base import collection_from, collection_json
 from ..types import Hit
 from .base import QueryContext, register
 
@@ -316,18 +317,24 @@ class RagSource(HttpSource):
                 body = {**body, "vector": [round(float(x), 6) for x in ctx.vector], "vector_model": ctx.vector_model}
             if ctx.expansion is not None:
                 body = {**body, "expansion": list(ctx.expansion[0]), "expansion_weight": ctx.expansion[1]}
+            if ctx.collection is not None:
+                body = {**body, "collection": collection_json(ctx.collection)}
         return self.to_hits(await self._parse(await self._call(method, url, headers, body, deadline)))
 
     async def first_passages(self, ctx: QueryContext, method: str, most: int,
                              deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
         """The other index's best ``most`` passages of ``method`` by the plain query (``/search`` without
         feedback): ``(cosine, stored vector)`` for dense (``"vectors": true``), ``(BM25 score, text)`` for bm25:
-        its votes in the federated search's shared feedback (FeedbackVoter)."""
+        its votes in the federated search's shared feedback (FeedbackVoter); for bm25 its word counts as well
+        (``"counts": true``) into ``ctx.counts``, for the collection statistics every index then scores with."""
         verb, url, headers, body = self.request(ctx.query, most, ctx.filter)
         if not isinstance(body, dict):
             return []
-        body = {**body, "k": most, "candidates": most, "mode": method, "feedback": False, "vectors": method == "dense"}
+        body = {**body, "k": most, "candidates": most, "mode": method, "feedback": False, "vectors": method == "dense",
+                "counts": method == "bm25"}  # fmt: skip
         data = await self._parse(await self._call(verb, url, headers, body, deadline))
+        if method == "bm25" and isinstance(data, dict) and (counts := collection_from(data.get("collection"))):
+            ctx.counts[self.name] = counts
         out: list[tuple[float, Any]] = []
         for item in (data.get("hits") or []) if isinstance(data, dict) else []:
             got, score = item.get("vector" if method == "dense" else "text"), item.get("score")

@@ -126,7 +126,7 @@ class Retrieval:
 
         def run() -> dict[int, dict[str, float]]:
             with reader.snapshot():
-                return reader.scores_for(ids, vec, ctx.query, self.bm25_columns, expansion)
+                return reader.scores_for(ids, vec, ctx.query, self.bm25_columns, expansion, ctx.collection)
 
         scores = await runtime.run_blocking(run, stage="complete_scores")
         for h in hits:
@@ -158,14 +158,16 @@ class Retrieval:
                      timeout: float | None = None, candidates: int | None = None,
                      filter: Any = None, feedback: bool | None = None,
                      documents: bool | None = None, vector: tuple[list[float], str] | None = None,
-                     expansion: tuple[list[str], float] | None = None) -> SearchResult:  # fmt: skip
+                     expansion: tuple[list[str], float] | None = None,
+                     collection: tuple[int, dict[str, int]] | None = None) -> SearchResult:  # fmt: skip
         """``candidates``: taken from each method before fusion (default max(3k, 30)); ``filter``: a
         retrieve.filters.Filter for the local index; ``documents``: results in document order (None: as
         ``[retrieve] document_bonus`` says; False: the fused passage order, which an answer's evidence wants);
         ``vector``: ``(values, model)``, a federating index's query vector for the dense search, used when it
         is of this index's model (else the query is embedded here, without feedback: cosines that cannot be
         made comparable are at least plain); ``expansion``: ``(words, weight)``, a federating index's BM25
-        feedback words, used as they are."""
+        feedback words, used as they are; ``collection``: a federating index's collection statistics, the idf its
+        BM25 scores with (store/base.Collection)."""
         assert self.fanout is not None, "call open() first"
         mode = mode or self.settings.retrieve_mode
         await self.prepare(mode)
@@ -174,7 +176,7 @@ class Retrieval:
             given = self.own_vector(*vector)
             feedback = False if given is None else feedback
         return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates, filter,
-                                        feedback, documents, given, expansion)  # fmt: skip
+                                        feedback, documents, given, expansion, collection)  # fmt: skip
 
     def own_vector(self, values: list[float], model: str) -> Any:
         """``values`` as this index's query vector (unit length, float32) if ``model`` is its model; else None."""

@@ -4,7 +4,8 @@ Routes (``index`` picks one of the served indexes; the first one given is the de
 
     GET  /search?q=...&k=10&mode=hybrid&index=NAME   same JSON as `rag search --json`
     POST /search  {"query", "k", "mode", "timeout", "candidates", "index", "path", "type", "since", "feedback",
-                   "documents", "vector", "vector_model", "expansion", "expansion_weight", "vectors"}
+                   "documents", "vector", "vector_model", "expansion", "expansion_weight", "vectors",
+                   "collection", "counts"}
     POST /ask     {"question", "k", "mode", "llm", "index", "history"}   `rag ask --json`, or with
                   `Accept: text/event-stream` the `rag ask --jsonl` events as server-sent events
     GET  /v1/models, POST /v1/chat/completions          OpenAI-compatible (server/openai_api.py)
@@ -40,10 +41,12 @@ from .. import runtime
 from ..config import Settings
 from ..errors import AllSourcesFailed, RagError, UsageError
 from ..retrieve.service import Retrieval
+from ..store.base import collection_json, word_counts
 from . import page
 from .gate import Gate
 from .http import (
     HttpError,
+    collection_field,
     count,
     error,
     expansion_field,
@@ -233,7 +236,8 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
     args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body),
             "feedback": flag_field(body, "feedback"), "documents": flag_field(body, "documents"),
             "vector": vector_field(body), "expansion": expansion_field(body, s.retrieve_feedback_bm25),
-            "vectors": flag_field(body, "vectors")}  # fmt: skip
+            "collection": collection_field(body), "vectors": flag_field(body, "vectors"),
+            "counts": flag_field(body, "counts")}  # fmt: skip
     return retrieval, args
 
 
@@ -254,7 +258,7 @@ async def search_route(request: web.Request) -> web.Response:
     if (busy := guard.refused("/search")) is not None:
         return busy
     async with guard.slot():
-        query, vectors = args.pop("query"), args.pop("vectors")
+        query, vectors, counts = args.pop("query"), args.pop("vectors"), args.pop("counts")
         try:
             result = await retrieval.search(query, **args)
         except AllSourcesFailed as exc:
@@ -266,7 +270,17 @@ async def search_route(request: web.Request) -> web.Response:
     out["timings"] = result.timings
     if vectors:  # a federating index's votes in its shared feedback: each hit's stored vector
         await _with_vectors(retrieval, out["hits"])
+    if counts and retrieval.reader is not None:  # a federating index's collection statistics: this index's share
+        out["collection"] = await _counts(retrieval.reader, query)
     return json_response(out)
+
+
+async def _counts(reader: Any, query: str) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        with reader.snapshot():
+            return collection_json(word_counts(reader, query))
+
+    return await runtime.run_blocking(run, stage="counts")
 
 
 async def _with_vectors(retrieval: Retrieval, hits: list[dict[str, Any]]) -> None:

@@ -212,6 +212,21 @@ def expansion_field(body: dict[str, Any], weight_default: float) -> tuple[list[s
     return list(words), float(weight)
 
 
+def collection_field(body: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
+    """A federating index's collection statistics (``collection``: ``{"rows": N, "words": {word: n}}``, the
+    chunks of all its indexes and per query word those holding it), or None when absent."""
+    from ..store.base import COLLECTION_WORDS, collection_from
+
+    value = body.get("collection")
+    if value is None:
+        return None
+    got = collection_from(value)
+    if got is None:
+        raise UsageError('collection: {"rows": N, "words": {WORD: N, ...}} with whole numbers and at most '
+                         f"{COLLECTION_WORDS} words")  # fmt: skip
+    return got
+
+
 def flag_field(body: dict[str, Any], name: str) -> bool | None:
     """A true/false field of a request (JSON ``true``/``false``, or ``"true"``/``"false"`` from a query
     string), or None when absent."""

@@ -39,6 +39,21 @@ if TYPE_CHECKING:
     from ..types import Chunk, Hit
 
 
+# a federated search's collection statistics (retrieve/fanout.py): the chunks of all its indexes, and per query
+# word (store/rows.query_words) the chunks holding it, each summed over the indexes. A store given them scores
+# those words with their idf (:func:`word_idf`) instead of its own, so BM25 scores of several indexes compare
+# as if they were one; a word they do not count keeps the store's own idf
+Collection = tuple[int, dict[str, int]]
+
+
+def word_idf(word: str, rows: int, holding: int, collection: Collection | None = None) -> float:
+    """The idf BM25 gives ``word``, held by ``holding`` of the ``rows`` chunks of this index: the
+    ``collection``'s when it counts the word, else this index's own (:func:`bm25_idf`)."""
+    if collection is not None and collection[0] > 0 and word in collection[1]:
+        return bm25_idf(collection[0], min(collection[1][word], collection[0]))
+    return bm25_idf(rows, holding)
+
+
 # words added to a BM25 query with their weight (pseudo-relevance feedback, retrieve/feedback.py): the score is
 # BM25(query) + weight * BM25(words), each word scored as the query's are
 Expansion = tuple[Sequence[str], float]
@@ -60,9 +75,11 @@ class Reader(Protocol):
     def allowed(self, flt: Any) -> Any: ...
     def dense(self, query_vec: Any, k: int, allowed: Any = None) -> list[tuple[int, float]]: ...
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = ..., allowed: Any = None,
-             expansion: Expansion | None = None) -> list[tuple[int, float]]: ...  # fmt: skip
+             expansion: Expansion | None = None,
+             collection: Collection | None = None) -> list[tuple[int, float]]: ...  # fmt: skip
     def scores_for(self, ids: list[int], query_vec: Any, query: str, weights: tuple[float, float, float] = ...,
-                   expansion: Expansion | None = None) -> dict[int, dict[str, float]]: ...  # fmt: skip
+                   expansion: Expansion | None = None,
+                   collection: Collection | None = None) -> dict[int, dict[str, float]]: ...  # fmt: skip
     def vectors(self, ids: list[int]) -> dict[int, Any]: ...
     def unknown_words(self, words: list[str]) -> list[str]: ...
     def chunks_holding(self, words: list[str], most: int) -> list[int]: ...
@@ -76,6 +93,47 @@ class Reader(Protocol):
     def bm25_memory(self, weights: tuple[float, float, float]) -> Any: ...  # start loading postings (long-lived)
     def bm25_memory_bytes(self) -> int: ...
     def close(self) -> None: ...
+
+
+def word_counts(reader: Reader, query: str) -> Collection:
+    """This index's share of a :data:`Collection` for ``query``: its chunks, and per query word the chunks
+    holding it (as its BM25 matches the word)."""
+    from .rows import query_words
+
+    words = query_words(query)
+    return reader.count, dict(zip(words, reader.chunks_holding(words, max(reader.count, 1)), strict=True))
+
+
+def summed(parts: Sequence[Collection]) -> Collection | None:
+    """The :data:`Collection` of several indexes from each one's :func:`word_counts` (a word one of them did not
+    count is left out: its idf stays each index's own); None without parts."""
+    if not parts:
+        return None
+    common = set(parts[0][1]).intersection(*(p[1] for p in parts[1:]))
+    return sum(p[0] for p in parts), {w: sum(p[1][w] for p in parts) for w in sorted(common)}
+
+
+COLLECTION_WORDS = 64  # query words a Collection counts at most (store/rows.query_words keeps 64)
+
+
+def collection_json(collection: Collection) -> dict[str, Any]:
+    """A :data:`Collection` as a federated ``/search`` sends and answers it: ``{"rows": N, "words": {w: n}}``."""
+    return {"rows": collection[0], "words": dict(collection[1])}
+
+
+def collection_from(value: Any) -> Collection | None:
+    """The :data:`Collection` of :func:`collection_json`'s form, or None when ``value`` is not one (counts are
+    whole numbers from 0 to 2**53, at most :data:`COLLECTION_WORDS` words of 1 to 64 characters)."""
+
+    def whole(n: Any) -> bool:
+        return isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**53
+
+    if not isinstance(value, dict) or not whole(value.get("rows")) or not isinstance(words := value.get("words"), dict):
+        return None
+    if len(words) > COLLECTION_WORDS or not all(isinstance(w, str) and 0 < len(w) <= 64 and whole(n)
+                                                for w, n in words.items()):  # fmt: skip
+        return None
+    return int(value["rows"]), {str(w): int(n) for w, n in words.items()}
 
 
 class Writer(Protocol):

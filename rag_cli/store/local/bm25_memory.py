@@ -119,13 +119,14 @@ class MemoryBM25:
     def nbytes(self) -> int:
         return int(self.ids.nbytes + self.starts.nbytes + self.docs.nbytes + self.freqs.nbytes + self._norm.nbytes)
 
-    def search(self, phrases: list[tuple[str, ...]], k: int, mask: Any = None,
-               factors: list[float] | None = None) -> list[tuple[int, float]]:  # fmt: skip
+    def search(self, phrases: list[tuple[str, ...]], k: int, mask: Any = None, factors: list[float] | None = None,
+               idfs: list[float | None] | None = None) -> list[tuple[int, float]]:  # fmt: skip
         """Top ``k`` (chunk id, score) for an OR of single-term phrases, best first (ties by id);
-        ``mask`` (bool per row): only those rows; ``factors``: each phrase's weight (default 1)."""
+        ``mask`` (bool per row): only those rows; ``factors``: each phrase's weight (default 1); ``idfs``: each
+        phrase's idf where it is given (a federated search's, store/base.Collection), else this index's."""
         import numpy as np
 
-        scores, found, matched = self._score(phrases, factors)
+        scores, found, matched = self._score(phrases, factors, idfs)
         if not matched or k <= 0:
             return []
         if mask is not None:
@@ -136,31 +137,34 @@ class MemoryBM25:
         top = sorted(zip((-scores[hit]).tolist(), self.ids[hit].tolist(), strict=True))
         return [(cid, -neg) for neg, cid in top]
 
-    def score_ids(self, phrases: list[tuple[str, ...]], ids: list[int],
-                  factors: list[float] | None = None) -> dict[int, float]:  # fmt: skip
+    def score_ids(self, phrases: list[tuple[str, ...]], ids: list[int], factors: list[float] | None = None,
+                  idfs: list[float | None] | None = None) -> dict[int, float]:  # fmt: skip
         """The score of each of ``ids`` that matches (as FTS5's ``bm25()`` would give it)."""
         import numpy as np
 
-        scores, found, _ = self._score(phrases, factors)
+        scores, found, _ = self._score(phrases, factors, idfs)
         want = np.asarray(sorted(set(ids)), dtype=np.int64)
         where = np.searchsorted(self.ids, want)
         ok = where < self.rows
         ok[ok] = self.ids[where[ok]] == want[ok]
         return {int(c): float(scores[w]) for c, w in zip(want[ok], where[ok], strict=True) if found[w]}
 
-    def _score(self, phrases: list[tuple[str, ...]], factors: list[float] | None) -> tuple[Any, Any, bool]:
+    def _score(self, phrases: list[tuple[str, ...]], factors: list[float] | None,
+               idfs: list[float | None] | None = None) -> tuple[Any, Any, bool]:  # fmt: skip
         import numpy as np
 
         scores = np.zeros(self.rows, dtype=np.float64)
         found = np.zeros(self.rows, dtype=bool)  # rows that match (a zero column weight can score 0)
         matched = False
-        for phrase, factor in zip(phrases, factors or [1.0] * len(phrases), strict=True):
+        given = idfs or [None] * len(phrases)
+        for phrase, factor, idf in zip(phrases, factors or [1.0] * len(phrases), given, strict=True):
             tid = self.terms.get(phrase[0])
             if tid is None:
                 continue
             s, e = int(self.starts[tid]), int(self.starts[tid + 1])
             d, f = self.docs[s:e], self.freqs[s:e]
-            scores[d] += factor * bm25_idf(self.rows, e - s) * ((f * (K1 + 1.0)) / (f + self._norm[d]))
+            own = bm25_idf(self.rows, e - s) if idf is None else idf
+            scores[d] += factor * own * ((f * (K1 + 1.0)) / (f + self._norm[d]))
             found[d] = True
             matched = True
         return scores, found, matched

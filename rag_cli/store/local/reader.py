@@ -247,10 +247,12 @@ class IndexReader(MemoryPostings):
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-             allowed: Allowed | None = None, expansion: Any = None) -> list[tuple[int, float]]:  # fmt: skip
+             allowed: Allowed | None = None, expansion: Any = None,
+             collection: store_base.Collection | None = None) -> list[tuple[int, float]]:  # fmt: skip
         """FTS5 BM25 (k1=1.2, b=0.75) with column weights (title, heading, body). Higher is better.
         ``allowed``: only those chunks score (the statistics stay the whole index's); ``expansion``: weighted
-        words added to the query (store/base.Expansion)."""
+        words added to the query (store/base.Expansion); ``collection``: the idf of the words it counts
+        (store/base.Collection)."""
         words = weighted_words(query, expansion)
         if not words or k <= 0 or (allowed is not None and not len(allowed)):
             return []
@@ -259,8 +261,8 @@ class IndexReader(MemoryPostings):
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
         if (held := self._memory_phrases([x for x, _ in words], w)) is not None:
             mask = None if allowed is None else allowed.mask(held[0].ids)
-            return held[0].search(held[1], k, mask, [f for _, f in words])
-        summed, args = self._rescaled(words, w)
+            return held[0].search(held[1], k, mask, [f for _, f in words], self._idfs(held, words, collection))
+        summed, args = self._rescaled(words, w, collection)
         if not summed:
             return []
         if allowed is None:
@@ -270,7 +272,16 @@ class IndexReader(MemoryPostings):
             rows = self._conn().execute(sql, (*args, allowed.json(), k))
         return [(int(r[0]), -float(r[1])) for r in rows]
 
-    def _rescaled(self, words: list[tuple[str, float]], w: tuple[float, float, float]) -> tuple[str, list[Any]]:
+    @staticmethod
+    def _idfs(held: tuple[Any, list[Any]], words: list[tuple[str, float]],
+              collection: store_base.Collection | None) -> list[float | None] | None:  # fmt: skip
+        """The in-memory postings' idf of each word: the collection's where it counts the word, else None."""
+        if collection is None:
+            return None
+        return [store_base.word_idf(w, 0, 0, collection) if w in collection[1] else None for w, _ in words]
+
+    def _rescaled(self, words: list[tuple[str, float]], w: tuple[float, float, float],
+                  collection: store_base.Collection | None = None) -> tuple[str, list[Any]]:  # fmt: skip
         """A ``WITH`` clause defining ``m(r, t)``: per matching row, the BM25 of the OR of the words with the idf
         every store uses (negative: lower is better), each word's score times its weight. One FTS5 query per
         word, its ``bm25()`` rescaled from FTS5's idf to store/base.bm25_idf, summed per row (FTS5 sums its
@@ -298,7 +309,8 @@ class IndexReader(MemoryPostings):
                 continue
             parts.append(f"p{len(parts)} AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) * ? AS s "
                          "FROM chunks_fts WHERE chunks_fts MATCH ?)")  # fmt: skip
-            args += [*w, factor * store_base.bm25_idf(rows, holding) / store_base.fts5_idf(rows, holding), phrase]
+            idf = store_base.word_idf(word, rows, holding, collection)
+            args += [*w, factor * idf / store_base.fts5_idf(rows, holding), phrase]
         if not parts:
             return "", []
         union = " UNION ALL ".join(f"SELECT r, s FROM p{i}" for i in range(len(parts)))
@@ -306,10 +318,11 @@ class IndexReader(MemoryPostings):
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,
                    weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-                   expansion: Any = None) -> dict[int, dict[str, float]]:  # fmt: skip
+                   expansion: Any = None,
+                   collection: store_base.Collection | None = None) -> dict[int, dict[str, float]]:  # fmt: skip
         """Both methods' scores of the chunks ``ids``: ``{"dense": cosine, "bm25": score}``, BM25 0.0 for
-        a chunk that does not match (as ranking by ``bm25()`` leaves it out), with ``expansion`` as :meth:`bm25`
-        takes it. Fusion needs both scores of every candidate, not only of those in each method's own top list."""
+        a chunk that does not match (as ranking by ``bm25()`` leaves it out), with ``expansion`` and
+        ``collection`` as :meth:`bm25` takes them. Fusion needs both scores of every candidate, not only of those in each method's own top list."""
         import numpy as np
 
         out: dict[int, dict[str, float]] = {i: {} for i in ids}
@@ -322,9 +335,11 @@ class IndexReader(MemoryPostings):
             return out
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
         held = self._memory_phrases([x for x, _ in words], w)
-        scored = held[0].score_ids(held[1], ids, [f for _, f in words]) if held is not None else None
+        scored = None
+        if held is not None:
+            scored = held[0].score_ids(held[1], ids, [f for _, f in words], self._idfs(held, words, collection))
         if scored is None:  # one pass over the matches (an ``IN`` on the FTS table runs the match per id)
-            summed, args = self._rescaled(words, w)
+            summed, args = self._rescaled(words, w, collection)
             scored = {}
             if summed:
                 marks = ",".join("?" * len(ids))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import IndexNotFound
 from ...types import Hit
-from ..base import bm25_idf
+from ..base import Collection, word_idf
 from ..cache import BoundedCache
 from ..layout import FORMAT_VERSION
 from ..rows import HEADING_SEP, path_from_db, path_to_db, query_words
@@ -134,36 +134,48 @@ class PgReader:
         return [(int(i), float(s)) for i, s in read(self.settings, work)]
 
     # -- keyword search: Okapi BM25 from the tsvector's term statistics ---------------------------------
-    def _terms(self, query: str) -> tuple[list[tuple[str, float]], float]:
+    def _terms(self, query: str, collection: Collection | None = None) -> tuple[list[tuple[str, float]], float]:
         """The query's lexemes (english stemming, stop words out) with their idf in this generation:
-        store/base.bm25_idf, as every store; and the average chunk length."""
+        store/base.bm25_idf, as every store, or the ``collection``'s for a word of one lexeme it counts (a
+        federated search's, store/base.Collection); and the average chunk length."""
         words = query_words(query)
         if not words:
             return [], 1.0
 
-        def work(conn: Any) -> tuple[list[str], Any, dict[str, int]]:
-            lexemes = [r[0] for r in conn.execute(
-                "SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', %s)))", (" ".join(words),))]  # fmt: skip
-            if not lexemes:
+        def work(conn: Any) -> tuple[list[tuple[str, str]], Any, dict[str, int]]:
+            pairs = [(r[0], r[1]) for r in conn.execute(
+                "SELECT w, unnest(tsvector_to_array(to_tsvector('english', w))) FROM unnest(%s::text[]) AS w",
+                (words,))]  # fmt: skip
+            if not pairs:
                 return [], None, {}
             stats = self._stats.get(self.generation, lambda: conn.execute(self._q(
                 "SELECT count(*), coalesce(avg(doclen), 0) FROM {s}.chunks")).fetchone())  # fmt: skip
             dfs = dict(conn.execute(self._q("SELECT lexeme, count(*) FROM {s}.postings WHERE lexeme = ANY(%s) "
-                                            "GROUP BY lexeme"), (lexemes,)).fetchall())  # fmt: skip
-            return lexemes, stats, dfs
+                                            "GROUP BY lexeme"), (list({lex for _, lex in pairs}),)).fetchall())  # fmt: skip
+            return pairs, stats, dfs
 
-        lexemes, stats, dfs = read(self.settings, work)
-        if not lexemes:
+        pairs, stats, dfs = read(self.settings, work)
+        if not pairs:
             return [], 1.0
-        out = [(lex, bm25_idf(stats[0], dfs.get(lex, 0)) if stats[0] else 1e-6) for lex in lexemes]
-        return out, float(stats[1]) or 1.0
+        lexemes_of: dict[str, list[str]] = {}
+        for word, lex in pairs:
+            lexemes_of.setdefault(word, []).append(lex)
+        idf: dict[str, float] = {}
+        for word, lexemes in lexemes_of.items():
+            for lex in lexemes:
+                if lex in idf:
+                    continue
+                given = collection if len(lexemes) == 1 else None  # the collection counts words, not lexemes
+                idf[lex] = word_idf(word, stats[0], dfs.get(lex, 0), given) if stats[0] else 1e-6
+        return list(idf.items()), float(stats[1]) or 1.0
 
-    def _weighted_terms(self, query: str, expansion: Any) -> tuple[list[tuple[str, float]], float]:
+    def _weighted_terms(self, query: str, expansion: Any,
+                        collection: Collection | None = None) -> tuple[list[tuple[str, float]], float]:  # fmt: skip
         """:meth:`_terms` of the query, then of an expansion's words (store/base.Expansion) with their idf times
         its weight (a lexeme of both lists counts in each, as two queries' scores added would)."""
-        terms, avgdl = self._terms(query)
+        terms, avgdl = self._terms(query, collection)
         if terms and expansion is not None and expansion[1] > 0:
-            extra, _ = self._terms(" ".join(expansion[0]))
+            extra, _ = self._terms(" ".join(expansion[0]), collection)
             terms += [(lex, idf * float(expansion[1])) for lex, idf in extra]
         return terms, avgdl
 
@@ -184,10 +196,11 @@ class PgReader:
                 "lex": [lex for lex, _ in terms], "idf": [idf for _, idf in terms]}  # fmt: skip
 
     def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-             allowed: PgAllowed | None = None, expansion: Any = None) -> list[tuple[int, float]]:  # fmt: skip
+             allowed: PgAllowed | None = None, expansion: Any = None,
+             collection: Collection | None = None) -> list[tuple[int, float]]:  # fmt: skip
         if k <= 0 or (allowed is not None and not len(allowed)):
             return []
-        terms, avgdl = self._weighted_terms(query, expansion)
+        terms, avgdl = self._weighted_terms(query, expansion, collection)
         if not terms:
             return []
         narrow = allowed is not None and not allowed.everything
@@ -200,7 +213,8 @@ class PgReader:
 
     def scores_for(self, ids: list[int], query_vec: Any, query: str,
                    weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-                   expansion: Any = None) -> dict[int, dict[str, float]]:  # fmt: skip
+                   expansion: Any = None,
+                   collection: Collection | None = None) -> dict[int, dict[str, float]]:  # fmt: skip
         out: dict[int, dict[str, float]] = {i: {} for i in ids}
         if not ids:
             return out
@@ -208,7 +222,7 @@ class PgReader:
             for i, s in self._rows("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks WHERE id = ANY(%s)",
                                    (vector_text(query_vec), ids)):  # fmt: skip
                 out[int(i)]["dense"] = float(s)
-        terms, avgdl = self._weighted_terms(query, expansion)
+        terms, avgdl = self._weighted_terms(query, expansion, collection)
         if terms:
             args = {**self._bm25_args(terms, avgdl, weights), "ids": list(ids)}
             found = dict(self._rows(self._bm25_sql(" AND c.id = ANY(%(ids)s)"), args))

@@ -101,6 +101,18 @@ def test_search_by_a_federating_index_s_vector(served: Served) -> None:
     assert served.request("/search", {"query": "x", "expansion": ["a"], "expansion_weight": -1})[0] == 400
     assert served.request("/search", {"query": "x", "vector": ["a"], "vector_model": model})[0] == 400
     assert served.request("/search", {"query": "x", "vector": [0.1, 0.2]})[0] == 400  # which model made it?
+    # its word counts (its share of a federated search's collection statistics), and BM25 by a given collection
+    status, counted = served.request("/search", {"query": "quantisation bits", "k": 2, "mode": "bm25",
+                                                 "feedback": False, "counts": True})  # fmt: skip
+    rows, held = counted["collection"]["rows"], counted["collection"]["words"]
+    assert status == 200 and rows > 10 and set(held) == {"quantisation", "bits"} and 0 < held["bits"] < rows
+    bigger = {"rows": rows * 10, "words": {"quantisation": held["quantisation"], "bits": held["bits"] * 10}}
+    status, scaled = served.request("/search", {"query": "quantisation bits", "k": 2, "mode": "bm25",
+                                                "feedback": False, "collection": bigger})  # fmt: skip
+    assert status == 200 and [h["score"] for h in scaled["hits"]] != [h["score"] for h in counted["hits"]]
+    assert "collection" not in scaled
+    assert served.request("/search", {"query": "x", "collection": {"rows": 3, "words": {"x": -1}}})[0] == 400
+    assert served.request("/search", {"query": "x", "collection": [3]})[0] == 400
 
 
 def test_search_filters_over_http_and_the_warm_path(served: Served, sample_home: Path) -> None:

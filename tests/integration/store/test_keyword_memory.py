@@ -250,3 +250,41 @@ def test_long_lived_retrieval_answers_from_memory(hash_settings: Settings, tmp_p
     assert all(from_memory) and [[p for p, _ in a] for a in from_memory] == [[p for p, _ in a] for a in from_fts5]
     flat = [s for a in from_memory for _, s in a]
     assert flat == pytest.approx([s for a in from_fts5 for _, s in a], rel=1e-9)
+
+
+def test_a_collection_s_idf_scores_alike_on_both_paths(hash_settings: Settings, tmp_path: Path) -> None:
+    """A federated search's collection statistics (store/base.Collection): the FTS5 path and the in-memory
+    postings score with the collection's idf alike; the index's own counts as a collection change nothing; a
+    one-word query's scores are the plain ones times the ratio of the two idfs; scores_for agrees with bm25."""
+    from rag_cli.store.base import bm25_idf, word_counts
+
+    build(hash_settings, corpus(tmp_path / "docs"))
+    fts = open_reader(hash_settings, 0)
+    mem = open_reader(hash_settings, 10**6)
+    try:
+        assert mem.load_bm25_memory(WEIGHTS) is not None
+        compared = 0
+        for q in queries(fts, 40):
+            own = word_counts(fts, q)
+            bigger = (own[0] * 3, {w: n + 5 for w, n in own[1].items()})
+            plain = fts.bm25(q, 100_000, WEIGHTS)
+            assert same(fts.bm25(q, 100_000, WEIGHTS, collection=own), plain), q
+            with mem.snapshot():
+                got = mem.bm25(q, 100_000, WEIGHTS, collection=bigger)
+            want = fts.bm25(q, 100_000, WEIGHTS, collection=bigger)
+            assert same(got, want), q
+            if want:
+                ids = [c for c, _ in want[:7]]
+                scored = fts.scores_for(ids, None, q, WEIGHTS, collection=bigger)
+                assert [scored[c]["bm25"] for c in ids] == pytest.approx([s for _, s in want[:7]], rel=1e-9), q
+                compared += 1
+        assert compared > 20
+        ((word, held),) = word_counts(fts, "zyzzyva")[1].items()
+        rows = fts.count
+        ratio = bm25_idf(rows * 3, held + 5) / bm25_idf(rows, held)
+        plain = fts.bm25("zyzzyva", 5, WEIGHTS)
+        moved = fts.bm25("zyzzyva", 5, WEIGHTS, collection=(rows * 3, {word: held + 5}))
+        assert plain and [s for _, s in moved] == pytest.approx([s * ratio for _, s in plain], rel=1e-9)
+    finally:
+        fts.close()
+        mem.close()

@@ -299,3 +299,32 @@ def test_long_index_names_cannot_share_a_schema(pg: str, tmp_path: Path) -> None
     fits = "y" * 59  # rag_ + 59 bytes = 63: the longest name that fits
     assert run_cli("index", str(docs(tmp_path / "e", 1)), "--index", fits, env=env).returncode == 0
     assert fits in run_cli("indexes", env=env).stdout
+
+
+def test_bm25_takes_a_federated_search_s_collection_idf(pg: str, tmp_path: Path) -> None:
+    """Issue 30 (federated parity): PostgreSQL's BM25 scores a word with a federated search's collection idf
+    (store/base.Collection) as the local store does: its own counts change nothing, a bigger collection scales a
+    one-word query's scores by the ratio of the two idfs, and scores_for agrees with bm25."""
+    from rag_cli.config import load_settings
+    from rag_cli.store import base as store_base
+
+    root = docs(tmp_path / "d", 4)
+    write(root / "rare.md", "# Rare\n\nA kestrel hovers; the zyzzyva sleeps.\n")
+    assert run_cli("index", str(root), env=env_for(pg, tmp_path / "home", RAG_INDEX="idf")).returncode == 0
+    reader = store_base.open_reader(load_settings(index="idf", store_url=pg, embed_backend="hash"))
+    try:
+        for query in ("kestrel words", "zyzzyva", "paragraph kestrel doc2"):
+            own = store_base.word_counts(reader, query)
+            assert own[0] == reader.count and all(0 < n <= own[0] for n in own[1].values()), own
+            same, plain = reader.bm25(query, 50, collection=own), reader.bm25(query, 50)
+            assert [c for c, _ in same] == [c for c, _ in plain], query
+            assert [s for _, s in same] == pytest.approx([s for _, s in plain], rel=1e-9), query
+        ((word, held),) = store_base.word_counts(reader, "zyzzyva")[1].items()
+        bigger = (reader.count * 7, {word: held + 2})
+        ratio = store_base.bm25_idf(bigger[0], held + 2) / store_base.bm25_idf(reader.count, held)
+        plain, moved = reader.bm25("zyzzyva", 5), reader.bm25("zyzzyva", 5, collection=bigger)
+        assert plain and [s for _, s in moved] == pytest.approx([s * ratio for _, s in plain], rel=1e-9)
+        scored = reader.scores_for([c for c, _ in moved], None, "zyzzyva", collection=bigger)
+        assert [scored[c]["bm25"] for c, _ in moved] == pytest.approx([s for _, s in moved], rel=1e-9)
+    finally:
+        reader.close()

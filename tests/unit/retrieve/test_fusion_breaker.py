@@ -234,6 +234,26 @@ def test_fuse_zscore_takes_a_remote_index_s_own_standardised_bm25() -> None:
     assert [h.text for h in out] == ["a", "b", "s", "c"] and out[2].score == -0.41415
 
 
+def test_fuse_zscore_pools_bm25_too_when_every_index_scored_with_one_collection() -> None:
+    """With a federated search's collection statistics every index's BM25 uses one idf: its scores pool across
+    indexes as cosines do (a remote index's own standardised BM25 is then not used)."""
+    from statistics import mean, pstdev
+
+    from rag_cli.retrieve.fanout import POOLED
+
+    remote = Hit(text="s", score=0.5, source="kb", path="/x/s.md", chunk_id=1,
+                 extra={"source_scores": {"dense": 0.65, "bm25": 9.0}, "standard_scores": {"bm25": 2.0}})  # fmt: skip
+    out = fuse({**trio(), "kb": [remote]}, {**LOCAL_KINDS, "kb": "rag"}, {}, pooled=POOLED)
+    dense, bm25 = {"a": 0.6, "b": 0.5, "c": 0.4, "s": 0.65}, {"a": 17.0, "b": 11.0, "c": 2.0, "s": 9.0}
+
+    def z(values: dict[str, float], key: str) -> float:
+        return (values[key] - mean(values.values())) / pstdev(values.values())
+
+    want = {key: (z(dense, key) + z(bm25, key)) / 2 for key in dense}
+    assert [h.text for h in out] == sorted(want, key=lambda key: -want[key]) == ["a", "s", "b", "c"]
+    assert [h.score for h in out] == pytest.approx([want[h.text] for h in out], abs=1e-6)
+
+
 def test_fuse_zscore_http_source_is_still_a_peer() -> None:
     dense = [both("a", 0.9, "dense", 0.9, 9.0), both("b", 0.8, "dense", 0.8, 8.0)]
     bm25 = [both("a", 9.0, "bm25", 0.9, 9.0), both("b", 8.0, "bm25", 0.8, 8.0)]
@@ -340,13 +360,18 @@ class _Peer:
     def __init__(self, votes: dict[str, list[tuple[float, object]]], fail: bool = False) -> None:
         self.votes, self.fail = votes, fail
         self.got: list[tuple[object, ...]] = []
+        self.collections: list[object] = []
 
     async def first_passages(self, ctx: object, method: str, most: int,
                              deadline: float | None) -> list[tuple[float, object]]:  # fmt: skip
         from rag_cli.errors import SourceError
+        from rag_cli.retrieve.base import QueryContext
 
         if self.fail:
             raise SourceError("down")
+        assert isinstance(ctx, QueryContext)
+        if method == "bm25":  # its word counts come with its BM25 votes
+            ctx.counts[self.name] = (10, {"q": 2})
         return self.votes[method][:most]
 
     async def search(self, ctx: object, deadline: float | None) -> list[Hit]:
@@ -354,6 +379,7 @@ class _Peer:
 
         assert isinstance(ctx, QueryContext)
         self.got.append((ctx.vector, ctx.vector_model, ctx.expansion, ctx.feedback))
+        self.collections.append(ctx.collection)
         return [Hit(text="remote", score=0.5, source="rag", url="http://peer/x")]
 
 
@@ -395,10 +421,16 @@ def test_a_federated_search_shares_one_feedback_among_its_indexes() -> None:
         def vectors(self, ids: list[int]) -> dict[int, object]:
             return {i: np.array([0.0, 1.0], dtype=np.float32) for i in ids}
 
-        def bm25(self, query: str, k: int, columns: object, allowed: object,
-                 expansion: object = None) -> list[tuple[int, float]]:  # fmt: skip
+        count = 5
+
+        def bm25(self, query: str, k: int, columns: object, allowed: object, expansion: object = None,
+                 collection: object = None) -> list[tuple[int, float]]:  # fmt: skip
             self.searched.append(("bm25", expansion))
+            self.searched.append(("collection", collection))
             return [(1, 12.0), (2, 3.0)][:k]
+
+        def chunks_holding(self, words: list[str], most: int) -> list[int]:
+            return [1 for _ in words]
 
         def chunks(self, ids: list[int]) -> dict[int, dict[str, str]]:
             return {i: {"text": "tomato sauce recipe" if i == 1 else "pasta boiling water"} for i in ids}
@@ -427,7 +459,11 @@ def test_a_federated_search_shares_one_feedback_among_its_indexes() -> None:
         asyncio.run(FanOut([dense, bm25, peer], fusion="rrf", collapse=False, default_timeout=5).search("q", k=3))  # type: ignore[list-item]
         return reader, peer.got[0]
 
-    reader, (vec, model, expansion, feedback) = go(_Peer(theirs))
+    peer = _Peer(theirs)
+    reader, (vec, model, expansion, feedback) = go(peer)
+    # one collection for BM25's idf: our 5 chunks (1 holding "q") and the peer's 10 (2 holding it), both use it
+    assert peer.collections == [(15, {"q": 3})]
+    assert [c for m, c in reader.searched if m == "collection"][-1] == (15, {"q": 3})
     # the best three of all: ours 0.9 (0, 1), theirs 0.8 and 0.7 (1, 0) -> mean (2/3, 1/3), plus the query (1, 0)
     expected = np.array([5 / 3, 1 / 3]) / np.linalg.norm([5 / 3, 1 / 3])
     assert np.allclose(vec, expected) and model == "m/2" and feedback is False  # type: ignore[arg-type]
@@ -435,7 +471,9 @@ def test_a_federated_search_shares_one_feedback_among_its_indexes() -> None:
     assert np.allclose(last_dense, expected)  # type: ignore[arg-type]  # the local search used the same vector
     assert expansion is not None and {"tomato", "olive"} <= set(expansion[0]) and expansion[1] == 0.3  # type: ignore[index]
     assert [e for m, e in reader.searched if m == "bm25"][-1] == expansion  # one BM25 query for every index
-    _, (vec, _, expansion, _) = go(_Peer(theirs, fail=True))
+    down = _Peer(theirs, fail=True)
+    _, (vec, _, expansion, _) = go(down)
+    assert down.collections == [(5, {"q": 1})]  # a peer that gave no counts: the statistics of those that did
     assert np.allclose(vec, np.array([1, 1]) / np.sqrt(2)) and "olive" not in expansion[0]  # type: ignore[arg-type, index]  # ours only
     _, (vec, model, expansion, _) = go(_Peer(theirs), Reader(fail=True))
     assert vec is None and model == "" and expansion is not None  # no local dense: the peer embeds the query itself
