@@ -25,6 +25,45 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+SENTENCES_KEPT = 8192  # sentence vectors a process keeps (all-MiniLM-L6-v2: 384 floats, ~12.6 MB in all)
+
+
+class RememberedTexts:
+    """``embed`` (texts -> unit vectors, blocking) that keeps the vectors of the last ``size`` distinct texts it
+    was given: the evidence sentences of an answer, scored again when a follow-up or another question retrieves
+    the same passages (`rag chat`, a long-running `rag serve`). Thread-safe; each text is embedded once per
+    call, new texts in one call; ``hits`` and ``misses`` count texts."""
+
+    def __init__(self, embed: Any, size: int = SENTENCES_KEPT) -> None:
+        import threading
+
+        self.embed, self.size = embed, max(0, size)
+        self._kept: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        wanted = list(dict.fromkeys(texts))
+        with self._lock:
+            got = {t: self._kept[t] for t in wanted if t in self._kept}
+            for t in got:
+                self._kept.move_to_end(t)
+        new = [t for t in wanted if t not in got]
+        if new:
+            got.update(zip(new, self.embed(new), strict=True))
+            with self._lock:
+                for t in new:
+                    self._kept[t] = got[t]
+                while len(self._kept) > self.size:
+                    self._kept.popitem(last=False)
+        with self._lock:
+            self.hits += len(wanted) - len(new)
+            self.misses += len(new)
+        return np.stack([got[t] for t in texts]) if texts else np.zeros((0, 0), dtype=np.float32)
+
+
 def embed_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     """Several query vectors in one call when the embedder can batch them (blocking)."""
     many = getattr(embedder, "embed_queries", None)

@@ -145,6 +145,7 @@ class ServerRetrieval:
     def __init__(self, settings: Settings, url: str) -> None:
         self.settings = settings
         self.can_embed = False
+        self._sentences: Any = None  # embed/batcher.RememberedTexts over /embed
         self.max_body = 64 * 1024
         self.url = url.rstrip("/")
         self._session: Any = None
@@ -228,7 +229,13 @@ class ServerRetrieval:
     def sentence_embedder(self) -> Any:
         """The server's query encoder through /embed (the vectors the in-process path computes), or None for
         a server without /embed."""
-        return self.embed_texts if self.can_embed else None
+        if not self.can_embed:
+            return None
+        if self._sentences is None:  # a chat's follow-ups retrieve the same passages again: kept, not re-sent
+            from ..embed.batcher import RememberedTexts
+
+            self._sentences = RememberedTexts(self.embed_texts)
+        return self._sentences
 
     def embed_texts(self, texts: list[str]) -> Any:
         """Unit vectors of ``texts`` from the server's query encoder (blocking: on the pool), the same the

@@ -40,16 +40,20 @@ class Retrieval:
         self._session: Any = None
         self._session_lock = asyncio.Lock()
         self._model_loaded = False
+        self._sentences: Any = None  # embed/batcher.RememberedTexts over the query encoder, once it is loaded
 
     def sentence_embedder(self) -> Any:
         """Sentence embeddings with the query encoder (ONNX when cached: no PyTorch import) once the model is
-        loaded; None before (evidence and verification then use words only)."""
-        from ..embed.batcher import embed_queries
+        loaded, the last :data:`~rag_cli.embed.batcher.SENTENCES_KEPT` sentences' kept for the next answers;
+        None before (evidence and verification then use words only)."""
+        from ..embed.batcher import RememberedTexts, embed_queries
 
         embedder = self.embedder
         if embedder is None or not self._model_loaded:
             return None
-        return lambda texts: embed_queries(embedder, texts)
+        if self._sentences is None:
+            self._sentences = RememberedTexts(lambda texts: embed_queries(embedder, texts))
+        return self._sentences
 
     # -- shared HTTP session ---------------------------------------------------------
     async def http(self) -> Any:

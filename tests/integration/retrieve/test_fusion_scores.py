@@ -69,3 +69,35 @@ def test_search_json_shows_both_scores(sample_home: Path) -> None:
     assert {h["source"] for h in hits} <= {"dense", "bm25", "dense+bm25"}
     scores = [h["score"] for h in hits]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_evidence_sentences_are_embedded_once_per_process(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sentence embedder a retrieval gives the answer pipeline is one for its life (embed/batcher.
+    RememberedTexts): a second answer over the same passages embeds none of their sentences again, and gets
+    the very vectors the first did."""
+    import numpy as np
+
+    from rag_cli import runtime
+    from rag_cli.config import load_settings
+    from rag_cli.pipeline.evidence import score
+    from rag_cli.retrieve.service import Retrieval
+
+    monkeypatch.setenv("RAG_HOME", str(sample_home))
+    settings = load_settings(retrieve_timeout=30.0)
+
+    async def go() -> None:
+        async with Retrieval(settings) as r:
+            assert r.sentence_embedder() is None  # no model yet: evidence by words only
+            await r.prepare("hybrid")
+            embed = r.sentence_embedder()
+            assert embed is not None and r.sentence_embedder() is embed
+            texts = [h.text for h in (await r.search(QUERIES[0], k=5, documents=False)).hits]
+            first = await runtime.run_blocking(score, QUERIES[0], texts, embed)
+            misses = embed.misses
+            again = await runtime.run_blocking(score, "what k does RRF use", texts, embed)
+            assert misses > 1 and embed.misses == misses + 1 and embed.hits == misses - 1  # the question alone is new
+            assert [s.text for s in first] == [s.text for s in again]
+            vecs = embed([s.text for s in first])
+            assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+
+    runtime.run(go())

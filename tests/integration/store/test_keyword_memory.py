@@ -123,7 +123,8 @@ def test_phrase_words_fall_back_to_fts5(
         calls: list[int] = []
         search = keyword.MemoryBM25.search
         monkeypatch.setattr(keyword.MemoryBM25, "search",
-                            lambda self, p, k, mask=None, factors=None: calls.append(1) or search(self, p, k, mask, factors))  # fmt: skip
+                            lambda self, p, k, mask=None, factors=None, idfs=None:
+                            calls.append(1) or search(self, p, k, mask, factors, idfs))  # fmt: skip
         with mem.snapshot():
             phrase = mem.bm25("foo_bar", 10)
             plain = mem.bm25("café", 10)
