@@ -61,6 +61,8 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "openai": ("openai", {}),
     "none-noblock": ("none", {}),  # quotes stop at their colon (before issue 32 item 5): evidence.BLOCK_WORDS = 0
     "local-nobind": ("local", {}),  # numbers checked as whole tokens only (before issue 32 item 2's binding)
+    "local-ev150": ("local", {"answer_evidence_tokens": 150}),  # a shorter prompt: a sooner first token
+    "local-ev200": ("local", {"answer_evidence_tokens": 200}),
 }
 LABELS = {
     "none-noblock": "none (extractive): quotes stop at their colon (before)",
@@ -72,6 +74,8 @@ LABELS = {
     "none": "none (extractive): evidence + verification",
     "none-before": "none (extractive): before",
     "openai": "openai -> llama_cpp.server, same GGUF",
+    "local-ev150": "local: evidence within 150 tokens",
+    "local-ev200": "local: evidence within 200 tokens",
 }
 
 

@@ -55,14 +55,16 @@ class Env:
         """All of stdin as text; bytes that are not UTF-8 become U+FFFD instead of an exception."""
         buf = getattr(self.stdin, "buffer", None)
         if buf is not None:
-            return buf.read().decode("utf-8", "replace")
+            data: bytes = buf.read()
+            return data.decode("utf-8", "replace")
         return text_arg(self.stdin.read())
 
     def read_stdin_bytes(self, limit: int) -> bytes:
         """At most ``limit`` bytes of stdin (a text stream without a buffer is encoded back)."""
         buf = getattr(self.stdin, "buffer", None)
         if buf is not None:
-            return buf.read(limit)
+            got: bytes = buf.read(limit)
+            return got
         return self.stdin.read(limit).encode("utf-8", "surrogateescape")[:limit]
 
     def stdin_lines(self) -> Iterator[str]:

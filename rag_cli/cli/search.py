@@ -123,7 +123,8 @@ def search_cmd(
         async with open_retrieval(settings, env.warn) as r:
             await r.prepare()
             runtime.loop_lag.reset()  # report the lag of the query, not of start-up
-            return await r.search(query, filter=flt)
+            result: SearchResult = await r.search(query, filter=flt)
+            return result
 
     from ..errors import RagError
 

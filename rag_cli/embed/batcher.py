@@ -68,7 +68,8 @@ def embed_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     """Several query vectors in one call when the embedder can batch them (blocking)."""
     many = getattr(embedder, "embed_queries", None)
     if callable(many):
-        return many(texts)
+        vecs: np.ndarray = many(texts)
+        return vecs
     import numpy as np
 
     return np.stack([embedder.embed_query(t) for t in texts])

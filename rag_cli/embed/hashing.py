@@ -51,10 +51,12 @@ class HashEmbedder(BaseEmbedder):
                 out[i, j] += sign
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return out / norms
+        unit: np.ndarray = out / norms
+        return unit
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        vec: np.ndarray = self.embed([text])[0]
+        return vec
 
 
 def _factory(settings: Settings) -> HashEmbedder:

@@ -178,7 +178,8 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         if self.doc_backend == "auto":
             self.prepare_documents()
         if self.doc_backend == "onnx":
-            return self._doc_encoder().encode(texts, batch_size=self.batch_size)
+            vecs: np.ndarray = self._doc_encoder().encode(texts, batch_size=self.batch_size)
+            return vecs
         vecs = self.model().encode(
             list(texts),
             batch_size=self.batch_size,
@@ -293,14 +294,16 @@ class SentenceTransformerEmbedder(BaseEmbedder):
             self.model()
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_queries([text])[0]
+        vec: np.ndarray = self.embed_queries([text])[0]
+        return vec
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         enc = self.query_encoder()
         if enc is not None:
             # one run per query: queries differ in length, and padding a few of them to the longest cost
             # 12-15% more CPU per query than running them one by one (interleaved runs, int8, groups of 2-4)
-            return enc.encode(texts, batch_size=1)
+            vecs: np.ndarray = enc.encode(texts, batch_size=1)
+            return vecs
         return self.embed(texts)
 
 

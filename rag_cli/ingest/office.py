@@ -219,7 +219,7 @@ class _Capped(io.RawIOBase):
         return True
 
     def readinto(self, buf: Any) -> int:
-        n = self.fh.readinto(buf)
+        n: int = self.fh.readinto(buf)
         self.left -= n
         if self.left < 0:
             raise SkipFile(f"{self.what} unpacks to over {MAX_MEMBER >> 20} MiB")

@@ -342,7 +342,8 @@ class _IndexRun:
             if state and not self.rebuild and state.hash == digest:
                 return Same(f, big.size, big.mtime_ns)
             if not await self.blocking(seg.open):
-                return await self.blocking(seg.whole)
+                whole: Prepared | Skip | None = await self.blocking(seg.whole)
+                return whole
             pending: Prepared | None = None
             while (nxt := await self.blocking(seg.next_part, self.budget_s)) is not None:
                 chunks, notes = nxt

@@ -126,7 +126,7 @@ class Verifier:
         self.terms = [content_terms(p) for p in passages]
         self.lower = [folded(p) for p in passages]
         self._vecs: dict[int, Any] = {}
-        self._unit_cache: dict[int, Any] = {}
+        self._unit_cache: dict[int, tuple[list[tuple[str, set[str]]], list[tuple[str, set[str]]]]] = {}
 
     def _similarity(self, claim_vec: Any, n: int) -> float:
         if n not in self._vecs:

@@ -143,11 +143,13 @@ class FanOut:
         loop = asyncio.get_running_loop()
 
         async def votes(src: Source, method: str, most: int) -> list[tuple[float, Any]] | None:
+            if not isinstance(src, FeedbackVoter):
+                return None
             limit = self._limit(src, timeout)
             deadline = loop.time() + limit if limit else None
             try:
                 async with asyncio.timeout_at(deadline):
-                    return await src.first_passages(ctx, method, most, deadline)  # type: ignore[attr-defined]
+                    return await src.first_passages(ctx, method, most, deadline)
             except Exception:  # late, failed or a bug: no votes (its search proper reports it)
                 return None
 

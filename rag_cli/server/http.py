@@ -231,10 +231,12 @@ def flag_field(body: dict[str, Any], name: str) -> bool | None:
     """A true/false field of a request (JSON ``true``/``false``, or ``"true"``/``"false"`` from a query
     string), or None when absent."""
     value = body.get(name)
-    if value is None or isinstance(value, bool):
+    if value is None:
+        return None
+    if isinstance(value, bool):
         return value
     if value in ("true", "false"):
-        return value == "true"
+        return bool(value == "true")
     raise UsageError(f"{name} must be true or false")
 
 

@@ -115,7 +115,8 @@ def build(hub: Any) -> Any:
 
 def _pick(hub: Any, index: str | None) -> tuple[str, Any, Any]:
     try:
-        return hub.pick(index)
+        picked: tuple[str, Any, Any] = hub.pick(index)
+        return picked
     except HttpError as exc:
         raise _tool_error(exc.message) from None
 

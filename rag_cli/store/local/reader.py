@@ -219,7 +219,8 @@ class IndexReader(MemoryPostings):
             return None
         gen = getattr(self._local, "pinned_gen", None)
         key = (self.generation if gen is None else gen, flt)
-        return self._allowed.get(key, lambda: Allowed(self._conn(), flt))
+        got: Allowed = self._allowed.get(key, lambda: Allowed(self._conn(), flt))
+        return got
 
     def dense(self, query_vec: Any, k: int, allowed: Allowed | None = None) -> list[tuple[int, float]]:
         """Top ``k`` (chunk id, cosine); ``allowed``: only among those chunks (FAISS id selector; an IVF

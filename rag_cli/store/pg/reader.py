@@ -67,7 +67,8 @@ class PgReader:
         return psql.SQL(sql).format(s=psql.Identifier(self.schema))
 
     def _rows(self, sql: str, args: Any = ()) -> list[Any]:
-        return read(self.settings, lambda conn: conn.execute(self._q(sql), args).fetchall())
+        rows: list[Any] = read(self.settings, lambda conn: conn.execute(self._q(sql), args).fetchall())
+        return rows
 
     # -- generations ----------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -113,7 +114,8 @@ class PgReader:
             keep = [(fid, n) for fid, path, mtime, n in rows if flt.allows(path_from_db(path), mtime / 1e9)]
             return PgAllowed([f for f, _ in keep], sum(n for _, n in keep), sum(r[3] for r in rows))
 
-        return self._allowed.get((self.generation, flt), make)
+        got: PgAllowed = self._allowed.get((self.generation, flt), make)
+        return got
 
     def dense(self, query_vec: Any, k: int, allowed: PgAllowed | None = None) -> list[tuple[int, float]]:
         if k <= 0 or (allowed is not None and not len(allowed)):
@@ -124,12 +126,15 @@ class PgReader:
             with conn.transaction():
                 if allowed is None or allowed.everything:
                     conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, int(k)))}")
-                    return conn.execute(self._q("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks "
-                                                "ORDER BY embedding <#> %s::vector LIMIT %s"), (q, q, k)).fetchall()  # fmt: skip
-                return conn.execute(self._q(
-                    "WITH c AS MATERIALIZED (SELECT id, embedding FROM {s}.chunks WHERE file_id = ANY(%s)) "
-                    "SELECT id, -(embedding <#> %s::vector) AS s FROM c ORDER BY s DESC LIMIT %s"),
-                    (allowed.file_ids, q, k)).fetchall()  # fmt: skip
+                    cur = conn.execute(self._q("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks "
+                                               "ORDER BY embedding <#> %s::vector LIMIT %s"), (q, q, k))  # fmt: skip
+                else:
+                    cur = conn.execute(self._q(
+                        "WITH c AS MATERIALIZED (SELECT id, embedding FROM {s}.chunks WHERE file_id = ANY(%s)) "
+                        "SELECT id, -(embedding <#> %s::vector) AS s FROM c ORDER BY s DESC LIMIT %s"),
+                        (allowed.file_ids, q, k))  # fmt: skip
+                rows: list[Any] = cur.fetchall()
+                return rows
 
         return [(int(i), float(s)) for i, s in read(self.settings, work)]
 

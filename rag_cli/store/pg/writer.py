@@ -131,7 +131,7 @@ class PgWriter:
     def _delete(self, conn: Any, db_path: str) -> int:
         cur = conn.execute(self._q("DELETE FROM {s}.chunks WHERE file_id IN (SELECT id FROM {s}.files WHERE path = %s)"),
                            (db_path,))  # fmt: skip
-        removed = cur.rowcount
+        removed: int = cur.rowcount
         conn.execute(self._q("DELETE FROM {s}.files WHERE path = %s"), (db_path,))
         return removed
 
