@@ -228,8 +228,12 @@ class FanOut:
         else:
             weights = {o.source.name: o.source.weight for o in ok}
             kinds = {o.source.name: o.source.kind for o in ok}
+            # BM25 scores pool only when every index that answered scored with the collection's idf (it gave its
+            # counts: a peer of an older release ignores the collection and scores with its own)
+            shared = ctx.collection is not None and all(o.source.name in ctx.counts for o in ok
+                                                        if o.source.kind in ("rag", "bm25"))  # fmt: skip
             hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=None,
-                        method=self.fusion, pooled=POOLED if ctx.collection is not None else BY_SCORE)  # fmt: skip
+                        method=self.fusion, pooled=POOLED if shared else BY_SCORE)  # fmt: skip
         # document order ranks the fused candidates (bench/fusion.py); otherwise only the first k are needed
         ordered = len(ok) > 1 and documents is not False and self.document_bonus > 0
         depth = max(fetch, k) if ordered else k

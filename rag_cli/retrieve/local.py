@@ -117,8 +117,9 @@ class BM25Source:
     async def share_feedback(self, ctx: QueryContext, votes: list[list[tuple[float, Any]]]) -> None:
         """The words all the indexes of a federated search add to their BM25 query, with their weight
         (``ctx.expansion``): RM3 over every index's first passages, each list's scores min-max normalised on
-        its own (BM25 scores are each index's own scale), so the words come from all of them alike. And the collection statistics every index then
-        scores BM25 with (``ctx.collection``: the word counts of the indexes that gave theirs, summed)."""
+        its own (BM25 scores are each index's own scale), so the words come from all of them alike. And the
+        collection statistics every index then scores BM25 with (``ctx.collection``: the word counts of the
+        indexes that gave theirs, summed)."""
         ctx.collection = summed(list(ctx.counts.values()))
         if self.feedback <= 0 or not ctx.feedback:
             return

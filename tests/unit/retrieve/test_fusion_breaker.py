@@ -357,8 +357,8 @@ class _Peer:
     name = kind = "rag"
     weight, timeout, filters = 1.0, None, True
 
-    def __init__(self, votes: dict[str, list[tuple[float, object]]], fail: bool = False) -> None:
-        self.votes, self.fail = votes, fail
+    def __init__(self, votes: dict[str, list[tuple[float, object]]], fail: bool = False, counts: bool = True) -> None:
+        self.votes, self.fail, self.counts = votes, fail, counts
         self.got: list[tuple[object, ...]] = []
         self.collections: list[object] = []
 
@@ -370,7 +370,7 @@ class _Peer:
         if self.fail:
             raise SourceError("down")
         assert isinstance(ctx, QueryContext)
-        if method == "bm25":  # its word counts come with its BM25 votes
+        if method == "bm25" and self.counts:  # its word counts come with its BM25 votes (an older release: none)
             ctx.counts[self.name] = (10, {"q": 2})
         return self.votes[method][:most]
 
@@ -383,7 +383,7 @@ class _Peer:
         return [Hit(text="remote", score=0.5, source="rag", url="http://peer/x")]
 
 
-def test_a_federated_search_shares_one_feedback_among_its_indexes() -> None:
+def test_a_federated_search_shares_one_feedback_among_its_indexes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 30, federated parity: the local dense and BM25 searches and every ``rag`` peer give their first
     passages; one Rocchio vector (toward the best three of them all: the peer's count as much as ours) and one
     set of RM3 words (from every index's first passages) are made, and the local searches and the peers all
@@ -452,6 +452,12 @@ def test_a_federated_search_shares_one_feedback_among_its_indexes() -> None:
 
     theirs = {"dense": [(0.8, [1.0, 0.0]), (0.7, [1.0, 0.0])], "bm25": [(30.0, "olive oil garlic"), (1.0, "x")]}
 
+    import rag_cli.retrieve.fanout as fanout_module
+
+    pooled: list[object] = []
+    real_fuse = fanout_module.fuse
+    monkeypatch.setattr(fanout_module, "fuse", lambda *a, **kw: pooled.append(kw.get("pooled")) or real_fuse(*a, **kw))
+
     def go(peer: _Peer, reader: Reader | None = None) -> tuple[Reader, tuple[object, ...]]:
         reader = reader or Reader()
         dense = DenseSource(reader, Embedder(), feedback=1.0)  # type: ignore[arg-type]
@@ -464,6 +470,10 @@ def test_a_federated_search_shares_one_feedback_among_its_indexes() -> None:
     # one collection for BM25's idf: our 5 chunks (1 holding "q") and the peer's 10 (2 holding it), both use it
     assert peer.collections == [(15, {"q": 3})]
     assert [c for m, c in reader.searched if m == "collection"][-1] == (15, {"q": 3})
+    assert pooled[-1] == frozenset({"dense", "bm25"})  # every index scored BM25 alike: pooled in fusion
+    older = _Peer(theirs, counts=False)  # a peer of an older release gives no counts and ignores the collection
+    go(older)
+    assert older.collections == [(5, {"q": 1})] and pooled[-1] == frozenset({"dense"})
     # the best three of all: ours 0.9 (0, 1), theirs 0.8 and 0.7 (1, 0) -> mean (2/3, 1/3), plus the query (1, 0)
     expected = np.array([5 / 3, 1 / 3]) / np.linalg.norm([5 / 3, 1 / 3])
     assert np.allclose(vec, expected) and model == "m/2" and feedback is False  # type: ignore[arg-type]
