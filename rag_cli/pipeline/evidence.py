@@ -100,20 +100,14 @@ Embed = Callable[[Sequence[str]], Any]  # texts -> unit vectors (n x d)
 
 def remembering(embed: Embed | None) -> Embed | None:
     """``embed`` that computes each distinct text once and remembers its vector (for one answer: evidence
-    scoring and verification embed the same passage sentences; through a warm server each is a request)."""
-    if embed is None:
-        return None
-    import numpy as np
+    scoring and verification embed the same passage sentences; through a warm server each is a request). An
+    embedder that remembers already (a retrieval's, embed/batcher.RememberedTexts, kept across answers) is
+    used as it is."""
+    from ..embed.batcher import RememberedTexts
 
-    known: dict[str, Any] = {}
-
-    def run(texts: Sequence[str]) -> Any:
-        new = [t for t in dict.fromkeys(texts) if t not in known]
-        if new:
-            known.update(zip(new, embed(new), strict=True))
-        return np.stack([known[t] for t in texts])
-
-    return run
+    if embed is None or isinstance(embed, RememberedTexts):
+        return embed
+    return RememberedTexts(embed)
 
 
 def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> list[Sentence]:

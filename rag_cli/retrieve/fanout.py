@@ -183,9 +183,9 @@ class FanOut:
         ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so).
         ``feedback`` False: no pseudo-relevance feedback. ``vector``, ``expansion``, ``collection``: the dense
         search's query vector, BM25's feedback words and the idf BM25 scores with (store/base.Collection), used
-        as they are (a federating index's). With ``rag`` peers the
-        feedback, dense and BM25, is one for all indexes (:meth:`_shared_feedback`: a round of first passages
-        before the search proper)."""
+        as they are (a federating index's). With ``rag`` peers the feedback, dense and BM25, and the BM25
+        statistics are one for all indexes (:meth:`_shared_feedback`: a round of first passages before the
+        search proper)."""
         t0 = time.perf_counter()
         chosen = self.select(mode)
         unfiltered: list[Degradation] = []

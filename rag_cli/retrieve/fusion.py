@@ -220,7 +220,7 @@ def fuse(lists: dict[str, list[Hit]], kinds: dict[str, str], weights: dict[str, 
     if method == "rrf":
         index = _pooled({m: p for m, p in pools.items() if p}, method_weight, k)
     else:
-        index = _standardised(groups, method_weight, found, {} if "bm25" in pooled else standard, pooled)
+        index = _standardised(groups, method_weight, found, standard, pooled)
     if not peers:
         return index[:limit] if limit else index
     return _peers({"index": index, **peers}, {"index": 1.0, **{n: weights.get(n, 1.0) for n in peers}}, k, limit)

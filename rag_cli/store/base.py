@@ -46,12 +46,18 @@ if TYPE_CHECKING:
 Collection = tuple[int, dict[str, int]]
 
 
+def collection_idf(word: str, collection: Collection | None) -> float | None:
+    """The idf ``collection`` gives ``word``, or None when it does not count the word (or holds no chunk)."""
+    if collection is None or collection[0] <= 0 or word not in collection[1]:
+        return None
+    return bm25_idf(collection[0], min(collection[1][word], collection[0]))
+
+
 def word_idf(word: str, rows: int, holding: int, collection: Collection | None = None) -> float:
     """The idf BM25 gives ``word``, held by ``holding`` of the ``rows`` chunks of this index: the
     ``collection``'s when it counts the word, else this index's own (:func:`bm25_idf`)."""
-    if collection is not None and collection[0] > 0 and word in collection[1]:
-        return bm25_idf(collection[0], min(collection[1][word], collection[0]))
-    return bm25_idf(rows, holding)
+    given = collection_idf(word, collection)
+    return bm25_idf(rows, holding) if given is None else given
 
 
 # words added to a BM25 query with their weight (pseudo-relevance feedback, retrieve/feedback.py): the score is

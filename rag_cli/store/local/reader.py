@@ -47,6 +47,11 @@ def _match(words: list[str]) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
+def _idfs(words: list[tuple[str, float]], collection: store_base.Collection | None) -> list[float | None] | None:
+    """The in-memory postings' idf of each word: the collection's where it counts the word, else None (its own)."""
+    return None if collection is None else [store_base.collection_idf(w, collection) for w, _ in words]
+
+
 class IndexReader(MemoryPostings):
     keyword = ""  # BM25 is FTS5's or the in-memory postings' (stats say which)
 
@@ -262,7 +267,7 @@ class IndexReader(MemoryPostings):
         w = (float(weights[0]), float(weights[1]), float(weights[2]))
         if (held := self._memory_phrases([x for x, _ in words], w)) is not None:
             mask = None if allowed is None else allowed.mask(held[0].ids)
-            return held[0].search(held[1], k, mask, [f for _, f in words], self._idfs(held, words, collection))
+            return held[0].search(held[1], k, mask, [f for _, f in words], _idfs(words, collection))
         summed, args = self._rescaled(words, w, collection)
         if not summed:
             return []
@@ -272,14 +277,6 @@ class IndexReader(MemoryPostings):
             sql = f"{summed} SELECT r, t FROM m WHERE r IN (SELECT value FROM json_each(?)) ORDER BY t, r LIMIT ?"
             rows = self._conn().execute(sql, (*args, allowed.json(), k))
         return [(int(r[0]), -float(r[1])) for r in rows]
-
-    @staticmethod
-    def _idfs(held: tuple[Any, list[Any]], words: list[tuple[str, float]],
-              collection: store_base.Collection | None) -> list[float | None] | None:  # fmt: skip
-        """The in-memory postings' idf of each word: the collection's where it counts the word, else None."""
-        if collection is None:
-            return None
-        return [store_base.word_idf(w, 0, 0, collection) if w in collection[1] else None for w, _ in words]
 
     def _rescaled(self, words: list[tuple[str, float]], w: tuple[float, float, float],
                   collection: store_base.Collection | None = None) -> tuple[str, list[Any]]:  # fmt: skip
@@ -338,7 +335,7 @@ class IndexReader(MemoryPostings):
         held = self._memory_phrases([x for x, _ in words], w)
         scored = None
         if held is not None:
-            scored = held[0].score_ids(held[1], ids, [f for _, f in words], self._idfs(held, words, collection))
+            scored = held[0].score_ids(held[1], ids, [f for _, f in words], _idfs(words, collection))
         if scored is None:  # one pass over the matches (an ``IN`` on the FTS table runs the match per id)
             summed, args = self._rescaled(words, w, collection)
             scored = {}
