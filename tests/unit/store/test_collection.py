@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_cli.store.base import bm25_idf, collection_from, collection_json, summed, word_idf
+from rag_cli.store.base import bm25_idf, collection_from, collection_idf, collection_json, summed, word_idf
 
 
 def test_summed_over_indexes_keeps_the_words_all_of_them_counted() -> None:
@@ -20,6 +20,10 @@ def test_word_idf_is_the_collection_s_where_it_counts_the_word() -> None:
     assert word_idf("b", 100, 10, (1000, {"a": 11})) == bm25_idf(100, 10)  # not counted: the index's own
     assert word_idf("a", 100, 10, (0, {"a": 11})) == bm25_idf(100, 10)  # an empty collection says nothing
     assert word_idf("a", 100, 10, (5, {"a": 11})) == bm25_idf(5, 5)  # more holding than rows: clamped
+    # what the in-memory postings take: the collection's idf, or None for the index's own
+    assert collection_idf("a", (1000, {"a": 11})) == bm25_idf(1000, 11)
+    assert collection_idf("b", (1000, {"a": 11})) is None and collection_idf("a", None) is None
+    assert collection_idf("a", (0, {"a": 11})) is None
 
 
 @pytest.mark.parametrize("bad", [None, [], {"rows": -1, "words": {}}, {"rows": True, "words": {}},
