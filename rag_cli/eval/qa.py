@@ -119,7 +119,8 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
         row["contains_lead"] = contains(text.strip().split("\n\n", 1)[0], answers)
         row["token_f1"] = max(token_f1(text, a) for a in answers)
         if result is not None:  # where an expected fact was lost: not retrieved, not in the evidence, not written
-            row["in_passages"] = contains(" ".join(h.text for h in result.sources), answers)
+            # every passage retrieved (in this process), else the prompt's (an answer from a warm server)
+            row["in_passages"] = contains(" ".join(h.text for h in result.retrieved or result.sources), answers)
             row["in_evidence"] = contains(" ".join(e.get("text", "") for e in result.evidence), answers) \
                 if result.evidence else row["in_passages"]  # fmt: skip
             correct = [d for d in result.dropped if contains(d.get("text", ""), answers)]

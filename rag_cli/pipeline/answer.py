@@ -64,6 +64,9 @@ class AnswerResult:
     # sentences left out, {"text", "reason": "restates the question" | "no source supports it", "support"}
     dropped: list[dict[str, Any]] = field(default_factory=list)
     evidence: list[dict[str, Any]] = field(default_factory=list)  # what the prompt held, per passage
+    # every passage retrieved for the answer, the prompt's and those it left out (no evidence, no room); kept in
+    # this process for `rag eval` (where a fact was lost), not sent: `sources` are what the answer cites from
+    retrieved: list[Hit] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def source_dicts(self) -> list[dict[str, Any]]:
@@ -170,6 +173,7 @@ async def answer(
     result = AnswerResult(question=question, query=query or question)
     hits, embed, scored = await _passages(question, query, retrieval, settings, result, k=k, mode=mode,
                                           filter=filter, given=context_hits(extra_context, context_name))  # fmt: skip
+    result.retrieved = list(hits)
     services = {"http": retrieval.http, **(services or {})}  # rag serve adds its generation slot ("replica")
     for name in backends or chain(settings):
         backend = llm_base.create(name, settings, services)

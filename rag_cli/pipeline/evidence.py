@@ -159,12 +159,19 @@ def rarity(q_terms: set[str], held: Sequence[set[str]]) -> dict[str, float]:
     return {t: math.log(1 + n / (1 + sum(1 for h in held if t in h))) for t in q_terms}
 
 
+SENTENCE_TOKENS = 37  # a typical evidence sentence with its separator: 300 tokens of budget hold 8
+
+
 def select(question: str, texts: Sequence[str], embed: Embed | None = None, *, count: Callable[[str], int],
-           budget: int = 300, max_sentences: int = 8, scored: list[Sentence] | None = None
+           budget: int = 300, max_sentences: int | None = None, scored: list[Sentence] | None = None
            ) -> list[list[Sentence]]:  # fmt: skip
     """For each of ``texts`` (the passages, best first), the sentences kept as evidence, in order
-    (``scored``: what :func:`score` gave for the same question and texts, not computed again)."""
+    (``scored``: what :func:`score` gave for the same question and texts, not computed again): at most
+    ``budget`` tokens and ``max_sentences`` sentences (by default one per :data:`SENTENCE_TOKENS` of the
+    budget, at least 8: a larger budget buys more sentences, not only longer ones)."""
     sents = scored if scored is not None else score(question, texts, embed)
+    if max_sentences is None:
+        max_sentences = max(8, budget // SENTENCE_TOKENS)
     picked: list[list[Sentence]] = [[] for _ in texts]
     if not sents:
         return picked

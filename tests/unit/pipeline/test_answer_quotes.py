@@ -283,3 +283,16 @@ def test_the_refusal_gates_judge_a_follow_up_by_its_condensed_question(monkeypat
     events = runtime.run(go())
     assert judged == [condensed, condensed]
     assert events[-1].data.question == "and what about b?" and events[-1].data.query == condensed
+
+
+def test_the_result_keeps_every_passage_retrieved_beside_those_the_prompt_held() -> None:
+    """`rag eval` tells "not retrieved" from "not in the evidence" by every passage retrieved, which a prompt
+    cut to evidence may not hold; the list stays in the process (the JSON contract is unchanged)."""
+    filler = [Hit(text=f"Unrelated passage number {i} about gardening tools.", score=0.5, source="bm25",
+                  path=f"g{i}.md") for i in range(3)]  # fmt: skip
+    hits = [Hit(text=CACHE, score=0.8, source="bm25", path="c.md"), *filler]
+    result, _ = run(Scripted(["The cache keeps passwords for 900 seconds [1]."]),
+                    Settings(answer_min_evidence=0.0, answer_evidence_tokens=16), hits)  # fmt: skip
+    assert [h.path for h in result.retrieved] == ["c.md", "g0.md", "g1.md", "g2.md"]
+    assert len(result.sources) < len(result.retrieved)  # the prompt held the evidence's passages only
+    assert "retrieved" not in result.to_dict()

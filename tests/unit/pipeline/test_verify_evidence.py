@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_cli.pipeline.evidence import joined, select, split_sentences
+from rag_cli.pipeline.evidence import SENTENCE_TOKENS, joined, select, split_sentences
 from rag_cli.pipeline.verify import UNVERIFIED, SentenceStream, Verifier, claim_of, recite
 
 REFLOG = (
@@ -55,6 +55,17 @@ def test_select_uses_embeddings_when_given() -> None:
     text = "Alpha beta gamma delta. Zeta eta theta iota. Kappa lambda mu nu."
     picked = select("the question", [text], embed, count=WORDS, budget=5, max_sentences=1)
     assert [s.text for s in picked[0]] == ["Zeta eta theta iota."]
+
+
+def test_a_larger_budget_buys_more_sentences_not_only_longer_ones() -> None:
+    """The count of evidence sentences follows the token budget (one a SENTENCE_TOKENS, at least 8)."""
+    question = "Which setting of the frobnicator applies here?"
+    many = [f"The frobnicator setting number {i} applies to case {i}." for i in range(30)]
+    texts = [" ".join(many[i : i + 3]) for i in range(0, 30, 3)]  # ten passages of three matching sentences
+    kept = lambda budget: sum(len(p) for p in select(question, texts, None, count=WORDS, budget=budget))  # noqa: E731
+    assert kept(300) == 8  # 8 sentences of ~12 tokens fit 300 tokens many times over: the count binds
+    assert kept(600) == 600 // SENTENCE_TOKENS == 16
+    assert kept(60) == 5  # a small budget binds first: 5 sentences of 9 words + 2 (the select cost)
 
 
 def test_supported_sentence_is_verified() -> None:
