@@ -226,7 +226,7 @@ def add_readers(names: list[str]) -> list[str]:
     return added
 
 
-def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str, dict[str, Any]]:
+def run_set(index: str, qa: Path, configs: list[str], base_url: str, limit: int = 0) -> dict[str, dict[str, Any]]:
     from rag_cli import runtime
     from rag_cli.config import load_settings
     from rag_cli.embed import base as embed_base
@@ -243,7 +243,7 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str) -> dict[str
     def unbound(self: Any, token: str, n: int) -> bool:
         return True
 
-    items = load(qa)
+    items = load(qa)[: limit or None]
     settings = load_settings(index=index, llm_fallback=[], llm_base_url=base_url or None, llm_temperature=0.0,
                              retrieve_timeout=60.0)  # fmt: skip
     judge = embed_base.create(settings)  # groundedness is judged by the embedding model, as in rag eval
@@ -281,6 +281,7 @@ def main() -> None:
     ap.add_argument("--section", default="Answers (bench/answer.py)", help="the section of bench/results.md to write")
     ap.add_argument("--no-processes", action="store_true",
                     help="skip the whole-process runs (quality only; latencies then come from one process)")  # fmt: skip
+    ap.add_argument("--limit", type=int, default=0, help="only the first N questions of each set (a quick look)")
     ap.add_argument("--rows", default="answer-rows.json", help="where under bench/.cache the per-question rows go")
     ap.add_argument("--processes-only", action="store_true",
                     help="only the whole-process runs (each reader, warm against cold), on a quiet machine")  # fmt: skip
@@ -300,7 +301,7 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
         for name in [] if args.processes_only else args.sets:
-            results[name] = run_set(f"answer-{name}", SETS[name][1], args.configs, base)
+            results[name] = run_set(f"answer-{name}", SETS[name][1], args.configs, base, args.limit)
     finally:
         if server is not None:
             server.terminate()
