@@ -104,14 +104,18 @@ def measure(name: str, xb: np.ndarray, q: np.ndarray, probes: tuple[int, ...]) -
     t0 = time.perf_counter()
     ivf = faiss_index.build_ivf(xb, ids, nprobe=32)
     ivf_build, ivf_mem = time.perf_counter() - t0, rss_mib() - m0
-    lines = [f"| {name} | flat (exact) | {flat_build:.1f} | {flat_mem:.0f} | {median(flat_times):.2f} | "
-             f"{pct(flat_times, 99):.2f} | 1.000 |"]  # fmt: skip
+    lines = [
+        f"| {name} | flat (exact) | {flat_build:.1f} | {flat_mem:.0f} | {median(flat_times):.2f} | "
+        f"{pct(flat_times, 99):.2f} | 1.000 |"
+    ]
     for nprobe in probes:
         ivf.nprobe = nprobe
         times, found = timed_search(ivf, q)
         mark = " (default)" if nprobe == 32 else ""
-        lines.append(f"| {name} | IVF-Flat nlist {ivf.nlist}, nprobe {nprobe}{mark} | {ivf_build:.1f} | "
-                     f"{ivf_mem:.0f} | {median(times):.2f} | {pct(times, 99):.2f} | {recall(found, truth):.3f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | IVF-Flat nlist {ivf.nlist}, nprobe {nprobe}{mark} | {ivf_build:.1f} | "
+            f"{ivf_mem:.0f} | {median(times):.2f} | {pct(times, 99):.2f} | {recall(found, truth):.3f} |"
+        )
     return lines
 
 
@@ -130,14 +134,19 @@ def main() -> None:
     del xb
     xb, q = cranfield()
     rows += measure(f"real: Cranfield chunks ({len(xb):,})", xb, q, (8, 32))
-    lines = [f"{N:,} synthetic {D}-d unit vectors, {QUERIES} queries one at a time, k = 10, faiss {faiss.__version__} "
-             f"on {faiss.omp_get_max_threads()} threads; vectors alone {data_mib:.0f} MiB. Embedding-like: a 32-d "
-             "mixture of 200 topics mapped into 384-d plus noise (low intrinsic dimension, as sentence embeddings "
-             "have). Uniform: random directions, no structure. Real: the Cranfield index's own vectors and queries.", "",
-             "| data | index | build s | memory MiB | p50 ms | p99 ms | recall@10 vs flat |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows, "",
-             "Goal: p50 <= 20 ms at recall@10 >= 0.95. The store switches from flat to IVF at 200,000 vectors "
-             "(`index.ann_threshold`, nprobe `index.ann_nprobe` = 32)."]  # fmt: skip
+    lines = [
+        f"{N:,} synthetic {D}-d unit vectors, {QUERIES} queries one at a time, k = 10, faiss {faiss.__version__} "
+        f"on {faiss.omp_get_max_threads()} threads; vectors alone {data_mib:.0f} MiB. Embedding-like: a 32-d "
+        "mixture of 200 topics mapped into 384-d plus noise (low intrinsic dimension, as sentence embeddings "
+        "have). Uniform: random directions, no structure. Real: the Cranfield index's own vectors and queries.",
+        "",
+        "| data | index | build s | memory MiB | p50 ms | p99 ms | recall@10 vs flat |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        "Goal: p50 <= 20 ms at recall@10 >= 0.95. The store switches from flat to IVF at 200,000 vectors "
+        "(`index.ann_threshold`, nprobe `index.ann_nprobe` = 32).",
+    ]
     write_section("Large indexes (bench/ann.py)", lines)
 
 

@@ -86,9 +86,25 @@ def start_llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+            "--n_threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}/v1"
     for _ in range(240):
         try:
@@ -106,8 +122,15 @@ def timed_ask(args: list[str], env: dict[str, str]) -> dict[str, float]:
     import threading
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "ask", "--jsonl", *args], env=env, cwd=ROOT, text=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag_cli", "ask", "--jsonl", *args],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""))
     reader.start()
@@ -124,8 +147,12 @@ def timed_ask(args: list[str], env: dict[str, str]) -> dict[str, float]:
     reader.join()
     if proc.returncode not in (0, 7):
         raise RuntimeError(f"rag ask {args} exited {proc.returncode}: {''.join(err)[-500:]}")
-    return {"first": first if first is not None else total, "total": total, "rc": proc.returncode,
-            "rss_mb": peak_kb / 1024}  # fmt: skip
+    return {
+        "first": first if first is not None else total,
+        "total": total,
+        "rc": proc.returncode,
+        "rss_mb": peak_kb / 1024,
+    }
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -143,9 +170,15 @@ def start_rag_serve(index: str, env: dict[str, str]) -> tuple[subprocess.Popen[s
     """`rag serve --index INDEX` on a free loopback port, once it listens (registered for `server = auto`)."""
     import re
 
-    proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "serve", "--index", index, "--port", "0"], env=env,
-                            cwd=ROOT, text=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag_cli", "serve", "--index", index, "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stderr is not None
     for line in proc.stderr:
         m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
@@ -172,15 +205,20 @@ def warm_vs_cold(index: str, qa: Path, env: dict[str, str], n: int = 5) -> list[
     finally:
         server.terminate()
         server.wait(30)
-    out = [f"Whole-process `rag ask` on the first {len(questions)} answerable questions of `{qa.name}` ({index}), "
-           "default reader, cold (in-process, `--server off`) and through a warm `rag serve` of the same index, "
-           "alternating in one run:", "",
-           "| route | first words p50 s | first words worst s | end p50 s | end worst s | peak RSS MB (client) |",
-           "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    out = [
+        f"Whole-process `rag ask` on the first {len(questions)} answerable questions of `{qa.name}` ({index}), "
+        "default reader, cold (in-process, `--server off`) and through a warm `rag serve` of the same index, "
+        "alternating in one run:",
+        "",
+        "| route | first words p50 s | first words worst s | end p50 s | end worst s | peak RSS MB (client) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for route, rows in runs.items():
         f, t = [r["first"] for r in rows], [r["total"] for r in rows]
-        out.append(f"| {route} | {percentile(f, 50):.2f} | {max(f):.2f} | {percentile(t, 50):.2f} | {max(t):.2f} | "
-                   f"{max(r['rss_mb'] for r in rows):.0f} |")  # fmt: skip
+        out.append(
+            f"| {route} | {percentile(f, 50):.2f} | {max(f):.2f} | {percentile(t, 50):.2f} | {max(t):.2f} | "
+            f"{max(r['rss_mb'] for r in rows):.0f} |"
+        )
     return out
 
 
@@ -205,8 +243,9 @@ def add_variants(names: list[str]) -> None:
         extra: dict[str, Any] = {}
         for pair in spec.split(","):
             key, _, raw = pair.partition("=")
-            extra[key] = json.loads(raw) if raw in ("true", "false") or raw.lstrip("-").replace(".", "", 1).isdigit() \
-                else raw  # fmt: skip
+            extra[key] = (
+                json.loads(raw) if raw in ("true", "false") or raw.lstrip("-").replace(".", "", 1).isdigit() else raw
+            )
         CONFIGS[name] = (backend, {**changes, **extra})
         LABELS[name] = f"{LABELS[base]}; {spec}"
 
@@ -244,8 +283,9 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str, limit: int 
         return True
 
     items = load(qa)[: limit or None]
-    settings = load_settings(index=index, llm_fallback=[], llm_base_url=base_url or None, llm_temperature=0.0,
-                             retrieve_timeout=60.0)  # fmt: skip
+    settings = load_settings(
+        index=index, llm_fallback=[], llm_base_url=base_url or None, llm_temperature=0.0, retrieve_timeout=60.0
+    )
     judge = embed_base.create(settings)  # groundedness is judged by the embedding model, as in rag eval
 
     async def go() -> dict[str, dict[str, Any]]:
@@ -279,12 +319,18 @@ def main() -> None:
     ap.add_argument("--readers", nargs="*", default=[], help="packaged readers to add (rag models)")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm-server against cold whole-process run")
     ap.add_argument("--section", default="Answers (bench/answer.py)", help="the section of bench/results.md to write")
-    ap.add_argument("--no-processes", action="store_true",
-                    help="skip the whole-process runs (quality only; latencies then come from one process)")  # fmt: skip
+    ap.add_argument(
+        "--no-processes",
+        action="store_true",
+        help="skip the whole-process runs (quality only; latencies then come from one process)",
+    )
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions of each set (a quick look)")
     ap.add_argument("--rows", default="answer-rows.json", help="where under bench/.cache the per-question rows go")
-    ap.add_argument("--processes-only", action="store_true",
-                    help="only the whole-process runs (each reader, warm against cold), on a quiet machine")  # fmt: skip
+    ap.add_argument(
+        "--processes-only",
+        action="store_true",
+        help="only the whole-process runs (each reader, warm against cold), on a quiet machine",
+    )
     args = ap.parse_args()
     readers = add_readers(args.readers)
     args.configs = [*args.configs, *readers]
@@ -314,13 +360,18 @@ def main() -> None:
     whole_first: dict[str, float] = {}
     whole_rss: dict[str, float] = {}
     for label, extra, flags in [] if args.no_processes else runs:
-        got = [timed_ask([question, "--index", f"answer-{args.sets[0]}", "--server", "off", *flags], {**env, **extra})
-               for _ in range(3)]  # fmt: skip
+        got = [
+            timed_ask([question, "--index", f"answer-{args.sets[0]}", "--server", "off", *flags], {**env, **extra})
+            for _ in range(3)
+        ]
         whole[label] = median([g["total"] for g in got])
         whole_first[label] = median([g["first"] for g in got])
         whole_rss[label] = max(g["rss_mb"] for g in got)
-    warm = (warm_vs_cold("answer-sample", SETS["sample"][1], env)
-            if "sample" in args.sets and not args.no_warm and not args.no_processes else [])  # fmt: skip
+    warm = (
+        warm_vs_cold("answer-sample", SETS["sample"][1], env)
+        if "sample" in args.sets and not args.no_warm and not args.no_processes
+        else []
+    )
     keys = [
         "contains",
         "contains_written",
@@ -330,12 +381,20 @@ def main() -> None:
         "refusal",
         "false_refusal",
     ]
-    lines = ["Temperature 0, hybrid retrieval, k = 10 with evidence and 5 before (the defaults of each); Gemma 3 270M Q4_K_M on 2 threads. Latencies are medians "
-             "over the set's questions, in one process with the model loaded.", ""]  # fmt: skip
+    lines = [
+        "Temperature 0, hybrid retrieval, k = 10 with evidence and 5 before (the defaults of each); Gemma 3 270M Q4_K_M on 2 threads. Latencies are medians "
+        "over the set's questions, in one process with the model loaded.",
+        "",
+    ]
     for name, per in results.items():
-        lines += [f"`{SETS[name][1].relative_to(ROOT.parent) if name == 'gitdocs' else 'sample_corpus/qa.jsonl'}`:", "",
-                  "| configuration | " + " | ".join(keys) + " | first token ms | first visible ms | first checked ms | answer ms | tokens/s | peak RSS MB |",
-                  "| --- |" + " ---: |" * (len(keys) + 6)]  # fmt: skip
+        lines += [
+            f"`{SETS[name][1].relative_to(ROOT.parent) if name == 'gitdocs' else 'sample_corpus/qa.jsonl'}`:",
+            "",
+            "| configuration | "
+            + " | ".join(keys)
+            + " | first token ms | first visible ms | first checked ms | answer ms | tokens/s | peak RSS MB |",
+            "| --- |" + " ---: |" * (len(keys) + 6),
+        ]
         for cfg, r in per.items():
             s = r["summary"]
             cells = ["—" if s.get(k) is None else f"{s[k]:.2f}" for k in keys]
@@ -343,16 +402,21 @@ def main() -> None:
                 "—" if s.get(k) is None else f"{s[k]:.0f}"
                 for k in ("first_token_ms", "first_draft_ms", "first_text_ms", "total_ms")
             ]
-            cells += ["—" if s.get(k) is None else f"{s[k]:.1f}" if k == "tokens_per_s" else f"{s[k]:.0f}"
-                      for k in ("tokens_per_s", "peak_rss_mb")]  # fmt: skip
+            cells += [
+                "—" if s.get(k) is None else f"{s[k]:.1f}" if k == "tokens_per_s" else f"{s[k]:.0f}"
+                for k in ("tokens_per_s", "peak_rss_mb")
+            ]
             lines.append(f"| {LABELS[cfg]} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["Where the expected fact was lost, answerable questions answered (not refused): not in the passages "
-              "retrieved / in them but not in the evidence the prompt held / in the evidence but not in what was "
-              "written (the model's sentences, or the quotes for none) / written; and sentences verification left "
-              "out that held the expected fact (dropped but correct):", "",
-              "| set | configuration | not retrieved | not in evidence | not written | written | dropped but correct |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "Where the expected fact was lost, answerable questions answered (not refused): not in the passages "
+        "retrieved / in them but not in the evidence the prompt held / in the evidence but not in what was "
+        "written (the model's sentences, or the quotes for none) / written; and sentences verification left "
+        "out that held the expected fact (dropped but correct):",
+        "",
+        "| set | configuration | not retrieved | not in evidence | not written | written | dropped but correct |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, per in results.items():
         for cfg, r in per.items():
             rows = [x for x in r["rows"] if not x["unanswerable"] and not x.get("refused") and "in_passages" in x]
@@ -367,11 +431,19 @@ def main() -> None:
             lines.append(f"| {name} | {LABELS[cfg]} | " + " | ".join(map(str, lost)) + f" | {dropped} |")
     lines.append("")
     if whole:
-        lines += [f"Whole-process `rag ask --server off` (median of 3, question 1 of {args.sets[0]}; the process's own peak RSS):", "",
-                  "| run | first words s | end s | peak RSS MB |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        lines += [
+            f"Whole-process `rag ask --server off` (median of 3, question 1 of {args.sets[0]}; the process's own peak RSS):",
+            "",
+            "| run | first words s | end s | peak RSS MB |",
+            "| --- | ---: | ---: | ---: |",
+        ]
         lines += [f"| {k} | {whole_first[k]:.1f} | {v:.1f} | {whole_rss[k]:.0f} |" for k, v in whole.items()]
-    lines += ["", "Peak RSS in the tables above is the bench process's high-water mark after each configuration (models "
-              "stay loaded, so it only grows); the whole-process table gives each reader's own.", ""]  # fmt: skip
+    lines += [
+        "",
+        "Peak RSS in the tables above is the bench process's high-water mark after each configuration (models "
+        "stay loaded, so it only grows); the whole-process table gives each reader's own.",
+        "",
+    ]
     lines += warm
     (CACHE / args.rows).write_text(json.dumps(results, default=str))
     write_section(args.section, lines)

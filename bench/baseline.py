@@ -37,8 +37,9 @@ class Baseline:
         self.rows, self.vectors = rows, vectors
         self.stemmer = Stemmer.Stemmer("english")
         self.bm25 = bm25s.BM25()
-        self.bm25.index(bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False),
-                        show_progress=False)  # fmt: skip
+        self.bm25.index(
+            bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False), show_progress=False
+        )
         self._model: Any = None
 
     @classmethod

@@ -61,17 +61,25 @@ def main() -> None:
     qa = [json.loads(x) for x in (GITDOCS / "qa.jsonl").read_text().splitlines() if x.strip()]
     qa = [q for q in qa if q.get("gold_paths")]
     cran = load(CRANFIELD)
-    sets = {"gitdocs": ("fusion-gitdocs", [(q["question"], set(q["gold_paths"])) for q in qa]),
-            "cranfield": (cran_index, [(t, cran.qrels[q]) for q, t in cran.queries.items()])}  # fmt: skip
-    lines = ["| columns (title, heading, text) | idf | Cranfield nDCG@10 | gitdocs nDCG@10 | gitdocs hit@5 |",
-             "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+    sets = {
+        "gitdocs": ("fusion-gitdocs", [(q["question"], set(q["gold_paths"])) for q in qa]),
+        "cranfield": (cran_index, [(t, cran.qrels[q]) for q, t in cran.queries.items()]),
+    }
+    lines = [
+        "| columns (title, heading, text) | idf | Cranfield nDCG@10 | gitdocs nDCG@10 | gitdocs hit@5 |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     for weights in ((2.0, 2.0, 1.0), (1.0, 1.0, 1.0)):
         loaded = {}
         for name, (index, _) in sets.items():
             db = layout.require_data_dir(indexes / index) / layout.DB
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            doc = {c: (d if name == "cranfield" else p[len(str(GITDOCS)) + 1 :]) for c, p, d in
-                   conn.execute("SELECT c.id, f.path, c.doc_id FROM chunks c JOIN files f ON f.id = c.file_id")}  # fmt: skip
+            doc = {
+                c: (d if name == "cranfield" else p[len(str(GITDOCS)) + 1 :])
+                for c, p, d in conn.execute(
+                    "SELECT c.id, f.path, c.doc_id FROM chunks c JOIN files f ON f.id = c.file_id"
+                )
+            }
             loaded[name] = (MemoryBM25(conn, 0, weights), doc)
         for kind, idf in IDF.items():
             out: dict[str, float] = {}
@@ -85,8 +93,10 @@ def main() -> None:
                     ndcg += ndcg_at(docs[:10], gold, 10)
                     hit += any(doc[c] in gold for c in ids[:5])
                 out[f"{name} ndcg"], out[f"{name} hit"] = ndcg / len(queries), hit / len(queries)
-            row = (f"| {'/'.join(f'{w:g}' for w in weights)} | {kind} | {out['cranfield ndcg']:.4f} | "
-                   f"{out['gitdocs ndcg']:.4f} | {out['gitdocs hit']:.3f} |")  # fmt: skip
+            row = (
+                f"| {'/'.join(f'{w:g}' for w in weights)} | {kind} | {out['cranfield ndcg']:.4f} | "
+                f"{out['gitdocs ndcg']:.4f} | {out['gitdocs hit']:.3f} |"
+            )
             print(row, flush=True)
             lines.append(row)
     write_section("BM25 scoring variants (bench/bm25_variants.py)", lines)

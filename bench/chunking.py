@@ -83,16 +83,28 @@ def tree_env(tree: Path, home: Path) -> dict[str, str]:
 
 
 def py(tree: Path, home: Path, code: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], env=tree_env(tree, home), cwd=tree, text=True,
-                         capture_output=True, timeout=7200)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=tree_env(tree, home),
+        cwd=tree,
+        text=True,
+        capture_output=True,
+        timeout=7200,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{tree}: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def rag(tree: Path, home: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "rag_cli", *args], env=tree_env(tree, home), cwd=tree, text=True,
-                         capture_output=True, timeout=7200)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "rag_cli", *args],
+        env=tree_env(tree, home),
+        cwd=tree,
+        text=True,
+        capture_output=True,
+        timeout=7200,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{tree} rag {args}: {out.stderr[-2000:]}")
     return out.stdout
@@ -124,21 +136,29 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=ROOT, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=ROOT, check=True, capture_output=True
+        )
         try:
             for name, tree in (("baseline", base), ("this tree", ROOT)):
                 results[name] = measure(tree, Path(tmp) / f"home-{name.replace(' ', '-')}", txt)
                 print(name, json.dumps(results[name]), flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True)
-    lines = [f"Baseline: `{args.baseline}` (the chunker before this change), in the same run.", "",
-             "| tree | set | chunks | title/heading only | under 100 chars |", "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"Baseline: `{args.baseline}` (the chunker before this change), in the same run.",
+        "",
+        "| tree | set | chunks | title/heading only | under 100 chars |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     for name, r in results.items():
         for s, c in r["counts"].items():
             lines.append(f"| {name} | {s} | {c['chunks']} | {c['title_only']} | {c['under_100_chars']} |")
-    lines += ["", "| tree | Cranfield nDCG@10 bm25 / dense / hybrid | gitdocs hit@5 bm25 / dense / hybrid |",
-              "| --- | --- | --- |"]  # fmt: skip
+    lines += [
+        "",
+        "| tree | Cranfield nDCG@10 bm25 / dense / hybrid | gitdocs hit@5 bm25 / dense / hybrid |",
+        "| --- | --- | --- |",
+    ]
     for name, r in results.items():
         cr = " / ".join(f"{r['cranfield'][m]:.4f}" for m in ("bm25", "dense", "hybrid"))
         gd = " / ".join(f"{r['gitdocs'][m]['hit@5']:.3f}" for m in ("bm25", "dense", "hybrid"))

@@ -31,8 +31,10 @@ def machine() -> str:
         pass
     simd = "/".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags)
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu} ({simd or 'no AVX'}), {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB, "
-            f"Python {platform.python_version()}")  # fmt: skip
+    return (
+        f"{cpu} ({simd or 'no AVX'}), {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def median(xs: list[float]) -> float:
@@ -54,10 +56,14 @@ def run_rag(args: list[str], env: dict[str, str], stdin: str | None = None) -> t
     """Run `rag ARGS` and return (seconds, exit code, stdout, stderr, peak RSS in MiB)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rag_cli", *args], env=env, cwd=ROOT, text=True,
+        [sys.executable, "-m", "rag_cli", *args],
+        env=env,
+        cwd=ROOT,
+        text=True,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = proc.communicate(stdin)
     seconds = time.perf_counter() - t0
     _, _, usage = os.wait4(proc.pid, os.WNOHANG) if proc.returncode is None else (0, 0, None)

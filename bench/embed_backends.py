@@ -73,8 +73,9 @@ def main() -> None:
     raw: dict[str, float] = {}
     vecs = {}
     for label, env in BACKENDS.items():
-        settings = load_settings(embed_backend=env["RAG_EMBED_BACKEND"],
-                                 embed_onnx_variant=env.get("RAG_EMBED_ONNX_VARIANT", "fp32"))  # fmt: skip
+        settings = load_settings(
+            embed_backend=env["RAG_EMBED_BACKEND"], embed_onnx_variant=env.get("RAG_EMBED_ONNX_VARIANT", "fp32")
+        )
         emb = create(settings)
         emb.embed(texts[:64])  # load + warm up (exports/quantizes once if not cached)
         t0 = time.perf_counter()
@@ -126,48 +127,75 @@ def main() -> None:
         subset = Path(tmp) / "subset.jsonl"
         subset.write_text("".join((CRANFIELD / "corpus.jsonl").read_text().splitlines(keepends=True)[:400]))
         for workers, batch in ((1, 32), (2, 32), (4, 32), (2, 8), (2, 16), (2, 64)):
-            e = rag_env(Path(tmp) / f"h{workers}-{batch}", **BACKENDS["ONNX Runtime int8"], RAG_WORKERS=str(workers),
-                        RAG_EMBED_BATCH_SIZE=str(batch))  # fmt: skip
+            e = rag_env(
+                Path(tmp) / f"h{workers}-{batch}",
+                **BACKENDS["ONNX Runtime int8"],
+                RAG_WORKERS=str(workers),
+                RAG_EMBED_BATCH_SIZE=str(batch),
+            )
             secs, rc, out, err, _ = run_rag(["index", str(subset), "--json"], e)
             assert rc == 0, err
             n = json.loads(out)["chunks"]["added"]
             tune.append(f"| {workers} | {batch} | {n / secs:.1f} |")
 
     p = raw[base]
-    lines = [f"Cranfield, {len(texts)} chunks, all-MiniLM-L6-v2, batch {settings.embed_batch_size}, 2 cores. "
-             "The ONNX graph is fused by ONNX Runtime's transformer optimizer (Attention, SkipLayerNorm, BiasGelu) "
-             "before int8 quantization. The CPU exposes AVX2/FMA only (no AVX-512, no VNNI), so int8 runs on "
-             "AVX2 kernels.", "",
-             "**The goal's ratio**, measured in pairs (raw PyTorch encode, then a whole-process int8 `rag index`, "
-             "three times; each pair shares the machine's state of the moment):", "",
-             "| pair | raw `model.encode(texts)` chunks/s (defaults: batch 32) | raw PyTorch at its best batch "
-             f"({best_torch[1]}) | whole-process `rag index`, int8 ONNX | ratio vs defaults | ratio vs best batch |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"Cranfield, {len(texts)} chunks, all-MiniLM-L6-v2, batch {settings.embed_batch_size}, 2 cores. "
+        "The ONNX graph is fused by ONNX Runtime's transformer optimizer (Attention, SkipLayerNorm, BiasGelu) "
+        "before int8 quantization. The CPU exposes AVX2/FMA only (no AVX-512, no VNNI), so int8 runs on "
+        "AVX2 kernels.",
+        "",
+        "**The goal's ratio**, measured in pairs (raw PyTorch encode, then a whole-process int8 `rag index`, "
+        "three times; each pair shares the machine's state of the moment):",
+        "",
+        "| pair | raw `model.encode(texts)` chunks/s (defaults: batch 32) | raw PyTorch at its best batch "
+        f"({best_torch[1]}) | whole-process `rag index`, int8 ONNX | ratio vs defaults | ratio vs best batch |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for i, (tr, br, ir) in enumerate(pairs, 1):
         lines.append(f"| {i} | {tr:.1f} | {br:.1f} | {ir:.1f} | {ir / tr:.2f} | {ir / br:.2f} |")
     med_def = median([ir / tr for tr, _, ir in pairs])
     med_best = median([ir / br for _, br, ir in pairs])
-    lines += ["", f"Median ratio: **{med_def:.2f}x** raw `model.encode` with its defaults (goal >= 2.00), "
-              f"{med_best:.2f}x raw PyTorch at its best batch size.", "",
-              f"Per backend (one run each; baseline: raw PyTorch through rag's embedder, batch "
-              f"{settings.embed_batch_size}, model loaded = {p:.1f} chunks/s):", "",
-              "| backend | raw encode chunks/s | vs PyTorch | whole `rag index` chunks/s | vs raw PyTorch | "
-              "mean cosine to PyTorch | nDCG@10 dense | nDCG@10 hybrid |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        f"Median ratio: **{med_def:.2f}x** raw `model.encode` with its defaults (goal >= 2.00), "
+        f"{med_best:.2f}x raw PyTorch at its best batch size.",
+        "",
+        f"Per backend (one run each; baseline: raw PyTorch through rag's embedder, batch "
+        f"{settings.embed_batch_size}, model loaded = {p:.1f} chunks/s):",
+        "",
+        "| backend | raw encode chunks/s | vs PyTorch | whole `rag index` chunks/s | vs raw PyTorch | "
+        "mean cosine to PyTorch | nDCG@10 dense | nDCG@10 hybrid |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for label in BACKENDS:
         q = quality[label]
-        lines.append(f"| {label} | {raw[label]:.1f} | {raw[label] / p:.2f} | {whole[label]:.1f} | {whole[label] / p:.2f} "
-                     f"| {cos[label]:.4f} | {q['dense']:.4f} | {q['hybrid']:.4f} |")  # fmt: skip
+        lines.append(
+            f"| {label} | {raw[label]:.1f} | {raw[label] / p:.2f} | {whole[label]:.1f} | {whole[label] / p:.2f} "
+            f"| {cos[label]:.4f} | {q['dense']:.4f} | {q['hybrid']:.4f} |"
+        )
     fp32_delta = quality["ONNX Runtime fp32"]["dense"] - quality[base]["dense"]
     int8_delta = quality["ONNX Runtime int8"]["dense"] - quality[base]["dense"]
-    lines += ["", f"nDCG@10 (dense) change against PyTorch: fp32 ONNX {fp32_delta:+.4f} (goal within 0.005), "
-              f"int8 ONNX {int8_delta:+.4f}.", "",
-              "Batch size sweep (600-chunk sample, chunks/s; both sort by length inside a call):", "",
-              "| batch | PyTorch | ONNX fp32 |", "| ---: | ---: | ---: |", *sweep, "",
-              "Whole-process `rag index` of a 400-document subset with the int8 backend, by pool workers and "
-              "batch size (chunks/s, start-up included):", "", "| workers | batch | chunks/s |", "| ---: | ---: | ---: |",
-              *tune, "",
-              f"ONNX fp32 without length sorting (batch 32, same sample): {unsorted:.1f} chunks/s."]  # fmt: skip
+    lines += [
+        "",
+        f"nDCG@10 (dense) change against PyTorch: fp32 ONNX {fp32_delta:+.4f} (goal within 0.005), "
+        f"int8 ONNX {int8_delta:+.4f}.",
+        "",
+        "Batch size sweep (600-chunk sample, chunks/s; both sort by length inside a call):",
+        "",
+        "| batch | PyTorch | ONNX fp32 |",
+        "| ---: | ---: | ---: |",
+        *sweep,
+        "",
+        "Whole-process `rag index` of a 400-document subset with the int8 backend, by pool workers and "
+        "batch size (chunks/s, start-up included):",
+        "",
+        "| workers | batch | chunks/s |",
+        "| ---: | ---: | ---: |",
+        *tune,
+        "",
+        f"ONNX fp32 without length sorting (batch 32, same sample): {unsorted:.1f} chunks/s.",
+    ]
     write_section("Embedding backends (bench/embed_backends.py)", lines)
 
 

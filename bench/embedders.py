@@ -83,12 +83,16 @@ def chunks(index_dir: Path) -> list[tuple[int, str, str | None, str]]:
     db = layout.require_data_dir(index_dir) / layout.DB
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        got = conn.execute("SELECT c.id, f.path, c.doc_id, c.title, c.heading, c.text FROM chunks c "
-                           "JOIN files f ON f.id = c.file_id ORDER BY c.id").fetchall()  # fmt: skip
+        got = conn.execute(
+            "SELECT c.id, f.path, c.doc_id, c.title, c.heading, c.text FROM chunks c "
+            "JOIN files f ON f.id = c.file_id ORDER BY c.id"
+        ).fetchall()
     finally:
         conn.close()
-    return [(cid, path, doc, Chunk("", text, title, tuple(heading.split(HEADING_SEP)) if heading else ()).embedding_text())
-            for cid, path, doc, title, heading, text in got]  # fmt: skip
+    return [
+        (cid, path, doc, Chunk("", text, title, tuple(heading.split(HEADING_SEP)) if heading else ()).embedding_text())
+        for cid, path, doc, title, heading, text in got
+    ]
 
 
 def cached_vectors(
@@ -125,8 +129,14 @@ def add_model(label: str, encoder: Encoder, sets: dict[str, list[dict]], dirs: d
         sims = q @ vecs.T
         for row, s in zip(rows, sims, strict=True):
             top = np.argsort(-s)[:DEPTH]
-            row[f"dense {label}"] = [{"key": f"chunk:{units[i][1]}:{units[i][0]}", "doc": doc_name(name, units[i][2], units[i][1]),
-                                      "score": float(s[i])} for i in top]  # fmt: skip
+            row[f"dense {label}"] = [
+                {
+                    "key": f"chunk:{units[i][1]}:{units[i][0]}",
+                    "doc": doc_name(name, units[i][2], units[i][1]),
+                    "score": float(s[i]),
+                }
+                for i in top
+            ]
 
 
 def speed(encoder: Encoder, texts: list[str]) -> float:
@@ -172,14 +182,17 @@ def main() -> None:
         add_model(label, encoder, sets, dirs)
     default = next(iter(models))
     cols = [c for c in COLS if c[0] in sets]
-    lines = [f"Units: the chunks of the bench indexes (Cranfield {sum(1 for _ in chunks(dirs['cranfield'])) if 'cranfield' in dirs else '-'}"
-             f", gitdocs {len(chunks(dirs['gitdocs'])) if 'gitdocs' in dirs else '-'}); queries: "
-             + ", ".join(f"{n} {len(r)}" for n, r in sets.items())
-             + f". Dense: exact cosine top {DEPTH}; hybrid: equal-weight RRF (k = 60) of that list and rag's BM25 + RM3 list. "
-             f"Speed: chunks/s over the first {SPEED_SAMPLE} gitdocs chunks, PyTorch (sentence-transformers) batch 16, "
-             "model loaded, same process (rag's int8 ONNX path is faster for the default: bench/embed_backends.py).", "",
-             "| model | chunks/s | vs default | " + " | ".join(f"{s} {m} dense / hybrid" for s, m in cols) + " |",
-             "| --- | ---: | ---: |" + " ---: |" * len(cols)]  # fmt: skip
+    lines = [
+        f"Units: the chunks of the bench indexes (Cranfield {sum(1 for _ in chunks(dirs['cranfield'])) if 'cranfield' in dirs else '-'}"
+        f", gitdocs {len(chunks(dirs['gitdocs'])) if 'gitdocs' in dirs else '-'}); queries: "
+        + ", ".join(f"{n} {len(r)}" for n, r in sets.items())
+        + f". Dense: exact cosine top {DEPTH}; hybrid: equal-weight RRF (k = 60) of that list and rag's BM25 + RM3 list. "
+        f"Speed: chunks/s over the first {SPEED_SAMPLE} gitdocs chunks, PyTorch (sentence-transformers) batch 16, "
+        "model loaded, same process (rag's int8 ONNX path is faster for the default: bench/embed_backends.py).",
+        "",
+        "| model | chunks/s | vs default | " + " | ".join(f"{s} {m} dense / hybrid" for s, m in cols) + " |",
+        "| --- | ---: | ---: |" + " ---: |" * len(cols),
+    ]
     ranks = {label: (rrf({f"dense {label}": 1.0}), rrf({f"dense {label}": 1.0, "bm25 + RM3": 1.0})) for label in models}
     for label in models:
         cells = []
@@ -189,9 +202,13 @@ def main() -> None:
         lines.append(
             f"| {label} | {rates[label]:.1f} | {rates[label] / rates[default]:.2f} | " + " | ".join(cells) + " |"
         )
-    lines += ["", f"Paired randomisation test (two-sided, per query) of each model against {default}, dense and hybrid:", "",
-              "| model | " + " | ".join(f"{s} {m} dense (p) / hybrid (p)" for s, m in cols) + " |",
-              "| --- |" + " ---: |" * len(cols)]  # fmt: skip
+    lines += [
+        "",
+        f"Paired randomisation test (two-sided, per query) of each model against {default}, dense and hybrid:",
+        "",
+        "| model | " + " | ".join(f"{s} {m} dense (p) / hybrid (p)" for s, m in cols) + " |",
+        "| --- |" + " ---: |" * len(cols),
+    ]
     for label in list(models)[1:]:
         cells = []
         for s, m in cols:

@@ -19,13 +19,19 @@ def main() -> None:
     beir = json.loads(out)
     _, rc, _, err, _ = run_rag(["index", str(ROOT / "sample_corpus"), "--index", "sample"], env)
     assert rc == 0, err
-    _, rc, out, err, _ = run_rag(["eval", str(ROOT / "sample_corpus" / "qa.jsonl"), "--index", "sample", "--llm",
-                                  "local,none", "--json"], {**env, "RAG_LLM_TEMPERATURE": "0"})  # fmt: skip
+    _, rc, out, err, _ = run_rag(
+        ["eval", str(ROOT / "sample_corpus" / "qa.jsonl"), "--index", "sample", "--llm", "local,none", "--json"],
+        {**env, "RAG_LLM_TEMPERATURE": "0"},
+    )
     assert rc == 0, err
     qa = json.loads(out)
     metrics = ["ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100"]
-    lines = [f"`rag eval ../shared/eval/cranfield --mode all` ({beir['queries']} judged queries; {secs:.0f} s with the cached index):",
-             "", "| method | " + " | ".join(metrics) + " | search p50 ms | p95 ms |", "| --- |" + " ---: |" * (len(metrics) + 2)]  # fmt: skip
+    lines = [
+        f"`rag eval ../shared/eval/cranfield --mode all` ({beir['queries']} judged queries; {secs:.0f} s with the cached index):",
+        "",
+        "| method | " + " | ".join(metrics) + " | search p50 ms | p95 ms |",
+        "| --- |" + " ---: |" * (len(metrics) + 2),
+    ]
     for m, r in beir["results"].items():
         lat = beir["latency"][m]["total"]
         lines.append(
@@ -40,14 +46,24 @@ def main() -> None:
         "refusal",
         "false_refusal",
     ]
-    lines += ["", f"`rag eval sample_corpus/qa.jsonl --llm local,none` ({qa['questions']} questions, temperature 0):", "",
-              "| backend | " + " | ".join(keys) + " | first token p50 ms |", "| --- |" + " ---: |" * (len(keys) + 1)]  # fmt: skip
+    lines += [
+        "",
+        f"`rag eval sample_corpus/qa.jsonl --llm local,none` ({qa['questions']} questions, temperature 0):",
+        "",
+        "| backend | " + " | ".join(keys) + " | first token p50 ms |",
+        "| --- |" + " ---: |" * (len(keys) + 1),
+    ]
     for b, r in qa["results"].items():
         cells = ["—" if r.get(x) is None else f"{r[x]:.2f}" for x in keys]
         lines.append(f"| {b} | " + " | ".join(cells) + f" | {qa['latency'][b]['first_token']['p50']:.0f} |")
-    lines += ["", "sample_corpus retrieval per mode: the share of answerable qa.jsonl questions whose gold file is in the "
-              "top 5 passages (hit@5), and the reciprocal rank of the first gold passage (MRR@5):", "",
-              "| mode | hit@5 | MRR@5 |", "| --- | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        "sample_corpus retrieval per mode: the share of answerable qa.jsonl questions whose gold file is in the "
+        "top 5 passages (hit@5), and the reciprocal rank of the first gold passage (MRR@5):",
+        "",
+        "| mode | hit@5 | MRR@5 |",
+        "| --- | ---: | ---: |",
+    ]
     for mode, (hit, mrr) in sample_modes(env).items():
         lines.append(f"| {mode} | {hit:.3f} | {mrr:.3f} |")
     write_section("Quality (bench/eval.py)", lines)

@@ -61,18 +61,23 @@ def run_set(name: str) -> str:
 
     hits, misses = runtime.run(go())
     a, k = times["afresh"], times["kept"]
-    return (f"| {name} | {len(questions)} | {percentile(a, 50):.0f} / {sum(a) / len(a):.0f} | "
-            f"{percentile(k, 50):.0f} / {sum(k) / len(k):.0f} | {hits / max(hits + misses, 1):.2f} |")  # fmt: skip
+    return (
+        f"| {name} | {len(questions)} | {percentile(a, 50):.0f} / {sum(a) / len(a):.0f} | "
+        f"{percentile(k, 50):.0f} / {sum(k) / len(k):.0f} | {hits / max(hits + misses, 1):.2f} |"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     args = ap.parse_args()
-    lines = ["Scoring an answer's evidence (the question and every sentence of its k passages embedded with the "
-             "query encoder, ONNX, all cores), per question in QA order, in one process:", "",
-             "| set | questions | afresh p50 / mean ms | kept p50 / mean ms | texts the kept vectors held |",
-             "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        "Scoring an answer's evidence (the question and every sentence of its k passages embedded with the "
+        "query encoder, ONNX, all cores), per question in QA order, in one process:",
+        "",
+        "| set | questions | afresh p50 / mean ms | kept p50 / mean ms | texts the kept vectors held |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     lines += [run_set(name) for name in args.sets]
     write_section("Evidence vectors kept across answers (bench/evidence_cache.py)", lines)
 

@@ -31,10 +31,15 @@ def main() -> None:
         for n in (1, 2, 4, 8, 16):
             settings = load_settings(retrieve_timeout=5.0)
             settings.sources = [
-                {"name": f"s{i}", "type": "http", "url": server.url(f"/slow?delay={latency}&tag=s{i}&q={{query}}"),
-                 "results": "data.results", "fields": {"text": "snippet", "url": "link"}}
+                {
+                    "name": f"s{i}",
+                    "type": "http",
+                    "url": server.url(f"/slow?delay={latency}&tag=s{i}&q={{query}}"),
+                    "results": "data.results",
+                    "fields": {"text": "snippet", "url": "link"},
+                }
                 for i in range(n)
-            ]  # fmt: skip
+            ]
 
             async def go(settings=settings) -> list[float]:
                 times = []

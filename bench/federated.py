@@ -59,16 +59,28 @@ def env(home: Path) -> dict[str, str]:
 
 
 def index(path: Path, home: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "rag_cli", "index", str(path)], env=env(home), cwd=ROOT,
-                         capture_output=True, text=True, timeout=7200)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "rag_cli", "index", str(path)],
+        env=env(home),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-2000:])
 
 
 def serve(home: Path, log: Path) -> tuple[subprocess.Popen[str], int]:
     fh = open(log, "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "serve", "--port", "0"], env=env(home), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=fh, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag_cli", "serve", "--port", "0"],
+        env=env(home),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=fh,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text())
@@ -116,8 +128,16 @@ class BM25Server:
             if s > 0:
                 scored.append((s, i))
         scored.sort(reverse=True)
-        return [{"id": self.docs[i]["_id"], "text": self.docs[i]["text"], "title": self.docs[i].get("title", ""),
-                 "score": s, "url": f"bm25://{self.docs[i]['_id']}"} for s, i in scored[:k]]  # fmt: skip
+        return [
+            {
+                "id": self.docs[i]["_id"],
+                "text": self.docs[i]["text"],
+                "title": self.docs[i].get("title", ""),
+                "score": s,
+                "url": f"bm25://{self.docs[i]['_id']}",
+            }
+            for s, i in scored[:k]
+        ]
 
     def run(self) -> None:
         from aiohttp import web
@@ -189,8 +209,14 @@ async def go():
             "p50_ms": percentile(took, 50)}
 print(json.dumps(runtime.run(go())))
 """
-    out = subprocess.run([sys.executable, "-c", code, str(corpus_dir), json.dumps(sources), json.dumps(sorted(remote_ids))],
-                         env=env(home), cwd=ROOT, capture_output=True, text=True, timeout=7200)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(corpus_dir), json.dumps(sources), json.dumps(sorted(remote_ids))],
+        env=env(home),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -224,8 +250,9 @@ def main() -> None:
                 for i in range(1, n):
                     proc, port = serve(homes[i], t / f"n{n}" / f"serve{i}.log")
                     procs.append(proc)
-                    sources.append({"name": f"shard{i}", "type": "rag", "url": f"http://127.0.0.1:{port}",
-                                    "timeout": 30})  # fmt: skip
+                    sources.append(
+                        {"name": f"shard{i}", "type": "rag", "url": f"http://127.0.0.1:{port}", "timeout": 30}
+                    )
                 fed = evaluate(homes[0], sources, args.corpus, remote_ids)
                 print(f"N={n} rag", fed, flush=True)
                 rows.append((f"N={n}, remote shards as `rag` sources", n, fed))
@@ -238,19 +265,30 @@ def main() -> None:
                 for s in servers:
                     s.__enter__()
                 try:
-                    sources = [{"name": f"bm25shard{i}", "type": "http", "url": f"http://127.0.0.1:{s.port}/search?q={{query}}&k={{k}}",
-                                "results": "results", "timeout": 30, "fields": {"text": "text", "title": "title", "url": "url", "score": "score"}}
-                               for i, s in enumerate(servers, start=1)]  # fmt: skip
+                    sources = [
+                        {
+                            "name": f"bm25shard{i}",
+                            "type": "http",
+                            "url": f"http://127.0.0.1:{s.port}/search?q={{query}}&k={{k}}",
+                            "results": "results",
+                            "timeout": 30,
+                            "fields": {"text": "text", "title": "title", "url": "url", "score": "score"},
+                        }
+                        for i, s in enumerate(servers, start=1)
+                    ]
                     fed = evaluate(homes[0], sources, args.corpus, remote_ids)
                     print(f"N={n} http", fed, flush=True)
                     rows.append((f"N={n}, remote shards as raw-BM25 `http` sources", n, fed))
                 finally:
                     for s in servers:
                         s.__exit__()
-    lines = [f"Corpus `{args.corpus.name}`, hybrid, k = 10, all judged queries; shards by a hash of the document id; "
-             "the single index is measured in the same run.", "",
-             "| setup | nDCG@10 | vs single | remote share of top 10 | expected share | queries degraded | search p50 ms |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"Corpus `{args.corpus.name}`, hybrid, k = 10, all judged queries; shards by a hash of the document id; "
+        "the single index is measured in the same run.",
+        "",
+        "| setup | nDCG@10 | vs single | remote share of top 10 | expected share | queries degraded | search p50 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     base = whole["ndcg@10"]
     for name, n, r in rows:
         exp = "—" if n == 1 else f"{(n - 1) / n:.2f}"

@@ -81,23 +81,37 @@ def main() -> None:
                 query = follow_on(q, f)
                 first = await one(r, q, q)
                 later = await one(r, f, query)
-                rows.append({"question": q, "follow_up": f, "condensed": query != f and is_follow_up(f),
-                             "before": await gates(r, settings, f, query), "now": await gates(r, settings, query, query),
-                             "first_refused": first is None, "refused": later is None,
-                             "holds": later is not None and any(a.lower() in later.lower() for a in p["answers"])})  # fmt: skip
+                rows.append(
+                    {
+                        "question": q,
+                        "follow_up": f,
+                        "condensed": query != f and is_follow_up(f),
+                        "before": await gates(r, settings, f, query),
+                        "now": await gates(r, settings, query, query),
+                        "first_refused": first is None,
+                        "refused": later is None,
+                        "holds": later is not None and any(a.lower() in later.lower() for a in p["answers"]),
+                    }
+                )
         return rows
 
     rows = runtime.run(go())
     n = len(rows)
-    lines = [f"{n} two-turn conversations over the Git manual (`bench/data/gitdocs_followups.jsonl`), k = 10, hybrid; "
-             "the follow-up is searched with the condensed question in both columns:", "",
-             "| follow-ups | refused (judged as typed, before) | refused (judged condensed, now) | "
-             "answer (`--llm none`) holds an expected string |", "| --- | ---: | ---: | ---: |",
-             f"| {n} ({sum(r['condensed'] for r in rows)} recognised as follow-ups) | "
-             f"{sum(bool(r['before']) for r in rows) / n:.2f} | {sum(r['refused'] for r in rows) / n:.2f} | "
-             f"{sum(r['holds'] for r in rows) / n:.2f} |", "",
-             f"First turns refused: {sum(r['first_refused'] for r in rows)} of {n}. Declined as typed, by check: "
-             + (", ".join(f"{r['follow_up']!r} ({r['before']})" for r in rows if r["before"]) or "none") + "."]  # fmt: skip
+    lines = [
+        f"{n} two-turn conversations over the Git manual (`bench/data/gitdocs_followups.jsonl`), k = 10, hybrid; "
+        "the follow-up is searched with the condensed question in both columns:",
+        "",
+        "| follow-ups | refused (judged as typed, before) | refused (judged condensed, now) | "
+        "answer (`--llm none`) holds an expected string |",
+        "| --- | ---: | ---: | ---: |",
+        f"| {n} ({sum(r['condensed'] for r in rows)} recognised as follow-ups) | "
+        f"{sum(bool(r['before']) for r in rows) / n:.2f} | {sum(r['refused'] for r in rows) / n:.2f} | "
+        f"{sum(r['holds'] for r in rows) / n:.2f} |",
+        "",
+        f"First turns refused: {sum(r['first_refused'] for r in rows)} of {n}. Declined as typed, by check: "
+        + (", ".join(f"{r['follow_up']!r} ({r['before']})" for r in rows if r["before"]) or "none")
+        + ".",
+    ]
     print("\n".join(lines))
     (CACHE / "followup-rows.json").write_text(json.dumps(rows, indent=1))
     write_section("Follow-ups (bench/followups.py)", lines)

@@ -47,8 +47,12 @@ PIPELINES = {
     "RRF k=60 + feedback + document order": ("rrf", 1.0, 1.0, *FEEDBACK, BONUS),
     "RRF k=60, no feedback, passage order": ("rrf", 1.0, 1.0, 0.0, 0.0, 0.0),
 }
-SINGLES = {"dense": ("dense", 0.0), "bm25": ("bm25", 0.0), "dense + Rocchio": ("dense", FEEDBACK[1]),
-           "bm25 + RM3": ("bm25", FEEDBACK[0])}  # fmt: skip
+SINGLES = {
+    "dense": ("dense", 0.0),
+    "bm25": ("bm25", 0.0),
+    "dense + Rocchio": ("dense", FEEDBACK[1]),
+    "bm25 + RM3": ("bm25", FEEDBACK[0]),
+}
 
 
 def collect(name: str, index: str, queries: list[dict], depth: int, env: dict[str, str]) -> list[dict]:
@@ -95,8 +99,11 @@ def collect(name: str, index: str, queries: list[dict], depth: int, env: dict[st
 
 
 def _paths(row: dict, ids: list[int]) -> list[tuple[str, int]]:
-    by_id = {int(h["key"].rsplit(":", 1)[1]): h["key"].split(":", 1)[1].rsplit(":", 1)[0]
-             for m in ("dense", "bm25") for h in row[m]}  # fmt: skip
+    by_id = {
+        int(h["key"].rsplit(":", 1)[1]): h["key"].split(":", 1)[1].rsplit(":", 1)[0]
+        for m in ("dense", "bm25")
+        for h in row[m]
+    }
     return [(by_id[i], i) for i in ids]
 
 
@@ -127,8 +134,10 @@ def load_sets(depth: int, fresh: bool) -> dict[str, list[dict]]:
     specs: dict[str, tuple[str, list[dict]]] = {
         "cranfield": (index, [{"text": t, "rel": sorted(data.qrels[q])} for q, t in data.queries.items()])
     }
-    for name, folder, qa in (("gitdocs", GITDOCS / "html", GITDOCS / "qa.jsonl"),
-                             ("sample", ROOT / "sample_corpus", ROOT / "sample_corpus" / "qa.jsonl")):  # fmt: skip
+    for name, folder, qa in (
+        ("gitdocs", GITDOCS / "html", GITDOCS / "qa.jsonl"),
+        ("sample", ROOT / "sample_corpus", ROOT / "sample_corpus" / "qa.jsonl"),
+    ):
         _, rc, _, err, _ = run_rag(["index", str(folder), "--index", f"fusion-{name}"], env)
         assert rc == 0, err
         items = [json.loads(x) for x in qa.read_text().splitlines() if x.strip()]
@@ -393,9 +402,12 @@ def main() -> None:
     for cand, fn in CANDIDATES.items():
         table[cand] = {name: score_set(name, rows, fn) for name, rows in sets.items()}
         row = table[cand]
-        print(f"{cand:32s} cran {row['cranfield']['ndcg@10']:.4f}  git hit@5 {row['gitdocs']['hit@5']:.3f} "
-              f"ndcg {row['gitdocs']['ndcg@10']:.4f}  sample hit@5 {row['sample']['hit@5']:.3f} "
-              f"mrr {row['sample']['mrr@5']:.3f}", flush=True)  # fmt: skip
+        print(
+            f"{cand:32s} cran {row['cranfield']['ndcg@10']:.4f}  git hit@5 {row['gitdocs']['hit@5']:.3f} "
+            f"ndcg {row['gitdocs']['ndcg@10']:.4f}  sample hit@5 {row['sample']['hit@5']:.3f} "
+            f"mrr {row['sample']['mrr@5']:.3f}",
+            flush=True,
+        )
     cols = [
         ("cranfield", "ndcg@10"),
         ("gitdocs", "hit@5"),
@@ -403,17 +415,25 @@ def main() -> None:
         ("sample", "hit@5"),
         ("sample", "mrr@5"),
     ]
-    lines = [f"Candidate lists: {args.depth} per method from the real indexes; every function ranks the same lists. "
-             f"Queries: Cranfield {len(sets['cranfield'])}, gitdocs {len(sets['gitdocs'])}, sample {len(sets['sample'])}.", "",
-             "| fusion | " + " | ".join(f"{s} {m}" for s, m in cols) + " |", "| --- |" + " ---: |" * len(cols)]  # fmt: skip
+    lines = [
+        f"Candidate lists: {args.depth} per method from the real indexes; every function ranks the same lists. "
+        f"Queries: Cranfield {len(sets['cranfield'])}, gitdocs {len(sets['gitdocs'])}, sample {len(sets['sample'])}.",
+        "",
+        "| fusion | " + " | ".join(f"{s} {m}" for s, m in cols) + " |",
+        "| --- |" + " ---: |" * len(cols),
+    ]
     for cand, row in table.items():
         lines.append(f"| {cand} | " + " | ".join(f"{row[s][m]:.4f}" for s, m in cols) + " |")
     default = f"search: {next(iter(PIPELINES))}"
     plain = ("baseline bm25 (bm25s + Snowball)", "baseline dense (MiniLM exact)", "baseline RRF k=60")
-    lines += ["", f"Paired randomisation test (per query, two-sided) of `{default}` against the plain baseline's best "
-              "method of each column (bench/baseline.py) and against rag's better single input:", "",
-              "| set metric | default - plain best | p | default - best single | p |",
-              "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        f"Paired randomisation test (per query, two-sided) of `{default}` against the plain baseline's best "
+        "method of each column (bench/baseline.py) and against rag's better single input:",
+        "",
+        "| set metric | default - plain best | p | default - best single | p |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for s_name, m in cols:
         rows = sets[s_name]
         mine = per_query(s_name, rows, CANDIDATES[default])[m]
@@ -422,8 +442,10 @@ def main() -> None:
         single_name = max(SINGLES, key=lambda x: table[x][s_name][m])
         single_q = per_query(s_name, rows, CANDIDATES[single_name])[m]
         n = len(mine)
-        lines.append(f"| {s_name} {m} | {(sum(mine) - sum(base)) / n:+.4f} ({baseline}) | {paired_p(mine, base):.3f} | "
-                     f"{(sum(mine) - sum(single_q)) / n:+.4f} ({single_name}) | {paired_p(mine, single_q):.3f} |")  # fmt: skip
+        lines.append(
+            f"| {s_name} {m} | {(sum(mine) - sum(base)) / n:+.4f} ({baseline}) | {paired_p(mine, base):.3f} | "
+            f"{(sum(mine) - sum(single_q)) / n:+.4f} ({single_name}) | {paired_p(mine, single_q):.3f} |"
+        )
     print("\n".join(lines[-len(cols) - 2 :]))
     write_section("Fusion (bench/fusion.py)", lines)
 

@@ -78,8 +78,13 @@ WRAP = (
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str, float]:
     """(seconds, stdout, peak RSS MiB) of one whole process (a fresh wrapper, so the peak is this one's)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WRAP, *cmd], env=env, capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAP, *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     secs = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{cmd[:4]} failed: {proc.stderr[-2000:]}")
@@ -91,8 +96,13 @@ def anon_peak(path: Path, home: Path, **extra: str) -> tuple[float, dict, float,
     """(seconds, report, peak RSS MiB, peak anonymous RSS MiB) of `rag index PATH`: /proc sampled every
     0.2 s (anonymous memory is the process's own; the rest is file pages, SQLite's mmap of the index among them)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "index", str(path), "--json"], env=rag_env(home, **extra),
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag_cli", "index", str(path), "--json"],
+        env=rag_env(home, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     peak = anon = 0.0
     status = Path(f"/proc/{proc.pid}/status")
     out_parts: list[str] = []
@@ -171,23 +181,32 @@ def main() -> None:
         one = work / "one"  # the int8 model is quantised from the fp32 one once too: not inside the timed runs
         one.mkdir()
         (one / "a.txt").write_text("warm-up\n")
-        rag_index(one, work / "h-warm", RAG_ONNX_CACHE=str(export_cache), RAG_EMBED_BACKEND="onnx",
-                  RAG_EMBED_ONNX_VARIANT="int8")  # fmt: skip
+        rag_index(
+            one,
+            work / "h-warm",
+            RAG_ONNX_CACHE=str(export_cache),
+            RAG_EMBED_BACKEND="onnx",
+            RAG_EMBED_ONNX_VARIANT="int8",
+        )
         cached = {"RAG_ONNX_CACHE": str(export_cache)}  # every later run on the machine finds both cached
         runs: dict[str, tuple[float, float, dict | None]] = {}
         for name, path in (("files", folder), ("jsonl", corpus)):
             plain_s, out, plain_rss = timed([py, "-c", PLAIN, str(corpus)], rag_env(work))
             runs[f"plain-{name}"] = (plain_s, plain_rss, None)
-            for label, extra in (("default", {}), ("torch", {"RAG_EMBED_DOC_BACKEND": "torch"}),
-                                 ("int8", {"RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "int8"})):  # fmt: skip
+            for label, extra in (
+                ("default", {}),
+                ("torch", {"RAG_EMBED_DOC_BACKEND": "torch"}),
+                ("int8", {"RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "int8"}),
+            ):
                 secs, rep, rss = rag_index(path, work / f"h-{name}-{label}", **cached, **extra)
                 runs[f"{label}-{name}"] = (secs, rss, rep)
         reruns = [rag_index(folder, work / "h-files-default", **cached)[0] for _ in range(3)]
         rerun = sorted(reruns)[1]
         li = None
         if not skip_li and ensure_llamaindex():
-            li_s, out, li_rss = timed([str(LI_VENV / "bin" / "python"), "-c", LLAMAINDEX, str(folder), model_dir()],
-                                      rag_env(work))  # fmt: skip
+            li_s, out, li_rss = timed(
+                [str(LI_VENV / "bin" / "python"), "-c", LLAMAINDEX, str(folder), model_dir()], rag_env(work)
+            )
             li = (li_s, li_rss, json.loads(out.strip().splitlines()[-1]))
         # memory on a big .jsonl: the hash embedder (the pipeline's memory, not the model's, is the point)
         big20, big200 = work / "docs-20mb.jsonl", work / "docs-200mb.jsonl"
@@ -201,22 +220,30 @@ def main() -> None:
     def row(label: str, key: str, base: str) -> str:
         secs, rss, rep = runs[key]
         chunks = f"{rep['chunks']['added']:,} ({rep['chunks']['embedded']:,} embedded)" if rep else "-"
-        return (f"| {label} | {secs:.1f} | {n_docs / secs:.1f} | {runs[base][0] / secs:.2f}x | {chunks} | "
-                f"{rss:.0f} |")  # fmt: skip
+        return f"| {label} | {secs:.1f} | {n_docs / secs:.1f} | {runs[base][0] / secs:.2f}x | {chunks} | {rss:.0f} |"
 
-    lines += [f"{machine()}; {time.strftime('%Y-%m-%d')}. Cranfield, {n_docs:,} documents. Whole processes "
-              "(imports and model load included); docs/s against the plain script on the same input, same run.", ""]  # fmt: skip
+    lines += [
+        f"{machine()}; {time.strftime('%Y-%m-%d')}. Cranfield, {n_docs:,} documents. Whole processes "
+        "(imports and model load included); docs/s against the plain script on the same input, same run.",
+        "",
+    ]
     for name, what in (("files", f"{n_docs:,} `.txt` files"), ("jsonl", "one `corpus.jsonl`")):
-        lines += [f"{what}:", "", "| run | seconds | docs/s | vs plain script | chunks | peak RSS MiB |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |",
-                  row("plain script: SentenceTransformer.encode(batch 32)", f"plain-{name}", f"plain-{name}"),
-                  row("`rag index`, defaults (fp32 ONNX Runtime)", f"default-{name}", f"plain-{name}"),
-                  row("`rag index`, `doc_backend = \"torch\"` (the default before)", f"torch-{name}", f"plain-{name}"),
-                  row("`rag index`, int8 ONNX", f"int8-{name}", f"plain-{name}")]  # fmt: skip
+        lines += [
+            f"{what}:",
+            "",
+            "| run | seconds | docs/s | vs plain script | chunks | peak RSS MiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            row("plain script: SentenceTransformer.encode(batch 32)", f"plain-{name}", f"plain-{name}"),
+            row("`rag index`, defaults (fp32 ONNX Runtime)", f"default-{name}", f"plain-{name}"),
+            row('`rag index`, `doc_backend = "torch"` (the default before)', f"torch-{name}", f"plain-{name}"),
+            row("`rag index`, int8 ONNX", f"int8-{name}", f"plain-{name}"),
+        ]
         if name == "files" and li is not None:
             li_s, li_rss, info = li
-            lines.append(f"| LlamaIndex `VectorStoreIndex.from_documents` ({info['nodes']:,} nodes) | {li_s:.1f} | "
-                         f"{n_docs / li_s:.1f} | {runs['plain-files'][0] / li_s:.2f}x | - | {li_rss:.0f} |")  # fmt: skip
+            lines.append(
+                f"| LlamaIndex `VectorStoreIndex.from_documents` ({info['nodes']:,} nodes) | {li_s:.1f} | "
+                f"{n_docs / li_s:.1f} | {runs['plain-files'][0] / li_s:.2f}x | - | {li_rss:.0f} |"
+            )
         lines.append("")
     first = runs["default-files"][0]
     if li is not None:

@@ -48,8 +48,10 @@ def synthetic_index(root: Path, n: int) -> Path:
         size = rng.randint(60, 180)
         while len(words) < size:
             words += [*rng.choice(sentences).split(), "."]
-        conn.execute("INSERT INTO chunks(file_id, ordinal, title, heading, text) VALUES (1, ?, ?, '', ?)",
-                     (i, rng.choice(titles), " ".join(words)))  # fmt: skip
+        conn.execute(
+            "INSERT INTO chunks(file_id, ordinal, title, heading, text) VALUES (1, ?, ?, '', ?)",
+            (i, rng.choice(titles), " ".join(words)),
+        )
     schema.set_meta(conn, "generation", "1")
     schema.set_meta(conn, "chunk_count", str(n))
     conn.execute("COMMIT")
@@ -73,8 +75,13 @@ def measure(index_dir: Path, queries: list[str]) -> dict[str, float]:
     load = time.perf_counter() - t0
     assert memory is not None
     grown = rss_mib(os.getpid()) - before
-    out: dict[str, float] = {"chunks": memory.rows, "postings": len(memory.docs), "load_s": load,
-                             "mib": memory.nbytes / 2**20, "rss_mib": grown}  # fmt: skip
+    out: dict[str, float] = {
+        "chunks": memory.rows,
+        "postings": len(memory.docs),
+        "load_s": load,
+        "mib": memory.nbytes / 2**20,
+        "rss_mib": grown,
+    }
     differ = 0
     for q in queries:
         differ += mem.bm25(q, 10, WEIGHTS) != fts.bm25(q, 10, WEIGHTS)
@@ -97,8 +104,10 @@ def main() -> None:
     home = CACHE / "home"
     ensure_cranfield_index(home)
     queries = [json.loads(line)["text"] for line in (CRANFIELD / "queries.jsonl").read_text().splitlines()]
-    rows = [("Cranfield", measure(home / "indexes" / "cranfield", queries)),
-            (f"synthetic {SYNTHETIC_CHUNKS:,}", measure(synthetic_index(CACHE, SYNTHETIC_CHUNKS), queries))]  # fmt: skip
+    rows = [
+        ("Cranfield", measure(home / "indexes" / "cranfield", queries)),
+        (f"synthetic {SYNTHETIC_CHUNKS:,}", measure(synthetic_index(CACHE, SYNTHETIC_CHUNKS), queries)),
+    ]
     lines = [
         f"{len(queries)} Cranfield queries, k = 10, each answered 3 times by each; one process, one thread.",
         "",
@@ -112,8 +121,11 @@ def main() -> None:
             f"{r['rss_mib']:.0f} | {r['fts5_p50']:.2f} / {r['fts5_p99']:.2f} | {r['memory_p50']:.2f} / "
             f"{r['memory_p99']:.2f} | {r['fts5_p50'] / r['memory_p50']:.1f}x | {r['differ']:.0f} |"
         )
-    lines += ["", "CPU per query (thread time, median): " + "; ".join(
-        f"{name}: FTS5 {r['fts5_cpu']:.2f} ms, memory {r['memory_cpu']:.2f} ms" for name, r in rows)]  # fmt: skip
+    lines += [
+        "",
+        "CPU per query (thread time, median): "
+        + "; ".join(f"{name}: FTS5 {r['fts5_cpu']:.2f} ms, memory {r['memory_cpu']:.2f} ms" for name, r in rows),
+    ]
     write_section("BM25 from memory (bench/keyword.py)", lines)
     print("\n".join(lines))
 

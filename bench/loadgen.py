@@ -34,8 +34,17 @@ class LoadResult:
         return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))] if s else float("nan")
 
 
-async def run_load(base: str, queries: list[str], *, total: int, concurrency: int, k: int = 10,
-                   mode: str = "hybrid", token: str = "", timeout: float = 30.0) -> LoadResult:  # fmt: skip
+async def run_load(
+    base: str,
+    queries: list[str],
+    *,
+    total: int,
+    concurrency: int,
+    k: int = 10,
+    mode: str = "hybrid",
+    token: str = "",
+    timeout: float = 30.0,
+) -> LoadResult:
     import aiohttp
 
     result = LoadResult()
@@ -90,8 +99,14 @@ def start_serve(env: dict[str, str], log: Path, *args: str, timeout: float = 120
     import sys
 
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "serve", "--port", "0", *args], env=env, text=True,
-                                stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag_cli", "serve", "--port", "0", *args],
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+            stdin=subprocess.DEVNULL,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text())

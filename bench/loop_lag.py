@@ -39,9 +39,14 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(run_load(base, queries, total=100, concurrency=10))
-            indexer = subprocess.Popen([sys.executable, "-m", "rag_cli", "index", corpus, "--json"], cwd=ROOT,
-                                       env=rag_env(Path(tmp) / "home2"), stdout=subprocess.PIPE,
-                                       stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+            indexer = subprocess.Popen(
+                [sys.executable, "-m", "rag_cli", "index", corpus, "--json"],
+                cwd=ROOT,
+                env=rag_env(Path(tmp) / "home2"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             rounds = []
             while indexer.poll() is None:
                 res = asyncio.run(run_load(base, queries, total=500, concurrency=50, timeout=60))
@@ -58,15 +63,18 @@ def main() -> None:
     lat = sorted(x for r in rounds for x in r.latencies_ms)
     p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))] if lat else float("nan")
     lines = [
-        "Loop lag: how late a 20 ms timer fires on the event loop (sampled all run long).", "",
-        "| situation | process | lag p50 ms | lag p99 ms | lag max ms |", "| --- | --- | ---: | ---: | ---: |",
+        "Loop lag: how late a 20 ms timer fires on the event loop (sampled all run long).",
+        "",
+        "| situation | process | lag p50 ms | lag p99 ms | lag max ms |",
+        "| --- | --- | ---: | ---: | ---: |",
         f"| `rag index` Cranfield alone | indexer | {alone['p50']:.1f} | {alone['p99']:.1f} | {alone['max']:.1f} |",
         f"| index + serve under 50 clients | indexer | {both_indexer['p50']:.1f} | {both_indexer['p99']:.1f} | "
         f"{both_indexer['max']:.1f} |",
-        f"| index + serve under 50 clients | server | - | {serve_p99:.1f} | {serve_max:.1f} |", "",
+        f"| index + serve under 50 clients | server | - | {serve_p99:.1f} | {serve_max:.1f} |",
+        "",
         f"While the indexer ran, the server answered {requests} hybrid searches (query cache off) with {errors} "
         f"errors, request p99 {p99:.0f} ms. Goal: lag p99 <= 20 ms.",
-    ]  # fmt: skip
+    ]
     write_section("Event-loop lag (bench/loop_lag.py)", lines)
 
 

@@ -53,8 +53,9 @@ print(json.dumps(runtime.run(go())))
 """
     import subprocess
 
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(queries)], env=env, capture_output=True, text=True,
-                         timeout=1800)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(queries)], env=env, capture_output=True, text=True, timeout=1800
+    )
     if out.returncode:
         raise SystemExit(out.stderr[-2000:])
     lat = json.loads(out.stdout.strip().splitlines()[-1])
@@ -122,8 +123,10 @@ def hnsw(url: str, n: int) -> list[str]:
                 times.append((time.perf_counter() - t0) * 1000)
                 found.append(ids)
             rec = float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]))
-            rows.append(f"| {n:,} | {ef} | {load_s:.0f} | {build_s:.0f} | {size:.0f} | {median(times):.2f} | "
-                        f"{pct(times, 99):.2f} | {rec:.3f} |")  # fmt: skip
+            rows.append(
+                f"| {n:,} | {ef} | {load_s:.0f} | {build_s:.0f} | {size:.0f} | {median(times):.2f} | "
+                f"{pct(times, 99):.2f} | {rec:.3f} |"
+            )
         conn.execute("DROP TABLE bench_ann")
     return rows
 
@@ -132,8 +135,10 @@ ANN_HEAD = (
     "HNSW in pgvector alone (m 16, ef_construction 64, the defaults; synthetic embedding-like vectors as in "
     "bench/ann.py; recall@10 against exact inner product; one query at a time over psycopg):"
 )
-ANN_TABLE = ["| vectors | ef_search | COPY s | build s | index MiB | p50 ms | p99 ms | recall@10 |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+ANN_TABLE = [
+    "| vectors | ef_search | COPY s | build s | index MiB | p50 ms | p99 ms | recall@10 |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
 
 
 def main() -> None:
@@ -147,8 +152,10 @@ def main() -> None:
     server = pgserver.get_server(str(CACHE / "pgdata"), cleanup_mode="stop")
     url = server.get_uri()
     queries = [json.loads(x)["text"] for x in (CRANFIELD / "queries.jsonl").read_text().splitlines()][:100]
-    stores = {"local (FAISS + SQLite)": rag_env(work / "home-local", RAG_INDEX="cran"),
-              "PostgreSQL + pgvector": rag_env(work / "home-pg", RAG_INDEX="cran", RAG_STORE_URL=url)}  # fmt: skip
+    stores = {
+        "local (FAISS + SQLite)": rag_env(work / "home-local", RAG_INDEX="cran"),
+        "PostgreSQL + pgvector": rag_env(work / "home-pg", RAG_INDEX="cran", RAG_STORE_URL=url),
+    }
     rows: dict[str, dict] = {}
     if "--ann-only" in sys.argv:
         try:
@@ -171,29 +178,42 @@ def main() -> None:
         if "--skip-serve" not in sys.argv:
             serve["local (FAISS + SQLite), 1 server"] = serve_load(stores["local (FAISS + SQLite)"], queries, 1, work)
             for n in (1, 2):
-                serve[f"PostgreSQL, {n} replica{'s' * (n > 1)}"] = serve_load(stores["PostgreSQL + pgvector"],
-                                                                             queries, n, work)  # fmt: skip
+                serve[f"PostgreSQL, {n} replica{'s' * (n > 1)}"] = serve_load(
+                    stores["PostgreSQL + pgvector"], queries, n, work
+                )
         ann = [] if "--skip-ann" in sys.argv else hnsw(url, int(os.environ.get("ANN_N", "200000")))
     finally:
         server.cleanup()
 
     local = rows["local (FAISS + SQLite)"]
-    lines = ["Cranfield (corpus.jsonl, 1,398 documents), all-MiniLM-L6-v2, the same run; PostgreSQL 16 + pgvector "
-             "0.6 from pgserver on the same machine (unix socket).", "",
-             "| store | index s (whole process) | chunks/s | nDCG@10 bm25 / dense / hybrid | vs local | "
-             "warm p50 / p99 ms bm25 | dense | hybrid |", "| --- | ---: | ---: | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        "Cranfield (corpus.jsonl, 1,398 documents), all-MiniLM-L6-v2, the same run; PostgreSQL 16 + pgvector "
+        "0.6 from pgserver on the same machine (unix socket).",
+        "",
+        "| store | index s (whole process) | chunks/s | nDCG@10 bm25 / dense / hybrid | vs local | "
+        "warm p50 / p99 ms bm25 | dense | hybrid |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- |",
+    ]
     for name, r in rows.items():
         nd = {m: r["eval"]["results"][m]["ndcg@10"] for m in ("bm25", "dense", "hybrid")}
         base = {m: local["eval"]["results"][m]["ndcg@10"] for m in nd}
         lat = r["lat"]
-        lines.append(f"| {name} | {r['secs']:.1f} | {r['chunks'] / r['secs']:.1f} | "
-                     f"{nd['bm25']:.4f} / {nd['dense']:.4f} / {nd['hybrid']:.4f} | "
-                     f"{' / '.join(f'{nd[m] - base[m]:+.4f}' for m in nd)} | "
-                     + " | ".join(f"{lat[m][0]:.1f} / {lat[m][1]:.1f}" for m in ("bm25", "dense", "hybrid")) + " |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['secs']:.1f} | {r['chunks'] / r['secs']:.1f} | "
+            f"{nd['bm25']:.4f} / {nd['dense']:.4f} / {nd['hybrid']:.4f} | "
+            f"{' / '.join(f'{nd[m] - base[m]:+.4f}' for m in nd)} | "
+            + " | ".join(f"{lat[m][0]:.1f} / {lat[m][1]:.1f}" for m in ("bm25", "dense", "hybrid"))
+            + " |"
+        )
     if serve:
-        lines += ["", "`rag serve` /search, hybrid, 50 clients (split evenly over the replicas, at once), 100 Cranfield "
-                  "queries cycled, 1,000 requests a replica, every query embedded unless cached:", "",
-                  "| setup | requests/s | p99 ms | non-200 |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        lines += [
+            "",
+            "`rag serve` /search, hybrid, 50 clients (split evenly over the replicas, at once), 100 Cranfield "
+            "queries cycled, 1,000 requests a replica, every query embedded unless cached:",
+            "",
+            "| setup | requests/s | p99 ms | non-200 |",
+            "| --- | ---: | ---: | ---: |",
+        ]
         lines += [f"| {k} | {v[0]:.0f} | {v[1]:.0f} | {v[2]} |" for k, v in serve.items()]
     if ann:
         lines += ["", ANN_HEAD, "", *ANN_TABLE, *ann]

@@ -41,15 +41,23 @@ def specs(env: dict[str, str]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     from rag_cli.eval.beir import load
 
     data = load(CRANFIELD)
-    out_specs = {"cranfield": (json.loads(out)["index"],
-                               [{"text": t, "rel": sorted(data.qrels[q])} for q, t in data.queries.items()])}  # fmt: skip
-    for name, folder, qa in (("gitdocs", GITDOCS / "html", GITDOCS / "qa.jsonl"),
-                             ("sample", ROOT / "sample_corpus", ROOT / "sample_corpus" / "qa.jsonl")):  # fmt: skip
+    out_specs = {
+        "cranfield": (
+            json.loads(out)["index"],
+            [{"text": t, "rel": sorted(data.qrels[q])} for q, t in data.queries.items()],
+        )
+    }
+    for name, folder, qa in (
+        ("gitdocs", GITDOCS / "html", GITDOCS / "qa.jsonl"),
+        ("sample", ROOT / "sample_corpus", ROOT / "sample_corpus" / "qa.jsonl"),
+    ):
         _, rc, _, err, _ = run_rag(["index", str(folder), "--index", f"fusion-{name}"], env)
         assert rc == 0, err
         items = [json.loads(x) for x in qa.read_text().splitlines() if x.strip()]
-        out_specs[name] = (f"fusion-{name}", [{"text": i["question"], "rel": i["gold_paths"]} for i in items
-                                              if i.get("gold_paths")])  # fmt: skip
+        out_specs[name] = (
+            f"fusion-{name}",
+            [{"text": i["question"], "rel": i["gold_paths"]} for i in items if i.get("gold_paths")],
+        )
     return out_specs
 
 
@@ -112,8 +120,11 @@ def collect(name: str, index: str, queries: list[dict[str, Any]]) -> tuple[list[
         for k, v in list(r.items()):
             if k in ("rel", "text") or not isinstance(v, list):
                 continue
-            r[k] = [{"key": str(i), "doc": doc_name(name, meta[i]["doc_id"], meta[i]["path"]), "score": s}
-                    for i, s in v if i in meta]  # fmt: skip
+            r[k] = [
+                {"key": str(i), "doc": doc_name(name, meta[i]["doc_id"], meta[i]["path"]), "score": s}
+                for i, s in v
+                if i in meta
+            ]
     return rows, {k: statistics.median(v) for k, v in cost.items() if v}
 
 
@@ -130,17 +141,27 @@ def main() -> None:
     for lam in LAMBDAS:
         for b in BETAS:
             ranks[f"RRF rm3 l={lam} + rocchio b={b}"] = rrf({f"bm25 rm3 l={lam}": 1.0, f"dense rocchio b={b}": 1.0})
-    cols = [("cranfield", "ndcg@10"), ("gitdocs", "hit@5"), ("gitdocs", "ndcg@10"), ("sample", "hit@5"),
-            ("sample", "ndcg@10")]  # fmt: skip
+    cols = [
+        ("cranfield", "ndcg@10"),
+        ("gitdocs", "hit@5"),
+        ("gitdocs", "ndcg@10"),
+        ("sample", "hit@5"),
+        ("sample", "ndcg@10"),
+    ]
 
     def against(method: str) -> str:
         return "bm25" if method.startswith("bm25") else "dense" if method.startswith("dense") else "RRF bm25 + dense"
 
-    lines = [f"Feedback from the top {FB_DOCS} BM25 passages ({FB_TERMS} terms) and the top {FB_DOCS_DENSE} dense "
-             f"passages; {DEPTH} candidates a list. Queries: " + ", ".join(f"{n} {len(r)}" for n, r in sets.items())
-             + ". Each cell: the metric, and in brackets the change against the same method without feedback "
-             "with its paired randomisation p.", "",
-             "| method | " + " | ".join(f"{s} {m}" for s, m in cols) + " |", "| --- |" + " ---: |" * len(cols)]  # fmt: skip
+    lines = [
+        f"Feedback from the top {FB_DOCS} BM25 passages ({FB_TERMS} terms) and the top {FB_DOCS_DENSE} dense "
+        f"passages; {DEPTH} candidates a list. Queries: "
+        + ", ".join(f"{n} {len(r)}" for n, r in sets.items())
+        + ". Each cell: the metric, and in brackets the change against the same method without feedback "
+        "with its paired randomisation p.",
+        "",
+        "| method | " + " | ".join(f"{s} {m}" for s, m in cols) + " |",
+        "| --- |" + " ---: |" * len(cols),
+    ]
     for method, fn in ranks.items():
         cells = []
         for s, m in cols:
@@ -152,8 +173,12 @@ def main() -> None:
                 cell += f" ({(sum(mine) - sum(base)) / len(mine):+.4f}, p {paired_p(mine, base):.2f})"
             cells.append(cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Added cost per query (median ms, one query at a time on this machine): "
-              + "; ".join(f"{n}: RM3 {c['rm3']:.1f}, Rocchio {c['rocchio']:.1f}" for n, c in costs.items()) + "."]  # fmt: skip
+    lines += [
+        "",
+        "Added cost per query (median ms, one query at a time on this machine): "
+        + "; ".join(f"{n}: RM3 {c['rm3']:.1f}, Rocchio {c['rocchio']:.1f}" for n, c in costs.items())
+        + ".",
+    ]
     print("\n".join(lines))
     write_section("Pseudo-relevance feedback (bench/prf.py)", lines)
 

@@ -53,9 +53,17 @@ def signals(index: str, qa: Path) -> list[dict[str, Any]]:
                 hits = relevant(res.hits, settings.answer_min_score, res.best.get("dense"))
                 names, uncovered = await unknown_names(r, q, hits) if hits else ([], [])
                 best = max((s.score for s in score(q, [h.text for h in hits], embed)), default=0.0)
-                rows.append({"question": q, "unanswerable": bool(it.get("unanswerable")), "dense": res.best.get("dense"),
-                             "other_check": not hits or bool(names) or bool(uncovered), "names": names,
-                             "uncovered": uncovered, "evidence": best})  # fmt: skip
+                rows.append(
+                    {
+                        "question": q,
+                        "unanswerable": bool(it.get("unanswerable")),
+                        "dense": res.best.get("dense"),
+                        "other_check": not hits or bool(names) or bool(uncovered),
+                        "names": names,
+                        "uncovered": uncovered,
+                        "evidence": best,
+                    }
+                )
         return rows
 
     return runtime.run(go())
@@ -87,31 +95,44 @@ def main() -> None:
         per[name] = signals(f"answer-{name}", qa)
     pooled = [r for rows in per.values() for r in rows]
     t = fit(pooled)
-    lines = [f"_{machine()}_", "",
-             "Best evidence-sentence score per question (0.5 cosine + 0.5 question words held, weighted by rarity, + 0.05 / passage rank), "
-             "after retrieval and the other checks (dense similarity under `min_score`, a name no document holds):", "",
-             "| set | answerable: min / p10 / median | unanswerable not caught by the other checks |", "| --- | --- | --- |"]  # fmt: skip
+    lines = [
+        f"_{machine()}_",
+        "",
+        "Best evidence-sentence score per question (0.5 cosine + 0.5 question words held, weighted by rarity, + 0.05 / passage rank), "
+        "after retrieval and the other checks (dense similarity under `min_score`, a name no document holds):",
+        "",
+        "| set | answerable: min / p10 / median | unanswerable not caught by the other checks |",
+        "| --- | --- | --- |",
+    ]
     for name, rows in per.items():
         a = sorted(r["evidence"] for r in rows if not r["unanswerable"])
         u = sorted(f"{r['evidence']:.3f}" for r in rows if r["unanswerable"] and not r["other_check"])
         lines.append(f"| {name} | {a[0]:.3f} / {a[len(a) // 10]:.3f} / {a[len(a) // 2]:.3f} | {', '.join(u) or '-'} |")
-    lines += ["", "The names check per set: questions it declines, by rule (a name no document holds / a name few documents "
-              "hold and no retrieved passage does):", "",
-              "| set | unanswerable declined: unknown / uncovered | answerable declined: unknown / uncovered |",
-              "| --- | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        "The names check per set: questions it declines, by rule (a name no document holds / a name few documents "
+        "hold and no retrieved passage does):",
+        "",
+        "| set | unanswerable declined: unknown / uncovered | answerable declined: unknown / uncovered |",
+        "| --- | ---: | ---: |",
+    ]
     for name, rows in per.items():
 
         def n(flag: bool, key: str, rows: list[dict[str, Any]] = rows) -> int:
             return sum(1 for r in rows if r["unanswerable"] == flag and r[key])
 
         total_u = sum(r["unanswerable"] for r in rows)
-        lines.append(f"| {name} | {n(True, 'names')} / {n(True, 'uncovered')} of {total_u} | "
-                     f"{n(False, 'names')} / {n(False, 'uncovered')} of {len(rows) - total_u} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {n(True, 'names')} / {n(True, 'uncovered')} of {total_u} | "
+            f"{n(False, 'names')} / {n(False, 'uncovered')} of {len(rows) - total_u} |"
+        )
     for name, rows in per.items():
         for r in rows:
             if r["uncovered"]:
-                lines.append(f"- {name}: {'unanswerable' if r['unanswerable'] else 'ANSWERABLE'} "
-                             f"{r['question']!r}: uncovered {r['uncovered']}")  # fmt: skip
+                lines.append(
+                    f"- {name}: {'unanswerable' if r['unanswerable'] else 'ANSWERABLE'} "
+                    f"{r['question']!r}: uncovered {r['uncovered']}"
+                )
     lines += ["", "| threshold | fitted on | set | refusal | false refusal |", "| ---: | --- | --- | ---: | ---: |"]
     for name, rows in per.items():
         for label, thr in (("off (0)", 0.0), ("both sets", t)):

@@ -72,13 +72,17 @@ def features(name: str, rows: list[dict], top: int) -> None:
                     ev = s.score - 0.05 / (s.passage + 1)  # without the evidence's passage-rank bonus
                     best_ev[s.passage] = max(best_ev.get(s.passage, -1.0), ev)
                 spent += time.perf_counter() - t0
-                row["stage2"] = {h["key"]: {"maxcos": best_cos.get(p, 0.0), "evidence": best_ev.get(p, 0.0)}
-                                 for p, h in enumerate(hits)}  # fmt: skip
+                row["stage2"] = {
+                    h["key"]: {"maxcos": best_cos.get(p, 0.0), "evidence": best_ev.get(p, 0.0)}
+                    for p, h in enumerate(hits)
+                }
         return spent
 
     spent = runtime.run(go())
-    print(f"{name}: stage two over {len(rows)} queries in {spent:.1f} s ({1000 * spent / len(rows):.0f} ms a query)",
-          flush=True)  # fmt: skip
+    print(
+        f"{name}: stage two over {len(rows)} queries in {spent:.1f} s ({1000 * spent / len(rows):.0f} ms a query)",
+        flush=True,
+    )
 
 
 def z(values: list[float]) -> list[float]:
@@ -123,11 +127,20 @@ def main() -> None:
         for weight in (0.25, 0.5, 1.0):
             for top in (10, 20, 30):
                 methods[f"{feature} w={weight} top {top}"] = rescored(feature, weight, top)
-    cols = [("cranfield", "ndcg@10"), ("gitdocs", "hit@5"), ("gitdocs", "ndcg@10"), ("sample", "hit@5"),
-            ("sample", "mrr@5")]  # fmt: skip
-    lines = [f"Machine: {machine()}. The default search's {args.depth} candidates (bench/fusion.py's cache); "
-             "p: paired randomisation test against the default search.", "",
-             "| method | " + " | ".join(f"{s} {m}" for s, m in cols) + " |", "| --- |" + " ---: |" * len(cols)]  # fmt: skip
+    cols = [
+        ("cranfield", "ndcg@10"),
+        ("gitdocs", "hit@5"),
+        ("gitdocs", "ndcg@10"),
+        ("sample", "hit@5"),
+        ("sample", "mrr@5"),
+    ]
+    lines = [
+        f"Machine: {machine()}. The default search's {args.depth} candidates (bench/fusion.py's cache); "
+        "p: paired randomisation test against the default search.",
+        "",
+        "| method | " + " | ".join(f"{s} {m}" for s, m in cols) + " |",
+        "| --- |" + " ---: |" * len(cols),
+    ]
     base_q = {(s, m): per_query(s, sets[s], methods[f"search: {DEFAULT}"])[m] for s, m in cols}
     for label, fn in methods.items():
         cells = []

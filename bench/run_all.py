@@ -7,9 +7,26 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["index.py", "embed_backends.py", "fanout.py", "search.py", "keyword.py", "serve_load.py", "loop_lag.py", "ann.py", "answer.py",
-         "eval.py", "tune.py", "fusion.py", "startup.py", "chunking.py", "federated.py", "serve_ask.py", "postgres.py",
-         "evidence_cache.py"]  # fmt: skip
+ORDER = [
+    "index.py",
+    "embed_backends.py",
+    "fanout.py",
+    "search.py",
+    "keyword.py",
+    "serve_load.py",
+    "loop_lag.py",
+    "ann.py",
+    "answer.py",
+    "eval.py",
+    "tune.py",
+    "fusion.py",
+    "startup.py",
+    "chunking.py",
+    "federated.py",
+    "serve_ask.py",
+    "postgres.py",
+    "evidence_cache.py",
+]
 
 
 def main() -> int:

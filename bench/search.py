@@ -80,8 +80,9 @@ def main() -> None:
         for mode in ("bm25", "hybrid"):
             runs = []
             for q in queries[:5]:
-                secs, rc, _, err, _ = run_rag(["search", q, "--index", "cranfield", "--mode", mode, "--json"],
-                                              rag_env(home))  # fmt: skip
+                secs, rc, _, err, _ = run_rag(
+                    ["search", q, "--index", "cranfield", "--mode", mode, "--json"], rag_env(home)
+                )
                 assert rc == 0 and "in-process" not in err, err
                 runs.append(secs)
             whole[f"{mode} via serve"] = median(runs)
@@ -100,8 +101,11 @@ def main() -> None:
         ratio = f"{median(times) / median(plain):.2f}x" if plain else ""
         lines.append(f"| {mode} | {median(times):.1f}{note} | {pct(times, 99):.1f} | {ratio} |")
     doc, passages = median(lat["hybrid"]), median(lat["hybrid, passage order"])
-    lines += ["", f"Document order (issue 30) against the fused passage order, hybrid p50: {doc:.1f} vs {passages:.1f} ms "
-              f"({doc / passages:.2f}x)."]  # fmt: skip
+    lines += [
+        "",
+        f"Document order (issue 30) against the fused passage order, hybrid p50: {doc:.1f} vs {passages:.1f} ms "
+        f"({doc / passages:.2f}x).",
+    ]
     lines += [
         "",
         "Whole-process `rag search --json` (median of 5; imports, index open, model load included):",
@@ -126,8 +130,10 @@ def main() -> None:
     base = median(filtered["rows"]["none"]["times"])
     for label, row in filtered["rows"].items():
         t = row["times"]
-        lines.append(f"| {label} | {row['allowed']:,} | {median(t):.1f} | {pct(t, 99):.1f} | {median(t) / base:.2f}x "
-                     f"| {row['full']} of {filtered['queries']} |")  # fmt: skip
+        lines.append(
+            f"| {label} | {row['allowed']:,} | {median(t):.1f} | {pct(t, 99):.1f} | {median(t) / base:.2f}x "
+            f"| {row['full']} of {filtered['queries']} |"
+        )
     write_section("Search latency (bench/search.py)", lines)
 
 
@@ -143,9 +149,13 @@ def filtered_latency(home: Path) -> dict:
     assert rc == 0, err
     questions = [json.loads(x)["question"] for x in (gitdocs / "qa.jsonl").read_text().splitlines() if x.strip()]
     settings = load_settings(index="fusion-gitdocs", retrieve_timeout=10.0, embed_query_cache=0)
-    filters = {"none": None, "path howto/* (narrow)": make_filter(["howto/*"]),
-               "path git-c* (a tenth)": make_filter(["git-c*"]), "path !technical/* (broad)": make_filter(["!technical/*"]),
-               "since 3650d (everything)": make_filter(since="3650d")}  # fmt: skip
+    filters = {
+        "none": None,
+        "path howto/* (narrow)": make_filter(["howto/*"]),
+        "path git-c* (a tenth)": make_filter(["git-c*"]),
+        "path !technical/* (broad)": make_filter(["!technical/*"]),
+        "since 3650d (everything)": make_filter(since="3650d"),
+    }
 
     async def go() -> dict:
         rows: dict = {}

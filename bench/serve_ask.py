@@ -38,8 +38,7 @@ def ensure_index() -> None:
 async def ask_one(http: Any, base: str, question: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     out: dict[str, Any] = {"status": 0, "first_event": None, "first_text": None, "total": None}
-    async with http.post(f"{base}/ask", json={"question": question},
-                         headers={"Accept": "text/event-stream"}) as resp:  # fmt: skip
+    async with http.post(f"{base}/ask", json={"question": question}, headers={"Accept": "text/event-stream"}) as resp:
         out["status"] = resp.status
         if resp.status != 200:
             await resp.read()
@@ -103,12 +102,15 @@ def main() -> None:
     log = CACHE / "serve-ask.log"
     proc, port = start_serve(rag_env(HOME), log, "--index", INDEX)
     base = f"http://127.0.0.1:{port}"
-    lines = [f"Index `{INDEX}` (sample_corpus), {len(questions)} questions of `sample_corpus/qa.jsonl` cycled, the "
-             "packaged Gemma 3 270M, server defaults (1 generation slot, queue 8), SSE, loopback, 2 cores shared "
-             "with the clients.", "",
-             "| clients | answers asked | 200 | 429 | first event p50 / p90 ms | first text p50 / p90 ms | "
-             "total p50 / p90 ms | wall s | server RSS before -> after MiB |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"Index `{INDEX}` (sample_corpus), {len(questions)} questions of `sample_corpus/qa.jsonl` cycled, the "
+        "packaged Gemma 3 270M, server defaults (1 generation slot, queue 8), SSE, loopback, 2 cores shared "
+        "with the clients.",
+        "",
+        "| clients | answers asked | 200 | 429 | first event p50 / p90 ms | first text p50 / p90 ms | "
+        "total p50 / p90 ms | wall s | server RSS before -> after MiB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     try:
         asyncio.run(clients(base, questions, 1, 2))  # warm-up: the model loads on the first answer
         for n, each in ((1, 8), (4, 4), (16, 2)):
@@ -120,9 +122,11 @@ def main() -> None:
             text = [r["first_text"] for r in ok if r["first_text"] is not None]
             total = [r["total"] for r in ok]
             refused = sum(r["status"] == 429 for r in runs)
-            lines.append(f"| {n} | {len(runs)} | {len(ok)} | {refused} | {ms(median(first))} / {ms(pct(first, 90))} | "
-                         f"{ms(median(text))} / {ms(pct(text, 90))} | {ms(median(total))} / {ms(pct(total, 90))} | "
-                         f"{wall:.1f} | {rss0:.0f} -> {rss1:.0f} |")  # fmt: skip
+            lines.append(
+                f"| {n} | {len(runs)} | {len(ok)} | {refused} | {ms(median(first))} / {ms(pct(first, 90))} | "
+                f"{ms(median(text))} / {ms(pct(text, 90))} | {ms(median(total))} / {ms(pct(total, 90))} | "
+                f"{wall:.1f} | {rss0:.0f} -> {rss1:.0f} |"
+            )
         queries = questions * 4
         asyncio.run(run_load(base, queries, total=200, concurrency=10))  # warm-up
         # interleaved rounds: this shared machine's speed drifts, so each figure is the median round's
@@ -132,8 +136,11 @@ def main() -> None:
             cpu0 = cpu_seconds(proc.pid)
             beside.append(asyncio.run(search_beside_asks(base, queries, questions, 4)))
             cpu.append(cpu_seconds(proc.pid) - cpu0)
-        lines += ["", "| /search, 10 clients, 3 interleaved rounds of 1,000 | rps, median (rounds) | p50 ms | p99 ms | "
-                  "non-200 |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        lines += [
+            "",
+            "| /search, 10 clients, 3 interleaved rounds of 1,000 | rps, median (rounds) | p50 ms | p99 ms | non-200 |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         rates = {}
         for label, rs in [("alone", alone), ("while 4 /ask clients keep asking", beside)]:
             rates[label] = median([r.rps for r in rs])
@@ -141,11 +148,16 @@ def main() -> None:
             bad = sum(v for r in rs for st, v in r.statuses.items() if st != 200) + sum(
                 sum(r.errors.values()) for r in rs
             )
-            lines.append(f"| {label} | {rates[label]:.0f} ({' / '.join(f'{r.rps:.0f}' for r in rs)}) | "
-                         f"{pct(lat, 50):.1f} | {pct(lat, 99):.1f} | {bad} |")  # fmt: skip
+            lines.append(
+                f"| {label} | {rates[label]:.0f} ({' / '.join(f'{r.rps:.0f}' for r in rs)}) | "
+                f"{pct(lat, 50):.1f} | {pct(lat, 99):.1f} | {bad} |"
+            )
         ratio = rates["while 4 /ask clients keep asking"] / rates["alone"]
-        lines += ["", f"/search beside /ask: {ratio:.2f}x its throughput alone (median rounds; server CPU "
-                      f"{median(cpu):.1f} s per mixed round)."]  # fmt: skip
+        lines += [
+            "",
+            f"/search beside /ask: {ratio:.2f}x its throughput alone (median rounds; server CPU "
+            f"{median(cpu):.1f} s per mixed round).",
+        ]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)

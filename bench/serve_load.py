@@ -60,20 +60,27 @@ def main() -> None:
     home8 = CACHE / "home-int8"  # the same corpus indexed with int8 ONNX (documents and queries)
     ensure_cranfield_index(home8, **INT8)
     queries = [json.loads(line)["text"] for line in (CRANFIELD / "queries.jsonl").read_text().splitlines()]
-    lines = [f"Cranfield index, {len(queries)} distinct queries cycled, k = 10, loopback, the load generator is "
-             "a second process on the same 2 cores.", ""]  # fmt: skip
-    lines += ["| run | clients | requests | rps, median round (rounds) | p50 ms | p99 ms | non-200 | errors | loop lag p99 ms | "
-              "server CPU ms/request |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"Cranfield index, {len(queries)} distinct queries cycled, k = 10, loopback, the load generator is "
+        "a second process on the same 2 cores.",
+        "",
+    ]
+    lines += [
+        "| run | clients | requests | rps, median round (rounds) | p50 ms | p99 ms | non-200 | errors | loop lag p99 ms | "
+        "server CPU ms/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     rss_lines = []
     off = {"RAG_EMBED_QUERY_CACHE": "0"}
     fts5 = {"RAG_RETRIEVE_BM25_MEMORY_CHUNKS": "0"}  # the baseline: BM25 scored by FTS5 on every query
-    runs = [("hybrid (repeated queries hit the query-vector cache)", "hybrid", home, {}),
-            ("hybrid, query vectors cached, BM25 by FTS5 (before store/local/bm25_memory.py)", "hybrid", home, fts5),
-            ("bm25", "bm25", home, {}),
-            ("bm25 by FTS5 (before store/local/bm25_memory.py)", "bm25", home, fts5),
-            ("hybrid, query cache off (every query embedded, fp32)", "hybrid", home, off),
-            ("hybrid, query cache off, int8 index (documents and queries int8)", "hybrid", home8, {**off, **INT8})]  # fmt: skip
+    runs = [
+        ("hybrid (repeated queries hit the query-vector cache)", "hybrid", home, {}),
+        ("hybrid, query vectors cached, BM25 by FTS5 (before store/local/bm25_memory.py)", "hybrid", home, fts5),
+        ("bm25", "bm25", home, {}),
+        ("bm25 by FTS5 (before store/local/bm25_memory.py)", "bm25", home, fts5),
+        ("hybrid, query cache off (every query embedded, fp32)", "hybrid", home, off),
+        ("hybrid, query cache off, int8 index (documents and queries int8)", "hybrid", home8, {**off, **INT8}),
+    ]
     for i, (label, mode, h, extra) in enumerate(runs):
         log = CACHE / f"serve-{i}.log"
         proc, port = start_serve(rag_env(h, **extra), log, "--index", "cranfield")
@@ -92,11 +99,15 @@ def main() -> None:
                 res.errors.update(r.errors)
             bad = sum(n for s, n in res.statuses.items() if s != 200)
             rps = median([r.rps for r in rounds])
-            lines.append(f"| {label} | 50 | 3 x 2000 | {rps:.0f} ({' / '.join(f'{r.rps:.0f}' for r in rounds)}) | "
-                         f"{res.pct(50):.1f} | {res.pct(99):.1f} | {bad} | {sum(res.errors.values())} | {lag:.1f} | "
-                         f"{(cpu1 - cpu0) * 1000 / 6000:.1f} |")  # fmt: skip
-            rss_lines.append(f"- {label}: server RSS {rss0:.0f} MiB before, {rss1:.0f} MiB after 6,000 requests; "
-                             f"threads {th0} -> {th1}")  # fmt: skip
+            lines.append(
+                f"| {label} | 50 | 3 x 2000 | {rps:.0f} ({' / '.join(f'{r.rps:.0f}' for r in rounds)}) | "
+                f"{res.pct(50):.1f} | {res.pct(99):.1f} | {bad} | {sum(res.errors.values())} | {lag:.1f} | "
+                f"{(cpu1 - cpu0) * 1000 / 6000:.1f} |"
+            )
+            rss_lines.append(
+                f"- {label}: server RSS {rss0:.0f} MiB before, {rss1:.0f} MiB after 6,000 requests; "
+                f"threads {th0} -> {th1}"
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
@@ -109,8 +120,10 @@ def main() -> None:
         asyncio.run(run_load(base, queries, total=100, concurrency=4))
         res = asyncio.run(run_load(base, queries, total=2000, concurrency=200))
         busy = res.statuses.get(503, 0)
-        lines.append(f"| saturated (max in-flight 8) | 200 | 2000 | {res.rps:.0f} | {res.pct(50):.1f} | "
-                     f"{res.pct(99):.1f} | {busy} x 503 | {sum(res.errors.values())} | - | - |")  # fmt: skip
+        lines.append(
+            f"| saturated (max in-flight 8) | 200 | 2000 | {res.rps:.0f} | {res.pct(50):.1f} | "
+            f"{res.pct(99):.1f} | {busy} x 503 | {sum(res.errors.values())} | - | - |"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

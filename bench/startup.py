@@ -13,8 +13,16 @@ from bench.common import CACHE, median, rag_env, run_rag, write_section
 def main() -> None:
     env = rag_env(CACHE / "home")
     rows = []
-    for args in (["--help"], ["index", "--help"], ["search", "--help"], ["ask", "--help"], ["chat", "--help"],
-                 ["serve", "--help"], ["eval", "--help"], ["--version"]):  # fmt: skip
+    for args in (
+        ["--help"],
+        ["index", "--help"],
+        ["search", "--help"],
+        ["ask", "--help"],
+        ["chat", "--help"],
+        ["serve", "--help"],
+        ["eval", "--help"],
+        ["--version"],
+    ):
         times = []
         for _ in range(5):
             secs, rc, _, err, _ = run_rag(args, env)
@@ -45,8 +53,24 @@ def profile_search(env: dict[str, str]) -> list[str]:
             proc, _ = start_serve(env, CACHE / "serve-profile.log", "--index", "cranfield")
         try:
             t0 = time.perf_counter()
-            run = subprocess.run([sys.executable, "-X", "importtime", "-m", "rag_cli", "search", "flow past a cylinder",
-                                  "--index", "cranfield", "--timings", *extra], env=env, capture_output=True, text=True)  # fmt: skip
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    "-X",
+                    "importtime",
+                    "-m",
+                    "rag_cli",
+                    "search",
+                    "flow past a cylinder",
+                    "--index",
+                    "cranfield",
+                    "--timings",
+                    *extra,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             wall = (time.perf_counter() - t0) * 1000
         finally:
             if proc is not None:
@@ -63,12 +87,19 @@ def profile_search(env: dict[str, str]) -> list[str]:
         )
         imports = sum(by_pkg.values())
         top = sorted(by_pkg.items(), key=lambda kv: -kv[1])[:8]
-        out += [f"Whole-process `rag search --timings` on Cranfield, {label}: {wall:.0f} ms in all; imports "
-                f"{imports:.0f} ms (" + ", ".join(f"{k} {v:.0f}" for k, v in top) + "); "
-                + ", ".join(f"{k} {float(v):.0f} ms" for k, v in stages.items() if k in ("open_index", "load_model", "total"))
-                + f"; the rest ({max(0.0, wall - imports - sum(float(stages.get(k, 0)) for k in ('open_index', 'load_model', 'total'))):.0f} ms) "
-                "is interpreter start, config, the event loop and exit (an import made inside a stage counts in "
-                "both, so this rest is a lower bound).", ""]  # fmt: skip
+        out += [
+            f"Whole-process `rag search --timings` on Cranfield, {label}: {wall:.0f} ms in all; imports "
+            f"{imports:.0f} ms ("
+            + ", ".join(f"{k} {v:.0f}" for k, v in top)
+            + "); "
+            + ", ".join(
+                f"{k} {float(v):.0f} ms" for k, v in stages.items() if k in ("open_index", "load_model", "total")
+            )
+            + f"; the rest ({max(0.0, wall - imports - sum(float(stages.get(k, 0)) for k in ('open_index', 'load_model', 'total'))):.0f} ms) "
+            "is interpreter start, config, the event loop and exit (an import made inside a stage counts in "
+            "both, so this rest is a lower bound).",
+            "",
+        ]
     return out
 
 

@@ -34,8 +34,14 @@ def measure(tree: Path, dataset: Path) -> dict[str, Any]:
     report: dict[str, Any] = {}
     for _ in range(2):
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "rag_cli", "eval", str(dataset), "--json"], env=env, cwd=tree,
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)  # fmt: skip
+        p = subprocess.run(
+            [sys.executable, "-m", "rag_cli", "eval", str(dataset), "--json"],
+            env=env,
+            cwd=tree,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
         walls.append(time.perf_counter() - t)
         if p.returncode != 0:
             raise SystemExit(f"{tree}: rag eval failed: {p.stderr[-2000:]}")
@@ -60,9 +66,12 @@ def main() -> None:
             rows.append((rnd, tree, row))
             print(rnd, tree, json.dumps(row), flush=True)
     modes = [m for m in rows[0][2] if m != "index_s"]
-    lines = [f"`rag eval {args.dataset.name}` per tree, rounds alternating; index time = first run less second.", "",
-             "| round | tree | index s | " + " | ".join(f"{m} nDCG@10 / p50 ms" for m in modes) + " |",
-             "| ---: | --- | ---: |" + " ---: |" * len(modes)]  # fmt: skip
+    lines = [
+        f"`rag eval {args.dataset.name}` per tree, rounds alternating; index time = first run less second.",
+        "",
+        "| round | tree | index s | " + " | ".join(f"{m} nDCG@10 / p50 ms" for m in modes) + " |",
+        "| ---: | --- | ---: |" + " ---: |" * len(modes),
+    ]
     for rnd, tree, row in rows:
         cells = [f"{row[m][0]:.4f} / {row[m][1]:.1f}" for m in modes]
         lines.append(f"| {rnd} | {tree} | {row['index_s']:.1f} | " + " | ".join(cells) + " |")

@@ -51,8 +51,12 @@ def main() -> None:
         return out
 
     scores = runtime.run(go())
-    lines = ["Cranfield nDCG@10 for retrieval variants on the same index (chunks of 200 tokens, overlap 32):", "",
-             "| variant | nDCG@10 |", "| --- | ---: |"]  # fmt: skip
+    lines = [
+        "Cranfield nDCG@10 for retrieval variants on the same index (chunks of 200 tokens, overlap 32):",
+        "",
+        "| variant | nDCG@10 |",
+        "| --- | ---: |",
+    ]
     lines += [f"| {k} | {v:.4f} |" for k, v in scores.items()]
     write_section("Tuning (bench/tune.py)", lines)
 

@@ -214,8 +214,11 @@ class Settings:
         import hashlib
         import json
 
-        key = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name.startswith(("llm_", "answer_")) and f.name != "answer_k"}  # fmt: skip
+        key = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name.startswith(("llm_", "answer_")) and f.name != "answer_k"
+        }
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def effective_workers(self) -> int:
@@ -439,8 +442,9 @@ def validate(settings: Settings) -> None:
         check_url("--server", settings.server)
     check_url("llm base URL (--base-url, [llm] base_url)", settings.llm_base_url)
     if settings.store_url and not settings.store_url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"store URL {redact(settings.store_url)!r} must start with postgresql:// (or be empty for "
-                          "the local store)")  # fmt: skip
+        raise ConfigError(
+            f"store URL {redact(settings.store_url)!r} must start with postgresql:// (or be empty for the local store)"
+        )
     if settings.home.exists() and not settings.home.is_dir():
         raise ConfigError(f"RAG_HOME {settings.home} is not a folder")
 

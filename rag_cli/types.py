@@ -156,13 +156,20 @@ class Hit:
             else {}
         )
         return cls(
-            text=str(item.get("text") or ""), score=score,
+            text=str(item.get("text") or ""),
+            score=score,
             source=source if source is not None else str(item.get("source") or ""),
-            path=typed("path", str), title=str(item.get("title") or ""), url=typed("url", str),
-            chunk_id=typed("chunk_id", int), heading=tuple(str(h) for h in heading) if isinstance(heading, list) else (),
-            start_line=typed("start_line", int), end_line=typed("end_line", int), page=typed("page", int),
-            doc_id=typed("doc_id", str), extra=extra,
-        )  # fmt: skip
+            path=typed("path", str),
+            title=str(item.get("title") or ""),
+            url=typed("url", str),
+            chunk_id=typed("chunk_id", int),
+            heading=tuple(str(h) for h in heading) if isinstance(heading, list) else (),
+            start_line=typed("start_line", int),
+            end_line=typed("end_line", int),
+            page=typed("page", int),
+            doc_id=typed("doc_id", str),
+            extra=extra,
+        )
 
 
 _HIT_FIELDS = tuple(f.name for f in fields(Hit) if f.name != "extra")

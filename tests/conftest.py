@@ -33,8 +33,14 @@ def hash_settings(rag_home: Path):
     return load_settings(embed_backend="hash", index="t", index_checkpoint_seconds=1000.0)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180,
-            cwd: Path | None = None, process: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 180,
+    cwd: Path | None = None,
+    process: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """``rag ARGS`` with ``env`` added to the environment, ``input`` on stdin (else none), in ``cwd`` (the repo):
     through the CLI's entry point in this process (:func:`run_cli_here`), or with ``process=True`` as the real
     command in a fresh interpreter (startup, imports, signals, exit, what a shell sees), bounded by ``timeout``.
@@ -44,13 +50,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: str | None = N
         return run_cli_here(*args, env=env, input=input, cwd=cwd)
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
-        [*RAG, *args], capture_output=True, text=True, env=full_env, input=input, timeout=timeout, cwd=cwd or ROOT,
+        [*RAG, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        timeout=timeout,
+        cwd=cwd or ROOT,
         stdin=None if input is not None else subprocess.DEVNULL,
-    )  # fmt: skip
+    )
 
 
-def run_cli_here(*args: str, env: dict[str, str] | None = None, input: str | None = None,
-                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run_cli_here(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """The CLI's entry point (``rag_cli.cli.app.main``) in this process, ``env`` set, ``input`` as stdin, stdout
     and stderr captured (the environment, working directory, output streams and SIGTERM handler restored
     after): the same result as the real command without starting an interpreter and loading its models."""
@@ -93,8 +106,11 @@ IMPORTTIME = {"PYTHONPROFILEIMPORTTIME": "1"}  # env for run_cli: stderr lists e
 
 def imported_modules(stderr: str) -> set[str]:
     """Top-level modules a run with ``IMPORTTIME`` imported, read from its stderr."""
-    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in stderr.splitlines()
-            if line.startswith("import time:") and "|" in line}  # fmt: skip
+    return {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -118,8 +134,14 @@ def sample_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-def run_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cols: int = 100,
-            rows: int = 40, keys: list[tuple[float | bytes, bytes]] | None = None) -> tuple[int, bytes]:  # fmt: skip
+def run_pty(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cols: int = 100,
+    rows: int = 40,
+    keys: list[tuple[float | bytes, bytes]] | None = None,
+) -> tuple[int, bytes]:
     """Run the real CLI with stdin, stdout and stderr on a pseudo-terminal; returns (exit code, screen
     bytes). ``keys``: (delay in seconds, or bytes to wait for on the screen since the previous key;
     bytes to type), in order. Reads are bounded by ``timeout``."""
@@ -132,15 +154,23 @@ def run_pty(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "COLUMNS": str(cols),
-                "LINES": str(rows), "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})}  # fmt: skip
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TERM": "xterm-256color",
+        "COLUMNS": str(cols),
+        "LINES": str(rows),
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+        **(env or {}),
+    }
 
     def controlling_tty() -> None:  # a session of its own with the pty as its terminal: Ctrl-C is SIGINT
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    proc = subprocess.Popen([*RAG, *args], stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=ROOT,
-                            preexec_fn=controlling_tty)  # fmt: skip
+    proc = subprocess.Popen(
+        [*RAG, *args], stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=ROOT, preexec_fn=controlling_tty
+    )
     os.close(slave)
     out = bytearray()
     pending = list(keys or [])

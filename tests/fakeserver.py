@@ -148,9 +148,21 @@ class FakeSearchServer:
 
     def _app(self) -> web.Application:
         app = web.Application()
-        for path, fn in [("/ok", self._ok), ("/slow", self._slow), ("/hang", self._hang), ("/fail", self._fail), ("/flaky", self._flaky),
-                         ("/badjson", self._badjson), ("/wrongshape", self._wrongshape), ("/huge", self._huge), ("/drip", self._drip),
-                         ("/ratelimit", self._ratelimit), ("/auth", self._auth), ("/reset", self._reset), ("/redirect", self._redirect)]:  # fmt: skip
+        for path, fn in [
+            ("/ok", self._ok),
+            ("/slow", self._slow),
+            ("/hang", self._hang),
+            ("/fail", self._fail),
+            ("/flaky", self._flaky),
+            ("/badjson", self._badjson),
+            ("/wrongshape", self._wrongshape),
+            ("/huge", self._huge),
+            ("/drip", self._drip),
+            ("/ratelimit", self._ratelimit),
+            ("/auth", self._auth),
+            ("/reset", self._reset),
+            ("/redirect", self._redirect),
+        ]:
             app.router.add_get(path, fn)
         app.router.add_post("/es/_search", self._post_search)
         return app

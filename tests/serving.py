@@ -25,8 +25,14 @@ class Served:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def request(self, path: str, body: Any = None, token: str | None = TOKEN, raw: bytes | None = None,
-                method: str | None = None) -> tuple[int, Any]:  # fmt: skip
+    def request(
+        self,
+        path: str,
+        body: Any = None,
+        token: str | None = TOKEN,
+        raw: bytes | None = None,
+        method: str | None = None,
+    ) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         req = urllib.request.Request(
             self.url(path), data=data, method=method or ("POST" if data is not None else "GET")
@@ -52,8 +58,14 @@ def start_serve(home: Path, tmp: Path, *args: str, env: dict[str, str] | None = 
     log = tmp / f"serve-{time.monotonic_ns()}.log"
     full = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(home), **(env or {})}
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "serve", "--port", "0", *args], env=full, text=True,
-                                stdout=subprocess.DEVNULL, stderr=fh, stdin=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag_cli", "serve", "--port", "0", *args],
+            env=full,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+            stdin=subprocess.DEVNULL,
+        )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", log.read_text())

@@ -24,7 +24,7 @@ from .common import (
     TimeoutOpt,
     TypeOpt,
     WorkersOpt,
-    filter_from,  # fmt: skip
+    filter_from,
     settings_from,
 )
 from .output import Env, clean, get_env, rel, text_arg
@@ -87,8 +87,10 @@ def read_context(env: Env, context: str | None, used_stdin: bool) -> str:
         except OSError as exc:
             raise UsageError(f"cannot read --context {context}: {exc.strerror or exc}") from None
     if len(data) > CONTEXT_MAX_BYTES:
-        env.warn(f"--context is over {CONTEXT_MAX_BYTES // 2**20} MiB: only its first {CONTEXT_MAX_BYTES // 2**20} MiB "
-                 "are read (the prompt holds far less; index large material with `rag index` instead)")  # fmt: skip
+        env.warn(
+            f"--context is over {CONTEXT_MAX_BYTES // 2**20} MiB: only its first {CONTEXT_MAX_BYTES // 2**20} MiB "
+            "are read (the prompt holds far less; index large material with `rag index` instead)"
+        )
         data = data[:CONTEXT_MAX_BYTES]
     return data.decode("utf-8", "replace")
 
@@ -164,8 +166,9 @@ class Renderer:
             # drawn at once (Rich's console.status() draws its first frame a refresh later, so a short
             # wait showed nothing of it), and again at each change
             self.spinner = Spinner("dots", "searching the index and loading the model…", style="status.spinner")
-            self.status = Live(self.spinner, console=self.env.console("stderr"), refresh_per_second=12.5,
-                               transient=True)  # fmt: skip
+            self.status = Live(
+                self.spinner, console=self.env.console("stderr"), refresh_per_second=12.5, transient=True
+            )
             self.status.start(refresh=True)
         return self
 
@@ -256,8 +259,10 @@ class Renderer:
         cited = [s for s in result.source_dicts() if s["n"] in result.citations]
         heading = "Sources:" if cited else "Passages used (none cited):"
         shown = cited or result.source_dicts()
-        lines = [heading] + [f"  [{s['n']}] {label}" + (f" — {s['title']}" if s["title"] else "")
-                             for s, label in zip(shown, source_labels(shown), strict=True)]  # fmt: skip
+        lines = [heading] + [
+            f"  [{s['n']}] {label}" + (f" — {s['title']}" if s["title"] else "")
+            for s, label in zip(shown, source_labels(shown), strict=True)
+        ]
         if self.tty:
             con = self.env.console("stdout")
             con.print()
@@ -329,9 +334,14 @@ async def answer_stream(env: Env, question: str, r: Any, settings: Settings, **k
 
     if isinstance(r, ServerRetrieval) and r.answers and not kw.get("extra_context", "").strip():
         backends = kw.get("backends")
-        events = r.ask(question, query=kw.get("query"), k=kw.get("k") or answer_k(settings),
-                       mode=kw.get("mode") or settings.retrieve_mode, llm=backends[0] if backends else None,
-                       filter=kw.get("filter"))  # fmt: skip
+        events = r.ask(
+            question,
+            query=kw.get("query"),
+            k=kw.get("k") or answer_k(settings),
+            mode=kw.get("mode") or settings.retrieve_mode,
+            llm=backends[0] if backends else None,
+            filter=kw.get("filter"),
+        )
         try:
             first = await anext(events)
         except ServerUnavailable as exc:
@@ -422,9 +432,20 @@ def ask_cmd(
     q = read_question(env, question)
     extra = read_context(env, context, used_stdin)
     settings = llm_settings(
-        config, store_url=store, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
-        fallback=fallback, llm_max_tokens=max_tokens, retrieve_timeout=timeout, workers=workers, server=server,
-    )  # fmt: skip
+        config,
+        store_url=store,
+        index=index,
+        answer_k=k,
+        retrieve_mode=mode,
+        llm_backend=llm,
+        llm_model=model,
+        llm_base_url=base_url,
+        fallback=fallback,
+        llm_max_tokens=max_tokens,
+        retrieve_timeout=timeout,
+        workers=workers,
+        server=server,
+    )
 
     if no_index and not extra.strip():
         from ..errors import UsageError
@@ -448,8 +469,14 @@ def ask_cmd(
     except (NoRelevantPassages, LLMError, AllSourcesFailed) as exc:
         # scripts get an object on stdout for every answer that could not be given (exit 7, 8, 6)
         if json_out or jsonl:
-            payload: dict[str, Any] = {"question": q, "answer": None, "error": exc.message, "exit_code": exc.exit_code,
-                       "citations": [], "sources": []}  # fmt: skip
+            payload: dict[str, Any] = {
+                "question": q,
+                "answer": None,
+                "error": exc.message,
+                "exit_code": exc.exit_code,
+                "citations": [],
+                "sources": [],
+            }
             env.json({"event": "done", **payload} if jsonl else payload)
         raise
     if json_out and result is not None:
@@ -467,8 +494,10 @@ def explain_result(env: Env, result: Any) -> None:
     sys.stdout.flush()  # the answer first
     prov = result.provenance
     model = prov.get("model") or {}
-    env.err(f"explain: index {prov.get('index')} (generation {prov.get('generation')}), prompt {prov.get('prompt')}, "
-            f"backend {prov.get('backend')} {model.get('name', '')}".rstrip())  # fmt: skip
+    env.err(
+        f"explain: index {prov.get('index')} (generation {prov.get('generation')}), prompt {prov.get('prompt')}, "
+        f"backend {prov.get('backend')} {model.get('name', '')}".rstrip()
+    )
     if prov.get("best_evidence") is not None:
         env.err(
             f"  best evidence sentence scores {prov['best_evidence']:.2f} ([answer] min_evidence "

@@ -119,13 +119,26 @@ def chat_cmd(
 
     env = get_env()
     settings = llm_settings(
-        config, store_url=store, index=index, answer_k=k, retrieve_mode=mode, llm_backend=llm, llm_model=model, llm_base_url=base_url,
-        fallback=fallback, workers=workers, server=server,
-    )  # fmt: skip
+        config,
+        store_url=store,
+        index=index,
+        answer_k=k,
+        retrieve_mode=mode,
+        llm_backend=llm,
+        llm_model=model,
+        llm_base_url=base_url,
+        fallback=fallback,
+        workers=workers,
+        server=server,
+    )
     from ..pipeline.answer import answer_k
 
-    state = ChatState(k=answer_k(settings), mode=settings.retrieve_mode, llm=settings.llm_backend,
-                      filter=filter_from(path, type_, since))  # fmt: skip
+    state = ChatState(
+        k=answer_k(settings),
+        mode=settings.retrieve_mode,
+        llm=settings.llm_backend,
+        filter=filter_from(path, type_, since),
+    )
     interactive = env.stdin_tty and env.stdout_tty
 
     async def go() -> None:
@@ -150,9 +163,17 @@ def chat_cmd(
 
                 async def one(question: str = question, query: str = query) -> None:
                     with Renderer(env, timings) as view:
-                        async for ev in answer_stream(env, question, r, settings, k=state.k, mode=state.mode,
-                                               backends=[state.llm, *settings.llm_fallback], query=query,
-                                               filter=state.filter):  # fmt: skip
+                        async for ev in answer_stream(
+                            env,
+                            question,
+                            r,
+                            settings,
+                            k=state.k,
+                            mode=state.mode,
+                            backends=[state.llm, *settings.llm_fallback],
+                            query=query,
+                            filter=state.filter,
+                        ):
                             view.event(ev)
                             if ev.kind == "done":
                                 state.last = ev.data

@@ -76,8 +76,12 @@ def eval_cmd(
 
         backends = [b.strip() for b in llm.split(",") if b.strip()]
         summaries, rows, latency = run_qa(dataset, settings, backends)
-        out = {"dataset": str(dataset), "questions": sum(1 for _ in rows[backends[0]]), "results": summaries,
-               "latency": latency}  # fmt: skip
+        out = {
+            "dataset": str(dataset),
+            "questions": sum(1 for _ in rows[backends[0]]),
+            "results": summaries,
+            "latency": latency,
+        }
         if per_query:
             out["per_query"] = rows
         title = f"{dataset.name}: {out['questions']} questions"

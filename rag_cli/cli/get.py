@@ -102,8 +102,16 @@ def get_cmd(
         where = f"index {settings.index!r}" + (" or its rag sources" if remote else "")
         raise UsageError(f"{path!r} is not in {where} (`rag search` finds what is)")
     if json_out:
-        env.json({"path": chunks[0]["path"], "title": chunks[0].get("title", ""), "start_line": start,
-                  "end_line": end, "page": page, "chunks": chunks})  # fmt: skip
+        env.json(
+            {
+                "path": chunks[0]["path"],
+                "title": chunks[0].get("title", ""),
+                "start_line": start,
+                "end_line": end,
+                "page": page,
+                "chunks": chunks,
+            }
+        )
         return
     env.write(clean(joined(chunks)) + "\n")
 

@@ -94,8 +94,11 @@ class _RichProgress:
     def text_done(self, chars: int) -> None:
         self.eta.done(chars)
         left = self.eta.seconds_left()
-        self.progress.update(self.chunks, completed=round(self.eta.share_done() * SHARE),
-                             eta="" if left is None else f"~{_clock(left)} left")  # fmt: skip
+        self.progress.update(
+            self.chunks,
+            completed=round(self.eta.share_done() * SHARE),
+            eta="" if left is None else f"~{_clock(left)} left",
+        )
 
 
 SHARE = 1000  # the text bar's total: its completed is the share of the text embedded, in thousandths
@@ -223,10 +226,20 @@ def index_cmd(
     from ..ingest.walk import walk
 
     env = get_env()
-    settings = settings_from(config, store_url=store, index=index, embed_model=model, chunk_max_tokens=chunk_tokens, chunk_overlap=overlap,
-        index_max_file_mb=max_file_mb, index_lock_wait=wait, workers=workers, index_follow_links=follow_links,
-        index_include=include or None, index_exclude=exclude or None,
-    )  # fmt: skip
+    settings = settings_from(
+        config,
+        store_url=store,
+        index=index,
+        embed_model=model,
+        chunk_max_tokens=chunk_tokens,
+        chunk_overlap=overlap,
+        index_max_file_mb=max_file_mb,
+        index_lock_wait=wait,
+        workers=workers,
+        index_follow_links=follow_links,
+        index_include=include or None,
+        index_exclude=exclude or None,
+    )
     for p in paths:  # fail fast on a missing path, before loading anything
         next(iter(walk([p])), None)
     embedder = embed_base.create(settings)
@@ -271,14 +284,24 @@ def _watch(env: Env, paths: list[Path], settings: Any, embedder: Any, json_out: 
             env.json(batch.to_dict())
             return
         r = batch.report
-        env.err(f"watch: {len(batch.changed)} changed, {len(batch.removed)} removed -> {r.files_indexed} indexed, "
-                f"{r.files_removed} removed, {len(r.skipped)} skipped in {r.seconds:.1f}s (generation {r.generation})")  # fmt: skip
+        env.err(
+            f"watch: {len(batch.changed)} changed, {len(batch.removed)} removed -> {r.files_indexed} indexed, "
+            f"{r.files_removed} removed, {len(r.skipped)} skipped in {r.seconds:.1f}s (generation {r.generation})"
+        )
 
     names = ", ".join(str(p) for p in paths)
     try:
-        runtime.run(watch(paths, settings, embedder, on_batch, progress=_PlainProgress(env),
-                          debounce_ms=settings.index_watch_debounce_ms,
-                          ready=lambda: env.err(f"watching {names} (Ctrl-C stops)")),
-                    workers=settings.effective_workers())  # fmt: skip
+        runtime.run(
+            watch(
+                paths,
+                settings,
+                embedder,
+                on_batch,
+                progress=_PlainProgress(env),
+                debounce_ms=settings.index_watch_debounce_ms,
+                ready=lambda: env.err(f"watching {names} (Ctrl-C stops)"),
+            ),
+            workers=settings.effective_workers(),
+        )
     except KeyboardInterrupt:
         env.err("stopped watching; the index holds the last batch")

@@ -31,8 +31,9 @@ def _info(name: str, config: object, store: str | None = None) -> dict[str, obje
 
 
 @indexes_app.callback(invoke_without_command=True)
-def indexes_root(ctx: typer.Context, json_out: JsonOpt = False, store: StoreOpt = None,
-                 config: ConfigOpt = None) -> None:  # fmt: skip
+def indexes_root(
+    ctx: typer.Context, json_out: JsonOpt = False, store: StoreOpt = None, config: ConfigOpt = None
+) -> None:
     """List indexes (the default action)."""
     if ctx.invoked_subcommand is None:
         list_cmd(json_out=json_out, store=store, config=config)
@@ -67,8 +68,12 @@ def list_cmd(json_out: JsonOpt = False, store: StoreOpt = None, config: ConfigOp
 
 
 @indexes_app.command("info")
-def info_cmd(name: Annotated[str, typer.Argument(metavar="[NAME]", help="Index name.")] = "default", json_out: JsonOpt = False,
-             store: StoreOpt = None, config: ConfigOpt = None) -> None:  # fmt: skip
+def info_cmd(
+    name: Annotated[str, typer.Argument(metavar="[NAME]", help="Index name.")] = "default",
+    json_out: JsonOpt = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
     """Show an index's files, chunks, generation and fingerprint."""
     env = get_env()
     info = _info(name, config, store)

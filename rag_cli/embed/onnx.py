@@ -74,10 +74,15 @@ def export(model_dir: Path, out: Path) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                Wrapper(base), dummy, str(tmp), input_names=names, output_names=["last_hidden_state"],
+                Wrapper(base),
+                dummy,
+                str(tmp),
+                input_names=names,
+                output_names=["last_hidden_state"],
                 dynamic_axes={n: {0: "batch", 1: "seq"} for n in [*names, "last_hidden_state"]},
-                opset_version=17, dynamo=False,
-            )  # fmt: skip
+                opset_version=17,
+                dynamo=False,
+            )
         fuse(tmp, base.config)
         os.replace(tmp, out)
     except Exception as exc:  # torch.onnx raises many kinds
@@ -158,8 +163,9 @@ def quantize(src: Path, out: Path) -> Path:
     try:
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         # DefaultTensorType: the exported graph leaves some shapes unknown to the quantizer
-        quantize_dynamic(str(pre), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": 1})  # fmt: skip
+        quantize_dynamic(
+            str(pre), str(tmp), weight_type=QuantType.QInt8, per_channel=True, extra_options={"DefaultTensorType": 1}
+        )
         os.replace(tmp, out)
     except Exception as exc:  # onnx/onnxruntime raise many kinds
         raise EmbedderError(f"int8 quantization of {src} failed: {exc}") from None

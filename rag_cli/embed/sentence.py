@@ -51,8 +51,15 @@ def torch_threads(concurrent_calls: int = 1) -> int:
 class SentenceTransformerEmbedder(BaseEmbedder):
     name = "sentence-transformers"
 
-    def __init__(self, model: str = "", batch_size: int = 32, device: str = "cpu", query_backend: str = "auto",
-                 doc_backend: str = "torch", variant: str = "fp32") -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str = "",
+        batch_size: int = 32,
+        device: str = "cpu",
+        query_backend: str = "auto",
+        doc_backend: str = "torch",
+        variant: str = "fp32",
+    ) -> None:
         if variant not in ("fp32", "int8"):
             raise EmbedderError(f"unknown ONNX variant {variant!r}", hint="use fp32 or int8")
         if doc_backend not in ("auto", "onnx", "torch"):
@@ -311,17 +318,25 @@ def _factory(settings: Settings) -> SentenceTransformerEmbedder:
     """Documents through ``[embed] doc_backend``: auto (fp32 ONNX Runtime when the model exports, else
     PyTorch; the same vectors either way), onnx or torch."""
     return SentenceTransformerEmbedder(
-        settings.embed_model, settings.embed_batch_size, settings.embed_device, settings.embed_query_backend,
-        doc_backend=settings.embed_doc_backend, variant=settings.embed_onnx_variant,
-    )  # fmt: skip
+        settings.embed_model,
+        settings.embed_batch_size,
+        settings.embed_device,
+        settings.embed_query_backend,
+        doc_backend=settings.embed_doc_backend,
+        variant=settings.embed_onnx_variant,
+    )
 
 
 def _onnx_factory(settings: Settings) -> SentenceTransformerEmbedder:
     """The same model run by ONNX Runtime for documents too (``embed_onnx_variant``: fp32 or int8)."""
     return SentenceTransformerEmbedder(
-        settings.embed_model, settings.embed_batch_size, settings.embed_device, "onnx",
-        doc_backend="onnx", variant=settings.embed_onnx_variant,
-    )  # fmt: skip
+        settings.embed_model,
+        settings.embed_batch_size,
+        settings.embed_device,
+        "onnx",
+        doc_backend="onnx",
+        variant=settings.embed_onnx_variant,
+    )
 
 
 register("sentence-transformers", _factory)

@@ -121,8 +121,11 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
         if result is not None:  # where an expected fact was lost: not retrieved, not in the evidence, not written
             # every passage retrieved (in this process), else the prompt's (an answer from a warm server)
             row["in_passages"] = contains(" ".join(h.text for h in result.retrieved or result.sources), answers)
-            row["in_evidence"] = contains(" ".join(e.get("text", "") for e in result.evidence), answers) \
-                if result.evidence else row["in_passages"]  # fmt: skip
+            row["in_evidence"] = (
+                contains(" ".join(e.get("text", "") for e in result.evidence), answers)
+                if result.evidence
+                else row["in_passages"]
+            )
             correct = [d for d in result.dropped if contains(d.get("text", ""), answers)]
             row["dropped_correct"] = len(correct)
             row["dropped_correct_texts"] = correct  # to read why verification left them out

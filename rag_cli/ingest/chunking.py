@@ -150,8 +150,17 @@ def _tail(text: str, overlap: int, count: TokenCounter) -> str:
     return " ".join(out)
 
 
-def _pack(doc: Document, pieces: list[_Piece], title: str, heading: tuple[str, ...], page: int | None,
-          budget: int, overlap: int, count: TokenCounter, chunks: list[Chunk]) -> None:  # fmt: skip
+def _pack(
+    doc: Document,
+    pieces: list[_Piece],
+    title: str,
+    heading: tuple[str, ...],
+    page: int | None,
+    budget: int,
+    overlap: int,
+    count: TokenCounter,
+    chunks: list[Chunk],
+) -> None:
     """Greedily pack one section's pieces into chunks of at most ``budget`` tokens, appending to ``chunks``."""
     cur: list[_Piece] = []
     cur_tokens = 0

@@ -86,9 +86,30 @@ def _detected(data: bytes, bad_at: int) -> tuple[str, str]:
 
 # single-byte Latin code pages a Western file is mistaken for (Central European cp1250 and
 # ISO 8859-2 are not: their letters differ from cp1252's in the same places)
-_WESTERN_RIVALS = frozenset({"cp1252", "latin_1", "iso8859_15", "iso8859_3", "iso8859_4", "iso8859_9", "iso8859_10",
-                             "iso8859_13", "iso8859_14", "iso8859_16", "cp1254", "cp1257", "cp1258", "cp437",
-                             "cp850", "cp858", "mac_roman", "mac_turkish", "mac_iceland", "hp_roman8"})  # fmt: skip
+_WESTERN_RIVALS = frozenset(
+    {
+        "cp1252",
+        "latin_1",
+        "iso8859_15",
+        "iso8859_3",
+        "iso8859_4",
+        "iso8859_9",
+        "iso8859_10",
+        "iso8859_13",
+        "iso8859_14",
+        "iso8859_16",
+        "cp1254",
+        "cp1257",
+        "cp1258",
+        "cp437",
+        "cp850",
+        "cp858",
+        "mac_roman",
+        "mac_turkish",
+        "mac_iceland",
+        "hp_roman8",
+    }
+)
 _CENTRAL = frozenset({"cp1250", "iso8859_2", "mac_latin2"})
 _PLAIN = frozenset("\n\t .,;:!?'\"()[]{}-_/\\@#%&*+=<>|~^`$€£¥©®°±·§¶«»“”‘’–—…¿¡")
 
@@ -113,8 +134,11 @@ def _broken_words(data: bytes, encoding: str) -> int:
         text = data[:65536].decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return 1 << 30
-    return sum(1 for a, c, b in zip(text, text[1:], text[2:], strict=False)
-               if a.isalpha() and b.isalpha() and not c.isalpha() and not c.isspace() and c not in "'’-.")  # fmt: skip
+    return sum(
+        1
+        for a, c, b in zip(text, text[1:], text[2:], strict=False)
+        if a.isalpha() and b.isalpha() and not c.isalpha() and not c.isspace() and c not in "'’-."
+    )
 
 
 def _oddity(data: bytes, encoding: str) -> int:

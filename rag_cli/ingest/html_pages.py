@@ -13,8 +13,21 @@ from .loaders import register_loader, require_text, stem_title
 
 # page chrome that is not the document: a site footer ("Last updated ...", copyright), a sidebar, a
 # menu. Matched on the element's id, class tokens or ARIA role; <footer> and <nav> are chrome by tag.
-_CHROME = frozenset({"footer", "footer-text", "site-footer", "page-footer", "sidebar", "navbar", "menu", "breadcrumbs",
-                     "contentinfo", "navigation", "banner"})  # fmt: skip
+_CHROME = frozenset(
+    {
+        "footer",
+        "footer-text",
+        "site-footer",
+        "page-footer",
+        "sidebar",
+        "navbar",
+        "menu",
+        "breadcrumbs",
+        "contentinfo",
+        "navigation",
+        "banner",
+    }
+)
 
 
 def _is_chrome(attrs: list[tuple[str, str | None]]) -> bool:
@@ -27,11 +40,46 @@ def _is_chrome(attrs: list[tuple[str, str | None]]) -> bool:
 class _HTMLText(HTMLParser):
     SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "iframe", "object", "nav", "footer"})
     CHROME_TAGS = frozenset({"div", "section", "aside", "header", "ul"})
-    BLOCK = frozenset({
-        "p", "div", "li", "ul", "ol", "pre", "section", "article", "main", "header", "footer", "nav", "aside",
-        "blockquote", "table", "tr", "td", "th", "dd", "dt", "dl", "br", "hr", "figure", "figcaption", "form",
-        "h1", "h2", "h3", "h4", "h5", "h6", "details", "summary", "body", "html",
-    })  # fmt: skip
+    BLOCK = frozenset(
+        {
+            "p",
+            "div",
+            "li",
+            "ul",
+            "ol",
+            "pre",
+            "section",
+            "article",
+            "main",
+            "header",
+            "footer",
+            "nav",
+            "aside",
+            "blockquote",
+            "table",
+            "tr",
+            "td",
+            "th",
+            "dd",
+            "dt",
+            "dl",
+            "br",
+            "hr",
+            "figure",
+            "figcaption",
+            "form",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "details",
+            "summary",
+            "body",
+            "html",
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

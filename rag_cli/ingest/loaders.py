@@ -21,14 +21,46 @@ from .encoding import decode_text as decode_text
 Loader = Callable[[str, bytes], list[Document]]
 
 CODE_EXTENSIONS = {
-    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".ts": "typescript", ".tsx": "typescript", ".jsx": "javascript", ".go": "go", ".rs": "rust",
-    ".java": "java", ".kt": "kotlin", ".scala": "scala", ".c": "c", ".h": "c", ".cc": "cpp",
-    ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp", ".rb": "ruby", ".php": "php", ".swift": "swift",
-    ".sh": "shell", ".bash": "shell", ".zsh": "shell", ".sql": "sql", ".r": "r", ".lua": "lua",
-    ".pl": "perl", ".hs": "haskell", ".ex": "elixir", ".exs": "elixir", ".erl": "erlang",
-    ".clj": "clojure", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".ini": "ini", ".cfg": "ini",
-}  # fmt: skip
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".jsx": "javascript",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".hpp": "cpp",
+    ".cs": "csharp",
+    ".rb": "ruby",
+    ".php": "php",
+    ".swift": "swift",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".zsh": "shell",
+    ".sql": "sql",
+    ".r": "r",
+    ".lua": "lua",
+    ".pl": "perl",
+    ".hs": "haskell",
+    ".ex": "elixir",
+    ".exs": "elixir",
+    ".erl": "erlang",
+    ".clj": "clojure",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".ini": "ini",
+    ".cfg": "ini",
+}
 
 
 def require_text(blocks: list[Block], headings: list[tuple[int | None, str]] | None = None) -> list[Block]:
@@ -75,8 +107,9 @@ def load_markdown(path: str, data: bytes) -> list[Document]:
     notes: list[str] = []
     md = _Markdown(decode_text(data, notes).split("\n"))
     md.read()
-    return [Document(path, md.title or stem_title(path), require_text(md.blocks, md.headings), kind="markdown",
-                     notes=notes)]  # fmt: skip
+    return [
+        Document(path, md.title or stem_title(path), require_text(md.blocks, md.headings), kind="markdown", notes=notes)
+    ]
 
 
 class _Markdown:

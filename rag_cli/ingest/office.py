@@ -100,8 +100,9 @@ def load_docx(path: str, data: bytes) -> list[Document]:
             # CSV and spreadsheet rows are: a quote or a verified number keeps what it is; a Word document has
             # no line numbers, so the row numbers are not kept as lines
             rows = [(r, [_clean(c.text) for c in row.cells]) for r, row in enumerate(Table(el, doc).rows, start=1)]
-            blocks += [replace(b, start_line=None, end_line=None)
-                       for b in table_blocks(rows, tuple(t for _, t in trail))]  # fmt: skip
+            blocks += [
+                replace(b, start_line=None, end_line=None) for b in table_blocks(rows, tuple(t for _, t in trail))
+            ]
     return [Document(path, title or stem_title(path), require_text(blocks, headings), kind="docx")]
 
 
@@ -339,6 +340,11 @@ def load_epub(path: str, data: bytes) -> list[Document]:
     return [Document(path, title or stem_title(path), require_text(blocks), kind="epub")]
 
 
-for _ext, _loader in ((".docx", load_docx), (".pptx", load_pptx), (".xlsx", load_xlsx), (".odt", load_odt),
-                      (".epub", load_epub)):  # fmt: skip
+for _ext, _loader in (
+    (".docx", load_docx),
+    (".pptx", load_pptx),
+    (".xlsx", load_xlsx),
+    (".odt", load_odt),
+    (".epub", load_epub),
+):
     register_loader(_ext, _loader)

@@ -41,8 +41,10 @@ QUEUE_BYTES = 64 * 2**20  # chunk text waiting for the embedder, at most (one it
 
 
 def _stuck(hard_timeout: float | None, budget_s: float) -> str:
-    return (f"parser stuck: no progress for {hard_timeout:g} s of running (time budget {budget_s:g} s of CPU"
-            " per file or document, index.file_timeout); left running")  # fmt: skip
+    return (
+        f"parser stuck: no progress for {hard_timeout:g} s of running (time budget {budget_s:g} s of CPU"
+        " per file or document, index.file_timeout); left running"
+    )
 
 
 class _Room:
@@ -191,19 +193,28 @@ async def index_paths(
     report = IndexReport(index=settings.index)
     walk_skips: list[tuple[Path, str]] = []
     found: list[Found] = await runtime.run_blocking(
-        timed_call(report.clock, "walk", lambda: list(
-            walk(paths, follow_links=settings.index_follow_links, on_skip=lambda p, r: walk_skips.append((p, r)),
-                 filters=IndexRules(settings.index_include, settings.index_exclude))
-        )),
+        timed_call(
+            report.clock,
+            "walk",
+            lambda: list(
+                walk(
+                    paths,
+                    follow_links=settings.index_follow_links,
+                    on_skip=lambda p, r: walk_skips.append((p, r)),
+                    filters=IndexRules(settings.index_include, settings.index_exclude),
+                )
+            ),
+        ),
         stage="walk",
-    )  # fmt: skip
+    )
     for p, reason in walk_skips:
         report.skipped.append({"path": str(p), "reason": reason})
         prog.warn(f"skipped {p}: {reason}")
     dir_roots = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
     cfg = chunker_config(settings, embedder)
-    writer = store_base.open_writer(settings, fingerprint(embedder, cfg), dim=embedder.dim, rebuild=rebuild,
-                                    on_wait=prog.warn)  # fmt: skip
+    writer = store_base.open_writer(
+        settings, fingerprint(embedder, cfg), dim=embedder.dim, rebuild=rebuild, on_wait=prog.warn
+    )
     entering = asyncio.ensure_future(runtime.run_blocking(writer.__enter__))
     try:
         await asyncio.shield(entering)
@@ -251,9 +262,17 @@ async def index_paths(
     return report
 
 
-async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settings: Settings,
-               embedder: Embedder, cfg: ChunkerConfig, rebuild: bool, prog: Progress,
-               report: IndexReport) -> None:  # fmt: skip
+async def _run(
+    writer: Writer,
+    found: list[Found],
+    dir_roots: list[Path],
+    settings: Settings,
+    embedder: Embedder,
+    cfg: ChunkerConfig,
+    rebuild: bool,
+    prog: Progress,
+    report: IndexReport,
+) -> None:
     """One indexing run: files that left are removed, then a producer loads and chunks files on the pool while
     a consumer embeds and writes them, through a queue bounded in files and in bytes."""
     run = _IndexRun(writer, found, settings, embedder, cfg, rebuild, prog, report)
@@ -268,8 +287,17 @@ async def _run(writer: Writer, found: list[Found], dir_roots: list[Path], settin
 class _IndexRun:
     """The state one run's producer and consumer share (see :func:`_run`)."""
 
-    def __init__(self, writer: Writer, found: list[Found], settings: Settings, embedder: Embedder,
-                 cfg: ChunkerConfig, rebuild: bool, prog: Progress, report: IndexReport) -> None:  # fmt: skip
+    def __init__(
+        self,
+        writer: Writer,
+        found: list[Found],
+        settings: Settings,
+        embedder: Embedder,
+        cfg: ChunkerConfig,
+        rebuild: bool,
+        prog: Progress,
+        report: IndexReport,
+    ) -> None:
         self.writer, self.found, self.settings, self.cfg = writer, found, settings, cfg
         self.rebuild, self.prog, self.report = rebuild, prog, report
         self.states: dict[str, Any] = {}
@@ -293,8 +321,9 @@ class _IndexRun:
 
         def gone(path: str) -> bool:
             p = Path(path)
-            return path not in seen and (self.rebuild or any(r == p or r in p.parents for r in dir_roots)
-                                         or not p.exists())  # fmt: skip
+            return path not in seen and (
+                self.rebuild or any(r == p or r in p.parents for r in dir_roots) or not p.exists()
+            )
 
         leaving = [p for p in self.states if gone(p)] if not self.rebuild else []
         if leaving and seen - self.states.keys():
@@ -377,8 +406,17 @@ class _IndexRun:
 
     async def produce_one(self, f: Found) -> None:
         try:
-            item = await self.blocking(prepare, f, self.states.get(str(f.path)), self.max_bytes, self.rebuild,
-                                       self.count, self.cfg, self.budget_s, self.clock)  # fmt: skip
+            item = await self.blocking(
+                prepare,
+                f,
+                self.states.get(str(f.path)),
+                self.max_bytes,
+                self.rebuild,
+                self.count,
+                self.cfg,
+                self.budget_s,
+                self.clock,
+            )
         except TimeoutError:
             runtime.note_abandoned()
             item = Skip(f, _stuck(self.hard_timeout, self.budget_s))

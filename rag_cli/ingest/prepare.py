@@ -66,8 +66,16 @@ class Big:
     mtime_ns: int
 
 
-def prepare(found: Found, state: FileState | None, max_bytes: int, rebuild: bool, count: Counter,
-            cfg: ChunkerConfig, budget_s: float = 0.0, clock: StageClock = NULL) -> Prepared | Skip | Same | Big:  # fmt: skip
+def prepare(
+    found: Found,
+    state: FileState | None,
+    max_bytes: int,
+    rebuild: bool,
+    count: Counter,
+    cfg: ChunkerConfig,
+    budget_s: float = 0.0,
+    clock: StageClock = NULL,
+) -> Prepared | Skip | Same | Big:
     with budget.limit(budget_s):
         try:
             return _prepare_file(found, state, max_bytes, rebuild, count, cfg, clock)
@@ -81,8 +89,15 @@ def _unreadable(found: Found, exc: OSError) -> Skip:
     return Skip(found, f"unreadable: {exc.strerror or exc}")
 
 
-def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild: bool, count: Counter,
-                  cfg: ChunkerConfig, clock: StageClock) -> Prepared | Skip | Same | Big:  # fmt: skip
+def _prepare_file(
+    found: Found,
+    state: FileState | None,
+    max_bytes: int,
+    rebuild: bool,
+    count: Counter,
+    cfg: ChunkerConfig,
+    clock: StageClock,
+) -> Prepared | Skip | Same | Big:
     path = found.path
     t_read = time.perf_counter()
     try:
@@ -114,8 +129,16 @@ def _prepare_file(found: Found, state: FileState | None, max_bytes: int, rebuild
     return _load(found, st.st_size, st.st_mtime_ns, digest, data, count, cfg, clock)
 
 
-def _load(found: Found, size: int, mtime_ns: int, digest: str, data: bytes, count: Counter,
-          cfg: ChunkerConfig, clock: StageClock = NULL) -> Prepared | Skip:  # fmt: skip
+def _load(
+    found: Found,
+    size: int,
+    mtime_ns: int,
+    digest: str,
+    data: bytes,
+    count: Counter,
+    cfg: ChunkerConfig,
+    clock: StageClock = NULL,
+) -> Prepared | Skip:
     """Load and chunk a whole file's bytes; any loader failure is a Skip with its reason."""
     path = found.path
     try:
@@ -184,8 +207,9 @@ class SegmentedFile:
             for data, first_line in self.segments:
                 self.clock.add("read", time.perf_counter() - t)
                 with self.clock.timed("parse"):
-                    docs = load_segment(self.loader, str(self.big.found.path), data, first_line, self.title,
-                                        self.heading)  # fmt: skip
+                    docs = load_segment(
+                        self.loader, str(self.big.found.path), data, first_line, self.title, self.heading
+                    )
                 t = time.perf_counter()
                 if not docs:
                     continue
@@ -207,8 +231,9 @@ class SegmentedFile:
         assert self.fh is not None
         self.fh.seek(0)
         data = self.fh.read(self.max_bytes + 1)
-        return _load(self.big.found, self.big.size, self.big.mtime_ns, self.hash, data, self.count, self.cfg,
-                     self.clock)  # fmt: skip
+        return _load(
+            self.big.found, self.big.size, self.big.mtime_ns, self.hash, data, self.count, self.cfg, self.clock
+        )
 
     def close(self) -> None:
         if self.fh is not None:

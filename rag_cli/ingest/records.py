@@ -38,8 +38,9 @@ MAX_ATTACHMENT_DEPTH = 2  # a mail attached to a mail attached to a mail is read
 # -- CSV / TSV ------------------------------------------------------------------------------------
 
 
-def table_blocks(rows: Iterable[tuple[int, list[str]]], heading: tuple[str, ...] = (),
-                 page: int | None = None) -> list[Block]:  # fmt: skip
+def table_blocks(
+    rows: Iterable[tuple[int, list[str]]], heading: tuple[str, ...] = (), page: int | None = None
+) -> list[Block]:
     """Rows of a table (line or row number, cell texts) as blocks of up to ``ROWS_PER_BLOCK`` rows, each row
     ``column: value; ...`` named by the first row with text (the header); a table of a header alone is it."""
     header: list[str] | None = None
@@ -158,8 +159,10 @@ def _message_doc(path: str, msg: EmailMessage, depth: int, page: int | None = No
             inner = part.get_payload()
             inner = inner[0] if isinstance(inner, list) and inner else inner
             if isinstance(inner, EmailMessage):
-                blocks += [Block(b.text, trail + b.heading, page=page)
-                           for b in _message_doc(path, inner, depth + 1, page).blocks]  # fmt: skip
+                blocks += [
+                    Block(b.text, trail + b.heading, page=page)
+                    for b in _message_doc(path, inner, depth + 1, page).blocks
+                ]
             continue
         loader = loader_for(name) if name else None
         payload = part.get_payload(decode=True)
@@ -313,6 +316,12 @@ def load_jsonl(path: str, data: bytes) -> list[Document]:
     return docs
 
 
-for _ext, _loader in ((".jsonl", load_jsonl), (".csv", load_csv), (".tsv", load_tsv), (".ipynb", load_ipynb), (".eml", load_eml),
-                      (".mbox", load_mbox)):  # fmt: skip
+for _ext, _loader in (
+    (".jsonl", load_jsonl),
+    (".csv", load_csv),
+    (".tsv", load_tsv),
+    (".ipynb", load_ipynb),
+    (".eml", load_eml),
+    (".mbox", load_mbox),
+):
     register_loader(_ext, _loader)

@@ -82,8 +82,14 @@ def iter_segments(fh: BinaryIO, size: int | None = None) -> Iterator[tuple[bytes
             return
 
 
-def load_segment(loader: Callable[[str, bytes], list[Document]], path: str, data: bytes, first_line: int,
-                 title: str | None, heading: tuple[str, ...]) -> list[Document]:  # fmt: skip
+def load_segment(
+    loader: Callable[[str, bytes], list[Document]],
+    path: str,
+    data: bytes,
+    first_line: int,
+    title: str | None,
+    heading: tuple[str, ...],
+) -> list[Document]:
     """Load one segment as the file's loader would, shifted to line ``first_line``; a segment after
     the first keeps the file's ``title`` and opens under ``heading`` (where the previous one ended)."""
     try:

@@ -24,8 +24,19 @@ SKIP_DIRS = {".git", "node_modules", "__pycache__", "venv", ".venv", "env", ".to
 
 # what a Sphinx HTML build holds beside its pages: the search index (one JSON blob of every word), the reST
 # sources of the pages (twins of them, in raw markup), static files, the generated index and search pages
-SPHINX_BUILD_EXTRAS = frozenset({"_sources", "_static", "_images", "_downloads", "searchindex.js", "genindex.html",
-                                 "search.html", "py-modindex.html", "objects.inv"})  # fmt: skip
+SPHINX_BUILD_EXTRAS = frozenset(
+    {
+        "_sources",
+        "_static",
+        "_images",
+        "_downloads",
+        "searchindex.js",
+        "genindex.html",
+        "search.html",
+        "py-modindex.html",
+        "objects.inv",
+    }
+)
 
 
 def sphinx_build(names: set[str]) -> bool:
@@ -93,8 +104,13 @@ class IndexRules:
         return self.include is not None and not self.include.match_file(rel)
 
 
-def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skipped | None = None,
-         filters: IndexRules | None = None) -> Iterator[Found]:  # fmt: skip
+def walk(
+    paths: list[str | Path],
+    *,
+    follow_links: bool = False,
+    on_skip: Skipped | None = None,
+    filters: IndexRules | None = None,
+) -> Iterator[Found]:
     """Yield indexable files under ``paths`` (sorted, each once). Missing paths raise PathNotFound.
 
     A symlink whose target resolves outside every folder given in ``paths`` is skipped (it could
@@ -123,8 +139,14 @@ def walk(paths: list[str | Path], *, follow_links: bool = False, on_skip: Skippe
                 skip(root, "not a regular file")
 
 
-def _walk_dir(root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool,
-              skip: Skipped, filters: IndexRules | None = None) -> Iterator[Found]:  # fmt: skip
+def _walk_dir(
+    root: Path,
+    dir_roots: list[Path],
+    seen: set[Path],
+    follow_links: bool,
+    skip: Skipped,
+    filters: IndexRules | None = None,
+) -> Iterator[Found]:
     walk = _DirWalk(root, dir_roots, seen, follow_links, skip, filters)
     stack = [root]
     while stack:
@@ -155,8 +177,15 @@ class _DirWalk:
     """What the walk of one folder decides about each entry: a folder to enter, a file to index (its
     resolved path), or nothing (hidden, ignored, filtered, not loadable, a link out, not a regular file)."""
 
-    def __init__(self, root: Path, dir_roots: list[Path], seen: set[Path], follow_links: bool, skip: Skipped,
-                 filters: IndexRules | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        dir_roots: list[Path],
+        seen: set[Path],
+        follow_links: bool,
+        skip: Skipped,
+        filters: IndexRules | None,
+    ) -> None:
         self.root, self.dir_roots, self.seen, self.follow_links = root, dir_roots, seen, follow_links
         self.skip, self.filters = skip, filters
         self.specs: dict[Path, object] = {}  # the .gitignore of each folder walked so far

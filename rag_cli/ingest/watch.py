@@ -35,13 +35,25 @@ class Batch:
     report: Any = None  # the IndexReport of the incremental run
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": "batch", "changed": self.changed, "removed": self.removed,
-                **(self.report.to_dict() if self.report is not None else {})}  # fmt: skip
+        return {
+            "event": "batch",
+            "changed": self.changed,
+            "removed": self.removed,
+            **(self.report.to_dict() if self.report is not None else {}),
+        }
 
 
-async def watch(paths: list[Path], settings: Any, embedder: Any, on_batch: Callable[[Batch], None], *,
-                progress: Any = None, debounce_ms: int = 800, stop: asyncio.Event | None = None,
-                ready: Callable[[], None] | None = None) -> None:  # fmt: skip
+async def watch(
+    paths: list[Path],
+    settings: Any,
+    embedder: Any,
+    on_batch: Callable[[Batch], None],
+    *,
+    progress: Any = None,
+    debounce_ms: int = 800,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
     """Index ``paths`` again after each debounced batch of relevant file-system events, until ``stop``
     is set or the task is cancelled. ``ready`` is called once the watcher is running."""
     from watchfiles import Change, DefaultFilter, awatch
@@ -55,8 +67,16 @@ async def watch(paths: list[Path], settings: Any, embedder: Any, on_batch: Calla
 
     roots = [str(p) for p in paths]
     stopping = stop or asyncio.Event()
-    events = awatch(*roots, watch_filter=relevant, debounce=debounce_ms, step=50, stop_event=stopping,
-                    recursive=True, yield_on_timeout=True, rust_timeout=200)  # fmt: skip
+    events = awatch(
+        *roots,
+        watch_filter=relevant,
+        debounce=debounce_ms,
+        step=50,
+        stop_event=stopping,
+        recursive=True,
+        yield_on_timeout=True,
+        rust_timeout=200,
+    )
     announced = False
     async for changes in events:
         if not announced:  # the first (empty, on timeout) yield: the watcher is running
@@ -65,8 +85,10 @@ async def watch(paths: list[Path], settings: Any, embedder: Any, on_batch: Calla
                 ready()
         if not changes:
             continue
-        batch = Batch(changed=sorted({p for c, p in changes if c != Change.deleted}),
-                      removed=sorted({p for c, p in changes if c == Change.deleted}))  # fmt: skip
+        batch = Batch(
+            changed=sorted({p for c, p in changes if c != Change.deleted}),
+            removed=sorted({p for c, p in changes if c == Change.deleted}),
+        )
         alive = [p for p in paths if p.exists() or p.is_symlink()]
         # a followed folder that was deleted: its files leave the index as in any run (they no longer exist)
         batch.report = await index_paths(list(alive), settings, embedder, progress=progress)
@@ -75,5 +97,6 @@ async def watch(paths: list[Path], settings: Any, embedder: Any, on_batch: Calla
             from ..errors import PathNotFound
 
             gone = ", ".join(str(p) for p in paths if p not in alive)
-            raise PathNotFound(f"stopped watching: {gone} was deleted; its files left the index "
-                               f"(generation {batch.report.generation})")  # fmt: skip
+            raise PathNotFound(
+                f"stopped watching: {gone} was deleted; its files left the index (generation {batch.report.generation})"
+            )

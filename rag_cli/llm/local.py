@@ -90,8 +90,16 @@ class LlamaCppBackend(BaseBackend):
     name = "local"
     runs_here = True  # generates on this machine's cores: rag serve gives it a generation slot
 
-    def __init__(self, model: str = "", n_ctx: int = 4096, max_tokens: int = 256, temperature: float = 0.1,
-                 threads: int | None = None, replica: int = 0, prompt_style: str = "auto") -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: str = "",
+        n_ctx: int = 4096,
+        max_tokens: int = 256,
+        temperature: float = 0.1,
+        threads: int | None = None,
+        replica: int = 0,
+        prompt_style: str = "auto",
+    ) -> None:
         """``model``: a packaged reader's name (llm/packaged.py), a GGUF path, or "" (the default reader).
         ``replica``: which copy of the model (rag serve keeps one per generation slot; a llama.cpp
         context serves one generation at a time). ``prompt_style``: ``auto`` (an instruct model, one whose
@@ -166,8 +174,9 @@ class LlamaCppBackend(BaseBackend):
     def count_tokens(self, text: str) -> int:
         return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def _generate(self, prompt: Prompt, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any],
-                  stop: threading.Event) -> None:  # fmt: skip
+    def _generate(
+        self, prompt: Prompt, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], stop: threading.Event
+    ) -> None:
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
@@ -188,12 +197,18 @@ class LlamaCppBackend(BaseBackend):
         (an instruct model), or the completion prompt (a base model)."""
         if self._chat:
             messages = [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]
-            for part in llm.create_chat_completion(messages=messages, max_tokens=prompt.max_tokens,
-                                                   temperature=self.temperature, stream=True):  # fmt: skip
+            for part in llm.create_chat_completion(
+                messages=messages, max_tokens=prompt.max_tokens, temperature=self.temperature, stream=True
+            ):
                 yield part["choices"][0].get("delta", {}).get("content") or ""
             return
-        for part in llm.create_completion(prompt.completion, max_tokens=prompt.max_tokens,
-                                          temperature=self.temperature, stop=prompt.stop or None, stream=True):  # fmt: skip
+        for part in llm.create_completion(
+            prompt.completion,
+            max_tokens=prompt.max_tokens,
+            temperature=self.temperature,
+            stop=prompt.stop or None,
+            stream=True,
+        ):
             yield part["choices"][0].get("text", "")
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
@@ -231,15 +246,23 @@ def model_ref(settings: Settings) -> str:
         # `--model /tmp` or a typo must not silently answer with the packaged model; a bare model name
         # meant for an `openai` backend is ignored when local is only the fallback
         what = "a folder" if Path(ref).expanduser().is_dir() else "not found"
-        raise ConfigError(f"local model {ref!r} is {what}",
-                          hint=f"give the path of a .gguf file, a packaged reader ({', '.join(packaged.readers())}), or no --model")  # fmt: skip
+        raise ConfigError(
+            f"local model {ref!r} is {what}",
+            hint=f"give the path of a .gguf file, a packaged reader ({', '.join(packaged.readers())}), or no --model",
+        )
     return ref if ref and Path(ref).expanduser().is_file() else ""
 
 
 def _factory(settings: Settings, services: dict[str, Any]) -> LlamaCppBackend:
     model = model_ref(settings)
-    return LlamaCppBackend(model, settings.llm_context_tokens, settings.llm_max_tokens, settings.llm_temperature,
-                           replica=int(services.get("replica", 0)), prompt_style=settings.llm_prompt)  # fmt: skip
+    return LlamaCppBackend(
+        model,
+        settings.llm_context_tokens,
+        settings.llm_max_tokens,
+        settings.llm_temperature,
+        replica=int(services.get("replica", 0)),
+        prompt_style=settings.llm_prompt,
+    )
 
 
 register("local", _factory)

@@ -101,20 +101,35 @@ class AnswerResult:
 
         prov = dict(d.get("provenance") or {})
         evidence = prov.pop("evidence", None) or []
-        verdicts = [Verdict(text=str(v.get("text", "")), citations=[int(n) for n in v.get("citations") or []],
-                            verified=bool(v.get("verified")), support=float(v.get("support") or 0.0),
-                            recited=bool(v.get("recited")), restates=bool(v.get("restates")),
-                            quoted=bool(v.get("quoted"))) for v in d.get("sentences") or []]  # fmt: skip
+        verdicts = [
+            Verdict(
+                text=str(v.get("text", "")),
+                citations=[int(n) for n in v.get("citations") or []],
+                verified=bool(v.get("verified")),
+                support=float(v.get("support") or 0.0),
+                recited=bool(v.get("recited")),
+                restates=bool(v.get("restates")),
+                quoted=bool(v.get("quoted")),
+            )
+            for v in d.get("sentences") or []
+        ]
         return cls(
-            question=str(d.get("question") or ""), query=str(d.get("query") or ""), answer=str(d.get("answer") or ""),
-            citations=ints("citations"), invalid_citations=ints("invalid_citations"),
+            question=str(d.get("question") or ""),
+            query=str(d.get("query") or ""),
+            answer=str(d.get("answer") or ""),
+            citations=ints("citations"),
+            invalid_citations=ints("invalid_citations"),
             sources=[Hit.from_dict(h, keep_extra=False) for h in d.get("sources") or []],
             degraded=[Degradation(str(x.get("source")), str(x.get("reason"))) for x in d.get("degraded") or []],
-            backend=str(d.get("backend") or ""), fallbacks=list(d.get("fallbacks") or []),
+            backend=str(d.get("backend") or ""),
+            fallbacks=list(d.get("fallbacks") or []),
             timings={k: float(v) for k, v in (d.get("timings") or {}).items() if isinstance(v, int | float)},
-            complete=bool(d.get("complete", True)), sentences=verdicts, dropped=list(d.get("dropped") or []),
-            evidence=list(evidence), provenance=prov,
-        )  # fmt: skip
+            complete=bool(d.get("complete", True)),
+            sentences=verdicts,
+            dropped=list(d.get("dropped") or []),
+            evidence=list(evidence),
+            provenance=prov,
+        )
 
 
 def jsonl_event(ev: Event) -> dict[str, Any]:
@@ -131,9 +146,19 @@ def jsonl_event(ev: Event) -> dict[str, Any]:
 
 
 def source_dict(n: int, h: Hit) -> dict[str, Any]:
-    return {"n": n, "path": h.path, "title": h.title, "url": h.url, "score": h.score, "location": h.location,
-            "heading": list(h.heading), "start_line": h.start_line, "end_line": h.end_line, "page": h.page,
-            "doc_id": h.doc_id}  # fmt: skip
+    return {
+        "n": n,
+        "path": h.path,
+        "title": h.title,
+        "url": h.url,
+        "score": h.score,
+        "location": h.location,
+        "heading": list(h.heading),
+        "start_line": h.start_line,
+        "end_line": h.end_line,
+        "page": h.page,
+        "doc_id": h.doc_id,
+    }
 
 
 def answer_k(settings: Settings) -> int:
@@ -171,8 +196,17 @@ async def answer(
     chain are tried in turn until one answers; one that fails before its first token hands over to the next."""
     t0 = time.perf_counter()
     result = AnswerResult(question=question, query=query or question)
-    hits, embed, scored = await _passages(question, query, retrieval, settings, result, k=k, mode=mode,
-                                          filter=filter, given=context_hits(extra_context, context_name))  # fmt: skip
+    hits, embed, scored = await _passages(
+        question,
+        query,
+        retrieval,
+        settings,
+        result,
+        k=k,
+        mode=mode,
+        filter=filter,
+        given=context_hits(extra_context, context_name),
+    )
     result.retrieved = list(hits)
     services = {"http": retrieval.http, **(services or {})}  # rag serve adds its generation slot ("replica")
     for name in backends or chain(settings):
@@ -208,9 +242,18 @@ async def answer(
     )
 
 
-async def _passages(question: str, query: str | None, retrieval: Retriever, settings: Settings,
-                    result: AnswerResult, *, k: int | None, mode: str | None, filter: Any,
-                    given: list[Hit]) -> tuple[list[Hit], Any, list[Sentence] | None]:  # fmt: skip
+async def _passages(
+    question: str,
+    query: str | None,
+    retrieval: Retriever,
+    settings: Settings,
+    result: AnswerResult,
+    *,
+    k: int | None,
+    mode: str | None,
+    filter: Any,
+    given: list[Hit],
+) -> tuple[list[Hit], Any, list[Sentence] | None]:
     """Search, then the gates that decline before any model (NoRelevantPassages): (the passages to answer
     from, the context given with the question first; the sentence embedder; the scored evidence sentences)."""
     if retrieval.fanout is not None and not retrieval.fanout.sources:
@@ -218,8 +261,9 @@ async def _passages(question: str, query: str | None, retrieval: Retriever, sett
     else:
         # evidence in the fused passage order: a page's further passages often hold the fact, and document order
         # (search results) put them behind other pages' first ones: contains 0.42 vs 0.49 on gitdocs (bench/answer.py)
-        res = await retrieval.search(query or question, k=k or answer_k(settings), mode=mode, filter=filter,
-                                     documents=False)  # fmt: skip
+        res = await retrieval.search(
+            query or question, k=k or answer_k(settings), mode=mode, filter=filter, documents=False
+        )
     result.degraded = res.degraded
     for name, ms in res.timings.items():  # this query's own: "embed" is its query vector's time
         result.timings["retrieve_ms" if name == "total" else f"{name}_ms"] = ms
@@ -243,9 +287,15 @@ async def _passages(question: str, query: str | None, retrieval: Retriever, sett
     return hits, embed, scored
 
 
-async def _prepared(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
-                    scored: list[Sentence] | None, result: AnswerResult
-                    ) -> tuple[Any, list[Hit], LeadJudge | None]:  # fmt: skip
+async def _prepared(
+    question: str,
+    hits: list[Hit],
+    backend: Any,
+    settings: Settings,
+    embed: Any,
+    scored: list[Sentence] | None,
+    result: AnswerResult,
+) -> tuple[Any, list[Hit], LeadJudge | None]:
     """The backend loaded and its prompt built (both on the pool), timed; LLMError when it cannot be."""
     t_load = time.perf_counter()
     await runtime.run_blocking(backend.load, stage="llm_load")
@@ -258,8 +308,9 @@ async def _prepared(question: str, hits: list[Hit], backend: Any, settings: Sett
     return prompt, kept, judge
 
 
-def _record_prompt(result: AnswerResult, name: str, backend: Any, prompt: Any, kept: list[Hit],
-                   settings: Settings) -> None:  # fmt: skip
+def _record_prompt(
+    result: AnswerResult, name: str, backend: Any, prompt: Any, kept: list[Hit], settings: Settings
+) -> None:
     """What the answer is made from: its sources, backend, model, prompt version and evidence."""
     result.sources = kept
     result.provenance["backend"] = name
@@ -267,26 +318,44 @@ def _record_prompt(result: AnswerResult, name: str, backend: Any, prompt: Any, k
     used_evidence = settings.answer_evidence and backend.wants_evidence
     result.provenance["prompt"] = PROMPT_VERSION if used_evidence else "passages-1"
     if used_evidence:
-        result.evidence = [{"n": n, "path": h.path, "url": h.url, "location": h.location, "text": p.text}
-                           for n, (h, p) in enumerate(zip(kept, prompt.passages, strict=True), start=1)]  # fmt: skip
+        result.evidence = [
+            {"n": n, "path": h.path, "url": h.url, "location": h.location, "text": p.text}
+            for n, (h, p) in enumerate(zip(kept, prompt.passages, strict=True), start=1)
+        ]
 
 
 def _checker(settings: Settings, kept: list[Hit], embed: Any, question: str) -> SentenceStream | None:
     """The sentence checker of ``[answer] verify`` (None when it is off)."""
     if not settings.answer_verify:
         return None
-    return SentenceStream(Verifier([h.text for h in kept], embed, question, hosts_of([h.url for h in kept])),
-                          drop_unverified=settings.answer_unverified == "drop")  # fmt: skip
+    return SentenceStream(
+        Verifier([h.text for h in kept], embed, question, hosts_of([h.url for h in kept])),
+        drop_unverified=settings.answer_unverified == "drop",
+    )
 
 
 class _Stream:
     """One backend's answer as it streams: citations checked, loops cut, sentences verified (drafts shown at
     once, verdicts after), then the evidence quoted and the result completed."""
 
-    def __init__(self, result: AnswerResult, backend: Any, prompt: Any, settings: Settings,
-                 checker: SentenceStream | None, n_passages: int, t0: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        result: AnswerResult,
+        backend: Any,
+        prompt: Any,
+        settings: Settings,
+        checker: SentenceStream | None,
+        n_passages: int,
+        t0: float,
+    ) -> None:
         self.result, self.backend, self.prompt, self.settings, self.checker, self.t0 = (
-            result, backend, prompt, settings, checker, t0)  # fmt: skip
+            result,
+            backend,
+            prompt,
+            settings,
+            checker,
+            t0,
+        )
         self.filt = CitationFilter(n_passages)
         self.pieces: list[str] = []
         self.t_gen = self.t_first = time.perf_counter()
@@ -444,20 +513,25 @@ class _Stream:
         if unsupported and (block or led):
             warning = "no sentence of the answer is supported by its sources; quoting the best evidence"
             if self.result.sources and all(h.source == "context" for h in self.result.sources):
-                warning = ("the reader wrote nothing the given context supports, so "
-                           "these are the context's best sentences quoted, not a summary; a larger reader summarises "
-                           "(`rag models`, --model)")  # fmt: skip
+                warning = (
+                    "the reader wrote nothing the given context supports, so "
+                    "these are the context's best sentences quoted, not a summary; a larger reader summarises "
+                    "(`rag models`, --model)"
+                )
         if quoting:
             for v in self.checker.verdicts:
                 v.quoted = True
         self.result.sentences = self.checker.verdicts
-        self.result.dropped += [{"text": v.text, "support": round(v.support, 3), "reason": v.left_out_because()}
-                                for v in self.checker.dropped]  # fmt: skip
+        self.result.dropped += [
+            {"text": v.text, "support": round(v.support, 3), "reason": v.left_out_because()}
+            for v in self.checker.dropped
+        ]
         return tail, warning
 
 
-def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any,
-            scored: list[Sentence] | None = None) -> tuple[Any, list[Hit], LeadJudge | None]:  # fmt: skip
+def _prompt(
+    question: str, hits: list[Hit], backend: Any, settings: Settings, embed: Any, scored: list[Sentence] | None = None
+) -> tuple[Any, list[Hit], LeadJudge | None]:
     """The prompt and the passages it holds (as retrieved, in its order), and the judge of whether the
     model's first sentence answers well enough to lead (None without evidence); ``prompt.quotes`` holds the
     best evidence sentences (rag_cli/pipeline/evidence.py), numbered as the prompt numbers their passages.
@@ -471,15 +545,26 @@ def _prompt(question: str, hits: list[Hit], backend: Any, settings: Settings, em
     order = list(range(len(hits)))  # the hits the prompt shows, by position, in its order
     shown = hits
     if settings.answer_evidence and hits and backend.wants_evidence:
-        picked = select(question, [h.text for h in hits], embed, count=backend.count_tokens,
-                        budget=settings.answer_evidence_tokens, scored=sents)  # fmt: skip
+        picked = select(
+            question,
+            [h.text for h in hits],
+            embed,
+            count=backend.count_tokens,
+            budget=settings.answer_evidence_tokens,
+            scored=sents,
+        )
         ranked = [(i, p, max(s.score for s in p)) for i, p in enumerate(picked) if p]
         ranked.sort(key=lambda t: (hits[t[0]].source != "context", -t[2]))
         if ranked:
             order = [i for i, _, _ in ranked]
             shown = [replace(hits[i], text=joined(p)) for i, p, _ in ranked]
-    prompt, kept = build_prompt(question, shown, backend.count_tokens, context_tokens=backend.context_tokens(),
-                                max_tokens=settings.llm_max_tokens)  # fmt: skip
+    prompt, kept = build_prompt(
+        question,
+        shown,
+        backend.count_tokens,
+        context_tokens=backend.context_tokens(),
+        max_tokens=settings.llm_max_tokens,
+    )
     order = order[: len(kept)]
     number = {i: n for n, i in enumerate(order, start=1)}
     prompt.quotes = quotes(sents, number, settings.answer_quotes, hosts_of([h.url for h in hits]))

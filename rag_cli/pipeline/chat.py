@@ -99,8 +99,12 @@ class ChatState:
             from ..text import rel
 
             cited = set(self.last.citations)
-            lines = [f"[{s['n']}]{'*' if s['n'] in cited else ' '} {s['url'] or rel(s['location'])} — {s['title']}".rstrip(" —")
-                     for s in self.last.source_dicts()]  # fmt: skip
+            lines = [
+                f"[{s['n']}]{'*' if s['n'] in cited else ' '} {s['url'] or rel(s['location'])} — {s['title']}".rstrip(
+                    " —"
+                )
+                for s in self.last.source_dicts()
+            ]
             if cited:
                 lines.append("(* cited in the answer)")
             return "\n".join(lines) or "no sources", True

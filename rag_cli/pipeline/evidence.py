@@ -162,9 +162,16 @@ def rarity(q_terms: set[str], held: Sequence[set[str]]) -> dict[str, float]:
 SENTENCE_TOKENS = 37  # a typical evidence sentence with its separator: 300 tokens of budget hold 8
 
 
-def select(question: str, texts: Sequence[str], embed: Embed | None = None, *, count: Callable[[str], int],
-           budget: int = 300, max_sentences: int | None = None, scored: list[Sentence] | None = None
-           ) -> list[list[Sentence]]:  # fmt: skip
+def select(
+    question: str,
+    texts: Sequence[str],
+    embed: Embed | None = None,
+    *,
+    count: Callable[[str], int],
+    budget: int = 300,
+    max_sentences: int | None = None,
+    scored: list[Sentence] | None = None,
+) -> list[list[Sentence]]:
     """For each of ``texts`` (the passages, best first), the sentences kept as evidence, in order
     (``scored``: what :func:`score` gave for the same question and texts, not computed again): at most
     ``budget`` tokens and ``max_sentences`` sentences (by default one per :data:`SENTENCE_TOKENS` of the
@@ -219,14 +226,16 @@ def joined(sentences: list[Sentence]) -> str:
 QUOTE_FLOOR = 0.75  # a sentence quoted scores at least this share of the best one (a weak third quote is noise)
 
 
-def quotes(sentences: list[Sentence], number: dict[int, int], most: int,
-           hosts: frozenset[str] = frozenset()) -> list[tuple[int, str]]:  # fmt: skip
+def quotes(
+    sentences: list[Sentence], number: dict[int, int], most: int, hosts: frozenset[str] = frozenset()
+) -> list[tuple[int, str]]:
     """The best evidence sentences to quote, best first, as (passage number in the prompt, text): at most
     ``most``, each text once (a page and its copy), none under ``QUOTE_FLOOR`` of the best, only from passages
     the prompt holds (``number``: a passage's position among the hits -> its number), none that reads as
     instructions planted for an assistant (:func:`instruction_like`)."""
-    ranked = sorted((s for s in sentences if s.passage in number and not instruction_like(s.text, hosts)),
-                    key=lambda s: -s.score)  # fmt: skip
+    ranked = sorted(
+        (s for s in sentences if s.passage in number and not instruction_like(s.text, hosts)), key=lambda s: -s.score
+    )
     at = {(s.passage, s.index): s.text for s in sentences}
     out: list[tuple[int, str]] = []
     seen: set[str] = set()
@@ -255,8 +264,9 @@ class LeadJudge:
         return self.of(text) >= self.bar
 
 
-def lead_judge(question: str, sentences: list[Sentence], number: dict[int, int],
-               embed: Embed | None = None) -> LeadJudge | None:  # fmt: skip
+def lead_judge(
+    question: str, sentences: list[Sentence], number: dict[int, int], embed: Embed | None = None
+) -> LeadJudge | None:
     """The :class:`LeadJudge` for an answer from the passages ``number`` maps (position -> number in the
     prompt); None when they hold no sentence to quote."""
     held = [s for s in sentences if s.passage in number]

@@ -74,8 +74,15 @@ def quoted(text: str) -> str:
     return '"""\n' + _FENCE.sub(lambda m: "\u201d" * len(m.group(0)), text.strip()) + '\n"""'
 
 
-def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *, context_tokens: int,
-                 max_tokens: int, extra_context: str = "") -> tuple[Prompt, list[Hit]]:  # fmt: skip
+def build_prompt(
+    question: str,
+    hits: list[Hit],
+    count: Callable[[str], int],
+    *,
+    context_tokens: int,
+    max_tokens: int,
+    extra_context: str = "",
+) -> tuple[Prompt, list[Hit]]:
     """Number ``hits`` and fit as many as the context window allows (the last one trimmed if needed).
 
     Returns the prompt and the passages it actually contains (their numbers are their positions + 1).
@@ -108,17 +115,22 @@ def build_prompt(question: str, hits: list[Hit], count: Callable[[str], int], *,
         f"Context given with the question:\n{one_line(extra) if len(extra) < 2000 else extra}\n" if extra else ""
     )
     completion = FEW_SHOT + f"Sources:\n{src}\n{ctx_block}Question: {q}\nAnswer: {ANSWER_PREFIX}"
-    user_sources = "\n\n".join(
-        f"{label(i, h)}\n{quoted(h.text)}" for i, h in enumerate(kept, start=1)
-    )  # fmt: skip
+    user_sources = "\n\n".join(f"{label(i, h)}\n{quoted(h.text)}" for i, h in enumerate(kept, start=1))
     user = f"Sources:\n\n{user_sources}\n\n"
     if extra:
         user += f"Context given with the question:\n{quoted(extra)}\n\n"
     user += f"Question: {question.strip()}"
     prompt = Prompt(
-        question=question, passages=kept, completion=completion, system=SYSTEM, user=user, prefix=ANSWER_PREFIX,
-        extra_context=extra, max_tokens=max_tokens, stop=list(COMPLETION_STOP),
-    )  # fmt: skip
+        question=question,
+        passages=kept,
+        completion=completion,
+        system=SYSTEM,
+        user=user,
+        prefix=ANSWER_PREFIX,
+        extra_context=extra,
+        max_tokens=max_tokens,
+        stop=list(COMPLETION_STOP),
+    )
     return prompt, kept
 
 
@@ -250,6 +262,15 @@ def context_hits(text: str, name: str) -> list[Hit]:
         found = text.find(piece[:80], at)
         at = found if found >= 0 else at
         line = text.count("\n", 0, at) + 1
-        hits.append(Hit(text=piece, score=1.0, source="context", path=name, title="context given with the question",
-                        start_line=line, end_line=line + piece.count("\n")))  # fmt: skip
+        hits.append(
+            Hit(
+                text=piece,
+                score=1.0,
+                source="context",
+                path=name,
+                title="context given with the question",
+                start_line=line,
+                end_line=line + piece.count("\n"),
+            )
+        )
     return hits

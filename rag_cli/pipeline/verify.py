@@ -105,16 +105,23 @@ class Verdict:
         return "restates the question" if self.restates else "no source supports it"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "citations": self.citations, "verified": self.verified,
-                "support": round(self.support, 3), "recited": self.recited, "restates": self.restates,
-                "quoted": self.quoted}  # fmt: skip
+        return {
+            "text": self.text,
+            "citations": self.citations,
+            "verified": self.verified,
+            "support": round(self.support, 3),
+            "recited": self.recited,
+            "restates": self.restates,
+            "quoted": self.quoted,
+        }
 
 
 class Verifier:
     """Checks sentences against numbered passages (``passages[0]`` is ``[1]``)."""
 
-    def __init__(self, passages: list[str], embed: Embed | None = None, question: str = "",
-                 hosts: frozenset[str] = frozenset()) -> None:  # fmt: skip
+    def __init__(
+        self, passages: list[str], embed: Embed | None = None, question: str = "", hosts: frozenset[str] = frozenset()
+    ) -> None:
         self.passages = passages
         self.hosts = hosts  # the sources' own sites: a link there is no lure
         self.question = content_terms(question)
@@ -153,10 +160,14 @@ class Verifier:
             # a sentence with the one before it ("The --timeout option sets how long. It defaults to 900."), and
             # the one before that when the one between holds no number of its own ("merge.renameLimit: the number
             # of files ... If not specified, ... . If neither is, it defaults to 7000.")
-            units = [" ".join(units[max(0, i - (2 if i > 1 and not _NUMBER.search(units[i - 1]) else 1)) : i + 1])
-                     for i in range(len(units))]  # fmt: skip
-            self._unit_cache[n] = ([(folded(u), content_terms(u)) for u in units],
-                                   [(folded(r), content_terms(r)) for r in rows])  # fmt: skip
+            units = [
+                " ".join(units[max(0, i - (2 if i > 1 and not _NUMBER.search(units[i - 1]) else 1)) : i + 1])
+                for i in range(len(units))
+            ]
+            self._unit_cache[n] = (
+                [(folded(u), content_terms(u)) for u in units],
+                [(folded(r), content_terms(r)) for r in rows],
+            )
         return self._unit_cache[n]
 
     def bound(self, token: str, n: int) -> bool:
@@ -189,8 +200,12 @@ class Verifier:
         for line in code:
             words = line.split()
             command = " ".join(words[:2])
-            if (len(words) >= 2 and holds_token(line, token) and not holds_token(command, token)
-                    and re.search(rf"(?<![\w-]){re.escape(command)}(?![\w-])", self.lower[n])):  # fmt: skip
+            if (
+                len(words) >= 2
+                and holds_token(line, token)
+                and not holds_token(command, token)
+                and re.search(rf"(?<![\w-]){re.escape(command)}(?![\w-])", self.lower[n])
+            ):
                 return True
         return False
 
@@ -265,9 +280,13 @@ class Checked:
 
     def to_dict(self) -> dict[str, Any]:
         v = self.verdict
-        return {"raw": self.raw, "text": self.shown, "shown": bool(self.shown.strip()) or v is None,
-                "verified": v.verified if v is not None else True,
-                "reason": v.left_out_because() if v is not None and not self.shown.strip() else None}  # fmt: skip
+        return {
+            "raw": self.raw,
+            "text": self.shown,
+            "shown": bool(self.shown.strip()) or v is None,
+            "verified": v.verified if v is not None else True,
+            "reason": v.left_out_because() if v is not None and not self.shown.strip() else None,
+        }
 
 
 @dataclass

@@ -29,9 +29,16 @@ class Retriever(Protocol):
     reader: Any  # the local index's reader, or None
     embedder: Any  # the local embedding model, or None
 
-    async def search(self, query: str, k: int | None = None, mode: str | None = None,
-                     timeout: float | None = None, *, filter: Any = None,
-                     documents: bool | None = None) -> Any: ...  # fmt: skip
+    async def search(
+        self,
+        query: str,
+        k: int | None = None,
+        mode: str | None = None,
+        timeout: float | None = None,
+        *,
+        filter: Any = None,
+        documents: bool | None = None,
+    ) -> Any: ...
     async def prepare(self, mode: str | None = None) -> None: ...
     async def http(self) -> Any: ...
     def sentence_embedder(self) -> Callable[[Any], Any] | None:
@@ -99,8 +106,9 @@ class FeedbackVoter(Protocol):
     shares (the local dense and BM25 searches, a ``rag`` peer): its best ``most`` passages of ``method`` by the
     plain query, as ``(score, stored vector)`` for ``"dense"`` and ``(score, text)`` for ``"bm25"``."""
 
-    async def first_passages(self, ctx: QueryContext, method: str, most: int,
-                             deadline: float | None) -> list[tuple[float, Any]]: ...  # fmt: skip
+    async def first_passages(
+        self, ctx: QueryContext, method: str, most: int, deadline: float | None
+    ) -> list[tuple[float, Any]]: ...
 
 
 @runtime_checkable

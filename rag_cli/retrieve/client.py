@@ -111,8 +111,7 @@ def _fit(texts: list[str], room: int, most: int) -> list[list[str]]:
     return [b for b in batches if b]
 
 
-def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str],
-             timeout: float) -> tuple[int, Any]:  # fmt: skip
+def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
     """One blocking HTTP exchange with the stdlib client (on the pool): importing it costs nothing,
     where aiohttp costs ~130 ms of a ~0.4 s warm `rag search`. Returns (status, parsed JSON)."""
     import http.client
@@ -194,15 +193,26 @@ class ServerRetrieval:
                 raise ServerUnavailable("it refused the token (check RAG_SERVE_TOKEN)")
         return self
 
-    async def ask(self, question: str, *, query: str | None = None, k: int | None = None, mode: str | None = None,
-                  llm: str | None = None, filter: Any = None) -> AsyncGenerator[Any, None]:  # fmt: skip
+    async def ask(
+        self,
+        question: str,
+        *,
+        query: str | None = None,
+        k: int | None = None,
+        mode: str | None = None,
+        llm: str | None = None,
+        filter: Any = None,
+    ) -> AsyncGenerator[Any, None]:
         """The answer's events from the server's ``/ask`` (SSE) as (kind, data), the `rag ask --jsonl` objects:
         the model stays loaded there and its prompt prefix cached. A declined or failed answer raises
         the error the in-process answer would. :class:`ServerUnavailable` before the first event means
         nothing was shown and the caller may answer in-process; closing the iterator closes the
         connection, which stops the server's model."""
-        body: dict[str, Any] = {"question": question, "index": self.settings.index,
-                                **(filter.to_dict() if filter else {})}  # fmt: skip
+        body: dict[str, Any] = {
+            "question": question,
+            "index": self.settings.index,
+            **(filter.to_dict() if filter else {}),
+        }
         for key, value in (("query", query), ("k", k), ("mode", mode), ("llm", llm)):
             if value is not None:
                 body[key] = value
@@ -210,9 +220,16 @@ class ServerRetrieval:
         import aiohttp
 
         try:
-            resp = await session.post(self.url + "/ask", json=body, headers={**self._headers, "Accept": "text/event-stream"},
-                                      timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.server_connect_timeout,
-                                                                    sock_read=self.settings.llm_first_token_timeout + 30))  # fmt: skip
+            resp = await session.post(
+                self.url + "/ask",
+                json=body,
+                headers={**self._headers, "Accept": "text/event-stream"},
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self.settings.server_connect_timeout,
+                    sock_read=self.settings.llm_first_token_timeout + 30,
+                ),
+            )
         except (OSError, aiohttp.ClientError, TimeoutError) as exc:
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
         async with resp:
@@ -223,8 +240,10 @@ class ServerRetrieval:
                 async for kind, data in _sse(resp.content):
                     yield _checked(kind, data)
             except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                raise RagError(f"rag serve at {self.url} stopped mid-answer: {type(exc).__name__}: {exc}",
-                               hint="ask again, or use --server off") from None  # fmt: skip
+                raise RagError(
+                    f"rag serve at {self.url} stopped mid-answer: {type(exc).__name__}: {exc}",
+                    hint="ask again, or use --server off",
+                ) from None
 
     def sentence_embedder(self) -> Any:
         """The server's query encoder through /embed (the vectors the in-process path computes), or None for
@@ -245,11 +264,18 @@ class ServerRetrieval:
         out: list[Any] = []
         for batch in _fit(list(texts), self.max_body - 1024, EMBED_BATCH):
             try:
-                status, data = _request(self.url, "POST", "/embed", {"texts": batch, "index": self.settings.index},
-                                        self._headers, self.settings.retrieve_timeout + 10.0)  # fmt: skip
+                status, data = _request(
+                    self.url,
+                    "POST",
+                    "/embed",
+                    {"texts": batch, "index": self.settings.index},
+                    self._headers,
+                    self.settings.retrieve_timeout + 10.0,
+                )
             except (OSError, ValueError) as exc:
-                raise RagError(f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}",
-                               hint="stop it or use --server off") from None  # fmt: skip
+                raise RagError(
+                    f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}", hint="stop it or use --server off"
+                ) from None
             if status != 200 or not isinstance(data, dict) or not isinstance(data.get("vectors"), list):
                 raise RagError(f"rag serve at {self.url} answered {status} to /embed")
             out.extend(data["vectors"])
@@ -263,9 +289,15 @@ class ServerRetrieval:
     async def prepare(self, mode: str | None = None) -> None:
         return None
 
-    async def search(self, query: str, k: int | None = None, mode: str | None = None,
-                     timeout: float | None = None, filter: Any = None,
-                     documents: bool | None = None) -> SearchResult:  # fmt: skip
+    async def search(
+        self,
+        query: str,
+        k: int | None = None,
+        mode: str | None = None,
+        timeout: float | None = None,
+        filter: Any = None,
+        documents: bool | None = None,
+    ) -> SearchResult:
         s = self.settings
         per_source = timeout or s.retrieve_timeout
         body = {
@@ -280,8 +312,9 @@ class ServerRetrieval:
         try:
             status, data = await self._call("POST", "/search", body, per_source + 10.0)
         except (OSError, ValueError) as exc:
-            raise RagError(f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}",
-                           hint="stop it or use --server off") from None  # fmt: skip
+            raise RagError(
+                f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}", hint="stop it or use --server off"
+            ) from None
         if not isinstance(data, dict):
             raise RagError(f"rag serve at {self.url} sent an unexpected answer")
         degraded = [Degradation(str(d.get("source")), str(d.get("reason"))) for d in data.get("degraded") or []]
@@ -295,8 +328,14 @@ class ServerRetrieval:
             raise RagError(f"rag serve at {self.url} answered {status}: {data.get('error', '')}")
         timings = {k: float(v) for k, v in (data.get("timings") or {}).items()}
         best = {str(k): float(v) for k, v in (data.get("best") or {}).items() if isinstance(v, int | float)}
-        return SearchResult(data.get("query", query), data.get("mode", body["mode"]),
-                            [Hit.from_dict(h) for h in data.get("hits") or []], degraded, timings, best)  # fmt: skip
+        return SearchResult(
+            data.get("query", query),
+            data.get("mode", body["mode"]),
+            [Hit.from_dict(h) for h in data.get("hits") or []],
+            degraded,
+            timings,
+            best,
+        )
 
 
 async def _sse(stream: Any) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -323,15 +362,19 @@ def _checked(kind: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise RagError(f"rag serve: {data.get('message') or 'error'}")
     if kind == "done" and data.get("answer") is None and data.get("error"):
         code = data.get("exit_code")
-        cls = {NoRelevantPassages.exit_code: NoRelevantPassages, LLMError.exit_code: LLMError,
-               AllSourcesFailed.exit_code: AllSourcesFailed}.get(code if isinstance(code, int) else -1, RagError)  # fmt: skip
+        cls = {
+            NoRelevantPassages.exit_code: NoRelevantPassages,
+            LLMError.exit_code: LLMError,
+            AllSourcesFailed.exit_code: AllSourcesFailed,
+        }.get(code if isinstance(code, int) else -1, RagError)
         raise cls(str(data["error"]))
     return kind, {k: v for k, v in data.items() if k != "event"}
 
 
 @contextlib.asynccontextmanager
-async def open_retrieval(settings: Settings, note: Callable[[str], None] | None = None, *,
-                         long_lived: bool = False) -> AsyncIterator[Any]:  # fmt: skip
+async def open_retrieval(
+    settings: Settings, note: Callable[[str], None] | None = None, *, long_lived: bool = False
+) -> AsyncIterator[Any]:
     """A running server's retrieval when ``settings.server`` finds one, else in-process retrieval
     (``long_lived``: a process that answers many queries, see :class:`~.service.Retrieval`)."""
     choice = (settings.server or "off").strip()
@@ -339,8 +382,10 @@ async def open_retrieval(settings: Settings, note: Callable[[str], None] | None 
     if url and settings.retrieve_k > settings.serve_max_k:
         # more than a server answers ([serve] max_k): the same search in-process, as with --server off
         if choice != "auto" and note is not None:
-            note(f"-k {settings.retrieve_k} is more than a server answers ([serve] max_k {settings.serve_max_k}); "
-                 "searching in-process")  # fmt: skip
+            note(
+                f"-k {settings.retrieve_k} is more than a server answers ([serve] max_k {settings.serve_max_k}); "
+                "searching in-process"
+            )
         url = None
     if url:
         remote = ServerRetrieval(settings, url)

@@ -64,11 +64,20 @@ class _Outcome:
 
 
 class FanOut:
-    def __init__(self, sources: Sequence[Source], *, default_timeout: float = 2.0, rrf_k: int = 60,
-                 breaker_failures: int = 3, breaker_cooldown: float = 30.0,
-                 observer: Callable[[str, float, str | None], None] | None = None,
-                 fusion: str = "zscore", complete: Completer | None = None,
-                 collapse: bool = True, document_bonus: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        *,
+        default_timeout: float = 2.0,
+        rrf_k: int = 60,
+        breaker_failures: int = 3,
+        breaker_cooldown: float = 30.0,
+        observer: Callable[[str, float, str | None], None] | None = None,
+        fusion: str = "zscore",
+        complete: Completer | None = None,
+        collapse: bool = True,
+        document_bonus: float = 0.0,
+    ) -> None:
         """``complete`` (the local index): fills in each local candidate's score by the other method
         before fusion, so every candidate is judged on both. ``collapse``: near-identical passages of
         different files take one result slot (fusion.collapse_twins). ``document_bonus``: fused results in
@@ -137,8 +146,11 @@ class FanOut:
         first results are favoured. A peer that fails or is late here only gives no votes (its search proper
         then tells); a local method that cannot answer shares nothing, and nobody's feedback runs for it."""
         leaders = [s for s in chosen if s.kind in LOCAL_KINDS and isinstance(s, FeedbackLeader)]
-        peers = [s for s in chosen if s.kind == "rag" and isinstance(s, FeedbackVoter)
-                 and self.breakers[s.name].state == CircuitBreaker.CLOSED]  # fmt: skip
+        peers = [
+            s
+            for s in chosen
+            if s.kind == "rag" and isinstance(s, FeedbackVoter) and self.breakers[s.name].state == CircuitBreaker.CLOSED
+        ]
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
 
@@ -173,11 +185,20 @@ class FanOut:
         own = src.timeout if src.timeout is not None else self.default_timeout
         return timeout is not None and timeout < own
 
-    async def search(self, query: str, k: int = 10, mode: str = "hybrid", timeout: float | None = None,
-                     candidates: int | None = None, filter: Any = None,
-                     feedback: bool | None = None, documents: bool | None = None,
-                     vector: Any = None, expansion: tuple[list[str], float] | None = None,
-                     collection: tuple[int, dict[str, int]] | None = None) -> SearchResult:  # fmt: skip
+    async def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        timeout: float | None = None,
+        candidates: int | None = None,
+        filter: Any = None,
+        feedback: bool | None = None,
+        documents: bool | None = None,
+        vector: Any = None,
+        expansion: tuple[list[str], float] | None = None,
+        collection: tuple[int, dict[str, int]] | None = None,
+    ) -> SearchResult:
         """Search every source of ``mode`` concurrently and fuse the results. ``filter`` (a
         retrieve.filters.Filter) narrows the local index's dense and BM25 searches and is sent to remote
         ``rag`` sources; other remote sources cannot apply it and are left out (a degradation says so).
@@ -190,14 +211,24 @@ class FanOut:
         chosen = self.select(mode)
         unfiltered: list[Degradation] = []
         if filter:  # a source that cannot narrow its results would slip hits past the filter: left out, said so
-            unfiltered = [Degradation(s.name, "cannot apply --path/--type/--since; left out of this search")
-                          for s in chosen if not s.filters]  # fmt: skip
+            unfiltered = [
+                Degradation(s.name, "cannot apply --path/--type/--since; left out of this search")
+                for s in chosen
+                if not s.filters
+            ]
             chosen = [s for s in chosen if s.filters]
         if not chosen:
             raise AllSourcesFailed(f"no source available for mode {mode!r}" + (" with a filter" if filter else ""))
         fetch = candidates or (max(k * 3, 30) if len(chosen) > 1 else k)
-        ctx = QueryContext(query=query, k=fetch, filter=filter or None, feedback=feedback is not False,
-                           vector=vector, expansion=expansion, collection=collection)  # fmt: skip
+        ctx = QueryContext(
+            query=query,
+            k=fetch,
+            filter=filter or None,
+            feedback=feedback is not False,
+            vector=vector,
+            expansion=expansion,
+            collection=collection,
+        )
         timings: dict[str, float] = {}
         try:
             if vector is None and expansion is None and collection is None and any(s.kind == "rag" for s in chosen):
@@ -220,8 +251,11 @@ class FanOut:
         timings.update(ctx.timings)
         if not ok:
             detail = "; ".join(f"{d.source}: {d.reason}" for d in degraded)
-            raise AllSourcesFailed(f"every retrieval source failed ({detail})",
-                                   hint="check `rag search --timings` and rag.toml", degraded=degraded)  # fmt: skip
+            raise AllSourcesFailed(
+                f"every retrieval source failed ({detail})",
+                hint="check `rag search --timings` and rag.toml",
+                degraded=degraded,
+            )
         t1 = time.perf_counter()
         if len(ok) == 1:
             hits = dedupe(ok[0].hits or [])
@@ -230,10 +264,18 @@ class FanOut:
             kinds = {o.source.name: o.source.kind for o in ok}
             # BM25 scores pool only when every index that answered scored with the collection's idf (it gave its
             # counts: a peer of an older release ignores the collection and scores with its own)
-            shared = ctx.collection is not None and all(o.source.name in ctx.counts for o in ok
-                                                        if o.source.kind in ("rag", "bm25"))  # fmt: skip
-            hits = fuse({o.source.name: o.hits or [] for o in ok}, kinds, weights, k=self.rrf_k, limit=None,
-                        method=self.fusion, pooled=POOLED if shared else BY_SCORE)  # fmt: skip
+            shared = ctx.collection is not None and all(
+                o.source.name in ctx.counts for o in ok if o.source.kind in ("rag", "bm25")
+            )
+            hits = fuse(
+                {o.source.name: o.hits or [] for o in ok},
+                kinds,
+                weights,
+                k=self.rrf_k,
+                limit=None,
+                method=self.fusion,
+                pooled=POOLED if shared else BY_SCORE,
+            )
         # document order ranks the fused candidates (bench/fusion.py); otherwise only the first k are needed
         ordered = len(ok) > 1 and documents is not False and self.document_bonus > 0
         depth = max(fetch, k) if ordered else k

@@ -17,8 +17,9 @@ from dataclasses import replace
 from ..types import Hit
 
 
-def rrf(ranked: dict[str, list[Hit]], *, k: int = 60, weights: dict[str, float] | None = None,
-        limit: int | None = None) -> list[Hit]:  # fmt: skip
+def rrf(
+    ranked: dict[str, list[Hit]], *, k: int = 60, weights: dict[str, float] | None = None, limit: int | None = None
+) -> list[Hit]:
     """Fuse per-source rankings into one list, best first."""
     weights = weights or {}
     scores: dict[str, float] = {}
@@ -149,8 +150,16 @@ FUSIONS = ("zscore", "rrf")
 BY_SCORE = frozenset({"dense"})
 
 
-def fuse(lists: dict[str, list[Hit]], kinds: dict[str, str], weights: dict[str, float], *, k: int = 60,
-         limit: int | None = None, method: str = "zscore", pooled: frozenset[str] = BY_SCORE) -> list[Hit]:  # fmt: skip
+def fuse(
+    lists: dict[str, list[Hit]],
+    kinds: dict[str, str],
+    weights: dict[str, float],
+    *,
+    k: int = 60,
+    limit: int | None = None,
+    method: str = "zscore",
+    pooled: frozenset[str] = BY_SCORE,
+) -> list[Hit]:
     """Fuse what every source returned so that each source is one fair voice.
 
     1. **The index**: the candidates of the local dense and BM25 lists and of every ``rag`` source
@@ -243,16 +252,21 @@ def _zscores(values: dict[str, float]) -> dict[str, float]:
     return {key: (v - mean) / std if std > 0 else 0.0 for key, v in values.items()}
 
 
-def _standardised(groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]], weights: dict[str, float],
-                  found: dict[str, list[str]], standard: dict[str, float],
-                  pooled: frozenset[str] = BY_SCORE) -> list[Hit]:  # fmt: skip
+def _standardised(
+    groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]],
+    weights: dict[str, float],
+    found: dict[str, list[str]],
+    standard: dict[str, float],
+    pooled: frozenset[str] = BY_SCORE,
+) -> list[Hit]:
     # dense: one pool over every index (one model's cosines are comparable); bm25: each index on its own,
     # a remote index's as it sent them (standardised over all of its candidates; we see its best few), or
     # pooled as dense when every index scored with one collection's idf.
     # Measured (bench/federated.py): standardising the pooled cosines with the local candidates' mean and
     # deviation instead came out 0.001 lower on Cranfield shards.
-    dense = _zscores({f"{g}\0{key}": per["dense"] for g, hits in groups.items() for key, (_, per) in hits.items()
-                      if "dense" in per})  # fmt: skip
+    dense = _zscores(
+        {f"{g}\0{key}": per["dense"] for g, hits in groups.items() for key, (_, per) in hits.items() if "dense" in per}
+    )
     bm25 = _bm25_standardised(groups, standard, "bm25" in pooled)
     used = {m: z for m, z in (("dense", dense), ("bm25", bm25)) if z and weights.get(m, 1.0) > 0}
     floor = {m: min(z.values()) for m, z in used.items()}
@@ -281,8 +295,9 @@ def _standardised(groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]], we
     return out
 
 
-def _bm25_standardised(groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]], standard: dict[str, float],
-                       pooled: bool) -> dict[str, float]:  # fmt: skip
+def _bm25_standardised(
+    groups: dict[str, dict[str, tuple[Hit, dict[str, float]]]], standard: dict[str, float], pooled: bool
+) -> dict[str, float]:
     """BM25 z-scores by ``index\0key``: over every index's candidates together when they scored with one
     collection's idf (``pooled``), else within each index (a remote one's as it sent them, when it did)."""
 
@@ -356,8 +371,13 @@ def _peers(ranked: dict[str, list[Hit]], weights: dict[str, float], k: int, limi
     return _emit(scores, best, found, raw, limit)
 
 
-def _emit(scores: dict[str, float], best: dict[str, tuple[int, Hit]], found: dict[str, list[str]],
-          raw: dict[str, dict[str, float]], limit: int | None) -> list[Hit]:  # fmt: skip
+def _emit(
+    scores: dict[str, float],
+    best: dict[str, tuple[int, Hit]],
+    found: dict[str, list[str]],
+    raw: dict[str, dict[str, float]],
+    limit: int | None,
+) -> list[Hit]:
     order = sorted(scores, key=lambda key: (-scores[key], best[key][0]))
     out = []
     for key in order[:limit] if limit else order:

@@ -22,9 +22,18 @@ class DenseSource:
     kind = "dense"
     filters = True  # ctx.filter narrows the search inside the index
 
-    def __init__(self, reader: Reader, embedder: Embedder, *, name: str = "dense", weight: float = 1.0,
-                 timeout: float | None = None, cache_size: int = 1024, parallel: int = 1,
-                 feedback: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        reader: Reader,
+        embedder: Embedder,
+        *,
+        name: str = "dense",
+        weight: float = 1.0,
+        timeout: float | None = None,
+        cache_size: int = 1024,
+        parallel: int = 1,
+        feedback: float = 0.0,
+    ) -> None:
         """``feedback``: Rocchio's beta (retrieve/feedback.py); 0 searches with the query vector alone."""
         self.reader, self.embedder = reader, embedder
         self.feedback = feedback
@@ -39,8 +48,9 @@ class DenseSource:
 
     feedback_docs = DENSE_DOCS
 
-    async def first_passages(self, ctx: QueryContext, method: str, most: int,
-                             deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
+    async def first_passages(
+        self, ctx: QueryContext, method: str, most: int, deadline: float | None
+    ) -> list[tuple[float, Any]]:
         """The best ``most`` passages by the plain query vector, as ``(cosine, stored vector)`` (FeedbackVoter)."""
         vec = await self._query_vector(ctx)
 
@@ -89,8 +99,16 @@ class BM25Source:
     kind = "bm25"
     filters = True
 
-    def __init__(self, reader: Reader, *, name: str = "bm25", weight: float = 1.0, timeout: float | None = None,
-                 columns: tuple[float, float, float] = (2.0, 2.0, 1.0), feedback: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        reader: Reader,
+        *,
+        name: str = "bm25",
+        weight: float = 1.0,
+        timeout: float | None = None,
+        columns: tuple[float, float, float] = (2.0, 2.0, 1.0),
+        feedback: float = 0.0,
+    ) -> None:
         """``feedback``: the weight of RM3's expansion words (retrieve/feedback.py); 0: the query alone."""
         self.reader = reader
         self.feedback = feedback
@@ -99,8 +117,9 @@ class BM25Source:
 
     feedback_docs = BM25_DOCS
 
-    async def first_passages(self, ctx: QueryContext, method: str, most: int,
-                             deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
+    async def first_passages(
+        self, ctx: QueryContext, method: str, most: int, deadline: float | None
+    ) -> list[tuple[float, Any]]:
         """The best ``most`` passages by the plain query, as ``(BM25 score, text)`` (FeedbackVoter); this index's
         word counts into ``ctx.counts`` (store/base.word_counts)."""
 
@@ -170,8 +189,9 @@ class BM25Source:
             ctx.notes["bm25_expansion"] = (words, weight)
         return hits
 
-    def _expanded(self, ctx: QueryContext, scored: list[tuple[int, float]],
-                  allowed: Any) -> tuple[list[tuple[int, float]], list[str]]:  # fmt: skip
+    def _expanded(
+        self, ctx: QueryContext, scored: list[tuple[int, float]], allowed: Any
+    ) -> tuple[list[tuple[int, float]], list[str]]:
         """RM3: the first list's best passages pick words; the query searched again with them added at the
         feedback's weight (the store scores every chunk either matches), best ``ctx.k``."""
         top = scored[:BM25_DOCS]

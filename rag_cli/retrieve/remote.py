@@ -179,8 +179,9 @@ class HttpSource:
             await asyncio.sleep(wait)
 
     @contextlib.asynccontextmanager
-    async def _request(self, session: Any, method: str, url: str, body: Any, headers: dict[str, str],
-                       timeout: Any) -> AsyncIterator[Any]:  # fmt: skip
+    async def _request(
+        self, session: Any, method: str, url: str, body: Any, headers: dict[str, str], timeout: Any
+    ) -> AsyncIterator[Any]:
         """One request, following redirects by ``follow_redirects``: ``same-origin`` (the default)
         follows a redirect to the same scheme, host and port only; ``any`` follows others too but
         without the configured headers (they may carry API keys); ``none`` follows none."""
@@ -188,8 +189,9 @@ class HttpSource:
 
         origin = URL(url).origin()
         for _ in range(5):
-            resp = await session.request(method, url, json=body, headers=headers, timeout=timeout,
-                                         allow_redirects=False)  # fmt: skip
+            resp = await session.request(
+                method, url, json=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
             location = resp.headers.get("Location") if resp.status in (301, 302, 303, 307, 308) else None
             if location is None:
                 try:
@@ -202,8 +204,10 @@ class HttpSource:
             same = target.origin() == origin
             if self.follow_redirects == "none" or (not same and self.follow_redirects != "any"):
                 where = "the same origin" if same else f"another origin ({target.scheme}://{target.host})"
-                raise SourceError(f"HTTP {resp.status} redirect to {where} not followed (follow_redirects = "
-                                  f"{self.follow_redirects!r})")  # fmt: skip
+                raise SourceError(
+                    f"HTTP {resp.status} redirect to {where} not followed (follow_redirects = "
+                    f"{self.follow_redirects!r})"
+                )
             if not same:
                 headers = {}
             if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
@@ -302,9 +306,13 @@ class RagSource(HttpSource):
             # is not comparable across indexes, and fusion pools the peers' cosines with ours
             body = {**body, "k": min(2 * k, RAG_MAX_K), "candidates": min(k, RAG_MAX_K), "feedback": False}
             if flt:
-                body.update({**({"path": list(flt.paths)} if flt.paths else {}),
-                             **({"type": list(flt.types)} if flt.types else {}),
-                             **({"since": flt.since} if flt.since is not None else {})})  # fmt: skip
+                body.update(
+                    {
+                        **({"path": list(flt.paths)} if flt.paths else {}),
+                        **({"type": list(flt.types)} if flt.types else {}),
+                        **({"since": flt.since} if flt.since is not None else {}),
+                    }
+                )
         return method, url, headers, body
 
     async def search(self, ctx: QueryContext, deadline: float | None) -> list[Hit]:
@@ -321,8 +329,9 @@ class RagSource(HttpSource):
                 body = {**body, "collection": collection_json(ctx.collection)}
         return self.to_hits(await self._parse(await self._call(method, url, headers, body, deadline)))
 
-    async def first_passages(self, ctx: QueryContext, method: str, most: int,
-                             deadline: float | None) -> list[tuple[float, Any]]:  # fmt: skip
+    async def first_passages(
+        self, ctx: QueryContext, method: str, most: int, deadline: float | None
+    ) -> list[tuple[float, Any]]:
         """The other index's best ``most`` passages of ``method`` by the plain query (``/search`` without
         feedback): ``(cosine, stored vector)`` for dense (``"vectors": true``), ``(BM25 score, text)`` for bm25:
         its votes in the federated search's shared feedback (FeedbackVoter); for bm25 its word counts as well
@@ -330,8 +339,15 @@ class RagSource(HttpSource):
         verb, url, headers, body = self.request(ctx.query, most, ctx.filter)
         if not isinstance(body, dict):
             return []
-        body = {**body, "k": most, "candidates": most, "mode": method, "feedback": False, "vectors": method == "dense",
-                "counts": method == "bm25"}  # fmt: skip
+        body = {
+            **body,
+            "k": most,
+            "candidates": most,
+            "mode": method,
+            "feedback": False,
+            "vectors": method == "dense",
+            "counts": method == "bm25",
+        }
         data = await self._parse(await self._call(verb, url, headers, body, deadline))
         if method == "bm25" and isinstance(data, dict) and (counts := collection_from(data.get("collection"))):
             ctx.counts[self.name] = counts
@@ -366,8 +382,11 @@ class RagSource(HttpSource):
         for key in ("source_scores", "standard_scores"):  # the other index's per-method scores: fusion
             per = item.get(key)  # pools them with ours
             if isinstance(per, dict):
-                hit.extra[key] = {str(m): float(v) for m, v in per.items()
-                                  if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}  # fmt: skip
+                hit.extra[key] = {
+                    str(m): float(v)
+                    for m, v in per.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                }
         return hit
 
 

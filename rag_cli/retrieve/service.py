@@ -23,8 +23,9 @@ from .local import BM25Source, DenseSource
 
 
 class Retrieval:
-    def __init__(self, settings: Settings, *, use_index: bool = True, concurrent_queries: int = 1,
-                 long_lived: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self, settings: Settings, *, use_index: bool = True, concurrent_queries: int = 1, long_lived: bool = False
+    ) -> None:
         """``concurrent_queries`` > 1 (``rag serve``): that many query embeddings run at once, each on
         its share of the cores, instead of one at a time on all of them. ``long_lived`` (serve, chat):
         BM25 is answered from memory once loaded (``[retrieve] bm25_memory_chunks``)."""
@@ -94,8 +95,14 @@ class Retrieval:
                     feedback=s.retrieve_feedback_dense,
                 )
             )
-            sources.append(BM25Source(self.reader, weight=weights.get("bm25", 1.0), columns=self.bm25_columns,
-                                      feedback=s.retrieve_feedback_bm25))  # fmt: skip
+            sources.append(
+                BM25Source(
+                    self.reader,
+                    weight=weights.get("bm25", 1.0),
+                    columns=self.bm25_columns,
+                    feedback=s.retrieve_feedback_bm25,
+                )
+            )
         names = {src.name for src in sources}
         for spec in s.sources:
             if not isinstance(spec, dict) or not spec.get("name"):
@@ -158,12 +165,20 @@ class Retrieval:
         await self.close()
 
     # -- queries ----------------------------------------------------------------------
-    async def search(self, query: str, k: int | None = None, mode: str | None = None,
-                     timeout: float | None = None, candidates: int | None = None,
-                     filter: Any = None, feedback: bool | None = None,
-                     documents: bool | None = None, vector: tuple[list[float], str] | None = None,
-                     expansion: tuple[list[str], float] | None = None,
-                     collection: tuple[int, dict[str, int]] | None = None) -> SearchResult:  # fmt: skip
+    async def search(
+        self,
+        query: str,
+        k: int | None = None,
+        mode: str | None = None,
+        timeout: float | None = None,
+        candidates: int | None = None,
+        filter: Any = None,
+        feedback: bool | None = None,
+        documents: bool | None = None,
+        vector: tuple[list[float], str] | None = None,
+        expansion: tuple[list[str], float] | None = None,
+        collection: tuple[int, dict[str, int]] | None = None,
+    ) -> SearchResult:
         """``candidates``: taken from each method before fusion (default max(3k, 30)); ``filter``: a
         retrieve.filters.Filter for the local index; ``documents``: results in document order (None: as
         ``[retrieve] document_bonus`` says; False: the fused passage order, which an answer's evidence wants);
@@ -179,8 +194,19 @@ class Retrieval:
         if vector is not None:
             given = self.own_vector(*vector)
             feedback = False if given is None else feedback
-        return await self.fanout.search(query, k or self.settings.retrieve_k, mode, timeout, candidates, filter,
-                                        feedback, documents, given, expansion, collection)  # fmt: skip
+        return await self.fanout.search(
+            query,
+            k or self.settings.retrieve_k,
+            mode,
+            timeout,
+            candidates,
+            filter,
+            feedback,
+            documents,
+            given,
+            expansion,
+            collection,
+        )
 
     def own_vector(self, values: list[float], model: str) -> Any:
         """``values`` as this index's query vector (unit length, float32) if ``model`` is its model; else None."""

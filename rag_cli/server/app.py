@@ -233,11 +233,21 @@ def _search_request(hub: Hub, request: web.Request, body: dict[str, Any]) -> tup
     query, k, mode, timeout = validate(s, body.get("query"), body.get("k"), body.get("mode"), body.get("timeout"))
     candidates = body.get("candidates")
     cand = None if candidates is None else count(s, "candidates", candidates)
-    args = {"query": query, "k": k, "mode": mode, "timeout": timeout, "candidates": cand, "filter": filter_field(body),
-            "feedback": flag_field(body, "feedback"), "documents": flag_field(body, "documents"),
-            "vector": vector_field(body), "expansion": expansion_field(body, s.retrieve_feedback_bm25),
-            "collection": collection_field(body), "vectors": flag_field(body, "vectors"),
-            "counts": flag_field(body, "counts")}  # fmt: skip
+    args = {
+        "query": query,
+        "k": k,
+        "mode": mode,
+        "timeout": timeout,
+        "candidates": cand,
+        "filter": filter_field(body),
+        "feedback": flag_field(body, "feedback"),
+        "documents": flag_field(body, "documents"),
+        "vector": vector_field(body),
+        "expansion": expansion_field(body, s.retrieve_feedback_bm25),
+        "collection": collection_field(body),
+        "vectors": flag_field(body, "vectors"),
+        "counts": flag_field(body, "counts"),
+    }
     return retrieval, args
 
 
@@ -262,8 +272,16 @@ async def search_route(request: web.Request) -> web.Response:
         try:
             result = await retrieval.search(query, **args)
         except AllSourcesFailed as exc:
-            return json_response({"query": query, "mode": args["mode"], "hits": [], "error": exc.message,
-                                  "degraded": [d.to_dict() for d in exc.degraded]}, 503)  # fmt: skip
+            return json_response(
+                {
+                    "query": query,
+                    "mode": args["mode"],
+                    "hits": [],
+                    "error": exc.message,
+                    "degraded": [d.to_dict() for d in exc.degraded],
+                },
+                503,
+            )
         except RagError as exc:
             return error(500, str(exc))
     out = result.to_dict()
@@ -362,8 +380,12 @@ async def healthz_route(request: web.Request) -> web.Response:
     if wanted is not None and wanted not in hub.indexes:
         return error(404, f"index {wanted!r} is not served here")
     name = wanted or hub.default
-    info = {**hub.summary(name), "auth": bool(request.app[GUARD].token), "embed": True,
-            "max_body_kb": hub.settings.serve_max_body_kb}  # fmt: skip
+    info = {
+        **hub.summary(name),
+        "auth": bool(request.app[GUARD].token),
+        "embed": True,
+        "max_body_kb": hub.settings.serve_max_body_kb,
+    }
     if wanted is None:
         info["indexes"] = {n: hub.summary(n) for n in hub.indexes}
     if info["status"] != "ok":

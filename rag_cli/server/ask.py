@@ -31,7 +31,7 @@ from .http import (
     sse_frame,
     start_sse,
     text_field,
-    wants_sse,  # fmt: skip
+    wants_sse,
 )
 
 # how a declined or failed answer maps to HTTP (the CLI's exit codes 7, 8, 6 ride along in the body)
@@ -47,8 +47,13 @@ def answer_params(settings: Settings, body: dict[str, Any], question_key: str = 
     llm = body.get("llm")
     if llm is not None and (not isinstance(llm, str) or llm not in names()):
         raise UsageError(f"llm must be one of {', '.join(names())}")
-    return {"question": question, "k": None if k is None else count(settings, "k", k),
-            "mode": check_mode(settings, body.get("mode")), "llm": llm, "filter": filter_field(body)}  # fmt: skip
+    return {
+        "question": question,
+        "k": None if k is None else count(settings, "k", k),
+        "mode": check_mode(settings, body.get("mode")),
+        "llm": llm,
+        "filter": filter_field(body),
+    }
 
 
 HISTORY_MAX = 20  # earlier questions a request may send
@@ -77,8 +82,14 @@ def runs_here(backends: list[str], settings: Settings) -> bool:
 
 def error_payload(question: str, exc: RagError) -> dict[str, Any]:
     """The object `rag ask --json` prints for an answer that could not be given."""
-    return {"question": question, "answer": None, "error": exc.message, "exit_code": exc.exit_code,
-            "citations": [], "sources": []}  # fmt: skip
+    return {
+        "question": question,
+        "answer": None,
+        "error": exc.message,
+        "exit_code": exc.exit_code,
+        "citations": [],
+        "sources": [],
+    }
 
 
 class Watch:
@@ -124,9 +135,20 @@ class Watch:
         return False
 
 
-async def answer_events(hub: Any, name: str, settings: Settings, retrieval: Retrieval, *, route: str,
-                        question: str, k: int | None = None, mode: str | None = None, llm: str | None = None,
-                        query: str | None = None, filter: Any = None) -> AsyncGenerator[Event, None]:  # fmt: skip
+async def answer_events(
+    hub: Any,
+    name: str,
+    settings: Settings,
+    retrieval: Retrieval,
+    *,
+    route: str,
+    question: str,
+    k: int | None = None,
+    mode: str | None = None,
+    llm: str | None = None,
+    query: str | None = None,
+    filter: Any = None,
+) -> AsyncGenerator[Event, None]:
     """The answer's events, holding a generation slot when the local model may write. Metrics per route."""
     m = hub.metrics
     backends = list(dict.fromkeys([llm, *settings.llm_fallback])) if llm else chain(settings)
@@ -141,8 +163,17 @@ async def answer_events(hub: Any, name: str, settings: Settings, retrieval: Retr
             m.rejections.labels(route, "queue full").inc()
             raise
         try:
-            async for ev in answer(question, retrieval, settings, k=k, mode=mode, backends=backends, query=query,
-                                   services={"replica": cm}, filter=filter):  # fmt: skip
+            async for ev in answer(
+                question,
+                retrieval,
+                settings,
+                k=k,
+                mode=mode,
+                backends=backends,
+                query=query,
+                services={"replica": cm},
+                filter=filter,
+            ):
                 if ev.kind == "done":
                     t = ev.data.timings
                     m.tokens.labels(route, name).inc(t.get("tokens", 0))

@@ -39,8 +39,11 @@ class Gate:
         if self.stopping is not None and self.stopping.is_set():
             raise HttpError(503, "server shutting down", retry_after=5)
         if not self.free and self.waiting >= self.queue:
-            raise HttpError(429, f"all {self.slots} generation slots busy and {self.waiting} answers waiting",
-                            retry_after=self.retry_after())  # fmt: skip
+            raise HttpError(
+                429,
+                f"all {self.slots} generation slots busy and {self.waiting} answers waiting",
+                retry_after=self.retry_after(),
+            )
         self.waiting += 1
         try:
             async with self._cond:

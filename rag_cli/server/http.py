@@ -187,8 +187,11 @@ def vector_field(body: dict[str, Any]) -> tuple[list[float], str] | None:
     values, model = body.get("vector"), body.get("vector_model")
     if values is None:
         return None
-    if (not isinstance(values, list) or not 1 <= len(values) <= VECTOR_MAX
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)):  # fmt: skip
+    if (
+        not isinstance(values, list)
+        or not 1 <= len(values) <= VECTOR_MAX
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    ):
         raise UsageError(f"vector: a list of 1 to {VECTOR_MAX} finite numbers")
     if not isinstance(model, str) or not model:
         raise UsageError("vector_model: the model that made the vector, as MODEL/DIM")
@@ -204,8 +207,11 @@ def expansion_field(body: dict[str, Any], weight_default: float) -> tuple[list[s
     words, weight = body.get("expansion"), body.get("expansion_weight", weight_default)
     if words is None:
         return None
-    if (not isinstance(words, list) or len(words) > EXPANSION_MAX
-            or not all(isinstance(w, str) and 0 < len(w) <= 64 and valid_unicode(w) for w in words)):  # fmt: skip
+    if (
+        not isinstance(words, list)
+        or len(words) > EXPANSION_MAX
+        or not all(isinstance(w, str) and 0 < len(w) <= 64 and valid_unicode(w) for w in words)
+    ):
         raise UsageError(f"expansion: a list of at most {EXPANSION_MAX} words of 1 to 64 characters")
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 100:
         raise UsageError("expansion_weight: a number from 0 to 100")
@@ -222,8 +228,10 @@ def collection_field(body: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
         return None
     got = collection_from(value)
     if got is None:
-        raise UsageError('collection: {"rows": N, "words": {WORD: N, ...}} with whole numbers and at most '
-                         f"{COLLECTION_WORDS} words")  # fmt: skip
+        raise UsageError(
+            'collection: {"rows": N, "words": {WORD: N, ...}} with whole numbers and at most '
+            f"{COLLECTION_WORDS} words"
+        )
     return got
 
 
@@ -258,8 +266,13 @@ def wants_sse(request: web.Request) -> bool:
 
 
 async def start_sse(request: web.Request) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                       "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await resp.prepare(request)
     return resp
 

@@ -52,29 +52,52 @@ def build(hub: Any) -> Any:
         return _pick(hub, index)
 
     @server.tool()
-    async def search(query: str, k: int = 5, mode: str = "hybrid", path: str | list[str] | None = None,
-                     type: str | None = None, since: str | None = None,
-                     index: str | None = None) -> dict[str, Any]:  # fmt: skip
+    async def search(
+        query: str,
+        k: int = 5,
+        mode: str = "hybrid",
+        path: str | list[str] | None = None,
+        type: str | None = None,
+        since: str | None = None,
+        index: str | None = None,
+    ) -> dict[str, Any]:
         """Search an index. `mode`: hybrid, dense or bm25. `path`: a glob on the document path, or a list
         (`docs/*.md`; `!GLOB` excludes); `type`: file types (`md,pdf`); `since`: files modified since a date
         (`2026-01-01`) or an age (`7d`). Returns ranked passages with path, lines and text."""
         return await search_tool(hub, query, k, mode, {"path": path, "type": type, "since": since}, index)
 
-    async def ask(question: str, k: int | None = None, llm: str | None = None, path: str | list[str] | None = None,
-                  type: str | None = None, since: str | None = None,
-                  index: str | None = None, ctx: Any = None) -> dict[str, Any]:  # fmt: skip
+    async def ask(
+        question: str,
+        k: int | None = None,
+        llm: str | None = None,
+        path: str | list[str] | None = None,
+        type: str | None = None,
+        since: str | None = None,
+        index: str | None = None,
+        ctx: Any = None,
+    ) -> dict[str, Any]:
         """Answer a question from an index. The answer cites numbered sources ([1], [2]); each sentence
         is checked against what it cites (`sentences[].verified`). `llm`: local, openai or none. `path`,
         `type`, `since`: answer from part of the index, as for `search`."""
-        return await ask_tool(hub, question, {"question": question, "k": k, "llm": llm, "path": path, "type": type,
-                                              "since": since}, index, ctx)  # fmt: skip
+        return await ask_tool(
+            hub,
+            question,
+            {"question": question, "k": k, "llm": llm, "path": path, "type": type, "since": since},
+            index,
+            ctx,
+        )
 
     ask.__annotations__["ctx"] = Context  # the SDK injects the request context into a parameter of this type
     server.tool()(ask)
 
     @server.tool()
-    async def get(path: str | None = None, chunk_id: int | None = None, start_line: int | None = None,
-                  end_line: int | None = None, index: str | None = None) -> dict[str, Any]:  # fmt: skip
+    async def get(
+        path: str | None = None,
+        chunk_id: int | None = None,
+        start_line: int | None = None,
+        end_line: int | None = None,
+        index: str | None = None,
+    ) -> dict[str, Any]:
         """Read what the index holds of a document (by `path`, optionally a `start_line`-`end_line`
         range) or one chunk (by `chunk_id`, as `search` returns it)."""
         name, _, retrieval = pick(index)
@@ -94,9 +117,13 @@ def build(hub: Any) -> Any:
 
     # the path names an indexed document, looked up in the index only (never opened on disk), so the
     # SDK's path-traversal checks (absolute paths, '..') do not apply to it
-    @server.resource("rag://{index}/{+path}", name="document", mime_type="text/plain",
-                     description="An indexed document's text as the index holds it, chunk by chunk.",
-                     security=ResourceSecurity(exempt_params={"path"}))  # fmt: skip
+    @server.resource(
+        "rag://{index}/{+path}",
+        name="document",
+        mime_type="text/plain",
+        description="An indexed document's text as the index holds it, chunk by chunk.",
+        security=ResourceSecurity(exempt_params={"path"}),
+    )
     async def document(index: str, path: str) -> str:
         from mcp.server.mcpserver.exceptions import ResourceError
 
@@ -128,15 +155,23 @@ async def resources(hub: Any, resource: Any) -> list[Any]:
         if retrieval.reader is None:
             continue
         docs = await runtime.run_blocking(retrieval.reader.documents, RESOURCE_LIST_MAX)
-        out += [resource(uri=resource_uri(name, d["path"]), name=d["path"].rsplit("/", 1)[-1],
-                         title=d["title"] or None, mime_type="text/plain", size=d["size"],
-                         description=f"{d['kind']} in index {name}")
-                for d in docs]  # fmt: skip
+        out += [
+            resource(
+                uri=resource_uri(name, d["path"]),
+                name=d["path"].rsplit("/", 1)[-1],
+                title=d["title"] or None,
+                mime_type="text/plain",
+                size=d["size"],
+                description=f"{d['kind']} in index {name}",
+            )
+            for d in docs
+        ]
     return out
 
 
-async def search_tool(hub: Any, query: str, k: int, mode: str, filters: dict[str, Any],
-                      index: str | None) -> dict[str, Any]:  # fmt: skip
+async def search_tool(
+    hub: Any, query: str, k: int, mode: str, filters: dict[str, Any], index: str | None
+) -> dict[str, Any]:
     """The ``search`` tool: ranked passages with path, lines and text."""
     name, settings, retrieval = _pick(hub, index)
     try:
@@ -148,12 +183,27 @@ async def search_tool(hub: Any, query: str, k: int, mode: str, filters: dict[str
         raise _tool_error(exc.message) from None
     res = await retrieval.search(query, k=k, mode=mode, filter=flt)
     hits = res.hits[:k]
-    return {"index": name, "query": query, "mode": mode,
-            "hits": [{"rank": i, "path": h.path, "location": h.location, "title": h.title,
-                      "start_line": h.start_line, "end_line": h.end_line, "page": h.page,
-                      "chunk_id": h.chunk_id, "score": round(h.score, 6), "text": h.text}
-                     for i, h in enumerate(hits, start=1)],
-            "degraded": [d.to_dict() for d in res.degraded]}  # fmt: skip
+    return {
+        "index": name,
+        "query": query,
+        "mode": mode,
+        "hits": [
+            {
+                "rank": i,
+                "path": h.path,
+                "location": h.location,
+                "title": h.title,
+                "start_line": h.start_line,
+                "end_line": h.end_line,
+                "page": h.page,
+                "chunk_id": h.chunk_id,
+                "score": round(h.score, 6),
+                "text": h.text,
+            }
+            for i, h in enumerate(hits, start=1)
+        ],
+        "degraded": [d.to_dict() for d in res.degraded],
+    }
 
 
 async def ask_tool(hub: Any, question: str, body: dict[str, Any], index: str | None, ctx: Any) -> dict[str, Any]:
@@ -181,8 +231,9 @@ async def ask_tool(hub: Any, question: str, body: dict[str, Any], index: str | N
         return {"question": question, "answer": None, "error": exc.message, "exit_code": exc.exit_code}
     assert result is not None
     d = result.to_dict()
-    return {k: d[k] for k in ("question", "answer", "citations", "sources", "verified", "sentences",
-                              "degraded", "backend")}  # fmt: skip
+    return {
+        k: d[k] for k in ("question", "answer", "citations", "sources", "verified", "sentences", "degraded", "backend")
+    }
 
 
 def _tool_error(message: str) -> Exception:
@@ -192,8 +243,9 @@ def _tool_error(message: str) -> Exception:
     return ToolError(message)
 
 
-async def read(retrieval: Any, path: str | None, chunk_id: int | None, start: int | None,
-               end: int | None) -> dict[str, Any]:  # fmt: skip
+async def read(
+    retrieval: Any, path: str | None, chunk_id: int | None, start: int | None, end: int | None
+) -> dict[str, Any]:
     _check_read(path, chunk_id, start, end)
     reader = retrieval.reader
     if reader is None:
@@ -251,8 +303,13 @@ def add_routes(app: web.Application, hub: Any) -> None:
         host = hub.settings.serve_host
         loopback = host in ("127.0.0.1", "localhost", "::1")
         security = None if loopback else TransportSecuritySettings(enable_dns_rebinding_protection=False)
-        server.streamable_http_app(stateless_http=True, json_response=True, host=host, transport_security=security,
-                                   max_request_body_size=hub.settings.serve_max_body_kb * 1024)  # fmt: skip
+        server.streamable_http_app(
+            stateless_http=True,
+            json_response=True,
+            host=host,
+            transport_security=security,
+            max_request_body_size=hub.settings.serve_max_body_kb * 1024,
+        )
         manager = server.session_manager
         ready = asyncio.Event()
         done = asyncio.Event()
@@ -292,13 +349,20 @@ async def asgi(app: Any, request: web.Request, max_kb: int) -> web.StreamRespons
     peer = request.transport.get_extra_info("peername") if request.transport else None
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": request.method,
-        "scheme": request.scheme, "path": request.path, "raw_path": request.raw_path.split("?")[0].encode(),
-        "query_string": request.query_string.encode(), "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.raw_path.split("?")[0].encode(),
+        "query_string": request.query_string.encode(),
+        "root_path": "",
         "headers": [(k.lower(), v) for k, v in request.raw_headers],
-        "client": tuple(peer[:2]) if peer else None, "server": tuple(sock[:2]) if sock else None,
+        "client": tuple(peer[:2]) if peer else None,
+        "server": tuple(sock[:2]) if sock else None,
         "rag.request": request,  # for a tool that must see its client leave (ask)
-    }  # fmt: skip
+    }
     sent_body = False
     gone = asyncio.Event()
     resp: web.StreamResponse | None = None

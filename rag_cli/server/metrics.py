@@ -20,36 +20,55 @@ class Metrics:
 
         self.registry = reg = CollectorRegistry()
         self.indexes = indexes  # name -> Retrieval
-        self.requests = Counter("rag_http_requests", "HTTP requests", ["route", "method", "status", "index"],
-                                registry=reg)  # fmt: skip
-        self.latency = Histogram("rag_http_request_seconds", "HTTP latency", ["route", "index"], buckets=BUCKETS,
-                                 registry=reg)  # fmt: skip
-        self.source_latency = Histogram("rag_source_seconds", "Retrieval source latency", ["source", "index"],
-                                        buckets=BUCKETS, registry=reg)  # fmt: skip
-        self.source_failures = Counter("rag_source_failures", "Failed source calls", ["source", "index"],
-                                       registry=reg)  # fmt: skip
-        self.breaker = Gauge("rag_source_breaker_state", "0 closed, 1 half-open, 2 open", ["source", "index"],
-                             registry=reg)  # fmt: skip
+        self.requests = Counter(
+            "rag_http_requests", "HTTP requests", ["route", "method", "status", "index"], registry=reg
+        )
+        self.latency = Histogram(
+            "rag_http_request_seconds", "HTTP latency", ["route", "index"], buckets=BUCKETS, registry=reg
+        )
+        self.source_latency = Histogram(
+            "rag_source_seconds", "Retrieval source latency", ["source", "index"], buckets=BUCKETS, registry=reg
+        )
+        self.source_failures = Counter("rag_source_failures", "Failed source calls", ["source", "index"], registry=reg)
+        self.breaker = Gauge(
+            "rag_source_breaker_state", "0 closed, 1 half-open, 2 open", ["source", "index"], registry=reg
+        )
         self.loop_lag = Gauge("rag_event_loop_lag_seconds", "Event-loop lag", ["stat"], registry=reg)
         self.pool = Gauge("rag_pool_jobs", "Thread-pool jobs", ["state"], registry=reg)
         self.pool_workers = Gauge("rag_pool_workers", "Thread-pool size", registry=reg)
         self.inflight = Gauge("rag_inflight_searches", "Searches (and /embed requests) in progress", registry=reg)
-        self.bm25_memory = Gauge("rag_bm25_memory_bytes", "BM25 postings held in memory (0: FTS5 answers)",
-                                 ["index"], registry=reg)  # fmt: skip
+        self.bm25_memory = Gauge(
+            "rag_bm25_memory_bytes", "BM25 postings held in memory (0: FTS5 answers)", ["index"], registry=reg
+        )
         self.chunks = Gauge("rag_index_chunks", "Chunks in the served generation", ["index"], registry=reg)
         self.generation = Gauge("rag_index_generation", "Served index generation", ["index"], registry=reg)
         # answers: /ask, /v1/chat/completions and the MCP ask tool
-        self.answers = Counter("rag_answers", "Answers by route and outcome (ok, error, cancelled, rejected)",
-                               ["route", "outcome", "index"], registry=reg)  # fmt: skip
-        self.answer_seconds = Histogram("rag_answer_seconds", "Answer time, queueing included", ["route", "index"],
-                                        buckets=ANSWER_BUCKETS, registry=reg)  # fmt: skip
-        self.first_token = Histogram("rag_answer_first_token_seconds", "Time to the first answer text",
-                                     ["route", "index"], buckets=ANSWER_BUCKETS, registry=reg)  # fmt: skip
+        self.answers = Counter(
+            "rag_answers",
+            "Answers by route and outcome (ok, error, cancelled, rejected)",
+            ["route", "outcome", "index"],
+            registry=reg,
+        )
+        self.answer_seconds = Histogram(
+            "rag_answer_seconds",
+            "Answer time, queueing included",
+            ["route", "index"],
+            buckets=ANSWER_BUCKETS,
+            registry=reg,
+        )
+        self.first_token = Histogram(
+            "rag_answer_first_token_seconds",
+            "Time to the first answer text",
+            ["route", "index"],
+            buckets=ANSWER_BUCKETS,
+            registry=reg,
+        )
         self.tokens = Counter("rag_answer_tokens", "Tokens generated", ["route", "index"], registry=reg)
         self.queue_depth = Gauge("rag_generation_queue_depth", "Answers waiting for a generation slot", registry=reg)
         self.generating = Gauge("rag_generation_active", "Answers generating now", registry=reg)
-        self.rejections = Counter("rag_rejections", "Requests refused at once because the server was full",
-                                  ["route", "reason"], registry=reg)  # fmt: skip
+        self.rejections = Counter(
+            "rag_rejections", "Requests refused at once because the server was full", ["route", "reason"], registry=reg
+        )
 
     def source_observer(self, index: str) -> Any:
         def observe(name: str, ms: float, reason: str | None) -> None:

@@ -68,8 +68,11 @@ def _questions(messages: Any) -> list[str]:
 
 def sources_text(result: AnswerResult) -> str:
     cited = set(result.citations)
-    lines = [f"[{s['n']}] {s['url'] or s['location']} — {s['title']}".rstrip(" —")
-             for s in result.source_dicts() if s["n"] in cited]  # fmt: skip
+    lines = [
+        f"[{s['n']}] {s['url'] or s['location']} — {s['title']}".rstrip(" —")
+        for s in result.source_dicts()
+        if s["n"] in cited
+    ]
     return "\n\nSources:\n" + "\n".join(lines) if lines else ""
 
 
@@ -87,8 +90,11 @@ async def chat_route(request: web.Request) -> web.StreamResponse:
     model = body.get("model") or PREFIX + hub.default
     name = model[len(PREFIX) :] if isinstance(model, str) and model.startswith(PREFIX) else model
     if not isinstance(name, str) or name not in hub.indexes:
-        return _error(404, f"model {model!r} does not exist (models: {', '.join(PREFIX + n for n in hub.indexes)})",
-                      "model_not_found")  # fmt: skip
+        return _error(
+            404,
+            f"model {model!r} does not exist (models: {', '.join(PREFIX + n for n in hub.indexes)})",
+            "model_not_found",
+        )
     try:
         name, settings, retrieval = hub.pick(name)
     except HttpError as exc:
@@ -125,31 +131,46 @@ async def chat_route(request: web.Request) -> web.StreamResponse:
         return json_response({"error": {"message": "cancelled"}}, 499)
     text = result.answer + sources_text(result)
     out = _completion(base, text, _citations(result), result.to_dict())
-    out["usage"] = {"prompt_tokens": 0, "completion_tokens": int(result.timings.get("tokens", 0)),
-                    "total_tokens": int(result.timings.get("tokens", 0))}  # fmt: skip
+    out["usage"] = {
+        "prompt_tokens": 0,
+        "completion_tokens": int(result.timings.get("tokens", 0)),
+        "total_tokens": int(result.timings.get("tokens", 0)),
+    }
     return json_response(out)
 
 
 def _completion(
     base: dict[str, Any], text: str, citations: list[dict[str, Any]], rag: dict[str, Any]
 ) -> dict[str, Any]:
-    return {**base, "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-            "citations": citations, "rag": rag}  # fmt: skip
+    return {
+        **base,
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "citations": citations,
+        "rag": rag,
+    }
 
 
 def _rate_limited(exc: HttpError) -> web.Response:
-    resp = _error(exc.status, exc.message, "rate_limited" if exc.status == 429 else "unavailable",
-                  "rate_limit_error" if exc.status == 429 else "server_error")  # fmt: skip
+    resp = _error(
+        exc.status,
+        exc.message,
+        "rate_limited" if exc.status == 429 else "unavailable",
+        "rate_limit_error" if exc.status == 429 else "server_error",
+    )
     if exc.retry_after is not None:
         resp.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     return resp
 
 
 def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-    obj = {**base, "object": "chat.completion.chunk",
-           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}  # fmt: skip
+    obj = {
+        **base,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
     return sse_frame(obj)
 
 
@@ -181,8 +202,10 @@ class _OpenAIFraming(Framing):
         return None  # declined: said as the answer
 
     def failure(self, exc: Any) -> list[bytes]:
-        return [_chunk(self.base, {"content": exc.message + "."}),
-                _chunk(self.base, {}, "stop", citations=[], rag={"error": exc.message, "exit_code": exc.exit_code})]  # fmt: skip
+        return [
+            _chunk(self.base, {"content": exc.message + "."}),
+            _chunk(self.base, {}, "stop", citations=[], rag={"error": exc.message, "exit_code": exc.exit_code}),
+        ]
 
     def shutdown(self) -> list[bytes]:
         return [_chunk(self.base, {}, "length", rag={"error": "server shutting down"})]

@@ -14,14 +14,24 @@ from importlib import resources
 
 from aiohttp import web
 
-FILES = {"/": ("index.html", "text/html"), "/ui/app.js": ("app.js", "text/javascript"),
-         "/ui/app.css": ("app.css", "text/css")}  # fmt: skip
+FILES = {
+    "/": ("index.html", "text/html"),
+    "/ui/app.js": ("app.js", "text/javascript"),
+    "/ui/app.css": ("app.css", "text/css"),
+}
 PUBLIC = frozenset([*FILES, "/favicon.ico"])  # no token needed: the token prompt itself lives here
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")  # fmt: skip
-HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-           "X-Frame-Options": "DENY", "Cache-Control": "no-cache"}  # fmt: skip
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-cache",
+}
 
 
 @functools.cache  # read once a process: the files do not change under a running server

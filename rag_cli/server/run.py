@@ -89,8 +89,14 @@ class AccessLog(AbstractAccessLogger):
     without its query string, which may hold a user's question, status, milliseconds, bytes, client address)."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        fields = {"method": request.method, "path": request.path, "status": response.status,
-                  "ms": round(time * 1000, 1), "bytes": response.body_length, "remote": request.remote or "-"}  # fmt: skip
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "ms": round(time * 1000, 1),
+            "bytes": response.body_length,
+            "remote": request.remote or "-",
+        }
         self.logger.info("", extra={"fields": fields})
 
 
@@ -134,8 +140,10 @@ async def _serve_app(hub: Hub, *, ready: Any, log: Any) -> None:
     from ..retrieve.client import register_server
 
     host = "127.0.0.1" if settings.serve_host in ("0.0.0.0", "::", "") else settings.serve_host
-    regs = [await runtime.run_blocking(register_server, s, f"http://{host}:{port}", settings.serve_token)
-            for s, _ in hub.indexes.values()]  # fmt: skip
+    regs = [
+        await runtime.run_blocking(register_server, s, f"http://{host}:{port}", settings.serve_token)
+        for s, _ in hub.indexes.values()
+    ]
     try:
         await stop.wait()
     finally:

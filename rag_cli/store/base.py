@@ -80,12 +80,24 @@ class Reader(Protocol):
     def snapshot(self) -> Any: ...
     def allowed(self, flt: Any) -> Any: ...
     def dense(self, query_vec: Any, k: int, allowed: Any = None) -> list[tuple[int, float]]: ...
-    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = ..., allowed: Any = None,
-             expansion: Expansion | None = None,
-             collection: Collection | None = None) -> list[tuple[int, float]]: ...  # fmt: skip
-    def scores_for(self, ids: list[int], query_vec: Any, query: str, weights: tuple[float, float, float] = ...,
-                   expansion: Expansion | None = None,
-                   collection: Collection | None = None) -> dict[int, dict[str, float]]: ...  # fmt: skip
+    def bm25(
+        self,
+        query: str,
+        k: int,
+        weights: tuple[float, float, float] = ...,
+        allowed: Any = None,
+        expansion: Expansion | None = None,
+        collection: Collection | None = None,
+    ) -> list[tuple[int, float]]: ...
+    def scores_for(
+        self,
+        ids: list[int],
+        query_vec: Any,
+        query: str,
+        weights: tuple[float, float, float] = ...,
+        expansion: Expansion | None = None,
+        collection: Collection | None = None,
+    ) -> dict[int, dict[str, float]]: ...
     def vectors(self, ids: list[int]) -> dict[int, Any]: ...
     def unknown_words(self, words: list[str]) -> list[str]: ...
     def chunks_holding(self, words: list[str], most: int) -> list[int]: ...
@@ -136,8 +148,9 @@ def collection_from(value: Any) -> Collection | None:
 
     if not isinstance(value, dict) or not whole(value.get("rows")) or not isinstance(words := value.get("words"), dict):
         return None
-    if len(words) > COLLECTION_WORDS or not all(isinstance(w, str) and 0 < len(w) <= 64 and whole(n)
-                                                for w, n in words.items()):  # fmt: skip
+    if len(words) > COLLECTION_WORDS or not all(
+        isinstance(w, str) and 0 < len(w) <= 64 and whole(n) for w, n in words.items()
+    ):
         return None
     return int(value["rows"]), {str(w): int(n) for w, n in words.items()}
 
@@ -153,8 +166,18 @@ class Writer(Protocol):
     def vectors_of_content(self, digest: str, dim: int) -> dict[str, Any]: ...
     def touch_file(self, state: Any, size: int, mtime_ns: int) -> None: ...
     def remove_file(self, path: str) -> int: ...
-    def add_file(self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk], vecs: Any,
-                 *, append: bool = False) -> int: ...  # fmt: skip
+    def add_file(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        digest: str,
+        kind: str,
+        chunks: Sequence[Chunk],
+        vecs: Any,
+        *,
+        append: bool = False,
+    ) -> int: ...
     def checkpoint(self) -> None: ...
 
 
@@ -187,16 +210,30 @@ def open_reader(settings: Settings, wanted: dict[str, Any] | None = None, *, bm2
     return reader
 
 
-def open_writer(settings: Settings, fingerprint: dict[str, Any], *, dim: int, rebuild: bool = False,
-                on_wait: Callable[[str], None] | None = None) -> Writer:  # fmt: skip
+def open_writer(
+    settings: Settings,
+    fingerprint: dict[str, Any],
+    *,
+    dim: int,
+    rebuild: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> Writer:
     if kind(settings) == "postgresql":
         from .pg.writer import PgWriter
 
         return PgWriter(settings, fingerprint, dim=dim, rebuild=rebuild)
     from .local.writer import IndexWriter
 
-    return IndexWriter(settings.index_dir, fingerprint, dim=dim, rebuild=rebuild, lock_wait=settings.index_lock_wait,
-                       on_wait=on_wait, ann_threshold=settings.index_ann_threshold, ann_nprobe=settings.index_ann_nprobe)  # fmt: skip
+    return IndexWriter(
+        settings.index_dir,
+        fingerprint,
+        dim=dim,
+        rebuild=rebuild,
+        lock_wait=settings.index_lock_wait,
+        on_wait=on_wait,
+        ann_threshold=settings.index_ann_threshold,
+        ann_nprobe=settings.index_ann_nprobe,
+    )
 
 
 def exists(settings: Settings) -> bool:

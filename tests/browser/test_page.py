@@ -66,9 +66,18 @@ def browser() -> Iterator[Any]:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1200,900"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_script_timeout(30)
@@ -146,9 +155,14 @@ def shoot(driver: Any, name: str) -> Path:
     width, height = driver.execute_script(
         "return [document.documentElement.clientWidth, Math.min(2400, document.documentElement.scrollHeight)]"
     )
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})  # fmt: skip
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        },
+    )
     path.write_bytes(base64.b64decode(shot["data"]))
     assert path.stat().st_size > 10_000  # a page, not an empty frame
     return path
@@ -209,8 +223,11 @@ def test_packaged_model_streams_before_the_end(served: Served, browser: Any) -> 
     assert seen["first"] < seen["done"], seen  # text showed while the model still wrote
     # a follow-up in the same conversation: condensed by the server, answered (not refused)
     send(browser, "and what about its k?")
-    wait(browser, lambda d: len(css(d, ".turn")) == 2 and css(d, ".turn:last-child .sources li, .turn:last-child .notice"),
-         timeout=240)  # fmt: skip
+    wait(
+        browser,
+        lambda d: len(css(d, ".turn")) == 2 and css(d, ".turn:last-child .sources li, .turn:last-child .notice"),
+        timeout=240,
+    )
     last = css(browser, ".turn")[-1]
     assert not last.find_elements("css selector", ".notice.error"), last.text
 
@@ -292,8 +309,9 @@ def test_phone_width_and_dark_scheme(served: Served, browser: Any) -> None:
         shoot(browser, "ask-sources-phone")
     finally:
         browser.set_window_size(*DESKTOP)
-    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme",
-                                                                          "value": "dark"}]})  # fmt: skip
+    browser.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+    )
     try:
         bg = browser.execute_script("return getComputedStyle(document.body).backgroundColor")
         assert bg != "rgb(255, 255, 255)", bg
@@ -345,8 +363,11 @@ def test_a_failed_source_is_a_notice_not_an_error(tmp_path: Path, sample_home: P
     with socket.socket() as sock:  # a loopback port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cfg = write(tmp_path / "rag.toml", f'[[sources]]\nname = "wiki"\ntype = "http"\n'
-                f'url = "http://127.0.0.1:{port}/search?q={{query}}"\nretries = 0\ntimeout = 5\n')  # fmt: skip
+    cfg = write(
+        tmp_path / "rag.toml",
+        f'[[sources]]\nname = "wiki"\ntype = "http"\n'
+        f'url = "http://127.0.0.1:{port}/search?q={{query}}"\nretries = 0\ntimeout = 5\n',
+    )
     home = tmp_path / "home"
     shutil.copytree(sample_home, home, ignore=shutil.ignore_patterns("run", "*.lock"))
     served = start_serve(home, tmp_path, "--token", TOKEN, env={"RAG_CONFIG": str(cfg)})

@@ -79,15 +79,30 @@ def test_qa_scorer(tmp_path: Path, env: dict[str, str]) -> None:
     docs = write(tmp_path / "docs/rrf.md", "# RRF\n\nReciprocal rank fusion uses k = 60 by default.\n").parent
     write(docs / "bm25.md", "# BM25\n\nThe BM25 parameter b defaults to 0.75.\n")
     assert run_cli("index", str(docs), env=env).returncode == 0
-    qa = write(tmp_path / "qa.jsonl", "\n".join(json.dumps(x) for x in [
-        {"question": "What k does reciprocal rank fusion use?", "answers": ["60"], "gold_paths": ["rrf.md"]},
-        {"question": "What does the BM25 parameter b default to?", "answers": ["0.75"], "gold_paths": ["bm25.md"]},
-        {"question": "What is the default of the BM25 parameter b here?", "answers": ["nonsense-fact"], "gold_paths": ["x.md"]},
-        # a name no document holds: declined (it counts for refusal, not for citations)
-        {"question": "What does BM25 parameter b default to in Lucene?", "answers": [], "unanswerable": True},
-    ]))  # fmt: skip
-    out = run_cli("eval", str(qa), "--llm", "none", "--json", "--per-query", "-k", "1",
-                  env={**env, "RAG_RETRIEVE_MODE": "bm25"})  # fmt: skip
+    qa = write(
+        tmp_path / "qa.jsonl",
+        "\n".join(
+            json.dumps(x)
+            for x in [
+                {"question": "What k does reciprocal rank fusion use?", "answers": ["60"], "gold_paths": ["rrf.md"]},
+                {
+                    "question": "What does the BM25 parameter b default to?",
+                    "answers": ["0.75"],
+                    "gold_paths": ["bm25.md"],
+                },
+                {
+                    "question": "What is the default of the BM25 parameter b here?",
+                    "answers": ["nonsense-fact"],
+                    "gold_paths": ["x.md"],
+                },
+                # a name no document holds: declined (it counts for refusal, not for citations)
+                {"question": "What does BM25 parameter b default to in Lucene?", "answers": [], "unanswerable": True},
+            ]
+        ),
+    )
+    out = run_cli(
+        "eval", str(qa), "--llm", "none", "--json", "--per-query", "-k", "1", env={**env, "RAG_RETRIEVE_MODE": "bm25"}
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     r = data["results"]["none"]

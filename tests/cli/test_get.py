@@ -13,14 +13,17 @@ from tests.conftest import run_cli, write
 HASH = {"RAG_EMBED_BACKEND": "hash"}
 
 
-@pytest.mark.parametrize(("target", "parsed"), [
-    ("docs/a.md", ("docs/a.md", None, None, None)),
-    ("docs/a.md:12", ("docs/a.md", 12, 12, None)),
-    ("docs/a.md:12-30", ("docs/a.md", 12, 30, None)),
-    ("r.pdf#page=3", ("r.pdf", None, None, 3)),
-    ("deck.pptx#slide=4", ("deck.pptx", None, None, 4)),
-    ("C:odd:name.md", ("C:odd:name.md", None, None, None)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("target", "parsed"),
+    [
+        ("docs/a.md", ("docs/a.md", None, None, None)),
+        ("docs/a.md:12", ("docs/a.md", 12, 12, None)),
+        ("docs/a.md:12-30", ("docs/a.md", 12, 30, None)),
+        ("r.pdf#page=3", ("r.pdf", None, None, 3)),
+        ("deck.pptx#slide=4", ("deck.pptx", None, None, 4)),
+        ("C:odd:name.md", ("C:odd:name.md", None, None, None)),
+    ],
+)
 def test_parse_target(target: str, parsed: tuple[object, ...]) -> None:
     assert parse_target(target) == parsed
 
@@ -57,7 +60,10 @@ def test_get_document_and_range(indexed: tuple[Path, dict[str, str]]) -> None:
 
 def test_get_errors(indexed: tuple[Path, dict[str, str]]) -> None:
     doc, env = indexed
-    for target, words in [("nowhere.md", "is not in index"), (f"{doc}:99999", "has no indexed text"),
-                          (f"{doc}:30-20", "ends before it starts")]:  # fmt: skip
+    for target, words in [
+        ("nowhere.md", "is not in index"),
+        (f"{doc}:99999", "has no indexed text"),
+        (f"{doc}:30-20", "ends before it starts"),
+    ]:
         out = run_cli("get", target, env=env)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr

@@ -80,8 +80,10 @@ def hostile_tree(tmp_path: Path) -> Iterator[dict[str, Path]]:
         fh.write(b"# Cafe\n\nNumbats eat termites.\n")
     write(root / "docs" / "title\x1b]0;pwned\x07.md", "# Name\n\nBilbies are small.\n")
     write(root / "docs" / "inject.md", "# Inject\n\n" + PAYLOAD + "\n")
-    write(root / "docs" / "pubsec.pdf", make_pdf("/Encrypt 4 0 R /ID [<01><01>]",
-                                                  ["<< /Filter /Adobe.PubSec /V 4 /R 4 /SubFilter /adbe.pkcs7.s5 >>"]))  # fmt: skip
+    write(
+        root / "docs" / "pubsec.pdf",
+        make_pdf("/Encrypt 4 0 R /ID [<01><01>]", ["<< /Filter /Adobe.PubSec /V 4 /R 4 /SubFilter /adbe.pkcs7.s5 >>"]),
+    )
     yield {"root": root, "outside": outside, "tmp": tmp_path}
     os.chmod(locked, 0o755)
     (deep / "bottom.md").unlink()
@@ -154,8 +156,9 @@ def test_hostile_tree_indexes_what_it_should(hostile_tree: dict[str, Path]) -> N
         assert reasons["locked"].startswith("unreadable folder")
     assert "PDF" in reasons["pubsec.pdf"] and "NotImplementedError" in reasons["pubsec.pdf"]
     # indexed: the good files, the in-tree link (once), the bottom of the deep nest, the bad names
-    out = run_cli("search", "wombats platypus echidnas numbats bilbies", "-k", "10", "--json", "--mode", "bm25",
-                  env=env_for(home))  # fmt: skip
+    out = run_cli(
+        "search", "wombats platypus echidnas numbats bilbies", "-k", "10", "--json", "--mode", "bm25", env=env_for(home)
+    )
     assert out.returncode == 0, out.stderr
     names = {Path(h["path"]).name for h in json.loads(out.stdout)["hits"]}
     assert {"good.md", "inside.md", "bottom.md", "caf\udce9.md", "title\x1b]0;pwned\x07.md"} <= names
@@ -184,8 +187,12 @@ def test_a_folder_swapped_for_a_link_mid_run_brings_nothing_in(hostile_tree: dic
     root, outside, home = hostile_tree["root"], hostile_tree["outside"], hostile_tree["tmp"] / "home"
     write(root / "aaa" / "0000.swap", "the first file read: it swaps zzz for a link out of the tree\n")
     write(root / "zzz" / "secret.md", "# Zzz\n\nan innocent page, until the swap\n")
-    env = env_for(home, RAG_PLUGINS="tests.plugins.swap_loader", RAG_TEST_SWAP_DIR=str(root / "zzz"),
-                  RAG_TEST_SWAP_TARGET=str(outside))  # fmt: skip
+    env = env_for(
+        home,
+        RAG_PLUGINS="tests.plugins.swap_loader",
+        RAG_TEST_SWAP_DIR=str(root / "zzz"),
+        RAG_TEST_SWAP_TARGET=str(outside),
+    )
     out = run_cli("index", str(root), "--json", env=env)
     assert out.returncode == 0, out.stderr
     assert (root / "zzz").is_symlink(), "the plugin did not swap the folder: the test tests nothing"
@@ -216,8 +223,12 @@ def test_non_utf8_folder_name(tmp_path: Path) -> None:
 def test_loader_exception_skips_only_that_file(tmp_path: Path) -> None:
     root = tmp_path / "d"
     write(root / "ok.md", "# Ok\n\nFine text.\n")
-    write(root / "weird.pdf", make_pdf("", ["<< /Length 5 /Filter /NoSuchFilter >>\nstream\nxxxxx\nendstream"]).replace(
-        b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 612 792] /Contents 4 0 R"))  # fmt: skip
+    write(
+        root / "weird.pdf",
+        make_pdf("", ["<< /Length 5 /Filter /NoSuchFilter >>\nstream\nxxxxx\nendstream"]).replace(
+            b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 612 792] /Contents 4 0 R"
+        ),
+    )
     write(root / "unknown.pdf", make_pdf("/Encrypt 4 0 R /ID [<01><01>]", ["<< /Filter /FooBar.Handler /V 2 >>"]))
     report = index_json(root, tmp_path / "home")
     assert report["files"]["indexed"] == 1
@@ -257,8 +268,11 @@ def test_plain_and_json_output_are_inert(hostile_tree: dict[str, Path]) -> None:
     root, home = hostile_tree["root"], hostile_tree["tmp"] / "home"
     report = run_cli("index", str(root), env=env_for(home))
     assert report.returncode == 0 and "\x1b" not in report.stderr and "\x07" not in report.stderr
-    for args in (["search", "quokka bilbies", "--mode", "bm25"], ["search", "bilbies", "--files", "--mode", "bm25"],
-                 ["ask", "quokka facts", "--llm", "none", "--mode", "bm25"]):  # fmt: skip
+    for args in (
+        ["search", "quokka bilbies", "--mode", "bm25"],
+        ["search", "bilbies", "--files", "--mode", "bm25"],
+        ["ask", "quokka facts", "--llm", "none", "--mode", "bm25"],
+    ):
         out = run_cli(*args, env=env_for(home))
         assert out.returncode in (0, 7), out.stderr
         for text in (out.stdout, out.stderr):
@@ -284,10 +298,19 @@ def test_chat_on_a_terminal(sample_home: Path) -> None:
     """Typed questions, a follow-up, the up arrow, /sources, Ctrl-D: on a pseudo-terminal, where
     prompt_toolkit's prompt must run inside the chat's own event loop."""
     code, screen = run_pty(
-        "chat", "--llm", "none", env={"RAG_HOME": str(sample_home)}, timeout=180,
-        keys=[(PROMPT, b"How many bits per weight does Q4_K_M use?\r"), (PROMPT, b"and on a CPU?\r"),
-              (PROMPT, b"\x1b[A"), (1.0, b"\x15/sources\r"), (PROMPT, b"\x04")],
-    )  # fmt: skip
+        "chat",
+        "--llm",
+        "none",
+        env={"RAG_HOME": str(sample_home)},
+        timeout=180,
+        keys=[
+            (PROMPT, b"How many bits per weight does Q4_K_M use?\r"),
+            (PROMPT, b"and on a CPU?\r"),
+            (PROMPT, b"\x1b[A"),
+            (1.0, b"\x15/sources\r"),
+            (PROMPT, b"\x04"),
+        ],
+    )
     text = plain(screen)
     assert code == 0, text[-2000:]
     assert "Traceback" not in text and "RuntimeError" not in text
@@ -298,9 +321,11 @@ def test_chat_on_a_terminal(sample_home: Path) -> None:
 @pytest.mark.slow
 def test_chat_ctrl_c_stops_the_answer_not_the_chat(sample_home: Path) -> None:
     code, screen = run_pty(
-        "chat", env={"RAG_HOME": str(sample_home)}, timeout=180,
+        "chat",
+        env={"RAG_HOME": str(sample_home)},
+        timeout=180,
         keys=[(PROMPT, b"What does the GGUF format store?\r"), (0.3, b"\x03"), (PROMPT, b"\x04")],
-    )  # fmt: skip
+    )
     text = plain(screen)
     assert code == 0, text[-2000:]
     assert "(answer interrupted)" in text and "Traceback" not in text
@@ -349,10 +374,21 @@ def test_ask_ctrl_c_shows_the_partial_answer_once(sample_home: Path) -> None:
         "RAG_TEST_LLM_DELAY": "0.15",
         "RAG_TEST_LLM_TOKENS": "400",
         "RAG_ANSWER_UNVERIFIED": "mark",
-    }  # fmt: skip  (its words are in no source)
+    }  # (its words are in no source)
     q = "How many bits per weight does the Q4_K_M quantisation use?"
-    code, screen = run_pty("ask", q, "--llm", "slow", "--fallback", "", env=env, timeout=180, cols=80, rows=60,
-                           keys=[(b"word1 word2", b"\x03")])  # fmt: skip
+    code, screen = run_pty(
+        "ask",
+        q,
+        "--llm",
+        "slow",
+        "--fallback",
+        "",
+        env=env,
+        timeout=180,
+        cols=80,
+        rows=60,
+        keys=[(b"word1 word2", b"\x03")],
+    )
     term = pyte.Screen(80, 60)
     # the tty echoes Ctrl-C as a raw ETX byte (ECHOCTL off), which terminals ignore and pyte would draw
     pyte.ByteStream(term).feed(re.sub(rb"[\x00-\x06\x10-\x1a\x1c-\x1f]", b"", screen))

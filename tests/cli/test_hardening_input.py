@@ -70,8 +70,15 @@ def test_unreadable_folder_in_report(hash_settings: Settings, tmp_path: Path, mo
     write(root / "ok.md", "# Ok\n\nreadable\n")
     write(root / "locked" / "x.md", "# X\n\nhidden\n")
     real_scandir = os.scandir
-    monkeypatch.setattr(os, "scandir", lambda p: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
-                        if Path(p).name == "locked" else real_scandir(p))  # fmt: skip
+    monkeypatch.setattr(
+        os,
+        "scandir",
+        lambda p: (
+            (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+            if Path(p).name == "locked"
+            else real_scandir(p)
+        ),
+    )
     rep = runtime.run(index_paths([root], hash_settings, create(hash_settings)))
     assert rep.files_indexed == 1
     assert [(Path(s["path"]).name, s["reason"]) for s in rep.skipped] == [
@@ -144,14 +151,20 @@ def test_eval_broken_queries_and_save_folder(tmp_path: Path) -> None:
 def test_non_utf8_query(indexed: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **env_for(indexed)}
     arg = b"aardvarks \xff\xfe"
-    out = subprocess.run([*(a.encode() for a in RAG), b"search", arg, b"--json"], capture_output=True, env=env,
-                         timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [*(a.encode() for a in RAG), b"search", arg, b"--json"], capture_output=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout.decode("utf-8"))  # valid UTF-8 JSON
     assert data["hits"] and data["degraded"] == [], data["degraded"]
     assert "\ufffd" in data["query"]
-    chat = subprocess.run([*(a.encode() for a in RAG), b"chat", b"--llm", b"none"], input=b"aardvarks \xff\x1b[2J\n",
-                          capture_output=True, env=env, timeout=120)  # fmt: skip
+    chat = subprocess.run(
+        [*(a.encode() for a in RAG), b"chat", b"--llm", b"none"],
+        input=b"aardvarks \xff\x1b[2J\n",
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
     assert chat.returncode == 0, chat.stderr
     assert b"\x1b" not in chat.stdout and b"\xff" not in chat.stdout
     chat.stdout.decode("utf-8")
@@ -193,8 +206,10 @@ def test_big_file_read_in_segments(hash_settings: Settings, tmp_path: Path, monk
     root = tmp_path / "d"
     body = "".join(f"## Part {i}\n\n" + " ".join(f"word{i}x{j}" for j in range(40)) + "\n\n" for i in range(200))
     write(root / "big.md", "# Big\n\n" + body)
-    write(root / "big.jsonl", "".join(json.dumps({"_id": f"d{i}", "text": f"doc number{i} text"}) + "\n"
-                                      for i in range(2000)))  # fmt: skip
+    write(
+        root / "big.jsonl",
+        "".join(json.dumps({"_id": f"d{i}", "text": f"doc number{i} text"}) + "\n" for i in range(2000)),
+    )
     loads: list[int] = []
     real = segments.load_segment
 
@@ -224,8 +239,12 @@ def test_big_file_read_in_segments(hash_settings: Settings, tmp_path: Path, monk
             assert text.split()[0] in lines[start - 1], (start, text[:40])
             assert heading.split(" > ")[-1].startswith("Part") or heading == "Big"
         assert len([r for r in rows if r[4].endswith("big.jsonl")]) == 2000
-        ordinals = [r[0] for r in reader._conn().execute(
-            "SELECT ordinal FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.path LIKE '%big.md' ORDER BY c.id")]  # fmt: skip
+        ordinals = [
+            r[0]
+            for r in reader._conn().execute(
+                "SELECT ordinal FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.path LIKE '%big.md' ORDER BY c.id"
+            )
+        ]
         assert ordinals == list(range(len(ordinals)))
     finally:
         reader.close()
@@ -263,8 +282,18 @@ def test_model_folder_is_refused_and_json_errors_are_objects(indexed: Path, tmp_
     env = env_for(indexed)
     out = run_cli("ask", "aardvarks", "--model", str(tmp_path), env=env)
     assert out.returncode == 2 and "is a folder" in out.stderr and "Traceback" not in out.stderr
-    out = run_cli("ask", "aardvarks", "--llm", "openai", "--base-url", "http://127.0.0.1:9/v1", "--fallback", "",
-                  "--json", env={**env, "RAG_ANSWER_MIN_SCORE": "-1"})  # fmt: skip
+    out = run_cli(
+        "ask",
+        "aardvarks",
+        "--llm",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--fallback",
+        "",
+        "--json",
+        env={**env, "RAG_ANSWER_MIN_SCORE": "-1"},
+    )
     assert out.returncode == 8, out.stderr
     obj = json.loads(out.stdout)
     assert obj["answer"] is None and obj["exit_code"] == 8 and obj["error"]
@@ -284,8 +313,13 @@ def test_offline_run_makes_no_network_call(sample_home: Path, tmp_path: Path) ->
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(sample_home)}
     trace = tmp_path / "trace.txt"
     for args in (["search", QUESTION, "--server", "off"], ["ask", QUESTION, "--llm", "none", "--server", "off"]):
-        out = subprocess.run(["strace", "-f", "-qq", "-e", "trace=socket,connect", "-o", str(trace), *RAG, *args],
-                             capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        out = subprocess.run(
+            ["strace", "-f", "-qq", "-e", "trace=socket,connect", "-o", str(trace), *RAG, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr
         calls = [ln for ln in trace.read_text().splitlines() if "AF_INET" in ln or "AF_NETLINK" in ln]
         assert calls == [], calls
@@ -301,8 +335,13 @@ def _can_unshare() -> bool:
 @pytest.mark.skipif(not _can_unshare(), reason="no network namespaces here")
 def test_offline_run_works_without_any_network(sample_home: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(sample_home)}
-    out = subprocess.run(["unshare", "-n", *RAG, "ask", QUESTION, "--llm", "none", "--json"], capture_output=True,
-                         text=True, env=env, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        ["unshare", "-n", *RAG, "ask", QUESTION, "--llm", "none", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["answer"]
 

@@ -115,29 +115,41 @@ def test_a_missing_embedding_model(tree: dict[str, str], tmp_path: Path) -> None
 def test_a_bug_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     """An exception rag did not foresee (a plugin's bug here) is one line naming it; RAG_DEBUG=1 shows
     the traceback for the report."""
-    write(tmp_path / "plug" / "buggy_plugin.py",
-          "from rag_cli.llm.base import register\n"
-          "def boom(settings, services):\n    raise ZeroDivisionError('plugin bug')\n"
-          "register('buggy', boom)\n")  # fmt: skip
+    write(
+        tmp_path / "plug" / "buggy_plugin.py",
+        "from rag_cli.llm.base import register\n"
+        "def boom(settings, services):\n    raise ZeroDivisionError('plugin bug')\n"
+        "register('buggy', boom)\n",
+    )
     home = tmp_path / "home"
     write(tmp_path / "d" / "a.md", "# Alpha\n\nApples are red and crisp.\n")
-    env = {"RAG_HOME": str(home), "RAG_EMBED_BACKEND": "hash", "RAG_PLUGINS": "buggy_plugin",
-           "PYTHONPATH": f"{tmp_path / 'plug'}:{Path(__file__).resolve().parents[2]}"}  # fmt: skip
+    env = {
+        "RAG_HOME": str(home),
+        "RAG_EMBED_BACKEND": "hash",
+        "RAG_PLUGINS": "buggy_plugin",
+        "PYTHONPATH": f"{tmp_path / 'plug'}:{Path(__file__).resolve().parents[2]}",
+    }
     assert run_cli("index", str(tmp_path / "d"), env=env).returncode == 0
     out = run_cli("ask", "apples red crisp", "--llm", "buggy", "--fallback", "", "--mode", "bm25", env=env)
     assert out.returncode == 1, out.stderr
     _clean(out.stdout, out.stderr)
     assert "internal error: ZeroDivisionError: plugin bug" in out.stderr
-    out = run_cli("ask", "apples red crisp", "--llm", "buggy", "--fallback", "", "--mode", "bm25",
-                  env={**env, "RAG_DEBUG": "1"})  # fmt: skip
+    out = run_cli(
+        "ask", "apples red crisp", "--llm", "buggy", "--fallback", "", "--mode", "bm25", env={**env, "RAG_DEBUG": "1"}
+    )
     assert out.returncode == 1 and "Traceback" in out.stderr and "ZeroDivisionError" in out.stderr
 
 
-@pytest.mark.parametrize(("command", "usage"), [(["index"], "rag index [OPTIONS] PATH..."),
-                                                (["search"], "rag search [OPTIONS] QUERY"),
-                                                (["ask"], "rag ask [OPTIONS] [QUESTION]"),
-                                                (["eval"], "rag eval [OPTIONS] DATASET"),
-                                                (["indexes", "drop"], "rag indexes drop [OPTIONS] NAME")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        (["index"], "rag index [OPTIONS] PATH..."),
+        (["search"], "rag search [OPTIONS] QUERY"),
+        (["ask"], "rag ask [OPTIONS] [QUESTION]"),
+        (["eval"], "rag eval [OPTIONS] DATASET"),
+        (["indexes", "drop"], "rag indexes drop [OPTIONS] NAME"),
+    ],
+)
 def test_usage_lines_name_arguments_plainly(command: list[str], usage: str) -> None:
     """Issue 21, 10: usage lines showed `{paths}...`."""
     out = run_cli(*command, "--help")
@@ -149,7 +161,12 @@ def test_demo_says_where_its_index_is() -> None:
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}  # under `make test`
-    out = subprocess.run(["make", "--no-print-directory", "-n", "demo"], capture_output=True, text=True,
-                         cwd=Path(__file__).parents[2], env=env)  # fmt: skip
+    out = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        env=env,
+    )
     last = out.stdout.strip().splitlines()[-1]
     assert "RAG_HOME=" in last and "--index demo" in last

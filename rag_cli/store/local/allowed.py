@@ -19,8 +19,11 @@ class Allowed:
     def __init__(self, conn: sqlite3.Connection, flt: Any) -> None:
         import numpy as np
 
-        files = [fid for fid, path, mtime_ns in conn.execute("SELECT id, path, mtime_ns FROM files")
-                 if flt.allows(path_from_db(path), mtime_ns / 1e9)]  # fmt: skip
+        files = [
+            fid
+            for fid, path, mtime_ns in conn.execute("SELECT id, path, mtime_ns FROM files")
+            if flt.allows(path_from_db(path), mtime_ns / 1e9)
+        ]
         rows = conn.execute(
             "SELECT id FROM chunks WHERE file_id IN (SELECT value FROM json_each(?)) ORDER BY id", (json.dumps(files),)
         )

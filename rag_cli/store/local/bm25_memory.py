@@ -119,8 +119,14 @@ class MemoryBM25:
     def nbytes(self) -> int:
         return int(self.ids.nbytes + self.starts.nbytes + self.docs.nbytes + self.freqs.nbytes + self._norm.nbytes)
 
-    def search(self, phrases: list[tuple[str, ...]], k: int, mask: Any = None, factors: list[float] | None = None,
-               idfs: list[float | None] | None = None) -> list[tuple[int, float]]:  # fmt: skip
+    def search(
+        self,
+        phrases: list[tuple[str, ...]],
+        k: int,
+        mask: Any = None,
+        factors: list[float] | None = None,
+        idfs: list[float | None] | None = None,
+    ) -> list[tuple[int, float]]:
         """Top ``k`` (chunk id, score) for an OR of single-term phrases, best first (ties by id);
         ``mask`` (bool per row): only those rows; ``factors``: each phrase's weight (default 1); ``idfs``: each
         phrase's idf where it is given (a federated search's, store/base.Collection), else this index's."""
@@ -137,8 +143,13 @@ class MemoryBM25:
         top = sorted(zip((-scores[hit]).tolist(), self.ids[hit].tolist(), strict=True))
         return [(cid, -neg) for neg, cid in top]
 
-    def score_ids(self, phrases: list[tuple[str, ...]], ids: list[int], factors: list[float] | None = None,
-                  idfs: list[float | None] | None = None) -> dict[int, float]:  # fmt: skip
+    def score_ids(
+        self,
+        phrases: list[tuple[str, ...]],
+        ids: list[int],
+        factors: list[float] | None = None,
+        idfs: list[float | None] | None = None,
+    ) -> dict[int, float]:
         """The score of each of ``ids`` that matches (as FTS5's ``bm25()`` would give it)."""
         import numpy as np
 
@@ -149,8 +160,9 @@ class MemoryBM25:
         ok[ok] = self.ids[where[ok]] == want[ok]
         return {int(c): float(scores[w]) for c, w in zip(want[ok], where[ok], strict=True) if found[w]}
 
-    def _score(self, phrases: list[tuple[str, ...]], factors: list[float] | None,
-               idfs: list[float | None] | None = None) -> tuple[Any, Any, bool]:  # fmt: skip
+    def _score(
+        self, phrases: list[tuple[str, ...]], factors: list[float] | None, idfs: list[float | None] | None = None
+    ) -> tuple[Any, Any, bool]:
         import numpy as np
 
         scores = np.zeros(self.rows, dtype=np.float64)

@@ -252,9 +252,15 @@ class IndexReader(MemoryPostings):
                 scores, ids = index.search(q, want, params=f.SearchParameters(sel=allowed.selector()))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
-    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-             allowed: Allowed | None = None, expansion: Any = None,
-             collection: store_base.Collection | None = None) -> list[tuple[int, float]]:  # fmt: skip
+    def bm25(
+        self,
+        query: str,
+        k: int,
+        weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+        allowed: Allowed | None = None,
+        expansion: Any = None,
+        collection: store_base.Collection | None = None,
+    ) -> list[tuple[int, float]]:
         """FTS5 BM25 (k1=1.2, b=0.75) with column weights (title, heading, body). Higher is better.
         ``allowed``: only those chunks score (the statistics stay the whole index's); ``expansion``: weighted
         words added to the query (store/base.Expansion); ``collection``: the idf of the words it counts
@@ -278,8 +284,12 @@ class IndexReader(MemoryPostings):
             rows = self._conn().execute(sql, (*args, allowed.json(), k))
         return [(int(r[0]), -float(r[1])) for r in rows]
 
-    def _rescaled(self, words: list[tuple[str, float]], w: tuple[float, float, float],
-                  collection: store_base.Collection | None = None) -> tuple[str, list[Any]]:  # fmt: skip
+    def _rescaled(
+        self,
+        words: list[tuple[str, float]],
+        w: tuple[float, float, float],
+        collection: store_base.Collection | None = None,
+    ) -> tuple[str, list[Any]]:
         """A ``WITH`` clause defining ``m(r, t)``: per matching row, the BM25 of the OR of the words with the idf
         every store uses (negative: lower is better), each word's score times its weight. One FTS5 query per
         word, its ``bm25()`` rescaled from FTS5's idf to store/base.bm25_idf, summed per row (FTS5 sums its
@@ -305,8 +315,10 @@ class IndexReader(MemoryPostings):
                 )
             if not holding:
                 continue
-            parts.append(f"p{len(parts)} AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) * ? AS s "
-                         "FROM chunks_fts WHERE chunks_fts MATCH ?)")  # fmt: skip
+            parts.append(
+                f"p{len(parts)} AS MATERIALIZED (SELECT rowid AS r, bm25(chunks_fts, ?, ?, ?) * ? AS s "
+                "FROM chunks_fts WHERE chunks_fts MATCH ?)"
+            )
             idf = store_base.word_idf(word, rows, holding, collection)
             args += [*w, factor * idf / store_base.fts5_idf(rows, holding), phrase]
         if not parts:
@@ -314,10 +326,15 @@ class IndexReader(MemoryPostings):
         union = " UNION ALL ".join(f"SELECT r, s FROM p{i}" for i in range(len(parts)))
         return f"WITH {', '.join(parts)}, m AS MATERIALIZED (SELECT r, sum(s) AS t FROM ({union}) GROUP BY r)", args
 
-    def scores_for(self, ids: list[int], query_vec: Any, query: str,
-                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-                   expansion: Any = None,
-                   collection: store_base.Collection | None = None) -> dict[int, dict[str, float]]:  # fmt: skip
+    def scores_for(
+        self,
+        ids: list[int],
+        query_vec: Any,
+        query: str,
+        weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+        expansion: Any = None,
+        collection: store_base.Collection | None = None,
+    ) -> dict[int, dict[str, float]]:
         """Both methods' scores of the chunks ``ids``: ``{"dense": cosine, "bm25": score}``, BM25 0.0 for
         a chunk that does not match (as ranking by ``bm25()`` leaves it out), with ``expansion`` and
         ``collection`` as :meth:`bm25` takes them. Fusion needs both scores of every candidate, not only of those in each method's own top list."""
@@ -377,8 +394,12 @@ class IndexReader(MemoryPostings):
                 out.append(min(int(row[0]), most) if row else 0)
             else:
                 phrase = '"' + word.replace('"', " ") + '"'
-                out.append(conn.execute("SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? "
-                                        "LIMIT ?)", (phrase, most)).fetchone()[0])  # fmt: skip
+                out.append(
+                    conn.execute(
+                        "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ? LIMIT ?)",
+                        (phrase, most),
+                    ).fetchone()[0]
+                )
         return out
 
     def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -393,10 +414,16 @@ class IndexReader(MemoryPostings):
         out = {}
         for r in rows:
             out[r[0]] = {
-                "chunk_id": r[0], "path": path_from_db(r[1]), "title": r[2],
+                "chunk_id": r[0],
+                "path": path_from_db(r[1]),
+                "title": r[2],
                 "heading": tuple(h for h in r[3].split(HEADING_SEP) if h) if r[3] else (),
-                "text": r[4], "start_line": r[5], "end_line": r[6], "page": r[7], "doc_id": r[8],
-            }  # fmt: skip
+                "text": r[4],
+                "start_line": r[5],
+                "end_line": r[6],
+                "page": r[7],
+                "doc_id": r[8],
+            }
         return out
 
     def document(self, path: str, start_line: int | None = None, end_line: int | None = None) -> list[dict[str, Any]]:
@@ -424,8 +451,10 @@ class IndexReader(MemoryPostings):
             "ORDER BY ordinal LIMIT 1) FROM files f ORDER BY f.path LIMIT ?",
             (limit,),
         )
-        return [{"path": path_from_db(p), "kind": kind, "size": size, "mtime": mtime / 1e9, "title": title or ""}
-                for p, kind, size, mtime, title in rows]  # fmt: skip
+        return [
+            {"path": path_from_db(p), "kind": kind, "size": size, "mtime": mtime / 1e9, "title": title or ""}
+            for p, kind, size, mtime, title in rows
+        ]
 
     def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]:
         rows = self.chunks([i for i, _ in scored])

@@ -246,9 +246,17 @@ class IndexWriter:
 
     @_serialized
     def add_file(
-        self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk], vecs: Any,
-        *, append: bool = False,
-    ) -> int:  # fmt: skip
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        digest: str,
+        kind: str,
+        chunks: Sequence[Chunk],
+        vecs: Any,
+        *,
+        append: bool = False,
+    ) -> int:
         """Replace ``path`` with ``chunks`` and their vectors; returns chunks removed.
 
         ``append``: add the next part of a file read in segments (the first part replaced it). A file
@@ -262,8 +270,9 @@ class IndexWriter:
         if row is not None:
             removed = 0
             file_id = row[0]
-            self.conn.execute("UPDATE files SET size = ?, mtime_ns = ?, hash = ? WHERE id = ?",
-                              (size, mtime_ns, digest, file_id))  # fmt: skip
+            self.conn.execute(
+                "UPDATE files SET size = ?, mtime_ns = ?, hash = ? WHERE id = ?", (size, mtime_ns, digest, file_id)
+            )
         else:
             removed = self.remove_file(path)
             cur = self.conn.execute(
@@ -277,9 +286,18 @@ class IndexWriter:
             c = self.conn.execute(
                 "INSERT INTO chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (file_id, ch.ordinal, None if ch.doc_id is None else txt(ch.doc_id), txt(ch.title),
-                 txt(HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line, ch.page),
-            )  # fmt: skip
+                (
+                    file_id,
+                    ch.ordinal,
+                    None if ch.doc_id is None else txt(ch.doc_id),
+                    txt(ch.title),
+                    txt(HEADING_SEP.join(ch.heading)),
+                    txt(ch.text),
+                    ch.start_line,
+                    ch.end_line,
+                    ch.page,
+                ),
+            )
             ids.append(c.lastrowid)
         if ids:
             mat = np.ascontiguousarray(vecs, dtype=np.float32).reshape(len(ids), self.dim)

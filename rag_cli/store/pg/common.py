@@ -41,8 +41,11 @@ def schema_name(index: str) -> str:
     name = PREFIX + index
     if len(name.encode("utf-8")) > MAX_IDENTIFIER:
         room = MAX_IDENTIFIER - len(PREFIX)
-        raise UsageError(f"index name {index[:20]!r}... is too long for a PostgreSQL store: at most {room} bytes "
-                         f"(it has {len(index.encode('utf-8'))})", hint="choose a shorter --index name")  # fmt: skip
+        raise UsageError(
+            f"index name {index[:20]!r}... is too long for a PostgreSQL store: at most {room} bytes "
+            f"(it has {len(index.encode('utf-8'))})",
+            hint="choose a shorter --index name",
+        )
     return name
 
 
@@ -65,11 +68,18 @@ def pool(settings: Settings) -> Any:
         if got is None or got.closed:
             timeout_ms = int(settings.store_timeout * 1000)
             got = ConnectionPool(
-                settings.store_url, min_size=0, max_size=max(4, settings.effective_workers() + 2),
-                timeout=settings.store_timeout, open=True, name="rag",
-                kwargs={"options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
-                        "connect_timeout": max(1, int(settings.store_timeout)), "application_name": "rag"},
-            )  # fmt: skip
+                settings.store_url,
+                min_size=0,
+                max_size=max(4, settings.effective_workers() + 2),
+                timeout=settings.store_timeout,
+                open=True,
+                name="rag",
+                kwargs={
+                    "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+                    "connect_timeout": max(1, int(settings.store_timeout)),
+                    "application_name": "rag",
+                },
+            )
             _pools[key] = got
         return got
 
@@ -104,8 +114,9 @@ def connection(settings: Settings) -> Iterator[Any]:
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = scrub(first, settings.store_url)
-        raise StoreUnavailable(f"PostgreSQL at {redact(settings.store_url)}: {first}", hint="check --store / [store] url",
-                               transient=True) from None  # fmt: skip
+        raise StoreUnavailable(
+            f"PostgreSQL at {redact(settings.store_url)}: {first}", hint="check --store / [store] url", transient=True
+        ) from None
 
 
 READ_ATTEMPTS = 3

@@ -55,8 +55,10 @@ class PgReader:
         self._checked = 0.0
         with connection(settings) as conn:
             if not schema_made(conn, self.schema):
-                raise IndexNotFound(f"no index named {self.name!r} in the PostgreSQL store",
-                                    hint=f"run `rag index PATH --index {self.name} --store URL` first")  # fmt: skip
+                raise IndexNotFound(
+                    f"no index named {self.name!r} in the PostgreSQL store",
+                    hint=f"run `rag index PATH --index {self.name} --store URL` first",
+                )
             fp = conn.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'fingerprint'")).fetchone()
         self.manifest = {"format": FORMAT_VERSION, "fingerprint": json.loads(fp[0])}
         self.dim = int(self.manifest["fingerprint"].get("embedder", {}).get("dim", 0))
@@ -109,8 +111,10 @@ class PgReader:
             return None
 
         def make() -> PgAllowed:
-            rows = self._rows("SELECT f.id, f.path, f.mtime_ns, count(c.id) FROM {s}.files f "
-                              "LEFT JOIN {s}.chunks c ON c.file_id = f.id GROUP BY f.id")  # fmt: skip
+            rows = self._rows(
+                "SELECT f.id, f.path, f.mtime_ns, count(c.id) FROM {s}.files f "
+                "LEFT JOIN {s}.chunks c ON c.file_id = f.id GROUP BY f.id"
+            )
             keep = [(fid, n) for fid, path, mtime, n in rows if flt.allows(path_from_db(path), mtime / 1e9)]
             return PgAllowed([f for f, _ in keep], sum(n for _, n in keep), sum(r[3] for r in rows))
 
@@ -126,13 +130,21 @@ class PgReader:
             with conn.transaction():
                 if allowed is None or allowed.everything:
                     conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, int(k)))}")
-                    cur = conn.execute(self._q("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks "
-                                               "ORDER BY embedding <#> %s::vector LIMIT %s"), (q, q, k))  # fmt: skip
+                    cur = conn.execute(
+                        self._q(
+                            "SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks "
+                            "ORDER BY embedding <#> %s::vector LIMIT %s"
+                        ),
+                        (q, q, k),
+                    )
                 else:
-                    cur = conn.execute(self._q(
-                        "WITH c AS MATERIALIZED (SELECT id, embedding FROM {s}.chunks WHERE file_id = ANY(%s)) "
-                        "SELECT id, -(embedding <#> %s::vector) AS s FROM c ORDER BY s DESC LIMIT %s"),
-                        (allowed.file_ids, q, k))  # fmt: skip
+                    cur = conn.execute(
+                        self._q(
+                            "WITH c AS MATERIALIZED (SELECT id, embedding FROM {s}.chunks WHERE file_id = ANY(%s)) "
+                            "SELECT id, -(embedding <#> %s::vector) AS s FROM c ORDER BY s DESC LIMIT %s"
+                        ),
+                        (allowed.file_ids, q, k),
+                    )
                 rows: list[Any] = cur.fetchall()
                 return rows
 
@@ -148,15 +160,25 @@ class PgReader:
             return [], 1.0
 
         def work(conn: Any) -> tuple[list[tuple[str, str]], Any, dict[str, int]]:
-            pairs = [(r[0], r[1]) for r in conn.execute(
-                "SELECT w, unnest(tsvector_to_array(to_tsvector('english', w))) FROM unnest(%s::text[]) AS w",
-                (words,))]  # fmt: skip
+            pairs = [
+                (r[0], r[1])
+                for r in conn.execute(
+                    "SELECT w, unnest(tsvector_to_array(to_tsvector('english', w))) FROM unnest(%s::text[]) AS w",
+                    (words,),
+                )
+            ]
             if not pairs:
                 return [], None, {}
-            stats = self._stats.get(self.generation, lambda: conn.execute(self._q(
-                "SELECT count(*), coalesce(avg(doclen), 0) FROM {s}.chunks")).fetchone())  # fmt: skip
-            dfs = dict(conn.execute(self._q("SELECT lexeme, count(*) FROM {s}.postings WHERE lexeme = ANY(%s) "
-                                            "GROUP BY lexeme"), (list({lex for _, lex in pairs}),)).fetchall())  # fmt: skip
+            stats = self._stats.get(
+                self.generation,
+                lambda: conn.execute(self._q("SELECT count(*), coalesce(avg(doclen), 0) FROM {s}.chunks")).fetchone(),
+            )
+            dfs = dict(
+                conn.execute(
+                    self._q("SELECT lexeme, count(*) FROM {s}.postings WHERE lexeme = ANY(%s) GROUP BY lexeme"),
+                    (list({lex for _, lex in pairs}),),
+                ).fetchall()
+            )
             return pairs, stats, dfs
 
         pairs, stats, dfs = read(self.settings, work)
@@ -174,8 +196,9 @@ class PgReader:
                 idf[lex] = word_idf(word, stats[0], dfs.get(lex, 0), given) if stats[0] else 1e-6
         return list(idf.items()), float(stats[1]) or 1.0
 
-    def _weighted_terms(self, query: str, expansion: Any,
-                        collection: Collection | None = None) -> tuple[list[tuple[str, float]], float]:  # fmt: skip
+    def _weighted_terms(
+        self, query: str, expansion: Any, collection: Collection | None = None
+    ) -> tuple[list[tuple[str, float]], float]:
         """:meth:`_terms` of the query, then of an expansion's words (store/base.Expansion) with their idf times
         its weight (a lexeme of both lists counts in each, as two queries' scores added would)."""
         terms, avgdl = self._terms(query, collection)
@@ -197,12 +220,23 @@ class PgReader:
 
     @staticmethod
     def _bm25_args(terms: list[tuple[str, float]], avgdl: float, weights: tuple[float, float, float]) -> dict[str, Any]:
-        return {"avgdl": avgdl, "wa": max(weights[0], weights[1]), "wb": weights[2],
-                "lex": [lex for lex, _ in terms], "idf": [idf for _, idf in terms]}  # fmt: skip
+        return {
+            "avgdl": avgdl,
+            "wa": max(weights[0], weights[1]),
+            "wb": weights[2],
+            "lex": [lex for lex, _ in terms],
+            "idf": [idf for _, idf in terms],
+        }
 
-    def bm25(self, query: str, k: int, weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-             allowed: PgAllowed | None = None, expansion: Any = None,
-             collection: Collection | None = None) -> list[tuple[int, float]]:  # fmt: skip
+    def bm25(
+        self,
+        query: str,
+        k: int,
+        weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+        allowed: PgAllowed | None = None,
+        expansion: Any = None,
+        collection: Collection | None = None,
+    ) -> list[tuple[int, float]]:
         if k <= 0 or (allowed is not None and not len(allowed)):
             return []
         terms, avgdl = self._weighted_terms(query, expansion, collection)
@@ -216,16 +250,23 @@ class PgReader:
         )
         return [(int(i), float(s)) for i, s in self._rows(sql, args)]
 
-    def scores_for(self, ids: list[int], query_vec: Any, query: str,
-                   weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
-                   expansion: Any = None,
-                   collection: Collection | None = None) -> dict[int, dict[str, float]]:  # fmt: skip
+    def scores_for(
+        self,
+        ids: list[int],
+        query_vec: Any,
+        query: str,
+        weights: tuple[float, float, float] = (2.0, 2.0, 1.0),
+        expansion: Any = None,
+        collection: Collection | None = None,
+    ) -> dict[int, dict[str, float]]:
         out: dict[int, dict[str, float]] = {i: {} for i in ids}
         if not ids:
             return out
         if query_vec is not None:
-            for i, s in self._rows("SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks WHERE id = ANY(%s)",
-                                   (vector_text(query_vec), ids)):  # fmt: skip
+            for i, s in self._rows(
+                "SELECT id, -(embedding <#> %s::vector) FROM {s}.chunks WHERE id = ANY(%s)",
+                (vector_text(query_vec), ids),
+            ):
                 out[int(i)]["dense"] = float(s)
         terms, avgdl = self._weighted_terms(query, expansion, collection)
         if terms:
@@ -248,21 +289,34 @@ class PgReader:
         out = []
         for word in words:
             # as written: a word of several tokens ("GitLab.com", "3.0") as a phrase; no token: held by `most`
-            row = self._rows("SELECT CASE WHEN numnode(phraseto_tsquery('english', %s)) = 0 THEN %s ELSE "
-                             "(SELECT count(*) FROM (SELECT 1 FROM {s}.chunks WHERE tsv @@ phraseto_tsquery('english', %s) "
-                             "LIMIT %s) AS held) END", (word, most, word, most))  # fmt: skip
+            row = self._rows(
+                "SELECT CASE WHEN numnode(phraseto_tsquery('english', %s)) = 0 THEN %s ELSE "
+                "(SELECT count(*) FROM (SELECT 1 FROM {s}.chunks WHERE tsv @@ phraseto_tsquery('english', %s) "
+                "LIMIT %s) AS held) END",
+                (word, most, word, most),
+            )
             out.append(int(row[0][0]))
         return out
 
     # -- rows -----------------------------------------------------------------------------------
-    _CHUNK = ("SELECT c.id, f.path, c.title, c.heading, c.text, c.start_line, c.end_line, c.page, c.doc_id "
-              "FROM {s}.chunks c JOIN {s}.files f ON f.id = c.file_id ")  # fmt: skip
+    _CHUNK = (
+        "SELECT c.id, f.path, c.title, c.heading, c.text, c.start_line, c.end_line, c.page, c.doc_id "
+        "FROM {s}.chunks c JOIN {s}.files f ON f.id = c.file_id "
+    )
 
     @staticmethod
     def _chunk(r: Any) -> dict[str, Any]:
-        return {"chunk_id": int(r[0]), "path": path_from_db(r[1]), "title": r[2],
-                "heading": tuple(h for h in r[3].split(HEADING_SEP) if h) if r[3] else (),
-                "text": r[4], "start_line": r[5], "end_line": r[6], "page": r[7], "doc_id": r[8]}  # fmt: skip
+        return {
+            "chunk_id": int(r[0]),
+            "path": path_from_db(r[1]),
+            "title": r[2],
+            "heading": tuple(h for h in r[3].split(HEADING_SEP) if h) if r[3] else (),
+            "text": r[4],
+            "start_line": r[5],
+            "end_line": r[6],
+            "page": r[7],
+            "doc_id": r[8],
+        }
 
     def chunks(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         if not ids:
@@ -285,23 +339,37 @@ class PgReader:
         return [c for c in out if c["start_line"] is None or (c["start_line"] <= hi and (c["end_line"] or lo) >= lo)]
 
     def documents(self, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT f.path, f.kind, f.size, f.mtime_ns, (SELECT title FROM {s}.chunks c WHERE "
-                          "c.file_id = f.id ORDER BY ordinal LIMIT 1) FROM {s}.files f ORDER BY f.path LIMIT %s", (limit,))  # fmt: skip
-        return [{"path": path_from_db(p), "kind": k, "size": s, "mtime": m / 1e9, "title": t or ""}
-                for p, k, s, m, t in rows]  # fmt: skip
+        rows = self._rows(
+            "SELECT f.path, f.kind, f.size, f.mtime_ns, (SELECT title FROM {s}.chunks c WHERE "
+            "c.file_id = f.id ORDER BY ordinal LIMIT 1) FROM {s}.files f ORDER BY f.path LIMIT %s",
+            (limit,),
+        )
+        return [
+            {"path": path_from_db(p), "kind": k, "size": s, "mtime": m / 1e9, "title": t or ""}
+            for p, k, s, m, t in rows
+        ]
 
     def stats(self) -> dict[str, Any]:
-        row = self._rows("SELECT (SELECT count(*) FROM {s}.files), (SELECT count(*) FROM {s}.chunks), "
-                         "(SELECT value FROM {s}.meta WHERE key = 'generation'), "
-                         "(SELECT coalesce(max(indexed_at), 0) FROM {s}.files), "
-                         "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
-                         " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'i'))",
-                         (self.schema,))[0]  # fmt: skip
+        row = self._rows(
+            "SELECT (SELECT count(*) FROM {s}.files), (SELECT count(*) FROM {s}.chunks), "
+            "(SELECT value FROM {s}.meta WHERE key = 'generation'), "
+            "(SELECT coalesce(max(indexed_at), 0) FROM {s}.files), "
+            "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+            " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'i'))",
+            (self.schema,),
+        )[0]
         from ...config import redact
 
-        return {"name": self.name, "files": int(row[0]), "chunks": int(row[1]), "generation": int(row[2]),
-                "updated_at": float(row[3]) or None, "bytes": int(row[4]), "fingerprint": self.manifest["fingerprint"],
-                "path": f"{redact(self.settings.store_url)} schema {self.schema}"}  # fmt: skip
+        return {
+            "name": self.name,
+            "files": int(row[0]),
+            "chunks": int(row[1]),
+            "generation": int(row[2]),
+            "updated_at": float(row[3]) or None,
+            "bytes": int(row[4]),
+            "fingerprint": self.manifest["fingerprint"],
+            "path": f"{redact(self.settings.store_url)} schema {self.schema}",
+        }
 
     def close(self) -> None:
         return None  # the connection pool is the process's

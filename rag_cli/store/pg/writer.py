@@ -83,15 +83,20 @@ class PgWriter:
             if made and conn.execute("SELECT to_regclass(%s)", (f'"{self.schema}".postings',)).fetchone()[0] is None:
                 from ...errors import IndexIncompatible
 
-                raise IndexIncompatible(f"index {self.settings.index!r} was made by an earlier rag (no BM25 postings)",
-                                        hint="run `rag index PATH --rebuild`")  # fmt: skip
+                raise IndexIncompatible(
+                    f"index {self.settings.index!r} was made by an earlier rag (no BM25 postings)",
+                    hint="run `rag index PATH --rebuild`",
+                )
             row = conn.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'fingerprint'")).fetchone()
             if row is None:
-                conn.execute(self._q("INSERT INTO {s}.meta VALUES ('fingerprint', %s), ('generation', '0')"),
-                             (json.dumps(self.fingerprint, sort_keys=True),))  # fmt: skip
+                conn.execute(
+                    self._q("INSERT INTO {s}.meta VALUES ('fingerprint', %s), ('generation', '0')"),
+                    (json.dumps(self.fingerprint, sort_keys=True),),
+                )
             else:
-                check_fingerprint(self.settings.index, {"format": FORMAT_VERSION, "fingerprint": json.loads(row[0])},
-                                  self.fingerprint)  # fmt: skip
+                check_fingerprint(
+                    self.settings.index, {"format": FORMAT_VERSION, "fingerprint": json.loads(row[0])}, self.fingerprint
+                )
             self.generation = int(
                 conn.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'generation'")).fetchone()[0]
             )
@@ -115,9 +120,13 @@ class PgWriter:
 
     def vectors_of_content(self, digest: str, dim: int) -> dict[str, Any]:
         with connection(self.settings) as conn:
-            rows = conn.execute(self._q(
-                "SELECT c.title, c.heading, c.text, c.embedding::text FROM {s}.files f JOIN {s}.chunks c "
-                "ON c.file_id = f.id WHERE f.hash = %s AND f.hash != ''"), (digest,)).fetchall()  # fmt: skip
+            rows = conn.execute(
+                self._q(
+                    "SELECT c.title, c.heading, c.text, c.embedding::text FROM {s}.files f JOIN {s}.chunks c "
+                    "ON c.file_id = f.id WHERE f.hash = %s AND f.hash != ''"
+                ),
+                (digest,),
+            ).fetchall()
         out: dict[str, Any] = {}
         for title, heading, text, vec in rows:
             trail = tuple(h for h in heading.split(HEADING_SEP) if h)
@@ -129,8 +138,9 @@ class PgWriter:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (self.schema, path_to_db(path)))
 
     def _delete(self, conn: Any, db_path: str) -> int:
-        cur = conn.execute(self._q("DELETE FROM {s}.chunks WHERE file_id IN (SELECT id FROM {s}.files WHERE path = %s)"),
-                           (db_path,))  # fmt: skip
+        cur = conn.execute(
+            self._q("DELETE FROM {s}.chunks WHERE file_id IN (SELECT id FROM {s}.files WHERE path = %s)"), (db_path,)
+        )
         removed: int = cur.rowcount
         conn.execute(self._q("DELETE FROM {s}.files WHERE path = %s"), (db_path,))
         return removed
@@ -146,8 +156,18 @@ class PgWriter:
             self._lock_file(conn, path)
             return self._delete(conn, path_to_db(path))
 
-    def add_file(self, path: str, size: int, mtime_ns: int, digest: str, kind: str, chunks: Sequence[Chunk],
-                 vecs: Any, *, append: bool = False) -> int:  # fmt: skip
+    def add_file(
+        self,
+        path: str,
+        size: int,
+        mtime_ns: int,
+        digest: str,
+        kind: str,
+        chunks: Sequence[Chunk],
+        vecs: Any,
+        *,
+        append: bool = False,
+    ) -> int:
         """Replace ``path`` with ``chunks`` and their vectors in one transaction; returns chunks removed.
         A part before a file's last (``digest`` "") keeps the transaction open for the next."""
         import numpy as np
@@ -164,31 +184,60 @@ class PgWriter:
             txt = text_to_db
             if append and conn.info.transaction_status != 0:  # the same transaction, the next part
                 file_id = conn.execute(self._q("SELECT id FROM {s}.files WHERE path = %s"), (db_path,)).fetchone()[0]
-                conn.execute(self._q("UPDATE {s}.files SET size = %s, mtime_ns = %s, hash = %s WHERE id = %s"),
-                             (size, mtime_ns, digest, file_id))  # fmt: skip
+                conn.execute(
+                    self._q("UPDATE {s}.files SET size = %s, mtime_ns = %s, hash = %s WHERE id = %s"),
+                    (size, mtime_ns, digest, file_id),
+                )
             else:
                 self._lock_file(conn, path)
                 removed = self._delete(conn, db_path)
-                file_id = conn.execute(self._q(
-                    "INSERT INTO {s}.files(path, size, mtime_ns, hash, kind, owner, indexed_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"),
-                    (db_path, size, mtime_ns, digest, kind, self.owner, time.time())).fetchone()[0]  # fmt: skip
+                file_id = conn.execute(
+                    self._q(
+                        "INSERT INTO {s}.files(path, size, mtime_ns, hash, kind, owner, indexed_at) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id"
+                    ),
+                    (db_path, size, mtime_ns, digest, kind, self.owner, time.time()),
+                ).fetchone()[0]
             mat = np.asarray(vecs, dtype=np.float32).reshape(len(chunks), self.dim)
             with conn.cursor() as cur:
-                cur.executemany(self._q(
-                    "INSERT INTO {s}.chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page, "
-                    "embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector)"),
-                    [(file_id, ch.ordinal, None if ch.doc_id is None else txt(ch.doc_id), txt(ch.title),
-                      txt(HEADING_SEP.join(ch.heading)), txt(ch.text), ch.start_line, ch.end_line,
-                      ch.page, vector_text(mat[j])) for j, ch in enumerate(chunks)])  # fmt: skip
+                cur.executemany(
+                    self._q(
+                        "INSERT INTO {s}.chunks(file_id, ordinal, doc_id, title, heading, text, start_line, end_line, page, "
+                        "embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector)"
+                    ),
+                    [
+                        (
+                            file_id,
+                            ch.ordinal,
+                            None if ch.doc_id is None else txt(ch.doc_id),
+                            txt(ch.title),
+                            txt(HEADING_SEP.join(ch.heading)),
+                            txt(ch.text),
+                            ch.start_line,
+                            ch.end_line,
+                            ch.page,
+                            vector_text(mat[j]),
+                        )
+                        for j, ch in enumerate(chunks)
+                    ],
+                )
             # BM25's statistics of the new chunks (doclen 0 until now): each lexeme's occurrences in title or
             # heading (weight A) and in the text (B), and the chunk's length, as the tsvector counts them
-            conn.execute(self._q(
-                "INSERT INTO {s}.postings SELECT u.lexeme, c.id, "
-                "(SELECT count(*) FROM unnest(u.weights) w WHERE w = 'A'), (SELECT count(*) FROM unnest(u.weights) w "
-                "WHERE w <> 'A') FROM {s}.chunks c, unnest(c.tsv) u WHERE c.file_id = %s AND c.doclen = 0"), (file_id,))  # fmt: skip
-            conn.execute(self._q("UPDATE {s}.chunks SET doclen = greatest(1, (SELECT coalesce(sum(array_length(u.positions, 1)), 0) "
-                                 "FROM unnest(tsv) u)) WHERE file_id = %s AND doclen = 0"), (file_id,))  # fmt: skip
+            conn.execute(
+                self._q(
+                    "INSERT INTO {s}.postings SELECT u.lexeme, c.id, "
+                    "(SELECT count(*) FROM unnest(u.weights) w WHERE w = 'A'), (SELECT count(*) FROM unnest(u.weights) w "
+                    "WHERE w <> 'A') FROM {s}.chunks c, unnest(c.tsv) u WHERE c.file_id = %s AND c.doclen = 0"
+                ),
+                (file_id,),
+            )
+            conn.execute(
+                self._q(
+                    "UPDATE {s}.chunks SET doclen = greatest(1, (SELECT coalesce(sum(array_length(u.positions, 1)), 0) "
+                    "FROM unnest(tsv) u)) WHERE file_id = %s AND doclen = 0"
+                ),
+                (file_id,),
+            )
             if digest:  # the file is whole: visible at once, all of it
                 conn.commit()
                 pool(self.settings).putconn(conn)
@@ -203,7 +252,9 @@ class PgWriter:
     def checkpoint(self) -> None:
         """Bump the index's generation (readers drop what they cached of the one before)."""
         with connection(self.settings) as conn, conn.transaction():
-            row = conn.execute(self._q(
-                "UPDATE {s}.meta SET value = (value::bigint + 1)::text WHERE key = 'generation' RETURNING value"
-            )).fetchone()  # fmt: skip
+            row = conn.execute(
+                self._q(
+                    "UPDATE {s}.meta SET value = (value::bigint + 1)::text WHERE key = 'generation' RETURNING value"
+                )
+            ).fetchone()
             self.generation = int(row[0])

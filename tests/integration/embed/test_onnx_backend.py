@@ -31,10 +31,18 @@ def _ops(path: Path) -> collections.Counter[str]:
 def vectors() -> dict[str, Any]:
     """Vectors of TEXTS from PyTorch, fused fp32 ONNX and int8 ONNX (exports land in the user cache, as in use)."""
     out = {}
-    for label, backend, variant in (("torch", "sentence-transformers", "fp32"), ("fp32", "onnx", "fp32"),
-                                    ("int8", "onnx", "int8")):  # fmt: skip
-        emb = create(load_settings(embed_backend=backend, embed_onnx_variant=variant,
-                                   embed_doc_backend="torch" if label == "torch" else "auto"))  # fmt: skip
+    for label, backend, variant in (
+        ("torch", "sentence-transformers", "fp32"),
+        ("fp32", "onnx", "fp32"),
+        ("int8", "onnx", "int8"),
+    ):
+        emb = create(
+            load_settings(
+                embed_backend=backend,
+                embed_onnx_variant=variant,
+                embed_doc_backend="torch" if label == "torch" else "auto",
+            )
+        )
         out[label] = emb.embed(TEXTS)
         out[f"{label}-embedder"] = emb
     return out
@@ -63,8 +71,14 @@ def test_fusion_is_kept_only_when_it_changes_nothing(tmp_path: Path, monkeypatch
     """A tiny random BERT: fused with the right head count; the wrong count fails the numerics check."""
     from transformers import BertConfig, BertModel
 
-    cfg = BertConfig(vocab_size=3000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    cfg = BertConfig(
+        vocab_size=3000,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(cfg).save_pretrained(tmp_path / "tiny")
     monkeypatch.setattr(onnx_mod, "fuse", lambda path, config: False)
     plain = onnx_mod.export(tmp_path / "tiny", tmp_path / "plain.onnx")
@@ -81,14 +95,26 @@ def test_fusion_is_kept_only_when_it_changes_nothing(tmp_path: Path, monkeypatch
 
 def test_index_and_search_with_the_int8_backend(tmp_path: Path, vectors: dict[str, Any]) -> None:
     """The real CLI: `rag index` with int8 ONNX, then a search finds the right file; torch is never imported."""
-    env = {"RAG_HOME": str(tmp_path / "home"), "RAG_EMBED_BACKEND": "onnx", "RAG_EMBED_ONNX_VARIANT": "int8",
-           **IMPORTTIME}  # fmt: skip
+    env = {
+        "RAG_HOME": str(tmp_path / "home"),
+        "RAG_EMBED_BACKEND": "onnx",
+        "RAG_EMBED_ONNX_VARIANT": "int8",
+        **IMPORTTIME,
+    }
     out = run_cli("index", str(SAMPLE), "--json", env=env, timeout=600, process=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["chunks"]["added"] > 0
     assert {"torch", "sentence_transformers"}.isdisjoint(imported_modules(out.stderr))  # export cached (fixture)
-    res = run_cli("search", "Who introduced the term retrieval-augmented generation?", "--mode", "dense", "--json",
-                  "--server", "off", env=env)  # fmt: skip
+    res = run_cli(
+        "search",
+        "Who introduced the term retrieval-augmented generation?",
+        "--mode",
+        "dense",
+        "--json",
+        "--server",
+        "off",
+        env=env,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     hits = json.loads(res.stdout)["hits"]
     assert any(h["path"].endswith("concepts/rag-overview.md") for h in hits[:3]), [h["path"] for h in hits]
@@ -110,8 +136,9 @@ def _vectors_of(home: Path) -> dict[str, Any]:
     db = next((home / "indexes" / "default").glob("data-*/rag.sqlite"))
     conn = sqlite3.connect(db)
     try:
-        rows = conn.execute("SELECT f.path, c.ordinal, v.v FROM chunks c JOIN files f ON f.id = c.file_id "
-                            "JOIN vectors v ON v.id = c.id").fetchall()  # fmt: skip
+        rows = conn.execute(
+            "SELECT f.path, c.ordinal, v.v FROM chunks c JOIN files f ON f.id = c.file_id JOIN vectors v ON v.id = c.id"
+        ).fetchall()
     finally:
         conn.close()
     return {(p, o): np.frombuffer(b, dtype=np.float32) for p, o, b in rows}
@@ -125,8 +152,14 @@ def test_default_index_embeds_with_fp32_onnx_exported_once_in_the_open(tmp_path:
     cache = tmp_path / "onnx-cache"
     base = {"RAG_ONNX_CACHE": str(cache)}
     # fresh processes: one that has loaded the encoder already has nothing to prepare
-    first = run_cli("index", str(SAMPLE / "concepts"), "--json", env={**base, "RAG_HOME": str(tmp_path / "h1")},
-                    timeout=900, process=True)  # fmt: skip
+    first = run_cli(
+        "index",
+        str(SAMPLE / "concepts"),
+        "--json",
+        env={**base, "RAG_HOME": str(tmp_path / "h1")},
+        timeout=900,
+        process=True,
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert "preparing the ONNX encoder" in first.stderr and "ONNX encoder ready" in first.stderr
     assert json.loads(first.stdout)["documents_embedded_by"] == "onnx"
@@ -141,6 +174,12 @@ def test_default_index_embeds_with_fp32_onnx_exported_once_in_the_open(tmp_path:
     assert onnx_vecs.keys() == torch_vecs.keys() and onnx_vecs
     assert max(float(np.abs(onnx_vecs[k] - torch_vecs[k]).max()) for k in onnx_vecs) < 1e-4
     for home in ("h2", "h3"):
-        res = run_cli("search", "Who introduced the term retrieval-augmented generation?", "--json",
-                      "--server", "off", env={**base, "RAG_HOME": str(tmp_path / home)})  # fmt: skip
+        res = run_cli(
+            "search",
+            "Who introduced the term retrieval-augmented generation?",
+            "--json",
+            "--server",
+            "off",
+            env={**base, "RAG_HOME": str(tmp_path / home)},
+        )
         assert res.returncode == 0 and json.loads(res.stdout)["hits"][0]["path"].endswith("rag-overview.md")

@@ -34,8 +34,9 @@ def test_a_corpus_of_many_records_is_judged_record_by_record() -> None:
     # ~2 s of CPU to load in all, under a budget of 0.25 s: each record is quick, so none is pathological (a
     # budget of 0.05 s was once spent by one record on a machine busy with a benchmark: a collection of the
     # garbage the 60,000 records make, or cache contention, counts in the record's CPU time)
-    corpus = "".join(json.dumps({"_id": str(i), "title": f"t{i}", "text": f"record {i} " * 20}) + "\n"
-                     for i in range(60_000)).encode()  # fmt: skip
+    corpus = "".join(
+        json.dumps({"_id": str(i), "title": f"t{i}", "text": f"record {i} " * 20}) + "\n" for i in range(60_000)
+    ).encode()
     t = time.thread_time()
     with budget.limit(0.25):
         docs = load_bytes("corpus.jsonl", corpus)
@@ -85,8 +86,10 @@ def test_files_waiting_for_a_busy_pool_are_not_skipped(hash_settings: Settings, 
 @pytest.mark.slow
 def test_eval_fails_when_its_corpus_was_not_indexed(tmp_path: Path) -> None:
     data = tmp_path / "set"
-    write(data / "corpus.jsonl", "".join(json.dumps({"_id": f"d{i}", "title": "t", "text": "alpha beta " * 10}) + "\n"
-                                         for i in range(1, 30)))  # fmt: skip
+    write(
+        data / "corpus.jsonl",
+        "".join(json.dumps({"_id": f"d{i}", "title": "t", "text": "alpha beta " * 10}) + "\n" for i in range(1, 30)),
+    )
     write(data / "queries.jsonl", '{"_id": "q1", "text": "alpha"}\n')
     write(data / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     env = {"RAG_HOME": str(tmp_path / "home"), "RAG_EMBED_BACKEND": "hash", "RAG_INDEX_MAX_FILE_MB": "0.001"}

@@ -17,8 +17,13 @@ from tests.conftest import ROOT, run_cli, write
 
 pytestmark = pytest.mark.slow
 
-SLOW = {"RAG_EMBED_BACKEND": "slow-hash", "RAG_PLUGINS": "tests.plugins.slow_embed", "RAG_TEST_EMBED_DELAY": "0.3",
-        "RAG_INDEX_CHECKPOINT_SECONDS": "0.2", "RAG_INDEX_QUEUE_FILES": "4"}  # fmt: skip
+SLOW = {
+    "RAG_EMBED_BACKEND": "slow-hash",
+    "RAG_PLUGINS": "tests.plugins.slow_embed",
+    "RAG_TEST_EMBED_DELAY": "0.3",
+    "RAG_INDEX_CHECKPOINT_SECONDS": "0.2",
+    "RAG_INDEX_QUEUE_FILES": "4",
+}
 FAST = {"RAG_TEST_EMBED_DELAY": "0.01"}  # the same embedder at full speed, for the runs nothing interrupts
 
 
@@ -50,8 +55,14 @@ def index_proc(docs: Path, home: Path, *extra: str, env: dict[str, str] | None =
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(home), **SLOW, **(env or {})}
     home.parent.mkdir(parents=True, exist_ok=True)
     with open(home.parent / f"stderr-{time.monotonic_ns()}.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "index", str(docs), *extra], env=env, text=True,
-                                stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag_cli", "index", str(docs), *extra],
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
     proc.stderr_path = err.name  # type: ignore[attr-defined]
     return proc
 
@@ -69,8 +80,13 @@ def snapshot(home: Path) -> list[tuple[str, int, str]]:
         "assert r.index.ntotal == len(rows), (r.index.ntotal, len(rows));"
         "print(json.dumps(sorted(rows)))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(home / "indexes" / "default")], capture_output=True,
-                         text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(home / "indexes" / "default")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return [tuple(r) for r in json.loads(out.stdout)]
 

@@ -39,8 +39,12 @@ def make_pptx(path: Path) -> None:
     from pptx.util import Inches
 
     prs = pptx.Presentation()
-    for title, body in [("Kickoff", "Welcome everyone."), ("Roadmap", "Ship the marmalade feature in May."),
-                        ("Risks", "None known."), ("Budget", "The quokka budget is twelve thousand.")]:  # fmt: skip
+    for title, body in [
+        ("Kickoff", "Welcome everyone."),
+        ("Roadmap", "Ship the marmalade feature in May."),
+        ("Risks", "None known."),
+        ("Budget", "The quokka budget is twelve thousand."),
+    ]:
         slide = prs.slides.add_slide(prs.slide_layouts[1])
         slide.shapes.title.text = title
         slide.placeholders[1].text = body
@@ -80,14 +84,18 @@ def make_odt(path: Path) -> None:
 
 
 def make_epub(path: Path) -> None:
-    container = ('<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
-                 '<rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
-                 "</rootfiles></container>")  # fmt: skip
-    opf = ('<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">'
-           '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>The Lighthouse Book</dc:title></metadata>'
-           '<manifest><item id="c1" href="ch1.xhtml" media-type="application/xhtml+xml"/>'
-           '<item id="c2" href="text/ch2.xhtml" media-type="application/xhtml+xml"/></manifest>'
-           '<spine><itemref idref="c1"/><itemref idref="c2"/></spine></package>')  # fmt: skip
+    container = (
+        '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+        '<rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+        "</rootfiles></container>"
+    )
+    opf = (
+        '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">'
+        '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>The Lighthouse Book</dc:title></metadata>'
+        '<manifest><item id="c1" href="ch1.xhtml" media-type="application/xhtml+xml"/>'
+        '<item id="c2" href="text/ch2.xhtml" media-type="application/xhtml+xml"/></manifest>'
+        '<spine><itemref idref="c1"/><itemref idref="c2"/></spine></package>'
+    )
     ch = "<html><body><h1>{}</h1><p>{}</p></body></html>"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("mimetype", "application/epub+zip")
@@ -98,11 +106,22 @@ def make_epub(path: Path) -> None:
 
 
 def make_ipynb(path: Path) -> None:
-    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"language_info": {"name": "python"}},
-          "cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Analysis\n", "\n", "We load the data."]},
-                    {"cell_type": "code", "metadata": {}, "source": ["import pandas\n", "df = load_pangolin_counts()"],
-                     "outputs": [], "execution_count": 1},
-                    {"cell_type": "markdown", "metadata": {}, "source": "## Results\n\nPangolins thrive."}]}  # fmt: skip
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"language_info": {"name": "python"}},
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": ["# Analysis\n", "\n", "We load the data."]},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": ["import pandas\n", "df = load_pangolin_counts()"],
+                "outputs": [],
+                "execution_count": 1,
+            },
+            {"cell_type": "markdown", "metadata": {}, "source": "## Results\n\nPangolins thrive."},
+        ],
+    }
     path.write_text(json.dumps(nb))
 
 
@@ -170,10 +189,12 @@ def home(corpus: Path) -> Path:
     return home
 
 
-@pytest.mark.parametrize(("name", "query", "word", "location"), [(f[0], f[2], f[3], f[4]) for f in FORMATS],
-                         ids=[f[0] for f in FORMATS])  # fmt: skip
-def test_each_format_is_indexed_searchable_and_cited(home: Path, name: str, query: str, word: str,
-                                                     location: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "query", "word", "location"), [(f[0], f[2], f[3], f[4]) for f in FORMATS], ids=[f[0] for f in FORMATS]
+)
+def test_each_format_is_indexed_searchable_and_cited(
+    home: Path, name: str, query: str, word: str, location: str
+) -> None:
     out = run_cli("search", query, "--mode", "bm25", "-k", "3", "--json", env={"RAG_HOME": str(home), **HASH})
     assert out.returncode == 0, out.stderr
     top = json.loads(out.stdout)["hits"][0]
@@ -192,8 +213,10 @@ def test_structure_flows_into_headings(corpus: Path) -> None:
     assert "Notes: Speaker note about wombats." in deck.blocks[-1].text
     assert "An extra text box." in deck.blocks[0].text
     (book,) = load_bytes("b.xlsx", (corpus / "book.xlsx").read_bytes())
-    assert [(b.heading, b.text) for b in book.blocks] == [(("Fruit",), "fruit: apple; colour: red"),
-                                                         (("Inventory",), "item: durian; count: 7\nitem: rambutan; count: 3")]  # fmt: skip
+    assert [(b.heading, b.text) for b in book.blocks] == [
+        (("Fruit",), "fruit: apple; colour: red"),
+        (("Inventory",), "item: durian; count: 7\nitem: rambutan; count: 3"),
+    ]
     (odt,) = load_bytes("g.odt", (corpus / "garden.odt").read_bytes())
     assert odt.title == "Garden notes" and odt.blocks[-1].heading == ("Garden notes", "Pests")
     (epub,) = load_bytes("l.epub", (corpus / "light.epub").read_bytes())

@@ -14,8 +14,10 @@ from rag_cli.ingest import office
 from rag_cli.ingest.loaders import SkipFile, load_bytes
 from tests.conftest import run_cli, write
 
-_NS = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
-       'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')  # fmt: skip
+_NS = (
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+)
 
 
 def _odt(paragraphs: int, spans: int) -> bytes:
@@ -62,12 +64,17 @@ def test_an_odt_member_past_the_cap_is_refused_unread(monkeypatch: pytest.Monkey
 
 def test_an_epub_spine_that_repeats_a_chapter_reads_it_once() -> None:
     """Issue 29, item 14: a 1.6 KB EPUB listing one chapter 700 times gave 5,600 chunks."""
-    container = ('<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
-                 '<rootfiles><rootfile full-path="c.opf" media-type="application/oebps-package+xml"/></rootfiles>'
-                 "</container>")  # fmt: skip
-    opf = ('<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0"><metadata/>'
-           '<manifest><item id="c1" href="ch1.xhtml" media-type="application/xhtml+xml"/></manifest><spine>'
-           + '<itemref idref="c1"/>' * 700 + "</spine></package>")  # fmt: skip
+    container = (
+        '<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+        '<rootfiles><rootfile full-path="c.opf" media-type="application/oebps-package+xml"/></rootfiles>'
+        "</container>"
+    )
+    opf = (
+        '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0"><metadata/>'
+        '<manifest><item id="c1" href="ch1.xhtml" media-type="application/xhtml+xml"/></manifest><spine>'
+        + '<itemref idref="c1"/>' * 700
+        + "</spine></package>"
+    )
     import io
 
     buf = io.BytesIO()

@@ -30,8 +30,13 @@ def test_stuck_and_slow_files_are_skipped_and_the_rest_indexed(tmp_path: Path) -
     # 6.7 MB: under the 8 MiB from which a file is read in segments (each with its own budget), and several
     # times the budget to load and chunk even on a fast machine (0.45 s here, 2026-12)
     write(docs / "huge.md", "# Huge\n\n" + "\n\n".join(f"paragraph {i} " + "word " * 30 for i in range(40_000)))
-    env = {"RAG_HOME": str(tmp_path / "home"), "RAG_EMBED_BACKEND": "hash", "RAG_PLUGINS": "tests.plugins.stuck_loader",
-           "RAG_INDEX_FILE_TIMEOUT": "0.1", "RAG_TEST_STUCK_SECONDS": "60"}  # fmt: skip
+    env = {
+        "RAG_HOME": str(tmp_path / "home"),
+        "RAG_EMBED_BACKEND": "hash",
+        "RAG_PLUGINS": "tests.plugins.stuck_loader",
+        "RAG_INDEX_FILE_TIMEOUT": "0.1",
+        "RAG_TEST_STUCK_SECONDS": "60",
+    }
     t0 = time.monotonic()
     out = run_cli("index", str(docs), "--json", env=env, timeout=50)
     elapsed = time.monotonic() - t0

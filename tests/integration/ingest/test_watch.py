@@ -33,13 +33,24 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = CONVERGE) 
 
 class Watcher:
     def __init__(self, docs: Path, home: Path) -> None:
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(home), "RAG_EMBED_BACKEND": "hash",
-                    "RAG_INDEX_WATCH_DEBOUNCE_MS": "200"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "RAG_HOME": str(home),
+            "RAG_EMBED_BACKEND": "hash",
+            "RAG_INDEX_WATCH_DEBOUNCE_MS": "200",
+        }
         self.err_path = home.parent / f"watch-{time.monotonic_ns()}.err"
         self.out_path = home.parent / f"watch-{time.monotonic_ns()}.out"
         with open(self.err_path, "w") as err, open(self.out_path, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "index", str(docs), "--watch", "--json"],
-                                         env=self.env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rag_cli", "index", str(docs), "--watch", "--json"],
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
         eventually(lambda: "watching" in self.err(), "the watcher starts")
 
     def err(self) -> str:
@@ -123,9 +134,19 @@ def test_deleting_the_watched_folder_removes_its_files_and_says_so(watching: tup
     assert "was deleted; its files left the index" in err[-1] and "Traceback" not in w.err()
 
 
-@pytest.mark.parametrize(("name", "temporary"), [
-    ("notes.md.swp", True), ("notes.md~", True), (".#notes.md", True), ("#notes.md#", True), ("4913", True),
-    ("report.pdf.part", True), ("notes.md", False), ("draft.txt", False), ("temp-notes.md", False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "temporary"),
+    [
+        ("notes.md.swp", True),
+        ("notes.md~", True),
+        (".#notes.md", True),
+        ("#notes.md#", True),
+        ("4913", True),
+        ("report.pdf.part", True),
+        ("notes.md", False),
+        ("draft.txt", False),
+        ("temp-notes.md", False),
+    ],
+)
 def test_temporary_names(name: str, temporary: bool) -> None:
     assert is_temporary(f"/docs/{name}") is temporary

@@ -169,8 +169,17 @@ def test_unanswerable(sample_home: Path) -> None:
 
 def test_context_from_stdin(sample_home: Path) -> None:
     diff = "--- a/x.py\n+++ b/x.py\n@@\n-timeout = None\n+timeout = 2.0\n"
-    out = run_cli("ask", "--context", "-", "--llm", "none", "--json", "what does this change do to the timeout?",
-                  env=env(sample_home), input=diff)  # fmt: skip
+    out = run_cli(
+        "ask",
+        "--context",
+        "-",
+        "--llm",
+        "none",
+        "--json",
+        "what does this change do to the timeout?",
+        env=env(sample_home),
+        input=diff,
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     # the context comes first: it is passage [1], quoted and cited like the index's passages
@@ -182,8 +191,18 @@ def test_context_without_an_index(tmp_path: Path, sample_home: Path) -> None:
     """`git log -p | rag ask --context - "summarise"` on a machine with no index, or with --no-index."""
     diff = "--- a/x.py\n+++ b/x.py\n@@\n-timeout = None\n+timeout = 2.0\n"
     for home, extra in ((tmp_path / "empty-home", []), (sample_home, ["--no-index"])):
-        out = run_cli("ask", "--context", "-", "--llm", "none", "--json", *extra,
-                      "what does this change do to the timeout?", env=env(home), input=diff)  # fmt: skip
+        out = run_cli(
+            "ask",
+            "--context",
+            "-",
+            "--llm",
+            "none",
+            "--json",
+            *extra,
+            "what does this change do to the timeout?",
+            env=env(home),
+            input=diff,
+        )
         assert out.returncode == 0, out.stderr
         data = json.loads(out.stdout)
         assert [s["path"] for s in data["sources"]] == ["stdin"] and "2.0" in data["answer"]
@@ -221,8 +240,18 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 def ask_openai(
     home: Path, server: FakeOpenAI, model: str, *extra: str, **envx: str
 ) -> subprocess.CompletedProcess[str]:
-    return run_cli("ask", Q, "--llm", "openai", "--base-url", server.base_url, "--model", model, *extra,
-                   env=env(home, OPENAI_API_KEY="sk-test-secret", **envx))  # fmt: skip
+    return run_cli(
+        "ask",
+        Q,
+        "--llm",
+        "openai",
+        "--base-url",
+        server.base_url,
+        "--model",
+        model,
+        *extra,
+        env=env(home, OPENAI_API_KEY="sk-test-secret", **envx),
+    )
 
 
 def test_openai_stream_and_key(sample_home: Path, fake_llm: FakeOpenAI) -> None:
@@ -283,9 +312,26 @@ def test_ctrl_c_stops_stream(sample_home: Path, fake_llm: FakeOpenAI, tmp_path: 
     # the drip model sends words without a sentence end: shown as they come only unverified
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env(sample_home), "RAG_ANSWER_VERIFY": "0"}
     with open(tmp_path / "out.txt", "w") as fo, open(tmp_path / "err.txt", "w") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "rag_cli", "ask", Q, "--llm", "openai", "--base-url",
-                                 fake_llm.base_url, "--model", "drip"], env=full, stdout=fo, stderr=fe,
-                                stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rag_cli",
+                "ask",
+                Q,
+                "--llm",
+                "openai",
+                "--base-url",
+                fake_llm.base_url,
+                "--model",
+                "drip",
+            ],
+            env=full,
+            stdout=fo,
+            stderr=fe,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and "word2" not in (tmp_path / "out.txt").read_text():
             time.sleep(0.1)
@@ -315,9 +361,26 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_model_path()),
-                                 "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
-                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(packaged_model_path()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "4096",
+                "--n_threads",
+                "2",
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -51,8 +51,14 @@ def test_instruct_gguf_answers_through_its_chat_template(sample_home: Path, monk
 
 
 def test_rag_ask_model_name_through_the_cli(sample_home: Path) -> None:
-    out = run_cli("ask", "What is retrieval-augmented generation?", "--model", "smollm2-135m", "--json",
-                  env={"RAG_HOME": str(sample_home), "RAG_LLM_TEMPERATURE": "0"})  # fmt: skip
+    out = run_cli(
+        "ask",
+        "What is retrieval-augmented generation?",
+        "--model",
+        "smollm2-135m",
+        "--json",
+        env={"RAG_HOME": str(sample_home), "RAG_LLM_TEMPERATURE": "0"},
+    )
     assert out.returncode in (0, 7), out.stderr
     data = json.loads(out.stdout)
     assert data["provenance"]["model"]["model"] == "smollm2-135m"

@@ -53,8 +53,10 @@ def _events(settings: Settings, tmp_path: Path) -> list[tuple[float, Any]]:
 
     async def go() -> list[tuple[float, Any]]:
         async with Retrieval(settings) as r:
-            return [(time.monotonic(), ev) async for ev in answer("Where do kestrels hunt voles?", r, settings,
-                                                                backends=["scripted"])]  # fmt: skip
+            return [
+                (time.monotonic(), ev)
+                async for ev in answer("Where do kestrels hunt voles?", r, settings, backends=["scripted"])
+            ]
 
     return runtime.run(go())
 
@@ -124,10 +126,15 @@ def test_words_reach_a_terminal_while_the_model_writes(sample_home: Path) -> Non
     """Under a pseudo-terminal, with the default settings (unsupported sentences left out), the slow model's
     words appear on screen as it writes them: the test types Ctrl-C when "word3" is on screen, mid-answer.
     Before, they were held back until checked and then left out, so nothing of them ever reached the screen."""
-    env = {"RAG_HOME": str(sample_home), "RAG_PLUGINS": "tests.plugins.slow_llm", "RAG_TEST_LLM_DELAY": "0.1",
-           "RAG_TEST_LLM_TOKENS": "80"}  # fmt: skip
+    env = {
+        "RAG_HOME": str(sample_home),
+        "RAG_PLUGINS": "tests.plugins.slow_llm",
+        "RAG_TEST_LLM_DELAY": "0.1",
+        "RAG_TEST_LLM_TOKENS": "80",
+    }
     q = "How many bits per weight does the Q4_K_M quantisation use?"
-    code, screen = run_pty("ask", q, "--llm", "slow", "--fallback", "", env=env, timeout=120,
-                           keys=[(b"word3", b"\x03")])  # fmt: skip
+    code, screen = run_pty(
+        "ask", q, "--llm", "slow", "--fallback", "", env=env, timeout=120, keys=[(b"word3", b"\x03")]
+    )
     assert b"word3" in screen
     assert code == 130, screen[-800:]  # stopped mid-answer: the words were there before the end

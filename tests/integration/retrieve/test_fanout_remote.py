@@ -30,8 +30,14 @@ def server() -> Iterator[FakeSearchServer]:
 
 def src(server: FakeSearchServer, name: str, path: str, **kw: Any) -> dict[str, Any]:
     sep = "&" if "?" in path else "?"
-    return {"name": name, "type": "http", "url": server.url(f"{path}{sep}q={{query}}&n={{k}}"), "results": "data.results",
-            "fields": FIELDS, **kw}  # fmt: skip
+    return {
+        "name": name,
+        "type": "http",
+        "url": server.url(f"{path}{sep}q={{query}}&n={{k}}"),
+        "results": "data.results",
+        "fields": FIELDS,
+        **kw,
+    }
 
 
 def search(sources: list[dict[str, Any]], query: str = "rag", *, repeat: int = 1, **settings: Any) -> list[Any]:
@@ -136,9 +142,15 @@ def test_all_failed_raises(server: FakeSearchServer, rag_home: Path) -> None:
 
 
 def test_post_body_template_for_elasticsearch(server: FakeSearchServer, rag_home: Path) -> None:
-    es = {"name": "es", "type": "http", "method": "POST", "url": server.url("/es/_search"),
-          "body": {"query": {"match": {"body": "{query}"}}, "size": "{k}"}, "results": "hits.hits",
-          "fields": {"text": "_source.body", "score": "_score"}}  # fmt: skip
+    es = {
+        "name": "es",
+        "type": "http",
+        "method": "POST",
+        "url": server.url("/es/_search"),
+        "body": {"query": {"match": {"body": "{query}"}}, "size": "{k}"},
+        "results": "hits.hits",
+        "fields": {"text": "_source.body", "score": "_score"},
+    }
     (res, _), _ = search([es], query="wing lift")
     assert res.hits[0].text == "es hit for wing lift" and res.hits[0].score == 2.0
 

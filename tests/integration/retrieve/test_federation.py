@@ -54,14 +54,18 @@ def test_http_source_hit_reaches_the_top(sample_hash_home: Path, tmp_path: Path)
 
 def test_rag_source_shard_hit_reaches_the_top(sample_hash_home: Path, tmp_path: Path) -> None:
     shard_home = tmp_path / "shard"
-    doc = write(tmp_path / "shard_docs" / "rrf.md", "# Reciprocal rank fusion\n\nReciprocal rank fusion merges ranked "
-                "lists by summing 1/(k + rank) over the lists in which a document appears.\n")  # fmt: skip
+    doc = write(
+        tmp_path / "shard_docs" / "rrf.md",
+        "# Reciprocal rank fusion\n\nReciprocal rank fusion merges ranked "
+        "lists by summing 1/(k + rank) over the lists in which a document appears.\n",
+    )
     assert run_cli("index", str(doc.parent), env={"RAG_HOME": str(shard_home), **HASH}).returncode == 0
     s = start_serve(shard_home, tmp_path, env=HASH)
     try:
         cfg = write(tmp_path / "rag.toml", f'[[sources]]\nname = "shard1"\ntype = "rag"\nurl = "{s.url("")}"\n')
-        out = run_cli("search", QUERY, "--json", "-k", "5", "--config", str(cfg),
-                      env={"RAG_HOME": str(sample_hash_home), **HASH})  # fmt: skip
+        out = run_cli(
+            "search", QUERY, "--json", "-k", "5", "--config", str(cfg), env={"RAG_HOME": str(sample_hash_home), **HASH}
+        )
     finally:
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(timeout=30)
@@ -74,16 +78,23 @@ def test_rag_source_shard_hit_reaches_the_top(sample_hash_home: Path, tmp_path: 
     assert {"shard1.dense", "shard1.bm25"} & set(top[0]["source_scores"])
 
 
-def test_a_filter_reaches_a_rag_source_and_leaves_out_one_that_cannot_filter(sample_hash_home: Path,
-                                                                             tmp_path: Path) -> None:  # fmt: skip
+def test_a_filter_reaches_a_rag_source_and_leaves_out_one_that_cannot_filter(
+    sample_hash_home: Path, tmp_path: Path
+) -> None:
     """`--path`/`--type` are sent to a remote `rag serve` (its hits obey them); an `http` source cannot apply
     them, so it is left out of that search with a degradation rather than letting its hits past the filter."""
     shard_home = tmp_path / "shard"
     docs = tmp_path / "shard_docs"
-    write(docs / "rrf.md", "# Reciprocal rank fusion\n\nReciprocal rank fusion merges ranked lists by summing "
-          "1/(k + rank) over the lists in which a document appears.\n")  # fmt: skip
-    write(docs / "rrf.txt", "Reciprocal rank fusion notes\n\nReciprocal rank fusion merges ranked lists of "
-          "documents from several retrievers into one list.\n")  # fmt: skip
+    write(
+        docs / "rrf.md",
+        "# Reciprocal rank fusion\n\nReciprocal rank fusion merges ranked lists by summing "
+        "1/(k + rank) over the lists in which a document appears.\n",
+    )
+    write(
+        docs / "rrf.txt",
+        "Reciprocal rank fusion notes\n\nReciprocal rank fusion merges ranked lists of "
+        "documents from several retrievers into one list.\n",
+    )
     assert run_cli("index", str(docs), env={"RAG_HOME": str(shard_home), **HASH}).returncode == 0
     s = start_serve(shard_home, tmp_path, env=HASH)
     env = {"RAG_HOME": str(sample_hash_home), **HASH}

@@ -72,9 +72,13 @@ def test_bm25_and_dense_honour_filters_inside_the_search(indexed: Settings, memo
             assert reader.bm25_memory((2.0, 2.0, 1.0)) is not None
         vec = create(indexed).embed_query("heron marsh")
         assert not any(n.startswith("wanted/") for n in names(reader, reader.bm25("heron marsh", 10)))
-        for flt, expect in [(Filter(paths=("wanted/*",)), 10), (Filter(types=("txt",)), 6),
-                            (Filter(paths=("wanted/*", "!*.txt")), 10), (Filter(since=OLD + 86400), 10),
-                            (Filter(paths=("nowhere/*",)), 0)]:  # fmt: skip
+        for flt, expect in [
+            (Filter(paths=("wanted/*",)), 10),
+            (Filter(types=("txt",)), 6),
+            (Filter(paths=("wanted/*", "!*.txt")), 10),
+            (Filter(since=OLD + 86400), 10),
+            (Filter(paths=("nowhere/*",)), 0),
+        ]:
             allowed = reader.allowed(flt)
             with reader.snapshot():
                 for got in (reader.bm25("heron", 10, allowed=allowed), reader.dense(vec, 10, allowed=allowed)):

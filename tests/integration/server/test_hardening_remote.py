@@ -49,12 +49,21 @@ def fan(sources: list[dict[str, Any]], query: str = "rag") -> Any:
 
 def redirect_source(a: FakeSearchServer, target: str, **kw: Any) -> dict[str, Any]:
     url = a.url("/redirect") + "?to=" + urllib.parse.quote(target, safe="") + "{query}"
-    return {"name": "kb", "type": "http", "url": url, "results": "data.results", "fields": FIELDS,
-            "headers": {"X-Api-Key": "${RAG_T_KEY}"}, "retries": 0, **kw}  # fmt: skip
+    return {
+        "name": "kb",
+        "type": "http",
+        "url": url,
+        "results": "data.results",
+        "fields": FIELDS,
+        "headers": {"X-Api-Key": "${RAG_T_KEY}"},
+        "retries": 0,
+        **kw,
+    }
 
 
-def test_cross_origin_redirect_not_followed_with_secrets(two_servers: Any, rag_home: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_cross_origin_redirect_not_followed_with_secrets(
+    two_servers: Any, rag_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, b = two_servers
     monkeypatch.setenv("RAG_T_KEY", "k3y-s3cret")
     res = fan([redirect_source(a, b.url("/ok?q="))])
@@ -76,13 +85,16 @@ def test_cross_origin_redirect_not_followed_with_secrets(two_servers: Any, rag_h
 
 
 def test_secrets_in_url_never_in_reasons(rag_home: Path, tmp_path: Path) -> None:
-    cfg = write(tmp_path / "rag.toml", """
+    cfg = write(
+        tmp_path / "rag.toml",
+        """
 [[sources]]
 name = "kb"
 type = "http"
 url = "http://127.0.0.1:${RAG_T_PORT}/search?q={query}&key=${RAG_T_SECRET}"
 retries = 0
-""")  # fmt: skip
+""",
+    )
     env = {"RAG_HOME": str(rag_home), **HASH, "RAG_T_PORT": "99999", "RAG_T_SECRET": "hunter2-s3cret"}
     docs = write(tmp_path / "d/a.md", "# A\n\nlocal text\n").parent
     assert run_cli("index", str(docs), env=env).returncode == 0
@@ -102,13 +114,16 @@ def test_query_placeholder_not_allowed_in_host(rag_home: Path) -> None:
     ("key", "value"), [("timeout", '"fast"'), ("weight", '"heavy"'), ("retries", "-1"), ("timeout", "nan")]
 )
 def test_bad_source_numbers_are_config_errors(rag_home: Path, tmp_path: Path, key: str, value: str) -> None:
-    cfg = write(tmp_path / "rag.toml", f"""
+    cfg = write(
+        tmp_path / "rag.toml",
+        f"""
 [[sources]]
 name = "kb"
 type = "http"
 url = "http://127.0.0.1:9/s?q={{query}}"
 {key} = {value}
-""")  # fmt: skip
+""",
+    )
     env = {"RAG_HOME": str(rag_home), **HASH}
     docs = write(tmp_path / "d/a.md", "# A\n\nlocal text\n").parent
     assert run_cli("index", str(docs), env=env).returncode == 0
@@ -168,7 +183,7 @@ def test_serve_port_in_use_and_bad_host_are_one_line(hash_index: Path) -> None:
     assert "cannot listen on 127.0.0.1" in out.stderr and "Traceback" not in out.stderr
     out = run_cli(
         "serve", "--host", "10.255.255.254", "--port", "0", env={"RAG_HOME": str(hash_index), **HASH}, timeout=120
-    )  # fmt: skip  (bind only: an address this machine does not have, no traffic)
+    )  # (bind only: an address this machine does not have, no traffic)
     assert out.returncode == 2 and "cannot listen" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -256,10 +271,14 @@ def test_serve_refuses_rebinding_hosts_foreign_origins_and_non_json_bodies(hash_
         query = b'{"query": "aardvarks"}'
         ask = b'{"question": "What do aardvarks eat?", "llm": "none"}'
         chat = b'{"model": "rag/default", "messages": [{"role": "user", "content": "What do aardvarks eat?"}]}'
-        routes = [(b"GET", b"/get?path=" + str(hash_index).encode(), b"", b""),
-                  (b"GET", b"/search?q=aardvarks", b"", b""),
-                  (b"POST", b"/search", ok_json, query), (b"POST", b"/ask", ok_json, ask),
-                  (b"POST", b"/v1/chat/completions", ok_json, chat), (b"GET", b"/metrics", b"", b"")]  # fmt: skip
+        routes = [
+            (b"GET", b"/get?path=" + str(hash_index).encode(), b"", b""),
+            (b"GET", b"/search?q=aardvarks", b"", b""),
+            (b"POST", b"/search", ok_json, query),
+            (b"POST", b"/ask", ok_json, ask),
+            (b"POST", b"/v1/chat/completions", ok_json, chat),
+            (b"GET", b"/metrics", b"", b""),
+        ]
         for method, path, headers, body in routes:
             head = method + b" " + path + b" HTTP/1.1\r\n" + headers
             status, data = raw_request(s.port, head + f"Host: rebind.evil.example:{s.port}\r\n".encode(), body)
@@ -268,8 +287,9 @@ def test_serve_refuses_rebinding_hosts_foreign_origins_and_non_json_bodies(hash_
             status, _ = raw_request(s.port, head + b"Host: 127.0.0.1\r\nOrigin: https://evil.example\r\n", body)
             assert status == 403, path
         for host in (f"127.0.0.1:{s.port}", f"localhost:{s.port}", f"[::1]:{s.port}"):
-            status, data = raw_request(s.port, b"POST /search HTTP/1.1\r\n" + ok_json + f"Host: {host}\r\n".encode(),
-                                       query)  # fmt: skip
+            status, data = raw_request(
+                s.port, b"POST /search HTTP/1.1\r\n" + ok_json + f"Host: {host}\r\n".encode(), query
+            )
             assert status == 200 and b"Aardvarks" in data, host
         same = f"Host: 127.0.0.1:{s.port}\r\nOrigin: http://127.0.0.1:{s.port}\r\n".encode()
         assert raw_request(s.port, b"POST /search HTTP/1.1\r\n" + ok_json + same, query)[0] == 200

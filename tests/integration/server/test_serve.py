@@ -48,8 +48,9 @@ def test_search_get_and_post_match_cli_contract(served: Served) -> None:
     # without pseudo-relevance feedback (what a federating peer asks for), GET and POST alike
     status, plain = served.request("/search?q=reciprocal+rank+fusion&k=3&mode=bm25&feedback=false")
     assert status == 200 and len(plain["hits"]) == 3
-    status, posted = served.request("/search", {"query": "reciprocal rank fusion", "k": 3, "mode": "bm25",
-                                                "feedback": False})  # fmt: skip
+    status, posted = served.request(
+        "/search", {"query": "reciprocal rank fusion", "k": 3, "mode": "bm25", "feedback": False}
+    )
     assert status == 200 and [h["chunk_id"] for h in posted["hits"]] == [h["chunk_id"] for h in plain["hits"]]
     # results in document order (each file's best passage first), or the fused passage order an answer takes
     status, docs = served.request("/search", {"query": "reciprocal rank fusion", "k": 8})
@@ -84,31 +85,47 @@ def test_search_by_a_federating_index_s_vector(served: Served) -> None:
     assert dense(query, vector=vec, vector_model=model) == plain_other  # searched by the vector, unmoved
     assert dense(query, vector=vec, vector_model=f"other/{len(vec)}") == plain  # not its model: its own
     # its first passages' stored vectors (its votes in a federated search's shared feedback)
-    status, voted = served.request("/search", {"query": query, "k": 2, "mode": "dense", "feedback": False,
-                                               "vectors": True})  # fmt: skip
+    status, voted = served.request(
+        "/search", {"query": query, "k": 2, "mode": "dense", "feedback": False, "vectors": True}
+    )
     assert status == 200 and [len(h["vector"]) for h in voted["hits"]] == [len(vec)] * 2
     status, own = served.request("/embed", {"texts": [query]})
     top = voted["hits"][0]
     cos = sum(a * b for a, b in zip(top["vector"], own["vectors"][0], strict=True))
     assert status == 200 and cos == pytest.approx(top["score"], abs=0.02)  # the vector its cosine was of
     # the BM25 feedback words it shares: added to the query at their weight
-    status, words = served.request("/search", {"query": query, "k": 3, "mode": "bm25", "feedback": False,
-                                               "expansion": ["quantisation", "gguf"], "expansion_weight": 5})  # fmt: skip
+    status, words = served.request(
+        "/search",
+        {
+            "query": query,
+            "k": 3,
+            "mode": "bm25",
+            "feedback": False,
+            "expansion": ["quantisation", "gguf"],
+            "expansion_weight": 5,
+        },
+    )
     assert status == 200 and "quantis" in words["hits"][0]["text"].lower()
-    assert "quantis" not in served.request("/search", {"query": query, "k": 1, "mode": "bm25",
-                                                     "feedback": False})[1]["hits"][0]["text"].lower()  # fmt: skip
+    assert (
+        "quantis"
+        not in served.request("/search", {"query": query, "k": 1, "mode": "bm25", "feedback": False})[1]["hits"][0][
+            "text"
+        ].lower()
+    )
     assert served.request("/search", {"query": "x", "expansion": "license"})[0] == 400
     assert served.request("/search", {"query": "x", "expansion": ["a"], "expansion_weight": -1})[0] == 400
     assert served.request("/search", {"query": "x", "vector": ["a"], "vector_model": model})[0] == 400
     assert served.request("/search", {"query": "x", "vector": [0.1, 0.2]})[0] == 400  # which model made it?
     # its word counts (its share of a federated search's collection statistics), and BM25 by a given collection
-    status, counted = served.request("/search", {"query": "quantisation bits", "k": 2, "mode": "bm25",
-                                                 "feedback": False, "counts": True})  # fmt: skip
+    status, counted = served.request(
+        "/search", {"query": "quantisation bits", "k": 2, "mode": "bm25", "feedback": False, "counts": True}
+    )
     rows, held = counted["collection"]["rows"], counted["collection"]["words"]
     assert status == 200 and rows > 10 and set(held) == {"quantisation", "bits"} and 0 < held["bits"] < rows
     bigger = {"rows": rows * 10, "words": {"quantisation": held["quantisation"], "bits": held["bits"] * 10}}
-    status, scaled = served.request("/search", {"query": "quantisation bits", "k": 2, "mode": "bm25",
-                                                "feedback": False, "collection": bigger})  # fmt: skip
+    status, scaled = served.request(
+        "/search", {"query": "quantisation bits", "k": 2, "mode": "bm25", "feedback": False, "collection": bigger}
+    )
     assert status == 200 and [h["score"] for h in scaled["hits"]] != [h["score"] for h in counted["hits"]]
     assert "collection" not in scaled
     assert served.request("/search", {"query": "x", "collection": {"rows": 3, "words": {"x": -1}}})[0] == 400
@@ -184,8 +201,15 @@ def test_metrics_parse(served: Served) -> None:
     status, text = served.request("/metrics")
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    for name in ("rag_http_requests", "rag_http_request_seconds", "rag_source_seconds", "rag_source_failures",
-                 "rag_source_breaker_state", "rag_event_loop_lag_seconds", "rag_pool_jobs"):  # fmt: skip
+    for name in (
+        "rag_http_requests",
+        "rag_http_request_seconds",
+        "rag_source_seconds",
+        "rag_source_failures",
+        "rag_source_breaker_state",
+        "rag_event_loop_lag_seconds",
+        "rag_pool_jobs",
+    ):
         assert name in families, name
     routes = {s.labels.get("route") for s in families["rag_http_requests"].samples}
     assert "/search" in routes
@@ -207,8 +231,11 @@ def test_rag_get_reads_a_remote_sources_hit(served: Served, tmp_path: Path) -> N
     assert served.request("/get?path=" + urllib.parse.quote(path), token=None)[0] == 401
     home = tmp_path / "home3"  # no local index at all, only the team's server
     env = {"RAG_HOME": str(home), "RAG_EMBED_BACKEND": "hash", "TEAM_TOKEN": TOKEN}
-    cfg = write(tmp_path / "rag.toml", f'[[sources]]\nname = "team"\ntype = "rag"\nurl = "{served.url("")}"\n'
-                                       'token = "${TEAM_TOKEN}"\ntimeout = 10\n')  # fmt: skip
+    cfg = write(
+        tmp_path / "rag.toml",
+        f'[[sources]]\nname = "team"\ntype = "rag"\nurl = "{served.url("")}"\n'
+        'token = "${TEAM_TOKEN}"\ntimeout = 10\n',
+    )
     out = run_cli("get", path, "--config", str(cfg), env=env)
     assert out.returncode == 0, out.stderr
     assert found["hits"][0]["text"][:40] in out.stdout
@@ -264,8 +291,10 @@ def test_load_2000_requests_50_clients(served: Served) -> None:
     rss0, th0 = rss_mib(served.proc.pid), threads(served.proc.pid)
     res = asyncio.run(run_load(base, queries, total=2000, concurrency=50, token=TOKEN, timeout=60))
     rss1, th1 = rss_mib(served.proc.pid), threads(served.proc.pid)
-    print(f"\n2000 requests: {res.rps:.0f} rps, p50 {res.pct(50):.0f} ms, p99 {res.pct(99):.0f} ms, "
-          f"RSS {rss0:.0f} -> {rss1:.0f} MiB, threads {th0} -> {th1}")  # fmt: skip
+    print(
+        f"\n2000 requests: {res.rps:.0f} rps, p50 {res.pct(50):.0f} ms, p99 {res.pct(99):.0f} ms, "
+        f"RSS {rss0:.0f} -> {rss1:.0f} MiB, threads {th0} -> {th1}"
+    )
     assert res.errors == {} and res.statuses == {200: 2000}
     assert th1 <= th0 + 2  # no thread per request
     assert rss1 < rss0 + 150  # bounded: caches are capped
@@ -297,8 +326,17 @@ def test_warm_path_uses_the_running_server(served: Served, sample_home: Path) ->
     env = {"RAG_HOME": str(sample_home), "RAG_SERVE_TOKEN": TOKEN}
     local = run_cli("search", "reciprocal rank fusion", "--json", "-k", "3", "--server", "off", env=env)
     for server in (["--server", served.url("")], []):  # explicit URL, then auto-discovery
-        out = run_cli("search", "reciprocal rank fusion", "--json", "-k", "3", *server, env={**env, **IMPORTTIME},
-                      timeout=60, process=True)  # fmt: skip
+        out = run_cli(
+            "search",
+            "reciprocal rank fusion",
+            "--json",
+            "-k",
+            "3",
+            *server,
+            env={**env, **IMPORTTIME},
+            timeout=60,
+            process=True,
+        )
         assert out.returncode == 0, out.stderr
         assert {"faiss", "onnxruntime", "torch", "sentence_transformers", "numpy"}.isdisjoint(
             imported_modules(out.stderr)
@@ -387,8 +425,9 @@ def test_warm_ask_scores_evidence_with_the_servers_model(served: Served, sample_
     assert warm.returncode == 0 and cold.returncode == 0, warm.stderr + cold.stderr
     w, c = json.loads(warm.stdout)["provenance"], json.loads(cold.stdout)["provenance"]
     assert w["best_evidence"] == pytest.approx(c["best_evidence"], abs=1e-3)
-    gated = run_cli("ask", q, "--llm", "none", "--server", served.url(""),
-                    env={**env, "RAG_ANSWER_MIN_EVIDENCE": "1.5"})  # fmt: skip
+    gated = run_cli(
+        "ask", q, "--llm", "none", "--server", served.url(""), env={**env, "RAG_ANSWER_MIN_EVIDENCE": "1.5"}
+    )
     assert gated.returncode == 7 and "min_evidence 1.5" in gated.stderr
     status, data = served.request("/embed", {"texts": ["retrieval", "fusion of ranked lists"]})
     assert status == 200 and len(data["vectors"]) == 2 and len(data["vectors"][0]) == 384
@@ -403,8 +442,10 @@ def test_embed_shares_the_in_flight_limit(sample_home: Path, tmp_path: Path) -> 
     from concurrent.futures import ThreadPoolExecutor
 
     s = start_serve(sample_home, tmp_path, env={"RAG_SERVE_MAX_INFLIGHT": "1", "RAG_SERVE_MAX_BODY_KB": "256"})
-    texts = [f"sentence {i} about reciprocal rank fusion of ranked lists from dense and keyword search" * 3
-             for i in range(64)]  # fmt: skip
+    texts = [
+        f"sentence {i} about reciprocal rank fusion of ranked lists from dense and keyword search" * 3
+        for i in range(64)
+    ]
     gauge = re.compile(r"^rag_inflight_searches(?:\{[^}]*\})? (\d+)\.0$", re.M)
     try:
         with ThreadPoolExecutor(9) as pool:

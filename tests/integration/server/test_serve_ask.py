@@ -44,8 +44,17 @@ SERVE_ENV = {"RAG_PLUGINS": "tests.plugins.slow_llm", "RAG_SERVE_ASK_QUEUE": "1"
 def served(two_homes: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("asklog")
     log = tmp / "tokens.log"
-    s = start_serve(two_homes, tmp, "--token", TOKEN, "--index", "default", "--index", "guides",
-                    env={**SERVE_ENV, "RAG_TEST_LLM_LOG": str(log)})  # fmt: skip
+    s = start_serve(
+        two_homes,
+        tmp,
+        "--token",
+        TOKEN,
+        "--index",
+        "default",
+        "--index",
+        "guides",
+        env={**SERVE_ENV, "RAG_TEST_LLM_LOG": str(log)},
+    )
     s.tokens_log = log  # type: ignore[attr-defined]
     yield s
     s.proc.send_signal(signal.SIGTERM)
@@ -206,8 +215,11 @@ def test_openai_client_against_v1(served: Served) -> None:
 
     client = openai.OpenAI(base_url=served.url("/v1"), api_key=TOKEN, max_retries=0)
     assert [m.id for m in client.models.list()] == ["rag/default", "rag/guides"]
-    history = [{"role": "user", "content": Q}, {"role": "assistant", "content": "About 4.5 [1]."},
-               {"role": "user", "content": "and what is its file size?"}]  # fmt: skip
+    history = [
+        {"role": "user", "content": Q},
+        {"role": "assistant", "content": "About 4.5 [1]."},
+        {"role": "user", "content": "and what is its file size?"},
+    ]
     resp = client.chat.completions.create(model="rag/default", messages=history, extra_body={"llm": "none"})
     text = resp.choices[0].message.content or ""
     assert resp.choices[0].finish_reason == "stop" and "\n\nSources:\n[" in text
@@ -215,8 +227,9 @@ def test_openai_client_against_v1(served: Served) -> None:
     assert extra["citations"] and all({"n", "path", "location"} <= set(c) for c in extra["citations"])
     assert "Q4_K_M" in extra["rag"]["query"] and extra["rag"]["question"] == "and what is its file size?"
     # streaming, with the real packaged model
-    chunks = list(client.chat.completions.create(model="rag/default", messages=[{"role": "user", "content": Q}],
-                                                 stream=True))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(model="rag/default", messages=[{"role": "user", "content": Q}], stream=True)
+    )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].choices[0].finish_reason == "stop" and "Sources:" in streamed
     final = chunks[-1].model_extra or {}
@@ -245,8 +258,9 @@ async def _mcp_calls(client: Any) -> dict[str, Any]:
     found = await client.call_tool("search", {"query": "what is GGUF", "k": 3, "path": "*.txt"})
     answered = await client.call_tool("ask", {"question": Q, "llm": "none"})
     first = found.structured_content["hits"][0]
-    got = await client.call_tool("get", {"path": first["path"], "start_line": first["start_line"],
-                                         "end_line": first["end_line"]})  # fmt: skip
+    got = await client.call_tool(
+        "get", {"path": first["path"], "start_line": first["start_line"], "end_line": first["end_line"]}
+    )
     by_id = await client.call_tool("get", {"chunk_id": first["chunk_id"]})
     missing = await client.call_tool("get", {"path": "/nowhere.md"})
     listed = await client.call_tool("indexes", {})
@@ -259,10 +273,20 @@ async def _mcp_calls(client: Any) -> dict[str, Any]:
         unread = None
     except Exception as exc:  # the SDK raises the server's error (not in the index)
         unread = str(exc)
-    return {"resources": resources, "templates": [t.uri_template for t in templates], "doc": doc,
-            "read": read, "unread": unread, "tools": sorted(t.name for t in tools.tools), "search": found.structured_content,
-            "ask": answered.structured_content, "get": got.structured_content, "by_id": by_id.structured_content,
-            "missing": missing, "indexes": listed.structured_content}  # fmt: skip
+    return {
+        "resources": resources,
+        "templates": [t.uri_template for t in templates],
+        "doc": doc,
+        "read": read,
+        "unread": unread,
+        "tools": sorted(t.name for t in tools.tools),
+        "search": found.structured_content,
+        "ask": answered.structured_content,
+        "get": got.structured_content,
+        "by_id": by_id.structured_content,
+        "missing": missing,
+        "indexes": listed.structured_content,
+    }
 
 
 def _check_mcp(out: dict[str, Any], indexes: set[str]) -> None:
@@ -295,8 +319,12 @@ def test_an_mcp_client_that_leaves_stops_generation(served: Served) -> None:
 
     log: Path = served.tokens_log  # type: ignore[attr-defined]
     before = _metric(served, "rag_answers_total", route="mcp", outcome="cancelled")
-    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-            "params": {"name": "ask", "arguments": {"question": Q, "llm": "slow"}}}  # fmt: skip
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "ask", "arguments": {"question": Q, "llm": "slow"}},
+    }
     headers = {**AUTH, "Accept": "application/json, text/event-stream"}
     start = _count_lines(log)
 
@@ -370,8 +398,13 @@ def test_rag_ask_sends_the_whole_question_to_a_warm_server(served: Served, two_h
     """Issue 31: with a `rag serve` registered for the index and the same reader settings, `rag ask` streams
     the server's answer (its model loaded, no model in the CLI process): the same JSON and JSON Lines
     contract as in-process, the same answer at temperature 0; other reader settings answer in-process."""
-    env = {"RAG_HOME": str(two_homes), "RAG_SERVE_TOKEN": TOKEN, "RAG_LLM_TEMPERATURE": "0",
-           "RAG_PLUGINS": "tests.plugins.slow_llm", "RAG_SERVE_ASK_QUEUE": "1"}  # fmt: skip
+    env = {
+        "RAG_HOME": str(two_homes),
+        "RAG_SERVE_TOKEN": TOKEN,
+        "RAG_LLM_TEMPERATURE": "0",
+        "RAG_PLUGINS": "tests.plugins.slow_llm",
+        "RAG_SERVE_ASK_QUEUE": "1",
+    }
     before = _metric(served, "rag_answers_total", route="/ask", outcome="ok")
     warm = run_cli("ask", Q, "--json", "--server", served.url(""), env=env)
     assert warm.returncode == 0, warm.stderr
@@ -400,8 +433,13 @@ def test_rag_ask_sends_the_whole_question_to_a_warm_server(served: Served, two_h
     off = run_cli("ask", "What is the population of Tokyo?", "--json", "--server", served.url(""), env=env)
     assert off.returncode == 7 and json.loads(off.stdout)["exit_code"] == 7, off.stderr
     # rag chat sends each turn, the follow-up with the query it condensed (searched and judged as such)
-    chat = run_cli("chat", "--server", served.url(""), env=env,
-                   input="How many bits per weight does Q4_K_M use?\nand what about the file size?\n")  # fmt: skip
+    chat = run_cli(
+        "chat",
+        "--server",
+        served.url(""),
+        env=env,
+        input="How many bits per weight does Q4_K_M use?\nand what about the file size?\n",
+    )
     assert chat.returncode == 0 and "rag: no relevant" not in chat.stderr, chat.stderr
     assert chat.stdout.count("Sources:") == 2, chat.stdout
     assert _metric(served, "rag_answers_total", route="/ask", outcome="ok") == before + 4

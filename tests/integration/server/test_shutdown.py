@@ -123,16 +123,27 @@ def test_signal_during_streamed_answer(sample_home: Path, tmp_path: Path, sig: i
     with FakeOpenAI() as llm:
         # the drip model's words never end a sentence: unchecked, they are on stdout as they come (checked, they
         # would be held until the ~60-word cut of a run-on sentence, 18 s of drip)
-        full = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_HOME": str(sample_home), "OPENAI_API_KEY": "sk-x",
-                "RAG_ANSWER_VERIFY": "0"}  # fmt: skip
+        full = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "RAG_HOME": str(sample_home),
+            "OPENAI_API_KEY": "sk-x",
+            "RAG_ANSWER_VERIFY": "0",
+        }
         args = ["--llm", "openai", "--base-url", llm.base_url, "--model", "drip"]
         argv = [sys.executable, "-m", "rag_cli", command, *args]
         if command == "ask":
             argv.insert(4, "How does reciprocal rank fusion combine rankings?")
         out, err = tmp_path / "out.txt", tmp_path / "err.txt"
         with open(out, "w") as fo, open(err, "w") as fe:
-            proc = subprocess.Popen(argv, env=full, stdout=fo, stderr=fe, text=True,
-                                    stdin=subprocess.PIPE if command == "chat" else subprocess.DEVNULL)  # fmt: skip
+            proc = subprocess.Popen(
+                argv,
+                env=full,
+                stdout=fo,
+                stderr=fe,
+                text=True,
+                stdin=subprocess.PIPE if command == "chat" else subprocess.DEVNULL,
+            )
             if command == "chat":
                 assert proc.stdin is not None
                 proc.stdin.write("How does reciprocal rank fusion combine rankings?\n")

@@ -80,8 +80,15 @@ def test_disk_full_keeps_old_index(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    out = subprocess.run([sys.executable, "-m", "rag_cli", "index", str(docs)], env=full, capture_output=True,
-                         text=True, preexec_fn=cap, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "rag_cli", "index", str(docs)],
+        env=full,
+        capture_output=True,
+        text=True,
+        preexec_fn=cap,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.returncode == 1, out.stderr
     assert "cannot write index" in out.stderr and "intact" in out.stderr and "Traceback" not in out.stderr
     after = search(env)

@@ -27,8 +27,11 @@ def build(settings: Settings, root: Path, *, rebuild: bool = False) -> None:
 
 def corpus(root: Path) -> Path:
     shutil.copytree(SAMPLE, root / "sample")
-    write(root / "edge.md", "# Café crème\n\nRunning runners run. The naïve café serves crème brûlée.\n\n"
-                            "## foo_bar\n\nfoo_bar and foo bar are not the same; snake_case splits in FTS5.\n")  # fmt: skip
+    write(
+        root / "edge.md",
+        "# Café crème\n\nRunning runners run. The naïve café serves crème brûlée.\n\n"
+        "## foo_bar\n\nfoo_bar and foo bar are not the same; snake_case splits in FTS5.\n",
+    )
     write(root / "repeat.txt", "retrieval " * 300 + "\n\nrare-word zyzzyva\n")
     return root
 
@@ -82,10 +85,17 @@ def wait_for_memory(reader: IndexReader, generation: int) -> None:
     raise AssertionError(f"BM25 postings of generation {generation} were not loaded ({reader.bm25_memory_error})")
 
 
-@pytest.mark.parametrize("weights,slice_size", [(WEIGHTS, keyword._SLICE), ((0.3, 1.7, 0.1), keyword._SLICE),
-                                                ((0.0, 0.0, 1.0), keyword._SLICE), (WEIGHTS, 97)])  # fmt: skip
-def test_memory_scores_equal_fts5(hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                  weights: tuple[float, float, float], slice_size: int) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "weights,slice_size",
+    [(WEIGHTS, keyword._SLICE), ((0.3, 1.7, 0.1), keyword._SLICE), ((0.0, 0.0, 1.0), keyword._SLICE), (WEIGHTS, 97)],
+)
+def test_memory_scores_equal_fts5(
+    hash_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    weights: tuple[float, float, float],
+    slice_size: int,
+) -> None:
     """Every matching chunk gets the FTS5 path's score: with non-integer weights, with zero weights (matches
     that score 0 still count), and with the postings read in small slices."""
     monkeypatch.setattr(keyword, "_SLICE", slice_size)
@@ -122,9 +132,13 @@ def test_phrase_words_fall_back_to_fts5(
         assert keyword.QueryTokenizer().terms("Crème") == ("creme",)
         calls: list[int] = []
         search = keyword.MemoryBM25.search
-        monkeypatch.setattr(keyword.MemoryBM25, "search",
-                            lambda self, p, k, mask=None, factors=None, idfs=None:
-                            calls.append(1) or search(self, p, k, mask, factors, idfs))  # fmt: skip
+        monkeypatch.setattr(
+            keyword.MemoryBM25,
+            "search",
+            lambda self, p, k, mask=None, factors=None, idfs=None: (
+                calls.append(1) or search(self, p, k, mask, factors, idfs)
+            ),
+        )
         with mem.snapshot():
             phrase = mem.bm25("foo_bar", 10)
             plain = mem.bm25("café", 10)
@@ -135,8 +149,9 @@ def test_phrase_words_fall_back_to_fts5(
         mem.close()
 
 
-def test_new_generation_is_loaded_in_background_and_fts5_answers_meanwhile(hash_settings: Settings,
-                                                                          tmp_path: Path) -> None:  # fmt: skip
+def test_new_generation_is_loaded_in_background_and_fts5_answers_meanwhile(
+    hash_settings: Settings, tmp_path: Path
+) -> None:
     root = corpus(tmp_path / "docs")
     build(hash_settings, root)
     mem = open_reader(hash_settings, 10**6)
@@ -198,8 +213,9 @@ def test_index_over_the_limit_stays_on_fts5(hash_settings: Settings, tmp_path: P
         reader.close()
 
 
-def test_a_failed_load_leaves_fts5_answering(hash_settings: Settings, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_failed_load_leaves_fts5_answering(
+    hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     build(hash_settings, corpus(tmp_path / "docs"))
     attempts: list[int] = []
 

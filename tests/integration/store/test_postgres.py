@@ -90,7 +90,8 @@ def test_index_search_ask_and_incremental(pg: str, tmp_path: Path) -> None:
         orphans, covered, chunks = conn.execute(
             'SELECT (SELECT count(*) FROM "rag_basic".postings p LEFT JOIN "rag_basic".chunks c ON c.id = p.chunk_id '
             'WHERE c.id IS NULL), (SELECT count(DISTINCT chunk_id) FROM "rag_basic".postings), '
-            '(SELECT count(*) FROM "rag_basic".chunks)').fetchone()  # fmt: skip
+            '(SELECT count(*) FROM "rag_basic".chunks)'
+        ).fetchone()
     assert orphans == 0 and covered == chunks == sum(after.values())
     assert not any(h["path"].endswith("doc2.md") for h in search(env, "kestrel doc2", "-k", "10")["hits"])
     listed = json.loads(run_cli("indexes", "--json", env=env).stdout)
@@ -113,9 +114,13 @@ def test_fingerprint_mismatch_is_refused(pg: str, tmp_path: Path) -> None:
 
 
 def _indexer(root: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "rag_cli", "index", str(root), "--json"],
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "rag_cli", "index", str(root), "--json"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("overlap", [False, True], ids=["disjoint", "overlapping"])
@@ -139,8 +144,15 @@ def test_three_concurrent_indexers(pg: str, tmp_path: Path, overlap: bool) -> No
 
 def test_kill_9_mid_run_leaves_no_partial_file(pg: str, tmp_path: Path) -> None:
     root = docs(tmp_path / "d", 40)
-    env = env_for(pg, tmp_path / "home", RAG_INDEX="killed", RAG_PLUGINS="tests.plugins.slow_embed",
-                  RAG_EMBED_BACKEND="slow-hash", RAG_TEST_EMBED_DELAY="0.2", RAG_INDEX_QUEUE_FILES="2")  # fmt: skip
+    env = env_for(
+        pg,
+        tmp_path / "home",
+        RAG_INDEX="killed",
+        RAG_PLUGINS="tests.plugins.slow_embed",
+        RAG_EMBED_BACKEND="slow-hash",
+        RAG_TEST_EMBED_DELAY="0.2",
+        RAG_INDEX_QUEUE_FILES="2",
+    )
     ref = env_for(pg, tmp_path / "home", RAG_INDEX="killed_ref")
     assert run_cli("index", str(root), env=ref).returncode == 0
     want = counts(pg, "killed_ref")
@@ -238,8 +250,10 @@ def test_a_dropped_connection_is_tried_again(pg: str, tmp_path: Path) -> None:
     reader = store_base.open_reader(load_settings(index="retry", store_url=pg, embed_backend="hash"))
     assert reader.bm25("kestrel doc1", 3)
     with psycopg.connect(pg, autocommit=True) as admin:
-        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                               "WHERE application_name = 'rag' AND pid <> pg_backend_pid()").fetchone()[0]  # fmt: skip
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'rag' AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
     assert killed >= 1
     hits = reader.bm25("kestrel doc1", 3)
     assert hits and reader.hits(hits, "bm25")[0].path.endswith("doc1.md")

@@ -157,9 +157,13 @@ def test_the_layer_check_finds_what_breaks_the_layers(tmp_path: Path) -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     pkg = tmp_path / "rag_cli"
-    for name, body in {"store/layout.py": "from ..cli.output import clean\n", "llm/openai.py": "from ..retrieve.remote import backoff\n",
-                       "pipeline/verify.py": "from .prompting import _CITE\n", "text.py": "import os\n",
-                       "retrieve/client.py": "def f():\n    from ..pipeline.answer import Event\n"}.items():  # fmt: skip
+    for name, body in {
+        "store/layout.py": "from ..cli.output import clean\n",
+        "llm/openai.py": "from ..retrieve.remote import backoff\n",
+        "pipeline/verify.py": "from .prompting import _CITE\n",
+        "text.py": "import os\n",
+        "retrieve/client.py": "def f():\n    from ..pipeline.answer import Event\n",
+    }.items():
         (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         (pkg / name).write_text(body)
     found = "\n".join(mod.violations(pkg))

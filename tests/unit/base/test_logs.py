@@ -13,8 +13,18 @@ from rag_cli import logs
 def test_a_record_is_one_logfmt_line_with_its_fields() -> None:
     out = io.StringIO()
     log = logs.setup("info", out)
-    logs.get("serve.access").info("", extra={"fields": {"method": "GET", "path": "/search", "status": 200,
-                                                        "ms": 12.345, "agent": 'say "hi"\nsecond line'}})  # fmt: skip
+    logs.get("serve.access").info(
+        "",
+        extra={
+            "fields": {
+                "method": "GET",
+                "path": "/search",
+                "status": 200,
+                "ms": 12.345,
+                "agent": 'say "hi"\nsecond line',
+            }
+        },
+    )
     logs.get("index").warning("stopped early")
     lines = out.getvalue().splitlines()
     assert len(lines) == 2  # a client's line break stays inside its value

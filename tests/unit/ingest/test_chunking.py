@@ -59,8 +59,11 @@ def test_small_tail_with_overlap_joins_previous() -> None:
     """With overlap a last chunk can be the carried sentences plus a few words; those words join the
     chunk before when they fit there."""
     text = " ".join(f"S{i} w w." for i in range(9))  # 27 words, split for a 24-word budget
-    chunks = chunk_document(doc(Block(text, (), 1, 1), Block("y z.", (), 3, 3), title=""), word_counter,
-                            ChunkerConfig(max_tokens=24, overlap=6))  # fmt: skip
+    chunks = chunk_document(
+        doc(Block(text, (), 1, 1), Block("y z.", (), 3, 3), title=""),
+        word_counter,
+        ChunkerConfig(max_tokens=24, overlap=6),
+    )
     assert all(word_counter([c.text])[0] <= 24 for c in chunks)
     assert chunks[-1].text.endswith("y z.") and word_counter([chunks[-1].text])[0] > 6
 

@@ -92,8 +92,11 @@ MEMBERS = {
 
 
 @FUZZ
-@given(ext=st.sampled_from(sorted(MEMBERS)), parts=st.lists(st.binary(max_size=600), min_size=3, max_size=3),
-       xml=st.booleans())  # fmt: skip
+@given(
+    ext=st.sampled_from(sorted(MEMBERS)),
+    parts=st.lists(st.binary(max_size=600), min_size=3, max_size=3),
+    xml=st.booleans(),
+)
 def test_office_containers_with_random_members(ext: str, parts: list[bytes], xml: bool) -> None:
     import io
     import zipfile
@@ -106,10 +109,17 @@ def test_office_containers_with_random_members(ext: str, parts: list[bytes], xml
 
 
 @FUZZ
-@given(cells=st.lists(st.fixed_dictionaries({"cell_type": st.sampled_from(["markdown", "code", "raw", 3]),
-                                             "source": st.one_of(st.text(max_size=200),
-                                                                 st.lists(st.text(max_size=50), max_size=4))}),
-                      max_size=8))  # fmt: skip
+@given(
+    cells=st.lists(
+        st.fixed_dictionaries(
+            {
+                "cell_type": st.sampled_from(["markdown", "code", "raw", 3]),
+                "source": st.one_of(st.text(max_size=200), st.lists(st.text(max_size=50), max_size=4)),
+            }
+        ),
+        max_size=8,
+    )
+)
 def test_notebooks_of_random_cells(cells: list[dict[str, object]]) -> None:
     import json
 

@@ -67,8 +67,10 @@ def test_a_copied_file_reuses_stored_vectors(tmp_path: Path, hash_settings: obje
     reader = IndexReader(hash_settings.index_dir)  # type: ignore[attr-defined]
     try:
         conn = reader._conn()
-        rows = conn.execute("SELECT f.path, c.text, v.v FROM chunks c JOIN files f ON f.id = c.file_id "
-                            "JOIN vectors v ON v.id = c.id WHERE f.path LIKE '%p3%'").fetchall()  # fmt: skip
+        rows = conn.execute(
+            "SELECT f.path, c.text, v.v FROM chunks c JOIN files f ON f.id = c.file_id "
+            "JOIN vectors v ON v.id = c.id WHERE f.path LIKE '%p3%'"
+        ).fetchall()
     finally:
         reader.close()
     by_text: dict[str, list[bytes]] = {}
@@ -91,8 +93,7 @@ def test_a_renamed_file_reuses_its_vectors_in_the_same_run(tmp_path: Path, hash_
 
 
 def test_stages_are_reported(tmp_path: Path, hash_settings: object) -> None:
-    report = runtime.run(index_paths([_docs(tmp_path / "d")], hash_settings,
-                                     embed_base.create(hash_settings)))  # type: ignore[arg-type]  # fmt: skip
+    report = runtime.run(index_paths([_docs(tmp_path / "d")], hash_settings, embed_base.create(hash_settings)))  # type: ignore[arg-type]
     stages = report.to_dict()["stages"]
     assert list(stages) == list(ORDER)
     assert abs(sum(v["share"] for v in stages.values()) - 1.0) < 0.01

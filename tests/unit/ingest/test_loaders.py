@@ -103,10 +103,12 @@ def test_text_paragraph_lines() -> None:
 
 def test_html_page_chrome_is_not_indexed() -> None:
     """Issue 21, 10: the Git manual's footer ("Last updated 2024-05-31") was indexed with every page."""
-    page = (b'<html><head><title>T</title></head><body><h1>Intro</h1><div class="paragraph"><p>Body text.</p></div>'
-            b'<div id="footer"><div id="footer-text">Last updated 2024-05-31</div><div>nested</div></div>'
-            b'<p>After the footer.</p><footer>Copyright 2024</footer><nav><div>menu</div></nav>'
-            b'<div class="sidebar"><ul class="menu"><li>home</li></ul></div><p>Tail.</p></body></html>')  # fmt: skip
+    page = (
+        b'<html><head><title>T</title></head><body><h1>Intro</h1><div class="paragraph"><p>Body text.</p></div>'
+        b'<div id="footer"><div id="footer-text">Last updated 2024-05-31</div><div>nested</div></div>'
+        b"<p>After the footer.</p><footer>Copyright 2024</footer><nav><div>menu</div></nav>"
+        b'<div class="sidebar"><ul class="menu"><li>home</li></ul></div><p>Tail.</p></body></html>'
+    )
     (doc,) = load_bytes("p.html", page)
     text = " ".join(b.text for b in doc.blocks)
     assert text == "Body text. After the footer. Tail."
@@ -160,12 +162,15 @@ def test_utf8_text_has_no_note() -> None:
     assert doc.notes == [] and doc.blocks[0].text == "Café crème"
 
 
-@pytest.mark.parametrize(("name", "data", "text"), [
-    ("a.md", b"# Release checklist\n", "Release checklist"),
-    ("b.md", b"# Plan\n\n## Steps\n", "Plan\nSteps"),
-    ("c.rst", b"Title\n=====\n", "Title"),
-    ("d.html", b"<html><head><title>Only a title</title></head><body></body></html>", "Only a title"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "data", "text"),
+    [
+        ("a.md", b"# Release checklist\n", "Release checklist"),
+        ("b.md", b"# Plan\n\n## Steps\n", "Plan\nSteps"),
+        ("c.rst", b"Title\n=====\n", "Title"),
+        ("d.html", b"<html><head><title>Only a title</title></head><body></body></html>", "Only a title"),
+    ],
+)
 def test_heading_only_files_are_indexed(name: str, data: bytes, text: str) -> None:
     """Issue 19: a Markdown file holding only a heading was skipped as 'empty: no text'."""
     (doc,) = load_bytes(name, data)

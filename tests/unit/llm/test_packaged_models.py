@@ -34,8 +34,18 @@ def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def entry(sha: str, name: str = "fake-reader") -> packaged.Packaged:
-    return packaged.Packaged(name, "reader", "a fake", ("fakepart1==1",), packaged._parts("fakepart", 3, "data/part{i:02d}.bin"),
-                             f"{name}.gguf", sha, sum(map(len, PARTS)), "MIT", "chat")  # fmt: skip
+    return packaged.Packaged(
+        name,
+        "reader",
+        "a fake",
+        ("fakepart1==1",),
+        packaged._parts("fakepart", 3, "data/part{i:02d}.bin"),
+        f"{name}.gguf",
+        sha,
+        sum(map(len, PARTS)),
+        "MIT",
+        "chat",
+    )
 
 
 def test_assemble_concatenates_the_parts_in_order_and_checks_the_hash(fake_parts: Path) -> None:
@@ -50,8 +60,18 @@ def test_assemble_concatenates_the_parts_in_order_and_checks_the_hash(fake_parts
 
 
 def test_a_single_file_is_used_in_place_and_its_check_recorded_in_a_new_cache(fake_parts: Path) -> None:
-    one = packaged.Packaged("fake-one", "reader", "a fake", ("fakepart1==1",), packaged._parts("fakepart", 1, "data/part{i:02d}.bin"),
-                            "fake-one.gguf", hashlib.sha256(PARTS[0]).hexdigest(), len(PARTS[0]), "MIT", "chat")  # fmt: skip
+    one = packaged.Packaged(
+        "fake-one",
+        "reader",
+        "a fake",
+        ("fakepart1==1",),
+        packaged._parts("fakepart", 1, "data/part{i:02d}.bin"),
+        "fake-one.gguf",
+        hashlib.sha256(PARTS[0]).hexdigest(),
+        len(PARTS[0]),
+        "MIT",
+        "chat",
+    )
     assert not (fake_parts.parent / "cache").exists()  # a fresh machine: no cache folder yet
     path = packaged.assemble(one)
     assert path == fake_parts / "fakepart1" / "data" / "part01.bin"  # not copied
@@ -67,8 +87,9 @@ def test_a_hash_mismatch_is_refused_and_leaves_no_file(fake_parts: Path) -> None
     assert packaged.verified_path(model) is None
 
 
-def test_models_install_refuses_a_mismatch_with_one_line(fake_parts: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_models_install_refuses_a_mismatch_with_one_line(
+    fake_parts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from rag_cli.cli import output
     from rag_cli.cli.app import main
 
@@ -126,8 +147,9 @@ class FakeLlama:
 
 @pytest.mark.parametrize("style", ["auto", "completion", "chat"])
 @pytest.mark.parametrize("name", ["base.gguf", "instruct.gguf"])
-def test_the_prompt_shape_follows_the_gguf_chat_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         name: str, style: str) -> None:  # fmt: skip
+def test_the_prompt_shape_follows_the_gguf_chat_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, style: str
+) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(Llama=FakeLlama))
     monkeypatch.setattr(local, "_MODELS", {})
     FakeLlama.calls = []

@@ -13,8 +13,16 @@ from rag_cli.types import Hit
 
 
 def hit(text: str, n: int = 1, source: str = "dense+bm25", **extra: object) -> Hit:
-    return Hit(text=text, score=0.5, source=source, path=f"/docs/f{n}.md", title=f"T{n}", chunk_id=n,
-               start_line=n, extra=dict(extra))  # fmt: skip
+    return Hit(
+        text=text,
+        score=0.5,
+        source=source,
+        path=f"/docs/f{n}.md",
+        title=f"T{n}",
+        chunk_id=n,
+        start_line=n,
+        extra=dict(extra),
+    )
 
 
 def words(text: str) -> int:
@@ -121,8 +129,17 @@ def test_keyword_only_hits_do_not_make_an_off_topic_question_answerable() -> Non
     from rag_cli.pipeline.refusal import relevant
     from rag_cli.types import Hit
 
-    kw = [Hit(text=f"t{i}", score=5.0 - i, source="bm25", path=f"/p{i}", chunk_id=i,
-              extra={"source_scores": {"bm25": 5.0 - i}}) for i in range(5)]  # fmt: skip
+    kw = [
+        Hit(
+            text=f"t{i}",
+            score=5.0 - i,
+            source="bm25",
+            path=f"/p{i}",
+            chunk_id=i,
+            extra={"source_scores": {"bm25": 5.0 - i}},
+        )
+        for i in range(5)
+    ]
     assert relevant(kw, 0.3, best_dense=0.18) == []
     assert relevant(kw, 0.3, best_dense=0.45) == kw
     assert relevant(kw, 0.3) == kw  # no dense search ran (--mode bm25): the words matched
@@ -162,8 +179,12 @@ def test_passage_with_the_best_evidence_comes_first_and_given_context_stays_firs
     from rag_cli.pipeline.answer import _prompt
 
     off = Hit(text="Branches are cheap. A branch is a pointer to a commit.", score=0.9, source="dense", path="a.md")
-    on = Hit(text="Stored credentials expire after a while. The cache daemon keeps passwords for 900 seconds by default.", score=0.5,
-             source="dense", path="b.md")  # fmt: skip
+    on = Hit(
+        text="Stored credentials expire after a while. The cache daemon keeps passwords for 900 seconds by default.",
+        score=0.5,
+        source="dense",
+        path="b.md",
+    )
     q = "How many seconds does the cache daemon keep passwords?"
     prompt, kept, _ = _prompt(q, [off, on], _Words(), Settings(), None)
     assert kept[0].path == "b.md" and "[1] b.md" in prompt.completion  # retrieved second, shown first
@@ -194,13 +215,21 @@ def test_two_passages_of_one_page_get_labels_of_their_own() -> None:
     def src(location: str, url: str | None = None) -> dict[str, object]:
         return {"location": location, "url": url}
 
-    got = source_labels([src("/d/local-llms.pdf#page=1"), src("/d/a.md:3"), src("/d/local-llms.pdf#page=1"),
-                         src("x", "https://example.org/p")])  # fmt: skip
+    got = source_labels(
+        [
+            src("/d/local-llms.pdf#page=1"),
+            src("/d/a.md:3"),
+            src("/d/local-llms.pdf#page=1"),
+            src("x", "https://example.org/p"),
+        ]
+    )
     assert got[0].endswith("local-llms.pdf#page=1 (passage 1)") and got[2].endswith("local-llms.pdf#page=1 (passage 2)")
     assert got[1].endswith("a.md:3") and got[3] == "https://example.org/p"
     # a Word document's passages have no line or page: their section tells them apart (issue 32 item 11)
-    word = [{"location": "/d/policy.docx", "url": None, "heading": ["Travel policy", h], "start_line": None,
-             "page": None} for h in ("Hotels", "Trains")]  # fmt: skip
+    word = [
+        {"location": "/d/policy.docx", "url": None, "heading": ["Travel policy", h], "start_line": None, "page": None}
+        for h in ("Hotels", "Trains")
+    ]
     assert [g.rsplit("/", 1)[-1] for g in source_labels(word)] == ["policy.docx § Hotels", "policy.docx § Trains"]
 
 

@@ -65,8 +65,10 @@ class Scripted(llm_base.BaseBackend):
 
 def run(backend: Any, settings: Settings | None = None, hits: list[Hit] | None = None) -> tuple[Any, list[Any]]:
     llm_base.register("scripted", lambda s, services: backend)
-    hits = hits or [Hit(text=BRANCH, score=0.9, source="bm25", path="b.md"),
-                    Hit(text=CACHE, score=0.8, source="bm25", path="c.md")]  # fmt: skip
+    hits = hits or [
+        Hit(text=BRANCH, score=0.9, source="bm25", path="b.md"),
+        Hit(text=CACHE, score=0.8, source="bm25", path="c.md"),
+    ]
     s = settings or Settings(answer_min_evidence=0.0)
 
     async def go() -> list[Any]:
@@ -84,8 +86,10 @@ def test_a_verified_answer_ends_with_the_best_evidence_quoted() -> None:
     assert [v.quoted for v in result.sentences] == [False, True]
     assert not any(e.kind == "warning" for e in events)
     # [answer] quote = false: a verified answer stands alone
-    alone, _ = run(Scripted(["According to [1], the cache keeps passwords for 900 seconds [1]."]),
-                   Settings(answer_min_evidence=0.0, answer_quote=False))  # fmt: skip
+    alone, _ = run(
+        Scripted(["According to [1], the cache keeps passwords for 900 seconds [1]."]),
+        Settings(answer_min_evidence=0.0, answer_quote=False),
+    )
     assert "Evidence:" not in alone.answer
 
 
@@ -112,17 +116,22 @@ def test_a_quote_the_model_already_copied_is_not_repeated() -> None:
 def test_an_unsupported_sentence_is_left_out_and_the_evidence_quoted() -> None:
     result, events = run(Scripted(["The cache keeps passwords for 30 days [1]."]))
     assert "30 days" not in result.answer and result.answer.startswith("Evidence:\n- ")
-    assert result.dropped == [{"text": "The cache keeps passwords for 30 days [1].", "support": 0.0,
-                               "reason": "no source supports it"}]  # fmt: skip
+    assert result.dropped == [
+        {"text": "The cache keeps passwords for 30 days [1].", "support": 0.0, "reason": "no source supports it"}
+    ]
     assert any("no sentence of the answer is supported" in e.data for e in events if e.kind == "warning")
-    marked, _ = run(Scripted(["The cache keeps passwords for 30 days [1]."]),
-                    Settings(answer_min_evidence=0.0, answer_unverified="mark"))  # fmt: skip
+    marked, _ = run(
+        Scripted(["The cache keeps passwords for 30 days [1]."]),
+        Settings(answer_min_evidence=0.0, answer_unverified="mark"),
+    )
     # shown marked, an unverified sentence does not lead: the evidence comes first (issue 32 item 6)
     assert marked.answer.startswith('Evidence:\n- "The credential cache daemon keeps passwords for 900 seconds')
     assert marked.answer.endswith("\n\nThe cache keeps passwords for 30 days [1]. (unverified)")
     assert marked.provenance["lead"] == "evidence"
-    first, _ = run(Scripted(["The cache keeps passwords for 30 days [1]."]),
-                   Settings(answer_min_evidence=0.0, answer_unverified="mark", answer_lead="answer"))  # fmt: skip
+    first, _ = run(
+        Scripted(["The cache keeps passwords for 30 days [1]."]),
+        Settings(answer_min_evidence=0.0, answer_unverified="mark", answer_lead="answer"),
+    )
     assert first.answer.startswith("The cache keeps passwords for 30 days [1]. (unverified)\n\nEvidence:")
 
 
@@ -272,13 +281,23 @@ def test_the_refusal_gates_judge_a_follow_up_by_its_condensed_question(monkeypat
     monkeypatch.setattr(answer_mod, "names_gate", names_gate)
     monkeypatch.setattr(answer_mod, "evidence_gate", evidence_gate)
     llm_base.register("scripted", lambda s, services: Scripted(["b controls length normalisation [1]."]))
-    hits = [Hit(text="k1 controls term frequency saturation. b controls length normalisation.", score=0.9,
-                source="bm25", path="bm25.md")]  # fmt: skip
+    hits = [
+        Hit(
+            text="k1 controls term frequency saturation. b controls length normalisation.",
+            score=0.9,
+            source="bm25",
+            path="bm25.md",
+        )
+    ]
     condensed = "What does k1 control? and what about b?"
 
     async def go() -> list[Any]:
-        return [ev async for ev in answer("and what about b?", FakeRetrieval(hits), Settings(),
-                                          backends=["scripted"], query=condensed)]  # fmt: skip
+        return [
+            ev
+            async for ev in answer(
+                "and what about b?", FakeRetrieval(hits), Settings(), backends=["scripted"], query=condensed
+            )
+        ]
 
     events = runtime.run(go())
     assert judged == [condensed, condensed]
@@ -288,11 +307,16 @@ def test_the_refusal_gates_judge_a_follow_up_by_its_condensed_question(monkeypat
 def test_the_result_keeps_every_passage_retrieved_beside_those_the_prompt_held() -> None:
     """`rag eval` tells "not retrieved" from "not in the evidence" by every passage retrieved, which a prompt
     cut to evidence may not hold; the list stays in the process (the JSON contract is unchanged)."""
-    filler = [Hit(text=f"Unrelated passage number {i} about gardening tools.", score=0.5, source="bm25",
-                  path=f"g{i}.md") for i in range(3)]  # fmt: skip
+    filler = [
+        Hit(text=f"Unrelated passage number {i} about gardening tools.", score=0.5, source="bm25", path=f"g{i}.md")
+        for i in range(3)
+    ]
     hits = [Hit(text=CACHE, score=0.8, source="bm25", path="c.md"), *filler]
-    result, _ = run(Scripted(["The cache keeps passwords for 900 seconds [1]."]),
-                    Settings(answer_min_evidence=0.0, answer_evidence_tokens=16), hits)  # fmt: skip
+    result, _ = run(
+        Scripted(["The cache keeps passwords for 900 seconds [1]."]),
+        Settings(answer_min_evidence=0.0, answer_evidence_tokens=16),
+        hits,
+    )
     assert [h.path for h in result.retrieved] == ["c.md", "g0.md", "g1.md", "g2.md"]
     assert len(result.sources) < len(result.retrieved)  # the prompt held the evidence's passages only
     assert "retrieved" not in result.to_dict()

@@ -80,11 +80,14 @@ def test_contradicting_number_is_not_verified() -> None:
     assert not verdict.verified and verdict.support == 0.0  # "300" is in no passage
 
 
-@pytest.mark.parametrize(("sentence", "passage"), [
-    ("The default maxsize is 32 [1].", "The LRU cache holds maxsize=128 entries by default (bpo-13227)."),
-    ("The default port is 80 [1].", "The development server listens on port 8000 by default."),
-    ("Set gc.reflogExpire to change it [1].", "gc.reflogExpireUnreachable sets how long unreachable entries stay."),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("sentence", "passage"),
+    [
+        ("The default maxsize is 32 [1].", "The LRU cache holds maxsize=128 entries by default (bpo-13227)."),
+        ("The default port is 80 [1].", "The development server listens on port 8000 by default."),
+        ("Set gc.reflogExpire to change it [1].", "gc.reflogExpireUnreachable sets how long unreachable entries stay."),
+    ],
+)
 def test_a_number_or_name_must_be_a_whole_token_of_its_support(sentence: str, passage: str) -> None:
     """Issue 32, item 2: the check was a substring test, so "32" passed against "bpo-13227"."""
     verdict = Verifier([passage], question="What is the default?").check(sentence)
@@ -176,9 +179,14 @@ def test_evidence_gate_declines_passages_that_say_nothing_close_to_an_answer(has
     from rag_cli.types import Hit
 
     embedder = create(hash_settings)
-    hits = [Hit(text="git gc --auto packs loose objects when more than 6700 of them pile up. It runs after commits.",
-                score=0.5, source="dense"),
-            Hit(text="A branch is a movable pointer to a commit.", score=0.4, source="dense")]  # fmt: skip
+    hits = [
+        Hit(
+            text="git gc --auto packs loose objects when more than 6700 of them pile up. It runs after commits.",
+            score=0.5,
+            source="dense",
+        ),
+        Hit(text="A branch is a movable pointer to a commit.", score=0.4, source="dense"),
+    ]
     gate = replace(hash_settings, answer_min_evidence=0.44)
     scored = runtime.run(evidence_gate("When does git gc --auto pack loose objects?", hits, embedder.embed, gate))
     assert scored and max(s.score for s in scored) >= 0.44
@@ -268,8 +276,10 @@ def test_a_quote_that_introduces_a_block_carries_the_block() -> None:
     its passage comes with it, bounded (BLOCK_WORDS), and a quote without a colon is unchanged."""
     from rag_cli.pipeline.evidence import BLOCK_WORDS, quotes, score
 
-    passage = ("To turn a JSON string into Python objects, we can do this:\n\n"
-               "data = json.loads(text)\n\nThe result is a dict for a JSON object.")  # fmt: skip
+    passage = (
+        "To turn a JSON string into Python objects, we can do this:\n\n"
+        "data = json.loads(text)\n\nThe result is a dict for a JSON object."
+    )
     long = "The -X importtime option does the following:\n\n" + " ".join(f"w{i}" for i in range(200))
     sents = score("How do I parse a JSON string into Python objects?", [passage, long])
     got = quotes(sents, {0: 1, 1: 2}, 1)
@@ -306,8 +316,10 @@ def test_a_number_must_be_bound_to_what_the_question_asks_about() -> None:
     v = Verifier([table], question="How much can I spend on a hotel in Paris?")
     assert not v.check("You can spend about 140 euros on a hotel in Paris [1].").verified
     assert v.check("You can spend about 190 euros on a hotel in Paris [1].").verified
-    pdf = ("Quantisation stores each weight with fewer bits. The Q4_K_M scheme uses about 4.5 bits\nper weight on "
-           "average. Gemma 3 270M is a 270 million parameter model. Its Q4_K_M\nfile is about 250 MB.")  # fmt: skip
+    pdf = (
+        "Quantisation stores each weight with fewer bits. The Q4_K_M scheme uses about 4.5 bits\nper weight on "
+        "average. Gemma 3 270M is a 270 million parameter model. Its Q4_K_M\nfile is about 250 MB."
+    )
     v = Verifier([pdf], question="How many bits per weight does the Q4_K_M quantisation use?")
     assert not v.check("According to [1], the Q4_K_M quantisation uses about 250 MB.").verified
     assert v.check("The Q4_K_M scheme uses about 4.5 bits per weight [1].").verified
@@ -325,8 +337,10 @@ def test_a_number_must_stand_beside_what_the_question_counts() -> None:
     assert asked_quantity("How many dimensions do all-MiniLM-L6-v2 embeddings have?") == ["dimensi"]
     assert asked_quantity("What is the default max_workers of ThreadPoolExecutor?") == ["max_work"]
     assert asked_quantity("How much can I spend on a hotel in Paris?") == []
-    other = ("Gemma 3 270M is a 270 million parameter model released by Google in 2025. Its Q4_K_M\nfile is about "
-             "250 MB. It is a base model: it continues text rather than following chat instructions.")  # fmt: skip
+    other = (
+        "Gemma 3 270M is a 270 million parameter model released by Google in 2025. Its Q4_K_M\nfile is about "
+        "250 MB. It is a base model: it continues text rather than following chat instructions."
+    )
     right = (
         "Quantisation stores each weight with fewer bits. The Q4_K_M scheme uses about 4.5 bits\nper weight on average."
     )
@@ -343,8 +357,10 @@ def test_a_number_must_stand_beside_what_the_question_counts() -> None:
 def test_prose_names_its_subject_once_and_a_name_with_digits_is_no_number() -> None:
     """A correct paraphrase the binding dropped on sample QA: the passage names all-MiniLM-L6-v2 once and says
     "Its maximum sequence length is 256" later; "l6-v2" in the answer is a name, not a number to bind."""
-    passage = ("The embedding model all-MiniLM-L6-v2 maps text to vectors. It was trained on a billion sentence pairs. "
-               "Its maximum sequence length is 256 word pieces; longer input is truncated.")  # fmt: skip
+    passage = (
+        "The embedding model all-MiniLM-L6-v2 maps text to vectors. It was trained on a billion sentence pairs. "
+        "Its maximum sequence length is 256 word pieces; longer input is truncated."
+    )
     v = Verifier([passage], question="What is the maximum sequence length of all-MiniLM-L6-v2?")
     assert v.check("According to [1], the maximum sequence length of all-MiniLM-L6-v2 is 256 word pieces.").verified
 
@@ -372,21 +388,27 @@ def test_correct_paraphrases_of_an_instruct_reader_are_verified() -> None:
 
 
 def test_a_number_binds_across_a_sentence_without_a_number_of_its_own() -> None:
-    doc = ("merge.renameLimit: The number of files to consider in the exhaustive portion of rename detection during "
-           "a merge. If not specified, defaults to the value of diff.renameLimit. If neither merge.renameLimit nor "
-           "diff.renameLimit are specified, currently defaults to 7000.")  # fmt: skip
+    doc = (
+        "merge.renameLimit: The number of files to consider in the exhaustive portion of rename detection during "
+        "a merge. If not specified, defaults to the value of diff.renameLimit. If neither merge.renameLimit nor "
+        "diff.renameLimit are specified, currently defaults to 7000."
+    )
     v = Verifier([doc], question="By default, how many files does rename detection look at during a merge?")
     assert v.check("The default value of `merge.renameLimit` is 7000 [1].").verified
     # a sentence between that holds a number of its own still ends the reach (250 MB is the file's size)
-    pdf = ("The Q4_K_M scheme uses about 4.5 bits per weight. Gemma 3 270M is a 270 million parameter model. "
-           "Its Q4_K_M file is about 250 MB.")  # fmt: skip
+    pdf = (
+        "The Q4_K_M scheme uses about 4.5 bits per weight. Gemma 3 270M is a 270 million parameter model. "
+        "Its Q4_K_M file is about 250 MB."
+    )
     v = Verifier([pdf], question="How many bits per weight does the Q4_K_M quantisation use?")
     assert not v.check("According to [1], the Q4_K_M quantisation uses about 250 MB.").verified
 
 
 def test_an_example_value_in_a_command_the_passage_writes_with_a_placeholder() -> None:
-    synopsis = ("git restore [<options>] [--source=<tree>] [--staged] [--worktree] [--] <pathspec>… Restore specified "
-                "paths in the working tree. --staged restores the index, unstaging the file.")  # fmt: skip
+    synopsis = (
+        "git restore [<options>] [--source=<tree>] [--staged] [--worktree] [--] <pathspec>… Restore specified "
+        "paths in the working tree. --staged restores the index, unstaging the file."
+    )
     v = Verifier([synopsis], question="How do I unstage a file using the newer git restore command?")
     example = "To unstage a file, restore it in the index:\n```\ngit restore --staged path/to/file\n```\n"
     assert v.check(example).verified

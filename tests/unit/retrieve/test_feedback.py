@@ -9,8 +9,11 @@ from rag_cli.retrieve.feedback import expansion_terms, rocchio
 
 
 def test_expansion_words_come_from_the_best_passages_and_leave_the_query_out() -> None:
-    texts = ["rebase replays commits onto upstream branch", "rebase interactive squash commits",
-             "unrelated gardening tomatoes soil"]  # fmt: skip
+    texts = [
+        "rebase replays commits onto upstream branch",
+        "rebase interactive squash commits",
+        "unrelated gardening tomatoes soil",
+    ]
     words = expansion_terms("how to rebase", texts, [9.0, 8.0, 0.5], terms=3)
     assert "rebase" not in words  # a query word is not feedback
     assert words[0] == "commits"  # in both strong passages

@@ -10,8 +10,10 @@ from rag_cli.retrieve.fusion import collapse_twins
 from rag_cli.types import Hit
 from tests.conftest import run_cli, write
 
-PAGE = ("git-revert creates a new commit that undoes the changes of an earlier commit, leaving the history "
-        "intact; use git-reset to move the branch instead.")  # fmt: skip
+PAGE = (
+    "git-revert creates a new commit that undoes the changes of an earlier commit, leaving the history "
+    "intact; use git-reset to move the branch instead."
+)
 
 
 def _tree(root: Path) -> Path:
@@ -49,14 +51,18 @@ def test_index_exclude_removes_what_it_no_longer_covers(tmp_path: Path) -> None:
 
 
 def _hit(path: str, text: str, score: float, title: str = "", line: int | None = None) -> Hit:
-    return Hit(text=text, score=score, source="bm25", path=path, chunk_id=hash(path) % 1000, title=title,
-               start_line=line)  # fmt: skip
+    return Hit(
+        text=text, score=score, source="bm25", path=path, chunk_id=hash(path) % 1000, title=title, start_line=line
+    )
 
 
 def test_twins_take_one_slot() -> None:
-    hits = [_hit("man/revert.html", PAGE, 3.0, "git-revert", 12), _hit("txt/revert.txt", PAGE.replace(";", ","), 2.9),
-            _hit("reset.html", "git-reset moves the branch head to another commit and can rewrite the index.", 2.0),
-            _hit("revert-copy.html", "Title. " + PAGE, 1.5, "git-revert", 12)]  # fmt: skip
+    hits = [
+        _hit("man/revert.html", PAGE, 3.0, "git-revert", 12),
+        _hit("txt/revert.txt", PAGE.replace(";", ","), 2.9),
+        _hit("reset.html", "git-reset moves the branch head to another commit and can rewrite the index.", 2.0),
+        _hit("revert-copy.html", "Title. " + PAGE, 1.5, "git-revert", 12),
+    ]
     out = collapse_twins(hits, 5)
     assert [h.path for h in out] == ["man/revert.html", "reset.html"]
     # the same name in another format or folder; a copy under another name (same title, same line)
@@ -71,8 +77,11 @@ def test_different_documents_sharing_a_passage_are_each_a_result() -> None:
     """An option described on two pages (git-init's and git-clone's --initial-branch, an included section):
     each page is a result of its own, and page-level rankings keep both (gitdocs nDCG@10 +0.023)."""
     shared = "Use the specified name for the initial branch in the newly created repository; default from init.defaultBranch."
-    hits = [_hit("git-init.html", shared, 2.0, "git-init", 40), _hit("git-clone.html", shared, 1.9, "git-clone", 77),
-            _hit("git-init-db.html", shared, 1.8, "git-init-db", 40)]  # fmt: skip
+    hits = [
+        _hit("git-init.html", shared, 2.0, "git-init", 40),
+        _hit("git-clone.html", shared, 1.9, "git-clone", 77),
+        _hit("git-init-db.html", shared, 1.8, "git-init-db", 40),
+    ]
     assert [h.path for h in collapse_twins(hits, 5)] == ["git-init.html", "git-clone.html", "git-init-db.html"]
     assert not any("twins" in h.extra for h in hits)
 
@@ -87,6 +96,7 @@ def test_search_collapses_twin_files(tmp_path: Path) -> None:
     hits = json.loads(run_cli("search", "undo a commit with revert", "--json", env=env).stdout)["hits"]
     revert = [h for h in hits if "git-revert" in h["path"]]
     assert len(revert) == 1 and revert[0]["twins"] and "git-revert" in revert[0]["twins"][0]
-    off = json.loads(run_cli("search", "undo a commit with revert", "--json",
-                             env={**env, "RAG_RETRIEVE_COLLAPSE_TWINS": "0"}).stdout)["hits"]  # fmt: skip
+    off = json.loads(
+        run_cli("search", "undo a commit with revert", "--json", env={**env, "RAG_RETRIEVE_COLLAPSE_TWINS": "0"}).stdout
+    )["hits"]
     assert len([h for h in off if "git-revert" in h["path"]]) == 2

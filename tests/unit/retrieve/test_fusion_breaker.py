@@ -131,10 +131,19 @@ def test_fuse_rag_shards_pool_by_method_scores() -> None:
     """Another index's hits are ranked with ours by their dense and BM25 scores, as one index."""
     dense = [local("a", 0.70, "dense")]
     bm25 = [local("a", 4.0, "bm25")]
-    shard = [Hit(text="s", score=0.03, source="shard1", path="/x/s.md", chunk_id=5,
-                 extra={"source_scores": {"dense": 0.85, "bm25": 6.0}}),
-             Hit(text="t", score=0.01, source="shard1", path="/x/t.md", chunk_id=6,
-                 extra={"source_scores": {"dense": 0.60}})]  # fmt: skip
+    shard = [
+        Hit(
+            text="s",
+            score=0.03,
+            source="shard1",
+            path="/x/s.md",
+            chunk_id=5,
+            extra={"source_scores": {"dense": 0.85, "bm25": 6.0}},
+        ),
+        Hit(
+            text="t", score=0.01, source="shard1", path="/x/t.md", chunk_id=6, extra={"source_scores": {"dense": 0.60}}
+        ),
+    ]
     kinds = {"dense": "dense", "bm25": "bm25", "shard1": "rag"}
     out = fuse(
         {"dense": dense, "bm25": bm25, "shard1": shard},
@@ -154,8 +163,16 @@ def test_fuse_bm25_of_a_tiny_shard_counts_by_rank() -> None:
     """A one-document index scores every word near 0 (idf clamped): its BM25 list is merged by rank."""
     dense = [local("a", 0.60, "dense"), local("b", 0.50, "dense")]
     bm25 = [local("a", 17.0, "bm25"), local("b", 11.0, "bm25")]
-    shard = [Hit(text="s", score=0.04, source="kb", path="/x/s.md", chunk_id=1,
-                 extra={"source_scores": {"dense": 0.84, "bm25": 7.8e-06}})]  # fmt: skip
+    shard = [
+        Hit(
+            text="s",
+            score=0.04,
+            source="kb",
+            path="/x/s.md",
+            chunk_id=1,
+            extra={"source_scores": {"dense": 0.84, "bm25": 7.8e-06}},
+        )
+    ]
     kinds = {"dense": "dense", "bm25": "bm25", "kb": "rag"}
     out = fuse({"dense": dense, "bm25": bm25, "kb": shard}, kinds, {"dense": 1.0, "bm25": 1.5}, k=60, method="rrf")
     # dense: s 1, a 2, b 3; bm25 by rank within each index: a 1, s 2 (rank 1 in its index, lower score), b 3
@@ -212,8 +229,16 @@ def test_fuse_zscore_pools_dense_across_indexes_and_bm25_within_each() -> None:
     """Cosines of one model are comparable: standardised over the candidates of every index together
     (dense z a .650945, b -.390567, c -1.432078, s 1.1717); BM25 within each index (here a 1.13555,
     b .16222, c -1.29777; a one-document index scores every word near 0, and its one hit gets z 0)."""
-    shard = [Hit(text="s", score=0.04, source="kb", path="/x/s.md", chunk_id=1,
-                 extra={"source_scores": {"dense": 0.65, "bm25": 7.8e-06}})]  # fmt: skip
+    shard = [
+        Hit(
+            text="s",
+            score=0.04,
+            source="kb",
+            path="/x/s.md",
+            chunk_id=1,
+            extra={"source_scores": {"dense": 0.65, "bm25": 7.8e-06}},
+        )
+    ]
     out = fuse({**trio(), "kb": shard}, {**LOCAL_KINDS, "kb": "rag"}, {})
     assert [(h.text, h.score) for h in out] == [("a", 0.893247), ("s", 0.58585), ("b", -0.114173), ("c", -1.364925)]
     assert out[1].source == "kb" and out[1].extra["source_scores"] == {"kb.dense": 0.65, "kb.bm25": 7.8e-06}
@@ -224,8 +249,14 @@ def test_fuse_zscore_takes_a_remote_index_s_own_standardised_bm25() -> None:
     few: standardising those again would squeeze them)."""
 
     def remote(z: float) -> Hit:
-        return Hit(text="s", score=0.5, source="kb", path="/x/s.md", chunk_id=1,
-                   extra={"source_scores": {"dense": 0.65, "bm25": 9.0}, "standard_scores": {"bm25": z}})  # fmt: skip
+        return Hit(
+            text="s",
+            score=0.5,
+            source="kb",
+            path="/x/s.md",
+            chunk_id=1,
+            extra={"source_scores": {"dense": 0.65, "bm25": 9.0}, "standard_scores": {"bm25": z}},
+        )
 
     out = fuse({**trio(), "kb": [remote(2.0)]}, {**LOCAL_KINDS, "kb": "rag"}, {})
     assert [(h.text, h.score) for h in out] == [("s", 1.58585), ("a", 0.893247), ("b", -0.114173), ("c", -1.364925)]
@@ -241,8 +272,14 @@ def test_fuse_zscore_pools_bm25_too_when_every_index_scored_with_one_collection(
 
     from rag_cli.retrieve.fanout import POOLED
 
-    remote = Hit(text="s", score=0.5, source="kb", path="/x/s.md", chunk_id=1,
-                 extra={"source_scores": {"dense": 0.65, "bm25": 9.0}, "standard_scores": {"bm25": 2.0}})  # fmt: skip
+    remote = Hit(
+        text="s",
+        score=0.5,
+        source="kb",
+        path="/x/s.md",
+        chunk_id=1,
+        extra={"source_scores": {"dense": 0.65, "bm25": 9.0}, "standard_scores": {"bm25": 2.0}},
+    )
     out = fuse({**trio(), "kb": [remote]}, {**LOCAL_KINDS, "kb": "rag"}, {}, pooled=POOLED)
     dense, bm25 = {"a": 0.6, "b": 0.5, "c": 0.4, "s": 0.65}, {"a": 17.0, "b": 11.0, "c": 2.0, "s": 9.0}
 
@@ -304,8 +341,14 @@ def test_by_document_lifts_a_document_with_further_matching_passages_and_spreads
     result's score is the one it is ranked by, so scores still fall down the list."""
     from rag_cli.retrieve.fusion import by_document
 
-    hits = [_passage("a", 1, 1.0), _passage("b", 1, 0.9), _passage("b", 2, 0.8), _passage("b", 3, 0.7),
-            _passage("c", 1, 0.5), _passage("d", 1, 0.0)]  # fmt: skip
+    hits = [
+        _passage("a", 1, 1.0),
+        _passage("b", 1, 0.9),
+        _passage("b", 2, 0.8),
+        _passage("b", 3, 0.7),
+        _passage("c", 1, 0.5),
+        _passage("d", 1, 0.0),
+    ]
     out = by_document(hits, 0.25)
     # b: 0.9 + 0.25 * (0.8 + 0.7) = 1.275 > a: 1.0; then c, d; then b's further passages in their order
     assert [h.text for h in out] == ["b 1", "a 1", "c 1", "d 1", "b 2", "b 3"]
@@ -320,8 +363,11 @@ def test_by_document_tells_records_of_one_file_and_pages_of_one_site_apart() -> 
 
     one = Hit(text="x", score=1.0, source="bm25", path="/corpus.jsonl", doc_id="1", chunk_id=1)
     two = Hit(text="y", score=0.9, source="bm25", path="/corpus.jsonl", doc_id="2", chunk_id=2)
-    web = [Hit(text="p", score=0.5, source="w", url="http://kb/page#a"), Hit(text="q", score=0.4, source="w",
-           url="http://kb/page#b"), Hit(text="r", score=0.3, source="w", url="http://kb/other")]  # fmt: skip
+    web = [
+        Hit(text="p", score=0.5, source="w", url="http://kb/page#a"),
+        Hit(text="q", score=0.4, source="w", url="http://kb/page#b"),
+        Hit(text="r", score=0.3, source="w", url="http://kb/other"),
+    ]
     assert document_of(one) != document_of(two)
     assert document_of(web[0]) == document_of(web[1]) != document_of(web[2])
     assert [h.text for h in by_document([one, two, *web], 0.25)] == ["x", "y", "p", "r", "q"]
@@ -362,8 +408,9 @@ class _Peer:
         self.got: list[tuple[object, ...]] = []
         self.collections: list[object] = []
 
-    async def first_passages(self, ctx: object, method: str, most: int,
-                             deadline: float | None) -> list[tuple[float, object]]:  # fmt: skip
+    async def first_passages(
+        self, ctx: object, method: str, most: int, deadline: float | None
+    ) -> list[tuple[float, object]]:
         from rag_cli.errors import SourceError
         from rag_cli.retrieve.base import QueryContext
 
@@ -423,8 +470,15 @@ def test_a_federated_search_shares_one_feedback_among_its_indexes(monkeypatch: p
 
         count = 5
 
-        def bm25(self, query: str, k: int, columns: object, allowed: object, expansion: object = None,
-                 collection: object = None) -> list[tuple[int, float]]:  # fmt: skip
+        def bm25(
+            self,
+            query: str,
+            k: int,
+            columns: object,
+            allowed: object,
+            expansion: object = None,
+            collection: object = None,
+        ) -> list[tuple[int, float]]:
             self.searched.append(("bm25", expansion))
             self.searched.append(("collection", collection))
             return [(1, 12.0), (2, 3.0)][:k]

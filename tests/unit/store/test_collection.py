@@ -26,10 +26,20 @@ def test_word_idf_is_the_collection_s_where_it_counts_the_word() -> None:
     assert collection_idf("a", (0, {"a": 11})) is None
 
 
-@pytest.mark.parametrize("bad", [None, [], {"rows": -1, "words": {}}, {"rows": True, "words": {}},
-                                 {"rows": 3, "words": []}, {"rows": 3, "words": {"": 1}},
-                                 {"rows": 3, "words": {"a": 1.5}}, {"rows": 3, "words": {"a" * 65: 1}},
-                                 {"rows": 3, "words": {f"w{i}": 1 for i in range(65)}}])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        {"rows": -1, "words": {}},
+        {"rows": True, "words": {}},
+        {"rows": 3, "words": []},
+        {"rows": 3, "words": {"": 1}},
+        {"rows": 3, "words": {"a": 1.5}},
+        {"rows": 3, "words": {"a" * 65: 1}},
+        {"rows": 3, "words": {f"w{i}": 1 for i in range(65)}},
+    ],
+)
 def test_collection_from_refuses_what_is_not_one(bad: object) -> None:
     assert collection_from(bad) is None
 

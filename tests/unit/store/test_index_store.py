@@ -314,7 +314,10 @@ def test_unknown_words_checks_a_name_of_several_tokens_as_a_phrase(hash_settings
         reader.refresh()
         # every token is somewhere, but "Git 3.0" and "GitLab.com" are written nowhere; "Eclipse 3.0" is
         assert reader.unknown_words(["Git", "3.0", "Eclipse 3.0", "Git 3.0", "GitLab.com", "Dependabot"]) == [
-            "Git 3.0", "GitLab.com", "Dependabot"]  # fmt: skip
+            "Git 3.0",
+            "GitLab.com",
+            "Dependabot",
+        ]
     finally:
         reader.close()
 
@@ -345,8 +348,9 @@ def test_bm25_expansion_adds_the_weighted_score_of_its_words(hash_settings: Sett
         reader.close()
 
 
-def test_an_interrupt_while_the_writer_opens_leaves_nothing_behind(hash_settings: Settings, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_an_interrupt_while_the_writer_opens_leaves_nothing_behind(
+    hash_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A Ctrl-C that lands while a --rebuild's writer is being made (its new data folder created on the pool):
     the writer finishes opening, then is undone at once; no data folder but the live one is left."""
     import asyncio
