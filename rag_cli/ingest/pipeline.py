@@ -215,7 +215,7 @@ async def index_paths(
     writer = store_base.open_writer(
         settings, fingerprint(embedder, cfg), dim=embedder.dim, rebuild=rebuild, on_wait=prog.warn
     )
-    entering = asyncio.ensure_future(runtime.run_blocking(writer.__enter__))
+    entering = asyncio.ensure_future(runtime.run_blocking(writer.open))
     try:
         await asyncio.shield(entering)
     except asyncio.CancelledError:
@@ -223,7 +223,7 @@ async def index_paths(
         # it at once, so an interrupted run leaves nothing behind
         with contextlib.suppress(Exception):
             await entering
-            await runtime.run_aside(writer.__exit__, asyncio.CancelledError, None, None)
+            await runtime.run_aside(writer.abort)
         raise
     except OSError as exc:  # RAG_HOME read-only, a file, on a full disk ...
         from ..errors import ConfigError
@@ -237,10 +237,10 @@ async def index_paths(
         report.documents_by = await settle_embedder(embedder, prog)
         await _run(writer, found, dir_roots, settings, embedder, cfg, rebuild, prog, report)
         ok = True
-        await runtime.run_blocking(timed_call(report.clock, "write", writer.__exit__), None, None, None)
+        await runtime.run_blocking(timed_call(report.clock, "write", writer.commit))
     except (OSError, sqlite3.OperationalError) as exc:
         if not ok:
-            await asyncio.shield(runtime.run_aside(writer.__exit__, RuntimeError, None, None))
+            await asyncio.shield(runtime.run_aside(writer.abort))
         reason = getattr(exc, "strerror", None) or str(exc)
         raise RagError(
             f"cannot write index {settings.index!r}: {reason}",
@@ -248,7 +248,7 @@ async def index_paths(
         ) from None
     except BaseException:
         if not ok:
-            await asyncio.shield(runtime.run_aside(writer.__exit__, RuntimeError, None, None))
+            await asyncio.shield(runtime.run_aside(writer.abort))
         raise
     report.generation = writer.generation
     report.seconds = time.perf_counter() - t0

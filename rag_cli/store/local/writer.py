@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _serialized(method: F) -> F:
     """Run a writer method under the writer's lock: after a cancellation, a pool job may still be
-    using the connection when the abort (``__exit__``) starts on another pool thread."""
+    using the connection when the abort starts on another pool thread."""
 
     @functools.wraps(method)
     def wrapper(self: IndexWriter, *args: Any, **kwargs: Any) -> Any:
@@ -72,8 +72,18 @@ class IndexWriter:
         self._mutex = threading.RLock()
 
     # -- lifecycle ----------------------------------------------------------
-    @_serialized
     def __enter__(self) -> IndexWriter:
+        return self.open()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    @_serialized
+    def open(self) -> IndexWriter:
+        """Take the index's writer lock and open (or, for a first build or a --rebuild, make) its data."""
         self.index_dir.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:
@@ -183,19 +193,31 @@ class IndexWriter:
         return index
 
     @_serialized
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def commit(self) -> None:
+        """Make what was written durable and visible (a new build is published), then release the lock."""
         try:
-            if exc_type is None:
-                self.commit()
-            elif self.conn is not None and self.conn.in_transaction:
+            self._commit()
+        finally:
+            self._close(failed=False)
+
+    @_serialized
+    def abort(self) -> None:
+        """Undo what was not committed (an unpublished build leaves nothing behind), then release the lock."""
+        try:
+            if self.conn is not None and self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
         finally:
+            self._close(failed=True)
+
+    def _close(self, failed: bool) -> None:
+        try:
             if self.conn is not None:
                 self.conn.close()
                 self.conn = None
-            if exc_type is not None and not self.published and self.data_dir is not None:
+            if failed and not self.published and self.data_dir is not None:
                 # an unpublished build (a --rebuild) that failed or was interrupted: leave nothing behind
                 shutil.rmtree(self.data_dir, ignore_errors=True)
+        finally:
             self.lock.release()
 
     # -- reads ----------------------------------------------------------------
@@ -343,8 +365,7 @@ class IndexWriter:
             self.published = True
         self.conn.execute("BEGIN IMMEDIATE")
 
-    @_serialized
-    def commit(self) -> None:
+    def _commit(self) -> None:
         assert self.conn is not None and self.data_dir is not None
         self.dirty = self.dirty or not self.published
         self.checkpoint()

@@ -70,6 +70,10 @@ class PgWriter:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> PgWriter:
+        return self.open()
+
+    def open(self) -> PgWriter:
+        """Make the index's schema if it is new (or dropped by a --rebuild) and read its generation."""
         with connection(self.settings) as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self.schema,))
             if self.rebuild:
@@ -103,14 +107,28 @@ class PgWriter:
         return self
 
     def __exit__(self, et: Any, exc: Any, tb: Any) -> None:
+        if et is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def commit(self) -> None:
+        """Every file written is committed as it is; the run's end bumps the generation readers follow."""
+        self._release_held()
+        self.checkpoint()
+
+    def abort(self) -> None:
+        """Files still open (their last part never came) are rolled back; committed files stay, as a run
+        interrupted between files leaves an index of the files it finished."""
+        self._release_held()
+
+    def _release_held(self) -> None:
         for conn in self._held.values():  # files whose last part never came: nothing of them is kept
             try:
                 conn.rollback()
             finally:
                 pool(self.settings).putconn(conn)
         self._held.clear()
-        if et is None:
-            self.checkpoint()
 
     # -- reads -----------------------------------------------------------------------------------
     def file_states(self) -> dict[str, FileState]:

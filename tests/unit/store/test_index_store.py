@@ -368,22 +368,25 @@ def test_an_interrupt_while_the_writer_opens_leaves_nothing_behind(
 
     def slow_writer(*args: object, **kw: object) -> object:
         writer = real(*args, **kw)  # type: ignore[arg-type]
-        enter = writer.__enter__
+        open_ = writer.open
 
-        def entering() -> object:
+        def opening_slowly() -> object:
             opening.set()
             time.sleep(0.5)
-            return enter()
+            return open_()
 
-        writer.__enter__ = entering  # type: ignore[method-assign]
+        writer.open = opening_slowly  # type: ignore[method-assign]
         return writer
 
     monkeypatch.setattr(store_base, "open_writer", slow_writer)
 
     async def go() -> None:
         task = asyncio.ensure_future(index_paths([docs], hash_settings, create(hash_settings), rebuild=True))
-        while not opening.is_set():
+        for _ in range(1000):  # bounded: 10 s at most
+            if opening.is_set():
+                break
             await asyncio.sleep(0.01)
+        assert opening.is_set(), "the index run never opened its writer"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -408,3 +411,28 @@ def test_the_embedder_cache_tells_apart_every_setting_it_is_built_from() -> None
     assert embed_base.create(replace(s)) is first  # the same settings: loaded once
     for change in ({"embed_doc_backend": "torch"}, {"embed_query_backend": "onnx"}, {"embed_query_cache": 0}):
         assert embed_base.create(replace(s, **change)) is not first, change
+
+
+def test_the_writer_opens_commits_and_aborts_explicitly(hash_settings: Settings, tmp_path: Path) -> None:
+    """The writer's run is open(), the writes, then commit() or abort(), each ending it (lock released)."""
+    import numpy as np
+
+    from rag_cli.store import base as store_base
+    from rag_cli.types import Chunk
+
+    def build(commit: bool) -> None:
+        w = store_base.open_writer(hash_settings, {"model": "hash"}, dim=4)
+        assert w.open() is w
+        vec = np.ones((1, 4), dtype="float32") / 2
+        w.add_file("a.md", 5, 1, "d1", "markdown", [Chunk(path="a.md", text="hello")], vec)
+        w.commit() if commit else w.abort()
+
+    build(commit=False)  # a first build aborted leaves no index behind
+    assert not store_base.exists(hash_settings) and layout.current_data_dir(hash_settings.index_dir) is None
+    build(commit=True)  # the lock the aborted run held is free again; a commit publishes the index
+    assert store_base.exists(hash_settings)
+    reader = IndexReader(hash_settings.index_dir)
+    try:
+        assert reader.stats()["chunks"] == 1
+    finally:
+        reader.close()
