@@ -234,19 +234,18 @@ def backend_of(cfg: str) -> str:
 
 def add_variants(names: list[str]) -> None:
     """``BASE@key=value[,key=value]``: configuration BASE (a name above or ``reader:NAME``) with those settings
-    changed (ints, floats and true/false read as such), e.g. ``none@answer_evidence_tokens=600``."""
+    changed, each value read and checked as rag reads a setting (``load_settings``: its type, its range, an
+    unknown name refused), e.g. ``none@answer_evidence_tokens=600``."""
+    from rag_cli.config import load_settings
+
     for name in names:
         if "@" not in name or name in CONFIGS:
             continue
         base, _, spec = name.partition("@")
         backend, changes = CONFIGS[base]
-        extra: dict[str, Any] = {}
-        for pair in spec.split(","):
-            key, _, raw = pair.partition("=")
-            extra[key] = (
-                json.loads(raw) if raw in ("true", "false") or raw.lstrip("-").replace(".", "", 1).isdigit() else raw
-            )
-        CONFIGS[name] = (backend, {**changes, **extra})
+        raw = dict(pair.partition("=")[::2] for pair in spec.split(","))
+        read = load_settings(**raw)
+        CONFIGS[name] = (backend, {**changes, **{key: getattr(read, key) for key in raw}})
         LABELS[name] = f"{LABELS[base]}; {spec}"
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,12 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SHARED, write_section
+from bench.common import SHARED, rag_env, write_section
 
 
 def measure(tree: Path, dataset: Path) -> dict[str, Any]:
     home = tempfile.mkdtemp(prefix="rag-trees-")
-    env = {**os.environ, "PYTHONPATH": str(tree), "RAG_HOME": home, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = rag_env(Path(home), PYTHONPATH=str(tree), TRANSFORMERS_OFFLINE="1")
     walls: list[float] = []
     report: dict[str, Any] = {}
     for _ in range(2):
