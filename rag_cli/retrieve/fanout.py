@@ -278,10 +278,11 @@ class FanOut:
             )
         # document order ranks the fused candidates (bench/fusion.py); otherwise only the first k are needed
         ordered = len(ok) > 1 and documents is not False and self.document_bonus > 0
-        depth = max(fetch, k) if ordered else k
-        hits = collapse_twins(hits, depth) if self.collapse else hits[:depth]
-        if ordered:
-            hits = by_document(hits, self.document_bonus)[:k]
+        if ordered:  # the pool's passages rank their documents; the rest of the candidates add documents
+            hits = collapse_twins(hits) if self.collapse else hits
+            hits = by_document(hits, self.document_bonus, pool=max(fetch, k))[:k]
+        else:
+            hits = collapse_twins(hits, k) if self.collapse else hits[:k]
         timings["fuse"] = round((time.perf_counter() - t1) * 1000, 3)
         timings["total"] = round((time.perf_counter() - t0) * 1000, 2)
         runtime.timings.record("retrieve", timings["total"])

@@ -115,31 +115,45 @@ def document_of(hit: Hit) -> str:
     return hit.key
 
 
-def by_document(hits: list[Hit], bonus: float) -> list[Hit]:
+def by_document(hits: list[Hit], bonus: float, pool: int | None = None) -> list[Hit]:
     """Document-aware order of a ranked list: every document's best passage first, ranked by its own score
     plus ``bonus`` times the scores of the document's further passages in the list (each over the list's
     lowest), so that a document a chunker split into several matching passages is not ranked by one fragment;
     then the further passages in their own order. The passages stay the results (a citation points at the
     passage); each one's ``score`` becomes the score it is ranked by, so scores still fall down the list: a
-    further passage's is its own lowered by the list's score range. ``bonus`` 0 returns ``hits`` as they are."""
+    further passage's is its own lowered by the list's score range. ``bonus`` 0 returns ``hits`` as they are.
+
+    ``pool``: only the first ``pool`` passages are ranked and lift their documents as above; of the passages
+    after them, each further document's best follows the pool's documents in its own order (before any
+    further passage), so that a few long documents filling the pool do not leave the list short of
+    documents; their other passages are left out."""
     if bonus <= 0 or len(hits) < 2:
         return hits
-    lo = min(h.score for h in hits)
-    span = (max(h.score for h in hits) - lo) or 1.0
+    head, tail = (hits[:pool], hits[pool:]) if pool else (hits, [])
+    lo = min(h.score for h in head)
+    span = (max(h.score for h in head) - lo) or 1.0
     lead: dict[str, int] = {}
     support: dict[str, float] = {}
-    for i, h in enumerate(hits):
+    for i, h in enumerate(head):
         doc = document_of(h)
         if doc in lead:
             support[doc] = support.get(doc, 0.0) + h.score - lo
         else:
             lead[doc] = i
     ranked = [
-        replace(hits[i], score=round(hits[i].score + bonus * support.get(doc, 0.0), 6)) for doc, i in lead.items()
+        replace(head[i], score=round(head[i].score + bonus * support.get(doc, 0.0), 6)) for doc, i in lead.items()
     ]
     ranked.sort(key=lambda h: -h.score)
+    more: dict[str, Hit] = {}
+    for h in tail:
+        doc = document_of(h)
+        if doc not in lead:
+            more.setdefault(doc, h)
+    if more:  # further passages go below the last further document's
+        span += max(0.0, lo - min(h.score for h in more.values()))
     leads = set(lead.values())
-    return ranked + [replace(h, score=round(h.score - span, 6)) for i, h in enumerate(hits) if i not in leads]
+    further = [replace(h, score=round(h.score - span, 6)) for i, h in enumerate(head) if i not in leads]
+    return ranked + list(more.values()) + further
 
 
 LOCAL_METHODS = ("dense", "bm25")

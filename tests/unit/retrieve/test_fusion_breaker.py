@@ -358,6 +358,31 @@ def test_by_document_lifts_a_document_with_further_matching_passages_and_spreads
     assert by_document(hits, 0.0) == hits
 
 
+def test_by_document_fills_the_list_with_documents_from_beyond_its_pool() -> None:
+    """Issue 30: when a few long documents fill the ranked pool, the next documents among the further
+    candidates follow the pool's documents (their best passage each, in fused order) before any further
+    passage, and the pool's own order and lift are those without them; scores still fall down the list."""
+    from rag_cli.retrieve.fusion import by_document
+
+    hits = [
+        _passage("a", 1, 1.0),
+        _passage("b", 1, 0.9),
+        _passage("a", 2, 0.8),
+        _passage("b", 2, 0.7),
+        _passage("c", 1, 0.6),  # beyond the pool of 4
+        _passage("a", 3, 0.5),  # a further passage of a pool document beyond the pool: left out
+        _passage("d", 1, 0.4),
+        _passage("c", 2, 0.3),
+    ]
+    out = by_document(hits, 0.25, pool=4)
+    assert [h.text for h in out] == ["a 1", "b 1", "c 1", "d 1", "a 2", "b 2"]
+    within = by_document(hits[:4], 0.25)
+    assert [(h.text, h.score) for h in out[:2]] == [(h.text, h.score) for h in within[:2]]
+    scores = [h.score for h in out]
+    assert scores == sorted(scores, reverse=True)
+    assert [h.text for h in by_document(hits[:4], 0.25, pool=4)] == [h.text for h in within]  # nothing beyond
+
+
 def test_by_document_tells_records_of_one_file_and_pages_of_one_site_apart() -> None:
     from rag_cli.retrieve.fusion import by_document, document_of
 
