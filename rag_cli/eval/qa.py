@@ -76,6 +76,7 @@ def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bo
 
 async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend: str, embedder: Any) -> dict[str, Any]:
     from ..pipeline.answer import answer
+    from ..pipeline.verify import REPEATED
 
     row: dict[str, Any] = {"question": item["question"], "unanswerable": bool(item.get("unanswerable"))}
     result = None
@@ -126,7 +127,10 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
                 if result.evidence
                 else row["in_passages"]
             )
-            correct = [d for d in result.dropped if contains(d.get("text", ""), answers)]
+            # a sentence left out as a repeat of one shown is not lost
+            correct = [
+                d for d in result.dropped if contains(d.get("text", ""), answers) and d.get("reason") != REPEATED
+            ]
             row["dropped_correct"] = len(correct)
             row["dropped_correct_texts"] = correct  # to read why verification left them out
     return row

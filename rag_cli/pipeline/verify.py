@@ -39,6 +39,7 @@ _NUMBER = re.compile(r"\d[\d.,]*%?")  # a quantity ("256", "4.5", "1,398"), not 
 BIND_SHARE = 0.5  # a number's sentence or row is at least half as much about the question as the passage's best
 UNVERIFIED = " (unverified)"
 HOLD_MAX = 400  # characters a sentence without an end is held before it is checked and shown
+REPEATED = "says again what the answer said"
 # an option where a word starts ("--staged", not "-line" of "command-line"), a unit after a number ("-bit" of
 # "16-bit"), a dot-file (".git-credentials"), a dotted or slashed name, a word with digits
 _SPECIFIC = re.compile(
@@ -79,9 +80,13 @@ def specifics(text: str) -> set[str]:
 
 def holds_token(text: str, token: str) -> bool:
     """``token`` (a number, version, option or dotted name) occurs in ``text`` as a whole token: "32" is not
-    in "bpo-13227" nor "80" in "8000", "gc.reflogexpire" not in "gc.reflogexpireunreachable"."""
+    in "bpo-13227" nor "80" in "8000", "gc.reflogexpire" not in "gc.reflogexpireunreachable". A name may be
+    the last part of a qualified one ("set_num_threads" of "torch.set_num_threads(n)"); a number may not ("75"
+    is not in "0.75")."""
     if token.startswith("-"):  # an option ("--timeout" is not "--timeout-ms"), or a word's tail ("-bit" of 16-bit)
         lead, tail = r"(?<!-)", r"(?![\w-])"
+    elif token[:1].isalpha():  # a name: whole, or after a qualifier's dot
+        lead, tail = r"(?<![\w])", r"(?!\w)"
     else:
         lead, tail = r"(?<![\w.])", r"(?!\w)"  # "16" is in "16-bit", not in "1600" or "bpo-1316"
     return re.search(rf"{lead}{re.escape(token)}{tail}(?!\.\w)", text) is not None
@@ -98,10 +103,13 @@ class Verdict:
     restates: bool = False  # True: only the question's own words, so it answers nothing
     quoted: bool = False  # True: evidence quoted word for word, not written by the model
     planted: str | None = None  # why it reads as instructions planted for an assistant: never verified, never shown
+    repeated: bool = False  # True: says again, word for word, what an earlier sentence of the answer said
 
     def left_out_because(self) -> str:
         if self.planted:
             return self.planted
+        if self.repeated:
+            return REPEATED
         return "restates the question" if self.restates else "no source supports it"
 
     def to_dict(self) -> dict[str, Any]:
@@ -302,6 +310,7 @@ class SentenceStream:
     dropped: list[Verdict] = field(default_factory=list)  # sentences left out: restating, or (drop) unverified
     buf: str = ""
     drop_unverified: bool = False  # True: a sentence no passage supports is left out, not shown marked
+    said: set[str] = field(default_factory=set)  # the claims shown so far, folded
 
     def push(self, text: str) -> list[tuple[str, str]]:
         self.buf += text
@@ -358,9 +367,15 @@ class SentenceStream:
 
     def _one(self, sentence: str) -> tuple[str, Verdict]:
         v = self.verifier.check(sentence)
-        if v.restates or v.planted or (self.drop_unverified and not v.verified):
-            # it says nothing the question did not, or nothing the sources hold: left out (kept in ``dropped``)
+        claim = folded(claim_of(v.text)) if v.claim else ""
+        if claim and claim in self.said:  # a small model going round: the sentence again adds nothing
+            v.repeated = True
+        if v.restates or v.planted or v.repeated or (self.drop_unverified and not v.verified):
+            # it says nothing the question did not, nothing the sources hold, or nothing new: left out (kept in
+            # ``dropped``)
             self.dropped.append(v)
             return "", v
+        if claim:
+            self.said.add(claim)
         self.verdicts.append(v)
         return (v.text if v.verified else v.text + UNVERIFIED), v

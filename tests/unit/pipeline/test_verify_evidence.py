@@ -86,12 +86,22 @@ def test_contradicting_number_is_not_verified() -> None:
         ("The default maxsize is 32 [1].", "The LRU cache holds maxsize=128 entries by default (bpo-13227)."),
         ("The default port is 80 [1].", "The development server listens on port 8000 by default."),
         ("Set gc.reflogExpire to change it [1].", "gc.reflogExpireUnreachable sets how long unreachable entries stay."),
+        ("The default b is 75 [1].", "BM25's length normalisation b is usually 0.75."),
     ],
 )
 def test_a_number_or_name_must_be_a_whole_token_of_its_support(sentence: str, passage: str) -> None:
     """Issue 32, item 2: the check was a substring test, so "32" passed against "bpo-13227"."""
     verdict = Verifier([passage], question="What is the default?").check(sentence)
     assert not verdict.verified and verdict.support == 0.0
+
+
+def test_a_name_may_drop_its_qualifier() -> None:
+    """Issue 31, a reader's correct paraphrase: "set_num_threads" names "torch.set_num_threads(n)" of the passage
+    (the bench counted it as dropped but correct); a name the passage does not hold is still refused."""
+    passage = "PyTorch uses its own intra-op thread pool. torch.set_num_threads(n) sets the intra-op thread count."
+    v = Verifier([passage], question="Which function sets the number of PyTorch intra-op threads?")
+    assert v.check("The function set_num_threads sets the number of PyTorch intra-op threads [1].").verified
+    assert not v.check("The function set_num_interop_threads sets the number of intra-op threads [1].").verified
 
 
 def test_wrong_citation_is_re_cited_to_the_supporting_passage() -> None:
@@ -145,6 +155,19 @@ def test_sentence_stream_lets_checked_sentences_through_in_order() -> None:
     shown += stream.finish()
     assert shown.endswith("It defaults to 300 [1]." + UNVERIFIED)
     assert [v.verified for v in stream.verdicts] == [True, False]
+
+
+def test_a_sentence_said_again_is_shown_once() -> None:
+    """Issue 31: a small reader going round writes one sentence three times; the answer shows it once (the
+    repeats are left out as saying nothing new, and do not count as correct sentences lost)."""
+    from rag_cli.pipeline.verify import REPEATED
+
+    stream = SentenceStream(Verifier([CACHE], question="How long are passwords cached?"))
+    said = "The --timeout option defaults to 900 [1]."
+    shown = stream.render(stream.push(f"{said}\n\n{said}\n\nThe --timeout option  defaults to 900.\n\n"))
+    shown += stream.finish("It sets how long, in seconds [1].")
+    assert shown.count("defaults to 900") == 1 and "in seconds" in shown
+    assert [d.left_out_because() for d in stream.dropped] == [REPEATED, REPEATED]
 
 
 def test_a_sentence_without_an_end_is_not_held_forever() -> None:
