@@ -105,7 +105,7 @@ CATALOGUE: dict[str, Packaged] = {
             98_362_432,
             "Apache-2.0",
             "chat",
-            "for tests; gitdocs QA contains 0.44, written 0.09, grounded 0.94; rag ask 5.3 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "for tests; gitdocs QA contains 0.44, written 0.09, grounded 0.95; rag ask 5.3 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
         ),
         Packaged(
             "all-minilm-l6-v2",
