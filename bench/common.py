@@ -52,13 +52,16 @@ def rag_env(home: Path, **extra: str) -> dict[str, str]:
     return {**os.environ, "RAG_HOME": str(home), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **extra}
 
 
-def run_rag(args: list[str], env: dict[str, str], stdin: str | None = None) -> tuple[float, int, str, str, float]:
-    """Run `rag ARGS` and return (seconds, exit code, stdout, stderr, peak RSS in MiB)."""
+def run_rag(
+    args: list[str], env: dict[str, str], stdin: str | None = None, cwd: Path = ROOT
+) -> tuple[float, int, str, str, float]:
+    """Run `rag ARGS` and return (seconds, exit code, stdout, stderr, peak RSS in MiB). ``cwd``: where it runs
+    (``python -m`` imports rag_cli from there first: another checkout's tree runs its own code)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag_cli", *args],
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
         text=True,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SHARED, rag_env, write_section
+from bench.common import SHARED, rag_env, run_rag, write_section
 
 
 def measure(tree: Path, dataset: Path) -> dict[str, Any]:
@@ -32,19 +30,11 @@ def measure(tree: Path, dataset: Path) -> dict[str, Any]:
     walls: list[float] = []
     report: dict[str, Any] = {}
     for _ in range(2):
-        t = time.perf_counter()
-        p = subprocess.run(
-            [sys.executable, "-m", "rag_cli", "eval", str(dataset), "--json"],
-            env=env,
-            cwd=tree,
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
-        walls.append(time.perf_counter() - t)
-        if p.returncode != 0:
-            raise SystemExit(f"{tree}: rag eval failed: {p.stderr[-2000:]}")
-        report = json.loads(p.stdout)
+        seconds, rc, out, err, _ = run_rag(["eval", str(dataset), "--json"], env, cwd=tree)
+        walls.append(seconds)
+        if rc != 0:
+            raise SystemExit(f"{tree}: rag eval failed: {err[-2000:]}")
+        report = json.loads(out)
     row: dict[str, Any] = {"index_s": walls[0] - walls[1]}
     for mode, metrics in report["results"].items():
         row[mode] = (metrics.get("ndcg@10"), report["latency"][mode]["total"]["p50"])

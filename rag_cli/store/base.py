@@ -8,7 +8,7 @@ see :mod:`rag_cli.store.pg`). ``settings.store_url`` picks one by its scheme.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from ..errors import ConfigError
 
@@ -153,6 +153,29 @@ def collection_from(value: Any) -> Collection | None:
     ):
         return None
     return int(value["rows"]), {str(w): int(n) for w, n in words.items()}
+
+
+class WriterRun:
+    """The context manager of a writer that implements ``open()``, ``commit()`` and ``abort()`` (the local and
+    PostgreSQL writers): entering opens, a clean exit commits, an exception aborts."""
+
+    def open(self) -> Self:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def __exit__(self, et: Any, exc: Any, tb: Any) -> None:
+        if et is None:
+            self.commit()
+        else:
+            self.abort()
 
 
 class Writer(Protocol):

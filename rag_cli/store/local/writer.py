@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from ...errors import IndexCorrupt
 from ...types import Chunk
 from .. import layout
+from ..base import WriterRun
 from ..rows import HEADING_SEP, FileState, path_from_db, path_to_db, text_to_db
 from . import faiss_index, schema
 from .lock import IndexLock
@@ -36,7 +37,7 @@ def _serialized(method: F) -> F:
 TABLE_BATCH = 10_000  # vectors read from the table at a time when an index is made from it
 
 
-class IndexWriter:
+class IndexWriter(WriterRun):
     """Apply changes to an index; every ``checkpoint()`` is one atomic generation.
 
     Use as a context manager: it takes the lock on enter and, on a clean exit,
@@ -72,15 +73,6 @@ class IndexWriter:
         self._mutex = threading.RLock()
 
     # -- lifecycle ----------------------------------------------------------
-    def __enter__(self) -> IndexWriter:
-        return self.open()
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
     @_serialized
     def open(self) -> IndexWriter:
         """Take the index's writer lock and open (or, for a first build or a --rebuild, make) its data."""

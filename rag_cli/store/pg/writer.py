@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import StoreUnavailable
 from ...types import Chunk
+from ..base import WriterRun
 from ..layout import FORMAT_VERSION, check_fingerprint
 from ..rows import HEADING_SEP, FileState, path_from_db, path_to_db, text_to_db
 from .common import connection, parse_vector, pool, schema_made, schema_name, vector_text
@@ -52,7 +53,7 @@ CREATE INDEX IF NOT EXISTS postings_chunk ON {s}.postings(chunk_id);
 """
 
 
-class PgWriter:
+class PgWriter(WriterRun):
     def __init__(self, settings: Settings, fingerprint: dict[str, Any], *, dim: int, rebuild: bool = False) -> None:
         self.settings = settings
         self.fingerprint = fingerprint
@@ -69,9 +70,6 @@ class PgWriter:
         return psql.SQL(sql).format(s=psql.Identifier(self.schema), dim=psql.Literal(self.dim))
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def __enter__(self) -> PgWriter:
-        return self.open()
-
     def open(self) -> PgWriter:
         """Make the index's schema if it is new (or dropped by a --rebuild) and read its generation."""
         with connection(self.settings) as conn, conn.transaction():
@@ -105,12 +103,6 @@ class PgWriter:
                 conn.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'generation'")).fetchone()[0]
             )
         return self
-
-    def __exit__(self, et: Any, exc: Any, tb: Any) -> None:
-        if et is None:
-            self.commit()
-        else:
-            self.abort()
 
     def commit(self) -> None:
         """Every file written is committed as it is; the run's end bumps the generation readers follow."""
