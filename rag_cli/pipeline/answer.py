@@ -273,7 +273,9 @@ async def _passages(
     if hits and not given:
         await names_gate(retrieval, asked, hits, settings)
     embed = remembering(retrieval.sentence_embedder())
+    t_evidence = time.perf_counter()
     scored = await evidence_gate(asked, hits, embed, settings) if hits and not given else None
+    result.timings["evidence_ms"] = round((time.perf_counter() - t_evidence) * 1000, 2)
     hits = given + hits  # the context given with the question comes first: [1], [2], ...
     if not hits:
         raise NoRelevantPassages(

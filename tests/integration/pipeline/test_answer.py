@@ -55,7 +55,9 @@ def test_local_gguf_in_process(sample_home: Path, monkeypatch: pytest.MonkeyPatc
     assert result.answer.startswith(("According to [", "Evidence:\n"))
     assert set(result.citations) <= set(range(1, len(result.sources) + 1)) and result.citations
     assert any(s.path.endswith("local-llms.pdf") for s in result.sources)
-    assert {"first_token_ms", "total_ms", "tokens_per_s", "retrieve_ms", "prompt_ms"} <= set(result.timings)
+    assert {"first_token_ms", "total_ms", "tokens_per_s", "retrieve_ms", "evidence_ms", "prompt_ms"} <= set(
+        result.timings
+    )
     assert "".join(e.data for e in events if e.kind == "token") == result.answer
 
 
