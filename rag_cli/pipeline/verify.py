@@ -217,10 +217,20 @@ class Verifier:
                 return True
         return False
 
+    def holds(self, token: str, n: int, code: Sequence[str] = ()) -> bool:
+        """Passage ``n`` holds the specific ``token`` of a claim: as it is written, as the example value of a
+        command it writes with ``<placeholders>``, or, for a token the question wrote (said again, the sentence's
+        frame, as the question's words are), without the leading dot or dashes the question gave it (".tar.gz"
+        asked about, "the tar.gz format" in the manual)."""
+        if holds_token(self.lower[n], token) or self.fills_placeholder(token, code, n):
+            return True
+        bare = token.lstrip(".-")
+        return token in self._asked_specific and bool(bare) and bare != token and holds_token(self.lower[n], bare)
+
     def _support(self, terms: set[str], specific: set[str], n: int, claim_vec: Any, code: Sequence[str] = ()) -> float:
         if not 0 <= n < len(self.passages):
             return 0.0
-        if any(not holds_token(self.lower[n], tok) and not self.fills_placeholder(tok, code, n) for tok in specific):
+        if not all(self.holds(tok, n, code) for tok in specific):
             return 0.0
         if any(not self.bound(tok, n) for tok in specific if _NUMBER.fullmatch(tok)):
             return 0.0

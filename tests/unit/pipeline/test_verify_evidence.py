@@ -104,6 +104,20 @@ def test_a_name_may_drop_its_qualifier() -> None:
     assert not v.check("The function set_num_interop_threads sets the number of intra-op threads [1].").verified
 
 
+def test_the_questions_own_token_may_lose_its_leading_dot() -> None:
+    """Issue 31, a reader's correct answer (Qwen2.5-Coder 1.5B on gitdocs): it says the question's ".tar.gz" again,
+    the manual writes "the tar.gz format"; the answer's own tokens still need the passage as written, and the
+    question's token must still be in the passage in some form."""
+    passage = "Versions of Git older than 1.7.7 don't know about the tar.gz format, you'll need to use gzip explicitly."
+    q = "Since which Git version can git archive produce a .tar.gz file directly without piping through gzip?"
+    v = Verifier([passage], question=q)
+    assert v.check("Since Git version 1.7.7, git archive can produce a .tar.gz file directly [1].").verified
+    assert not v.check("Since Git version 1.7.8, git archive can produce a .tar.gz file directly [1].").verified
+    assert not v.check("Since Git version 1.7.7, git archive can produce a .zip file directly [1].").verified
+    other = Verifier(["Versions of Git older than 1.7.7 cannot write compressed archives."], question=q)
+    assert not other.check("Since Git version 1.7.7, git archive can produce a .tar.gz file directly [1].").verified
+
+
 def test_wrong_citation_is_re_cited_to_the_supporting_passage() -> None:
     v = Verifier([CACHE, REFLOG], question="When do unreachable reflog entries expire?")
     verdict = v.check("According to [1], gc.reflogExpireUnreachable defaults to 30 days.")
