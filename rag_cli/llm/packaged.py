@@ -66,7 +66,7 @@ CATALOGUE: dict[str, Packaged] = {
             253_113_024,
             "Gemma terms of use",
             "completion",
-            "the default; gitdocs QA contains 0.51, written 0.16; rag ask 2.6 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "the fastest (the default until 2026-12-06); gitdocs QA contains 0.51, written 0.16; rag ask 3.2 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
         ),
         Packaged(
             "qwen2.5-coder-1.5b",
@@ -79,7 +79,7 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice; gitdocs QA contains 0.53, written 0.38; rag ask 8.1 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "the quality choice; gitdocs QA contains 0.56, written 0.47; rag ask 9.8 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
         ),
         Packaged(
             "qwen2.5-coder-0.5b",
@@ -92,7 +92,7 @@ CATALOGUE: dict[str, Packaged] = {
             491_400_064,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "gitdocs QA contains 0.47, written 0.18; rag ask 4.2 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "the default; gitdocs QA contains 0.51, written 0.33; rag ask 5.9 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
         ),
         Packaged(
             "smollm2-135m",
@@ -105,7 +105,7 @@ CATALOGUE: dict[str, Packaged] = {
             98_362_432,
             "Apache-2.0",
             "chat",
-            "for tests; gitdocs QA contains 0.44, written 0.09, grounded 0.95; rag ask 5.3 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "for tests; gitdocs QA contains 0.47, written 0.11, grounded 0.95; rag ask 5.9 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
         ),
         Packaged(
             "all-minilm-l6-v2",

@@ -63,3 +63,33 @@ def test_rag_ask_model_name_through_the_cli(sample_home: Path) -> None:
     data = json.loads(out.stdout)
     assert data["provenance"]["model"]["model"] == "smollm2-135m"
     assert data["provenance"]["backend"] == "local"
+
+
+def test_the_default_reader_is_the_packaged_qwen_0_5b(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no --model, rag answers with the default reader chosen by measurement (issue 31): Qwen2.5-Coder 0.5B
+    Instruct, installed with rag, through its chat template (the other tests pin Gemma 3 270M, the fastest)."""
+    from rag_cli import runtime
+    from rag_cli.config import load_settings
+    from rag_cli.llm.local import DEFAULT_READER
+    from rag_cli.pipeline.answer import answer
+    from rag_cli.retrieve.service import Retrieval
+
+    monkeypatch.delenv("RAG_LLM_MODEL", raising=False)
+    monkeypatch.setenv("RAG_HOME", str(sample_home))
+    settings = load_settings(llm_fallback=[], llm_temperature=0.0, llm_max_tokens=48)
+    assert settings.llm_model == "" and DEFAULT_READER == "qwen2.5-coder-0.5b"
+    pieces: list[str] = []
+
+    async def go():
+        async with Retrieval(settings) as r:
+            async for event in answer("What value of k is usually used in reciprocal rank fusion?", r, settings):
+                if event.kind == "draft":
+                    pieces.append(event.data)
+                if event.kind == "done":
+                    return event.data
+
+    result = runtime.run(go())
+    model = packaged.CATALOGUE[DEFAULT_READER]
+    assert result.backend == "local" and result.provenance["model"]["sha256"] == model.sha256
+    assert pieces and not "".join(pieces).startswith("According to [")  # the chat template, not the completion
+    assert result.citations and set(result.citations) <= set(range(1, len(result.sources) + 1))
