@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,27 +24,33 @@ def smollm2() -> None:
         pytest.skip("rag models install smollm2-135m")
 
 
-def test_instruct_gguf_answers_through_its_chat_template(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def answered(question: str, settings: Any) -> tuple[list[str], Any]:
+    """The drafts streamed while the real model wrote, and the answer's result (in-process, the sample index)."""
     from rag_cli import runtime
-    from rag_cli.config import load_settings
-    from rag_cli.llm.base import create
     from rag_cli.pipeline.answer import answer
     from rag_cli.retrieve.service import Retrieval
 
-    monkeypatch.setenv("RAG_HOME", str(sample_home))
-    settings = load_settings(llm_model="smollm2-135m", llm_fallback=[], llm_temperature=0.0, llm_max_tokens=64)
-    backend = create("local", settings)
     pieces: list[str] = []
 
-    async def go():
+    async def go() -> Any:
         async with Retrieval(settings) as r:
-            async for event in answer("What is retrieval-augmented generation?", r, settings):
+            async for event in answer(question, r, settings):
                 if event.kind == "draft":
                     pieces.append(event.data)
                 if event.kind == "done":
                     return event.data
 
-    result = runtime.run(go())
+    return pieces, runtime.run(go())
+
+
+def test_instruct_gguf_answers_through_its_chat_template(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag_cli.config import load_settings
+    from rag_cli.llm.base import create
+
+    monkeypatch.setenv("RAG_HOME", str(sample_home))
+    settings = load_settings(llm_model="smollm2-135m", llm_fallback=[], llm_temperature=0.0, llm_max_tokens=64)
+    backend = create("local", settings)
+    pieces, result = answered("What is retrieval-augmented generation?", settings)
     assert backend.describe()["model"] == "smollm2-135m"
     assert pieces and result.backend == "local"  # the model wrote: drafts streamed before the end
     assert not "".join(pieces).startswith("According to [")  # no completion prefix: the chat template answered
@@ -68,27 +75,14 @@ def test_rag_ask_model_name_through_the_cli(sample_home: Path) -> None:
 def test_the_default_reader_is_the_packaged_qwen_0_5b(sample_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With no --model, rag answers with the default reader chosen by measurement (issue 31): Qwen2.5-Coder 0.5B
     Instruct, installed with rag, through its chat template (the other tests pin Gemma 3 270M, the fastest)."""
-    from rag_cli import runtime
     from rag_cli.config import load_settings
     from rag_cli.llm.local import DEFAULT_READER
-    from rag_cli.pipeline.answer import answer
-    from rag_cli.retrieve.service import Retrieval
 
     monkeypatch.delenv("RAG_LLM_MODEL", raising=False)
     monkeypatch.setenv("RAG_HOME", str(sample_home))
     settings = load_settings(llm_fallback=[], llm_temperature=0.0, llm_max_tokens=48)
     assert settings.llm_model == "" and DEFAULT_READER == "qwen2.5-coder-0.5b"
-    pieces: list[str] = []
-
-    async def go():
-        async with Retrieval(settings) as r:
-            async for event in answer("What value of k is usually used in reciprocal rank fusion?", r, settings):
-                if event.kind == "draft":
-                    pieces.append(event.data)
-                if event.kind == "done":
-                    return event.data
-
-    result = runtime.run(go())
+    pieces, result = answered("What value of k is usually used in reciprocal rank fusion?", settings)
     model = packaged.CATALOGUE[DEFAULT_READER]
     assert result.backend == "local" and result.provenance["model"]["sha256"] == model.sha256
     assert pieces and not "".join(pieces).startswith("According to [")  # the chat template, not the completion
