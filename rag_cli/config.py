@@ -176,7 +176,8 @@ class Settings:
     # passages are taken not to answer; calibrated on the QA sets by bench/refusal.py; 0 turns it off
     answer_min_evidence: float = 0.40
     answer_evidence: bool = True  # the prompt holds each passage's evidence sentences, not the whole passage
-    answer_evidence_tokens: int = 300  # token budget of the evidence
+    # token budget of the evidence; 0: the reader's own (300; a packaged reader may state more, `rag models`)
+    answer_evidence_tokens: int = 0
     answer_verify: bool = True  # check every answer sentence against the passages it cites
     answer_quotes: int = 3  # the best evidence sentences quoted: --llm none's answer, the end of a generated one
     answer_quote: bool = True  # a generated answer ends with them; false: only when nothing it said holds
@@ -350,7 +351,7 @@ SEARCH_MODES = ("dense", "bm25", "hybrid")
 RANGES: dict[str, tuple[float, float]] = {
     "workers": (0, 1024),
     "embed_batch_size": (1, 4096),
-    "answer_evidence_tokens": (16, 100_000),
+    "answer_evidence_tokens": (0, 100_000),
     "answer_quotes": (1, 20),
     "embed_query_cache": (0, 10_000_000),
     "chunk_max_tokens": (16, 8192),

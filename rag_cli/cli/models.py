@@ -33,6 +33,7 @@ def _rows() -> list[dict[str, object]]:
                 "prompt": m.prompt,
                 "sha256": m.sha256,
                 "note": m.note,
+                "evidence_tokens": m.evidence_tokens if m.role == "reader" else None,  # its evidence budget
                 "packages": list(m.packages),
             }
         )

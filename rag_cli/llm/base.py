@@ -55,6 +55,7 @@ class Backend(Protocol):
     wants_evidence: bool  # its prompt holds the passages' evidence sentences rather than whole passages
     quotes: bool  # its whole answer is evidence quoted word for word (--llm none): nothing to add after it
     runs_here: bool  # it generates on this machine's cores: rag serve gives it a generation slot
+    evidence_tokens: int  # the evidence budget it reads best with, unless [answer] evidence_tokens sets one
 
     def load(self) -> None:
         """Load what it needs before the first prompt (blocking: runs on the pool)."""
@@ -85,6 +86,7 @@ class BaseBackend:
     wants_evidence = True
     quotes = False
     runs_here = False
+    evidence_tokens = 300
 
     @property
     def completion(self) -> bool:

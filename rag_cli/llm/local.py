@@ -116,6 +116,8 @@ class LlamaCppBackend(BaseBackend):
         self.temperature = temperature
         self.threads = threads or default_threads()
         self.prompt_style = prompt_style
+        known = packaged.CATALOGUE.get(model or DEFAULT_READER)
+        self.evidence_tokens = known.evidence_tokens if known is not None else BaseBackend.evidence_tokens
         self._llm: Any = None
         self._chat = prompt_style == "chat"
         self._gen_lock = threading.Lock()  # replaced by the model copy's own lock on load

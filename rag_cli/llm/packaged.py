@@ -37,6 +37,9 @@ class Packaged:
     license: str
     prompt: str = "completion"  # completion (base model) | chat (the template in the file)
     note: str = ""
+    # tokens of evidence its prompt holds unless [answer] evidence_tokens says otherwise: what it reads best with,
+    # measured against its time to the first token (bench/answer.py; docs/benchmarks.md)
+    evidence_tokens: int = 300
 
     @property
     def path(self) -> Path:
@@ -79,7 +82,9 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice; gitdocs QA contains 0.56, written 0.47; rag ask 9.8 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.62, written 0.53 (0.56 / 0.47 "
+            "with 300); rag ask 16.9 s (11.6 s with 300; bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            evidence_tokens=600,
         ),
         Packaged(
             "qwen2.5-coder-0.5b",

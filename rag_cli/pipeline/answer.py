@@ -552,7 +552,7 @@ def _prompt(
             [h.text for h in hits],
             embed,
             count=backend.count_tokens,
-            budget=settings.answer_evidence_tokens,
+            budget=settings.answer_evidence_tokens or backend.evidence_tokens,
             scored=sents,
         )
         ranked = [(i, p, max(s.score for s in p)) for i, p in enumerate(picked) if p]

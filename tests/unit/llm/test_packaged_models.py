@@ -107,6 +107,7 @@ def test_models_install_refuses_a_mismatch_with_one_line(
 
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}
     assert rows["fake-reader"]["state"] == "ready" and rows["gemma3-270m"]["role"] == "reader"
+    assert rows["qwen2.5-coder-1.5b"]["evidence_tokens"] == 600 and rows["all-minilm-l6-v2"]["evidence_tokens"] is None
     assert main(["models", "install", "no-such-model"]) == 2
 
 

@@ -166,6 +166,7 @@ class _Words:
     """A backend stand-in for prompt building: words as tokens, a big window."""
 
     wants_evidence = True
+    evidence_tokens = 300
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -320,3 +320,34 @@ def test_the_result_keeps_every_passage_retrieved_beside_those_the_prompt_held()
     assert [h.path for h in result.retrieved] == ["c.md", "g0.md", "g1.md", "g2.md"]
     assert len(result.sources) < len(result.retrieved)  # the prompt held the evidence's passages only
     assert "retrieved" not in result.to_dict()
+
+
+def test_the_evidence_budget_is_the_readers_own_unless_a_setting_gives_one() -> None:
+    """A reader that reads better with more evidence (a packaged reader's ``evidence_tokens``) gets it when
+    ``[answer] evidence_tokens`` is left at 0; a budget the user sets wins over it."""
+    hits = [Hit(text=CACHE, score=0.8, source="bm25", path="c.md")] + [
+        Hit(
+            text=f"The credential cache test number {i} keeps its seconds apart.",
+            score=0.5,
+            source="bm25",
+            path=f"{i}.md",
+        )
+        for i in range(12)
+    ]
+
+    def held(reads: int, setting: int) -> int:
+        backend = Scripted(["The cache keeps passwords for 900 seconds [1]."])
+        backend.evidence_tokens = reads
+        result, _ = run(backend, Settings(answer_min_evidence=0.0, answer_evidence_tokens=setting), hits)
+        return len(result.sources)
+
+    assert held(reads=16, setting=0) < held(reads=400, setting=0)  # the reader's own budget
+    assert held(reads=400, setting=16) == held(reads=16, setting=0)  # the setting wins
+
+
+def test_a_packaged_reader_states_its_evidence_budget() -> None:
+    from rag_cli.llm.local import LlamaCppBackend
+
+    assert LlamaCppBackend("qwen2.5-coder-1.5b").evidence_tokens == 600  # measured: more facts written
+    assert LlamaCppBackend("").evidence_tokens == llm_base.BaseBackend.evidence_tokens == 300  # the default reader
+    assert LlamaCppBackend("/models/any.gguf").evidence_tokens == 300  # a file rag knows nothing of
