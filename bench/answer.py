@@ -375,6 +375,7 @@ def main() -> None:
     home = CACHE / "home"
     env = rag_env(home)
     os.environ["RAG_HOME"] = str(home)
+    from rag_cli.llm.base import BaseBackend
     from rag_cli.llm.local import DEFAULT_READER, packaged_model_path
 
     for name in args.sets:
@@ -394,10 +395,15 @@ def main() -> None:
     before = {"RAG_ANSWER_EVIDENCE": "0", "RAG_ANSWER_VERIFY": "0", "RAG_ANSWER_K": "5", "RAG_ANSWER_MIN_EVIDENCE": "0"}
     runs: list[tuple[str, dict[str, str], list[str]]] = [("default", {}, []), ("before", before, [])]
     runs += [(r, {}, ["--model", r.split(":", 1)[1]]) for r in readers]
+    common = BaseBackend.evidence_tokens
     runs += [  # a reader with an evidence budget of its own, also at the common one: what its budget costs
-        (f"{r}@answer_evidence_tokens=300", {"RAG_ANSWER_EVIDENCE_TOKENS": "300"}, ["--model", r.split(":", 1)[1]])
+        (
+            f"{r}@answer_evidence_tokens={common}",
+            {"RAG_ANSWER_EVIDENCE_TOKENS": str(common)},
+            ["--model", r.split(":", 1)[1]],
+        )
         for r in readers
-        if _reader_budget(r) != 300
+        if _reader_budget(r) != common
     ]
     whole_first: dict[str, float] = {}
     whole_rss: dict[str, float] = {}

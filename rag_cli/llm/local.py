@@ -116,7 +116,7 @@ class LlamaCppBackend(BaseBackend):
         self.temperature = temperature
         self.threads = threads or default_threads()
         self.prompt_style = prompt_style
-        known = packaged.CATALOGUE.get(model or DEFAULT_READER)
+        known = self.catalogue_entry()
         self.evidence_tokens = known.evidence_tokens if known is not None else BaseBackend.evidence_tokens
         self._llm: Any = None
         self._chat = prompt_style == "chat"
@@ -128,9 +128,13 @@ class LlamaCppBackend(BaseBackend):
         pipeline asks after the first token)."""
         return not self._chat
 
+    def catalogue_entry(self) -> packaged.Packaged | None:
+        """The packaged reader it runs (the default one when no model is named), or None for a GGUF path."""
+        return packaged.CATALOGUE.get(self.model_ref or DEFAULT_READER)
+
     def model_path(self) -> Path:
-        if not self.model_ref or self.model_ref in packaged.CATALOGUE:
-            return packaged_model_path(self.model_ref or DEFAULT_READER)
+        if (known := self.catalogue_entry()) is not None:
+            return packaged_model_path(known.name)
         path = Path(self.model_ref).expanduser()
         if not path.is_file():
             raise ConfigError(f"local model not found: {self.model_ref}", hint="give the path of a .gguf file")
@@ -138,8 +142,7 @@ class LlamaCppBackend(BaseBackend):
 
     def describe(self) -> dict[str, Any]:
         """The model file, for an answer's provenance (a packaged one by its pinned sha256)."""
-        if not self.model_ref or self.model_ref in packaged.CATALOGUE:
-            known = packaged.CATALOGUE[self.model_ref or DEFAULT_READER]
+        if (known := self.catalogue_entry()) is not None:
             return {"name": known.file, "model": known.name, "sha256": known.sha256, "packaged": True}
         path = Path(self.model_ref).expanduser()
         try:
