@@ -224,3 +224,55 @@ def _beginning(word: str) -> str:
     if len(word) <= 5:
         return word[:-1] if word.endswith("s") and len(word) > 3 else word
     return word[: max(3, len(word) - 3)]
+
+
+# units a quantity may be said again in ("900 seconds (15 minutes)"): each name's dimension and size in its base
+_UNIT_SIZES: dict[str, tuple[str, float]] = {
+    name: (dim, size)
+    for names, dim, size in (
+        (("ms", "millisecond", "milliseconds"), "time", 0.001),
+        (("decisecond", "deciseconds"), "time", 0.1),
+        (("s", "sec", "secs", "second", "seconds"), "time", 1.0),
+        (("min", "mins", "minute", "minutes"), "time", 60.0),
+        (("h", "hr", "hrs", "hour", "hours"), "time", 3600.0),
+        (("day", "days"), "time", 86400.0),
+        (("week", "weeks"), "time", 604800.0),
+        (("byte", "bytes"), "size", 1.0),
+        (("kb", "kilobyte", "kilobytes"), "size", 1e3),
+        (("mb", "megabyte", "megabytes"), "size", 1e6),
+        (("gb", "gigabyte", "gigabytes"), "size", 1e9),
+        (("kib",), "size", 2.0**10),
+        (("mib",), "size", 2.0**20),
+        (("gib",), "size", 2.0**30),
+    )
+    for name in names
+}
+_BINARY = {"kb": 2.0**10, "mb": 2.0**20, "gb": 2.0**30}  # "1 MB (1024 KB)" is also said
+_QUANTITY = re.compile(
+    r"(?<![\w.])(\d+(?:\.\d+)?)\s?(" + "|".join(sorted(_UNIT_SIZES, key=len, reverse=True)) + r")\b", re.IGNORECASE
+)
+
+
+def _same_amount(a: float, a_sizes: list[float], b: str, b_sizes: list[float]) -> bool:
+    """``a`` of a unit (one of its sizes) is ``b`` of another, to ``b``'s last written digit or within 1 %."""
+    value = float(b)
+    digits = len(b.partition(".")[2])
+    tolerance = max(0.01 * abs(value), 0.5 * 10.0**-digits if digits else 0.0)
+    return any(abs(a * x / y - value) <= tolerance for x in a_sizes for y in b_sizes)
+
+
+def restated_quantities(text: str) -> list[tuple[str, str]]:
+    """Pairs of numbers in ``text`` that state one quantity in two units ("900 seconds (15 minutes)": ("900",
+    "15"), "2 GB, or 2048 MB"): a source that holds one of them holds the other as well."""
+    found = [(m.group(1), m.group(2).lower()) for m in _QUANTITY.finditer(text)]
+    pairs = []
+    for i, (a, ua) in enumerate(found):
+        for b, ub in found[i + 1 :]:
+            (dim_a, size_a), (dim_b, size_b) = _UNIT_SIZES[ua], _UNIT_SIZES[ub]
+            if ua == ub or dim_a != dim_b:
+                continue
+            sizes_a = [size_a, _BINARY.get(ua, size_a)]
+            sizes_b = [size_b, _BINARY.get(ub, size_b)]
+            if _same_amount(float(a), sizes_a, b, sizes_b):
+                pairs.append((a, b))
+    return pairs

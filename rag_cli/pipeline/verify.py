@@ -11,7 +11,8 @@ passage::
   without one, coverage counts twice);
 * specific tokens — numbers, versions, ``--options``, ``.dot-files``, ``dotted.names``, ``snake_case`` — must appear in
   the passage as they are: "30 days" against a passage that says "90 days" is not supported however much
-  else matches; except an example value in a line of code whose command the passage writes with
+  else matches; except a number said again in other units beside one the passage holds ("900 seconds (15
+  minutes)"), and an example value in a line of code whose command the passage writes with
   ``<placeholders>`` (``git restore --staged path/to/file`` for ``git restore [--staged] <pathspec>``).
 
 A sentence that holds only the question's own content words restates it and answers nothing: it is
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..text import asked_quantity, folded, names_in, quote_line
+from ..text import asked_quantity, folded, names_in, quote_line, restated_quantities
 from .evidence import Embed, content_terms, coverage, instruction_like, split_sentences
 from .prompting import CITE, citations
 
@@ -227,12 +228,31 @@ class Verifier:
         bare = token.lstrip(".-")
         return token in self._asked_specific and bool(bare) and bare != token and holds_token(self.lower[n], bare)
 
-    def _support(self, terms: set[str], specific: set[str], n: int, claim_vec: Any, code: Sequence[str] = ()) -> float:
+    def _needed(
+        self, specific: set[str], n: int, code: Sequence[str] = (), restated: Sequence[tuple[str, str]] = ()
+    ) -> set[str] | None:
+        """The claim's specific tokens, each held by passage ``n`` (None when one is not), less a number said
+        again in other units beside one the passage holds ("900 seconds (15 minutes)" against "default: 900";
+        ``restated``: text.restated_quantities of the claim)."""
+        need = set(specific)
+        for a, b in restated:
+            if a in need and b in need and self.holds(a, n, code) != self.holds(b, n, code):
+                need.discard(b if self.holds(a, n, code) else a)
+        return need if all(self.holds(tok, n, code) for tok in need) else None
+
+    def _support(
+        self,
+        terms: set[str],
+        specific: set[str],
+        n: int,
+        claim_vec: Any,
+        code: Sequence[str] = (),
+        restated: Sequence[tuple[str, str]] = (),
+    ) -> float:
         if not 0 <= n < len(self.passages):
             return 0.0
-        if not all(self.holds(tok, n, code) for tok in specific):
-            return 0.0
-        if any(not self.bound(tok, n) for tok in specific if _NUMBER.fullmatch(tok)):
+        need = self._needed(specific, n, code, restated)
+        if need is None or any(not self.bound(tok, n) for tok in need if _NUMBER.fullmatch(tok)):
             return 0.0
         cov = coverage(terms, self.terms[n])
         sim = self._similarity(claim_vec, n) if self.embed is not None and claim_vec is not None else cov
@@ -258,7 +278,10 @@ class Verifier:
         # as the sentence's frame, need no support: "the default value of b is 0.75" stands on "b = 0.75")
         said = {t for t in terms if t not in self.question} or terms
         code = code_lines(sentence)
-        scores = {n: self._support(said, specific, n - 1, vec, code) for n in range(1, len(self.passages) + 1)}
+        restated = restated_quantities(claim)
+        scores = {
+            n: self._support(said, specific, n - 1, vec, code, restated) for n in range(1, len(self.passages) + 1)
+        }
         best_cited = max((scores[n] for n in cited), default=0.0)
         if best_cited >= SUPPORT_AT:
             return Verdict(sentence, cited, True, best_cited)

@@ -74,6 +74,31 @@ def test_supported_sentence_is_verified() -> None:
     assert verdict.verified and verdict.citations == [1] and not verdict.recited and verdict.support >= 0.5
 
 
+def test_a_number_said_again_in_other_units_is_supported() -> None:
+    """A sentence saying "900 seconds (15 minutes)" against a passage that says 900: the minutes restate the
+    seconds (Qwen2.5 1.5B's answer, left out before as unsupported); a wrong conversion, or the minutes alone,
+    are not in the passage."""
+    q = "How many seconds does git credential-cache keep a password in memory by default?"
+    v = Verifier([CACHE, REFLOG], question=q)
+    assert v.check("The default timeout for git credential-cache is 900 seconds (15 minutes) [1].").verified
+    assert not v.check("The default timeout for git credential-cache is 900 seconds (20 minutes) [1].").verified
+    assert not v.check("The default timeout for git credential-cache is 15 minutes [1].").verified
+    either_way = v.check("The default timeout for git credential-cache is 15 minutes (900 seconds) [2].")
+    assert either_way.verified and either_way.recited and either_way.citations == [1]  # [2] is the reflog
+
+
+def test_restated_quantities() -> None:
+    from rag_cli.text import restated_quantities
+
+    assert restated_quantities("900 seconds (15 minutes)") == [("900", "15")]
+    assert restated_quantities("1 MB (1024 KB), 2 GB or 2000 MB, 90 minutes (1.5 hours)") == [
+        ("1", "1024"),
+        ("2", "2000"),
+        ("90", "1.5"),
+    ]
+    assert restated_quantities("100 seconds (2 minutes), 3 days and 5 MB, 1.5B parameters in 900 MB") == []
+
+
 def test_contradicting_number_is_not_verified() -> None:
     v = Verifier([CACHE, REFLOG], question="How long does the credential cache keep a password?")
     verdict = v.check("According to [1], the --timeout option defaults to 300 seconds.")
