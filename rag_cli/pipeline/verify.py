@@ -236,8 +236,10 @@ class Verifier:
         ``restated``: text.restated_quantities of the claim)."""
         need = set(specific)
         for a, b in restated:
-            if a in need and b in need and self.holds(a, n, code) != self.holds(b, n, code):
-                need.discard(b if self.holds(a, n, code) else a)
+            if a in need and b in need:
+                held_a, held_b = self.holds(a, n, code), self.holds(b, n, code)
+                if held_a != held_b:
+                    need.discard(b if held_a else a)
         return need if all(self.holds(tok, n, code) for tok in need) else None
 
     def _support(
