@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..config import user_cache_dir
 from ..errors import ConfigError, LLMError
+from .base import BaseBackend
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Packaged:
     note: str = ""
     # tokens of evidence its prompt holds unless [answer] evidence_tokens says otherwise: what it reads best with,
     # measured against its time to the first token (bench/answer.py; docs/benchmarks.md)
-    evidence_tokens: int = 300
+    evidence_tokens: int = BaseBackend.evidence_tokens
 
     @property
     def path(self) -> Path:

@@ -234,13 +234,11 @@ class Verifier:
         """The claim's specific tokens, each held by passage ``n`` (None when one is not), less a number said
         again in other units beside one the passage holds ("900 seconds (15 minutes)" against "default: 900";
         ``restated``: text.restated_quantities of the claim)."""
-        need = set(specific)
+        held = {tok: self.holds(tok, n, code) for tok in specific}
         for a, b in restated:
-            if a in need and b in need:
-                held_a, held_b = self.holds(a, n, code), self.holds(b, n, code)
-                if held_a != held_b:
-                    need.discard(b if held_a else a)
-        return need if all(self.holds(tok, n, code) for tok in need) else None
+            if a in held and b in held and held[a] != held[b]:
+                del held[b if held[a] else a]
+        return set(held) if all(held.values()) else None
 
     def _support(
         self,
