@@ -133,21 +133,24 @@ def _split_block(block: Block, budget: int, count: TokenCounter, tokens: int) ->
 
 
 def _tail(text: str, overlap: int, count: TokenCounter) -> str:
-    """The last whole sentences of ``text`` that fit in ``overlap`` tokens."""
+    """The last whole sentences of ``text`` that fit in ``overlap`` tokens, with the text's own line breaks
+    between them: a paragraph, list term or code line stays apart from the one before it ("renames.\\n\\noctopus",
+    not "renames. octopus")."""
     if overlap <= 0:
         return ""
-    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
-    out: list[str] = []
+    breaks = [(m.start(), m.end()) for m in _SENTENCE.finditer(text)]
+    ends = [b for b, _ in breaks] + [len(text)]
+    spans = [(a, b) for a, b in zip([0] + [e for _, e in breaks], ends, strict=True) if text[a:b].strip()]
+    first = len(spans)
     total = 0
-    for sent in reversed(sentences[-8:]):
-        n = count([sent])[0]
+    for i in range(len(spans) - 1, max(len(spans) - 8, 0) - 1, -1):
+        n = count([text[spans[i][0] : spans[i][1]]])[0]
         if total + n > overlap:
             break
-        out.insert(0, sent)
-        total += n
-    if len(out) == len(sentences):  # the whole previous chunk: no point repeating it
+        first, total = i, total + n
+    if first == 0 or first == len(spans):  # the whole previous chunk (no point repeating it), or nothing fits
         return ""
-    return " ".join(out)
+    return text[spans[first][0] :].strip()
 
 
 def _pack(

@@ -91,6 +91,24 @@ def test_overlap_repeats_tail_sentences() -> None:
         assert last_sentence.split()[0] in nxt.text
 
 
+def test_overlap_keeps_the_breaks_between_paragraphs_and_lines() -> None:
+    """The sentences carried into the next chunk keep their paragraph and line breaks: a definition list's
+    term stays on its own (not "renames. octopus"), code lines stay lines."""
+    filler = "It tries hard to detect the criss-cross merge ambiguities that older strategies missed."
+    blocks = [
+        Block(f"{filler} {filler} It does not handle renames.", (), 1, 1),
+        Block("octopus", (), 3, 3),
+        Block(f"This resolves cases with more than two heads. {filler} {filler}", (), 5, 5),
+        Block("git merge -s octopus a b\ngit log --graph", (), 7, 8),
+        Block(f"ours {filler} {filler} {filler}", (), 10, 10),
+    ]
+    chunks = chunk_document(doc(*blocks), word_counter, ChunkerConfig(max_tokens=48, overlap=12))
+    carried = [c.text for c in chunks[1:] if c.text.startswith(("It does not", "git merge"))]
+    assert len(carried) == 2, [c.text for c in chunks]
+    assert carried[0].startswith("It does not handle renames.\n\noctopus\n\nThis resolves")
+    assert carried[1].startswith("git merge -s octopus a b\ngit log --graph\n\nours")
+
+
 def test_huge_single_word_is_cut() -> None:
     d = doc(Block("x" * 5000, (), 1, 1))
     chunks = chunk_document(d, lambda ts: [max(1, len(t) // 4) for t in ts], ChunkerConfig(max_tokens=100, overlap=0))
