@@ -83,7 +83,7 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.62, written 0.53 (0.56 / 0.47 "
+            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.62, written 0.56 (0.56 / 0.47 "
             "with 300); rag ask 16.9 s (11.6 s with 300; bench/answer.py 2026-12-06, AVX-512, 2 cores)",
             evidence_tokens=600,
         ),

@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from rag_cli.cli.get import joined
 from rag_cli.ingest.chunking import ChunkerConfig, chunk_document, word_counter
 from rag_cli.types import Block, Document
 
@@ -107,6 +108,9 @@ def test_overlap_keeps_the_breaks_between_paragraphs_and_lines() -> None:
     assert len(carried) == 2, [c.text for c in chunks]
     assert carried[0].startswith("It does not handle renames.\n\noctopus\n\nThis resolves")
     assert carried[1].startswith("git merge -s octopus a b\ngit log --graph\n\nours")
+    # rag get finds the seam and prints the carried text once
+    whole = joined([{"text": c.text} for c in chunks])
+    assert whole.count("It does not handle renames.") == 1 and whole.count("git log --graph") == 1
 
 
 def test_huge_single_word_is_cut() -> None:
