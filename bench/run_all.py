@@ -26,6 +26,7 @@ ORDER = [
     "serve_ask.py",
     "postgres.py",
     "evidence_cache.py",
+    "evidence_reach.py",
 ]
 
 
