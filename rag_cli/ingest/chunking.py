@@ -92,18 +92,24 @@ def _split_words(text: str, budget: int, count: TokenCounter) -> list[str]:
     return [p for p in parts if p.strip()]
 
 
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """The (start, end) offsets of ``text``'s sentences: the non-empty stretches between :data:`_SENTENCE` breaks."""
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for m in _SENTENCE.finditer(text):
+        if m.start() > pos:
+            spans.append((pos, m.start()))
+        pos = m.end()
+    if pos < len(text):
+        spans.append((pos, len(text)))
+    return spans
+
+
 def _split_block(block: Block, budget: int, count: TokenCounter, tokens: int) -> list[_Piece]:
     if tokens <= budget:
         s, e = block.start_line, block.end_line
         return [_Piece(block.text, tokens, s, e)]
-    sentences: list[tuple[str, int]] = []
-    pos = 0
-    for m in _SENTENCE.finditer(block.text):
-        if m.start() > pos:
-            sentences.append((block.text[pos : m.start()], pos))
-        pos = m.end()
-    if pos < len(block.text):
-        sentences.append((block.text[pos:], pos))
+    sentences = [(block.text[a:b], a) for a, b in _sentence_spans(block.text)]
     counts = count([s for s, _ in sentences]) if sentences else []
     pieces: list[_Piece] = []
     cur: list[tuple[str, int]] = []
@@ -138,12 +144,10 @@ def _tail(text: str, overlap: int, count: TokenCounter) -> str:
     not "renames. octopus")."""
     if overlap <= 0:
         return ""
-    breaks = [(m.start(), m.end()) for m in _SENTENCE.finditer(text)]
-    ends = [b for b, _ in breaks] + [len(text)]
-    spans = [(a, b) for a, b in zip([0] + [e for _, e in breaks], ends, strict=True) if text[a:b].strip()]
+    spans = [(a, b) for a, b in _sentence_spans(text) if text[a:b].strip()]
     first = len(spans)
     total = 0
-    for i in range(len(spans) - 1, max(len(spans) - 8, 0) - 1, -1):
+    for i in reversed(range(max(len(spans) - 8, 0), len(spans))):
         n = count([text[spans[i][0] : spans[i][1]]])[0]
         if total + n > overlap:
             break
