@@ -4,8 +4,9 @@ for several passage counts (k) and evidence budgets, in one process on the same 
 
 A reader cannot write a fact its prompt does not hold: this is the ceiling an evidence change moves, measured in
 a minute or two instead of a reader run's quarter hour (bench/answer.py then says whether a reader uses it).
-Budgets are counted with the reader's own tokenizer (``--reader``, a packaged GGUF read for its vocabulary only),
-as the answer pipeline counts them. The first configuration (k = 10, the reader's own budget) is what ships.
+Budgets are counted with the reader's own tokenizer (``--reader``, its local backend's ``count_tokens``),
+as the answer pipeline counts them. k = 10 at the reader's own budget (`rag models --json`: evidence_tokens) is
+what ships.
 
 Usage: python bench/evidence_reach.py [--sets gitdocs sample] [--reader NAME] [--k 10 15] [--budgets 300 600]
 """
@@ -26,13 +27,11 @@ from bench.common import CACHE, rag_env, run_rag, write_section
 
 
 def counter(reader: str) -> Any:
-    """Tokens of a text for ``reader``, as its backend counts them (llm/local.LlamaCppBackend.count_tokens)."""
-    from llama_cpp import Llama
+    """The token counter of ``reader``'s local backend, the one the answer pipeline budgets evidence with."""
+    from rag_cli.config import load_settings
+    from rag_cli.llm import base as llm_base
 
-    from rag_cli.llm.local import packaged_model_path
-
-    vocab = Llama(model_path=str(packaged_model_path(reader)), vocab_only=True, verbose=False)
-    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    return llm_base.create("local", load_settings(llm_backend="local", llm_model=reader)).count_tokens
 
 
 def reach(index: str, qa: Path, ks: list[int], budgets: list[int], count: Any) -> dict[tuple[int, int], list[int]]:
