@@ -172,6 +172,8 @@ class Settings:
     answer_k: int = 0  # passages searched for an answer; 0: 10 with evidence (only their evidence reaches the
     # prompt), 5 without (whole passages: small local models do best with few)
     answer_min_score: float = 0.3  # dense cosine similarity under which a passage counts as unrelated
+    # the answer's first N documents each add their 2 best further passages (retrieve/within.py); 0: off
+    answer_further_documents: int = 2
     # the best evidence sentence's score (pipeline/evidence.py: 0.5 cosine + 0.5 question words held) under which the
     # passages are taken not to answer; calibrated on the QA sets by bench/refusal.py; 0 turns it off
     answer_min_evidence: float = 0.40
@@ -383,6 +385,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "llm_total_timeout": (0.001, 86400),
     "answer_k": (0, 1000),
     "answer_min_score": (-1, 1),
+    "answer_further_documents": (0, 100),
     "answer_min_evidence": (0, 2),
     "server_connect_timeout": (0.001, 600),
     "serve_port": (0, 65535),

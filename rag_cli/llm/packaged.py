@@ -70,7 +70,7 @@ CATALOGUE: dict[str, Packaged] = {
             253_113_024,
             "Gemma terms of use",
             "completion",
-            "the fastest (the default until 2026-12-06); gitdocs QA contains 0.51, written 0.16; rag ask 3.2 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "the fastest (the default until 2026-12-06); gitdocs QA contains 0.53, written 0.16; rag ask 3.0 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
         ),
         Packaged(
             "qwen2.5-coder-1.5b",
@@ -83,8 +83,8 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.62, written 0.56 (0.56 / 0.47 "
-            "with 300); rag ask 16.9 s (11.6 s with 300; bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.67, written 0.53; rag ask 11.8 s "
+            "(bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             evidence_tokens=600,
         ),
         Packaged(
@@ -98,7 +98,7 @@ CATALOGUE: dict[str, Packaged] = {
             491_400_064,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the default; gitdocs QA contains 0.51, written 0.33; rag ask 5.9 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "the default; gitdocs QA contains 0.53, written 0.33; rag ask 5.2 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
         ),
         Packaged(
             "smollm2-135m",
@@ -111,7 +111,7 @@ CATALOGUE: dict[str, Packaged] = {
             98_362_432,
             "Apache-2.0",
             "chat",
-            "for tests; gitdocs QA contains 0.47, written 0.11, grounded 0.95; rag ask 5.9 s (bench/answer.py 2026-12-06, AVX-512, 2 cores)",
+            "for tests; gitdocs QA contains 0.49, written 0.04, grounded 0.94; rag ask 2.5 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
         ),
         Packaged(
             "all-minilm-l6-v2",

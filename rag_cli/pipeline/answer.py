@@ -22,6 +22,7 @@ from ..errors import LLMError, NoRelevantPassages
 from ..llm import base as llm_base
 from ..retrieve.base import Retriever
 from ..retrieve.fanout import SearchResult
+from ..retrieve.within import further_passages
 from ..text import folded, loop_cut
 from ..types import Degradation, Hit
 from .evidence import (
@@ -273,6 +274,8 @@ async def _passages(
     if hits and not given:
         await names_gate(retrieval, asked, hits, settings)
     embed = remembering(retrieval.sentence_embedder())
+    if hits and not given:
+        hits = hits + await _further(retrieval, asked, hits, embed, settings, result, mode)
     t_evidence = time.perf_counter()
     scored = await evidence_gate(asked, hits, embed, settings) if hits and not given else None
     result.timings["evidence_ms"] = round((time.perf_counter() - t_evidence) * 1000, 2)
@@ -287,6 +290,30 @@ async def _passages(
         result.provenance["best_evidence"] = round(max(s.score for s in scored), 4)
         result.provenance["min_evidence"] = settings.answer_min_evidence
     return hits, embed, scored
+
+
+async def _further(
+    retrieval: Retriever,
+    query: str,
+    hits: list[Hit],
+    embed: Any,
+    settings: Settings,
+    result: AnswerResult,
+    mode: str | None,
+) -> list[Hit]:
+    """The further passages of the answer's first documents (retrieve/within.py), from this process's index
+    (none through a server's search, which has no reader here), timed."""
+    if retrieval.reader is None or settings.answer_further_documents <= 0:
+        return []
+    t0 = time.perf_counter()
+    dense = embed is not None and (mode or settings.retrieve_mode) != "bm25"
+    vec = (await runtime.run_blocking(lambda: embed([query]), stage="embed"))[0] if dense else None
+    more: list[Hit] = await runtime.run_blocking(
+        lambda: further_passages(retrieval.reader, query, vec, hits, settings.answer_further_documents),
+        stage="further",
+    )
+    result.timings["further_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+    return more
 
 
 async def _prepared(

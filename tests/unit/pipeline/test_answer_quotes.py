@@ -351,3 +351,43 @@ def test_a_packaged_reader_states_its_evidence_budget() -> None:
     assert LlamaCppBackend("qwen2.5-coder-1.5b").evidence_tokens == 600  # measured: more facts written
     assert LlamaCppBackend("").evidence_tokens == llm_base.BaseBackend.evidence_tokens == 300  # the default reader
     assert LlamaCppBackend("/models/any.gguf").evidence_tokens == 300  # a file rag knows nothing of
+
+
+class OnePage:
+    """A reader of c.md's two chunks: the search found the first, the fact stands in the second."""
+
+    generation = 1
+
+    def __init__(self) -> None:
+        self.rows = {
+            1: "The credential cache daemon listens on a socket.",
+            2: "The credential cache keeps passwords for 900 seconds by default.",
+        }
+
+    def document(self, path: str) -> list[dict[str, Any]]:
+        return [{"chunk_id": i, "doc_id": None} for i in self.rows] if path == "c.md" else []
+
+    def scores_for(self, ids: list[int], query_vec: Any, query: str) -> dict[int, dict[str, float]]:
+        return {i: {"bm25": 1.0} for i in ids}
+
+    def hits(self, scored: list[tuple[int, float]], source: str) -> list[Hit]:
+        return [Hit(self.rows[i], s, source, path="c.md", chunk_id=i) for i, s in scored]
+
+
+@pytest.mark.parametrize("further", [2, 0])
+def test_an_answer_reads_further_passages_of_its_first_documents(further: int) -> None:
+    hits = [
+        Hit(text=BRANCH, score=0.9, source="bm25", path="b.md", chunk_id=7),
+        Hit(text=OnePage().rows[1], score=0.8, source="dense+bm25", path="c.md", chunk_id=1),
+    ]
+    retrieval = FakeRetrieval(hits)
+    retrieval.reader = OnePage()
+    s = Settings(answer_min_evidence=0.0, answer_further_documents=further)
+
+    async def go() -> list[Any]:
+        return [ev async for ev in answer(Q, retrieval, s, backends=["none"])]
+
+    result = runtime.run(go())[-1].data
+    assert ("900 seconds" in result.answer) is bool(further)
+    assert [h.chunk_id for h in result.retrieved] == [7, 1, 2][: 3 if further else 2]
+    assert ("further_ms" in result.timings) is bool(further)
