@@ -111,12 +111,8 @@ def main() -> None:
         found = reach(f"answer-{name}", qa, args.k, args.budgets, count, args.further)
         for (k, b), (n, passages, kept) in found.items():
             lines.append(f"| {name} | {k} | {b} | {n} | {passages} | {kept} |")
-            print(
-                json.dumps(
-                    {"set": name, "k": k, "budget": b, "further": args.further, "questions": n, "passages": passages}
-                    | {"evidence": kept}
-                )
-            )
+            row = {"set": name, "k": k, "budget": b, "further": args.further, "questions": n}
+            print(json.dumps({**row, "passages": passages, "evidence": kept}))
     write_section(args.section, lines)
 
 

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import TypeVar
 
 from ..types import Hit
+
+K = TypeVar("K")
 
 
 def rrf(
@@ -256,7 +259,7 @@ def _method_scores(hit: Hit, field: str = "source_scores") -> dict[str, float]:
     return {m: float(v) for m in LOCAL_METHODS if isinstance(v := per.get(m), int | float) and not isinstance(v, bool)}
 
 
-def _zscores(values: dict[str, float]) -> dict[str, float]:
+def zscores(values: dict[K, float]) -> dict[K, float]:
     """``(v - mean) / std`` over ``values`` (population deviation; all 0 when it is 0)."""
     if not values:
         return {}
@@ -278,7 +281,7 @@ def _standardised(
     # pooled as dense when every index scored with one collection's idf.
     # Measured (bench/federated.py): standardising the pooled cosines with the local candidates' mean and
     # deviation instead came out 0.001 lower on Cranfield shards.
-    dense = _zscores(
+    dense = zscores(
         {f"{g}\0{key}": per["dense"] for g, hits in groups.items() for key, (_, per) in hits.items() if "dense" in per}
     )
     bm25 = _bm25_standardised(groups, standard, "bm25" in pooled)
@@ -319,11 +322,11 @@ def _bm25_standardised(
         return {f"{g}\0{key}": per["bm25"] for key, (_, per) in hits.items() if "bm25" in per}
 
     if pooled:
-        return _zscores({gk: v for g, hits in groups.items() for gk, v in own(g, hits).items()})
+        return zscores({gk: v for g, hits in groups.items() for gk, v in own(g, hits).items()})
     out: dict[str, float] = {}
     for g, hits in groups.items():
         sent = {f"{g}\0{key}": standard[f"{g}\0{key}"] for key in hits if f"{g}\0{key}" in standard}
-        out.update(sent if g and len(sent) == len(hits) else _zscores(own(g, hits)))
+        out.update(sent if g and len(sent) == len(hits) else zscores(own(g, hits)))
     return out
 
 

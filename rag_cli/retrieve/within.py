@@ -4,10 +4,10 @@ A search finds the right document more often than the passage of it that holds t
 questions: the page among the first five for all of them, the fact in the first ten passages for 37 of 45).
 The page's other passages that answer the question's words were outranked by other pages' near misses: a
 ``git archive`` question finds git-archive's options, not its ATTRIBUTES section's ``export-ignore``. So an
-answer also takes, from each of its first :data:`DOCUMENTS` documents, the :data:`EACH` best passages of that
-document it does not hold yet, ranked within the document by its dense and BM25 scores each standardised over
-the document's passages (the fusion's z-scores, on one document's scale). They come after the retrieved
-passages; evidence selection decides what of them reaches the reader.
+answer also takes, from each of its first few documents (``[answer] further_documents``), the :data:`EACH` best
+passages of that document it does not hold yet, ranked within the document by its dense and BM25 scores each
+standardised over the document's passages (fusion.zscores, on one document's scale). They come after the
+retrieved passages; evidence selection decides what of them reaches the reader.
 
 Only the index's own passages (a remote source's have no document here), and only documents of at most
 :data:`LARGEST` passages (a whole corpus in one file, such as a BEIR ``corpus.jsonl``, is not one document).
@@ -20,28 +20,20 @@ from dataclasses import replace
 from typing import Any
 
 from ..types import Hit
+from .fusion import LOCAL_METHODS, zscores
 
-DOCUMENTS = 2  # the answer's first documents whose further passages join it
-EACH = 2  # passages taken from each
+EACH = 2  # passages taken from each document
 LARGEST = 5000  # a "document" of more passages is a collection; it is left alone
 SOURCE = "document"  # what a further passage says it came from
-LOCAL = frozenset({"dense", "bm25"})
 
 
 def _own(hit: Hit) -> bool:
     """Whether ``hit`` is a passage of this index (its dense or BM25 search found it)."""
-    return bool(hit.path) and hit.chunk_id is not None and set(hit.source.split("+")) <= LOCAL
-
-
-def _z(values: Sequence[float]) -> list[float]:
-    n = len(values)
-    mean = sum(values) / n
-    std = (sum((v - mean) ** 2 for v in values) / n) ** 0.5
-    return [(v - mean) / std if std > 0 else 0.0 for v in values]
+    return bool(hit.path) and hit.chunk_id is not None and set(hit.source.split("+")) <= set(LOCAL_METHODS)
 
 
 def further_passages(
-    reader: Any, query: str, query_vec: Any, hits: Sequence[Hit], documents: int = DOCUMENTS, each: int = EACH
+    reader: Any, query: str, query_vec: Any, hits: Sequence[Hit], documents: int, each: int = EACH
 ) -> list[Hit]:
     """The best passages of ``hits``' first ``documents`` documents that ``hits`` does not hold, ``each`` per
     document, in document rank order (blocking: run it on the pool). ``query_vec``: the query's vector in this
@@ -65,11 +57,9 @@ def further_passages(
         if not ids:
             continue
         scores = reader.scores_for(ids, query_vec, query)
-        parts = [
-            _z([scores[i].get(m, 0.0) for i in ids]) for m in ("dense", "bm25") if query_vec is not None or m != "dense"
-        ]
-        total = [sum(p[j] for p in parts) for j in range(len(ids))]
-        best = sorted(range(len(ids)), key=lambda j: -total[j])[:each]
-        for h in reader.hits([(ids[j], floor) for j in best], SOURCE):
+        methods = LOCAL_METHODS if query_vec is not None else ("bm25",)
+        parts = [zscores({i: scores[i].get(m, 0.0) for i in ids}) for m in methods]
+        best = sorted(ids, key=lambda i: -sum(p[i] for p in parts))[:each]
+        for h in reader.hits([(i, floor) for i in best], SOURCE):
             out.append(replace(h, extra={**h.extra, "further_of": first.location}))
     return out
