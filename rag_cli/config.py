@@ -161,6 +161,9 @@ class Settings:
     llm_fallback: list[str] = field(default_factory=lambda: ["none"])
     llm_model: str = ""
     llm_prompt: str = "auto"  # local backend: auto (chat template if the GGUF has one), chat, completion
+    # local backend, packaged readers: "fast" (the Q8_0 copy rag derives once from the verified file where that reads
+    # prompts faster: llm/packaged.py) or "packaged" (the file as packaged)
+    llm_weights: str = "fast"
     llm_base_url: str = "http://127.0.0.1:8080/v1"
     llm_api_key_env: str = "OPENAI_API_KEY"
     llm_max_tokens: int = 256
@@ -440,6 +443,8 @@ def validate(settings: Settings) -> None:
         raise ConfigError(f"setting 'answer_lead' must be auto or answer, not {settings.answer_lead!r}")
     if settings.llm_prompt not in ("auto", "chat", "completion"):
         raise ConfigError(f"setting 'llm_prompt' must be auto, chat or completion, not {settings.llm_prompt!r}")
+    if settings.llm_weights not in ("fast", "packaged"):
+        raise ConfigError(f"setting 'llm_weights' must be fast or packaged, not {settings.llm_weights!r}")
     if settings.retrieve_fusion not in ("zscore", "rrf"):
         raise ConfigError(f"setting 'retrieve_fusion' must be zscore or rrf, not {settings.retrieve_fusion!r}")
     if settings.server not in ("auto", "off", "none", ""):

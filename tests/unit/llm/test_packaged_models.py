@@ -3,6 +3,7 @@ fake llama.cpp: assembling in order, the pinned hash refused when it differs, na
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import sys
 import types
@@ -176,3 +177,142 @@ def test_settings_carry_the_prompt_style(monkeypatch: pytest.MonkeyPatch) -> Non
     assert s.llm_prompt == "completion"
     backend = local._factory(replace(s, llm_model=""), {})
     assert backend.prompt_style == "completion"
+
+
+class FakeQuantizeParams(ctypes.Structure):
+    _fields_ = [("nthread", ctypes.c_int32), ("ftype", ctypes.c_int), ("allow_requantize", ctypes.c_bool)]
+
+
+@pytest.fixture
+def fake_quantizer(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes, int, bool]]:
+    """llama_cpp's quantiser as packaged.derive calls it: the copy is the source's bytes, reversed; each call
+    recorded (its source's bytes, the file type, requantising allowed). A source starting "FAIL" fails."""
+    calls: list[tuple[bytes, int, bool]] = []
+
+    def quantize(src: bytes, dst: bytes, params: Any) -> int:
+        p = params._obj
+        data = Path(src.decode()).read_bytes()
+        calls.append((data, p.ftype, p.allow_requantize))
+        if data.startswith(b"FAIL"):
+            return 1
+        Path(dst.decode()).write_bytes(data[::-1])
+        return 0
+
+    fake = types.SimpleNamespace(llama_model_quantize_default_params=FakeQuantizeParams, llama_model_quantize=quantize)
+    monkeypatch.setitem(sys.modules, "llama_cpp", fake)
+    return calls
+
+
+def fast_entry(sha: str, fast: str = "q8_0") -> packaged.Packaged:
+    from dataclasses import replace as changed
+
+    return changed(entry(sha), fast=fast)
+
+
+def test_the_fast_copy_is_derived_once_from_the_checked_file(
+    fake_parts: Path, fake_quantizer: list[tuple[bytes, int, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = b"".join(PARTS)
+    model = fast_entry(hashlib.sha256(whole).hexdigest())
+    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    assert packaged.resolve("fake-reader", "packaged") == model.path and fake_quantizer == []  # as packaged
+    copy = packaged.resolve("fake-reader", "fast")
+    assert copy == packaged.derived_file(model) and copy is not None and copy.read_bytes() == whole[::-1]
+    assert fake_quantizer == [(whole, packaged._FTYPES["q8_0"], True)]  # from the checked file, requantised
+    record = packaged.derived_record(model)
+    assert record is not None and record["sha256"] == hashlib.sha256(whole[::-1]).hexdigest()
+    assert packaged.resolve("fake-reader", "fast") == copy and len(fake_quantizer) == 1  # kept: not derived again
+    assert not [p for p in copy.parent.iterdir() if p.name.endswith(".tmp")]
+    copy.write_bytes(b"changed since")  # a copy changed after it was made is made again
+    assert packaged.derived_record(model) is None
+    assert packaged.resolve("fake-reader", "fast") == copy and copy.read_bytes() == whole[::-1]
+    assert len(fake_quantizer) == 2
+
+
+def test_a_copy_made_from_another_pinned_file_is_not_used(
+    fake_parts: Path, fake_quantizer: list[tuple[bytes, int, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = b"".join(PARTS)
+    model = fast_entry(hashlib.sha256(whole).hexdigest())
+    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    packaged.resolve("fake-reader", "fast")
+    repinned = fast_entry("1" * 64)  # a new release pins another file: the old copy's record names the old one
+    assert packaged.derived_record(repinned) is None
+    packaged.forget(model)  # `rag models install --force` forgets the copy's record too
+    assert packaged.derived_record(model) is None and packaged.verified_path(model) is None
+
+
+def test_a_reader_without_a_faster_type_reads_its_packaged_file(
+    fake_parts: Path, fake_quantizer: list[tuple[bytes, int, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = fast_entry(hashlib.sha256(b"".join(PARTS)).hexdigest(), fast="")
+    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    assert packaged.resolve("fake-reader", "fast") == model.path and fake_quantizer == []
+    assert packaged.derived_record(model) is None
+
+
+def test_a_failed_copy_is_a_clear_error_and_leaves_nothing(
+    fake_parts: Path, fake_quantizer: list[tuple[bytes, int, bool]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (fake_parts / "fakepart1" / "data" / "part01.bin").write_bytes(b"FAIL|")
+    whole = b"FAIL|" + b"".join(PARTS[1:])
+    model = fast_entry(hashlib.sha256(whole).hexdigest())
+    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    with pytest.raises(LLMError) as caught:
+        packaged.resolve("fake-reader", "fast")
+    assert "q8_0 copy" in str(caught.value) and 'weights = "packaged"' in (caught.value.hint or "")
+    assert not packaged.derived_file(model).exists() and packaged.derived_record(model) is None
+    assert not [p for p in packaged.derived_file(model).parent.iterdir() if p.name.endswith(".tmp")]
+    assert packaged.resolve("fake-reader", "packaged") == model.path  # the packaged file still serves
+
+
+def test_the_backend_reads_the_fast_copy_and_names_it(
+    fake_parts: Path,
+    fake_quantizer: list[tuple[bytes, int, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    whole = b"".join(PARTS)
+    model = fast_entry(hashlib.sha256(whole).hexdigest())
+    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    s = load_settings()
+    fast = local._factory(replace(s, llm_model="fake-reader"), {})
+    assert fast.weights == "fast" and fast.model_path() == packaged.derived_file(model)
+    assert "writing a q8_0 copy of fake-reader" in capsys.readouterr().err  # once, said on stderr
+    assert fast.model_path() == packaged.derived_file(model) and capsys.readouterr().err == ""
+    described = fast.describe()
+    assert described["sha256"] == model.sha256  # the pinned file it came from, and the copy it reads
+    assert described["weights"] == {"type": "q8_0", "sha256": hashlib.sha256(whole[::-1]).hexdigest()}
+    plain = local._factory(replace(s, llm_model="fake-reader", llm_weights="packaged"), {})
+    assert plain.model_path() == model.path and "weights" not in plain.describe()
+    from rag_cli.config import validate
+
+    with pytest.raises(ConfigError, match="llm_weights"):
+        validate(replace(s, llm_weights="small"))
+
+
+def test_models_install_writes_the_fast_copy_once(
+    fake_parts: Path,
+    fake_quantizer: list[tuple[bytes, int, bool]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from rag_cli.cli import output
+    from rag_cli.cli.app import main
+
+    monkeypatch.setattr(output, "env", output.Env())
+    model = fast_entry(hashlib.sha256(b"".join(PARTS)).hexdigest())
+    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    assert main(["models", "install", "fake-reader"]) == 0
+    assert capsys.readouterr().out.strip() == str(packaged.derived_file(model))
+    assert main(["models", "install", "fake-reader"]) == 0 and len(fake_quantizer) == 1  # kept
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    row = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}["fake-reader"]
+    assert row["fast"] == "q8_0" and row["fast_copy"]["path"] == str(packaged.derived_file(model))
+    monkeypatch.setenv("RAG_LLM_WEIGHTS", "packaged")  # who reads the packaged file gets no copy written
+    packaged.derived_file(model).unlink()
+    assert main(["models", "install", "fake-reader"]) == 0
+    assert capsys.readouterr().out.strip() == str(model.path) and len(fake_quantizer) == 1
