@@ -44,8 +44,9 @@ class Packaged:
     # measured against its time to the first token (bench/answer.py; docs/benchmarks.md)
     evidence_tokens: int = BaseBackend.evidence_tokens
     # the llama.cpp type of the copy `[llm] weights = "fast"` reads it from ("q8_0"), derived once from the verified
-    # file because prompts read faster from it on x86 CPUs (llama.cpp's batched kernels for Q8_0; measured per reader
-    # in bench/weights.py), or "" when the packaged file is already the fastest
+    # file because prompts read faster from it on x86 CPUs (llama.cpp's batched kernels for Q8_0; bench/weights.py),
+    # or "": a reader has a copy only where its answers with it held the expected fact as often on both QA sets
+    # (bench/answer.py, BASE@llm_weights=packaged the baseline in the same run)
     fast: str = ""
 
     @property
@@ -77,7 +78,8 @@ CATALOGUE: dict[str, Packaged] = {
             "Gemma terms of use",
             "completion",
             "the fastest (the default until 2026-12-06); gitdocs QA contains 0.53, written 0.16; rag ask 3.0 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
-            fast="q8_0",
+            # no faster copy: its Q8_0 copy read prompts 1.9x faster but its gitdocs answers held the fact for one of 45
+            # questions fewer (0.53 -> 0.51; bench/answer.py 2026-12-07)
         ),
         Packaged(
             "qwen2.5-coder-1.5b",

@@ -94,15 +94,12 @@ def test_the_default_reader_is_the_packaged_qwen_0_5b(sample_home: Path, monkeyp
 @pytest.mark.parametrize(("weights", "file_type"), [("fast", "7"), ("packaged", "15")])
 def test_the_fast_copy_is_a_real_q8_0_gguf_of_the_packaged_model(weights: str, file_type: str) -> None:
     """llama.cpp's own quantiser writes the Q8_0 copy (`[llm] weights = "fast"`) from the checked Q4_K_M file of
-    Gemma 3 270M (installed by `make test`), and llama.cpp loads it: same model, another file type."""
-    from rag_cli.llm.local import LlamaCppBackend
+    the default reader (installed with rag), and llama.cpp loads it: same model, another file type."""
+    from rag_cli.llm.local import DEFAULT_READER, LlamaCppBackend
 
-    gemma = packaged.CATALOGUE["gemma3-270m"]
-    if not packaged.installed(gemma):
-        assert not os.environ.get("CI"), "make test installs gemma3-270m"
-        pytest.skip("rag models install gemma3-270m")
-    backend = LlamaCppBackend("gemma3-270m", n_ctx=256, weights=weights)
+    assert packaged.CATALOGUE[DEFAULT_READER].fast == "q8_0"
+    backend = LlamaCppBackend(DEFAULT_READER, n_ctx=256, weights=weights)
     meta = backend.load().metadata
     assert meta["general.file_type"] == file_type  # 7: MOSTLY_Q8_0, 15: MOSTLY_Q4_K_M
-    assert meta["general.architecture"] == "gemma3"
+    assert meta["general.architecture"] == "qwen2"
     assert backend.count_tokens("git rebase --onto") > 0
