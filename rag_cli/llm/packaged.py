@@ -44,7 +44,7 @@ class Packaged:
     # measured against its time to the first token (bench/answer.py; docs/benchmarks.md)
     evidence_tokens: int = BaseBackend.evidence_tokens
     # the llama.cpp type of the copy `[llm] weights = "fast"` reads it from ("q8_0"), derived once from the verified
-    # file because prompts read faster from it on x86 CPUs (llama.cpp's batched kernels for Q8_0; bench/weights.py),
+    # file because llama.cpp reads prompts faster from it (the default reader: 3x on an AVX-512 Xeon; bench/weights.py),
     # or "": a reader has a copy only where its answers with it held the expected fact as often on both QA sets
     # (bench/answer.py, BASE@llm_weights=packaged the baseline in the same run)
     fast: str = ""
@@ -77,7 +77,7 @@ CATALOGUE: dict[str, Packaged] = {
             253_113_024,
             "Gemma terms of use",
             "completion",
-            "the fastest (the default until 2026-12-06); gitdocs QA contains 0.53, written 0.16; rag ask 3.0 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            "the fastest (the default until 2026-12-06); gitdocs QA contains 0.53, written 0.16; rag ask 2.8 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             # no faster copy: its Q8_0 copy read prompts 1.9x faster but its gitdocs answers held the fact for one of 45
             # questions fewer (0.53 -> 0.51; bench/answer.py 2026-12-07)
         ),
@@ -92,7 +92,7 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.67, written 0.53; rag ask 11.8 s "
+            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.67, written 0.53; rag ask 11.4 s "
             "(bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             evidence_tokens=600,
             # no faster copy: its Q8_0 copy read prompts 1.6x faster but its gitdocs answers held the fact for 2 of 45
@@ -110,7 +110,7 @@ CATALOGUE: dict[str, Packaged] = {
             491_400_064,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the default; gitdocs QA contains 0.53, written 0.33; rag ask 5.2 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            "the default, read from its Q8_0 copy; gitdocs QA contains 0.53, written 0.31; rag ask 3.9 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             fast="q8_0",
         ),
         Packaged(

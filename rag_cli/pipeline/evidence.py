@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,33 +41,58 @@ class Sentence:
     index: int  # position within the passage
     text: str
     score: float = 0.0
+    term: str = ""  # the term of the definition it belongs to, when it does not hold it (split_termed)
+
+    @property
+    def shown(self) -> str:
+        """Its text as evidence shows it alone: a definition's later sentence led by its term and an ellipsis."""
+        return f"{self.term} … {self.text}" if self.term else self.text
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of ``text``: at sentence ends, blank lines and list bullets; long ones cut at ~60 words,
     fragments of under four words joined to the sentence after them (a term to its definition)."""
-    out: list[str] = []
-    for part in _SENT.split(text):
-        words = part.split()
-        for i in range(0, len(words), _MAX_WORDS):
-            piece = " ".join(words[i : i + _MAX_WORDS])
-            if piece:
-                out.append(piece)
-    merged: list[str] = []
-    carry = ""
-    for s in out:  # a fragment of a few words (an option name, a term, a label) belongs with what follows it
-        s = f"{carry} {s}" if carry else s
+    return [sentence for sentence, _ in split_termed(text)]
+
+
+_PARAGRAPH = re.compile(r"\n\s*\n")
+
+
+def split_termed(text: str) -> list[tuple[str, str]]:
+    """:func:`split_sentences`, each sentence with the term it defines: in a definition list (a paragraph that
+    is only a term, "octopus", "gc.rerereUnresolved", "--show-origin", then its description), the description's
+    later sentences carry the term ("This is the default merge strategy when merging more than one branch." is
+    about octopus); its first sentence holds the term already, other sentences carry "". Same sentences as
+    :func:`split_sentences`."""
+    pieces: list[tuple[str, int]] = []  # (piece, its paragraph)
+    for n, paragraph in enumerate(_PARAGRAPH.split(text)):
+        for part in _SENT.split(paragraph):
+            words = part.split()
+            pieces += [(" ".join(words[i : i + _MAX_WORDS]), n) for i in range(0, len(words), _MAX_WORDS)]
+    per_paragraph = Counter(n for _, n in pieces)
+    terms = {  # the paragraph a lone term describes -> the term
+        n + 1: piece for piece, n in pieces if per_paragraph[n] == 1 and len(piece.split()) < 4 and _is_term(piece)
+    }
+    merged: list[tuple[str, str]] = []
+    carry, began = "", -1  # a fragment waiting for what follows it, and the paragraph it began in
+    for piece, n in pieces:  # a fragment of a few words (an option name, a term, a label) belongs with what follows it
+        joined_piece, start = (f"{carry} {piece}", began) if carry else (piece, n)
         carry = ""
-        if len(s.split()) < 4:
-            carry = s
-        else:
-            merged.append(s)
+        if len(joined_piece.split()) < 4:
+            carry, began = joined_piece, start
+            continue
+        merged.append((joined_piece, "" if start < n else terms.get(n, "")))  # began before: it holds the term
     if carry:
         if merged:
-            merged[-1] = f"{merged[-1]} {carry}"
+            merged[-1] = (f"{merged[-1][0]} {carry}", merged[-1][1])
         else:
-            merged.append(carry)
+            merged.append((carry, ""))
     return merged
+
+
+def _is_term(fragment: str) -> bool:
+    """A fragment that can head a definition: not a Markdown heading, not a label ending in a colon."""
+    return not fragment.startswith("#") and not fragment.rstrip().endswith(":")
 
 
 def stem(word: str) -> str:
@@ -112,7 +138,7 @@ def remembering(embed: Embed | None) -> Embed | None:
 
 def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> list[Sentence]:
     """Every sentence of ``texts`` (the passages, best first), scored against ``question``."""
-    sents = [Sentence(p, i, s) for p, t in enumerate(texts) for i, s in enumerate(split_sentences(t))]
+    sents = [Sentence(p, i, s, term=d) for p, t in enumerate(texts) for i, (s, d) in enumerate(split_termed(t))]
     if not sents:
         return sents
     q_terms = content_terms(question)
@@ -212,13 +238,15 @@ def select(
 
 
 def joined(sentences: list[Sentence]) -> str:
-    """One passage's evidence as text: adjacent sentences joined by a space, gaps by " … "."""
+    """One passage's evidence as text: adjacent sentences joined by a space, gaps by " … " (a definition's
+    sentence after a gap led by its term)."""
     out = ""
     last = None
     for s in sentences:
+        follows = last is not None and s.index == last + 1
         if last is not None:
-            out += " " if s.index == last + 1 else " … "
-        out += s.text
+            out += " " if follows else " … "
+        out += s.text if follows else s.shown  # after the sentence before it, its term is there already
         last = s.index
     return out
 
@@ -245,6 +273,7 @@ def quotes(
             break
         if key not in seen:
             text = with_block(s, at)
+            text = f"{s.term} … {text}" if s.term else text
             if not instruction_like(text, hosts):
                 out.append((number[s.passage], text))
         seen.add(key)

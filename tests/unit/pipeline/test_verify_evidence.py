@@ -481,3 +481,54 @@ def test_an_example_value_in_a_command_the_passage_writes_with_a_placeholder() -
     # and a passage without placeholders takes no example values
     v = Verifier(["--staged restores the index of git restore, unstaging the file."], question="How do I unstage?")
     assert not v.check(example).verified
+
+
+MERGE = (
+    "The merge mechanism uses the following strategies.\n\n"
+    "octopus\n\n"
+    "This resolves cases with more than two heads. It is primarily meant for bundling topic branch heads.\n"
+    "This is the default merge strategy when pulling or merging more than one branch.\n\n"
+    "ours\n\n"
+    "This resolves any number of heads, but the resulting tree is always that of the current branch head.\n\n"
+    "## Options\n\n"
+    "Nothing here is a term of a definition. It stays as it is."
+)
+
+
+def test_a_definitions_later_sentences_carry_its_term() -> None:
+    """A paragraph that is only a term ("octopus") heads the paragraph after it: the description's first
+    sentence holds the term, its later ones carry it; a heading or a label is no term; the sentences are those of
+    split_sentences."""
+    from rag_cli.pipeline.evidence import split_termed
+
+    termed = split_termed(MERGE)
+    assert [s for s, _ in termed] == split_sentences(MERGE)
+    assert termed[1] == ("octopus This resolves cases with more than two heads.", "")
+    assert termed[2] == ("It is primarily meant for bundling topic branch heads.", "octopus")
+    assert termed[3] == ("This is the default merge strategy when pulling or merging more than one branch.", "octopus")
+    assert termed[4][1] == ""  # ours' description is one sentence: it holds its term
+    assert [t for _, t in termed[5:]] == ["", ""]  # after a heading: no term
+    assert split_termed("Usage:\n\nRun the command twice over. Then stop it at once.") == [
+        ("Usage: Run the command twice over.", ""),  # a label ending in a colon: no term
+        ("Then stop it at once.", ""),
+    ]
+
+
+def test_evidence_shows_the_term_of_a_definition_sentence_it_holds_alone() -> None:
+    from rag_cli.pipeline.evidence import Sentence, quotes, score
+
+    question = "Which merge strategy is the default when merging more than one branch?"
+    sents = score(question, [MERGE])
+    default = next(s for s in sents if "default merge strategy" in s.text)
+    assert default.term == "octopus" and default.shown.startswith("octopus … This is the default")
+    picked = select(question, [MERGE], count=WORDS, budget=30, max_sentences=1, scored=sents)
+    assert (
+        joined(picked[0])
+        == "octopus … This is the default merge strategy when pulling or merging more than one branch."
+    )
+    both = [Sentence(0, 2, "It is primarily meant for bundling topic branch heads.", term="octopus"), default]
+    assert joined(both) == (  # after the sentence before it, no second term
+        "octopus … It is primarily meant for bundling topic branch heads. "
+        "This is the default merge strategy when pulling or merging more than one branch."
+    )
+    assert quotes([default], {0: 1}, 1)[0] == (1, default.shown)
