@@ -104,7 +104,12 @@ def copy_of(name: str) -> tuple[Path, Path]:
     assert source is not None
     measured = model if model.fast else replace(model, fast="q8_0")
     done = packaged.derived_record(measured)
-    return source, Path(done["path"]) if done else packaged.derive(measured, source)
+    if done:
+        return source, Path(done["path"])
+    from rag_cli.llm.local import quiet_stderr
+
+    with quiet_stderr():
+        return source, packaged.derive(measured, source)
 
 
 def reader_rows(name: str, question: str, env: dict[str, str], threads: int) -> tuple[list[str], tuple[float, float]]:

@@ -209,12 +209,20 @@ def fast_entry(sha: str, fast: str = "q8_0") -> packaged.Packaged:
     return changed(entry(sha), fast=fast)
 
 
-def test_the_fast_copy_is_derived_once_from_the_checked_file(
+@pytest.fixture
+def fast_reader(
     fake_parts: Path, fake_quantizer: list[tuple[bytes, int, bool]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    whole = b"".join(PARTS)
-    model = fast_entry(hashlib.sha256(whole).hexdigest())
+) -> packaged.Packaged:
+    """The fake parts' reader, with a Q8_0 copy to derive, in the catalogue as "fake-reader"."""
+    model = fast_entry(hashlib.sha256(b"".join(PARTS)).hexdigest())
     monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    return model
+
+
+def test_the_fast_copy_is_derived_once_from_the_checked_file(
+    fast_reader: packaged.Packaged, fake_quantizer: list[tuple[bytes, int, bool]]
+) -> None:
+    whole, model = b"".join(PARTS), fast_reader
     assert packaged.resolve("fake-reader", "packaged") == model.path and fake_quantizer == []  # as packaged
     copy = packaged.resolve("fake-reader", "fast")
     assert copy == packaged.derived_file(model) and copy is not None and copy.read_bytes() == whole[::-1]
@@ -229,12 +237,8 @@ def test_the_fast_copy_is_derived_once_from_the_checked_file(
     assert len(fake_quantizer) == 2
 
 
-def test_a_copy_made_from_another_pinned_file_is_not_used(
-    fake_parts: Path, fake_quantizer: list[tuple[bytes, int, bool]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    whole = b"".join(PARTS)
-    model = fast_entry(hashlib.sha256(whole).hexdigest())
-    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+def test_a_copy_made_from_another_pinned_file_is_not_used(fast_reader: packaged.Packaged) -> None:
+    model = fast_reader
     packaged.resolve("fake-reader", "fast")
     repinned = fast_entry("1" * 64)  # a new release pins another file: the old copy's record names the old one
     assert packaged.derived_record(repinned) is None
@@ -267,14 +271,9 @@ def test_a_failed_copy_is_a_clear_error_and_leaves_nothing(
 
 
 def test_the_backend_reads_the_fast_copy_and_names_it(
-    fake_parts: Path,
-    fake_quantizer: list[tuple[bytes, int, bool]],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    fast_reader: packaged.Packaged, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    whole = b"".join(PARTS)
-    model = fast_entry(hashlib.sha256(whole).hexdigest())
-    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    whole, model = b"".join(PARTS), fast_reader
     s = load_settings()
     fast = local._factory(replace(s, llm_model="fake-reader"), {})
     assert fast.weights == "fast" and fast.model_path() == packaged.derived_file(model)
@@ -292,7 +291,7 @@ def test_the_backend_reads_the_fast_copy_and_names_it(
 
 
 def test_models_install_writes_the_fast_copy_once(
-    fake_parts: Path,
+    fast_reader: packaged.Packaged,
     fake_quantizer: list[tuple[bytes, int, bool]],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -303,8 +302,7 @@ def test_models_install_writes_the_fast_copy_once(
     from rag_cli.cli.app import main
 
     monkeypatch.setattr(output, "env", output.Env())
-    model = fast_entry(hashlib.sha256(b"".join(PARTS)).hexdigest())
-    monkeypatch.setitem(packaged.CATALOGUE, "fake-reader", model)
+    model = fast_reader
     assert main(["models", "install", "fake-reader"]) == 0
     assert capsys.readouterr().out.strip() == str(packaged.derived_file(model))
     assert main(["models", "install", "fake-reader"]) == 0 and len(fake_quantizer) == 1  # kept
