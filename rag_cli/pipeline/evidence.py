@@ -91,8 +91,9 @@ def split_termed(text: str) -> list[tuple[str, str]]:
 
 
 def _is_term(fragment: str) -> bool:
-    """A fragment that can head a definition: not a Markdown heading, not a label ending in a colon."""
-    return not fragment.startswith("#") and not fragment.rstrip().endswith(":")
+    """A fragment that can head a definition: not a Markdown heading, a label ending in a colon, or a short
+    sentence or an ellipsis ("to have.", "...")."""
+    return not fragment.startswith("#") and not fragment.rstrip().endswith((":", ".", "!", "?"))
 
 
 def stem(word: str) -> str:

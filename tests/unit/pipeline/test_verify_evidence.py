@@ -512,6 +512,8 @@ def test_a_definitions_later_sentences_carry_its_term() -> None:
         ("Usage: Run the command twice over.", ""),  # a label ending in a colon: no term
         ("Then stop it at once.", ""),
     ]
+    after_a_sentence = split_termed("It works.\n\nRun the command twice over. Then stop it at once.")
+    assert after_a_sentence[-1] == ("Then stop it at once.", "")  # a short sentence heads nothing
 
 
 def test_evidence_shows_the_term_of_a_definition_sentence_it_holds_alone() -> None:
