@@ -59,6 +59,8 @@ def list_cmd(json_out: JsonOpt = False) -> None:
         return
     for r in rows:
         size = f"{int(r['bytes']) / 1e6:.0f} MB" if r["bytes"] else "-"  # type: ignore[call-overload]
+        if copy := r["fast_copy"]:  # the copy it reads from ([llm] weights = "fast")
+            size += f" (reads its {r['fast']} copy, {int(copy['bytes']) / 1e6:.0f} MB)"  # type: ignore[index]
         note = f"  ({r['note']})" if r["note"] else ""
         env.out(f"{r['name']}\t{r['role']}\t{r['state']}\t{size}\t{r['what']}; {r['license']}{note}")
 

@@ -278,7 +278,7 @@ def _derived_stamp(model: Packaged, path: Path, sha256: str) -> str:
 
 
 def derived_record(model: Packaged) -> dict[str, str] | None:
-    """The fast copy's path and SHA-256 as recorded when it was made from the verified file, if it is there
+    """The fast copy's path, SHA-256 and size as recorded when it was made from the verified file, if it is there
     unchanged (and was made from the file pinned now), else None."""
     if not model.fast:
         return None
@@ -287,7 +287,7 @@ def derived_record(model: Packaged) -> dict[str, str] | None:
         recorded = _derived_marker(model).read_text().strip()
         sha256 = recorded.split(":", 2)[1]
         if path.exists() and recorded == _derived_stamp(model, path, sha256):
-            return {"path": str(path), "sha256": sha256, "type": model.fast}
+            return {"path": str(path), "sha256": sha256, "type": model.fast, "bytes": recorded.split(":")[2]}
     except (OSError, IndexError):
         pass
     return None

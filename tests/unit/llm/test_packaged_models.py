@@ -310,6 +310,9 @@ def test_models_install_writes_the_fast_copy_once(
     assert main(["models", "--json"]) == 0
     row = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}["fake-reader"]
     assert row["fast"] == "q8_0" and row["fast_copy"]["path"] == str(packaged.derived_file(model))
+    assert main(["models"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("fake-reader"))
+    assert "(reads its q8_0 copy, 0 MB)" in line
     monkeypatch.setenv("RAG_LLM_WEIGHTS", "packaged")  # who reads the packaged file gets no copy written
     packaged.derived_file(model).unlink()
     assert main(["models", "install", "fake-reader"]) == 0
