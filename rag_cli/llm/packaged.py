@@ -20,6 +20,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import runtime
 from ..config import user_cache_dir
@@ -267,7 +268,8 @@ def derived_file(model: Packaged) -> Path:
 
 
 def _derived_marker(model: Packaged) -> Path:
-    return derived_file(model).with_name(derived_file(model).name + ".verified")
+    copy = derived_file(model)
+    return copy.with_name(f"{copy.name}.verified")
 
 
 def _derived_stamp(model: Packaged, path: Path, sha256: str) -> str:
@@ -277,7 +279,7 @@ def _derived_stamp(model: Packaged, path: Path, sha256: str) -> str:
     return f"{model.sha256}>{model.fast}:{sha256}:{st.st_size}:{st.st_mtime_ns}:{path}"
 
 
-def derived_record(model: Packaged) -> dict[str, str] | None:
+def derived_record(model: Packaged) -> dict[str, Any] | None:
     """The fast copy's path, SHA-256 and size as recorded when it was made from the verified file, if it is there
     unchanged (and was made from the file pinned now), else None."""
     if not model.fast:
@@ -287,7 +289,7 @@ def derived_record(model: Packaged) -> dict[str, str] | None:
         recorded = _derived_marker(model).read_text().strip()
         sha256 = recorded.split(":", 2)[1]
         if path.exists() and recorded == _derived_stamp(model, path, sha256):
-            return {"path": str(path), "sha256": sha256, "type": model.fast, "bytes": recorded.split(":")[2]}
+            return {"path": str(path), "sha256": sha256, "type": model.fast, "bytes": int(recorded.split(":")[2])}
     except (OSError, IndexError):
         pass
     return None
@@ -317,14 +319,12 @@ def derive(model: Packaged, source: Path, threads: int = 0) -> Path:
                 f"llama.cpp could not write the {model.fast} copy of {model.name} (code {rc})",
                 hint='check the free space in the cache, or use the packaged file: [llm] weights = "packaged"',
             )
-        digest = hashlib.sha256()
         with tmp.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    _derived_marker(model).write_text(_derived_stamp(model, target, digest.hexdigest()))
+    _derived_marker(model).write_text(_derived_stamp(model, target, sha256))
     return target
 
 

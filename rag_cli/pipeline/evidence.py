@@ -46,7 +46,11 @@ class Sentence:
     @property
     def shown(self) -> str:
         """Its text as evidence shows it alone: a definition's later sentence led by its term and an ellipsis."""
-        return f"{self.term} … {self.text}" if self.term else self.text
+        return self.with_term(self.text)
+
+    def with_term(self, text: str) -> str:
+        """``text`` (its own, or a quote of it) led by its definition's term, when it has one."""
+        return f"{self.term} … {text}" if self.term else text
 
 
 def split_sentences(text: str) -> list[str]:
@@ -273,8 +277,7 @@ def quotes(
         if len(out) >= most or s.score < QUOTE_FLOOR * ranked[0].score:
             break
         if key not in seen:
-            text = with_block(s, at)
-            text = f"{s.term} … {text}" if s.term else text
+            text = s.with_term(with_block(s, at))
             if not instruction_like(text, hosts):
                 out.append((number[s.passage], text))
         seen.add(key)

@@ -310,6 +310,7 @@ def test_models_install_writes_the_fast_copy_once(
     assert main(["models", "--json"]) == 0
     row = {r["name"]: r for r in json.loads(capsys.readouterr().out)["models"]}["fake-reader"]
     assert row["fast"] == "q8_0" and row["fast_copy"]["path"] == str(packaged.derived_file(model))
+    assert row["fast_copy"]["bytes"] == packaged.derived_file(model).stat().st_size  # a number, as "bytes" is
     assert main(["models"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("fake-reader"))
     assert "(reads its q8_0 copy, 0 MB)" in line
