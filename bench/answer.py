@@ -129,16 +129,17 @@ def start_llama_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("llama_cpp.server did not start")
 
 
-def timed_ask(args: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run `rag ask --jsonl ARGS` and return when its first words reached stdout (the first draft or token
-    event), when it ended, its exit code and its own peak RSS (MiB, from wait4 on that process alone)."""
+def timed_ask(args: list[str], env: dict[str, str], tree: Path = ROOT) -> dict[str, float]:
+    """Run `rag ask --jsonl ARGS` and return when its first event (``sources``) and its first words reached
+    stdout (the first draft or token event), when it ended, its exit code and its own peak RSS (MiB, from wait4
+    on that process alone). ``tree``: the source tree whose `rag` runs (another checkout runs its own code)."""
     import threading
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "rag_cli", "ask", "--jsonl", *args],
-        env=env,
-        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(tree)},
+        cwd=tree,
         text=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -149,10 +150,12 @@ def timed_ask(args: list[str], env: dict[str, str]) -> dict[str, float]:
     reader.start()
     first = None
     checked = None  # the first verified text (what a pipe shows; a terminal shows the draft before it)
+    opened = None  # the first event of all (the sources: the server has read the question and chosen evidence)
     peak_kb = 0
     assert proc.stdout is not None
     for line in proc.stdout:
         event = json.loads(line).get("event")
+        opened = time.perf_counter() - t0 if opened is None else opened
         if first is None and event in ("draft", "token"):
             first = time.perf_counter() - t0
         if checked is None and event == "token":
@@ -165,6 +168,7 @@ def timed_ask(args: list[str], env: dict[str, str]) -> dict[str, float]:
     if proc.returncode not in (0, 7):
         raise RuntimeError(f"rag ask {args} exited {proc.returncode}: {''.join(err)[-500:]}")
     return {
+        "opened": opened if opened is not None else total,
         "first": first if first is not None else total,
         "checked": checked if checked is not None else total,
         "total": total,
@@ -205,36 +209,47 @@ def start_rag_serve(index: str, env: dict[str, str]) -> tuple[subprocess.Popen[s
     raise RuntimeError(f"rag serve exited {proc.wait()}")
 
 
-def warm_vs_cold(index: str, qa: Path, env: dict[str, str], n: int = 10) -> list[str]:
+def warm_vs_cold(
+    index: str, qa: Path, env: dict[str, str], n: int = 10, clients: dict[str, Path] | None = None
+) -> list[str]:
     """Whole-process `rag ask` on the first ``n`` answerable questions of ``qa``, in-process (`--server off`,
     the model loaded by the command) and through a warm `rag serve` of the same index (the whole question sent
-    to its /ask), alternating, in one run: first words on stdout (the draft a terminal shows as the model
-    writes), first checked text (a verified sentence: all a pipe shows) and end, p50 and worst."""
+    to its /ask), alternating, in one run: first event (sources), first words on stdout (the draft a terminal
+    shows as the model writes), first checked text (a verified sentence: all a pipe shows) and end, p50 and
+    worst. ``clients``: other source trees (label: checkout) whose `rag ask` asks a warm server of its own
+    (this tree's code, so that each question is new to each server), in the same alternation: their client
+    against this tree's."""
     from rag_cli.eval.metrics import percentile
 
     items = [json.loads(x) for x in qa.read_text().splitlines() if x.strip()]
-    questions = [it["question"] for it in items if not it.get("unanswerable")][:n]
-    server, url = start_rag_serve(index, env)
-    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+    answerable = [it["question"] for it in items if not it.get("unanswerable")]
+    questions, warm_up = answerable[:n], answerable[n % len(answerable)]  # a question not measured, if any
+    trees = {"warm": ROOT, **{f"warm, client of {label}": tree for label, tree in (clients or {}).items()}}
+    servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
+    runs: dict[str, list[dict[str, float]]] = {route: [] for route in ["cold", *trees]}
     try:
-        timed_ask([questions[0], "--index", index, "--server", url], env)  # the server loads its model once
+        for route in trees:  # one server per warm route: a question asked twice would find its answer cached
+            servers[route] = start_rag_serve(index, env)
+            timed_ask([warm_up, "--index", index, "--server", servers[route][1]], env)  # loads its model
         for q in questions:
             runs["cold"].append(timed_ask([q, "--index", index, "--server", "off"], env))
-            runs["warm"].append(timed_ask([q, "--index", index, "--server", url], env))
+            for route, tree in trees.items():
+                runs[route].append(timed_ask([q, "--index", index, "--server", servers[route][1]], env, tree))
     finally:
-        server.terminate()
-        server.wait(30)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(30)
     out = [
         f"Whole-process `rag ask` on the first {len(questions)} answerable questions of `{qa.name}` ({index}), "
         "default reader, cold (in-process, `--server off`) and through a warm `rag serve` of the same index, "
         "alternating in one run:",
         "",
-        "| route | first words p50 s | first words worst s | first checked p50 s | first checked worst s | "
-        "end p50 s | end worst s | peak RSS MB (client) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| route | first event p50 s | first words p50 s | first words worst s | first checked p50 s | "
+        "first checked worst s | end p50 s | end worst s | peak RSS MB (client) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for route, rows in runs.items():
-        cells = []
+        cells = [f"{percentile([r['opened'] for r in rows], 50):.2f}"]
         for key in ("first", "checked", "total"):
             got = [r[key] for r in rows]
             cells += [f"{percentile(got, 50):.2f}", f"{max(got):.2f}"]

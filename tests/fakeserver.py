@@ -6,7 +6,7 @@ import asyncio
 import json
 import threading
 from collections import Counter
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import ClientConnectionError, web
 
@@ -263,6 +263,69 @@ class FakeOpenAI:
 
         app = web.Application()
         app.router.add_post("/v1/chat/completions", completions)
+        return app
+
+    _run = FakeSearchServer._run
+    __enter__ = FakeSearchServer.__enter__
+    __exit__ = FakeSearchServer.__exit__
+
+
+class FakeRagServe:
+    """A `rag serve` /ask stand-in on 127.0.0.1 for the client's side of the warm path: POST /MODE/ask.
+
+    MODE "ok": three events, written in pieces that split lines and a UTF-8 character; "refuse": HTTP 503
+    with a JSON error; "cut": one event, then the connection drops; "drip": an event every 0.2 s for a long
+    time (``closed_early`` is set when the client hangs up)."""
+
+    EVENTS: ClassVar[list[tuple[str, dict[str, Any]]]] = [
+        ("sources", {"sources": [{"n": 1, "location": "a.md"}]}),
+        ("draft", {"text": "Café au lait [1]."}),
+        ("done", {"answer": "Café au lait [1].", "citations": [1]}),
+    ]
+
+    def __init__(self) -> None:
+        self.closed_early = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def url(self, mode: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{mode}"
+
+    @staticmethod
+    def event(kind: str, data: dict[str, Any]) -> bytes:
+        return f"event: {kind}\r\ndata: {json.dumps({'event': kind, **data}, ensure_ascii=False)}\r\n\r\n".encode()
+
+    def _app(self) -> web.Application:
+        async def ask(request: web.Request) -> web.StreamResponse:
+            mode = request.match_info["mode"]
+            if mode == "refuse":
+                return web.json_response({"error": "busy"}, status=503)
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            try:
+                if mode == "ok":
+                    whole = b"".join(self.event(k, d) for k, d in self.EVENTS)
+                    cut = whole.index("é".encode()) + 1  # inside the character
+                    for piece in (whole[:7], whole[7:cut], whole[cut:]):
+                        await resp.write(piece)
+                        await asyncio.sleep(0.01)
+                elif mode == "cut":
+                    await resp.write(self.event(*self.EVENTS[0]))
+                    assert request.transport is not None
+                    request.transport.abort()
+                elif mode == "drip":
+                    for i in range(300):
+                        await resp.write(self.event("token", {"text": f"word{i} "}))
+                        await asyncio.sleep(0.2)
+            except (ConnectionResetError, asyncio.CancelledError, ClientConnectionError):
+                self.closed_early.set()
+            return resp
+
+        app = web.Application()
+        app.router.add_post("/{mode}/ask", ask)
         return app
 
     _run = FakeSearchServer._run

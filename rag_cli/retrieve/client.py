@@ -216,34 +216,28 @@ class ServerRetrieval:
         for key, value in (("query", query), ("k", k), ("mode", mode), ("llm", llm)):
             if value is not None:
                 body[key] = value
-        session = await self.http()
-        import aiohttp
+        import http.client
 
+        from .. import runtime
+
+        stream = _EventStream(self.url, body, self._headers, self.settings)
         try:
-            resp = await session.post(
-                self.url + "/ask",
-                json=body,
-                headers={**self._headers, "Accept": "text/event-stream"},
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self.settings.server_connect_timeout,
-                    sock_read=self.settings.llm_first_token_timeout + 30,
-                ),
-            )
-        except (OSError, aiohttp.ClientError, TimeoutError) as exc:
-            raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
-        async with resp:
-            if resp.status != 200 or not resp.content_type.startswith("text/event-stream"):
-                text = (await resp.text())[:300]
-                raise ServerUnavailable(f"/ask answered {resp.status}: {text}")
             try:
-                async for kind, data in _sse(resp.content):
-                    yield _checked(kind, data)
-            except (OSError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                await runtime.run_blocking(stream.open)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                raise ServerUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+            try:
+                parse = _SseParser(_EventStream.MAX_LINE)
+                while chunk := await runtime.run_blocking(stream.read):
+                    for kind, data in parse.feed(chunk):
+                        yield _checked(kind, data)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
                 raise RagError(
                     f"rag serve at {self.url} stopped mid-answer: {type(exc).__name__}: {exc}",
                     hint="ask again, or use --server off",
                 ) from None
+        finally:
+            stream.close()
 
     def sentence_embedder(self) -> Any:
         """The server's query encoder through /embed (the vectors the in-process path computes), or None for
@@ -338,19 +332,83 @@ class ServerRetrieval:
         )
 
 
-async def _sse(stream: Any) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """(event, JSON data) of each server-sent event; a line longer than the reader's limit is an error."""
-    kind, data = "message", list[str]()
-    async for raw in stream:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if not line:
-            if data:
-                yield kind, json.loads("\n".join(data))
-            kind, data = "message", []
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
+class _EventStream:
+    """One ``POST /ask`` read as server-sent events with the stdlib client, each blocking read on the pool:
+    importing aiohttp would cost ~0.1 s of a warm answer's first words (its SSL contexts are made on import).
+    ``close`` (from the loop, also mid-read) shuts the socket, which ends the server's answer."""
+
+    MAX_LINE = 16 * 1024 * 1024  # one event's line (the last carries the whole answer)
+
+    def __init__(self, url: str, body: dict[str, Any], headers: dict[str, str], settings: Settings) -> None:
+        self.url = url
+        self.body = json.dumps(body).encode()
+        self.headers = {
+            **headers,
+            "Accept": "text/event-stream",
+            "Content-Type": "application/json",
+        }
+        self.connect_timeout = settings.server_connect_timeout
+        self.read_timeout = settings.llm_first_token_timeout + 30
+        self.conn: Any = None
+        self.resp: Any = None
+
+    def open(self) -> None:
+        """Connect, send the question and read the answer's head (blocking); a refused one raises ValueError."""
+        import http.client
+        from urllib.parse import urlsplit
+
+        u = urlsplit(self.url)
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        self.conn = cls(u.hostname or "127.0.0.1", u.port, timeout=self.connect_timeout)
+        self.conn.connect()
+        self.conn.sock.settimeout(self.read_timeout)
+        self.conn.request("POST", (u.path.rstrip("/") or "") + "/ask", body=self.body, headers=self.headers)
+        self.resp = self.conn.getresponse()
+        kind = self.resp.getheader("Content-Type") or ""
+        if self.resp.status != 200 or not kind.startswith("text/event-stream"):
+            text = self.resp.read(300).decode("utf-8", "replace")
+            raise ValueError(f"/ask answered {self.resp.status}: {text}")
+
+    def read(self) -> bytes:
+        """The next bytes of the answer as they come (blocking); empty at its end."""
+        return bytes(self.resp.read1(64 * 1024))
+
+    def close(self) -> None:
+        import socket
+
+        sock = self.conn.sock if self.conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a read on the pool
+        if self.conn is not None:
+            self.conn.close()
+
+
+class _SseParser:
+    """Server-sent events from a byte stream fed in pieces: (event, JSON data) per complete event."""
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self.pending = b""
+        self.kind = "message"
+        self.data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, dict[str, Any]]]:
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        if len(self.pending) > self.max_line:
+            raise ValueError(f"an event line over {self.max_line} bytes")
+        out = []
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            if not line:
+                if self.data:
+                    out.append((self.kind, json.loads("\n".join(self.data))))
+                self.kind, self.data = "message", []
+            elif line.startswith("event:"):
+                self.kind = line[6:].strip()
+            elif line.startswith("data:"):
+                self.data.append(line[5:].lstrip(" "))
+        return out
 
 
 def _checked(kind: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:

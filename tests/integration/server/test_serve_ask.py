@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import IMPORTTIME, ROOT, imported_modules, run_cli
 from tests.serving import Served, start_serve
 
 pytestmark = pytest.mark.slow
@@ -417,8 +417,11 @@ def test_rag_ask_sends_the_whole_question_to_a_warm_server(served: Served, two_h
         assert w[key] == c[key], key
     assert [s["location"] for s in w["sources"]] == [s["location"] for s in c["sources"]]
 
-    lines = run_cli("ask", Q, "--jsonl", "--server", served.url(""), env=env)
+    lines = run_cli("ask", Q, "--jsonl", "--server", served.url(""), env={**env, **IMPORTTIME}, process=True)
     assert lines.returncode == 0, lines.stderr
+    # the client loads no model, and reads the answer with the stdlib's HTTP client: aiohttp alone would cost
+    # ~0.1 s of its first words (bench/warm_ask.py)
+    assert {"llama_cpp", "onnxruntime", "numpy", "faiss", "aiohttp"}.isdisjoint(imported_modules(lines.stderr))
     events = [json.loads(line) for line in lines.stdout.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "sources" and kinds[-1] == "done" and "token" in kinds and "draft" in kinds
