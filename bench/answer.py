@@ -493,6 +493,22 @@ def main() -> None:
             lost = [sum(1 for x in rows if stage(x) == i) for i in range(4)]
             dropped = sum(x.get("dropped_correct", 0) for x in rows)
             lines.append(f"| {name} | {LABELS[cfg]} | " + " | ".join(map(str, lost)) + f" | {dropped} |")
+    lines += [
+        "",
+        "Groundedness by the cosine with a cited passage alone (the measure before 2026-12-07, which missed a "
+        "passage's own sentences quoted or copied word for word), and the sentences only word for word grounded:",
+        "",
+        "| set | configuration | groundedness | by the cosine alone | sentences grounded only word for word |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for name, per in results.items():
+        for cfg, r in per.items():
+            answered = [x for x in r["rows"] if x.get("groundedness") is not None]
+            if answered:
+                both = sum(x["groundedness"] for x in answered) / len(answered)
+                cos = sum(x.get("groundedness_cosine", x["groundedness"]) for x in answered) / len(answered)
+                only = sum(len(x.get("grounded_verbatim_only") or []) for x in answered)
+                lines.append(f"| {name} | {LABELS[cfg]} | {both:.2f} | {cos:.2f} | {only} |")
     lines.append("")
     if whole:
         lines += [

@@ -9,8 +9,8 @@ Per backend (any, including ``none``):
 * **token_f1**: best SQuAD-style token F1 against ``answers``;
 * **citation_precision**: of the cited passages, the share whose path ends with a ``gold_paths`` entry;
 * **citation_validity**: the share of answers whose every [n] referred to a real passage;
-* **groundedness**: the share of answer sentences whose embedding has cosine similarity
-  >= ``GROUNDED_AT`` (0.5) with a passage the answer cites;
+* **groundedness**: the share of answer sentences that stand word for word in a passage the answer cites, or
+  whose embedding has cosine similarity >= ``GROUNDED_AT`` (0.5) with one;
 * **refusal**: the share of ``unanswerable`` questions the pipeline declined to answer.
 """
 
@@ -60,9 +60,10 @@ def sentences(answer: str) -> list[str]:
     return out
 
 
-def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bool]] | None:
-    """Each of the answer's sentences and whether a cited passage supports it (cosine >= GROUNDED_AT); None
-    when the answer has no sentence, [] when it cites nothing."""
+def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bool, bool]] | None:
+    """Each of the answer's sentences and whether a cited passage supports it: (sentence, its cosine with one is
+    >= GROUNDED_AT, it stands in one word for word: a quote, or a sentence the model copied, which the passage
+    says). None when the answer has no sentence, [] when it cites nothing."""
     sents = sentences(answer)
     if not sents:
         return None
@@ -71,7 +72,20 @@ def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bo
     s_vecs = embedder.embed(sents)
     p_vecs = embedder.embed([h.text for h in cited])
     sims = s_vecs @ p_vecs.T
-    return [(s, bool(m >= GROUNDED_AT)) for s, m in zip(sents, sims.max(axis=1), strict=True)]
+    held = [f" {_words(h.text)} " for h in cited]
+    return [(s, bool(m >= GROUNDED_AT), verbatim(s, held)) for s, m in zip(sents, sims.max(axis=1), strict=True)]
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def verbatim(sentence: str, held: list[str]) -> bool:
+    """Whether ``sentence`` stands word for word in one of ``held`` (passages as :func:`_words` gives them,
+    space-padded): a cosine with a whole passage can miss its own sentence (a long passage's vector is
+    about all of it). A quote led by its term ("octopus … This is the default ...") stands in parts."""
+    parts = [f" {w} " for w in (_words(p) for p in sentence.split("…")) if w]
+    return bool(parts) and any(all(p in h for p in parts) for h in held)
 
 
 async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend: str, embedder: Any) -> dict[str, Any]:
@@ -111,8 +125,11 @@ async def _one(item: dict[str, Any], retrieval: Any, settings: Settings, backend
             )
         g = await runtime.run_blocking(grounded, text, cited, embedder)
         if g is not None:
-            row["groundedness"] = sum(ok for _, ok in g) / len(g) if g else 0.0
-            row["ungrounded"] = [s for s, ok in g if not ok]
+            row["groundedness"] = sum(near or same for _, near, same in g) / len(g) if g else 0.0
+            row["ungrounded"] = [s for s, near, same in g if not (near or same)]
+            # the cosine alone (the measure before 2026-12-07), and the sentences it missed that stand word for word
+            row["groundedness_cosine"] = sum(near for _, near, _ in g) / len(g) if g else 0.0
+            row["grounded_verbatim_only"] = [s for s, near, same in g if same and not near]
     answers = item.get("answers") or []
     if not row["unanswerable"] and answers:
         row["contains"] = contains(text, answers)
