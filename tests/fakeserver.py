@@ -6,12 +6,55 @@ import asyncio
 import json
 import threading
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from aiohttp import ClientConnectionError, web
 
 
-class FakeSearchServer:
+class LoopbackServer:
+    """An aiohttp app (``_app``) on 127.0.0.1, on a free port, in a thread of its own: ``with Server() as s``."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _app(self) -> web.Application:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            # a hanging handler (/hang) is cancelled at once on the way out, not waited for
+            runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.2)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await self._stop.wait()
+            await runner.shutdown()
+            await runner.cleanup()
+
+        self.loop.run_until_complete(main())
+        self.loop.close()
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+
+class FakeSearchServer(LoopbackServer):
     """Routes (all answer the `results` shape `{"data": {"results": [{"snippet", "title", "link", "score"}]}}`):
 
     /ok?q=..            immediate results mentioning q
@@ -30,13 +73,9 @@ class FakeSearchServer:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: Counter[str] = Counter()
         self.headers: list[dict[str, str]] = []
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -167,37 +206,8 @@ class FakeSearchServer:
         app.router.add_post("/es/_search", self._post_search)
         return app
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
 
-        async def main() -> None:
-            # a hanging handler (/hang) is cancelled at once on the way out, not waited for
-            runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.2)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-            await runner.shutdown()
-            await runner.cleanup()
-
-        self.loop.run_until_complete(main())
-        self.loop.close()
-
-    def __enter__(self) -> FakeSearchServer:
-        self.thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(10)
-
-
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """An OpenAI-compatible /v1/chat/completions server on 127.0.0.1 whose behaviour depends on the model name.
 
     model "ok": streams "Paris is the capital [1]." then [DONE]; "fail": HTTP 500; "hang": headers, then
@@ -206,14 +216,10 @@ class FakeOpenAI:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: Counter[str] = Counter()
         self.bodies: list[dict[str, Any]] = []
         self.closed_early = 0
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -265,12 +271,8 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", completions)
         return app
 
-    _run = FakeSearchServer._run
-    __enter__ = FakeSearchServer.__enter__
-    __exit__ = FakeSearchServer.__exit__
 
-
-class FakeRagServe:
+class FakeRagServe(LoopbackServer):
     """A `rag serve` /ask stand-in on 127.0.0.1 for the client's side of the warm path: POST /MODE/ask.
 
     MODE "ok": three events, written in pieces that split lines and a UTF-8 character; "refuse": HTTP 503
@@ -284,12 +286,8 @@ class FakeRagServe:
     ]
 
     def __init__(self) -> None:
+        super().__init__()
         self.closed_early = threading.Event()
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def url(self, mode: str) -> str:
         return f"http://127.0.0.1:{self.port}/{mode}"
@@ -327,7 +325,3 @@ class FakeRagServe:
         app = web.Application()
         app.router.add_post("/{mode}/ask", ask)
         return app
-
-    _run = FakeSearchServer._run
-    __enter__ = FakeSearchServer.__enter__
-    __exit__ = FakeSearchServer.__exit__
