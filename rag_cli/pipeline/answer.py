@@ -22,7 +22,6 @@ from ..errors import LLMError, NoRelevantPassages
 from ..llm import base as llm_base
 from ..retrieve.base import Retriever
 from ..retrieve.fanout import SearchResult
-from ..retrieve.within import further_passages
 from ..text import folded, loop_cut
 from ..types import Degradation, Hit
 from .evidence import (
@@ -301,17 +300,15 @@ async def _further(
     result: AnswerResult,
     mode: str | None,
 ) -> list[Hit]:
-    """The further passages of the answer's first documents (retrieve/within.py), from this process's index
-    (none through a server's search, which has no reader here), timed."""
-    if retrieval.reader is None or settings.answer_further_documents <= 0:
+    """The further passages of the answer's first documents (retrieve/within.py), from this process's index or
+    a warm server's, timed."""
+    if settings.answer_further_documents <= 0:
         return []
     t0 = time.perf_counter()
     dense = embed is not None and (mode or settings.retrieve_mode) != "bm25"
+    # the question's vector, remembered: evidence scoring embeds it again at no cost
     vec = (await runtime.run_blocking(lambda: embed([query]), stage="embed"))[0] if dense else None
-    more: list[Hit] = await runtime.run_blocking(
-        lambda: further_passages(retrieval.reader, query, vec, hits, settings.answer_further_documents),
-        stage="further",
-    )
+    more: list[Hit] = await retrieval.further(query, hits, settings.answer_further_documents, mode=mode, vector=vec)
     result.timings["further_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     return more
 

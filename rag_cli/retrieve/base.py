@@ -39,6 +39,13 @@ class Retriever(Protocol):
         filter: Any = None,
         documents: bool | None = None,
     ) -> Any: ...
+    async def further(
+        self, query: str, hits: list[Any], documents: int, *, mode: str | None = None, vector: Any = None
+    ) -> list[Any]:
+        """More passages of ``hits``' first ``documents`` documents for ``query`` (retrieve/within.py); [] where
+        the index cannot give them (a remote source's pages)."""
+        ...
+
     async def prepare(self, mode: str | None = None) -> None: ...
     async def http(self) -> Any: ...
     def sentence_embedder(self) -> Callable[[Any], Any] | None:

@@ -7,7 +7,7 @@ is not reachable, or serves another index, ``rag search``/``ask``/``chat`` fall 
 in-process retrieval (with a note on stderr if the server was asked for explicitly).
 
 :class:`ServerRetrieval` has the interface of :class:`~.service.Retrieval` that the answer
-pipeline uses: ``search``, ``prepare``, ``http``. When the server's reader settings are this
+pipeline uses: ``search``, ``further``, ``prepare``, ``http``. When the server's reader settings are this
 process's (:meth:`~rag_cli.config.Settings.reader_key`), ``rag ask`` and ``rag chat`` send it the
 whole question (:meth:`ServerRetrieval.ask`): its model is loaded and warm.
 """
@@ -283,6 +283,32 @@ class ServerRetrieval:
     async def prepare(self, mode: str | None = None) -> None:
         return None
 
+    async def further(
+        self, query: str, hits: list[Hit], documents: int, *, mode: str | None = None, vector: Any = None
+    ) -> list[Hit]:
+        """The server index's further passages of ``hits``' first ``documents`` documents (``POST /further``; it
+        embeds the query itself): the passages an in-process answer reads. [] from a server before /further."""
+        if documents <= 0 or not hits:
+            return []
+        body = {
+            "query": query,
+            "documents": documents,
+            "mode": mode or self.settings.retrieve_mode,
+            "index": self.settings.index,
+            "hits": [further_ref(h) for h in hits],
+        }
+        try:
+            status, data = await self._call("POST", "/further", body, self.settings.retrieve_timeout + 10.0)
+        except (OSError, ValueError) as exc:
+            raise RagError(
+                f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}", hint="stop it or use --server off"
+            ) from None
+        if status == 404:
+            return []  # a server from before /further
+        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("hits"), list):
+            raise RagError(f"rag serve at {self.url} answered {status} to /further")
+        return [Hit.from_dict(h) for h in data["hits"] if isinstance(h, dict)]
+
     async def search(
         self,
         query: str,
@@ -330,6 +356,20 @@ class ServerRetrieval:
             timings,
             best,
         )
+
+
+def further_ref(hit: Hit) -> dict[str, Any]:
+    """What ``/further`` needs of a passage already held (no text): which document and chunk it is, where."""
+    return {
+        "chunk_id": hit.chunk_id,
+        "path": hit.path,
+        "doc_id": hit.doc_id,
+        "score": hit.score,
+        "source": hit.source,
+        "url": hit.url,
+        "start_line": hit.start_line,
+        "page": hit.page,
+    }
 
 
 class _EventStream:

@@ -208,6 +208,29 @@ class Retrieval:
             collection,
         )
 
+    async def further(
+        self, query: str, hits: list[Hit], documents: int, *, mode: str | None = None, vector: Any = None
+    ) -> list[Hit]:
+        """The further passages of ``hits``' first ``documents`` documents in this index (retrieve/within.py):
+        their best passages for ``query`` that ``hits`` does not hold. ``vector``: the query's vector from the
+        query encoder (embedded here when None), unless ``mode`` is bm25 (then BM25 alone ranks them)."""
+        if self.reader is None or documents <= 0 or not hits:
+            return []
+        if (mode or self.settings.retrieve_mode) == "bm25":
+            vector = None
+        elif vector is None and (embed := self.sentence_embedder()) is not None:
+            await self.load_model()
+            vector = (await runtime.run_blocking(embed, [query], stage="embed"))[0]
+        from .within import further_passages
+
+        reader = self.reader
+
+        def run() -> list[Hit]:
+            with reader.snapshot():  # one generation for the document's rows and their scores
+                return further_passages(reader, query, vector, hits, documents)
+
+        return await runtime.run_blocking(run, stage="further")
+
     def own_vector(self, values: list[float], model: str) -> Any:
         """``values`` as this index's query vector (unit length, float32) if ``model`` is its model; else None."""
         import numpy as np

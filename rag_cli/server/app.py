@@ -42,10 +42,12 @@ from ..config import Settings
 from ..errors import AllSourcesFailed, RagError, UsageError
 from ..retrieve.service import Retrieval
 from ..store.base import collection_json, word_counts
+from ..types import Hit
 from . import page
 from .gate import Gate
 from .http import (
     HttpError,
+    check_mode,
     collection_field,
     count,
     error,
@@ -55,6 +57,7 @@ from .http import (
     host_name,
     json_response,
     read_json,
+    text_field,
     trusted_host,
     trusted_origin,
     valid_unicode,
@@ -374,6 +377,38 @@ async def embed_route(request: web.Request) -> web.Response:
     return json_response({"vectors": vectors})
 
 
+FURTHER_HITS = 100  # passages a /further request may name
+FURTHER_DOCUMENTS = 20  # documents it may read further into
+
+
+async def further_route(request: web.Request) -> web.Response:
+    """``POST /further {"query", "hits": [{"chunk_id", "path", "doc_id", "score", "source", ...}], "documents",
+    "mode", "index"}``: the index's further passages of the first ``documents`` documents of ``hits`` (the
+    passages an answer holds, in its order; no text needed), as /search's hits: what `rag ask` answering
+    in-process against this server's search reads, as it would from its own index (retrieve/within.py)."""
+    hub: Hub = request.app[HUB]
+    guard: Guard = request.app[GUARD]
+    try:
+        body = await read_json(request, hub.settings.serve_max_body_kb)
+        name, s, retrieval = hub.pick(body.get("index"))
+        request["index"] = name
+        query, mode = text_field(s, "query", body.get("query")), check_mode(s, body.get("mode"))
+        documents = body.get("documents")
+        if not isinstance(documents, int) or isinstance(documents, bool) or not 0 <= documents <= FURTHER_DOCUMENTS:
+            raise UsageError(f"documents: a whole number from 0 to {FURTHER_DOCUMENTS}")
+        held = body.get("hits")
+        if not isinstance(held, list) or len(held) > FURTHER_HITS or not all(isinstance(h, dict) for h in held):
+            raise UsageError(f"hits: a list of at most {FURTHER_HITS} objects")
+    except UsageError as exc:
+        return error(400, exc.message)
+    if (busy := guard.refused("/further")) is not None:
+        return busy
+    async with guard.slot():
+        await retrieval.prepare(mode)
+        more = await retrieval.further(query, [Hit.from_dict(h) for h in held], documents, mode=mode)
+    return json_response({"hits": [h.to_dict() for h in more]})
+
+
 async def healthz_route(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     wanted = request.query.get("index")
@@ -409,6 +444,7 @@ def create_app(hub: Hub) -> web.Application:
     app.router.add_post("/search", search_route)
     app.router.add_get("/get", get_route)
     app.router.add_post("/embed", embed_route)
+    app.router.add_post("/further", further_route)
     app.router.add_post("/ask", ask.ask_route)
     app.router.add_get("/v1/models", openai_api.models_route)
     app.router.add_post("/v1/chat/completions", openai_api.chat_route)

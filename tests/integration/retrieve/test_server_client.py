@@ -98,3 +98,12 @@ def test_an_event_line_past_the_limit_is_refused() -> None:
     assert parse.feed(b"\n") == [("message", {"a": 1})]
     with pytest.raises(ValueError, match="over 64 bytes"):
         parse.feed(b"data: " + b"x" * 100)
+
+
+def test_a_server_before_further_passages_gives_none(serve: FakeRagServe, tmp_path: Path) -> None:
+    """A `rag serve` without /further (404): the answer reads the passages found, as before."""
+    from rag_cli.types import Hit
+
+    held = [Hit("x", 1.0, "dense", path="a.md", chunk_id=1, doc_id="a.md")]
+    r = client(serve.url("ok"), tmp_path)
+    assert runtime.run(r.further("why?", held, 3), workers=2) == []

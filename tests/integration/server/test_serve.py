@@ -185,6 +185,10 @@ def wait_bm25_memory(served: Served) -> None:
         ("/search", {"query": "x", "feedback": "maybe"}, None, 400),
         ("/search", {"query": "x", "feedback": []}, None, 400),  # not a flag (it was a 500)
         ("/search", None, b"{nope", 400),
+        ("/further", {"query": "x", "documents": 3, "hits": "many"}, None, 400),
+        ("/further", {"query": "x", "documents": 99, "hits": []}, None, 400),
+        ("/further", {"query": "x", "documents": True, "hits": []}, None, 400),
+        ("/further", {"query": "", "documents": 3, "hits": []}, None, 400),
         ("/search", None, b'{"query": "' + b"x" * 10_000 + b'"}', 413),
         ("/nowhere", None, None, 404),
     ],
@@ -425,6 +429,9 @@ def test_warm_ask_scores_evidence_with_the_servers_model(served: Served, sample_
     assert warm.returncode == 0 and cold.returncode == 0, warm.stderr + cold.stderr
     w, c = json.loads(warm.stdout)["provenance"], json.loads(cold.stdout)["provenance"]
     assert w["best_evidence"] == pytest.approx(c["best_evidence"], abs=1e-3)
+    # the further passages of the first documents come from the server's index (/further), as in-process
+    warm_sources, cold_sources = json.loads(warm.stdout)["sources"], json.loads(cold.stdout)["sources"]
+    assert [s["location"] for s in warm_sources] == [s["location"] for s in cold_sources]
     gated = run_cli(
         "ask", q, "--llm", "none", "--server", served.url(""), env={**env, "RAG_ANSWER_MIN_EVIDENCE": "1.5"}
     )
@@ -478,3 +485,20 @@ def test_access_log_one_logfmt_line_a_request_without_the_query(served: Served) 
     assert " ms=" in ok[-1] and " remote=127.0.0.1" in ok[-1]
     assert any("path=/search status=401" in ln for ln in lines)
     assert not any("secret" in ln for ln in lines)
+
+
+def test_further_passages_come_from_the_servers_index(served: Served) -> None:
+    """`POST /further`: the best passages of the first documents of an answer's passages that it does not hold
+    (what `rag ask` answering in-process against this server's search reads, as from its own index)."""
+    q = "Which pragma enables write-ahead logging in SQLite?"
+    status, found = served.request("/search", {"query": q, "k": 2, "documents": False})
+    assert status == 200 and found["hits"]
+    held = [{k: h[k] for k in ("chunk_id", "path", "doc_id", "score", "source")} for h in found["hits"]]
+    status, data = served.request("/further", {"query": q, "documents": 1, "hits": held})
+    assert status == 200 and data["hits"], data
+    ids = {h["chunk_id"] for h in held}
+    for h in data["hits"]:
+        assert h["path"] == held[0]["path"] and h["chunk_id"] not in ids and h["source"] == "document"
+        assert h["text"] and h["further_of"]
+    assert served.request("/further", {"query": q, "documents": 0, "hits": held}) == (200, {"hits": []})
+    assert served.request("/further", {"query": q, "documents": 1, "hits": held}, token=None)[0] == 401

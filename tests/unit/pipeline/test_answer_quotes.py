@@ -41,6 +41,9 @@ class FakeRetrieval:
         self.asked.append(kw)
         return SearchResult(query, "hybrid", list(self.hits))
 
+    async def further(self, query: str, hits: list[Hit], documents: int, **kw: Any) -> list[Hit]:
+        return []
+
 
 class Scripted(llm_base.BaseBackend):
     """A backend that streams the given pieces (a generator: it may never end)."""
