@@ -273,10 +273,15 @@ def add_variants(names: list[str]) -> None:
     unknown name refused), e.g. ``none@answer_evidence_tokens=600``."""
     from rag_cli.config import load_settings
 
+    suffixes = {
+        "-prev": "the rules and token check of before",
+        "-nosection": "no section names with the sentences that refer back to them (before)",
+    }
     for name in names:
-        if name.endswith("-prev") and name not in CONFIGS and name.removesuffix("-prev") in CONFIGS:
-            CONFIGS[name] = CONFIGS[name.removesuffix("-prev")]
-            LABELS[name] = f"{LABELS[name.removesuffix('-prev')]}; the rules and token check of before"
+        suffix = next((x for x in suffixes if name.endswith(x)), "")
+        if suffix and name not in CONFIGS and name.removesuffix(suffix) in CONFIGS:
+            CONFIGS[name] = CONFIGS[name.removesuffix(suffix)]
+            LABELS[name] = f"{LABELS[name.removesuffix(suffix)]}; {suffixes[suffix]}"
             continue
         if "@" not in name or name in CONFIGS:
             continue
@@ -346,6 +351,7 @@ def run_set(index: str, qa: Path, configs: list[str], base_url: str, limit: int 
                 backend, changes = CONFIGS[name]
                 s = replace(settings, llm_backend=backend, **changes)
                 evidence.BLOCK_WORDS = 0 if name.endswith("-noblock") else block_words
+                evidence.SECTION_TERMS = not name.endswith("-nosection")
                 verify.Verifier.bound = unbound if name.endswith("-nobind") else bound  # type: ignore[method-assign]
                 verify.Verifier.holds = as_written if name.endswith("-prev") else holds  # type: ignore[method-assign]
                 prompting.SYSTEM = PREVIOUS_SYSTEM if name.endswith("-prev") else system

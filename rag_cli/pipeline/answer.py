@@ -34,7 +34,9 @@ from .evidence import (
     quotes,
     remembering,
     score,
+    section_term,
     select,
+    with_section,
 )
 from .prompting import CitationFilter, build_prompt, context_hits
 from .refusal import evidence_gate, names_gate, relevant
@@ -355,7 +357,7 @@ def _checker(settings: Settings, kept: list[Hit], embed: Any, question: str) -> 
     if not settings.answer_verify:
         return None
     return SentenceStream(
-        Verifier([h.text for h in kept], embed, question, hosts_of([h.url for h in kept])),
+        Verifier([with_section(h.text, h.heading) for h in kept], embed, question, hosts_of([h.url for h in kept])),
         drop_unverified=settings.answer_unverified == "drop",
     )
 
@@ -567,7 +569,8 @@ def _prompt(
     the top of its prompt), the context given with the question staying first, as [1], [2], ..."""
     sents: list[Sentence] = []
     if settings.answer_evidence and hits:  # off: whole passages, nothing scored or quoted
-        sents = scored if scored is not None else score(question, [h.text for h in hits], embed)
+        sections = [section_term(h.heading) for h in hits]
+        sents = scored if scored is not None else score(question, [h.text for h in hits], embed, sections)
     order = list(range(len(hits)))  # the hits the prompt shows, by position, in its order
     shown = hits
     if settings.answer_evidence and hits and backend.wants_evidence:

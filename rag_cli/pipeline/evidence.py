@@ -62,12 +62,15 @@ def split_sentences(text: str) -> list[str]:
 _PARAGRAPH = re.compile(r"\n\s*\n")
 
 
-def split_termed(text: str) -> list[tuple[str, str]]:
+def split_termed(text: str, section: str = "") -> list[tuple[str, str]]:
     """:func:`split_sentences`, each sentence with the term it defines: in a definition list (a paragraph that
     is only a term, "octopus", "gc.rerereUnresolved", "--show-origin", then its description), the description's
     later sentences carry the term ("This is the default merge strategy when merging more than one branch." is
-    about octopus); its first sentence holds the term already, other sentences carry "". Same sentences as
-    :func:`split_sentences`."""
+    about octopus); its first sentence holds the term already. Before any definition, a paragraph that opens by
+    referring back to what it is about ("This hook is called by git-push(1) ...") has that sentence carry
+    ``section``, the name its section's heading gives (:func:`section_term`: "pre-push"), unless it names it
+    (within a paragraph, "It" is about what the sentences before it name). Other sentences carry "". Same
+    sentences as :func:`split_sentences`."""
     pieces: list[tuple[str, int]] = []  # (piece, its paragraph)
     for n, paragraph in enumerate(_PARAGRAPH.split(text)):
         for part in _SENT.split(paragraph):
@@ -77,6 +80,8 @@ def split_termed(text: str) -> list[tuple[str, str]]:
     terms = {  # the paragraph a lone term describes -> the term
         n + 1: piece for piece, n in pieces if per_paragraph[n] == 1 and len(piece.split()) < 4 and _is_term(piece)
     }
+    before = min(terms, default=len(pieces) + 1) - 1  # the first definition's term paragraph
+    opened = -1  # the paragraph of the last sentence
     merged: list[tuple[str, str]] = []
     carry, began = "", -1  # a fragment waiting for what follows it, and the paragraph it began in
     for piece, n in pieces:  # a fragment of a few words (an option name, a term, a label) belongs with what follows it
@@ -85,13 +90,45 @@ def split_termed(text: str) -> list[tuple[str, str]]:
         if len(joined_piece.split()) < 4:
             carry, began = joined_piece, start
             continue
-        merged.append((joined_piece, "" if start < n else terms.get(n, "")))  # began before: it holds the term
+        term = "" if start < n else terms.get(n, "")  # began before: it holds the term
+        opens = not merged or opened != n  # the first sentence of its paragraph
+        if not term and opens and start == n < before and section and _refers_back(joined_piece, section):
+            term = section
+        merged.append((joined_piece, term))
+        opened = n
     if carry:
         if merged:
             merged[-1] = (f"{merged[-1][0]} {carry}", merged[-1][1])
         else:
             merged.append((carry, ""))
     return merged
+
+
+SECTION_TERMS = True  # off: no section names (bench/answer.py's "-nosection" configurations, the baseline)
+_REFERS_BACK = re.compile(r"(?:This|These|That|Those|It|Its|They|Their|Such)\b")
+
+
+def _refers_back(sentence: str, name: str) -> bool:
+    """Whether ``sentence`` opens by referring back to its subject ("This hook ...", "It ...") without naming
+    ``name``."""
+    return bool(_REFERS_BACK.match(sentence)) and name.lower() not in sentence.lower()
+
+
+def section_term(heading: Sequence[str]) -> str:
+    """The name a passage's section heading gives its subject, when it can lead a sentence as a term: the
+    heading's last part, a few words not ending like a sentence ("pre-push", "gc.auto", "Overlap"); not a
+    document part set in capitals ("DESCRIPTION", "SEE ALSO": a man page's), nor a long title."""
+    last = heading[-1].strip() if heading and SECTION_TERMS else ""
+    if not last or len(last.split()) >= 4 or not _is_term(last) or last.upper() == last:
+        return ""
+    return last
+
+
+def with_section(text: str, heading: Sequence[str]) -> str:
+    """A passage's text as verification reads it: led by its section's name (:func:`section_term`) when the text
+    does not hold it, so that a reader's sentence naming the hook its evidence called "This hook" holds."""
+    name = section_term(heading)
+    return f"{name}\n\n{text}" if name and name.lower() not in text.lower() else text
 
 
 def _is_term(fragment: str) -> bool:
@@ -141,9 +178,15 @@ def remembering(embed: Embed | None) -> Embed | None:
     return RememberedTexts(embed)
 
 
-def score(question: str, texts: Sequence[str], embed: Embed | None = None) -> list[Sentence]:
-    """Every sentence of ``texts`` (the passages, best first), scored against ``question``."""
-    sents = [Sentence(p, i, s, term=d) for p, t in enumerate(texts) for i, (s, d) in enumerate(split_termed(t))]
+def score(
+    question: str, texts: Sequence[str], embed: Embed | None = None, sections: Sequence[str] = ()
+) -> list[Sentence]:
+    """Every sentence of ``texts`` (the passages, best first), scored against ``question``; ``sections``: each
+    passage's :func:`section_term` (a sentence referring back to it carries it), if known."""
+    named = list(sections) + [""] * (len(texts) - len(sections))
+    sents = [
+        Sentence(p, i, s, term=d) for p, t in enumerate(texts) for i, (s, d) in enumerate(split_termed(t, named[p]))
+    ]
     if not sents:
         return sents
     q_terms = content_terms(question)

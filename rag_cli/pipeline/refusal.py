@@ -12,7 +12,7 @@ from ..config import Settings
 from ..errors import NoRelevantPassages
 from ..text import names_in
 from ..types import Hit
-from .evidence import Sentence, score
+from .evidence import Sentence, score, section_term
 
 
 def relevant(hits: list[Hit], min_similarity: float, best_dense: float | None = None) -> list[Hit]:
@@ -38,7 +38,8 @@ async def evidence_gate(question: str, hits: list[Hit], embed: Any, settings: Se
     share words and topic with the question but none says anything close to an answer."""
     if embed is None:
         return None
-    scored = await runtime.run_blocking(score, question, [h.text for h in hits], embed, stage="evidence")
+    texts, sections = [h.text for h in hits], [section_term(h.heading) for h in hits]
+    scored = await runtime.run_blocking(score, question, texts, embed, sections, stage="evidence")
     best = max((s.score for s in scored), default=0.0)
     if best < settings.answer_min_evidence:
         raise NoRelevantPassages(

@@ -534,3 +534,43 @@ def test_evidence_shows_the_term_of_a_definition_sentence_it_holds_alone() -> No
         "This is the default merge strategy when pulling or merging more than one branch."
     )
     assert quotes([default], {0: 1}, 1)[0] == (1, default.shown)
+
+
+HOOK = (
+    "This hook is called by git-push(1) and can be used to prevent a push from taking place. The hook is called "
+    "with two parameters.\n\n"
+    "It reads the refs to push from its standard input. A pre-push hook that exits non-zero stops the push.\n\n"
+    "--dry-run\n\n"
+    "Do everything except send. This is also what it does for a hook."
+)
+
+
+def test_a_sentence_referring_back_to_its_section_carries_the_sections_name() -> None:
+    """Man pages and Markdown name a hook, an option or a setting in a heading, and its section opens "This hook
+    is called ...": the heading's name (the chunk's, not in its text) leads that sentence where it is shown alone,
+    and verification reads the passage under it, so a reader that names the hook is held by its passage."""
+    from rag_cli.pipeline.evidence import score, section_term, split_termed, with_section
+
+    assert section_term(("githooks(5) Manual Page", "HOOKS", "pre-push")) == "pre-push"
+    for generic in (("git-config(1)", "DESCRIPTION"), ("x", "SEE ALSO"), ("Setting up a long section title",), ()):
+        assert section_term(generic) == ""
+    termed = split_termed(HOOK, "pre-push")
+    assert [s for s, _ in termed] == split_sentences(HOOK)
+    assert [t for _, t in termed] == [
+        "pre-push",  # "This hook ...": refers back
+        "",  # "The hook ...": not a reference back by itself
+        "pre-push",  # "It reads ..."
+        "",  # names it
+        "",  # a definition's first sentence holds its own term
+        "--dry-run",  # a definition's later sentence: its term, not the section's
+    ]
+    assert split_termed(HOOK) == split_termed(HOOK, "")  # no section name known: as before
+    first = score("Which hook can stop a push?", [HOOK], sections=["pre-push"])[0]
+    assert first.shown == "pre-push … " + first.text
+    assert with_section(HOOK, ("HOOKS", "pre-push")).startswith("pre-push\n\nThis hook")
+    assert with_section("The pre-push hook runs.", ("HOOKS", "pre-push")) == "The pre-push hook runs."
+    opening = HOOK.split("\n\n")[0]  # the section's first paragraph: it never names the hook
+    said = "The pre-push hook can prevent a push from taking place [1]."
+    assert not Verifier([opening], question="Which hook can stop a push?").check(said).verified
+    under = Verifier([with_section(opening, ("HOOKS", "pre-push"))], question="Which hook can stop a push?")
+    assert under.check(said).verified
