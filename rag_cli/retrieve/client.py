@@ -113,7 +113,8 @@ def _fit(texts: list[str], room: int, most: int) -> list[list[str]]:
 
 def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
     """One blocking HTTP exchange with the stdlib client (on the pool): importing it costs nothing,
-    where aiohttp costs ~130 ms of a ~0.4 s warm `rag search`. Returns (status, parsed JSON)."""
+    where aiohttp costs ~130 ms of a ~0.4 s warm `rag search`. Returns (status, parsed JSON, or None for an
+    error that is not JSON)."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -128,7 +129,12 @@ def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str
         raw = resp.read(64 * 1024 * 1024 + 1)
         if len(raw) > 64 * 1024 * 1024:
             raise ValueError("answer over 64 MiB")
-        return resp.status, json.loads(raw)
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            if resp.status < 400:
+                raise
+            return resp.status, None  # an error page that is not JSON (a route this server does not have)
     finally:
         conn.close()
 

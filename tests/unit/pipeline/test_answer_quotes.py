@@ -42,7 +42,9 @@ class FakeRetrieval:
         return SearchResult(query, "hybrid", list(self.hits))
 
     async def further(self, query: str, hits: list[Hit], documents: int, **kw: Any) -> list[Hit]:
-        return []
+        from rag_cli.retrieve.within import further_passages
+
+        return further_passages(self.reader, query, None, hits, documents) if self.reader is not None else []
 
 
 class Scripted(llm_base.BaseBackend):

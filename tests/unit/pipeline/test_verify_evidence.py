@@ -567,10 +567,10 @@ def test_a_sentence_referring_back_to_its_section_carries_the_sections_name() ->
     assert split_termed(HOOK) == split_termed(HOOK, "")  # no section name known: as before
     first = score("Which hook can stop a push?", [HOOK], sections=["pre-push"])[0]
     assert first.shown == "pre-push … " + first.text
-    assert with_section(HOOK, ("HOOKS", "pre-push")).startswith("pre-push\n\nThis hook")
-    assert with_section("The pre-push hook runs.", ("HOOKS", "pre-push")) == "The pre-push hook runs."
     opening = HOOK.split("\n\n")[0]  # the section's first paragraph: it never names the hook
-    said = "The pre-push hook can prevent a push from taking place [1]."
+    assert with_section(opening, ("HOOKS", "pre-push")) == "pre-push\n\n" + opening
+    assert with_section(HOOK, ("HOOKS", "pre-push")) == HOOK  # it names the hook itself
+    said = "The hook is pre-push [1]."
     assert not Verifier([opening], question="Which hook can stop a push?").check(said).verified
     under = Verifier([with_section(opening, ("HOOKS", "pre-push"))], question="Which hook can stop a push?")
     assert under.check(said).verified
