@@ -293,7 +293,7 @@ class ServerRetrieval:
         self, query: str, hits: list[Hit], documents: int, *, mode: str | None = None, vector: Any = None
     ) -> list[Hit]:
         """The server index's further passages of ``hits``' first ``documents`` documents (``POST /further``; it
-        embeds the query itself): the passages an in-process answer reads. [] from a server before /further."""
+        embeds the query itself): the passages an in-process answer reads; [] when the server does not give them."""
         if documents <= 0 or not hits:
             return []
         body = {
@@ -309,10 +309,10 @@ class ServerRetrieval:
             raise RagError(
                 f"rag serve at {self.url} failed: {type(exc).__name__}: {exc}", hint="stop it or use --server off"
             ) from None
-        if status == 404:
-            return []  # a server from before /further
-        if status != 200 or not isinstance(data, dict) or not isinstance(data.get("hits"), list):
-            raise RagError(f"rag serve at {self.url} answered {status} to /further")
+        if status != 200:  # a server from before /further (404), busy (503) or with a smaller body limit (413):
+            return []  # the answer reads the passages found, as it did before /further
+        if not isinstance(data, dict) or not isinstance(data.get("hits"), list):
+            raise RagError(f"rag serve at {self.url} sent an unexpected answer to /further")
         return [Hit.from_dict(h) for h in data["hits"] if isinstance(h, dict)]
 
     async def search(
