@@ -78,7 +78,7 @@ CATALOGUE: dict[str, Packaged] = {
             253_113_024,
             "Gemma terms of use",
             "completion",
-            "the fastest (the default until 2026-12-06); gitdocs QA contains 0.56, written 0.18; rag ask 2.9 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            "the fastest (the default until 2026-12-06); gitdocs QA contains 0.60, written 0.18; rag ask 2.6 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             # no faster copy: its Q8_0 copy read prompts 1.9x faster but its gitdocs answers held the fact for one of 45
             # questions fewer (0.53 -> 0.51; bench/answer.py 2026-12-07)
         ),
@@ -93,7 +93,7 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.69, written 0.58; rag ask 10.7 s "
+            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.71, written 0.60; rag ask 10.7 s "
             "(bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             evidence_tokens=600,
             # no faster copy: its Q8_0 copy read prompts 1.6x faster but its gitdocs answers held the fact for 2 of 45
@@ -111,7 +111,7 @@ CATALOGUE: dict[str, Packaged] = {
             491_400_064,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the default, read from its Q8_0 copy; gitdocs QA contains 0.56, written 0.31; rag ask 3.5 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            "the default, read from its Q8_0 copy; gitdocs QA contains 0.60, written 0.31; rag ask 3.1 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             fast="q8_0",
         ),
         Packaged(
@@ -125,7 +125,7 @@ CATALOGUE: dict[str, Packaged] = {
             98_362_432,
             "Apache-2.0",
             "chat",
-            "for tests; gitdocs QA contains 0.51, written 0.04, grounded 0.94; rag ask 2.3 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            "for tests; gitdocs QA contains 0.56, written 0.04, grounded 0.96; rag ask 2.2 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
         ),
         Packaged(
             "all-minilm-l6-v2",
