@@ -355,14 +355,21 @@ def _texts(body: dict[str, Any]) -> list[str]:
     return texts
 
 
+async def _indexed_body(hub: Hub, request: web.Request) -> tuple[dict[str, Any], Settings, Retrieval]:
+    """A POST's JSON body and the served index it names (``index``, else the default), noted on the request for
+    the access log and metrics; HttpError for a bad body (400, 413) or an index not served (404, 503 if gone)."""
+    body = await read_json(request, hub.settings.serve_max_body_kb)
+    name, settings, retrieval = hub.pick(body.get("index"))
+    request["index"] = name
+    return body, settings, retrieval
+
+
 async def embed_route(request: web.Request) -> web.Response:
     """``POST /embed {"texts": [...], "index"}``: the texts' unit vectors from the index's query encoder."""
     hub: Hub = request.app[HUB]
     guard: Guard = request.app[GUARD]
     try:
-        body = await read_json(request, hub.settings.serve_max_body_kb)
-        name, _, retrieval = hub.pick(body.get("index"))
-        request["index"] = name
+        body, _, retrieval = await _indexed_body(hub, request)
         texts = _texts(body)
     except UsageError as exc:
         return error(400, exc.message)
@@ -389,9 +396,7 @@ async def further_route(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     guard: Guard = request.app[GUARD]
     try:
-        body = await read_json(request, hub.settings.serve_max_body_kb)
-        name, s, retrieval = hub.pick(body.get("index"))
-        request["index"] = name
+        body, s, retrieval = await _indexed_body(hub, request)
         query, mode = text_field(s, "query", body.get("query")), check_mode(s, body.get("mode"))
         documents = body.get("documents")
         if not isinstance(documents, int) or isinstance(documents, bool) or not 0 <= documents <= FURTHER_DOCUMENTS:
