@@ -93,7 +93,7 @@ CATALOGUE: dict[str, Packaged] = {
             1_117_320_768,
             "Apache-2.0 (upstream; the wheels carry none)",
             "chat",
-            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.71, written 0.60; rag ask 10.7 s "
+            "the quality choice; reads 600 tokens of evidence: gitdocs QA contains 0.71, written 0.60; rag ask 10.1 s "
             "(bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
             evidence_tokens=600,
             # no faster copy: its Q8_0 copy read prompts 1.6x faster but its gitdocs answers held the fact for 2 of 45
@@ -125,7 +125,7 @@ CATALOGUE: dict[str, Packaged] = {
             98_362_432,
             "Apache-2.0",
             "chat",
-            "for tests; gitdocs QA contains 0.56, written 0.04, grounded 0.96; rag ask 2.2 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
+            "for tests; gitdocs QA contains 0.56, written 0.04, grounded 0.96; rag ask 2.1 s (bench/answer.py 2026-12-07, Xeon AVX-512, 2 cores)",
         ),
         Packaged(
             "all-minilm-l6-v2",
