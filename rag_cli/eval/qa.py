@@ -25,6 +25,7 @@ from typing import Any
 from .. import runtime
 from ..config import Settings
 from ..errors import LLMError, NoRelevantPassages, UsageError
+from ..text import WORD
 from .metrics import contains, percentile, token_f1
 
 GROUNDED_AT = 0.5
@@ -77,7 +78,7 @@ def grounded(answer: str, cited: list[Any], embedder: Any) -> list[tuple[str, bo
 
 
 def _words(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
+    return " ".join(WORD.findall(text.lower()))
 
 
 def verbatim(sentence: str, held: list[str]) -> bool:

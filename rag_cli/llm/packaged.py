@@ -287,10 +287,10 @@ def derived_record(model: Packaged) -> dict[str, Any] | None:
     path = derived_file(model)
     try:
         recorded = _derived_marker(model).read_text().strip()
-        sha256 = recorded.split(":", 2)[1]
+        _, sha256, size, _ = recorded.split(":", 3)  # see _derived_stamp
         if path.exists() and recorded == _derived_stamp(model, path, sha256):
-            return {"path": str(path), "sha256": sha256, "type": model.fast, "bytes": int(recorded.split(":")[2])}
-    except (OSError, IndexError):
+            return {"path": str(path), "sha256": sha256, "type": model.fast, "bytes": int(size)}
+    except (OSError, ValueError):
         pass
     return None
 

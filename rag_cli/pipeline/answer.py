@@ -569,8 +569,10 @@ def _prompt(
     the top of its prompt), the context given with the question staying first, as [1], [2], ..."""
     sents: list[Sentence] = []
     if settings.answer_evidence and hits:  # off: whole passages, nothing scored or quoted
-        sections = [section_term(h.heading) for h in hits]
-        sents = scored if scored is not None else score(question, [h.text for h in hits], embed, sections)
+        if scored is not None:
+            sents = scored
+        else:
+            sents = score(question, [h.text for h in hits], embed, [section_term(h.heading) for h in hits])
     order = list(range(len(hits)))  # the hits the prompt shows, by position, in its order
     shown = hits
     if settings.answer_evidence and hits and backend.wants_evidence:

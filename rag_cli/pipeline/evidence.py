@@ -81,7 +81,7 @@ def split_termed(text: str, section: str = "") -> list[tuple[str, str]]:
         n + 1: piece for piece, n in pieces if per_paragraph[n] == 1 and len(piece.split()) < 4 and _is_term(piece)
     }
     before = min(terms, default=len(pieces) + 1) - 1  # the first definition's term paragraph
-    opened = -1  # the paragraph of the last sentence
+    opened = -1  # the paragraph of the last sentence (none yet)
     merged: list[tuple[str, str]] = []
     carry, began = "", -1  # a fragment waiting for what follows it, and the paragraph it began in
     for piece, n in pieces:  # a fragment of a few words (an option name, a term, a label) belongs with what follows it
@@ -91,7 +91,7 @@ def split_termed(text: str, section: str = "") -> list[tuple[str, str]]:
             carry, began = joined_piece, start
             continue
         term = "" if start < n else terms.get(n, "")  # began before: it holds the term
-        opens = not merged or opened != n  # the first sentence of its paragraph
+        opens = opened != n  # the first sentence of its paragraph
         if not term and opens and start == n < before and section and _refers_back(joined_piece, section):
             term = section
         merged.append((joined_piece, term))

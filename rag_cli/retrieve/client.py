@@ -111,20 +111,25 @@ def _fit(texts: list[str], room: int, most: int) -> list[list[str]]:
     return [b for b in batches if b]
 
 
-def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
-    """One blocking HTTP exchange with the stdlib client (on the pool): importing it costs nothing,
-    where aiohttp costs ~130 ms of a ~0.4 s warm `rag search`. Returns (status, parsed JSON, or None for an
-    error that is not JSON)."""
+def _connection(url: str, timeout: float) -> tuple[Any, str]:
+    """A stdlib HTTP(S) connection to a server at ``url`` (not yet connected) and the path its routes hang
+    under: importing http.client costs nothing, where aiohttp costs ~130 ms of a ~0.4 s warm `rag search`."""
     import http.client
     from urllib.parse import urlsplit
 
     u = urlsplit(url)
     cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-    conn = cls(u.hostname or "127.0.0.1", u.port, timeout=timeout)
+    return cls(u.hostname or "127.0.0.1", u.port, timeout=timeout), u.path.rstrip("/")
+
+
+def _request(url: str, method: str, path: str, body: Any, headers: dict[str, str], timeout: float) -> tuple[int, Any]:
+    """One blocking HTTP exchange with the stdlib client (on the pool). Returns (status, parsed JSON, or None
+    for an error that is not JSON)."""
+    conn, base = _connection(url, timeout)
     try:
         data = json.dumps(body).encode() if body is not None else None
         hdrs = {**headers, **({"Content-Type": "application/json"} if data is not None else {})}
-        conn.request(method, (u.path.rstrip("/") or "") + path, body=data, headers=hdrs)
+        conn.request(method, base + path, body=data, headers=hdrs)
         resp = conn.getresponse()
         raw = resp.read(64 * 1024 * 1024 + 1)
         if len(raw) > 64 * 1024 * 1024:
@@ -400,15 +405,10 @@ class _EventStream:
 
     def open(self) -> None:
         """Connect, send the question and read the answer's head (blocking); a refused one raises ValueError."""
-        import http.client
-        from urllib.parse import urlsplit
-
-        u = urlsplit(self.url)
-        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-        self.conn = cls(u.hostname or "127.0.0.1", u.port, timeout=self.connect_timeout)
+        self.conn, base = _connection(self.url, self.connect_timeout)
         self.conn.connect()
         self.conn.sock.settimeout(self.read_timeout)
-        self.conn.request("POST", (u.path.rstrip("/") or "") + "/ask", body=self.body, headers=self.headers)
+        self.conn.request("POST", base + "/ask", body=self.body, headers=self.headers)
         self.resp = self.conn.getresponse()
         kind = self.resp.getheader("Content-Type") or ""
         if self.resp.status != 200 or not kind.startswith("text/event-stream"):
@@ -435,12 +435,16 @@ class _SseParser:
 
     def __init__(self, max_line: int) -> None:
         self.max_line = max_line
-        self.pending = b""
+        self.pending = bytearray()  # the line not ended yet (grown in place: a long one comes in many reads)
         self.kind = "message"
         self.data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[tuple[str, dict[str, Any]]]:
-        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        self.pending += chunk
+        lines: list[bytes] = []
+        if b"\n" in chunk:
+            *lines, rest = bytes(self.pending).split(b"\n")
+            self.pending = bytearray(rest)
         if len(self.pending) > self.max_line:
             raise ValueError(f"an event line over {self.max_line} bytes")
         out = []
